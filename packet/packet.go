@@ -1,0 +1,490 @@
+package packet
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"strconv"
+)
+
+// Sizes and limits of the wire format, in bytes unless said otherwise.
+const (
+	// Magic is the first two bytes of every telewire packet ("TW").
+	Magic uint16 = 0x5457
+	// Version is the wire format version this package speaks.
+	Version = 1
+
+	// HeaderLen is the size of the common header.
+	HeaderLen = 24
+	// DataHeaderLen is the size of a DATA body before its payload.
+	DataHeaderLen = 16
+	// ParityHeaderLen is the size of a PARITY body before its shard.
+	ParityHeaderLen = 12
+	// NACKHeaderLen is the size of a NACK body before its ranges.
+	NACKHeaderLen = 4
+	// RangeLen is the encoded size of one NACK range.
+	RangeLen = 12
+	// ReportLen is the size of a REPORT body.
+	ReportLen = 160
+	// HeartbeatLen is the size of a HEARTBEAT body.
+	HeartbeatLen = 24
+
+	// MaxPacketLen is the largest datagram telewire sends or accepts: the
+	// largest UDP payload over IPv4.
+	MaxPacketLen = 65507
+	// MaxPayload is the largest DATA payload.
+	MaxPayload = MaxPacketLen - HeaderLen - DataHeaderLen
+	// MaxShard is the largest PARITY shard.
+	MaxShard = MaxPacketLen - HeaderLen - ParityHeaderLen
+	// MaxRanges is the most ranges one NACK carries.
+	MaxRanges = 64
+	// MaxRangeLen is the most sequences one NACK range names.
+	MaxRangeLen = 1 << 16
+	// MaxNACKSpan is the most sequences between the first and the last
+	// sequence named by one NACK.
+	MaxNACKSpan = 1 << 20
+)
+
+// Header field offsets.
+const (
+	offMagic   = 0
+	offVersion = 2
+	offKind    = 3
+	offFlags   = 4
+	offReserve = 5
+	offLength  = 6
+	offSession = 8
+	offStream  = 16
+	offCRC     = 20
+)
+
+// Kind says what a packet carries.
+type Kind uint8
+
+// The packet kinds of wire format v1. Values 6 to 255 are reserved.
+const (
+	KindData      Kind = 1 // application payload, sender to receiver
+	KindParity    Kind = 2 // FEC parity shard, sender to receiver
+	KindNACK      Kind = 3 // missing ranges (receiver to sender) or unavailable ranges (sender to receiver)
+	KindReport    Kind = 4 // receiver statistics, receiver to sender
+	KindHeartbeat Kind = 5 // highest sequence sent, sender to receiver
+	kindMax            = KindHeartbeat
+)
+
+var kindNames = [...]string{"INVALID", "DATA", "PARITY", "NACK", "REPORT", "HEARTBEAT"}
+
+// String returns the kind's name, e.g. "DATA".
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "KIND(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Flags is the per-kind flag byte.
+type Flags uint8
+
+// Flags defined by wire format v1.
+const (
+	// FlagRetransmit marks a DATA packet sent again in answer to a NACK.
+	FlagRetransmit Flags = 1 << 0
+	// FlagUnavailable marks a NACK sent by the sender: the listed sequences
+	// are no longer buffered and will never be retransmitted.
+	FlagUnavailable Flags = 1 << 0
+)
+
+// allowedFlags holds the flag bits each kind may carry.
+var allowedFlags = [kindMax + 1]Flags{
+	KindData: FlagRetransmit,
+	KindNACK: FlagUnavailable,
+}
+
+// Errors returned by Parse and AppendTo. They are sentinels so that callers
+// can test them with errors.Is and so that rejecting a malformed datagram
+// allocates nothing, even under a flood.
+var (
+	ErrShort       = errors.New("packet: datagram shorter than its header or body")
+	ErrTooLarge    = errors.New("packet: datagram or payload larger than the maximum")
+	ErrBadMagic    = errors.New("packet: bad magic, not a telewire packet")
+	ErrBadVersion  = errors.New("packet: unsupported version")
+	ErrUnknownKind = errors.New("packet: unknown packet kind")
+	ErrBadFlags    = errors.New("packet: flag bits not defined for this kind")
+	ErrLength      = errors.New("packet: length field disagrees with the datagram")
+	ErrChecksum    = errors.New("packet: checksum mismatch, datagram corrupted")
+	ErrBadField    = errors.New("packet: field value out of range")
+	ErrBadRanges   = errors.New("packet: NACK ranges empty, unordered, overlapping or too wide")
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Header is the part every packet carries besides magic, version, length and
+// checksum, which Parse checks and AppendTo fills in.
+type Header struct {
+	Kind    Kind
+	Flags   Flags
+	Session uint64 // random per sender start
+	Stream  uint32
+}
+
+// Range is a run of consecutive sequence numbers: First, First+1, ...,
+// First+Len-1 (modulo 2^64).
+type Range struct {
+	First uint64
+	Len   uint32
+}
+
+// Last returns the last sequence number of the range.
+func (r Range) Last() uint64 { return r.First + uint64(r.Len) - 1 }
+
+// Parity describes a PARITY packet's place in its FEC block.
+type Parity struct {
+	First  uint64 // first data sequence of the block
+	K      uint8  // data shards in the block
+	M      uint8  // parity shards in the block
+	Index  uint8  // this parity shard, 0..M-1
+	Stride uint8  // distance between the block's data sequences
+}
+
+// Heartbeat is the body of a HEARTBEAT packet.
+type Heartbeat struct {
+	Start     uint64 // first sequence the stream sent
+	Next      uint64 // sequence the next DATA will carry
+	Timestamp int64  // sender clock, nanoseconds
+}
+
+// Report is the body of a REPORT packet: the receiver's view of one stream,
+// sent every report interval. Counters are cumulative since the receiver
+// first saw the session; figures named Nanos are durations in nanoseconds.
+type Report struct {
+	EchoTimestamp   int64  // sender timestamp of the newest DATA received (0 if none)
+	EchoHoldNanos   int64  // time between receiving that DATA and sending this report
+	HighestSeq      uint64 // highest sequence received
+	Received        uint64 // distinct DATA sequences received, first copy or retransmission
+	Lost            uint64 // sequences found missing (before repair)
+	Unrecovered     uint64 // sequences given up on (lost after repair)
+	RecoveredRTX    uint64 // missing sequences that arrived by retransmission
+	RecoveredFEC    uint64 // missing sequences rebuilt from parity
+	Duplicates      uint64 // copies of sequences already received
+	Reordered       uint64 // sequences that arrived after a later one
+	Late            uint64 // sequences that arrived after their delivery deadline
+	NACKsSent       uint64 // NACK packets sent for this stream
+	Retransmits     uint64 // DATA packets received flagged as retransmissions, duplicates included
+	JitterNanos     uint64 // RFC 3550 interarrival jitter
+	DelayP50Nanos   uint64 // one-way delay percentiles above the minimum seen
+	DelayP90Nanos   uint64
+	DelayP99Nanos   uint64
+	DelayMaxNanos   uint64
+	Malformed       uint64 // datagrams from this sender's address rejected by the decoder
+	IntervalLossPPM uint32 // loss before repair in the last interval, parts per million (<= 1e6)
+	BurstMeanMilli  uint32 // mean length of loss bursts in the last interval, in thousandths of a packet
+}
+
+// Packet is one decoded or to-be-encoded telewire packet. Which fields
+// matter depends on Kind:
+//
+//	DATA      Seq, Timestamp, Payload
+//	PARITY    Parity, Payload (the shard)
+//	NACK      Ranges
+//	REPORT    Report
+//	HEARTBEAT Heartbeat
+//
+// The zero value is empty and ready for Parse. A Packet is meant to be reused
+// across datagrams: Parse overwrites only the fields of the parsed kind, and
+// Payload aliases the parsed datagram, so the datagram must outlive the use
+// of Payload. A Packet is not safe for concurrent use.
+type Packet struct {
+	Header
+	Seq       uint64
+	Timestamp int64
+	Payload   []byte
+	Parity    Parity
+	Ranges    []Range // after Parse, aliases storage inside the Packet
+	Report    Report
+	Heartbeat Heartbeat
+
+	rangeBuf [MaxRanges]Range
+}
+
+// EncodedLen returns the number of bytes AppendTo will append for p.
+func (p *Packet) EncodedLen() int {
+	switch p.Kind {
+	case KindData:
+		return HeaderLen + DataHeaderLen + len(p.Payload)
+	case KindParity:
+		return HeaderLen + ParityHeaderLen + len(p.Payload)
+	case KindNACK:
+		return HeaderLen + NACKHeaderLen + RangeLen*len(p.Ranges)
+	case KindReport:
+		return HeaderLen + ReportLen
+	case KindHeartbeat:
+		return HeaderLen + HeartbeatLen
+	}
+	return 0
+}
+
+// AppendTo appends the encoding of p to b and returns the extended slice.
+// It validates p as Parse would validate the result and returns b unchanged
+// with an error if p cannot be encoded. It allocates only when b lacks
+// capacity.
+func (p *Packet) AppendTo(b []byte) ([]byte, error) {
+	if err := p.validate(); err != nil {
+		return b, err
+	}
+	n := p.EncodedLen()
+	if n > MaxPacketLen {
+		return b, ErrTooLarge
+	}
+	start := len(b)
+	b = appendHeader(b, &p.Header, n)
+	switch p.Kind {
+	case KindData:
+		b = binary.BigEndian.AppendUint64(b, p.Seq)
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Timestamp))
+		b = append(b, p.Payload...)
+	case KindParity:
+		b = binary.BigEndian.AppendUint64(b, p.Parity.First)
+		b = append(b, p.Parity.K, p.Parity.M, p.Parity.Index, p.Parity.Stride)
+		b = append(b, p.Payload...)
+	case KindNACK:
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p.Ranges)))
+		b = append(b, 0, 0)
+		for _, r := range p.Ranges {
+			b = binary.BigEndian.AppendUint64(b, r.First)
+			b = binary.BigEndian.AppendUint32(b, r.Len)
+		}
+	case KindReport:
+		b = p.Report.appendTo(b)
+	case KindHeartbeat:
+		b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Start)
+		b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Next)
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.Timestamp))
+	}
+	pkt := b[start:]
+	binary.BigEndian.PutUint32(pkt[offCRC:], checksum(pkt))
+	return b, nil
+}
+
+func appendHeader(b []byte, h *Header, length int) []byte {
+	b = binary.BigEndian.AppendUint16(b, Magic)
+	b = append(b, Version, byte(h.Kind), byte(h.Flags), 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(length))
+	b = binary.BigEndian.AppendUint64(b, h.Session)
+	b = binary.BigEndian.AppendUint32(b, h.Stream)
+	return binary.BigEndian.AppendUint32(b, 0) // checksum, filled in last
+}
+
+// checksum computes the CRC-32C of pkt with its checksum field skipped.
+func checksum(pkt []byte) uint32 {
+	c := crc32.Update(0, castagnoli, pkt[:offCRC])
+	return crc32.Update(c, castagnoli, pkt[HeaderLen:])
+}
+
+// validate checks the fields AppendTo encodes against the rules Parse
+// enforces, so that everything telewire sends is something it accepts.
+func (p *Packet) validate() error {
+	if p.Kind == 0 || p.Kind > kindMax {
+		return ErrUnknownKind
+	}
+	if p.Flags&^allowedFlags[p.Kind] != 0 {
+		return ErrBadFlags
+	}
+	switch p.Kind {
+	case KindData:
+		if len(p.Payload) > MaxPayload {
+			return ErrTooLarge
+		}
+	case KindParity:
+		if len(p.Payload) > MaxShard {
+			return ErrTooLarge
+		}
+		return validateParity(&p.Parity, len(p.Payload))
+	case KindNACK:
+		return validateRanges(p.Ranges)
+	case KindReport:
+		return validateReport(&p.Report)
+	case KindHeartbeat:
+		return validateHeartbeat(&p.Heartbeat)
+	}
+	return nil
+}
+
+// PeekHeader checks b's magic and version and returns its header without
+// validating length, checksum or body. It lets a demultiplexer route a
+// datagram before parsing it in full.
+func PeekHeader(b []byte) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, ErrShort
+	}
+	if binary.BigEndian.Uint16(b[offMagic:]) != Magic {
+		return Header{}, ErrBadMagic
+	}
+	if b[offVersion] != Version {
+		return Header{}, ErrBadVersion
+	}
+	return Header{
+		Kind:    Kind(b[offKind]),
+		Flags:   Flags(b[offFlags]),
+		Session: binary.BigEndian.Uint64(b[offSession:]),
+		Stream:  binary.BigEndian.Uint32(b[offStream:]),
+	}, nil
+}
+
+// Parse decodes the datagram b into p. It checks, in order: size, magic,
+// version, kind, flags, the reserved byte, that the length field equals
+// len(b), the checksum, and then every field of the body. On error p's
+// contents are unspecified and the error is one of this package's sentinels.
+// On success p.Payload (DATA and PARITY) aliases b. Parse never allocates and
+// never reads outside b.
+func (p *Packet) Parse(b []byte) error {
+	if len(b) > MaxPacketLen {
+		return ErrTooLarge
+	}
+	h, err := PeekHeader(b)
+	if err != nil {
+		return err
+	}
+	if h.Kind == 0 || h.Kind > kindMax {
+		return ErrUnknownKind
+	}
+	if h.Flags&^allowedFlags[h.Kind] != 0 {
+		return ErrBadFlags
+	}
+	if b[offReserve] != 0 {
+		return ErrBadField
+	}
+	if int(binary.BigEndian.Uint16(b[offLength:])) != len(b) {
+		return ErrLength
+	}
+	if binary.BigEndian.Uint32(b[offCRC:]) != checksum(b) {
+		return ErrChecksum
+	}
+	p.Header = h
+	body := b[HeaderLen:]
+	switch h.Kind {
+	case KindData:
+		return p.parseData(body)
+	case KindParity:
+		return p.parseParity(body)
+	case KindNACK:
+		return p.parseNACK(body)
+	case KindReport:
+		return p.parseReport(body)
+	default: // KindHeartbeat
+		return p.parseHeartbeat(body)
+	}
+}
+
+func (p *Packet) parseData(body []byte) error {
+	if len(body) < DataHeaderLen {
+		return ErrShort
+	}
+	p.Seq = binary.BigEndian.Uint64(body)
+	p.Timestamp = int64(binary.BigEndian.Uint64(body[8:]))
+	p.Payload = body[DataHeaderLen:]
+	return nil
+}
+
+func (p *Packet) parseParity(body []byte) error {
+	if len(body) < ParityHeaderLen+1 {
+		return ErrShort
+	}
+	p.Parity = Parity{
+		First:  binary.BigEndian.Uint64(body),
+		K:      body[8],
+		M:      body[9],
+		Index:  body[10],
+		Stride: body[11],
+	}
+	p.Payload = body[ParityHeaderLen:]
+	return validateParity(&p.Parity, len(p.Payload))
+}
+
+func validateParity(par *Parity, shardLen int) error {
+	switch {
+	case shardLen == 0:
+		return ErrShort
+	case par.K == 0, par.M == 0, int(par.K)+int(par.M) > 256:
+		return ErrBadField
+	case par.Index >= par.M, par.Stride == 0:
+		return ErrBadField
+	}
+	return nil
+}
+
+func (p *Packet) parseNACK(body []byte) error {
+	if len(body) < NACKHeaderLen {
+		return ErrShort
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	if body[2] != 0 || body[3] != 0 {
+		return ErrBadField
+	}
+	if n == 0 || n > MaxRanges {
+		return ErrBadRanges
+	}
+	if len(body) != NACKHeaderLen+n*RangeLen {
+		if len(body) < NACKHeaderLen+n*RangeLen {
+			return ErrShort
+		}
+		return ErrLength
+	}
+	rs := p.rangeBuf[:n]
+	for i := range rs {
+		off := NACKHeaderLen + i*RangeLen
+		rs[i] = Range{
+			First: binary.BigEndian.Uint64(body[off:]),
+			Len:   binary.BigEndian.Uint32(body[off+8:]),
+		}
+	}
+	p.Ranges = rs
+	return validateRanges(rs)
+}
+
+// validateRanges enforces the NACK range rules: 1..MaxRanges ranges, each
+// 1..MaxRangeLen long, increasing, separated by at least one sequence, and
+// spanning at most MaxNACKSpan sequences in all.
+func validateRanges(rs []Range) error {
+	if len(rs) == 0 || len(rs) > MaxRanges {
+		return ErrBadRanges
+	}
+	for i, r := range rs {
+		if r.Len == 0 || r.Len > MaxRangeLen {
+			return ErrBadRanges
+		}
+		if i > 0 {
+			// The gap from the previous range's end must be positive in
+			// serial arithmetic: at least one sequence not named between
+			// them.
+			gap := SeqDiff(r.First, rs[i-1].Last())
+			if gap < 2 {
+				return ErrBadRanges
+			}
+		}
+	}
+	if span := SeqDiff(rs[len(rs)-1].Last(), rs[0].First); span < 0 || span >= MaxNACKSpan {
+		return ErrBadRanges
+	}
+	return nil
+}
+
+func (p *Packet) parseHeartbeat(body []byte) error {
+	if len(body) != HeartbeatLen {
+		if len(body) < HeartbeatLen {
+			return ErrShort
+		}
+		return ErrLength
+	}
+	p.Heartbeat = Heartbeat{
+		Start:     binary.BigEndian.Uint64(body),
+		Next:      binary.BigEndian.Uint64(body[8:]),
+		Timestamp: int64(binary.BigEndian.Uint64(body[16:])),
+	}
+	return validateHeartbeat(&p.Heartbeat)
+}
+
+func validateHeartbeat(hb *Heartbeat) error {
+	if SeqDiff(hb.Next, hb.Start) < 0 {
+		return ErrBadField
+	}
+	return nil
+}

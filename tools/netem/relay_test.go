@@ -1,0 +1,255 @@
+package netem
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// echoServer echoes datagrams on loopback until closed; done is closed
+// when its goroutine has exited.
+func echoServer(t *testing.T) (addr string, stop func()) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	return c.LocalAddr().String(), func() { c.Close(); <-done }
+}
+
+func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
+	t.Helper()
+	r, err := NewRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	return r, func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func dialRelay(t *testing.T, r *Relay) *net.UDPConn {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRelayLossless(t *testing.T) {
+	before := runtime.NumGoroutine()
+	echo, stopEcho := echoServer(t)
+	r, stop := startRelay(t, RelayConfig{
+		Listen: "127.0.0.1:0", To: echo,
+		Fwd: mustSpec(t, "delay 5ms 1ms"), Rev: mustSpec(t, "delay 1ms"),
+	})
+	c := dialRelay(t, r)
+	const n, window = 2000, 64
+	seen := make([]bool, n)
+	got := 0
+	send := func(i int) {
+		var b [64]byte
+		binary.BigEndian.PutUint32(b[:], uint32(i))
+		if _, err := c.Write(b[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := 0
+	for ; sent < window; sent++ {
+		send(sent)
+	}
+	buf := make([]byte, 2048)
+	for got < n {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d of %d echoes: %v (stats %+v)", got, n, err, r.Stats())
+		}
+		i := int(binary.BigEndian.Uint32(buf[:k]))
+		if k != 64 || i >= n || seen[i] {
+			t.Fatalf("bad or duplicate echo %d (%d bytes)", i, k)
+		}
+		seen[i] = true
+		got++
+		if sent < n {
+			send(sent)
+			sent++
+		}
+	}
+	st := r.Stats()
+	if st.Fwd.Forwarded != n || st.Rev.Forwarded != n || st.Fwd.Dropped != 0 || st.Clients != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	med, mx := r.DeliveryLateness()
+	// 64 datagrams in flight arrive in bursts, so this includes queueing
+	// behind earlier writes; TestRelayDeliveryJitter measures the timers.
+	t.Logf("burst delivery |actual-scheduled|: median %v, max %v", med, mx)
+	stop()
+	stopEcho()
+	if after := runtime.NumGoroutine(); after > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("goroutines: %d before, %d after\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestRelaySeededLoss(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	const seed = 99
+	fwd := mustSpec(t, "loss 10%")
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo, Fwd: fwd, Seed: seed})
+	defer stop()
+	c := dialRelay(t, r)
+	// The first client's forward link is seeded with Seed+1, so an
+	// offline Link predicts every decision; stop-and-wait on the
+	// predicted survivors keeps the socket buffers from overflowing.
+	oracle, _ := NewLink(fwd, seed+1)
+	const n = 5000
+	lost := 0
+	buf := make([]byte, 64)
+	for i := range n {
+		var b [8]byte
+		binary.BigEndian.PutUint32(b[:], uint32(i))
+		before := oracle.Stats().Dropped
+		oracle.Enqueue(0, b[:])
+		if oracle.Stats().Dropped != before {
+			lost++
+		}
+		oracle.Dequeue(0)
+		if _, err := c.Write(b[:]); err != nil {
+			t.Fatal(err)
+		}
+		if oracle.Stats().Dropped != before {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if got := binary.BigEndian.Uint32(buf[:k]); got != uint32(i) {
+			t.Fatalf("got echo %d, want %d (relay diverged from its seed)", got, i)
+		}
+	}
+	rate := float64(lost) / n
+	if rate < 0.09 || rate > 0.11 {
+		t.Fatalf("loss %.4f outside [9%%, 11%%]", rate)
+	}
+	if st := r.Stats(); st.Fwd.Dropped != uint64(lost) || st.Fwd.Received != n {
+		t.Fatalf("stats %+v, lost %d", st, lost)
+	}
+}
+
+func TestRelayClientsBoundedAndExpire(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo, MaxClients: 2, IdleTimeout: 50 * time.Millisecond})
+	defer stop()
+	buf := make([]byte, 16)
+	var conns []*net.UDPConn
+	for range 3 {
+		conns = append(conns, dialRelay(t, r))
+	}
+	for i, c := range conns {
+		c.Write([]byte{byte(i)})
+		if i < 2 {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+		}
+	}
+	// the third client is refused; once the first two expire it is served
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conns[2].Write([]byte{2})
+		conns[2].SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := conns[2].Read(buf); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline) {
+			t.Fatalf("third client never served: %v (stats %+v)", err, r.Stats())
+		}
+	}
+	if st := r.Stats(); st.Rejected == 0 || st.Fwd.Forwarded < 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestNewRelayErrors(t *testing.T) {
+	if _, err := NewRelay(RelayConfig{Listen: "127.0.0.1:0", To: "127.0.0.1:9", Fwd: Spec{LossPercent: 200}}); !errors.Is(err, ErrRelayConfig) {
+		t.Errorf("bad spec: %v", err)
+	}
+	if _, err := NewRelay(RelayConfig{Listen: "127.0.0.1:0", To: "no-such-host.invalid:x"}); !errors.Is(err, ErrRelayConfig) {
+		t.Errorf("bad To: %v", err)
+	}
+	if _, err := NewRelay(RelayConfig{Listen: "127.0.0.1:0", To: "127.0.0.1:9", MaxClients: -1}); !errors.Is(err, ErrRelayConfig) {
+		t.Errorf("negative MaxClients: %v", err)
+	}
+}
+
+// TestRelayDeliveryJitter measures how closely the relay keeps the model's
+// schedule for a paced stream (one datagram a millisecond, as telemetry
+// sends): the median |actual − scheduled| is reported and bounded loosely,
+// since the machine may be loaded.
+func TestRelayDeliveryJitter(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo,
+		Fwd: mustSpec(t, "delay 5ms 1ms"), Rev: mustSpec(t, "delay 5ms 1ms")})
+	defer stop()
+	c := dialRelay(t, r)
+	const n = 500
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64)
+		for range n {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	tick := time.NewTicker(time.Millisecond) // paces the traffic
+	defer tick.Stop()
+	for range n {
+		<-tick.C
+		if _, err := c.Write(make([]byte, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	med, mx := r.DeliveryLateness()
+	t.Logf("paced stream, %d datagrams each way: delivery |actual-scheduled| median %v, max %v", n, med, mx)
+	if med > 5*time.Millisecond { // loose: the machine may be loaded or under -race
+		t.Errorf("median delivery lateness %v", med)
+	}
+}

@@ -1,0 +1,174 @@
+package reliability
+
+import (
+	"math"
+
+	"github.com/telewire/telewire/packet"
+)
+
+// Recoverer tells the NACK scheduler that a missing sequence may still be
+// rebuilt without a retransmission, typically because its FEC block has
+// not yet received all the shards it could. The FEC decoder implements it.
+type Recoverer interface {
+	// CanRecover reports whether seq may still be recovered locally at or
+	// after now. While it says so, seq is not NACKed.
+	CanRecover(seq uint64, now int64) bool
+}
+
+// SetJitter tells the tracker the stream's current interarrival jitter
+// (RFC 3550), ns. The reorder tolerance is at least twice the jitter.
+func (t *Tracker) SetJitter(nanos int64) { t.jitter = min(max(nanos, 0), maxRTTSample) }
+
+// ReorderTolerance returns how long, ns, a newly found gap waits before its
+// first NACK: the larger of ReorderFloor, twice the jitter, and the
+// reordering delay observed so far (smoothed delay plus four mean
+// deviations, from gaps filled by a later original), capped at
+// ReorderCeiling. Gaps found earlier keep the tolerance they were given.
+func (t *Tracker) ReorderTolerance() int64 {
+	tol := max(t.cfg.ReorderFloor, 2*t.jitter)
+	if t.reoSample > 0 {
+		tol = max(tol, t.reoAvg+4*t.reoDev)
+	}
+	return min(tol, t.cfg.ReorderCeiling)
+}
+
+// backoff returns the wait after the tries-th request of a sequence.
+func backoff(rto int64, tries uint16) int64 {
+	shift := min(int(tries)-1, maxBackoffShift)
+	return rto << max(shift, 0)
+}
+
+// AppendNACK appends to dst the ranges of every pending sequence due for a
+// request at now and returns the extended slice, in increasing sequence
+// order, coalesced into ranges of at most packet.MaxRangeLen. Cut the
+// result into packets with SplitNACK.
+//
+// A sequence is due when its reorder tolerance has passed since it was
+// found missing (first request), or when its backoff has passed since the
+// last request: rto, 2*rto, 4*rto ... up to 64*rto. rto is the caller's
+// retransmission timeout, ns (e.g. from an RTT estimator); non-positive
+// means 100 ms. A due sequence that rec (if not nil) says it can recover
+// is skipped and looked at again one tolerance later; a due sequence
+// already requested MaxNACKRetries times is given up instead.
+//
+// At most MaxNACKRanges ranges are emitted per call, oldest first, and a
+// call within NACKInterval of the last call that emitted ranges emits
+// nothing. AppendNACK does not allocate when dst has room.
+func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) []packet.Range {
+	if t.nacked && now-t.lastNACK < t.cfg.NACKInterval {
+		return dst
+	}
+	if rto <= 0 {
+		rto = fallbackRTO
+	}
+	rto = min(rto, maxRTO)
+	m := &t.miss
+	start := len(dst)
+	closed := 0
+	var cur packet.Range
+	open := false
+	nextDue := int64(math.MaxInt64)
+	retry := max(t.ReorderTolerance(), t.cfg.NACKInterval)
+	maxTries := uint16(t.cfg.MaxNACKRetries)
+	for i := range m.n {
+		e := m.at(i)
+		if !e.live {
+			continue
+		}
+		if now < e.due {
+			nextDue = min(nextDue, e.due)
+			continue
+		}
+		if e.tries >= maxTries {
+			m.kill(i)
+			t.giveUpCount(1, &t.stats.GivenUpRetries)
+			continue
+		}
+		if rec != nil && rec.CanRecover(e.seq, now) {
+			t.stats.NACKVetoed++
+			e.due = now + retry
+			nextDue = min(nextDue, e.due)
+			continue
+		}
+		if !open || e.seq != cur.Last()+1 || cur.Len >= packet.MaxRangeLen {
+			used := closed
+			if open {
+				used++
+			}
+			if used >= t.cfg.MaxNACKRanges {
+				// Out of ranges for this round: the entry stays due.
+				nextDue = min(nextDue, e.due)
+				continue
+			}
+			if open {
+				dst = append(dst, cur)
+				closed++
+			}
+			cur, open = packet.Range{First: e.seq, Len: 1}, true
+		} else {
+			cur.Len++
+		}
+		if e.tries == 0 {
+			t.stats.NACKed++
+		} else {
+			t.stats.NACKRetries++
+		}
+		e.tries++
+		e.lastNACK = now
+		e.due = now + backoff(rto, e.tries)
+		nextDue = min(nextDue, e.due)
+	}
+	if open {
+		dst = append(dst, cur)
+	}
+	m.trim()
+	t.nextDue = nextDue
+	if len(dst) > start {
+		t.nacked = true
+		t.lastNACK = now
+		t.stats.NACKRounds++
+		for rs := dst[start:]; len(rs) > 0; {
+			_, rs = SplitNACK(rs)
+			t.stats.NACKPackets++
+		}
+	}
+	return dst
+}
+
+// NextNACKAt returns when AppendNACK should next be called, ns: the
+// earliest time a pending sequence becomes due, no earlier than
+// NACKInterval after the last round. ok is false when nothing is pending.
+// The time may be early (a gap filled since), never late; calling
+// AppendNACK early is harmless.
+func (t *Tracker) NextNACKAt() (at int64, ok bool) {
+	if t.miss.live == 0 {
+		return 0, false
+	}
+	at = t.nextDue
+	if t.nacked {
+		at = max(at, t.lastNACK+t.cfg.NACKInterval)
+	}
+	return at, true
+}
+
+// SplitNACK cuts from rs the longest prefix that one NACK packet can carry
+// (at most packet.MaxRanges ranges, none touching the one before, spanning
+// less than packet.MaxNACKSpan sequences) and returns it with the rest. A
+// run longer than packet.MaxRangeLen comes out of AppendNACK as touching
+// ranges, which SplitNACK puts in separate packets. rs must be in increasing order
+// with ranges of at most packet.MaxRangeLen, as AppendNACK produces. An
+// empty rs gives two empty slices.
+func SplitNACK(rs []packet.Range) (head, rest []packet.Range) {
+	if len(rs) == 0 {
+		return rs, rs
+	}
+	n := 1
+	for n < len(rs) && n < packet.MaxRanges {
+		if packet.SeqDiff(rs[n].First, rs[n-1].Last()) < 2 ||
+			packet.SeqDiff(rs[n].Last(), rs[0].First) >= packet.MaxNACKSpan {
+			break
+		}
+		n++
+	}
+	return rs[:n], rs[n:]
+}

@@ -1,0 +1,214 @@
+// Package loop runs a sans-IO protocol core (the sender's or the receiver's)
+// over a batched UDP socket: one goroutine reads batches and hands each
+// datagram to the core, one goroutine writes what the core queued and fires
+// its timers. The core itself never touches a socket, a goroutine or the
+// wall clock, which is what lets simulations drive the same core on a fake
+// clock.
+//
+// Concurrency: the core is guarded by [Loop.Mu]; the loop holds it while it
+// calls into the core and never across a syscall. API methods of the sender
+// and receiver take the same lock.
+package loop
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/telewire/telewire/internal/clock"
+	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/internal/udpio"
+)
+
+// Core is a protocol state machine driven by datagrams and time.
+type Core interface {
+	// Handle processes one received datagram; now is its receive time.
+	Handle(b []byte, from netip.AddrPort, now int64)
+	// Tick runs whatever timers are due at now.
+	Tick(now int64)
+	// NextTimer returns when Tick next has work, if ever.
+	NextTimer() (at int64, ok bool)
+	// Outbox returns the double buffer the core encodes datagrams into.
+	Outbox() *outbox.Pair
+}
+
+// Config wires a Loop.
+type Config struct {
+	Core   Core
+	Conn   *udpio.Conn
+	Clock  clock.Clock
+	Logger zerolog.Logger
+	// AfterRead, if set, is called (without the lock) after each batch read
+	// has been handed to the core.
+	AfterRead func()
+}
+
+// Loop owns the reader and writer goroutines of one socket.
+type Loop struct {
+	// Mu guards the core. Hold it to call the core from outside the loop.
+	Mu sync.Mutex
+	// Space is signalled (Broadcast, under Mu) whenever the writer hands an
+	// emptied batch back to the core, or the loop closes.
+	Space *sync.Cond
+
+	cfg      Config
+	wake     chan struct{}
+	done     chan struct{}
+	closing  atomic.Bool
+	writerWG sync.WaitGroup
+	readerWG sync.WaitGroup
+	log      zerolog.Logger
+
+	writeErrors atomic.Uint64
+	readErrors  atomic.Uint64
+}
+
+// Start starts the loop's goroutines.
+func Start(cfg Config) *Loop {
+	l := &Loop{
+		cfg:  cfg,
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+		log:  cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second}),
+	}
+	l.Space = sync.NewCond(&l.Mu)
+	l.writerWG.Add(1)
+	go l.writer()
+	l.readerWG.Add(1)
+	go l.reader()
+	return l
+}
+
+// Wake asks the writer to flush queued datagrams and re-arm its timer. It
+// never blocks.
+func (l *Loop) Wake() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Closing reports whether Close has been called.
+func (l *Loop) Closing() bool { return l.closing.Load() }
+
+// WriteErrors returns how many datagrams failed to send.
+func (l *Loop) WriteErrors() uint64 { return l.writeErrors.Load() }
+
+// ReadErrors returns how many socket reads failed (other than on close).
+func (l *Loop) ReadErrors() uint64 { return l.readErrors.Load() }
+
+// Close flushes what the core has queued, stops both goroutines and closes
+// the socket. It is safe to call more than once.
+func (l *Loop) Close() error {
+	if l.closing.Swap(true) {
+		l.writerWG.Wait()
+		l.readerWG.Wait()
+		return nil
+	}
+	close(l.done)
+	l.writerWG.Wait()
+	err := l.cfg.Conn.Close()
+	l.readerWG.Wait()
+	l.Mu.Lock()
+	l.Space.Broadcast()
+	l.Mu.Unlock()
+	return err
+}
+
+func (l *Loop) reader() {
+	defer l.readerWG.Done()
+	for {
+		dgs, err := l.cfg.Conn.Read()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.closing.Load() {
+				return
+			}
+			l.readErrors.Add(1)
+			l.log.Warn().Err(err).Msg("socket read failed")
+			continue
+		}
+		now := l.cfg.Clock.Now()
+		l.Mu.Lock()
+		for i := range dgs {
+			l.cfg.Core.Handle(dgs[i].Data, dgs[i].Addr, now)
+		}
+		pending := l.cfg.Core.Outbox().Current().Len() > 0
+		l.Mu.Unlock()
+		if pending {
+			l.Wake()
+		}
+		if l.cfg.AfterRead != nil {
+			l.cfg.AfterRead()
+		}
+	}
+}
+
+func (l *Loop) writer() {
+	defer l.writerWG.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		l.Mu.Lock()
+		now := l.cfg.Clock.Now()
+		l.cfg.Core.Tick(now)
+		b := l.cfg.Core.Outbox().Take()
+		next, armed := l.cfg.Core.NextTimer()
+		l.Mu.Unlock()
+
+		if b != nil {
+			l.write(b)
+			l.Mu.Lock()
+			l.cfg.Core.Outbox().Give(b)
+			l.Space.Broadcast()
+			l.Mu.Unlock()
+			continue // more may have been queued while we wrote
+		}
+		select {
+		case <-l.done:
+			return // Take returned nil: nothing left to flush
+		default:
+		}
+		if armed {
+			d := time.Duration(next - now)
+			if d < 0 {
+				d = 0
+			}
+			timer.Reset(d)
+		}
+		select {
+		case <-l.wake:
+		case <-timer.C:
+		case <-l.done:
+		}
+		if armed && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// write sends a whole batch. A datagram the kernel refuses (for example an
+// ICMP error reported on the socket) is counted and skipped so that one bad
+// destination cannot stall the rest.
+func (l *Loop) write(b *outbox.Batch) {
+	dgs := b.Datagrams()
+	for len(dgs) > 0 {
+		n, err := l.cfg.Conn.WriteBatch(dgs)
+		if err == nil {
+			return
+		}
+		l.writeErrors.Add(1)
+		l.log.Warn().Err(err).Stringer("to", dgs[min(n, len(dgs)-1)].Addr).Msg("socket write failed")
+		if n < len(dgs) {
+			n++ // skip the datagram that failed
+		}
+		dgs = dgs[n:]
+	}
+}

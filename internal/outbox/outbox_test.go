@@ -1,0 +1,91 @@
+package outbox
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/telewire/telewire/packet"
+)
+
+var dst = netip.MustParseAddrPort("127.0.0.1:9")
+
+func data(n int) *packet.Packet {
+	return &packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 1}, Seq: 7, Payload: make([]byte, n)}
+}
+
+func TestBatchBounds(t *testing.T) {
+	b := New(3, 200)
+	for i := range 2 {
+		if err := b.Append(data(50), dst); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	// 2*90 bytes used; a third 90-byte packet does not fit in 200 bytes.
+	if err := b.Append(data(50), dst); !errors.Is(err, ErrFull) {
+		t.Fatalf("byte bound: %v", err)
+	}
+	if err := b.AppendRaw([]byte{1, 2, 3}, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendRaw([]byte{1}, dst); !errors.Is(err, ErrFull) {
+		t.Fatalf("count bound: %v", err)
+	}
+	if b.Len() != 3 || b.Bytes() != 183 {
+		t.Fatalf("len %d bytes %d", b.Len(), b.Bytes())
+	}
+	// Every datagram decodes and points at its own bytes.
+	var p packet.Packet
+	for i, d := range b.Datagrams()[:2] {
+		if err := p.Parse(d.Data); err != nil || d.Addr != dst {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+	if bad := (&packet.Packet{}); b.Append(bad, dst) == nil {
+		t.Fatal("invalid packet accepted")
+	}
+	b.Reset()
+	if b.Len() != 0 || b.Bytes() != 0 || !b.Room(200) {
+		t.Fatal("reset did not empty the batch")
+	}
+}
+
+func TestPair(t *testing.T) {
+	p := NewPair(4, 1<<12)
+	if p.Take() != nil {
+		t.Fatal("took an empty batch")
+	}
+	first := p.Current()
+	if err := first.Append(data(1), dst); err != nil {
+		t.Fatal(err)
+	}
+	b := p.Take()
+	if b != first || p.Current() == first {
+		t.Fatal("Take did not switch batches")
+	}
+	if err := p.Current().Append(data(1), dst); err != nil {
+		t.Fatal(err)
+	}
+	if p.Take() != nil {
+		t.Fatal("second Take before Give")
+	}
+	p.Give(b)
+	if b.Len() != 0 {
+		t.Fatal("Give did not reset")
+	}
+	if p.Take() == nil {
+		t.Fatal("Take after Give returned nothing")
+	}
+}
+
+func TestAppendAllocatesNothing(t *testing.T) {
+	b := New(1024, 1<<20)
+	pkt := data(200)
+	if n := testing.AllocsPerRun(500, func() {
+		if b.Append(pkt, dst) != nil {
+			b.Reset()
+		}
+	}); n != 0 {
+		t.Fatalf("Append allocates %.1f times", n)
+	}
+}

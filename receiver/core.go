@@ -1,0 +1,424 @@
+package receiver
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/internal/stats"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/reliability"
+)
+
+// Origin says how a delivered message reached the receiver.
+type Origin uint8
+
+// Message origins.
+const (
+	OriginFirst      Origin = iota // first transmission
+	OriginRetransmit               // a retransmission answering a NACK
+	OriginFEC                      // rebuilt from FEC parity
+)
+
+var originNames = [...]string{"first", "retransmit", "fec"}
+
+// String returns "first", "retransmit" or "fec".
+func (o Origin) String() string {
+	if int(o) < len(originNames) {
+		return originNames[o]
+	}
+	return "unknown"
+}
+
+// Message is one delivered application payload.
+type Message struct {
+	Source       netip.AddrPort // sender's address
+	Session      uint64         // sender's session id
+	Stream       uint32
+	Seq          uint64
+	SentNanos    int64 // sender's clock when it was sent
+	ReceiveNanos int64 // receiver's clock when it arrived
+	Origin       Origin
+	// Payload aliases the receiver's delivery buffer: it is valid until the
+	// next call to Recv. Copy it to keep it.
+	Payload []byte
+
+	off int // payload offset in the queue's ring
+}
+
+// stream is the receiver's state for one stream of one session.
+type stream struct {
+	id      uint32
+	tracker *reliability.Tracker
+	jitter  stats.Jitter
+	delay   stats.DelayHistogram
+
+	echoTs int64 // newest sender timestamp seen
+	echoAt int64 // when it arrived
+
+	retransmits uint64
+	nacksSent   uint64
+	bursts      uint64 // loss events (gaps) found
+
+	// At the last REPORT, for per-interval figures.
+	lastHighest uint64
+	lastLost    uint64
+	lastBursts  uint64
+	lossPPM     uint32
+	burstMilli  uint32
+}
+
+// session is the state for one sender (address and session id).
+type session struct {
+	addr      netip.AddrPort
+	id        uint64
+	streams   []*stream
+	lastSeen  int64
+	malformed uint64
+}
+
+// Core is the receiver's protocol state machine, free of sockets,
+// goroutines and clocks: Handle and Tick take the time as an argument,
+// deliver messages into the queue and encode feedback into the Outbox.
+// [Receiver] runs it over a real socket. A Core is not safe for concurrent
+// use.
+type Core struct {
+	cfg      Config
+	sessions map[netip.AddrPort]*session // bounded by cfg.MaxSessions
+	queue    *queue
+	out      *outbox.Pair
+	pkt      packet.Packet
+	log      zerolog.Logger
+
+	nextReport int64
+	stats      Stats // global counters; per-stream figures are built on demand
+}
+
+// NewCore returns a receiver Core. cfg.Listen, the socket settings and
+// Clock are not used by a Core: the caller owns the socket and the time.
+func NewCore(cfg Config) (*Core, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Core{
+		cfg:      cfg,
+		sessions: make(map[netip.AddrPort]*session),
+		queue:    newQueue(cfg.QueueMessages, cfg.QueueBytes),
+		// Feedback is small and paced by the report interval.
+		out: outbox.NewPair(1024, 1<<20),
+		log: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+	}, nil
+}
+
+// Outbox returns the queue feedback is encoded into.
+func (c *Core) Outbox() *outbox.Pair { return c.out }
+
+// Pop lends the next delivered message; see Message.Payload for its life.
+func (c *Core) Pop() (Message, bool) { return c.queue.pop() }
+
+// Handle processes one datagram received at now.
+func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
+	c.stats.Datagrams++
+	p := &c.pkt
+	if err := p.Parse(b); err != nil {
+		c.stats.Malformed++
+		if s := c.sessions[from]; s != nil {
+			s.malformed++
+		}
+		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		return
+	}
+	switch p.Kind {
+	case packet.KindData, packet.KindHeartbeat:
+	case packet.KindNACK:
+		if p.Flags&packet.FlagUnavailable != 0 {
+			c.handleUnavailable(p, from, now)
+			return
+		}
+		c.stats.Unexpected++
+		return
+	default:
+		// PARITY needs FEC; REPORT goes the other way.
+		c.stats.Unexpected++
+		return
+	}
+	s := c.session(p.Session, from, now)
+	if s == nil {
+		return
+	}
+	st := s.stream(p.Stream, c)
+	if st == nil {
+		c.stats.StreamsRefused++
+		return
+	}
+	s.lastSeen = now
+	if p.Kind == packet.KindHeartbeat {
+		c.stats.Heartbeats++
+		if n := st.tracker.OnHeartbeat(p.Heartbeat.Start, p.Heartbeat.Next, now); n > 0 {
+			st.bursts++
+		}
+		return
+	}
+	c.handleData(s, st, p, from, now)
+}
+
+func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
+	retransmit := p.Flags&packet.FlagRetransmit != 0
+	if retransmit {
+		st.retransmits++
+	}
+	src := reliability.SourceOriginal
+	if retransmit {
+		src = reliability.SourceRetransmit
+	}
+	arrival, info := st.tracker.OnArrival(p.Seq, now, src)
+	if info.NewlyMissing > 0 {
+		st.bursts++
+	}
+	if arrival != reliability.ArrivalNew && arrival != reliability.ArrivalResync {
+		return // duplicate or too old: counted by the tracker
+	}
+	if !retransmit {
+		// Jitter and delay describe the path, so only first
+		// transmissions feed them.
+		st.jitter.Observe(p.Timestamp, now)
+		st.delay.Observe(now - p.Timestamp)
+		if p.Timestamp > st.echoTs || st.echoAt == 0 {
+			st.echoTs, st.echoAt = p.Timestamp, now
+		}
+	}
+	m := Message{
+		Source:       from,
+		Session:      s.id,
+		Stream:       st.id,
+		Seq:          p.Seq,
+		SentNanos:    p.Timestamp,
+		ReceiveNanos: now,
+		Payload:      p.Payload,
+	}
+	if retransmit {
+		m.Origin = OriginRetransmit
+	}
+	if !c.queue.push(&m) {
+		c.stats.QueueOverflow++
+		return
+	}
+	c.stats.Delivered++
+}
+
+// handleUnavailable takes the sender's word that it cannot retransmit the
+// listed sequences. Until NACKs are scheduled there is nothing waiting on
+// them, so it only counts the answer.
+func (c *Core) handleUnavailable(p *packet.Packet, from netip.AddrPort, now int64) {
+	s := c.sessions[from]
+	if s == nil || s.id != p.Session {
+		c.stats.Unexpected++
+		return
+	}
+	c.stats.Unavailable++
+}
+
+// session finds or creates the state for a sender. A new session id from a
+// known address is a restarted sender: its old state is dropped.
+func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
+	s := c.sessions[from]
+	if s != nil && s.id == id {
+		return s
+	}
+	if s != nil {
+		c.stats.SessionRestarts++
+		c.log.Info().Stringer("from", from).Str("old", hex64(s.id)).Str("new", hex64(id)).Msg("sender restarted")
+	} else {
+		if len(c.sessions) >= c.cfg.MaxSessions {
+			c.stats.SessionsRefused++
+			c.log.Debug().Stringer("from", from).Msg("session table full, datagram dropped")
+			return nil
+		}
+		c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
+	}
+	s = &session{addr: from, id: id, lastSeen: now}
+	c.sessions[from] = s
+	c.stats.Sessions++
+	return s
+}
+
+func (s *session) stream(id uint32, c *Core) *stream {
+	for _, st := range s.streams {
+		if st.id == id {
+			return st
+		}
+	}
+	if len(s.streams) >= c.cfg.MaxStreams {
+		return nil
+	}
+	st := &stream{id: id, tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window})}
+	s.streams = append(s.streams, st)
+	return st
+}
+
+// Tick sends the periodic REPORTs and expires silent sessions.
+func (c *Core) Tick(now int64) {
+	if c.nextReport == 0 {
+		c.nextReport = now + int64(c.cfg.ReportInterval)
+		return
+	}
+	if now < c.nextReport {
+		return
+	}
+	c.nextReport += int64(c.cfg.ReportInterval)
+	if c.nextReport <= now { // we fell behind: do not burst to catch up
+		c.nextReport = now + int64(c.cfg.ReportInterval)
+	}
+	for addr, s := range c.sessions {
+		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
+			delete(c.sessions, addr)
+			c.stats.SessionsExpired++
+			c.log.Info().Stringer("from", addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")
+			continue
+		}
+		for _, st := range s.streams {
+			c.report(s, st, now)
+		}
+	}
+}
+
+// NextTimer returns when the next REPORT is due. The report clock runs
+// even without sessions, so that a session that appears between ticks is
+// reported on time without the socket reader having to re-arm a timer.
+func (c *Core) NextTimer() (int64, bool) {
+	return c.nextReport, true // 0 before the first Tick: due at once
+}
+
+// report closes the stream's interval and queues a REPORT to its sender.
+func (c *Core) report(s *session, st *stream, now int64) {
+	l := lossOf(st.tracker.Stats())
+	highest, _ := st.tracker.Highest()
+	expected := packet.SeqDiff(highest, st.lastHighest)
+	var lost uint64 // net new losses this interval; late arrivals may make it negative
+	if l.lost > st.lastLost {
+		lost = l.lost - st.lastLost
+	}
+	bursts := st.bursts - st.lastBursts
+	st.lossPPM = 0
+	if expected > 0 {
+		st.lossPPM = uint32(min(packet.MaxLossPPM, lost*packet.MaxLossPPM/uint64(expected)))
+	} else if lost > 0 {
+		st.lossPPM = packet.MaxLossPPM // only tail loss revealed by a heartbeat
+	}
+	st.burstMilli = 0
+	if bursts > 0 {
+		st.burstMilli = uint32(min(1<<31, lost*1000/bursts))
+	}
+	st.lastHighest, st.lastLost, st.lastBursts = highest, l.lost, st.bursts
+
+	c.pkt = packet.Packet{
+		Header: packet.Header{Kind: packet.KindReport, Session: s.id, Stream: st.id},
+		Report: c.reportBody(s, st, now),
+	}
+	if err := c.out.Current().Append(&c.pkt, s.addr); err != nil {
+		c.stats.FeedbackDropped++
+		return
+	}
+	c.stats.Reports++
+}
+
+func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
+	ts := st.tracker.Stats()
+	l := lossOf(ts)
+	highest, _ := st.tracker.Highest()
+	d := st.delay.Summary()
+	r := packet.Report{
+		HighestSeq:      highest,
+		Received:        ts.Received,
+		Lost:            l.lost,
+		Unrecovered:     l.unrecovered,
+		RecoveredRTX:    ts.RecoveredRTX,
+		RecoveredFEC:    ts.RecoveredFEC,
+		Duplicates:      ts.Duplicates,
+		Reordered:       ts.Reordered,
+		NACKsSent:       st.nacksSent,
+		Retransmits:     st.retransmits,
+		JitterNanos:     st.jitter.Nanos(),
+		DelayP50Nanos:   d.P50,
+		DelayP90Nanos:   d.P90,
+		DelayP99Nanos:   d.P99,
+		DelayMaxNanos:   d.Max,
+		Malformed:       s.malformed,
+		IntervalLossPPM: st.lossPPM,
+		BurstMeanMilli:  st.burstMilli,
+	}
+	if st.echoAt != 0 {
+		r.EchoTimestamp = st.echoTs
+		r.EchoHoldNanos = now - st.echoAt
+	}
+	return r
+}
+
+func hex64(v uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[v&15]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+// Stats returns the counters and a snapshot of every live stream.
+func (c *Core) Stats() Stats {
+	st := c.stats
+	st.Streams = []StreamStats{}
+	for _, s := range c.sessions {
+		for _, x := range s.streams {
+			ts := x.tracker.Stats()
+			l := lossOf(ts)
+			highest, _ := x.tracker.Highest()
+			st.Streams = append(st.Streams, StreamStats{
+				Source:       s.addr.String(),
+				Session:      hex64(s.id),
+				Stream:       x.id,
+				HighestSeq:   highest,
+				Received:     ts.Received,
+				Lost:         l.lost,
+				Unrecovered:  l.unrecovered,
+				RecoveredRTX: ts.RecoveredRTX,
+				RecoveredFEC: ts.RecoveredFEC,
+				Duplicates:   ts.Duplicates,
+				Reordered:    ts.Reordered,
+				Stale:        ts.Stale,
+				Resyncs:      ts.Resyncs,
+				Retransmits:  x.retransmits,
+				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
+				JitterNanos:  x.jitter.Nanos(),
+				Delay:        x.delay.Summary(),
+				DelaySamples: x.delay.Count(),
+			})
+		}
+	}
+	return st
+}
+
+// loss is a stream's loss accounting derived from the tracker's counters.
+type loss struct {
+	lost        uint64 // missing on the path: found missing and not arrived by themselves
+	unrecovered uint64 // of lost, not repaired (yet) by retransmission or FEC
+}
+
+// lossOf turns the tracker's counters into loss figures. The tracker
+// counts a sequence missing as soon as a later one arrives, so reordering
+// alone makes sequences "missing" that then arrive on their own; those are
+// not losses.
+func lossOf(ts reliability.TrackerStats) loss {
+	late := ts.Recovered - ts.RecoveredRTX - ts.RecoveredFEC + ts.ArrivedAfterGiveUp
+	var l loss
+	if ts.Missing > late {
+		l.lost = ts.Missing - late
+	}
+	if repaired := ts.RecoveredRTX + ts.RecoveredFEC; l.lost > repaired {
+		l.unrecovered = l.lost - repaired
+	}
+	return l
+}

@@ -1,0 +1,151 @@
+package receiver
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/packet"
+)
+
+func newCore(t *testing.T, cfg Config) *Core {
+	t.Helper()
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func addr(i int) netip.AddrPort {
+	return netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", 10000+i))
+}
+
+func dataPkt(t *testing.T, session uint64, stream uint32, seq uint64, ts int64) []byte {
+	t.Helper()
+	p := packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: session, Stream: stream}, Seq: seq, Timestamp: ts, Payload: []byte("x")}
+	b, err := p.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// reports drains the outbox and returns the REPORTs, by destination.
+func reports(t *testing.T, c *Core) map[netip.AddrPort][]packet.Report {
+	t.Helper()
+	out := map[netip.AddrPort][]packet.Report{}
+	b := c.Outbox().Take()
+	if b == nil {
+		return out
+	}
+	defer c.Outbox().Give(b)
+	var p packet.Packet
+	for _, d := range b.Datagrams() {
+		if err := p.Parse(d.Data); err != nil || p.Kind != packet.KindReport {
+			t.Fatalf("outbox holds %v %v", p.Kind, err)
+		}
+		out[d.Addr] = append(out[d.Addr], p.Report)
+	}
+	return out
+}
+
+func TestSessionBounds(t *testing.T) {
+	c := newCore(t, Config{MaxSessions: 2, MaxStreams: 2})
+	for i := range 3 {
+		c.Handle(dataPkt(t, uint64(i+1), 0, 0, 1), addr(i), 1)
+	}
+	if st := c.Stats(); st.Sessions != 2 || st.SessionsRefused != 1 || st.Delivered != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	for s := range uint32(3) {
+		c.Handle(dataPkt(t, 1, s, 0, 1), addr(0), 1)
+	}
+	if st := c.Stats(); st.StreamsRefused != 1 {
+		t.Fatalf("stream bound: %+v", st)
+	}
+}
+
+func TestSessionExpiryAndReports(t *testing.T) {
+	interval := 100 * time.Millisecond
+	c := newCore(t, Config{ReportInterval: interval, SessionTimeout: time.Second})
+	now := int64(time.Second)
+	c.Tick(now) // starts the report clock
+	// Sequences 0..9 with 3 and 4 missing: 2 lost of 10 expected.
+	for seq := uint64(0); seq < 10; seq++ {
+		if seq == 3 || seq == 4 {
+			continue
+		}
+		c.Handle(dataPkt(t, 7, 0, seq, now-int64(time.Millisecond)), addr(1), now)
+	}
+	at, _ := c.NextTimer()
+	c.Tick(at)
+	rs := reports(t, c)[addr(1)]
+	if len(rs) != 1 {
+		t.Fatalf("reports %+v", rs)
+	}
+	r := rs[0]
+	if r.Received != 8 || r.Lost != 2 || r.HighestSeq != 9 || r.IntervalLossPPM != 2*packet.MaxLossPPM/9 || r.BurstMeanMilli != 2000 {
+		t.Fatalf("report %+v", r)
+	}
+	if r.EchoTimestamp != now-int64(time.Millisecond) || r.EchoHoldNanos != at-now {
+		t.Fatalf("echo %d hold %d", r.EchoTimestamp, r.EchoHoldNanos)
+	}
+	// Sequence 3 arrives late: it was reordering, not loss.
+	c.Handle(dataPkt(t, 7, 0, 3, now), addr(1), at+1)
+	at2, _ := c.NextTimer()
+	c.Tick(at2)
+	if r := reports(t, c)[addr(1)][0]; r.Lost != 1 || r.Reordered != 1 {
+		t.Fatalf("after a late arrival: %+v", r)
+	}
+	// Silence past the timeout drops the session and its reports.
+	c.Tick(at2 + int64(2*time.Second))
+	if st := c.Stats(); st.SessionsExpired != 1 || len(st.Streams) != 0 {
+		t.Fatalf("after silence: %+v", st)
+	}
+	if len(reports(t, c)) != 0 {
+		t.Fatal("reports for an expired session")
+	}
+}
+
+func TestUnexpectedKinds(t *testing.T) {
+	c := newCore(t, Config{})
+	for _, p := range []packet.Packet{
+		{Header: packet.Header{Kind: packet.KindReport, Session: 1}},
+		{Header: packet.Header{Kind: packet.KindNACK, Session: 1}, Ranges: []packet.Range{{First: 1, Len: 1}}},
+		{Header: packet.Header{Kind: packet.KindNACK, Session: 1, Flags: packet.FlagUnavailable}, Ranges: []packet.Range{{First: 1, Len: 1}}},
+	} {
+		b, err := p.AppendTo(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Handle(b, addr(0), 1)
+	}
+	if st := c.Stats(); st.Unexpected != 3 || st.Sessions != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestHandleAllocatesNothing: the steady-state receive path (decode,
+// tracking, statistics, queueing) allocates nothing per datagram.
+func TestHandleAllocatesNothing(t *testing.T) {
+	c := newCore(t, Config{})
+	buf := make([]byte, 0, 256)
+	p := packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 1}, Payload: make([]byte, 200)}
+	seq := uint64(0)
+	next := func() []byte {
+		p.Seq, p.Timestamp = seq, int64(seq)*1000
+		seq++
+		b, _ := p.AppendTo(buf[:0])
+		return b
+	}
+	from := addr(0)
+	c.Handle(next(), from, 1) // create the session
+	if n := testing.AllocsPerRun(1000, func() {
+		c.Handle(next(), from, int64(seq)*1000+500)
+		c.Pop()
+	}); n != 0 {
+		t.Fatalf("Handle+Pop allocates %.1f times per datagram", n)
+	}
+}

@@ -1,0 +1,143 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/telewire/telewire/internal/loop"
+	"github.com/telewire/telewire/internal/udpio"
+	"github.com/telewire/telewire/packet"
+)
+
+// ErrClosed is returned by Recv after Close.
+var ErrClosed = fmt.Errorf("receiver: closed")
+
+// Receiver listens on a UDP socket for telewire senders, tracks each
+// sender's streams, sends them REPORTs, and delivers their messages
+// through Recv.
+//
+// Delivery is pull-based: one goroutine calls Recv in a loop. Messages are
+// delivered as they arrive (first copies only; duplicates are dropped). If
+// the reader falls behind by more than the configured queue, the newest
+// messages are dropped and counted rather than stalling the socket. Stats
+// and Close are safe to call from any goroutine.
+type Receiver struct {
+	cfg    Config
+	core   *Core
+	conn   *udpio.Conn
+	loop   *loop.Loop
+	notify chan struct{} // a batch was delivered
+	done   chan struct{} // closed by Close
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Listen binds cfg.Listen and starts receiving. When ctx is cancelled the
+// receiver closes itself as Close does.
+func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Listen == "" {
+		return nil, fmt.Errorf("%w: Listen is required", ErrConfig)
+	}
+	conn, err := udpio.Listen(cfg.Listen, udpio.Config{
+		BatchSize:        cfg.BatchSize,
+		ReadBufferBytes:  cfg.SocketBufferBytes,
+		WriteBufferBytes: cfg.SocketBufferBytes,
+		MaxDatagram:      packet.MaxPacketLen,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receiver: listen %s: %w", cfg.Listen, err)
+	}
+	core, err := NewCore(cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	r := &Receiver{
+		cfg:    cfg,
+		core:   core,
+		conn:   conn,
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	r.loop = loop.Start(loop.Config{
+		Core: r.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger,
+		AfterRead: func() {
+			select {
+			case r.notify <- struct{}{}:
+			default:
+			}
+		},
+	})
+	rb, wb := conn.BufferSizes()
+	cfg.Logger.Info().Stringer("listen", conn.LocalAddr()).Int("rcvbuf", rb).Int("sndbuf", wb).Msg("receiver listening")
+	ctx, r.cancel = context.WithCancel(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = r.Close()
+	}()
+	return r, nil
+}
+
+// Recv returns the next delivered message, blocking until one arrives, ctx
+// is done (ctx.Err()) or the receiver is closed (ErrClosed). The message's
+// Payload is valid until the next call to Recv. Call Recv from one
+// goroutine at a time.
+func (r *Receiver) Recv(ctx context.Context) (Message, error) {
+	for {
+		r.loop.Mu.Lock()
+		m, ok := r.core.Pop()
+		r.loop.Mu.Unlock()
+		if ok {
+			return m, nil
+		}
+		select {
+		case <-r.notify:
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-r.done:
+			// Hand out what was delivered before Close.
+			r.loop.Mu.Lock()
+			m, ok := r.core.Pop()
+			r.loop.Mu.Unlock()
+			if ok {
+				return m, nil
+			}
+			return Message{}, ErrClosed
+		}
+	}
+}
+
+// Stats returns a snapshot of the receiver's statistics.
+func (r *Receiver) Stats() Stats {
+	r.loop.Mu.Lock()
+	st := r.core.Stats()
+	r.loop.Mu.Unlock()
+	io := r.conn.Stats()
+	st.KernelDrops = io.KernelDrops
+	st.ReadSyscalls = io.ReadSyscalls
+	st.WriteErrors = r.loop.WriteErrors()
+	return st
+}
+
+// Addr returns the address the receiver is bound to.
+func (r *Receiver) Addr() netip.AddrPort { return r.conn.LocalAddr() }
+
+// Close stops receiving, closes the socket and wakes a blocked Recv.
+// Messages already delivered can still be taken with Recv. It is safe to
+// call more than once.
+func (r *Receiver) Close() error {
+	r.closeOnce.Do(func() {
+		r.closeErr = r.loop.Close()
+		close(r.done)
+		r.cancel()
+	})
+	return r.closeErr
+}

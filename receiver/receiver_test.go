@@ -1,0 +1,213 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/testutil"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+func listen(t *testing.T, ctx context.Context, addr string) *receiver.Receiver {
+	t.Helper()
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: addr, ReportInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func dial(t *testing.T, ctx context.Context, cfg sender.Config) *sender.Sender {
+	t.Helper()
+	s, err := sender.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// transfer sends n messages and checks they arrive in order, whole, with
+// their metadata.
+func transfer(t *testing.T, network string) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := listen(t, ctx, network)
+	s := dial(t, ctx, sender.Config{To: r.Addr().String(), Stream: 5})
+	const n = 5000
+	go func() {
+		for i := range n {
+			if err := s.Send(fmt.Appendf(nil, "message %d", i)); err != nil {
+				t.Errorf("send %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	var prevSent int64
+	for i := range n {
+		m, err := r.Recv(ctx)
+		if err != nil {
+			t.Fatalf("recv %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("message %d", i); string(m.Payload) != want {
+			t.Fatalf("got %q, want %q (loopback should neither lose nor reorder here)", m.Payload, want)
+		}
+		if m.Seq != uint64(i) || m.Stream != 5 || m.Session != s.Session() || m.Origin != receiver.OriginFirst ||
+			m.Source != s.LocalAddr() && m.Source.Port() != s.LocalAddr().Port() {
+			t.Fatalf("message %d metadata %+v", i, m)
+		}
+		if m.SentNanos < prevSent || m.ReceiveNanos == 0 {
+			t.Fatalf("timestamps %d after %d", m.SentNanos, prevSent)
+		}
+		prevSent = m.SentNanos
+	}
+	// Feedback reaches the sender: RTT measured, receiver figures known.
+	testutil.Eventually(t, 5*time.Second, "sender learns RTT and the receiver's count", func() bool {
+		st := s.Stats()
+		return st.RTT.Samples > 0 && len(st.Streams) == 1 && st.Streams[0].Receiver.Received == n
+	})
+	st := s.Stats()
+	if st.RTT.SmoothedNanos <= 0 || st.RTT.MinNanos <= 0 || st.Packets != n {
+		t.Fatalf("sender stats %+v", st)
+	}
+	rs := r.Stats()
+	if len(rs.Streams) != 1 {
+		t.Fatalf("receiver streams %+v", rs.Streams)
+	}
+	x := rs.Streams[0]
+	if x.Received != n || x.Lost != 0 || x.Duplicates != 0 || rs.Malformed != 0 || x.DelaySamples != n ||
+		x.Delay.P50 > x.Delay.P99 || x.Delay.P99 > x.Delay.Max {
+		t.Fatalf("receiver stats %+v", x)
+	}
+}
+
+func TestTransferIPv4(t *testing.T) { transfer(t, "127.0.0.1:0") }
+
+func TestTransferIPv6(t *testing.T) {
+	c, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	c.Close()
+	transfer(t, "[::1]:0")
+}
+
+// TestMalformedIsCountedAndHarmless sends junk from a plain socket between
+// real messages.
+func TestMalformedIsCountedAndHarmless(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := listen(t, ctx, "127.0.0.1:0")
+	junk, err := net.Dial("udp", r.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer junk.Close()
+	for _, b := range [][]byte{{}, []byte("TW"), bytes.Repeat([]byte{0x54, 0x57, 1, 1}, 50), []byte("hello")} {
+		if _, err := junk.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := dial(t, ctx, sender.Config{To: r.Addr().String()})
+	if err := s.Send([]byte("real")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Recv(ctx)
+	if err != nil || string(m.Payload) != "real" {
+		t.Fatalf("recv: %q %v", m.Payload, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "4 malformed datagrams counted", func() bool { return r.Stats().Malformed == 4 })
+}
+
+// TestSenderRestart: a new session id from the same address resets the
+// stream state instead of counting a huge gap or duplicates.
+func TestSenderRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := listen(t, ctx, "127.0.0.1:0")
+	first, err := sender.New(ctx, sender.Config{To: r.Addr().String(), FirstSeq: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := first.LocalAddr().String()
+	for range 10 {
+		first.Send([]byte("a"))
+	}
+	for range 10 {
+		if _, err := r.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.Close()
+	second := dial(t, ctx, sender.Config{To: r.Addr().String(), Local: local})
+	for range 10 {
+		second.Send([]byte("b"))
+	}
+	for range 10 {
+		m, err := r.Recv(ctx)
+		if err != nil || string(m.Payload) != "b" || m.Session != second.Session() {
+			t.Fatalf("after restart: %+v %v", m, err)
+		}
+	}
+	st := r.Stats()
+	if st.SessionRestarts != 1 || len(st.Streams) != 1 || st.Streams[0].Received != 10 || st.Streams[0].Lost != 0 {
+		t.Fatalf("stats after restart %+v", st)
+	}
+}
+
+func TestCloseAndCancel(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := r.Recv(context.Background())
+		done <- err
+	}()
+	cancel() // cancelling the Listen context closes the receiver
+	select {
+	case err := <-done:
+		if !errors.Is(err, receiver.ErrClosed) {
+			t.Fatalf("Recv after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv still blocked after the context was cancelled")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	// Recv honours its own context too.
+	r2 := listen(t, context.Background(), "127.0.0.1:0")
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer rcancel()
+	if _, err := r2.Recv(rctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv with expired context: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []receiver.Config{
+		{},
+		{Listen: "127.0.0.1:0", Window: 1000},
+		{Listen: "127.0.0.1:0", ReportInterval: time.Microsecond},
+		{Listen: "127.0.0.1:0", MaxSessions: -1},
+	} {
+		if _, err := receiver.Listen(context.Background(), cfg); !errors.Is(err, receiver.ErrConfig) {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+	if _, err := receiver.Listen(context.Background(), receiver.Config{Listen: "256.0.0.1:0"}); err == nil {
+		t.Error("bad address accepted")
+	}
+}

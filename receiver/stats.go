@@ -1,0 +1,51 @@
+package receiver
+
+import (
+	"github.com/telewire/telewire/internal/stats"
+)
+
+// Stats is a snapshot of a receiver's counters and per-stream figures.
+// Counts are cumulative since start; figures named Nanos are nanoseconds.
+type Stats struct {
+	Datagrams       uint64 `json:"datagrams"`        // datagrams read from the socket
+	ReadSyscalls    uint64 `json:"read_syscalls"`    // recvmmsg (or recvmsg) calls: datagrams/syscall is the batching
+	Malformed       uint64 `json:"malformed"`        // rejected by the decoder
+	Unexpected      uint64 `json:"unexpected"`       // valid packets a receiver does not take
+	Heartbeats      uint64 `json:"heartbeats"`       // HEARTBEATs received
+	Delivered       uint64 `json:"delivered"`        // messages queued for Recv
+	QueueOverflow   uint64 `json:"queue_overflow"`   // messages dropped: Recv fell behind
+	Reports         uint64 `json:"reports"`          // REPORTs queued to senders
+	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers from senders
+	FeedbackDropped uint64 `json:"feedback_dropped"` // feedback not queued: outbox full
+	Sessions        uint64 `json:"sessions"`         // sessions started
+	SessionRestarts uint64 `json:"session_restarts"` // senders seen restarting
+	SessionsExpired uint64 `json:"sessions_expired"` // sessions dropped after silence
+	SessionsRefused uint64 `json:"sessions_refused"` // datagrams dropped: session table full
+	StreamsRefused  uint64 `json:"streams_refused"`  // datagrams dropped: stream table full
+	KernelDrops     uint64 `json:"kernel_drops"`     // receive-queue overflows the kernel reported
+	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
+
+	Streams []StreamStats `json:"streams"`
+}
+
+// StreamStats describes one stream of one live session.
+type StreamStats struct {
+	Source       string        `json:"source"`
+	Session      string        `json:"session"` // hex
+	Stream       uint32        `json:"stream"`
+	HighestSeq   uint64        `json:"highest_seq"`
+	Received     uint64        `json:"received"`    // distinct sequences received
+	Lost         uint64        `json:"lost"`        // lost on the path (before repair); reordering is not loss
+	Unrecovered  uint64        `json:"unrecovered"` // of Lost, not repaired
+	RecoveredRTX uint64        `json:"recovered_rtx"`
+	RecoveredFEC uint64        `json:"recovered_fec"`
+	Duplicates   uint64        `json:"duplicates"`  // extra copies dropped
+	Reordered    uint64        `json:"reordered"`   // arrived after a later sequence
+	Stale        uint64        `json:"stale"`       // too old for the window
+	Resyncs      uint64        `json:"resyncs"`     // jumps beyond the window
+	Retransmits  uint64        `json:"retransmits"` // DATA flagged as retransmission
+	IntervalLoss float64       `json:"interval_loss"`
+	JitterNanos  uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
+	Delay        stats.Summary `json:"delay"`     // one-way delay above the minimum seen
+	DelaySamples uint64        `json:"delay_samples"`
+}

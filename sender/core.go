@@ -1,0 +1,255 @@
+package sender
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/reliability"
+)
+
+// Errors returned by Send.
+var (
+	// ErrQueueFull is returned by Send when DropWhenFull is set and the
+	// queue has no room.
+	ErrQueueFull = errors.New("sender: queue full")
+	// ErrTooLarge is returned for a payload over packet.MaxPayload.
+	ErrTooLarge = errors.New("sender: payload larger than packet.MaxPayload")
+	// ErrTooManyStreams is returned when a new stream would exceed MaxStreams.
+	ErrTooManyStreams = errors.New("sender: too many streams")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("sender: closed")
+)
+
+// stream is the sender's state for one stream id.
+type stream struct {
+	id    uint32
+	start uint64 // first sequence
+	next  uint64 // sequence of the next DATA
+
+	heartbeatAt  int64 // when the next HEARTBEAT is due
+	heartbeatGap int64 // current idle heartbeat interval (backs off)
+
+	report   packet.Report // latest REPORT from the receiver
+	reportAt int64         // when it arrived, 0 if never
+}
+
+// Core is the sender's protocol state machine, free of sockets, goroutines
+// and clocks: Send, Handle and Tick take the time as an argument and queue
+// datagrams in Outbox. [Sender] runs it over a real socket; simulations run
+// it over a simulated link. A Core is not safe for concurrent use.
+type Core struct {
+	cfg     Config
+	session uint64
+	remote  netip.AddrPort
+	out     *outbox.Pair
+	streams []*stream // few; linear search beats a map at this size
+	rtt     reliability.RTT
+	pkt     packet.Packet // reused for decoding and encoding
+	log     zerolog.Logger
+	stats   Stats
+}
+
+// NewCore returns a Core for session sending to remote. cfg.To, Local,
+// the socket settings and Clock are not used by a Core: the caller owns
+// the socket and the time.
+func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Core{
+		cfg:     cfg,
+		session: session,
+		remote:  remote,
+		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
+		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+	}, nil
+}
+
+// Outbox returns the queue datagrams are encoded into.
+func (c *Core) Outbox() *outbox.Pair { return c.out }
+
+// Session returns the session id.
+func (c *Core) Session() uint64 { return c.session }
+
+func (c *Core) stream(id uint32, now int64) (*stream, error) {
+	for _, s := range c.streams {
+		if s.id == id {
+			return s, nil
+		}
+	}
+	if len(c.streams) >= c.cfg.MaxStreams {
+		return nil, ErrTooManyStreams
+	}
+	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq}
+	c.streams = append(c.streams, s)
+	return s, nil
+}
+
+// Room reports whether a payload of n bytes fits in the queue now.
+func (c *Core) Room(n int) bool {
+	return c.out.Current().Room(packet.HeaderLen + packet.DataHeaderLen + n)
+}
+
+// Send stamps payload with the stream's next sequence number and the time
+// now and queues it. It returns ErrQueueFull when the queue has no room
+// (the caller decides whether to wait), leaving the sequence unused.
+func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
+	if len(payload) > packet.MaxPayload {
+		return ErrTooLarge
+	}
+	s, err := c.stream(streamID, now)
+	if err != nil {
+		return err
+	}
+	c.pkt = packet.Packet{
+		Header:    packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID},
+		Seq:       s.next,
+		Timestamp: now,
+		Payload:   payload,
+	}
+	if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
+		if errors.Is(err, outbox.ErrFull) {
+			return ErrQueueFull
+		}
+		return err
+	}
+	c.pkt.Payload = nil // do not keep the caller's buffer alive
+	s.next++
+	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
+	s.heartbeatAt = now + s.heartbeatGap
+	c.stats.Packets++
+	c.stats.PayloadBytes += uint64(len(payload))
+	return nil
+}
+
+// Handle processes one datagram from the network: REPORTs update RTT and
+// the receiver's figures; NACKs are answered. Anything malformed, for
+// another session, or of a kind a sender does not expect is counted and
+// dropped.
+func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
+	p := &c.pkt
+	if err := p.Parse(b); err != nil {
+		c.stats.Malformed++
+		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		return
+	}
+	if p.Session != c.session {
+		c.stats.ForeignSession++
+		c.log.Debug().Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
+		return
+	}
+	switch p.Kind {
+	case packet.KindReport:
+		c.handleReport(p, now)
+	case packet.KindNACK:
+		c.handleNACK(p, from)
+	default:
+		c.stats.Unexpected++
+	}
+}
+
+func (c *Core) findStream(id uint32) *stream {
+	for _, s := range c.streams {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (c *Core) handleReport(p *packet.Packet, now int64) {
+	s := c.findStream(p.Stream)
+	if s == nil {
+		c.stats.Unexpected++
+		return
+	}
+	c.stats.Reports++
+	r := &p.Report
+	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
+	// timestamp was sent, less the time the receiver held it. An echo from
+	// the future or a hold longer than the elapsed time is a lie or a bug
+	// and yields no sample.
+	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now {
+		if sample := now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
+			c.rtt.Observe(sample)
+		}
+	}
+	s.report = *r
+	s.reportAt = now
+}
+
+// handleNACK answers a NACK. Retransmission is not built yet, so every
+// requested range is answered "unavailable" and the receiver stops asking.
+func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort) {
+	if p.Flags&packet.FlagUnavailable != 0 {
+		c.stats.Unexpected++ // only senders send those
+		return
+	}
+	c.stats.NACKs++
+	p.Flags = packet.FlagUnavailable
+	if err := c.out.Current().Append(p, from); err != nil {
+		c.stats.FeedbackDropped++
+		return
+	}
+	c.stats.Unavailable++
+}
+
+// Tick sends HEARTBEATs for streams idle past their heartbeat time.
+func (c *Core) Tick(now int64) {
+	for _, s := range c.streams {
+		if s.heartbeatAt == 0 || now < s.heartbeatAt {
+			continue
+		}
+		c.pkt = packet.Packet{
+			Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
+			Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
+		}
+		if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
+			return // queue full: data is flowing, retry on the next tick
+		}
+		c.stats.Heartbeats++
+		s.heartbeatGap = min(2*s.heartbeatGap, int64(c.cfg.MaxHeartbeatInterval))
+		s.heartbeatAt = now + s.heartbeatGap
+	}
+}
+
+// NextTimer returns the earliest heartbeat time.
+func (c *Core) NextTimer() (int64, bool) {
+	var at int64
+	ok := false
+	for _, s := range c.streams {
+		if s.heartbeatAt != 0 && (!ok || s.heartbeatAt < at) {
+			at, ok = s.heartbeatAt, true
+		}
+	}
+	return at, ok
+}
+
+// Stats returns the sender's counters and the latest figures the receiver
+// reported for each stream.
+func (c *Core) Stats() Stats {
+	st := c.stats
+	st.Session = c.session
+	st.RTT = RTTStats{
+		SmoothedNanos: c.rtt.Smoothed(),
+		VarianceNanos: c.rtt.Variance(),
+		MinNanos:      c.rtt.Min(),
+		Samples:       c.rtt.Samples(),
+	}
+	st.Streams = make([]StreamStats, 0, len(c.streams))
+	for _, s := range c.streams {
+		st.Streams = append(st.Streams, StreamStats{
+			Stream:   s.id,
+			NextSeq:  s.next,
+			Sent:     s.next - s.start,
+			Receiver: receiverView(&s.report, s.reportAt != 0),
+		})
+	}
+	return st
+}

@@ -1,0 +1,173 @@
+package sender
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/telewire/telewire/internal/loop"
+	"github.com/telewire/telewire/internal/udpio"
+)
+
+// Sender streams telewire DATA packets to one receiver over a batched UDP
+// socket and reads the receiver's feedback on the same socket.
+//
+// Send may be called from any number of goroutines; packets are written by
+// the Sender's own writer goroutine, which flushes opportunistically: an
+// idle sender writes a packet as soon as it is queued (no added latency),
+// a busy one coalesces what accumulates during a write into the next
+// sendmmsg, up to the batch size. Stats and Close are safe to call
+// concurrently with Send.
+type Sender struct {
+	cfg    Config
+	core   *Core
+	conn   *udpio.Conn
+	loop   *loop.Loop
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New binds a socket, starts the sender's goroutines and returns it. When
+// ctx is cancelled the sender closes itself as Close does.
+func New(ctx context.Context, cfg Config) (*Sender, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.To == "" {
+		return nil, fmt.Errorf("%w: To is required", ErrConfig)
+	}
+	remote, err := resolve(cfg.To)
+	if err != nil {
+		return nil, err
+	}
+	local := cfg.Local
+	if local == "" {
+		local = "0.0.0.0:0"
+		if remote.Addr().Is6() {
+			local = "[::]:0"
+		}
+	}
+	conn, err := udpio.Listen(local, udpio.Config{
+		BatchSize:        cfg.BatchSize,
+		ReadBufferBytes:  cfg.SocketBufferBytes,
+		WriteBufferBytes: cfg.SocketBufferBytes,
+		MaxDatagram:      2048, // feedback only: REPORT and NACK are small
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sender: bind %s: %w", local, err)
+	}
+	session := cfg.Session
+	if session == 0 {
+		session = randomSession()
+	}
+	s := &Sender{cfg: cfg, conn: conn}
+	if s.core, err = NewCore(cfg, session, remote); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.loop = loop.Start(loop.Config{Core: s.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger})
+	cfg.Logger.Info().Stringer("to", remote).Stringer("local", conn.LocalAddr()).
+		Str("session", fmt.Sprintf("%016x", session)).Msg("sender started")
+	// Close when ctx is cancelled; Close cancels it too, ending this goroutine.
+	ctx, s.cancel = context.WithCancel(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = s.Close()
+	}()
+	return s, nil
+}
+
+// resolve turns "host:port" into an address, accepting names.
+func resolve(hostport string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return ap, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: To %q: %v", ErrConfig, hostport, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+func randomSession() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
+	}
+}
+
+// Send queues payload on the configured stream. See SendStream.
+func (s *Sender) Send(payload []byte) error { return s.SendStream(s.cfg.Stream, payload) }
+
+// SendStream stamps payload with the stream's next sequence number and the
+// current time and queues it for the writer. The payload is copied; the
+// caller may reuse it when SendStream returns. When the queue is full it
+// blocks until there is room, or returns ErrQueueFull if DropWhenFull is
+// set. It returns ErrClosed after Close.
+func (s *Sender) SendStream(stream uint32, payload []byte) error {
+	l := s.loop
+	l.Mu.Lock()
+	for {
+		if l.Closing() {
+			l.Mu.Unlock()
+			return ErrClosed
+		}
+		err := s.core.Send(stream, payload, s.cfg.Clock.Now())
+		if !errors.Is(err, ErrQueueFull) {
+			l.Mu.Unlock()
+			if err == nil {
+				l.Wake()
+			}
+			return err
+		}
+		s.core.stats.QueueFull++
+		if s.cfg.DropWhenFull {
+			l.Mu.Unlock()
+			return err
+		}
+		l.Wake()
+		l.Space.Wait()
+	}
+}
+
+// Stats returns a snapshot of the sender's statistics.
+func (s *Sender) Stats() Stats {
+	s.loop.Mu.Lock()
+	st := s.core.Stats()
+	s.loop.Mu.Unlock()
+	io := s.conn.Stats()
+	st.DatagramsSent = io.DatagramsWritten
+	st.BytesSent = io.BytesWritten
+	st.WriteSyscalls = io.WriteSyscalls
+	st.WriteErrors = s.loop.WriteErrors()
+	return st
+}
+
+// LocalAddr returns the address the sender's socket is bound to.
+func (s *Sender) LocalAddr() netip.AddrPort { return s.conn.LocalAddr() }
+
+// Session returns the sender's session id.
+func (s *Sender) Session() uint64 { return s.core.Session() }
+
+// Close flushes queued packets, stops the sender's goroutines and closes
+// its socket. Feedback arriving afterwards is not read. It is safe to call
+// more than once.
+func (s *Sender) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.loop.Close()
+		s.cancel()
+	})
+	return s.closeErr
+}

@@ -1,0 +1,86 @@
+package sender
+
+import "github.com/telewire/telewire/packet"
+
+// Stats is a snapshot of a sender's counters. Counts are cumulative since
+// start; figures named Nanos are durations in nanoseconds.
+type Stats struct {
+	Session         uint64        `json:"session"`
+	Packets         uint64        `json:"packets"`          // DATA packets queued for sending
+	PayloadBytes    uint64        `json:"payload_bytes"`    // application bytes in them
+	DatagramsSent   uint64        `json:"datagrams_sent"`   // every datagram written, any kind
+	BytesSent       uint64        `json:"bytes_sent"`       // wire bytes written (UDP payload)
+	WriteSyscalls   uint64        `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
+	Heartbeats      uint64        `json:"heartbeats"`       // HEARTBEATs queued
+	QueueFull       uint64        `json:"queue_full"`       // Sends refused or delayed by a full queue
+	Reports         uint64        `json:"reports"`          // REPORTs received
+	NACKs           uint64        `json:"nacks"`            // NACKs received
+	Unavailable     uint64        `json:"unavailable"`      // NACKs answered "unavailable"
+	FeedbackDropped uint64        `json:"feedback_dropped"` // answers not queued: queue full
+	Malformed       uint64        `json:"malformed"`        // datagrams that failed to decode
+	ForeignSession  uint64        `json:"foreign_session"`  // feedback for another session
+	Unexpected      uint64        `json:"unexpected"`       // valid packets a sender does not take
+	WriteErrors     uint64        `json:"write_errors"`     // datagrams the kernel refused
+	RTT             RTTStats      `json:"rtt"`
+	Streams         []StreamStats `json:"streams"`
+}
+
+// RTTStats is the round-trip time measured from REPORT echoes.
+type RTTStats struct {
+	SmoothedNanos int64  `json:"smoothed_ns"`
+	VarianceNanos int64  `json:"variance_ns"`
+	MinNanos      int64  `json:"min_ns"`
+	Samples       uint64 `json:"samples"`
+}
+
+// StreamStats is one stream's sending state and the receiver's latest view.
+type StreamStats struct {
+	Stream   uint32       `json:"stream"`
+	NextSeq  uint64       `json:"next_seq"`
+	Sent     uint64       `json:"sent"`
+	Receiver ReceiverView `json:"receiver"`
+}
+
+// ReceiverView is the latest REPORT from the receiver for a stream.
+type ReceiverView struct {
+	Reported        bool    `json:"reported"` // false until a REPORT arrived
+	Received        uint64  `json:"received"`
+	Lost            uint64  `json:"lost"`
+	Unrecovered     uint64  `json:"unrecovered"`
+	Duplicates      uint64  `json:"duplicates"`
+	Reordered       uint64  `json:"reordered"`
+	IntervalLoss    float64 `json:"interval_loss"` // fraction 0..1, last report interval
+	JitterNanos     uint64  `json:"jitter_ns"`
+	DelayP50Nanos   uint64  `json:"delay_p50_ns"`
+	DelayP90Nanos   uint64  `json:"delay_p90_ns"`
+	DelayP99Nanos   uint64  `json:"delay_p99_ns"`
+	DelayMaxNanos   uint64  `json:"delay_max_ns"`
+	HighestSeq      uint64  `json:"highest_seq"`
+	RecoveredRTX    uint64  `json:"recovered_rtx"`
+	RecoveredFEC    uint64  `json:"recovered_fec"`
+	MalformedAtPeer uint64  `json:"malformed_at_receiver"`
+}
+
+func receiverView(r *packet.Report, ok bool) ReceiverView {
+	if !ok {
+		return ReceiverView{}
+	}
+	return ReceiverView{
+		Reported:        true,
+		Received:        r.Received,
+		Lost:            r.Lost,
+		Unrecovered:     r.Unrecovered,
+		Duplicates:      r.Duplicates,
+		Reordered:       r.Reordered,
+		IntervalLoss:    float64(r.IntervalLossPPM) / packet.MaxLossPPM,
+		JitterNanos:     r.JitterNanos,
+		DelayP50Nanos:   r.DelayP50Nanos,
+		DelayP90Nanos:   r.DelayP90Nanos,
+		DelayP99Nanos:   r.DelayP99Nanos,
+		DelayMaxNanos:   r.DelayMaxNanos,
+		HighestSeq:      r.HighestSeq,
+		RecoveredRTX:    r.RecoveredRTX,
+		RecoveredFEC:    r.RecoveredFEC,
+		MalformedAtPeer: r.Malformed,
+	}
+}

@@ -1,0 +1,271 @@
+// Package sim runs a real sender core and a real receiver core against
+// each other through two simulated links (tools/netem), on a fake clock,
+// in one goroutine. Everything is decided by the seed, so a run replays
+// exactly, and simulated seconds take milliseconds.
+//
+// This is the test bed for loss, delay and reordering scenarios: the same
+// sender.Core and receiver.Core that run over sockets in production run
+// here over netem.Link queues, and every delivered message is checked
+// against what was sent.
+package sim
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+	"github.com/telewire/telewire/tools/netem"
+)
+
+// Addresses the simulated hosts use. No datagram leaves the process.
+var (
+	SenderAddr   = netip.MustParseAddrPort("127.0.0.1:40001")
+	ReceiverAddr = netip.MustParseAddrPort("127.0.0.1:40002")
+)
+
+// Config describes one simulated run. The zero value of each field is its
+// default.
+type Config struct {
+	Fwd, Rev netem.Spec // impairment of sender→receiver and receiver→sender
+	Seed     int64      // seeds both links
+
+	Messages int           // messages to send; default 10 000
+	Rate     float64       // messages per second; default 1000
+	Size     int           // payload bytes, at least 8; default 200
+	Drain    time.Duration // simulated time to run after the last send; default 2 s
+	Start    int64         // fake clock reading at the start; default 1 s
+	FirstSeq uint64        // first sequence number of the stream
+	// TailDrop drops the DATA of the last TailDrop messages on the forward
+	// link: a loss that no later DATA reveals, only a HEARTBEAT.
+	TailDrop int
+
+	Sender   sender.Config   // sender settings (To, Clock and sockets unused)
+	Receiver receiver.Config // receiver settings (Listen, Clock and sockets unused)
+}
+
+// Result is what a run measured. Latencies are from the send call to the
+// delivery, in simulated nanoseconds.
+type Result struct {
+	Sent            uint64
+	Delivered       uint64 // messages handed to the application, duplicates included
+	Unique          uint64 // distinct messages delivered
+	Duplicates      uint64 // deliveries of a message already delivered
+	OutOfOrder      uint64 // deliveries of a message older than one delivered before
+	Corrupt         uint64 // deliveries whose payload differs from what was sent (must be 0)
+	LatencyP50      int64
+	LatencyP99      int64
+	LatencyP999     int64
+	LatencyMax      int64
+	SenderWireBytes uint64 // bytes the sender put on the link, all kinds
+	PayloadBytes    uint64 // application bytes sent
+	Sender          sender.Stats
+	Receiver        receiver.Stats
+	FwdLink         netem.LinkStats
+	RevLink         netem.LinkStats
+	SimulatedNanos  int64
+}
+
+// Residual returns the fraction of sent messages never delivered.
+func (r Result) Residual() float64 {
+	if r.Sent == 0 {
+		return 0
+	}
+	return 1 - float64(r.Unique)/float64(r.Sent)
+}
+
+// Overhead returns wire bytes per payload byte, minus one.
+func (r Result) Overhead() float64 {
+	if r.PayloadBytes == 0 {
+		return 0
+	}
+	return float64(r.SenderWireBytes)/float64(r.PayloadBytes) - 1
+}
+
+func (c Config) withDefaults() Config {
+	if c.Messages == 0 {
+		c.Messages = 10_000
+	}
+	if c.Rate == 0 {
+		c.Rate = 1000
+	}
+	if c.Size == 0 {
+		c.Size = 200
+	}
+	if c.Drain == 0 {
+		c.Drain = 2 * time.Second
+	}
+	if c.Start == 0 {
+		c.Start = int64(time.Second)
+	}
+	return c
+}
+
+// Run executes the scenario and checks every delivery.
+func Run(c Config) (Result, error) {
+	c = c.withDefaults()
+	if c.Size < 8 || c.Messages < 0 || c.Rate <= 0 {
+		return Result{}, errors.New("sim: Size must be >= 8, Messages >= 0 and Rate > 0")
+	}
+	c.Sender.FirstSeq = c.FirstSeq
+	snd, err := sender.NewCore(c.Sender, 0x5151, ReceiverAddr)
+	if err != nil {
+		return Result{}, err
+	}
+	rcv, err := receiver.NewCore(c.Receiver)
+	if err != nil {
+		return Result{}, err
+	}
+	fwd, err := netem.NewLink(c.Fwd, c.Seed)
+	if err != nil {
+		return Result{}, fmt.Errorf("sim: forward link: %w", err)
+	}
+	rev, err := netem.NewLink(c.Rev, c.Seed^0x5eed)
+	if err != nil {
+		return Result{}, fmt.Errorf("sim: reverse link: %w", err)
+	}
+
+	var res Result
+	interval := int64(float64(time.Second) / c.Rate)
+	sendAt := func(i int) int64 { return c.Start + int64(i)*interval }
+	end := sendAt(c.Messages) + int64(c.Drain)
+	delivered := make([]bool, c.Messages)
+	latencies := make([]int64, 0, c.Messages)
+	payload := make([]byte, c.Size)
+	want := make([]byte, c.Size)
+	var newest int64 = -1
+
+	tailFrom := c.FirstSeq + uint64(c.Messages-c.TailDrop)
+	var peek packet.Packet
+	toLink := func(p *outbox.Pair, l *netem.Link, now int64, count *uint64) {
+		b := p.Take()
+		if b == nil {
+			return
+		}
+		for _, d := range b.Datagrams() {
+			if c.TailDrop > 0 && l == fwd && peek.Parse(d.Data) == nil && peek.Kind == packet.KindData &&
+				!packet.SeqLess(peek.Seq, tailFrom) {
+				continue
+			}
+			l.Enqueue(now, d.Data)
+			if count != nil {
+				*count += uint64(len(d.Data))
+			}
+		}
+		p.Give(b)
+	}
+
+	now := c.Start
+	next := 0
+	for now <= end {
+		for next < c.Messages && sendAt(next) <= now {
+			fill(payload, uint64(next))
+			err := snd.Send(0, payload, now)
+			if errors.Is(err, sender.ErrQueueFull) {
+				toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
+				err = snd.Send(0, payload, now)
+			}
+			if err != nil {
+				return res, fmt.Errorf("sim: send %d: %w", next, err)
+			}
+			res.Sent++
+			res.PayloadBytes += uint64(c.Size)
+			next++
+		}
+		snd.Tick(now)
+		toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
+		for pkt, ok := fwd.Dequeue(now); ok; pkt, ok = fwd.Dequeue(now) {
+			rcv.Handle(pkt, SenderAddr, now)
+		}
+		rcv.Tick(now)
+		for m, ok := rcv.Pop(); ok; m, ok = rcv.Pop() {
+			res.Delivered++
+			if len(m.Payload) < 8 {
+				res.Corrupt++
+				continue
+			}
+			i := binary.BigEndian.Uint64(m.Payload)
+			if i >= uint64(c.Messages) {
+				res.Corrupt++
+				continue
+			}
+			fill(want, i)
+			if string(want) != string(m.Payload) {
+				res.Corrupt++
+				continue
+			}
+			if delivered[i] {
+				res.Duplicates++
+				continue
+			}
+			delivered[i] = true
+			res.Unique++
+			if int64(i) < newest {
+				res.OutOfOrder++
+			}
+			newest = max(newest, int64(i))
+			latencies = append(latencies, m.ReceiveNanos-sendAt(int(i)))
+		}
+		toLink(rcv.Outbox(), rev, now, nil)
+		for pkt, ok := rev.Dequeue(now); ok; pkt, ok = rev.Dequeue(now) {
+			snd.Handle(pkt, ReceiverAddr, now)
+		}
+		if snd.Outbox().Current().Len() > 0 || rcv.Outbox().Current().Len() > 0 {
+			continue // answers queued at this instant go out at this instant
+		}
+		now = nextEvent(now, end, next < c.Messages, sendAt(next), snd, rcv, fwd, rev)
+	}
+	res.SimulatedNanos = now - c.Start
+	res.Sender = snd.Stats()
+	res.Receiver = rcv.Stats()
+	res.FwdLink = fwd.Stats()
+	res.RevLink = rev.Stats()
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		q := func(p float64) int64 { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
+		res.LatencyP50, res.LatencyP99, res.LatencyP999 = q(0.50), q(0.99), q(0.999)
+		res.LatencyMax = latencies[len(latencies)-1]
+	}
+	return res, nil
+}
+
+type timed interface{ NextTimer() (int64, bool) }
+
+// nextEvent returns the earliest time anything has work after now, or
+// end+1 when nothing does.
+func nextEvent(now, end int64, sending bool, nextSend int64, snd, rcv timed, links ...*netem.Link) int64 {
+	t := end + 1
+	consider := func(at int64, ok bool) {
+		if ok && at < t {
+			t = at
+		}
+	}
+	consider(nextSend, sending)
+	consider(snd.NextTimer())
+	consider(rcv.NextTimer())
+	for _, l := range links {
+		consider(l.Next())
+	}
+	if t <= now {
+		t = now + 1 // a timer reported as due must not stall simulated time
+	}
+	return t
+}
+
+// fill writes message i's payload: its index, then bytes derived from it.
+func fill(b []byte, i uint64) {
+	binary.BigEndian.PutUint64(b, i)
+	x := i*0x9e3779b97f4a7c15 + 1
+	for j := 8; j < len(b); j++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[j] = byte(x)
+	}
+}

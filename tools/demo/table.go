@@ -1,0 +1,53 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+	"github.com/telewire/telewire/tools/netem"
+)
+
+// table prints the demo's live statistics, one row per interval.
+type table struct{ w io.Writer }
+
+func newTable(w io.Writer) *table { return &table{w: w} }
+
+const rowFormat = "%6s %9s %9s %7s %7s %9s %9s %9s %9s %9s\n"
+
+func (t *table) header() {
+	fmt.Fprintf(t.w, rowFormat, "time", "sent", "delivered", "lost", "reord", "jitter", "delay p50", "delay p99", "rtt", "link drop")
+}
+
+func (t *table) row(elapsed time.Duration, sent, delivered uint64, s sender.Stats, r receiver.StreamStats, l netem.RelayStats) {
+	fmt.Fprintf(t.w, rowFormat,
+		fmt.Sprintf("%.0fs", elapsed.Seconds()),
+		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.Reordered),
+		msec(int64(r.JitterNanos)), msec(int64(r.Delay.P50)), msec(int64(r.Delay.P99)),
+		msec(s.RTT.SmoothedNanos), fmt.Sprint(l.Fwd.Dropped+l.Rev.Dropped))
+}
+
+func (t *table) summary(s Summary, elapsed time.Duration) {
+	r := s.Receiver
+	pct := func(n, d uint64) float64 {
+		if d == 0 {
+			return 0
+		}
+		return 100 * float64(n) / float64(d)
+	}
+	fmt.Fprintf(t.w, "\nsummary after %s:\n", elapsed.Round(time.Millisecond))
+	fmt.Fprintf(t.w, "  sent %d, delivered %d (%.2f%%), lost on the link %d (%.2f%%)\n",
+		s.Sent, s.Delivered, pct(s.Delivered, s.Sent), r.Lost, pct(r.Lost, s.Sent))
+	fmt.Fprintf(t.w, "  duplicates %d, reordered %d\n", r.Duplicates, r.Reordered)
+	fmt.Fprintf(t.w, "  one-way delay above the minimum: p50 %s p90 %s p99 %s max %s; jitter (RFC 3550) %s\n",
+		msec(int64(r.Delay.P50)), msec(int64(r.Delay.P90)), msec(int64(r.Delay.P99)), msec(int64(r.Delay.Max)), msec(int64(r.JitterNanos)))
+	fmt.Fprintf(t.w, "  round trip: smoothed %s, min %s (%d samples)\n",
+		msec(s.Sender.RTT.SmoothedNanos), msec(s.Sender.RTT.MinNanos), s.Sender.RTT.Samples)
+	fmt.Fprintf(t.w, "  link: forward dropped %d of %d, reverse dropped %d of %d\n",
+		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
+	fmt.Fprintf(t.w, "  repair: none yet (NACK retransmission and FEC are not built), so every link loss is a lost message\n")
+}
+
+func msec(nanos int64) string { return fmt.Sprintf("%.2fms", float64(nanos)/1e6) }

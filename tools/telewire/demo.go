@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/telewire/telewire/tools/app"
+	"github.com/telewire/telewire/tools/demo"
+	"github.com/telewire/telewire/tools/gen"
+)
+
+func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", "[flags]",
+		`Runs a sender and a receiver in this process on loopback, joined by an in-process
+link that loses and delays datagrams like tc netem, streams synthetic market ticks for
+--duration, prints a table of live statistics each second and a summary at the end.
+No flags are needed.`, stderr)
+	var o demo.Options
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to stream")
+	fs.Float64Var(&o.Rate, "rate", 2000, "messages per second")
+	fs.IntVar(&o.Size, "size", 0, "message size in bytes (0 = natural size, else >= 64)")
+	source := fs.String("gen", "market", "synthetic source: market or game")
+	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, "netem spec of the sender→receiver direction")
+	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, "netem spec of the receiver→sender direction")
+	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Duration <= 0 || o.Rate <= 0 {
+		return usageError(fs, "--duration and --rate must be positive")
+	}
+	o.Source = gen.Kind(*source)
+	var err error
+	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
+		return usageError(fs, "--log-level: %v", err)
+	}
+	_, err = demo.Run(ctx, o, stdout)
+	return err
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/telewire/telewire/tools/app"
+	"github.com/telewire/telewire/tools/framing"
+	"github.com/telewire/telewire/tools/gen"
+)
+
+func runSend(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
+	fs := newFlagSet("send", "--to HOST:PORT [flags] < messages",
+		`Sends each message read from stdin (or made by --gen) as one telewire message to the
+receiver at --to, then keeps answering the receiver's feedback for --linger and prints
+the sender's statistics (round-trip time, and the loss, jitter and delay the receiver
+reported).`, stderr)
+	var o app.SendOptions
+	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required)")
+	fr := fs.String("framing", "line", "stdin framing: line (one message per line) or len32 (4-byte big-endian length + bytes)")
+	fs.Float64Var(&o.Rate, "rate", 0, "cap on messages per second (0 = as fast as possible)")
+	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")
+	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics as JSON to `FILE`")
+	stream := fs.Uint("stream", 0, "stream id")
+	g := fs.String("gen", "", "send synthetic data instead of stdin: market (ticks) or game (entity positions)")
+	fs.IntVar(&o.Count, "count", 0, "with --gen: number of messages (0 = until interrupted)")
+	fs.IntVar(&o.Size, "size", 0, "with --gen: message size in bytes (0 = natural size, else >= 64)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "with --gen: random seed")
+	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.To == "" {
+		return usageError(fs, "--to is required")
+	}
+	f, err := framing.Parse(*fr)
+	if err != nil {
+		return usageError(fs, "--framing: %v", err)
+	}
+	if *stream > 1<<32-1 {
+		return usageError(fs, "--stream %d does not fit in 32 bits", *stream)
+	}
+	if *g == "" && (o.Count != 0 || o.Size != 0) {
+		return usageError(fs, "--count and --size go with --gen")
+	}
+	if o.Rate < 0 || o.Count < 0 || o.Size < 0 || o.Linger < 0 {
+		return usageError(fs, "--rate, --count, --size and --linger must not be negative")
+	}
+	o.Framing, o.Stream, o.Gen, o.Progress = f, uint32(*stream), gen.Kind(*g), *progress
+	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
+		return usageError(fs, "--log-level: %v", err)
+	}
+	return app.Send(ctx, o, stdin, stderr)
+}
+
+func runRecv(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("recv", "--listen HOST:PORT [flags] > messages",
+		`Receives telewire messages on --listen and writes each payload to stdout. Exits on
+SIGINT/SIGTERM, after --count messages, or after --idle without data once data has
+arrived, then prints the receiver's statistics (loss, duplicates, reordering, jitter,
+one-way delay percentiles).`, stderr)
+	var o app.RecvOptions
+	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required)")
+	fr := fs.String("framing", "line", "stdout framing: line (payload + newline) or len32 (4-byte big-endian length + payload)")
+	fs.Uint64Var(&o.Count, "count", 0, "exit after this many messages (0 = no limit)")
+	fs.DurationVar(&o.Idle, "idle", 0, "exit after this long without data, once data has arrived (0 = never)")
+	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics as JSON to `FILE`")
+	fs.DurationVar(&o.Receiver.ReportInterval, "report-interval", 100*time.Millisecond, "how often to send statistics back to the sender")
+	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Listen == "" {
+		return usageError(fs, "--listen is required")
+	}
+	f, err := framing.Parse(*fr)
+	if err != nil {
+		return usageError(fs, "--framing: %v", err)
+	}
+	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond {
+		return usageError(fs, "--idle must not be negative and --report-interval must be at least 1ms")
+	}
+	o.Framing, o.Progress = f, *progress
+	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
+		return usageError(fs, "--log-level: %v", err)
+	}
+	return app.Recv(ctx, o, stdout, stderr)
+}

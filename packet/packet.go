@@ -488,3 +488,19 @@ func validateHeartbeat(hb *Heartbeat) error {
 	}
 	return nil
 }
+
+// MarkRetransmit sets FlagRetransmit on the encoded DATA packet b in place
+// and re-seals its checksum, so that a sender can resend a stored packet
+// without decoding and encoding it again. It returns ErrUnknownKind if b
+// is not a DATA packet and ErrShort if b is shorter than a header.
+func MarkRetransmit(b []byte) error {
+	if len(b) < HeaderLen+DataHeaderLen {
+		return ErrShort
+	}
+	if Kind(b[offKind]) != KindData {
+		return ErrUnknownKind
+	}
+	b[offFlags] |= byte(FlagRetransmit)
+	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	return nil
+}

@@ -296,3 +296,24 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("rejecting a datagram allocates %.1f times", n)
 	}
 }
+
+func TestMarkRetransmit(t *testing.T) {
+	p := samples()[0]
+	b := encode(t, p)
+	if err := MarkRetransmit(b); err != nil {
+		t.Fatal(err)
+	}
+	var q Packet
+	if err := q.Parse(b); err != nil {
+		t.Fatalf("marked packet does not parse: %v", err)
+	}
+	if q.Flags != FlagRetransmit || q.Seq != p.Seq || q.Timestamp != p.Timestamp || !bytes.Equal(q.Payload, p.Payload) {
+		t.Fatalf("marked packet %+v", q)
+	}
+	if err := MarkRetransmit(encode(t, samples()[3])); !errors.Is(err, ErrUnknownKind) {
+		t.Fatalf("NACK marked: %v", err)
+	}
+	if err := MarkRetransmit(b[:10]); !errors.Is(err, ErrShort) {
+		t.Fatalf("short: %v", err)
+	}
+}

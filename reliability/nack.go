@@ -32,9 +32,14 @@ func (t *Tracker) ReorderTolerance() int64 {
 	return min(tol, t.cfg.ReorderCeiling)
 }
 
-// backoff returns the wait after the tries-th request of a sequence.
+// backoff returns the wait after the tries-th request of a sequence: one
+// RTO for the first linearRetries requests, then doubling. A lost NACK or
+// retransmission is normal at real loss rates, and a message has only its
+// latency budget to be repaired in, so the first retries come one round
+// trip apart (five attempts fit in 200 ms at 40 ms RTT); a sequence that
+// keeps failing backs off exponentially.
 func backoff(rto int64, tries uint16) int64 {
-	shift := min(int(tries)-1, maxBackoffShift)
+	shift := min(int(tries)-linearRetries, maxBackoffShift)
 	return rto << max(shift, 0)
 }
 
@@ -45,7 +50,8 @@ func backoff(rto int64, tries uint16) int64 {
 //
 // A sequence is due when its reorder tolerance has passed since it was
 // found missing (first request), or when its backoff has passed since the
-// last request: rto, 2*rto, 4*rto ... up to 64*rto. rto is the caller's
+// last request: rto after each of the first four requests, then 2*rto,
+// 4*rto ... up to 64*rto. rto is the caller's
 // retransmission timeout, ns (e.g. from an RTT estimator); non-positive
 // means 100 ms. A due sequence that rec (if not nil) says it can recover
 // is skipped and looked at again one tolerance later; a due sequence

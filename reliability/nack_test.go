@@ -53,9 +53,9 @@ func TestNACKTiming(t *testing.T) {
 				{now: 11 * ms, rto: 20 * ms, want: nil, nextAt: 12 * ms},
 				{now: 12 * ms, rto: 20 * ms, want: []packet.Range{{First: 1, Len: 1}}, nextAt: 32 * ms},
 				{now: 31 * ms, rto: 20 * ms, want: nil, nextAt: 32 * ms},
-				{now: 32 * ms, rto: 20 * ms, want: []packet.Range{{First: 1, Len: 1}}, nextAt: 72 * ms},
-				{now: 72 * ms, rto: 20 * ms, want: []packet.Range{{First: 1, Len: 1}}, nextAt: 152 * ms},
-				{now: 152 * ms, rto: 20 * ms, want: nil, nextAt: -1},
+				{now: 32 * ms, rto: 20 * ms, want: []packet.Range{{First: 1, Len: 1}}, nextAt: 52 * ms},
+				{now: 52 * ms, rto: 20 * ms, want: []packet.Range{{First: 1, Len: 1}}, nextAt: 72 * ms},
+				{now: 72 * ms, rto: 20 * ms, want: nil, nextAt: -1},
 			},
 			check: func(t *testing.T, s TrackerStats) {
 				if s.NACKed != 1 || s.NACKRetries != 2 || s.GivenUpRetries != 1 || s.NACKRounds != 3 || s.NACKPackets != 3 {
@@ -111,7 +111,7 @@ func TestNACKTiming(t *testing.T) {
 			},
 			steps: []nackStep{
 				{now: 12 * ms, rto: 0, want: []packet.Range{rg(1, 1)}, nextAt: 112 * ms},
-				{now: 112 * ms, rto: -5, want: []packet.Range{rg(1, 1)}, nextAt: 312 * ms},
+				{now: 112 * ms, rto: -5, want: []packet.Range{rg(1, 1)}, nextAt: 212 * ms},
 			},
 		},
 	}
@@ -336,5 +336,16 @@ func TestReorderToleranceAdapts(t *testing.T) {
 	_, info := tr.OnArrival(seq+3, now+130*ms, SourceRetransmit)
 	if info.SinceNACKNanos != 30*ms {
 		t.Fatalf("SinceNACKNanos = %d, want 30ms", info.SinceNACKNanos)
+	}
+}
+
+// TestBackoffSchedule pins the retry spacing: one RTO apart for the first
+// four requests, then doubling up to 64 RTOs.
+func TestBackoffSchedule(t *testing.T) {
+	want := []int64{1, 1, 1, 1, 2, 4, 8, 16, 32, 64, 64}
+	for i, w := range want {
+		if got := backoff(10, uint16(i+1)); got != 10*w {
+			t.Errorf("after request %d: wait %d, want %d", i+1, got, 10*w)
+		}
 	}
 }

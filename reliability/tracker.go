@@ -45,6 +45,9 @@ const (
 	maxRTO = 1 << 40
 	// maxBackoffShift caps the exponential backoff at 64 times the RTO.
 	maxBackoffShift = 6
+	// linearRetries is how many requests of a sequence are spaced one RTO
+	// apart before the backoff doubles.
+	linearRetries = 4
 )
 
 // TrackerConfig configures a Tracker. The zero value gives the defaults;

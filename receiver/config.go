@@ -9,7 +9,28 @@ import (
 
 	"github.com/telewire/telewire/internal/clock"
 	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/reliability"
 )
+
+// Mode is a delivery discipline; see Config.Mode.
+type Mode = reliability.Mode
+
+// Delivery modes.
+const (
+	ModeOrdered   = reliability.ModeOrdered
+	ModeUnordered = reliability.ModeUnordered
+	ModeLatest    = reliability.ModeLatest
+)
+
+// ParseMode returns the mode named "ordered", "unordered" or "latest".
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{ModeOrdered, ModeUnordered, ModeLatest} {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown delivery mode %q (want ordered, unordered or latest)", s)
+}
 
 // Config configures a Receiver. The zero value of every field is its
 // default; only Listen is required.
@@ -31,6 +52,29 @@ type Config struct {
 	// Window is the number of sequence numbers tracked per stream for loss
 	// and duplicate detection (a power of two). Default 1<<15.
 	Window int
+
+	// Mode is the delivery discipline: ModeOrdered (the default) delivers
+	// in sequence order, holding a message for missing earlier ones until
+	// its deadline; ModeUnordered delivers each message on arrival;
+	// ModeLatest delivers a message only if it is newer than the last one
+	// delivered on its stream, and never waits for or requests data that
+	// newer data has superseded.
+	Mode Mode
+	// Latency is the latency budget of ordered delivery: a message is due
+	// at its send time plus Latency, mapped onto the receiver's clock
+	// through the smallest one-way delay seen. A gap still open when a
+	// later message is due is skipped and counted. Default 200 ms.
+	Latency time.Duration
+	// ReorderCapacity bounds, per stream, the messages ordered delivery
+	// holds while waiting for gaps; it should cover the messages that
+	// arrive within Latency. Default 8192.
+	ReorderCapacity int
+	// DisableNACK turns off retransmission requests. Default false: gaps
+	// are NACKed once a reorder tolerance has passed (adaptive from the
+	// reordering and jitter observed, at least 1 ms), all gaps at once,
+	// retried with RTT-based backoff until the data arrives, the sender
+	// says it is unavailable, or delivery no longer wants it.
+	DisableNACK bool
 
 	// QueueMessages bounds the messages waiting for Recv. Default 65536.
 	QueueMessages int
@@ -71,6 +115,10 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxStreams, 64)
 	def(&c.Window, 1<<15)
 	def(&c.QueueMessages, 1<<16)
+	def(&c.ReorderCapacity, 8192)
+	if c.Latency == 0 {
+		c.Latency = 200 * time.Millisecond
+	}
 	def(&c.QueueBytes, 32<<20)
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
@@ -84,6 +132,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: MaxSessions, MaxStreams and QueueMessages must be positive", ErrConfig)
 	case c.Window < 64 || c.Window&(c.Window-1) != 0:
 		return c, fmt.Errorf("%w: Window %d is not a power of two >= 64", ErrConfig, c.Window)
+	case c.Mode > ModeLatest:
+		return c, fmt.Errorf("%w: unknown Mode %d", ErrConfig, c.Mode)
+	case c.Latency < time.Millisecond:
+		return c, fmt.Errorf("%w: Latency %v below 1ms", ErrConfig, c.Latency)
+	case c.ReorderCapacity < 1 || c.ReorderCapacity > reliability.MaxDeliveryCapacity:
+		return c, fmt.Errorf("%w: ReorderCapacity %d outside 1..%d", ErrConfig, c.ReorderCapacity, reliability.MaxDeliveryCapacity)
 	case c.QueueBytes < packet.MaxPayload:
 		return c, fmt.Errorf("%w: QueueBytes %d smaller than one maximal payload", ErrConfig, c.QueueBytes)
 	}

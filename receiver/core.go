@@ -48,12 +48,33 @@ type Message struct {
 	off int // payload offset in the queue's ring
 }
 
+// RTO bounds for NACK retries, and the value used before the receiver has
+// measured a round trip (NACK to retransmission).
+const (
+	minRTO = 2 * time.Millisecond
+	maxRTO = 500 * time.Millisecond
+)
+
+// startupHold caps the grace time ordered delivery waits at the start of a
+// stream (a tenth of the latency budget, at most this), so that messages
+// reordered ahead of the first one are not delivered before it.
+const startupHold = 10 * time.Millisecond
+
 // stream is the receiver's state for one stream of one session.
 type stream struct {
-	id      uint32
-	tracker *reliability.Tracker
-	jitter  stats.Jitter
-	delay   stats.DelayHistogram
+	id       uint32
+	tracker  *reliability.Tracker
+	delivery *reliability.Delivery[*held]
+	jitter   stats.Jitter
+	delay    stats.DelayHistogram
+	rtt      reliability.RTT // NACK → retransmission, for NACK retry timing
+	nacks    []packet.Range  // reused by AppendNACK
+
+	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
+	haveMin   bool
+	holdUntil int64 // ordered mode: no delivery before this, so the first arrivals can be sorted
+	started   bool  // a DATA packet has arrived
+	firstSeq  uint64
 
 	echoTs int64 // newest sender timestamp seen
 	echoAt int64 // when it arrived
@@ -81,13 +102,14 @@ type session struct {
 
 // Core is the receiver's protocol state machine, free of sockets,
 // goroutines and clocks: Handle and Tick take the time as an argument,
-// deliver messages into the queue and encode feedback into the Outbox.
-// [Receiver] runs it over a real socket. A Core is not safe for concurrent
-// use.
+// deliver messages into the queue Pop reads, and encode feedback (REPORT,
+// NACK) into the Outbox. [Receiver] runs it over a real socket. A Core is
+// not safe for concurrent use.
 type Core struct {
 	cfg      Config
 	sessions map[netip.AddrPort]*session // bounded by cfg.MaxSessions
 	queue    *queue
+	pool     heldPool
 	out      *outbox.Pair
 	pkt      packet.Packet
 	log      zerolog.Logger
@@ -107,7 +129,7 @@ func NewCore(cfg Config) (*Core, error) {
 		cfg:      cfg,
 		sessions: make(map[netip.AddrPort]*session),
 		queue:    newQueue(cfg.QueueMessages, cfg.QueueBytes),
-		// Feedback is small and paced by the report interval.
+		// Feedback is small and paced by the report and NACK intervals.
 		out: outbox.NewPair(1024, 1<<20),
 		log: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 	}, nil
@@ -135,7 +157,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	case packet.KindData, packet.KindHeartbeat:
 	case packet.KindNACK:
 		if p.Flags&packet.FlagUnavailable != 0 {
-			c.handleUnavailable(p, from, now)
+			c.handleUnavailable(p, from)
 			return
 		}
 		c.stats.Unexpected++
@@ -156,69 +178,150 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	}
 	s.lastSeen = now
 	if p.Kind == packet.KindHeartbeat {
-		c.stats.Heartbeats++
-		if n := st.tracker.OnHeartbeat(p.Heartbeat.Start, p.Heartbeat.Next, now); n > 0 {
-			st.bursts++
-		}
+		c.handleHeartbeat(st, &p.Heartbeat, now)
 		return
 	}
 	c.handleData(s, st, p, from, now)
 }
 
+// handleHeartbeat learns from the sender's highest sequence. On a stream
+// that has seen nothing yet the heartbeat only sets the starting point:
+// what was sent before this receiver heard the stream is history, not
+// loss, and is not requested.
+func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
+	c.stats.Heartbeats++
+	start := hb.Next
+	if st.started {
+		// Never reach back before the first DATA this receiver heard: a
+		// receiver that joined a running stream has not lost its history.
+		start = packet.SeqMax(hb.Start, st.firstSeq)
+	} else if _, started := st.tracker.Next(); started {
+		start = hb.Start
+	}
+	if n := st.tracker.OnHeartbeat(start, hb.Next, now); n > 0 {
+		st.bursts++
+	}
+}
+
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	retransmit := p.Flags&packet.FlagRetransmit != 0
-	if retransmit {
-		st.retransmits++
-	}
 	src := reliability.SourceOriginal
 	if retransmit {
+		st.retransmits++
 		src = reliability.SourceRetransmit
 	}
 	arrival, info := st.tracker.OnArrival(p.Seq, now, src)
 	if info.NewlyMissing > 0 {
 		st.bursts++
 	}
-	if arrival != reliability.ArrivalNew && arrival != reliability.ArrivalResync {
+	switch arrival {
+	case reliability.ArrivalNew:
+	case reliability.ArrivalResync:
+		// The stream jumped beyond the window: deliver what is held and
+		// restart ordering at this sequence, without requesting the jump.
+		st.delivery.Flush()
+		c.drain(s, st, now, 0)
+		st.delivery.Resync(p.Seq)
+	default:
 		return // duplicate or too old: counted by the tracker
 	}
-	if !retransmit {
+	if retransmit {
+		if info.SinceNACKNanos > 0 {
+			st.rtt.Observe(info.SinceNACKNanos)
+		}
+	} else {
 		// Jitter and delay describe the path, so only first
 		// transmissions feed them.
 		st.jitter.Observe(p.Timestamp, now)
 		st.delay.Observe(now - p.Timestamp)
+		if off := now - p.Timestamp; !st.haveMin || off < st.minOffset {
+			st.minOffset, st.haveMin = off, true
+		}
 		if p.Timestamp > st.echoTs || st.echoAt == 0 {
 			st.echoTs, st.echoAt = p.Timestamp, now
 		}
 	}
-	m := Message{
+	if !st.started {
+		// The first arrival need not be the first message: the stream may
+		// have been reordered from its start. Ordered delivery waits a
+		// short grace time before fixing where the stream begins.
+		st.started, st.firstSeq = true, p.Seq
+		if c.cfg.Mode == ModeOrdered {
+			st.holdUntil = now + min(int64(c.cfg.Latency)/10, int64(startupHold))
+		}
+	}
+	h := c.pool.get()
+	h.m = Message{
 		Source:       from,
 		Session:      s.id,
 		Stream:       st.id,
 		Seq:          p.Seq,
 		SentNanos:    p.Timestamp,
 		ReceiveNanos: now,
-		Payload:      p.Payload,
+		Payload:      p.Payload, // aliases the datagram until owned
 	}
 	if retransmit {
-		m.Origin = OriginRetransmit
+		h.m.Origin = OriginRetransmit
 	}
-	if !c.queue.push(&m) {
-		c.stats.QueueOverflow++
+	deadline := p.Timestamp + st.minOffset + int64(c.cfg.Latency)
+	if res := st.delivery.Push(p.Seq, h, deadline); res != reliability.PushAccepted {
+		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
 	}
-	c.stats.Delivered++
+	if !c.drain(s, st, now, p.Seq) {
+		c.pool.own(h) // held for ordering: copy it out of the datagram
+	}
+}
+
+// drain moves every message due at now from the stream's delivery into the
+// queue Recv reads, and tells the tracker to stop asking for what delivery
+// has passed. It reports whether sequence want was among them.
+func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
+	if st.holdUntil != 0 {
+		if now < st.holdUntil {
+			return false
+		}
+		st.holdUntil = 0
+	}
+	found := false
+	for {
+		seq, h, ok := st.delivery.Pop(now)
+		if !ok {
+			break
+		}
+		if seq == want {
+			found = true
+		}
+		if c.queue.push(&h.m) {
+			c.stats.Delivered++
+		} else {
+			c.stats.QueueOverflow++
+		}
+		c.pool.put(h)
+	}
+	if from, ok := st.delivery.WantFrom(); ok {
+		st.tracker.GiveUpBefore(from)
+	}
+	return found
 }
 
 // handleUnavailable takes the sender's word that it cannot retransmit the
-// listed sequences. Until NACKs are scheduled there is nothing waiting on
-// them, so it only counts the answer.
-func (c *Core) handleUnavailable(p *packet.Packet, from netip.AddrPort, now int64) {
+// listed sequences: they are given up at once instead of asked for again.
+func (c *Core) handleUnavailable(p *packet.Packet, from netip.AddrPort) {
 	s := c.sessions[from]
 	if s == nil || s.id != p.Session {
 		c.stats.Unexpected++
 		return
 	}
 	c.stats.Unavailable++
+	for _, st := range s.streams {
+		if st.id == p.Stream {
+			for _, r := range p.Ranges {
+				st.tracker.OnUnavailable(r)
+			}
+			return
+		}
+	}
 }
 
 // session finds or creates the state for a sender. A new session id from a
@@ -231,6 +334,7 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 	if s != nil {
 		c.stats.SessionRestarts++
 		c.log.Info().Stringer("from", from).Str("old", hex64(s.id)).Str("new", hex64(id)).Msg("sender restarted")
+		c.release(s)
 	} else {
 		if len(c.sessions) >= c.cfg.MaxSessions {
 			c.stats.SessionsRefused++
@@ -245,6 +349,21 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 	return s
 }
 
+// release returns what a dropped session's delivery still holds to the
+// pool; those messages are not delivered.
+func (c *Core) release(s *session) {
+	for _, st := range s.streams {
+		st.delivery.Flush()
+		for {
+			_, h, ok := st.delivery.Pop(0)
+			if !ok {
+				break
+			}
+			c.pool.put(h)
+		}
+	}
+}
+
 func (s *session) stream(id uint32, c *Core) *stream {
 	for _, st := range s.streams {
 		if st.id == id {
@@ -254,13 +373,30 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	if len(s.streams) >= c.cfg.MaxStreams {
 		return nil
 	}
-	st := &stream{id: id, tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window})}
+	st := &stream{
+		id:      id,
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window}),
+		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
+			Mode:     c.cfg.Mode,
+			Capacity: c.cfg.ReorderCapacity,
+		}),
+		nacks: make([]packet.Range, 0, reliability.DefaultMaxNACKRanges),
+	}
 	s.streams = append(s.streams, st)
 	return st
 }
 
-// Tick sends the periodic REPORTs and expires silent sessions.
+// Tick delivers what has reached its deadline, sends the NACKs that are
+// due, sends the periodic REPORTs and expires silent sessions.
 func (c *Core) Tick(now int64) {
+	for _, s := range c.sessions {
+		for _, st := range s.streams {
+			c.drain(s, st, now, 0)
+			if !c.cfg.DisableNACK {
+				c.nack(s, st, now)
+			}
+		}
+	}
 	if c.nextReport == 0 {
 		c.nextReport = now + int64(c.cfg.ReportInterval)
 		return
@@ -274,6 +410,7 @@ func (c *Core) Tick(now int64) {
 	}
 	for addr, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
+			c.release(s)
 			delete(c.sessions, addr)
 			c.stats.SessionsExpired++
 			c.log.Info().Stringer("from", addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")
@@ -285,11 +422,84 @@ func (c *Core) Tick(now int64) {
 	}
 }
 
-// NextTimer returns when the next REPORT is due. The report clock runs
-// even without sessions, so that a session that appears between ticks is
-// reported on time without the socket reader having to re-arm a timer.
+// nack sends the stream's due NACKs, all gaps at once, cut into packets.
+func (c *Core) nack(s *session, st *stream, now int64) {
+	if at, ok := st.tracker.NextNACKAt(); !ok || at > now {
+		return
+	}
+	st.tracker.SetJitter(int64(st.jitter.Nanos()))
+	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), nil)
+	for len(rs) > 0 {
+		head, rest := reliability.SplitNACK(rs)
+		c.pkt = packet.Packet{
+			Header: packet.Header{Kind: packet.KindNACK, Session: s.id, Stream: st.id},
+			Ranges: head,
+		}
+		for range st.nackCopies() {
+			if err := c.out.Current().Append(&c.pkt, s.addr); err != nil {
+				c.stats.FeedbackDropped++ // the tracker asks again after its backoff
+				break
+			}
+			st.nacksSent++
+			c.stats.NACKs++
+		}
+		rs = rest
+	}
+	c.pkt.Ranges = nil
+}
+
+// redundantLossPPM is the loss rate from which NACKs are sent twice: with p
+// lost each way a request fails with probability about 2p with one copy
+// and 2p² with two, which at 5% loss is the difference between a few
+// messages in 100 000 missing their deadline and none.
+const redundantLossPPM = 20_000
+
+// nackCopies is how many copies of each NACK packet to send, from the loss
+// rate of the last report interval.
+func (st *stream) nackCopies() int {
+	if st.lossPPM >= redundantLossPPM {
+		return 2
+	}
+	return 1
+}
+
+// retryTimeout is how long a NACKed sequence waits before it is asked for
+// again: the smoothed NACK-to-retransmission time plus two mean deviations
+// (at least minRTO of margin), within [minRTO, maxRTO]. It is tighter than
+// TCP's SRTT + 4·RTTVAR because a late retransmission is worthless here,
+// while an early repeat costs one small NACK and is deduplicated by the
+// sender. Before any round trip is measured it is a quarter of the latency
+// budget, leaving room for several attempts.
+func (c *Core) retryTimeout(st *stream) int64 {
+	if st.rtt.Samples() == 0 {
+		return int64(c.cfg.Latency) / 4
+	}
+	rto := st.rtt.Smoothed() + max(2*st.rtt.Variance(), int64(minRTO))
+	return min(max(rto, int64(minRTO)), int64(maxRTO))
+}
+
+// NextTimer returns when Tick next has work: a REPORT, a delivery deadline
+// or a NACK. The report clock runs even without sessions, so that a session
+// that appears between ticks is reported on time.
 func (c *Core) NextTimer() (int64, bool) {
-	return c.nextReport, true // 0 before the first Tick: due at once
+	at := c.nextReport // 0 before the first Tick: due at once
+	for _, s := range c.sessions {
+		for _, st := range s.streams {
+			if t, ok := st.delivery.NextDeadline(); ok && t < at {
+				at = t
+			}
+			if st.holdUntil != 0 && st.holdUntil < at {
+				at = st.holdUntil
+			}
+			if c.cfg.DisableNACK {
+				continue
+			}
+			if t, ok := st.tracker.NextNACKAt(); ok && t < at {
+				at = t
+			}
+		}
+	}
+	return at, true
 }
 
 // report closes the stream's interval and queues a REPORT to its sender.
@@ -339,6 +549,7 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 		RecoveredFEC:    ts.RecoveredFEC,
 		Duplicates:      ts.Duplicates,
 		Reordered:       ts.Reordered,
+		Late:            st.delivery.Stats().Late,
 		NACKsSent:       st.nacksSent,
 		Retransmits:     st.retransmits,
 		JitterNanos:     st.jitter.Nanos(),
@@ -357,16 +568,6 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 	return r
 }
 
-func hex64(v uint64) string {
-	const digits = "0123456789abcdef"
-	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = digits[v&15]
-		v >>= 4
-	}
-	return string(b[:])
-}
-
 // Stats returns the counters and a snapshot of every live stream.
 func (c *Core) Stats() Stats {
 	st := c.stats
@@ -374,6 +575,7 @@ func (c *Core) Stats() Stats {
 	for _, s := range c.sessions {
 		for _, x := range s.streams {
 			ts := x.tracker.Stats()
+			ds := x.delivery.Stats()
 			l := lossOf(ts)
 			highest, _ := x.tracker.Highest()
 			st.Streams = append(st.Streams, StreamStats{
@@ -391,10 +593,16 @@ func (c *Core) Stats() Stats {
 				Stale:        ts.Stale,
 				Resyncs:      ts.Resyncs,
 				Retransmits:  x.retransmits,
+				NACKs:        x.nacksSent,
+				Skipped:      ds.Skipped,
+				Late:         ds.Late,
+				Superseded:   ds.Superseded,
+				Held:         ds.Buffered,
 				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
 				JitterNanos:  x.jitter.Nanos(),
 				Delay:        x.delay.Summary(),
 				DelaySamples: x.delay.Count(),
+				NACKRTTNanos: x.rtt.Smoothed(),
 			})
 		}
 	}
@@ -421,4 +629,14 @@ func lossOf(ts reliability.TrackerStats) loss {
 		l.unrecovered = l.lost - repaired
 	}
 	return l
+}
+
+func hex64(v uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[v&15]
+		v >>= 4
+	}
+	return string(b[:])
 }

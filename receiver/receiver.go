@@ -69,7 +69,7 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 	}
 	r.loop = loop.Start(loop.Config{
 		Core: r.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger,
-		AfterRead: func() {
+		Changed: func() {
 			select {
 			case r.notify <- struct{}{}:
 			default:

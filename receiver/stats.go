@@ -15,6 +15,7 @@ type Stats struct {
 	Delivered       uint64 `json:"delivered"`        // messages queued for Recv
 	QueueOverflow   uint64 `json:"queue_overflow"`   // messages dropped: Recv fell behind
 	Reports         uint64 `json:"reports"`          // REPORTs queued to senders
+	NACKs           uint64 `json:"nacks"`            // NACK packets queued to senders
 	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers from senders
 	FeedbackDropped uint64 `json:"feedback_dropped"` // feedback not queued: outbox full
 	Sessions        uint64 `json:"sessions"`         // sessions started
@@ -43,7 +44,13 @@ type StreamStats struct {
 	Reordered    uint64        `json:"reordered"`   // arrived after a later sequence
 	Stale        uint64        `json:"stale"`       // too old for the window
 	Resyncs      uint64        `json:"resyncs"`     // jumps beyond the window
-	Retransmits  uint64        `json:"retransmits"` // DATA flagged as retransmission
+	Retransmits  uint64        `json:"retransmits"` // DATA flagged as retransmission, duplicates included
+	NACKs        uint64        `json:"nacks"`       // NACK packets sent
+	Skipped      uint64        `json:"skipped"`     // ordered delivery gave up waiting for these (deadline)
+	Late         uint64        `json:"late"`        // arrived after delivery had passed them
+	Superseded   uint64        `json:"superseded"`  // latest mode: dropped for newer data
+	Held         uint64        `json:"held"`        // waiting in ordered delivery now
+	NACKRTTNanos int64         `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
 	IntervalLoss float64       `json:"interval_loss"`
 	JitterNanos  uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
 	Delay        stats.Summary `json:"delay"`     // one-way delay above the minimum seen

@@ -46,6 +46,26 @@ type Config struct {
 	// MaxStreams bounds the number of streams. Default 256.
 	MaxStreams int
 
+	// DisableRetransmit turns retransmission off: no packets are kept and
+	// every NACK is answered "unavailable", so receivers stop asking at
+	// once. Default false: NACKs are answered from the retransmit buffer.
+	DisableRetransmit bool
+	// RetransmitPackets bounds the packets kept per stream for
+	// retransmission (rounded up to a power of two). Default 16384.
+	RetransmitPackets int
+	// RetransmitBytes bounds the bytes kept per stream for retransmission,
+	// allocated when the stream starts. Default 8 MiB.
+	RetransmitBytes int
+	// RetransmitMaxAge bounds how long a packet is kept for
+	// retransmission; a NACK for an older one is answered "unavailable".
+	// Default 1 s, which covers a 200 ms latency budget with room for
+	// several round trips.
+	RetransmitMaxAge time.Duration
+	// RetransmitShare caps retransmitted bytes per second at this percent
+	// of the stream's own send rate (with a floor of 256 KiB/s so a slow
+	// stream can still repair); negative means no cap. Default 50.
+	RetransmitShare int
+
 	// BatchSize is the datagrams per sendmmsg/recvmmsg; 0 = the udpio default.
 	BatchSize int
 	// SocketBufferBytes is the SO_SNDBUF/SO_RCVBUF requested; 0 = udpio default.
@@ -77,6 +97,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
 	}
+	if c.RetransmitPackets == 0 {
+		c.RetransmitPackets = 16384
+	}
+	if c.RetransmitBytes == 0 {
+		c.RetransmitBytes = 8 << 20
+	}
+	if c.RetransmitMaxAge == 0 {
+		c.RetransmitMaxAge = time.Second
+	}
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
@@ -89,6 +118,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: heartbeat interval %v, max %v", ErrConfig, c.HeartbeatInterval, c.MaxHeartbeatInterval)
 	case c.MaxStreams < 1:
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
+	case c.RetransmitPackets < 1 || c.RetransmitBytes < packet.MaxPacketLen || c.RetransmitMaxAge < 0:
+		return c, fmt.Errorf("%w: retransmit buffer of %d packets, %d bytes, %v", ErrConfig,
+			c.RetransmitPackets, c.RetransmitBytes, c.RetransmitMaxAge)
 	}
 	return c, nil
 }

@@ -34,6 +34,8 @@ type stream struct {
 	heartbeatAt  int64 // when the next HEARTBEAT is due
 	heartbeatGap int64 // current idle heartbeat interval (backs off)
 
+	retained *reliability.SendBuffer // nil when retransmission is off
+
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
 }
@@ -50,6 +52,7 @@ type Core struct {
 	streams []*stream // few; linear search beats a map at this size
 	rtt     reliability.RTT
 	pkt     packet.Packet // reused for decoding and encoding
+	answer  reliability.NACKResult
 	log     zerolog.Logger
 	stats   Stats
 }
@@ -87,6 +90,14 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 		return nil, ErrTooManyStreams
 	}
 	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq}
+	if !c.cfg.DisableRetransmit {
+		s.retained = reliability.NewSendBuffer(reliability.SendBufferConfig{
+			Capacity:        c.cfg.RetransmitPackets,
+			MaxBytes:        c.cfg.RetransmitBytes,
+			MaxAge:          int64(c.cfg.RetransmitMaxAge),
+			RetransmitShare: c.cfg.RetransmitShare,
+		})
+	}
 	c.streams = append(c.streams, s)
 	return s, nil
 }
@@ -120,6 +131,10 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		return err
 	}
 	c.pkt.Payload = nil // do not keep the caller's buffer alive
+	if s.retained != nil {
+		b := c.out.Current()
+		s.retained.Put(s.next, b.Datagrams()[b.Len()-1].Data, now)
+	}
 	s.next++
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
@@ -148,7 +163,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	case packet.KindReport:
 		c.handleReport(p, now)
 	case packet.KindNACK:
-		c.handleNACK(p, from)
+		c.handleNACK(p, from, now)
 	default:
 		c.stats.Unexpected++
 	}
@@ -184,16 +199,66 @@ func (c *Core) handleReport(p *packet.Packet, now int64) {
 	s.reportAt = now
 }
 
-// handleNACK answers a NACK. Retransmission is not built yet, so every
-// requested range is answered "unavailable" and the receiver stops asking.
-func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort) {
+// handleNACK answers a NACK from the retransmit buffer: the sequences it
+// still holds are resent (flagged, same sequence and timestamp) to the
+// receiver that asked, unless resent within the suppression time or over
+// the retransmit budget; the ones it no longer holds are named in an
+// "unavailable" NACK so the receiver stops asking.
+func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	if p.Flags&packet.FlagUnavailable != 0 {
 		c.stats.Unexpected++ // only senders send those
 		return
 	}
 	c.stats.NACKs++
+	s := c.findStream(p.Stream)
+	if s == nil || s.retained == nil {
+		c.unavailable(p, p.Ranges, from)
+		return
+	}
+	res := &c.answer
+	s.retained.OnNACK(p.Ranges, now, c.rtt.Smoothed(), res)
+	c.stats.Suppressed += uint64(res.Suppressed)
+	c.stats.Throttled += uint64(res.Throttled)
+	out := c.out.Current()
+	copies := 1
+	if s.reportAt != 0 && s.report.IntervalLossPPM >= redundantLossPPM {
+		copies = 2
+	}
+resend:
+	for _, seq := range res.Resend {
+		data, ok := s.retained.Get(seq, now)
+		if !ok {
+			continue
+		}
+		for range copies {
+			if out.AppendRaw(data, from) != nil {
+				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
+				break resend
+			}
+			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
+			c.stats.Retransmits++
+			c.stats.RetransmitBytes += uint64(len(data))
+		}
+	}
+	if len(res.Unavailable) > 0 {
+		c.unavailable(p, res.Unavailable, from)
+	}
+}
+
+// redundantLossPPM is the reported loss rate from which retransmissions
+// are sent twice, so that one loss of the repair does not cost another
+// round trip of the latency budget; below it one copy is enough.
+const redundantLossPPM = 20_000
+
+// unavailable tells the receiver at to that the sequences in rs will never
+// be resent. p is reused for the encoding; its header names the stream.
+func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPort) {
 	p.Flags = packet.FlagUnavailable
-	if err := c.out.Current().Append(p, from); err != nil {
+	if len(rs) > packet.MaxRanges {
+		rs = rs[:packet.MaxRanges]
+	}
+	p.Ranges = rs
+	if err := c.out.Current().Append(p, to); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}

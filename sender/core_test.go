@@ -195,19 +195,63 @@ func TestFeedbackFiltering(t *testing.T) {
 	}
 }
 
-func TestNACKAnsweredUnavailable(t *testing.T) {
+func nackFor(t *testing.T, rs ...packet.Range) []byte {
+	t.Helper()
+	return encode(t, &packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: rs})
+}
+
+func TestNACKIsAnsweredWithRetransmission(t *testing.T) {
 	c := newCore(t, Config{})
-	c.Send(0, nil, 1)
-	drain(t, c)
-	nack := packet.Packet{
-		Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc},
-		Ranges: []packet.Range{{First: 0, Len: 1}},
+	for i := range 3 {
+		c.Send(0, []byte{byte('a' + i)}, int64(1000+i))
 	}
-	c.Handle(encode(t, &nack), rcvAddr, 2)
+	drain(t, c)
+	c.Handle(nackFor(t, packet.Range{First: 1, Len: 1}), rcvAddr, 5000)
+	pkts := drain(t, c)
+	if len(pkts) != 1 {
+		t.Fatalf("answer %+v", pkts)
+	}
+	p := pkts[0]
+	if p.Kind != packet.KindData || p.Flags != packet.FlagRetransmit || p.Seq != 1 || p.Timestamp != 1001 || string(p.Payload) != "b" {
+		t.Fatalf("retransmission %+v", p)
+	}
+	// A second NACK for the same sequence right away is suppressed: one
+	// retransmission answers every receiver asking within part of an RTT.
+	for range 50 {
+		c.Handle(nackFor(t, packet.Range{First: 1, Len: 1}), rcvAddr, 5001)
+	}
+	if got := drain(t, c); len(got) != 0 {
+		t.Fatalf("suppressed NACKs answered with %d packets", len(got))
+	}
+	st := c.Stats()
+	if st.NACKs != 51 || st.Retransmits != 1 || st.Suppressed != 50 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestNACKForAgedOutDataIsUnavailable(t *testing.T) {
+	c := newCore(t, Config{RetransmitMaxAge: 100 * time.Millisecond})
+	c.Send(0, []byte("old"), 0)
+	drain(t, c)
+	c.Handle(nackFor(t, packet.Range{First: 0, Len: 1}), rcvAddr, int64(time.Second))
 	pkts := drain(t, c)
 	if len(pkts) != 1 || pkts[0].Kind != packet.KindNACK || pkts[0].Flags != packet.FlagUnavailable ||
-		len(pkts[0].Ranges) != 1 || pkts[0].Ranges[0] != (packet.Range{First: 0, Len: 1}) {
+		pkts[0].Ranges[0] != (packet.Range{First: 0, Len: 1}) {
 		t.Fatalf("answer %+v", pkts)
+	}
+}
+
+func TestRetransmitDisabled(t *testing.T) {
+	c := newCore(t, Config{DisableRetransmit: true})
+	c.Send(0, nil, 1)
+	drain(t, c)
+	c.Handle(nackFor(t, packet.Range{First: 0, Len: 1}, packet.Range{First: 5, Len: 2}), rcvAddr, 2)
+	pkts := drain(t, c)
+	if len(pkts) != 1 || pkts[0].Flags != packet.FlagUnavailable || len(pkts[0].Ranges) != 2 {
+		t.Fatalf("answer %+v", pkts)
+	}
+	if st := c.Stats(); st.Unavailable != 1 || st.Retransmits != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -238,5 +282,30 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := NewCore(cfg, 1, rcvAddr); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: %v", cfg, err)
 		}
+	}
+}
+
+// TestNACKStormFromManyReceivers: 50 receivers NACKing the same loss at
+// once cause one retransmission, sent to the first that asked.
+func TestNACKStormFromManyReceivers(t *testing.T) {
+	c := newCore(t, Config{})
+	for i := range 10 {
+		c.Send(0, []byte{byte(i)}, int64(i))
+	}
+	drain(t, c)
+	nack := nackFor(t, packet.Range{First: 4, Len: 1})
+	for i := range 50 {
+		c.Handle(nack, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(20000+i)), 100)
+	}
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatalf("50 NACKs answered with %v datagrams", b)
+	}
+	if to := b.Datagrams()[0].Addr; to.Port() != 20000 {
+		t.Fatalf("retransmission went to %v", to)
+	}
+	c.Outbox().Give(b)
+	if st := c.Stats(); st.Retransmits != 1 || st.Suppressed != 49 {
+		t.Fatalf("stats %+v", st)
 	}
 }

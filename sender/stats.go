@@ -15,7 +15,11 @@ type Stats struct {
 	QueueFull       uint64        `json:"queue_full"`       // Sends refused or delayed by a full queue
 	Reports         uint64        `json:"reports"`          // REPORTs received
 	NACKs           uint64        `json:"nacks"`            // NACKs received
-	Unavailable     uint64        `json:"unavailable"`      // NACKs answered "unavailable"
+	Retransmits     uint64        `json:"retransmits"`      // DATA packets resent
+	RetransmitBytes uint64        `json:"retransmit_bytes"` // their wire bytes
+	Suppressed      uint64        `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
+	Throttled       uint64        `json:"throttled"`        // requests refused by the retransmit budget
+	Unavailable     uint64        `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
 	FeedbackDropped uint64        `json:"feedback_dropped"` // answers not queued: queue full
 	Malformed       uint64        `json:"malformed"`        // datagrams that failed to decode
 	ForeignSession  uint64        `json:"foreign_session"`  // feedback for another session

@@ -12,6 +12,7 @@ package loop
 
 import (
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -43,9 +44,11 @@ type Config struct {
 	Conn   *udpio.Conn
 	Clock  clock.Clock
 	Logger zerolog.Logger
-	// AfterRead, if set, is called (without the lock) after each batch read
-	// has been handed to the core.
-	AfterRead func()
+	// Changed, if set, is called (without the lock) after each batch read
+	// has been handed to the core and after each Tick: the points where
+	// the core may have produced something for its owner (a delivered
+	// message, for the receiver). It must not block.
+	Changed func()
 }
 
 // Loop owns the reader and writer goroutines of one socket.
@@ -63,6 +66,12 @@ type Loop struct {
 	writerWG sync.WaitGroup
 	readerWG sync.WaitGroup
 	log      zerolog.Logger
+
+	// armedAt is when the writer's timer fires (monotonic ns of the core's
+	// clock), or math.MaxInt64 when it is not armed; the reader wakes the
+	// writer early when handling datagrams moved the core's next timer
+	// before it (a gap to NACK, a message to deliver).
+	armedAt atomic.Int64
 
 	writeErrors atomic.Uint64
 	readErrors  atomic.Uint64
@@ -138,12 +147,13 @@ func (l *Loop) reader() {
 			l.cfg.Core.Handle(dgs[i].Data, dgs[i].Addr, now)
 		}
 		pending := l.cfg.Core.Outbox().Current().Len() > 0
+		next, armed := l.cfg.Core.NextTimer()
 		l.Mu.Unlock()
-		if pending {
+		if pending || (armed && next < l.armedAt.Load()) {
 			l.Wake()
 		}
-		if l.cfg.AfterRead != nil {
-			l.cfg.AfterRead()
+		if l.cfg.Changed != nil {
+			l.cfg.Changed()
 		}
 	}
 }
@@ -159,6 +169,9 @@ func (l *Loop) writer() {
 		b := l.cfg.Core.Outbox().Take()
 		next, armed := l.cfg.Core.NextTimer()
 		l.Mu.Unlock()
+		if l.cfg.Changed != nil {
+			l.cfg.Changed()
+		}
 
 		if b != nil {
 			l.write(b)
@@ -178,7 +191,10 @@ func (l *Loop) writer() {
 			if d < 0 {
 				d = 0
 			}
+			l.armedAt.Store(next)
 			timer.Reset(d)
+		} else {
+			l.armedAt.Store(math.MaxInt64)
 		}
 		select {
 		case <-l.wake:

@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	buf := make([]byte, 0, 2048)
 	var sent uint64
 	row := func() {
-		t.row(time.Since(start), sent, deliveredNow(), snd.Stats(), streamOf(rcv.Stats()), relay.Stats())
+		t.row(time.Since(start), sent, deliveredNow(), snd.Stats(), streamOf(rcv.Stats()))
 	}
 loop:
 	for time.Since(start) < o.Duration {

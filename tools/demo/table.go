@@ -7,7 +7,6 @@ import (
 
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
-	"github.com/telewire/telewire/tools/netem"
 )
 
 // table prints the demo's live statistics, one row per interval.
@@ -15,18 +14,19 @@ type table struct{ w io.Writer }
 
 func newTable(w io.Writer) *table { return &table{w: w} }
 
-const rowFormat = "%6s %9s %9s %7s %7s %9s %9s %9s %9s %9s\n"
+const rowFormat = "%6s %9s %9s %7s %7s %7s %7s %9s %9s %9s %9s\n"
 
 func (t *table) header() {
-	fmt.Fprintf(t.w, rowFormat, "time", "sent", "delivered", "lost", "reord", "jitter", "delay p50", "delay p99", "rtt", "link drop")
+	fmt.Fprintf(t.w, rowFormat, "time", "sent", "delivered", "lost", "by rtx", "unrec", "reord", "jitter", "delay p50", "delay p99", "rtt")
 }
 
-func (t *table) row(elapsed time.Duration, sent, delivered uint64, s sender.Stats, r receiver.StreamStats, l netem.RelayStats) {
+func (t *table) row(elapsed time.Duration, sent, delivered uint64, s sender.Stats, r receiver.StreamStats) {
 	fmt.Fprintf(t.w, rowFormat,
 		fmt.Sprintf("%.0fs", elapsed.Seconds()),
-		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.Reordered),
+		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.RecoveredRTX),
+		fmt.Sprint(r.Unrecovered), fmt.Sprint(r.Reordered),
 		msec(int64(r.JitterNanos)), msec(int64(r.Delay.P50)), msec(int64(r.Delay.P99)),
-		msec(s.RTT.SmoothedNanos), fmt.Sprint(l.Fwd.Dropped+l.Rev.Dropped))
+		msec(s.RTT.SmoothedNanos))
 }
 
 func (t *table) summary(s Summary, elapsed time.Duration) {
@@ -38,16 +38,19 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 		return 100 * float64(n) / float64(d)
 	}
 	fmt.Fprintf(t.w, "\nsummary after %s:\n", elapsed.Round(time.Millisecond))
-	fmt.Fprintf(t.w, "  sent %d, delivered %d (%.2f%%), lost on the link %d (%.2f%%)\n",
+	fmt.Fprintf(t.w, "  sent %d, delivered %d (%.2f%%) in order; lost on the link %d (%.2f%%)\n",
 		s.Sent, s.Delivered, pct(s.Delivered, s.Sent), r.Lost, pct(r.Lost, s.Sent))
-	fmt.Fprintf(t.w, "  duplicates %d, reordered %d\n", r.Duplicates, r.Reordered)
+	fmt.Fprintf(t.w, "  repaired by retransmission %d, unrecovered %d, skipped at the deadline %d, late %d\n",
+		r.RecoveredRTX, r.Unrecovered, r.Skipped, r.Late)
+	fmt.Fprintf(t.w, "  NACKs sent %d, retransmissions %d (%.2f%% of bytes sent), suppressed %d, unavailable %d\n",
+		r.NACKs, s.Sender.Retransmits, pct(s.Sender.RetransmitBytes, s.Sender.BytesSent), s.Sender.Suppressed, s.Sender.Unavailable)
+	fmt.Fprintf(t.w, "  duplicates %d, reordered on the link %d\n", r.Duplicates, r.Reordered)
 	fmt.Fprintf(t.w, "  one-way delay above the minimum: p50 %s p90 %s p99 %s max %s; jitter (RFC 3550) %s\n",
 		msec(int64(r.Delay.P50)), msec(int64(r.Delay.P90)), msec(int64(r.Delay.P99)), msec(int64(r.Delay.Max)), msec(int64(r.JitterNanos)))
 	fmt.Fprintf(t.w, "  round trip: smoothed %s, min %s (%d samples)\n",
 		msec(s.Sender.RTT.SmoothedNanos), msec(s.Sender.RTT.MinNanos), s.Sender.RTT.Samples)
 	fmt.Fprintf(t.w, "  link: forward dropped %d of %d, reverse dropped %d of %d\n",
 		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
-	fmt.Fprintf(t.w, "  repair: none yet (NACK retransmission and FEC are not built), so every link loss is a lost message\n")
 }
 
 func msec(nanos int64) string { return fmt.Sprintf("%.2fms", float64(nanos)/1e6) }

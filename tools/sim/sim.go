@@ -45,6 +45,12 @@ type Config struct {
 	// TailDrop drops the DATA of the last TailDrop messages on the forward
 	// link: a loss that no later DATA reveals, only a HEARTBEAT.
 	TailDrop int
+	// RestartSenderAt, if positive, replaces the sender with a new one (new
+	// session id, sequences from FirstSeq again) before message
+	// RestartSenderAt is sent. RestartReceiverAt likewise replaces the
+	// receiver. Messages keep their index, so delivery is still checked.
+	RestartSenderAt   int
+	RestartReceiverAt int
 
 	Sender   sender.Config   // sender settings (To, Clock and sockets unused)
 	Receiver receiver.Config // receiver settings (Listen, Clock and sockets unused)
@@ -65,8 +71,8 @@ type Result struct {
 	LatencyMax      int64
 	SenderWireBytes uint64 // bytes the sender put on the link, all kinds
 	PayloadBytes    uint64 // application bytes sent
-	Sender          sender.Stats
-	Receiver        receiver.Stats
+	Sender          sender.Stats   // the last sender's
+	Receiver        receiver.Stats // the last receiver's
 	FwdLink         netem.LinkStats
 	RevLink         netem.LinkStats
 	SimulatedNanos  int64
@@ -165,6 +171,16 @@ func Run(c Config) (Result, error) {
 	next := 0
 	for now <= end {
 		for next < c.Messages && sendAt(next) <= now {
+			if next > 0 && next == c.RestartSenderAt {
+				if snd, err = sender.NewCore(c.Sender, 0x5152, ReceiverAddr); err != nil {
+					return res, err
+				}
+			}
+			if next > 0 && next == c.RestartReceiverAt {
+				if rcv, err = receiver.NewCore(c.Receiver); err != nil {
+					return res, err
+				}
+			}
 			fill(payload, uint64(next))
 			err := snd.Send(0, payload, now)
 			if errors.Is(err, sender.ErrQueueFull) {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -65,12 +66,12 @@ func TestUsageErrorsExit2(t *testing.T) {
 // startRecv starts `telewire recv` on a free loopback port and returns its
 // command and address. It asks the kernel for a free port by binding one
 // first.
-func startRecv(t *testing.T, stdout *bytes.Buffer, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func startRecv(t *testing.T, stdout *bytes.Buffer, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	addr := freeUDPAddr(t)
-	var stderr bytes.Buffer
+	stderr := new(lockedBuffer)
 	cmd := exec.Command(telewireBin, append([]string{"recv", "--listen", addr, "--log-level", "info"}, args...)...)
-	cmd.Stdout, cmd.Stderr = stdout, &stderr
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,25 @@ func startRecv(t *testing.T, stdout *bytes.Buffer, args ...string) (*exec.Cmd, s
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return cmd, addr, &stderr
+	return cmd, addr, stderr
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a command writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func freeUDPAddr(t *testing.T) string {
@@ -97,7 +116,7 @@ func freeUDPAddr(t *testing.T) string {
 	return addr
 }
 
-func wait(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer, within time.Duration) {
+func wait(t *testing.T, cmd *exec.Cmd, stderr fmt.Stringer, within time.Duration) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -140,16 +159,16 @@ func TestSeqPipeline(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	recv, addr, rerr := startRecv(t, &out, "--count", fmt.Sprint(n), "--stats", filepath.Join(dir, "recv.json"))
-	var serr bytes.Buffer
+	serr := new(lockedBuffer)
 	send := exec.Command(telewireBin, "send", "--to", addr, "--rate", "100000", "--stats", filepath.Join(dir, "send.json"))
-	send.Stdin, send.Stderr = bytes.NewReader(in.Bytes()), &serr
+	send.Stdin, send.Stderr = bytes.NewReader(in.Bytes()), serr
 	if err := send.Start(); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, recv, rerr, 60*time.Second)
-	wait(t, send, &serr, 60*time.Second)
+	wait(t, send, serr, 60*time.Second)
 	if !bytes.Equal(out.Bytes(), in.Bytes()) {
-		t.Fatalf("output differs from input: %d bytes vs %d\nrecv: %s\nsend: %s", out.Len(), in.Len(), rerr, &serr)
+		t.Fatalf("output differs from input: %d bytes vs %d\nrecv: %s\nsend: %s", out.Len(), in.Len(), rerr, serr)
 	}
 	rs := readJSON(t, filepath.Join(dir, "recv.json"))
 	stream := rs["streams"].([]any)[0].(map[string]any)
@@ -189,11 +208,11 @@ func TestLen32Binary(t *testing.T) {
 	}
 	var out bytes.Buffer
 	recv, addr, rerr := startRecv(t, &out, "--count", fmt.Sprint(n), "--framing", "len32")
-	var serr bytes.Buffer
+	serr := new(lockedBuffer)
 	send := exec.Command(telewireBin, "send", "--to", addr, "--framing", "len32", "--rate", "50000", "--linger", "100ms")
-	send.Stdin, send.Stderr = bytes.NewReader(in.Bytes()), &serr
+	send.Stdin, send.Stderr = bytes.NewReader(in.Bytes()), serr
 	if err := send.Run(); err != nil {
-		t.Fatalf("send: %v\n%s", err, &serr)
+		t.Fatalf("send: %v\n%s", err, serr)
 	}
 	wait(t, recv, rerr, 60*time.Second)
 	if !bytes.Equal(out.Bytes(), in.Bytes()) {
@@ -245,14 +264,15 @@ func TestDemo(t *testing.T) {
 		args = append(args, "--duration", "2s")
 	}
 	cmd := exec.Command(telewireBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stdout bytes.Buffer
+	stderr := new(lockedBuffer)
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, cmd, &stderr, 60*time.Second)
+	wait(t, cmd, stderr, 60*time.Second)
 	out := stdout.String()
-	for _, want := range []string{"delivered", "delay p99", "rtt", "summary after", "lost on the link"} {
+	for _, want := range []string{"delivered", "delay p99", "rtt", "summary after", "lost on the link", "repaired by retransmission"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}

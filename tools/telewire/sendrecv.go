@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
+	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/framing"
 	"github.com/telewire/telewire/tools/gen"
@@ -28,10 +30,16 @@ reported).`, stderr)
 	fs.IntVar(&o.Size, "size", 0, "with --gen: message size in bytes (0 = natural size, else >= 64)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "with --gen: random seed")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
+	nack := fs.String("nack", "on", "answer retransmission requests from a buffer of recent messages: on or off")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	on, err := onOff(*nack)
+	if err != nil {
+		return usageError(fs, "--nack: %v", err)
+	}
+	o.Sender.DisableRetransmit = !on
 	if o.To == "" {
 		return usageError(fs, "--to is required")
 	}
@@ -68,6 +76,9 @@ one-way delay percentiles).`, stderr)
 	fs.DurationVar(&o.Idle, "idle", 0, "exit after this long without data, once data has arrived (0 = never)")
 	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics as JSON to `FILE`")
 	fs.DurationVar(&o.Receiver.ReportInterval, "report-interval", 100*time.Millisecond, "how often to send statistics back to the sender")
+	mode := fs.String("mode", "ordered", "delivery: ordered (in sequence, waiting for repairs up to --latency), unordered (on arrival), latest (only newer than the last delivered)")
+	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
+	nack := fs.String("nack", "on", "request retransmission of lost messages: on or off")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
@@ -80,12 +91,31 @@ one-way delay percentiles).`, stderr)
 	if err != nil {
 		return usageError(fs, "--framing: %v", err)
 	}
-	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond {
-		return usageError(fs, "--idle must not be negative and --report-interval must be at least 1ms")
+	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond || o.Receiver.Latency < time.Millisecond {
+		return usageError(fs, "--idle must not be negative; --report-interval and --latency must be at least 1ms")
 	}
+	if o.Receiver.Mode, err = receiver.ParseMode(*mode); err != nil {
+		return usageError(fs, "--mode: %v", err)
+	}
+	on, err := onOff(*nack)
+	if err != nil {
+		return usageError(fs, "--nack: %v", err)
+	}
+	o.Receiver.DisableNACK = !on
 	o.Framing, o.Progress = f, *progress
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
 	return app.Recv(ctx, o, stdout, stderr)
+}
+
+// onOff parses an on/off flag value.
+func onOff(s string) (bool, error) {
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is neither on nor off", s)
 }

@@ -1,0 +1,71 @@
+package receiver
+
+// held is a message waiting in ordered delivery, with the pooled buffer
+// its payload was copied into (nil while the payload still aliases the
+// datagram being handled).
+type held struct {
+	m   Message
+	buf []byte
+}
+
+// heldPool recycles held messages and their payload buffers, so that
+// steady-state reordering allocates nothing. Buffers come in power-of-two
+// size classes from 64 bytes to the largest payload; each class keeps at
+// most maxFree buffers, so memory returns to the GC after a burst.
+type heldPool struct {
+	free    []*held
+	classes [11][][]byte // 64 B << i, up to 64 KiB
+}
+
+const (
+	minClassShift = 6
+	maxFree       = 4096
+)
+
+func (p *heldPool) get() *held {
+	if n := len(p.free); n > 0 {
+		h := p.free[n-1]
+		p.free = p.free[:n-1]
+		return h
+	}
+	return new(held)
+}
+
+// put recycles h and its buffer.
+func (p *heldPool) put(h *held) {
+	if h.buf != nil {
+		c := class(cap(h.buf))
+		if len(p.classes[c]) < maxFree {
+			p.classes[c] = append(p.classes[c], h.buf[:0])
+		}
+	}
+	*h = held{}
+	if len(p.free) < maxFree {
+		p.free = append(p.free, h)
+	}
+}
+
+// own copies h's payload into a pooled buffer, so that it survives the
+// datagram it came in.
+func (p *heldPool) own(h *held) {
+	n := len(h.m.Payload)
+	c := class(n)
+	var b []byte
+	if k := len(p.classes[c]); k > 0 {
+		b = p.classes[c][k-1]
+		p.classes[c] = p.classes[c][:k-1]
+	} else {
+		b = make([]byte, 0, 1<<(c+minClassShift))
+	}
+	h.buf = append(b, h.m.Payload...)
+	h.m.Payload = h.buf
+}
+
+// class returns the size class holding n bytes.
+func class(n int) int {
+	c := 0
+	for (1<<(c+minClassShift)) < n && c < len(heldPool{}.classes)-1 {
+		c++
+	}
+	return c
+}

@@ -84,4 +84,11 @@
 // by a timer, which wakes slightly early and yields until the exact time.
 // Run returns when its context is cancelled, after every goroutine has
 // finished.
+//
+// # A socket's own link: PacketConn
+//
+// [Wrap] (or [NewPacketConn]) puts a Link on each direction of an existing
+// net.PacketConn, like a netem qdisc on that one socket: writes are
+// impaired before they reach the wrapped conn, reads after they leave
+// it. A perfect Spec passes that direction straight through.
 package netem

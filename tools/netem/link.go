@@ -19,6 +19,7 @@ type LinkStats struct {
 type entry struct {
 	at  int64
 	key uint64 // tie-break at equal times: reordered first (LIFO, as netem's head insert), then FIFO
+	tag uint64 // the caller's tag, see EnqueueTagged
 	buf []byte
 }
 
@@ -87,17 +88,23 @@ func (l *Link) Stats() LinkStats { return l.stats }
 // Enqueue offers a packet arriving at now (nanoseconds). The link copies
 // pkt; the caller keeps ownership of it. Whatever the model decides (drop,
 // one or two copies, corruption of a copy) is reflected in Stats.
-func (l *Link) Enqueue(now int64, pkt []byte) {
+func (l *Link) Enqueue(now int64, pkt []byte) { l.EnqueueTagged(now, pkt, 0) }
+
+// EnqueueTagged is Enqueue with a tag that every queued copy of the packet
+// carries and DequeueTagged returns: the caller's handle on per-packet
+// data the link does not hold, such as a destination address. The number
+// of copies queued (0, 1 or 2) is the change in Len.
+func (l *Link) EnqueueTagged(now int64, pkt []byte, tag uint64) {
 	l.stats.Enqueued++
 	d := l.m.Decide(now, len(pkt), QueueState{Packets: len(l.heap), Bytes: l.bytes})
 	if d.N == 2 {
 		l.stats.Duplicated++
-		l.apply(now, pkt, &d.Copies[1])
+		l.apply(now, pkt, tag, &d.Copies[1])
 	}
-	l.apply(now, pkt, &d.Copies[0])
+	l.apply(now, pkt, tag, &d.Copies[0])
 }
 
-func (l *Link) apply(now int64, pkt []byte, c *Copy) {
+func (l *Link) apply(now int64, pkt []byte, tag uint64, c *Copy) {
 	switch c.Verdict {
 	case Lost:
 		l.stats.Dropped++
@@ -120,7 +127,7 @@ func (l *Link) apply(now int64, pkt []byte, c *Copy) {
 	} else if c.At > now {
 		l.stats.Delayed++
 	}
-	l.push(entry{at: c.At, key: key, buf: buf})
+	l.push(entry{at: c.At, key: key, tag: tag, buf: buf})
 	l.bytes += len(buf)
 }
 
@@ -161,9 +168,16 @@ func (l *Link) Next() (at int64, ok bool) {
 // none is. The returned slice is owned by the Link and valid until the
 // next call to Dequeue.
 func (l *Link) Dequeue(now int64) (pkt []byte, ok bool) {
+	pkt, _, ok = l.DequeueTagged(now)
+	return pkt, ok
+}
+
+// DequeueTagged is Dequeue that also returns the tag the packet was
+// enqueued with (0 for Enqueue).
+func (l *Link) DequeueTagged(now int64) (pkt []byte, tag uint64, ok bool) {
 	at, ok := l.Next()
 	if !ok || at > now {
-		return nil, false
+		return nil, 0, false
 	}
 	if l.out != nil {
 		l.free = append(l.free, l.out)
@@ -193,7 +207,7 @@ func (l *Link) Dequeue(now int64) (pkt []byte, ok bool) {
 			l.openSlot(l.slotAt + l.slotPending)
 		}
 	}
-	return e.buf, true
+	return e.buf, e.tag, true
 }
 
 func (l *Link) openSlot(at int64) {

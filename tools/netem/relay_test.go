@@ -101,6 +101,11 @@ func TestRelayLossless(t *testing.T) {
 			sent++
 		}
 	}
+	// Read the counters once the relay has stopped: a delivery goroutine
+	// counts a datagram after its write returns, which may be after the
+	// echo has already reached us.
+	stop()
+	stopEcho()
 	st := r.Stats()
 	if st.Fwd.Forwarded != n || st.Rev.Forwarded != n || st.Fwd.Dropped != 0 || st.Clients != 1 {
 		t.Fatalf("stats %+v", st)
@@ -109,8 +114,6 @@ func TestRelayLossless(t *testing.T) {
 	// 64 datagrams in flight arrive in bursts, so this includes queueing
 	// behind earlier writes; TestRelayDeliveryJitter measures the timers.
 	t.Logf("burst delivery |actual-scheduled|: median %v, max %v", med, mx)
-	stop()
-	stopEcho()
 	if after := runtime.NumGoroutine(); after > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("goroutines: %d before, %d after\n%s", before, after, buf[:runtime.Stack(buf, true)])

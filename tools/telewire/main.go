@@ -36,6 +36,7 @@ func commands() []command {
 		{"demo", "run a sender and a receiver on loopback through a lossy link, with live statistics", runDemo},
 		{"send", "send messages from stdin (or a generator) to a receiver", runSend},
 		{"recv", "receive messages and write them to stdout", runRecv},
+		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
 	}
 }
 

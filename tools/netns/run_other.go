@@ -1,0 +1,7 @@
+//go:build !linux
+
+package netns
+
+func checkOS() error { return ErrUnsupported }
+
+func enterAndRun(string, func() error) (bool, error) { return false, ErrUnsupported }

@@ -2,6 +2,7 @@ package fec
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/telewire/telewire/packet"
 )
@@ -142,6 +143,12 @@ type Adaptive struct {
 
 	k, m, d int
 	res     float64 // modelled residual loss of the choice
+
+	// Inputs of the last search, to skip searches that cannot change the
+	// choice.
+	searched         bool
+	searchP, searchB float64
+	searchLimit      int
 }
 
 // NewAdaptive returns an Adaptive whose initial choice assumes no loss. It
@@ -193,18 +200,35 @@ func (a *Adaptive) Params() (k, m, d int) { return a.k, a.m, a.d }
 // on, and the residual loss the model predicts for the choice.
 func (a *Adaptive) Estimate() (loss, meanBurst, residual float64) { return a.p, a.b, a.res }
 
-// choose applies step 3 of the rule to the current estimates.
+// choose applies step 3 of the rule to the current estimates. The search
+// evaluates the loss model for every candidate (milliseconds of work), so
+// it is skipped while the inputs stay within a few percent of those of the
+// last search: the choice would not change, and reports arrive ten times a
+// second per stream.
 func (a *Adaptive) choose() {
 	c := &a.cfg
 	limit := 0 // cap on K·D, 0 for none
 	if a.rate > 0 && c.MaxDelayNanos > 0 {
 		limit = max(1, int(a.rate*float64(c.MaxDelayNanos)/1e9))
 	}
+	if a.searched && near(a.p, a.searchP) && near(a.b, a.searchB) && near(float64(limit), float64(a.searchLimit)) {
+		return
+	}
+	a.searched, a.searchP, a.searchB, a.searchLimit = true, a.p, a.b, limit
 	if !a.search(limit) && limit > 0 {
 		// The rate leaves no block size the ceiling allows; the encoder's
 		// time limit will shorten the blocks whatever is chosen.
 		a.search(0)
 	}
+}
+
+// near reports whether x is within 3% of y (exactly equal when y is 0, so
+// that the first loss after a clean period is always acted on).
+func near(x, y float64) bool {
+	if y == 0 {
+		return x == 0
+	}
+	return math.Abs(x-y) <= 0.03*math.Abs(y)
 }
 
 // search finds the best (K, M, D) with K·D <= limit (if limit > 0) and

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/outbox"
 	"github.com/telewire/telewire/internal/stats"
 	"github.com/telewire/telewire/packet"
@@ -55,6 +56,12 @@ const (
 	maxRTO = 500 * time.Millisecond
 )
 
+// parityWait is how long after a loss shows the receiver expects parity
+// that could rebuild it, holding its NACK back: the sender's default block
+// time limit (50 ms) plus a margin for jitter. A block whose parity has
+// all arrived without repairing it is NACKed at once.
+const parityWait = 60 * time.Millisecond
+
 // startupHold caps the grace time ordered delivery waits at the start of a
 // stream (a tenth of the latency budget, at most this), so that messages
 // reordered ahead of the first one are not delivered before it.
@@ -68,7 +75,14 @@ type stream struct {
 	jitter   stats.Jitter
 	delay    stats.DelayHistogram
 	rtt      reliability.RTT // NACK → retransmission, for NACK retry timing
-	nacks    []packet.Range  // reused by AppendNACK
+	decoder  *fec.Decoder    // created by the first PARITY of the stream
+	// fecRecent remembers the sequences FEC rebuilt lately. When the
+	// original of one arrives after all, it was reordered, not lost, and
+	// is taken out of the loss and FEC counts (fecEarly).
+	fecRecent [fecRecentLen]uint64
+	fecNext   int
+	fecEarly  uint64
+	nacks     []packet.Range // reused by AppendNACK
 
 	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
 	haveMin   bool
@@ -154,7 +168,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		return
 	}
 	switch p.Kind {
-	case packet.KindData, packet.KindHeartbeat:
+	case packet.KindData, packet.KindHeartbeat, packet.KindParity:
 	case packet.KindNACK:
 		if p.Flags&packet.FlagUnavailable != 0 {
 			c.handleUnavailable(p, from)
@@ -162,8 +176,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		}
 		c.stats.Unexpected++
 		return
-	default:
-		// PARITY needs FEC; REPORT goes the other way.
+	default: // REPORT goes the other way
 		c.stats.Unexpected++
 		return
 	}
@@ -177,11 +190,14 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		return
 	}
 	s.lastSeen = now
-	if p.Kind == packet.KindHeartbeat {
+	switch p.Kind {
+	case packet.KindHeartbeat:
 		c.handleHeartbeat(st, &p.Heartbeat, now)
-		return
+	case packet.KindParity:
+		c.handleParity(s, st, p, from, now)
+	default:
+		c.handleData(s, st, p, from, now)
 	}
-	c.handleData(s, st, p, from, now)
 }
 
 // handleHeartbeat learns from the sender's highest sequence. On a stream
@@ -204,13 +220,47 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 }
 
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
-	retransmit := p.Flags&packet.FlagRetransmit != 0
-	src := reliability.SourceOriginal
-	if retransmit {
+	origin := OriginFirst
+	if p.Flags&packet.FlagRetransmit != 0 {
 		st.retransmits++
-		src = reliability.SourceRetransmit
+		origin = OriginRetransmit
 	}
-	arrival, info := st.tracker.OnArrival(p.Seq, now, src)
+	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, origin, now)
+}
+
+// handleParity feeds a PARITY packet to the stream's FEC decoder, created
+// with the first one, and delivers what it rebuilds.
+func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
+	c.stats.Parity++
+	if st.decoder == nil {
+		dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait)})
+		if err != nil { // the defaults are valid; this is a programming error
+			panic(err)
+		}
+		st.decoder = dec
+	}
+	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
+		c.stats.ParityRejected++
+		c.log.Debug().Err(err).Stringer("from", from).Msg("parity rejected")
+		return
+	}
+	st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
+		c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+	})
+}
+
+// accept takes one DATA message, arrived or rebuilt, through loss
+// tracking, statistics, the FEC decoder and delivery. payload is only
+// borrowed: accept copies it if delivery holds the message.
+func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, ts int64, payload []byte, origin Origin, now int64) {
+	src := reliability.SourceOriginal
+	switch origin {
+	case OriginRetransmit:
+		src = reliability.SourceRetransmit
+	case OriginFEC:
+		src = reliability.SourceFEC
+	}
+	arrival, info := st.tracker.OnArrival(seq, now, src)
 	if info.NewlyMissing > 0 {
 		st.bursts++
 	}
@@ -221,31 +271,48 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 		// restart ordering at this sequence, without requesting the jump.
 		st.delivery.Flush()
 		c.drain(s, st, now, 0)
-		st.delivery.Resync(p.Seq)
+		st.delivery.Resync(seq)
+		if st.decoder != nil {
+			st.decoder.Reset()
+		}
 	default:
+		if arrival == reliability.ArrivalDuplicate && origin == OriginFirst && st.rebuiltEarly(seq) {
+			st.fecEarly++
+		}
 		return // duplicate or too old: counted by the tracker
 	}
-	if retransmit {
+	if origin == OriginFEC && info.WasMissing {
+		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
+		st.fecNext++
+	}
+	switch origin {
+	case OriginRetransmit:
 		if info.SinceNACKNanos > 0 {
 			st.rtt.Observe(info.SinceNACKNanos)
 		}
-	} else {
+	case OriginFirst:
 		// Jitter and delay describe the path, so only first
 		// transmissions feed them.
-		st.jitter.Observe(p.Timestamp, now)
-		st.delay.Observe(now - p.Timestamp)
-		if off := now - p.Timestamp; !st.haveMin || off < st.minOffset {
+		st.jitter.Observe(ts, now)
+		st.delay.Observe(now - ts)
+		if off := now - ts; !st.haveMin || off < st.minOffset {
 			st.minOffset, st.haveMin = off, true
 		}
-		if p.Timestamp > st.echoTs || st.echoAt == 0 {
-			st.echoTs, st.echoAt = p.Timestamp, now
+		if ts > st.echoTs || st.echoAt == 0 {
+			st.echoTs, st.echoAt = ts, now
 		}
+	}
+	if st.decoder != nil && origin != OriginFEC {
+		st.decoder.AddData(seq, ts, payload, now)
+		st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
+			c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+		})
 	}
 	if !st.started {
 		// The first arrival need not be the first message: the stream may
 		// have been reordered from its start. Ordered delivery waits a
 		// short grace time before fixing where the stream begins.
-		st.started, st.firstSeq = true, p.Seq
+		st.started, st.firstSeq = true, seq
 		if c.cfg.Mode == ModeOrdered {
 			st.holdUntil = now + min(int64(c.cfg.Latency)/10, int64(startupHold))
 		}
@@ -255,22 +322,38 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 		Source:       from,
 		Session:      s.id,
 		Stream:       st.id,
-		Seq:          p.Seq,
-		SentNanos:    p.Timestamp,
+		Seq:          seq,
+		SentNanos:    ts,
 		ReceiveNanos: now,
-		Payload:      p.Payload, // aliases the datagram until owned
+		Origin:       origin,
+		Payload:      payload, // borrowed until owned
 	}
-	if retransmit {
-		h.m.Origin = OriginRetransmit
+	offset := st.minOffset
+	if !st.haveMin {
+		offset = now - ts
 	}
-	deadline := p.Timestamp + st.minOffset + int64(c.cfg.Latency)
-	if res := st.delivery.Push(p.Seq, h, deadline); res != reliability.PushAccepted {
+	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
 		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
 	}
-	if !c.drain(s, st, now, p.Seq) {
-		c.pool.own(h) // held for ordering: copy it out of the datagram
+	if !c.drain(s, st, now, seq) {
+		c.pool.own(h) // held for ordering: copy it out of the borrowed buffer
 	}
+}
+
+// fecRecentLen is how many FEC-rebuilt sequences a stream remembers to
+// tell reordering from loss.
+const fecRecentLen = 256
+
+// rebuiltEarly reports whether FEC rebuilt seq lately, and forgets it.
+func (st *stream) rebuiltEarly(seq uint64) bool {
+	for i, v := range st.fecRecent {
+		if v == seq+1 {
+			st.fecRecent[i] = 0
+			return true
+		}
+	}
+	return false
 }
 
 // drain moves every message due at now from the stream's delivery into the
@@ -391,6 +474,9 @@ func (s *session) stream(id uint32, c *Core) *stream {
 func (c *Core) Tick(now int64) {
 	for _, s := range c.sessions {
 		for _, st := range s.streams {
+			if st.decoder != nil {
+				st.decoder.Expire(now)
+			}
 			c.drain(s, st, now, 0)
 			if !c.cfg.DisableNACK {
 				c.nack(s, st, now)
@@ -428,7 +514,11 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 		return
 	}
 	st.tracker.SetJitter(int64(st.jitter.Nanos()))
-	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), nil)
+	var rec reliability.Recoverer // NACK only what FEC cannot rebuild
+	if st.decoder != nil {
+		rec = st.decoder
+	}
+	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), rec)
 	for len(rs) > 0 {
 		head, rest := reliability.SplitNACK(rs)
 		c.pkt = packet.Packet{
@@ -504,7 +594,7 @@ func (c *Core) NextTimer() (int64, bool) {
 
 // report closes the stream's interval and queues a REPORT to its sender.
 func (c *Core) report(s *session, st *stream, now int64) {
-	l := lossOf(st.tracker.Stats())
+	l := st.loss()
 	highest, _ := st.tracker.Highest()
 	expected := packet.SeqDiff(highest, st.lastHighest)
 	var lost uint64 // net new losses this interval; late arrivals may make it negative
@@ -537,7 +627,7 @@ func (c *Core) report(s *session, st *stream, now int64) {
 
 func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 	ts := st.tracker.Stats()
-	l := lossOf(ts)
+	l := st.loss()
 	highest, _ := st.tracker.Highest()
 	d := st.delay.Summary()
 	r := packet.Report{
@@ -546,7 +636,7 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 		Lost:            l.lost,
 		Unrecovered:     l.unrecovered,
 		RecoveredRTX:    ts.RecoveredRTX,
-		RecoveredFEC:    ts.RecoveredFEC,
+		RecoveredFEC:    l.fec,
 		Duplicates:      ts.Duplicates,
 		Reordered:       ts.Reordered,
 		Late:            st.delivery.Stats().Late,
@@ -576,9 +666,9 @@ func (c *Core) Stats() Stats {
 		for _, x := range s.streams {
 			ts := x.tracker.Stats()
 			ds := x.delivery.Stats()
-			l := lossOf(ts)
+			l := x.loss()
 			highest, _ := x.tracker.Highest()
-			st.Streams = append(st.Streams, StreamStats{
+			ss := StreamStats{
 				Source:       s.addr.String(),
 				Session:      hex64(s.id),
 				Stream:       x.id,
@@ -587,7 +677,7 @@ func (c *Core) Stats() Stats {
 				Lost:         l.lost,
 				Unrecovered:  l.unrecovered,
 				RecoveredRTX: ts.RecoveredRTX,
-				RecoveredFEC: ts.RecoveredFEC,
+				RecoveredFEC: l.fec,
 				Duplicates:   ts.Duplicates,
 				Reordered:    ts.Reordered,
 				Stale:        ts.Stale,
@@ -603,7 +693,13 @@ func (c *Core) Stats() Stats {
 				Delay:        x.delay.Summary(),
 				DelaySamples: x.delay.Count(),
 				NACKRTTNanos: x.rtt.Smoothed(),
-			})
+			}
+			if x.decoder != nil {
+				ds := x.decoder.Stats()
+				ss.ParityReceived = ds.ParityReceived
+				ss.FECBlocksUnrecoverable = ds.BlocksUnrecoverable
+			}
+			st.Streams = append(st.Streams, ss)
 		}
 	}
 	return st
@@ -613,19 +709,24 @@ func (c *Core) Stats() Stats {
 type loss struct {
 	lost        uint64 // missing on the path: found missing and not arrived by themselves
 	unrecovered uint64 // of lost, not repaired (yet) by retransmission or FEC
+	fec         uint64 // of lost, rebuilt by FEC
 }
 
-// lossOf turns the tracker's counters into loss figures. The tracker
-// counts a sequence missing as soon as a later one arrives, so reordering
-// alone makes sequences "missing" that then arrive on their own; those are
-// not losses.
-func lossOf(ts reliability.TrackerStats) loss {
+// loss turns the tracker's counters into loss figures. The tracker counts
+// a sequence missing as soon as a later one arrives, so reordering alone
+// makes sequences "missing" that then arrive on their own, or that FEC
+// rebuilds before their original arrives; neither is a loss.
+func (st *stream) loss() loss {
+	ts := st.tracker.Stats()
 	late := ts.Recovered - ts.RecoveredRTX - ts.RecoveredFEC + ts.ArrivedAfterGiveUp
 	var l loss
-	if ts.Missing > late {
-		l.lost = ts.Missing - late
+	if ts.Missing > late+st.fecEarly {
+		l.lost = ts.Missing - late - st.fecEarly
 	}
-	if repaired := ts.RecoveredRTX + ts.RecoveredFEC; l.lost > repaired {
+	if ts.RecoveredFEC > st.fecEarly {
+		l.fec = ts.RecoveredFEC - st.fecEarly
+	}
+	if repaired := ts.RecoveredRTX + l.fec; l.lost > repaired {
 		l.unrecovered = l.lost - repaired
 	}
 	return l

@@ -141,7 +141,7 @@ func TestHandleAllocatesNothing(t *testing.T) {
 		return b
 	}
 	from := addr(0)
-	c.Handle(next(), from, 1) // create the session
+	c.Handle(next(), from, 1)  // create the session
 	c.Tick(int64(time.Second)) // past the ordered-delivery startup hold
 	if n := testing.AllocsPerRun(1000, func() {
 		c.Handle(next(), from, int64(time.Second)+int64(seq)*1000+500)

@@ -16,6 +16,8 @@ type Stats struct {
 	QueueOverflow   uint64 `json:"queue_overflow"`   // messages dropped: Recv fell behind
 	Reports         uint64 `json:"reports"`          // REPORTs queued to senders
 	NACKs           uint64 `json:"nacks"`            // NACK packets queued to senders
+	Parity          uint64 `json:"parity"`           // PARITY packets received
+	ParityRejected  uint64 `json:"parity_rejected"`  // PARITY packets that contradicted their block
 	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers from senders
 	FeedbackDropped uint64 `json:"feedback_dropped"` // feedback not queued: outbox full
 	Sessions        uint64 `json:"sessions"`         // sessions started
@@ -31,28 +33,31 @@ type Stats struct {
 
 // StreamStats describes one stream of one live session.
 type StreamStats struct {
-	Source       string        `json:"source"`
-	Session      string        `json:"session"` // hex
-	Stream       uint32        `json:"stream"`
-	HighestSeq   uint64        `json:"highest_seq"`
-	Received     uint64        `json:"received"`    // distinct sequences received
-	Lost         uint64        `json:"lost"`        // lost on the path (before repair); reordering is not loss
-	Unrecovered  uint64        `json:"unrecovered"` // of Lost, not repaired
-	RecoveredRTX uint64        `json:"recovered_rtx"`
-	RecoveredFEC uint64        `json:"recovered_fec"`
-	Duplicates   uint64        `json:"duplicates"`  // extra copies dropped
-	Reordered    uint64        `json:"reordered"`   // arrived after a later sequence
-	Stale        uint64        `json:"stale"`       // too old for the window
-	Resyncs      uint64        `json:"resyncs"`     // jumps beyond the window
-	Retransmits  uint64        `json:"retransmits"` // DATA flagged as retransmission, duplicates included
-	NACKs        uint64        `json:"nacks"`       // NACK packets sent
-	Skipped      uint64        `json:"skipped"`     // ordered delivery gave up waiting for these (deadline)
-	Late         uint64        `json:"late"`        // arrived after delivery had passed them
-	Superseded   uint64        `json:"superseded"`  // latest mode: dropped for newer data
-	Held         uint64        `json:"held"`        // waiting in ordered delivery now
-	NACKRTTNanos int64         `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
-	IntervalLoss float64       `json:"interval_loss"`
-	JitterNanos  uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
-	Delay        stats.Summary `json:"delay"`     // one-way delay above the minimum seen
-	DelaySamples uint64        `json:"delay_samples"`
+	Source       string `json:"source"`
+	Session      string `json:"session"` // hex
+	Stream       uint32 `json:"stream"`
+	HighestSeq   uint64 `json:"highest_seq"`
+	Received     uint64 `json:"received"`    // distinct sequences received
+	Lost         uint64 `json:"lost"`        // lost on the path (before repair); reordering is not loss
+	Unrecovered  uint64 `json:"unrecovered"` // of Lost, not repaired
+	RecoveredRTX uint64 `json:"recovered_rtx"`
+	RecoveredFEC uint64 `json:"recovered_fec"`
+	Duplicates   uint64 `json:"duplicates"`  // extra copies dropped
+	Reordered    uint64 `json:"reordered"`   // arrived after a later sequence
+	Stale        uint64 `json:"stale"`       // too old for the window
+	Resyncs      uint64 `json:"resyncs"`     // jumps beyond the window
+	Retransmits  uint64 `json:"retransmits"` // DATA flagged as retransmission, duplicates included
+	NACKs        uint64 `json:"nacks"`       // NACK packets sent
+	Skipped      uint64 `json:"skipped"`     // ordered delivery gave up waiting for these (deadline)
+	Late         uint64 `json:"late"`        // arrived after delivery had passed them
+	Superseded   uint64 `json:"superseded"`  // latest mode: dropped for newer data
+	Held         uint64 `json:"held"`        // waiting in ordered delivery now
+	NACKRTTNanos int64  `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
+
+	ParityReceived         uint64        `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
+	FECBlocksUnrecoverable uint64        `json:"fec_blocks_unrecoverable"` // blocks given up with data missing
+	IntervalLoss           float64       `json:"interval_loss"`
+	JitterNanos            uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
+	Delay                  stats.Summary `json:"delay"`     // one-way delay above the minimum seen
+	DelaySamples           uint64        `json:"delay_samples"`
 }

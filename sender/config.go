@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/clock"
 	"github.com/telewire/telewire/packet"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	// stream can still repair); negative means no cap. Default 50.
 	RetransmitShare int
 
+	// FEC configures forward error correction; the zero value is FECAuto.
+	FEC FECConfig
+
 	// BatchSize is the datagrams per sendmmsg/recvmmsg; 0 = the udpio default.
 	BatchSize int
 	// SocketBufferBytes is the SO_SNDBUF/SO_RCVBUF requested; 0 = udpio default.
@@ -118,9 +122,106 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: heartbeat interval %v, max %v", ErrConfig, c.HeartbeatInterval, c.MaxHeartbeatInterval)
 	case c.MaxStreams < 1:
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
+	case c.FEC.validate() != nil:
+		return c, c.FEC.validate()
 	case c.RetransmitPackets < 1 || c.RetransmitBytes < packet.MaxPacketLen || c.RetransmitMaxAge < 0:
 		return c, fmt.Errorf("%w: retransmit buffer of %d packets, %d bytes, %v", ErrConfig,
 			c.RetransmitPackets, c.RetransmitBytes, c.RetransmitMaxAge)
 	}
 	return c, nil
+}
+
+// FECMode selects how a sender protects its streams with Reed-Solomon
+// parity.
+type FECMode uint8
+
+// FEC modes.
+const (
+	// FECAuto (the default) chooses K, M and the interleaving depth from
+	// the loss rate and burst lengths the receiver reports, for a residual
+	// loss of 0.1% with the least overhead, within FECConfig.MaxOverhead;
+	// it sends no parity while no loss is reported. Protection rises at
+	// the first report that shows more loss and falls slowly.
+	FECAuto FECMode = iota
+	// FECOff sends no parity: losses are repaired by retransmission only.
+	FECOff
+	// FECFixed always sends M parity packets per block of K.
+	FECFixed
+)
+
+// FECConfig configures forward error correction. The zero value is FECAuto
+// with the defaults below.
+type FECConfig struct {
+	Mode FECMode
+	// K and M are the data and parity packets per block with FECFixed;
+	// defaults 10 and 3. K+M <= 256.
+	K, M int
+	// Interleave spreads consecutive packets over this many blocks, so a
+	// burst of up to Interleave·M consecutive losses is repairable, at the
+	// cost of repair taking up to Interleave times longer. FECFixed only;
+	// FECAuto chooses it (up to 8). Default 1.
+	Interleave int
+	// MaxDelay is the block time limit: a block not full this long after
+	// its first packet is protected with the packets it has, so a slow
+	// stream is not held waiting for a block to fill. Default 50 ms.
+	MaxDelay time.Duration
+	// MaxOverhead caps FECAuto's parity per data packet, M/K. Default 0.5.
+	MaxOverhead float64
+}
+
+// ParseFEC parses the command-line form of an FEC setting: "auto", "off",
+// or "K,M" (e.g. "10,3").
+func ParseFEC(s string) (FECConfig, error) {
+	switch s {
+	case "auto":
+		return FECConfig{Mode: FECAuto}, nil
+	case "off":
+		return FECConfig{Mode: FECOff}, nil
+	}
+	var k, m int
+	if n, err := fmt.Sscanf(s, "%d,%d", &k, &m); err != nil || n != 2 || fmt.Sprintf("%d,%d", k, m) != s {
+		return FECConfig{}, fmt.Errorf("FEC setting %q is not auto, off or K,M", s)
+	}
+	if k < 1 || m < 1 {
+		return FECConfig{}, fmt.Errorf("%w: FEC K=%d M=%d (want K, M >= 1 and K+M <= 256)", ErrConfig, k, m)
+	}
+	cfg := FECConfig{Mode: FECFixed, K: k, M: m}
+	if err := cfg.validate(); err != nil {
+		return FECConfig{}, err
+	}
+	return cfg, nil
+}
+
+func (f FECConfig) withDefaults() FECConfig {
+	if f.K == 0 {
+		f.K = fec.DefaultK
+	}
+	if f.M == 0 {
+		f.M = fec.DefaultM
+	}
+	if f.Interleave == 0 {
+		f.Interleave = 1
+	}
+	if f.MaxDelay == 0 {
+		f.MaxDelay = time.Duration(fec.DefaultMaxDelayNanos)
+	}
+	if f.MaxOverhead == 0 {
+		f.MaxOverhead = 0.5
+	}
+	return f
+}
+
+func (f FECConfig) validate() error {
+	f = f.withDefaults()
+	switch {
+	case f.Mode > FECFixed:
+		return fmt.Errorf("%w: unknown FEC mode %d", ErrConfig, f.Mode)
+	case f.K < 1 || f.M < 1 || f.K+f.M > 256:
+		return fmt.Errorf("%w: FEC K=%d M=%d (want K, M >= 1 and K+M <= 256)", ErrConfig, f.K, f.M)
+	case f.Interleave < 1 || f.Interleave > 255:
+		return fmt.Errorf("%w: FEC interleave %d outside 1..255", ErrConfig, f.Interleave)
+	case f.MaxDelay < 0 || f.MaxOverhead <= 0:
+		return fmt.Errorf("%w: FEC MaxDelay %v, MaxOverhead %v", ErrConfig, f.MaxDelay, f.MaxOverhead)
+	}
+	return nil
 }

@@ -2,11 +2,13 @@ package sender
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/outbox"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/reliability"
@@ -35,6 +37,8 @@ type stream struct {
 	heartbeatGap int64 // current idle heartbeat interval (backs off)
 
 	retained *reliability.SendBuffer // nil when retransmission is off
+	encoder  *fec.Encoder            // nil when FEC is off
+	adaptive *fec.Adaptive           // nil unless FEC is automatic
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
@@ -98,8 +102,64 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 			RetransmitShare: c.cfg.RetransmitShare,
 		})
 	}
+	if err := c.startFEC(s); err != nil {
+		return nil, err
+	}
 	c.streams = append(c.streams, s)
 	return s, nil
+}
+
+// startFEC gives a new stream its encoder (and, with FECAuto, its
+// adaptive rule).
+func (c *Core) startFEC(s *stream) error {
+	f := c.cfg.FEC.withDefaults()
+	if f.Mode == FECOff {
+		return nil
+	}
+	enc, err := fec.NewEncoder(fec.EncoderConfig{K: f.K, M: f.M, Interleave: f.Interleave, MaxDelayNanos: int64(f.MaxDelay)})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	s.encoder = enc
+	if f.Mode == FECAuto {
+		if s.adaptive, err = fec.NewAdaptive(fec.AdaptiveConfig{
+			MaxOverhead:   f.MaxOverhead,
+			MaxInterleave: 8,
+			AllowOff:      true,
+			MaxDelayNanos: int64(f.MaxDelay),
+		}); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		k, m, d := s.adaptive.Params()
+		setFEC(enc, k, m, d)
+	}
+	return nil
+}
+
+// setFEC moves an encoder to new parameters for its next block; the
+// interleaving goes to 1 first so that every intermediate step is valid.
+func setFEC(enc *fec.Encoder, k, m, d int) {
+	if ck, cm, cd := enc.Params(); ck == k && cm == m && cd == d {
+		return
+	}
+	_ = enc.SetInterleave(1)
+	if enc.SetParams(k, m) == nil {
+		_ = enc.SetInterleave(d)
+	}
+}
+
+// sendParity queues the parity the stream's encoder has ready.
+func (c *Core) sendParity(s *stream) {
+	c.pkt.Header = packet.Header{Kind: packet.KindParity, Session: c.session, Stream: s.id}
+	s.encoder.TakeParity(func(par packet.Parity, shard []byte) {
+		c.pkt.Parity, c.pkt.Payload = par, shard
+		if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
+			c.stats.ParityDropped++
+			return
+		}
+		c.stats.Parity++
+	})
+	c.pkt.Payload = nil
 }
 
 // Room reports whether a payload of n bytes fits in the queue now.
@@ -134,6 +194,9 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if s.retained != nil {
 		b := c.out.Current()
 		s.retained.Put(s.next, b.Datagrams()[b.Len()-1].Data, now)
+	}
+	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
+		c.sendParity(s)
 	}
 	s.next++
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
@@ -197,6 +260,11 @@ func (c *Core) handleReport(p *packet.Packet, now int64) {
 	}
 	s.report = *r
 	s.reportAt = now
+	if s.adaptive != nil {
+		s.adaptive.Update(*r, now)
+		k, m, d := s.adaptive.Params()
+		setFEC(s.encoder, k, m, d)
+	}
 }
 
 // handleNACK answers a NACK from the retransmit buffer: the sequences it
@@ -265,9 +333,15 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 	c.stats.Unavailable++
 }
 
-// Tick sends HEARTBEATs for streams idle past their heartbeat time.
+// Tick sends HEARTBEATs for streams idle past their heartbeat time and the
+// parity of FEC blocks whose time limit has passed.
 func (c *Core) Tick(now int64) {
 	for _, s := range c.streams {
+		if s.encoder != nil {
+			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
+				c.sendParity(s)
+			}
+		}
 		if s.heartbeatAt == 0 || now < s.heartbeatAt {
 			continue
 		}
@@ -284,13 +358,23 @@ func (c *Core) Tick(now int64) {
 	}
 }
 
-// NextTimer returns the earliest heartbeat time.
+// NextTimer returns the earliest heartbeat or FEC block time limit.
 func (c *Core) NextTimer() (int64, bool) {
 	var at int64
 	ok := false
+	consider := func(t int64) {
+		if !ok || t < at {
+			at, ok = t, true
+		}
+	}
 	for _, s := range c.streams {
-		if s.heartbeatAt != 0 && (!ok || s.heartbeatAt < at) {
-			at, ok = s.heartbeatAt, true
+		if s.heartbeatAt != 0 {
+			consider(s.heartbeatAt)
+		}
+		if s.encoder != nil {
+			if t, due := s.encoder.NextFlushAt(); due {
+				consider(t)
+			}
 		}
 	}
 	return at, ok
@@ -309,12 +393,18 @@ func (c *Core) Stats() Stats {
 	}
 	st.Streams = make([]StreamStats, 0, len(c.streams))
 	for _, s := range c.streams {
-		st.Streams = append(st.Streams, StreamStats{
+		x := StreamStats{
 			Stream:   s.id,
 			NextSeq:  s.next,
 			Sent:     s.next - s.start,
 			Receiver: receiverView(&s.report, s.reportAt != 0),
-		})
+		}
+		if s.encoder != nil {
+			x.FECK, x.FECM, x.FECInterleave = s.encoder.Params()
+			es := s.encoder.Stats()
+			x.FECBlocks, x.FECOverheadBytes = es.Blocks, es.OverheadBytes
+		}
+		st.Streams = append(st.Streams, x)
 	}
 	return st
 }

@@ -12,6 +12,8 @@ type Stats struct {
 	BytesSent       uint64        `json:"bytes_sent"`       // wire bytes written (UDP payload)
 	WriteSyscalls   uint64        `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
 	Heartbeats      uint64        `json:"heartbeats"`       // HEARTBEATs queued
+	Parity          uint64        `json:"parity"`           // PARITY packets queued
+	ParityDropped   uint64        `json:"parity_dropped"`   // PARITY packets not queued: queue full
 	QueueFull       uint64        `json:"queue_full"`       // Sends refused or delayed by a full queue
 	Reports         uint64        `json:"reports"`          // REPORTs received
 	NACKs           uint64        `json:"nacks"`            // NACKs received
@@ -43,6 +45,13 @@ type StreamStats struct {
 	NextSeq  uint64       `json:"next_seq"`
 	Sent     uint64       `json:"sent"`
 	Receiver ReceiverView `json:"receiver"`
+
+	// FEC in use now (M = 0: no parity) and what it has cost.
+	FECK             int    `json:"fec_k"`
+	FECM             int    `json:"fec_m"`
+	FECInterleave    int    `json:"fec_interleave"`
+	FECBlocks        uint64 `json:"fec_blocks"`
+	FECOverheadBytes uint64 `json:"fec_overhead_bytes"` // PARITY wire bytes
 }
 
 // ReceiverView is the latest REPORT from the receiver for a stream.

@@ -14,17 +14,17 @@ type table struct{ w io.Writer }
 
 func newTable(w io.Writer) *table { return &table{w: w} }
 
-const rowFormat = "%6s %9s %9s %7s %7s %7s %7s %9s %9s %9s %9s\n"
+const rowFormat = "%6s %8s %9s %6s %6s %6s %6s %7s %8s %9s %9s %8s\n"
 
 func (t *table) header() {
-	fmt.Fprintf(t.w, rowFormat, "time", "sent", "delivered", "lost", "by rtx", "unrec", "reord", "jitter", "delay p50", "delay p99", "rtt")
+	fmt.Fprintf(t.w, rowFormat, "time", "sent", "delivered", "lost", "by fec", "by rtx", "unrec", "fec k,m", "jitter", "delay p50", "delay p99", "rtt")
 }
 
 func (t *table) row(elapsed time.Duration, sent, delivered uint64, s sender.Stats, r receiver.StreamStats) {
 	fmt.Fprintf(t.w, rowFormat,
 		fmt.Sprintf("%.0fs", elapsed.Seconds()),
-		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.RecoveredRTX),
-		fmt.Sprint(r.Unrecovered), fmt.Sprint(r.Reordered),
+		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.RecoveredFEC), fmt.Sprint(r.RecoveredRTX),
+		fmt.Sprint(r.Unrecovered), fecParams(s),
 		msec(int64(r.JitterNanos)), msec(int64(r.Delay.P50)), msec(int64(r.Delay.P99)),
 		msec(s.RTT.SmoothedNanos))
 }
@@ -40,8 +40,14 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 	fmt.Fprintf(t.w, "\nsummary after %s:\n", elapsed.Round(time.Millisecond))
 	fmt.Fprintf(t.w, "  sent %d, delivered %d (%.2f%%) in order; lost on the link %d (%.2f%%)\n",
 		s.Sent, s.Delivered, pct(s.Delivered, s.Sent), r.Lost, pct(r.Lost, s.Sent))
-	fmt.Fprintf(t.w, "  repaired by retransmission %d, unrecovered %d, skipped at the deadline %d, late %d\n",
-		r.RecoveredRTX, r.Unrecovered, r.Skipped, r.Late)
+	fmt.Fprintf(t.w, "  repaired by FEC %d, by retransmission %d; unrecovered %d, skipped at the deadline %d, late %d\n",
+		r.RecoveredFEC, r.RecoveredRTX, r.Unrecovered, r.Skipped, r.Late)
+	var parityBytes uint64
+	for _, x := range s.Sender.Streams {
+		parityBytes += x.FECOverheadBytes
+	}
+	fmt.Fprintf(t.w, "  FEC: %d parity packets, %.2f%% of bytes sent, now %s (auto: chosen from the reported loss)\n",
+		s.Sender.Parity, pct(parityBytes, s.Sender.BytesSent), fecParams(s.Sender))
 	fmt.Fprintf(t.w, "  NACKs sent %d, retransmissions %d (%.2f%% of bytes sent), suppressed %d, unavailable %d\n",
 		r.NACKs, s.Sender.Retransmits, pct(s.Sender.RetransmitBytes, s.Sender.BytesSent), s.Sender.Suppressed, s.Sender.Unavailable)
 	fmt.Fprintf(t.w, "  duplicates %d, reordered on the link %d\n", r.Duplicates, r.Reordered)
@@ -54,3 +60,16 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 }
 
 func msec(nanos int64) string { return fmt.Sprintf("%.2fms", float64(nanos)/1e6) }
+
+// fecParams shows the sender's current FEC setting as "K,M" ("off" when it
+// sends no parity).
+func fecParams(s sender.Stats) string {
+	if len(s.Streams) == 0 || s.Streams[0].FECM == 0 {
+		return "off"
+	}
+	x := s.Streams[0]
+	if x.FECInterleave > 1 {
+		return fmt.Sprintf("%d,%dx%d", x.FECK, x.FECM, x.FECInterleave)
+	}
+	return fmt.Sprintf("%d,%d", x.FECK, x.FECM)
+}

@@ -4,10 +4,16 @@ import (
 	"testing"
 
 	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 )
 
 // The reliability scenarios of the NACK/delivery design, each from a seed
-// on a fake clock: a failure replays exactly with the same seed.
+// on a fake clock: a failure replays exactly with the same seed. FEC is
+// off here, so these measure retransmission alone; fec_test.go has the
+// scenarios with parity.
+
+// nackOnly is the sender setting of these scenarios.
+var nackOnly = sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}}
 
 func checkComplete(t *testing.T, r Result, minShare float64) {
 	t.Helper()
@@ -28,7 +34,7 @@ func checkComplete(t *testing.T, r Result, minShare float64) {
 }
 
 func TestOrderedFivePercentLossComplete(t *testing.T) {
-	r, err := Run(Config{Messages: 100_000, Rate: 5000, Seed: 11,
+	r, err := Run(Config{Sender: nackOnly, Messages: 100_000, Rate: 5000, Seed: 11,
 		Fwd: spec(t, "delay 20ms loss random 5%"), Rev: spec(t, "delay 20ms loss random 5%")})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func TestOrderedFivePercentLossComplete(t *testing.T) {
 }
 
 func TestOrderedTwentyPercentLoss(t *testing.T) {
-	r, err := Run(Config{Messages: 100_000, Rate: 5000, Seed: 12,
+	r, err := Run(Config{Sender: nackOnly, Messages: 100_000, Rate: 5000, Seed: 12,
 		Fwd: spec(t, "delay 20ms loss random 20%"), Rev: spec(t, "delay 20ms loss random 20%")})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +54,7 @@ func TestOrderedTwentyPercentLoss(t *testing.T) {
 // TestOrderedBurstLoss: Gilbert-Elliott with mean burst 5 (r = 20%) and
 // stationary loss 10% (p = r·0.1/0.9).
 func TestOrderedBurstLoss(t *testing.T) {
-	r, err := Run(Config{Messages: 100_000, Rate: 5000, Seed: 13,
+	r, err := Run(Config{Sender: nackOnly, Messages: 100_000, Rate: 5000, Seed: 13,
 		Fwd: spec(t, "delay 20ms loss gemodel 2.2222% 20%"), Rev: spec(t, "delay 20ms loss random 5%")})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +69,7 @@ func TestOrderedBurstLoss(t *testing.T) {
 // any starting sequence, including across 2^32 and 2^64.
 func TestNoStormAcrossWrap(t *testing.T) {
 	for _, first := range []uint64{0, 1, 1 << 31, 1<<32 - 5000, 1<<64 - 5000} {
-		r, err := Run(Config{Messages: 10_000, Rate: 2000, Seed: 5, FirstSeq: first,
+		r, err := Run(Config{Sender: nackOnly, Messages: 10_000, Rate: 2000, Seed: 5, FirstSeq: first,
 			Fwd: spec(t, "delay 10ms loss random 1%"), Rev: spec(t, "delay 10ms")})
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +87,7 @@ func TestNoStormAcrossWrap(t *testing.T) {
 // TestLatestMode: state snapshots. Nothing older is delivered after
 // something newer, and superseded data is not requested.
 func TestLatestMode(t *testing.T) {
-	r, err := Run(Config{Messages: 20_000, Rate: 2000, Seed: 8,
+	r, err := Run(Config{Sender: nackOnly, Messages: 20_000, Rate: 2000, Seed: 8,
 		Fwd: spec(t, "delay 10ms 3ms loss random 5%"), Rev: spec(t, "delay 10ms"),
 		Receiver: receiver.Config{Mode: receiver.ModeLatest}})
 	if err != nil {
@@ -104,7 +110,7 @@ func TestLatestMode(t *testing.T) {
 // TestSenderRestart: a new sender session mid-stream resets the receiver's
 // state for it; nothing of the old session is requested.
 func TestSenderRestart(t *testing.T) {
-	r, err := Run(Config{Messages: 10_000, Rate: 2000, FirstSeq: 100, RestartSenderAt: 5000,
+	r, err := Run(Config{Sender: nackOnly, Messages: 10_000, Rate: 2000, FirstSeq: 100, RestartSenderAt: 5000,
 		Fwd: spec(t, "delay 10ms"), Rev: spec(t, "delay 10ms")})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +124,7 @@ func TestSenderRestart(t *testing.T) {
 // TestReceiverRestart: a new receiver joining mid-stream starts from what
 // it hears and requests no history.
 func TestReceiverRestart(t *testing.T) {
-	r, err := Run(Config{Messages: 10_000, Rate: 2000, RestartReceiverAt: 5000,
+	r, err := Run(Config{Sender: nackOnly, Messages: 10_000, Rate: 2000, RestartReceiverAt: 5000,
 		Fwd: spec(t, "delay 10ms"), Rev: spec(t, "delay 10ms")})
 	if err != nil {
 		t.Fatal(err)

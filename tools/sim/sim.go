@@ -45,6 +45,18 @@ type Config struct {
 	// TailDrop drops the DATA of the last TailDrop messages on the forward
 	// link: a loss that no later DATA reveals, only a HEARTBEAT.
 	TailDrop int
+	// Drop, if set, is asked about every packet the sender puts on the
+	// forward link (after decoding it) and drops those it returns true
+	// for, before the link's own impairment: exact loss patterns.
+	Drop func(p *packet.Packet) bool
+	// FwdChanges replaces the forward link's impairment at the given
+	// times after the start: packets sent from then on take the new
+	// spec (packets already on the link are delivered as scheduled).
+	FwdChanges []Change
+	// Observe, if set, is called every ObserveEvery of simulated time with
+	// the time since the start and both cores, to sample their state.
+	Observe      func(elapsed time.Duration, snd *sender.Core, rcv *receiver.Core)
+	ObserveEvery time.Duration
 	// RestartSenderAt, if positive, replaces the sender with a new one (new
 	// session id, sequences from FirstSeq again) before message
 	// RestartSenderAt is sent. RestartReceiverAt likewise replaces the
@@ -56,6 +68,12 @@ type Config struct {
 	Receiver receiver.Config // receiver settings (Listen, Clock and sockets unused)
 }
 
+// Change is a new impairment from time At (after the start) on.
+type Change struct {
+	At   time.Duration
+	Spec netem.Spec
+}
+
 // Result is what a run measured. Latencies are from the send call to the
 // delivery, in simulated nanoseconds.
 type Result struct {
@@ -65,12 +83,13 @@ type Result struct {
 	Duplicates      uint64 // deliveries of a message already delivered
 	OutOfOrder      uint64 // deliveries of a message older than one delivered before
 	Corrupt         uint64 // deliveries whose payload differs from what was sent (must be 0)
+	Missed          []int  // indexes of the messages never delivered
 	LatencyP50      int64
 	LatencyP99      int64
 	LatencyP999     int64
 	LatencyMax      int64
-	SenderWireBytes uint64 // bytes the sender put on the link, all kinds
-	PayloadBytes    uint64 // application bytes sent
+	SenderWireBytes uint64         // bytes the sender put on the link, all kinds
+	PayloadBytes    uint64         // application bytes sent
 	Sender          sender.Stats   // the last sender's
 	Receiver        receiver.Stats // the last receiver's
 	FwdLink         netem.LinkStats
@@ -132,6 +151,10 @@ func Run(c Config) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("sim: forward link: %w", err)
 	}
+	// Links the forward direction has used: a change starts a new one and
+	// the old ones drain.
+	fwdLinks := []*netem.Link{fwd}
+	changes := c.FwdChanges
 	rev, err := netem.NewLink(c.Rev, c.Seed^0x5eed)
 	if err != nil {
 		return Result{}, fmt.Errorf("sim: reverse link: %w", err)
@@ -149,27 +172,52 @@ func Run(c Config) (Result, error) {
 
 	tailFrom := c.FirstSeq + uint64(c.Messages-c.TailDrop)
 	var peek packet.Packet
+	dropped := func(b []byte) bool {
+		if c.TailDrop == 0 && c.Drop == nil || peek.Parse(b) != nil {
+			return false
+		}
+		if c.TailDrop > 0 && peek.Kind == packet.KindData && !packet.SeqLess(peek.Seq, tailFrom) {
+			return true
+		}
+		return c.Drop != nil && c.Drop(&peek)
+	}
 	toLink := func(p *outbox.Pair, l *netem.Link, now int64, count *uint64) {
 		b := p.Take()
 		if b == nil {
 			return
 		}
 		for _, d := range b.Datagrams() {
-			if c.TailDrop > 0 && l == fwd && peek.Parse(d.Data) == nil && peek.Kind == packet.KindData &&
-				!packet.SeqLess(peek.Seq, tailFrom) {
-				continue
-			}
-			l.Enqueue(now, d.Data)
 			if count != nil {
 				*count += uint64(len(d.Data))
 			}
+			if l == fwd && dropped(d.Data) {
+				continue
+			}
+			l.Enqueue(now, d.Data)
 		}
 		p.Give(b)
 	}
 
 	now := c.Start
 	next := 0
+	var fwdStats netem.LinkStats // of forward links replaced by a change
+	nextObserve := int64(-1)
+	if c.Observe != nil && c.ObserveEvery > 0 {
+		nextObserve = c.Start + int64(c.ObserveEvery)
+	}
 	for now <= end {
+		if nextObserve >= 0 && now >= nextObserve {
+			c.Observe(time.Duration(nextObserve-c.Start), snd, rcv)
+			nextObserve += int64(c.ObserveEvery)
+		}
+		for len(changes) > 0 && c.Start+int64(changes[0].At) <= now {
+			l, err := netem.NewLink(changes[0].Spec, c.Seed+int64(len(fwdLinks)))
+			if err != nil {
+				return res, fmt.Errorf("sim: forward link change: %w", err)
+			}
+			fwdStats = addLinkStats(fwdStats, fwd.Stats())
+			fwd, fwdLinks, changes = l, append(fwdLinks, l), changes[1:]
+		}
 		for next < c.Messages && sendAt(next) <= now {
 			if next > 0 && next == c.RestartSenderAt {
 				if snd, err = sender.NewCore(c.Sender, 0x5152, ReceiverAddr); err != nil {
@@ -196,8 +244,10 @@ func Run(c Config) (Result, error) {
 		}
 		snd.Tick(now)
 		toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
-		for pkt, ok := fwd.Dequeue(now); ok; pkt, ok = fwd.Dequeue(now) {
-			rcv.Handle(pkt, SenderAddr, now)
+		for _, l := range fwdLinks {
+			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
+				rcv.Handle(pkt, SenderAddr, now)
+			}
 		}
 		rcv.Tick(now)
 		for m, ok := rcv.Pop(); ok; m, ok = rcv.Pop() {
@@ -235,12 +285,21 @@ func Run(c Config) (Result, error) {
 		if snd.Outbox().Current().Len() > 0 || rcv.Outbox().Current().Len() > 0 {
 			continue // answers queued at this instant go out at this instant
 		}
-		now = nextEvent(now, end, next < c.Messages, sendAt(next), snd, rcv, fwd, rev)
+		nextChange := nextObserve
+		if len(changes) > 0 && (nextChange < 0 || c.Start+int64(changes[0].At) < nextChange) {
+			nextChange = c.Start + int64(changes[0].At)
+		}
+		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, snd, rcv, append(fwdLinks, rev)...)
 	}
 	res.SimulatedNanos = now - c.Start
+	for i, ok := range delivered {
+		if !ok {
+			res.Missed = append(res.Missed, i)
+		}
+	}
 	res.Sender = snd.Stats()
 	res.Receiver = rcv.Stats()
-	res.FwdLink = fwd.Stats()
+	res.FwdLink = addLinkStats(fwdStats, fwd.Stats())
 	res.RevLink = rev.Stats()
 	if len(latencies) > 0 {
 		slices.Sort(latencies)
@@ -255,7 +314,7 @@ type timed interface{ NextTimer() (int64, bool) }
 
 // nextEvent returns the earliest time anything has work after now, or
 // end+1 when nothing does.
-func nextEvent(now, end int64, sending bool, nextSend int64, snd, rcv timed, links ...*netem.Link) int64 {
+func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rcv timed, links ...*netem.Link) int64 {
 	t := end + 1
 	consider := func(at int64, ok bool) {
 		if ok && at < t {
@@ -263,6 +322,7 @@ func nextEvent(now, end int64, sending bool, nextSend int64, snd, rcv timed, lin
 		}
 	}
 	consider(nextSend, sending)
+	consider(nextChange, nextChange >= 0)
 	consider(snd.NextTimer())
 	consider(rcv.NextTimer())
 	for _, l := range links {
@@ -283,5 +343,20 @@ func fill(b []byte, i uint64) {
 		x ^= x >> 7
 		x ^= x << 17
 		b[j] = byte(x)
+	}
+}
+
+// addLinkStats sums two links' counters.
+func addLinkStats(a, b netem.LinkStats) netem.LinkStats {
+	return netem.LinkStats{
+		Enqueued:      a.Enqueued + b.Enqueued,
+		Dropped:       a.Dropped + b.Dropped,
+		LimitDropped:  a.LimitDropped + b.LimitDropped,
+		Duplicated:    a.Duplicated + b.Duplicated,
+		Corrupted:     a.Corrupted + b.Corrupted,
+		Reordered:     a.Reordered + b.Reordered,
+		Delayed:       a.Delayed + b.Delayed,
+		Dequeued:      a.Dequeued + b.Dequeued,
+		DequeuedBytes: a.DequeuedBytes + b.DequeuedBytes,
 	}
 }

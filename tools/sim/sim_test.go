@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/netem"
 )
 
@@ -51,7 +52,8 @@ func TestCleanLinkDeliversEverything(t *testing.T) {
 func TestLossIsMeasured(t *testing.T) {
 	r, err := Run(Config{Messages: 20_000, Rate: 2000, Seed: 7,
 		Fwd: spec(t, "delay 5ms 1ms distribution normal loss random 2%"), Rev: spec(t, "delay 5ms"),
-		Receiver: receiver.Config{DisableNACK: true, Mode: receiver.ModeUnordered}})
+		Receiver: receiver.Config{DisableNACK: true, Mode: receiver.ModeUnordered},
+		Sender:   sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +122,8 @@ func TestNACKRepairsLoss(t *testing.T) {
 		if r.Unique != r.Sent || r.OutOfOrder != 0 || r.Duplicates != 0 || r.Corrupt != 0 {
 			t.Fatalf("first %d: delivered %d of %d, out of order %d, dup %d\n%+v", first, r.Unique, r.Sent, r.OutOfOrder, r.Duplicates, st)
 		}
-		if st.Lost == 0 || st.RecoveredRTX != st.Lost || st.Unrecovered != 0 {
-			t.Fatalf("first %d: lost %d, recovered %d, unrecovered %d", first, st.Lost, st.RecoveredRTX, st.Unrecovered)
+		if st.Lost == 0 || st.RecoveredRTX+st.RecoveredFEC != st.Lost || st.Unrecovered != 0 {
+			t.Fatalf("first %d: lost %d, recovered %d+%d, unrecovered %d", first, st.Lost, st.RecoveredRTX, st.RecoveredFEC, st.Unrecovered)
 		}
 		t.Logf("first %d: lost %d, NACKs %d, retransmits %d, latency p50 %.1fms p99 %.1fms max %.1fms",
 			first, st.Lost, st.NACKs, r.Sender.Retransmits, float64(r.LatencyP50)/1e6, float64(r.LatencyP99)/1e6, float64(r.LatencyMax)/1e6)

@@ -50,6 +50,11 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"recv", "--listen", "127.0.0.1:0", "--nope"}, 2, "flag provided but not defined"},
 		{[]string{"recv", "--listen", "127.0.0.1:0", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"demo", "--rate", "-1"}, 2, "must be positive"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--fec", "10"}, 2, "not auto, off or K,M"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--fec", "200,100"}, 2, "K+M <= 256"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--fec-interleave", "4"}, 2, "goes with --fec K,M"},
+		{[]string{"recv", "--listen", "127.0.0.1:0", "--mode", "random"}, 2, "unknown delivery mode"},
+		{[]string{"recv", "--listen", "127.0.0.1:0", "--nack", "maybe"}, 2, "neither on nor off"},
 		{[]string{"send", "--help"}, 0, "Usage: telewire send"},
 		{[]string{"help", "recv"}, 0, "Usage: telewire recv"},
 		{[]string{"help"}, 0, "Quick start"},
@@ -272,7 +277,7 @@ func TestDemo(t *testing.T) {
 	}
 	wait(t, cmd, stderr, 60*time.Second)
 	out := stdout.String()
-	for _, want := range []string{"delivered", "delay p99", "rtt", "summary after", "lost on the link", "repaired by retransmission"} {
+	for _, want := range []string{"delivered", "delay p99", "rtt", "summary after", "lost on the link", "repaired by FEC", "by retransmission"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/framing"
 	"github.com/telewire/telewire/tools/gen"
@@ -31,6 +32,8 @@ reported).`, stderr)
 	fs.Uint64Var(&o.Seed, "seed", 1, "with --gen: random seed")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	nack := fs.String("nack", "on", "answer retransmission requests from a buffer of recent messages: on or off")
+	fecFlag := fs.String("fec", "auto", "forward error correction: auto (parity chosen from the loss the receiver reports, none while there is none), off, or K,M (M parity packets per K data packets)")
+	interleave := fs.Int("fec-interleave", 1, "with --fec K,M: spread consecutive packets over this many blocks, so bursts of up to D·M losses are repairable (repair waits up to D times longer)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -40,6 +43,15 @@ reported).`, stderr)
 		return usageError(fs, "--nack: %v", err)
 	}
 	o.Sender.DisableRetransmit = !on
+	if o.Sender.FEC, err = sender.ParseFEC(*fecFlag); err != nil {
+		return usageError(fs, "--fec: %v", err)
+	}
+	if *interleave != 1 {
+		if o.Sender.FEC.Mode != sender.FECFixed {
+			return usageError(fs, "--fec-interleave goes with --fec K,M")
+		}
+		o.Sender.FEC.Interleave = *interleave
+	}
 	if o.To == "" {
 		return usageError(fs, "--to is required")
 	}

@@ -1,0 +1,136 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+// FEC scenarios: seeded, fake clock.
+
+func fixedFEC(k, m, d int) sender.Config {
+	return sender.Config{FEC: sender.FECConfig{Mode: sender.FECFixed, K: k, M: m, Interleave: d}}
+}
+
+var noNACK = receiver.Config{DisableNACK: true, Mode: receiver.ModeUnordered}
+
+// TestFECRecoversRandomLoss: FEC 10,3 alone at 5% random loss rebuilds at
+// least 97% of the losses (the binomial model gives about 98%).
+func TestFECRecoversRandomLoss(t *testing.T) {
+	r, err := Run(Config{Messages: 100_000, Rate: 5000, Seed: 21, Sender: fixedFEC(10, 3, 1), Receiver: noNACK,
+		Fwd: spec(t, "delay 20ms loss random 5%"), Rev: spec(t, "delay 20ms")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := r.Receiver.Streams[0]
+	share := float64(st.RecoveredFEC) / float64(st.Lost)
+	t.Logf("lost %d, rebuilt %d (%.2f%%), residual %.4f%%, overhead %.1f%%", st.Lost, st.RecoveredFEC, 100*share, 100*r.Residual(), 100*r.Overhead())
+	if share < 0.97 || r.Corrupt != 0 || r.Duplicates != 0 {
+		t.Fatalf("FEC rebuilt %.4f of losses, want >= 0.97 (corrupt %d, dup %d)", share, r.Corrupt, r.Duplicates)
+	}
+}
+
+// TestFECInterleavingRepairsBursts: bursts of 10 consecutive DATA losses
+// every 400 packets; 10,3 interleaved over 4 blocks spreads each burst to
+// at most 3 losses per block, all repairable.
+func TestFECInterleavingRepairsBursts(t *testing.T) {
+	burst := func(p *packet.Packet) bool { return p.Kind == packet.KindData && p.Seq%400 >= 200 && p.Seq%400 < 210 }
+	for _, d := range []int{1, 4} {
+		r, err := Run(Config{Messages: 20_000, Rate: 5000, Sender: fixedFEC(10, 3, d), Receiver: noNACK,
+			Fwd: spec(t, "delay 10ms"), Rev: spec(t, "delay 10ms"), Drop: burst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := r.Receiver.Streams[0]
+		t.Logf("interleave %d: lost %d, rebuilt %d", d, st.Lost, st.RecoveredFEC)
+		switch {
+		case st.Lost != 500:
+			t.Fatalf("interleave %d: %d lost, the pattern drops 500", d, st.Lost)
+		case d == 4 && st.RecoveredFEC != st.Lost:
+			t.Fatalf("interleave 4: rebuilt %d of %d burst losses", st.RecoveredFEC, st.Lost)
+		case d == 1 && st.RecoveredFEC == st.Lost:
+			t.Fatal("without interleaving a burst of 10 cannot be repaired by 10,3; the test is not testing")
+		}
+	}
+}
+
+// TestFECCutsRepairLatency: with NACK on, 5% loss each way and 40 ms RTT,
+// FEC keeps p99 delivery latency within a few ms of a loss-free link,
+// where NACK alone pays a round trip.
+func TestFECCutsRepairLatency(t *testing.T) {
+	run := func(s sender.Config, link string) Result {
+		r, err := Run(Config{Messages: 50_000, Rate: 5000, Seed: 22, Sender: s,
+			Fwd: spec(t, link), Rev: spec(t, link)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Unique != r.Sent {
+			t.Fatalf("%+v over %q delivered %d of %d", s.FEC, link, r.Unique, r.Sent)
+		}
+		return r
+	}
+	clean := run(nackOnly, "delay 20ms")
+	nack := run(nackOnly, "delay 20ms loss random 5%")
+	withFEC := run(fixedFEC(10, 3, 1), "delay 20ms loss random 5%")
+	auto := run(sender.Config{}, "delay 20ms loss random 5%")
+	ms := func(n int64) float64 { return float64(n) / 1e6 }
+	t.Logf("p99: no loss %.1fms, NACK only %.1fms, NACK+FEC 10,3 %.1fms (overhead %.0f%%), NACK+FEC auto %.1fms (overhead %.0f%%)",
+		ms(clean.LatencyP99), ms(nack.LatencyP99), ms(withFEC.LatencyP99), 100*withFEC.Overhead(), ms(auto.LatencyP99), 100*auto.Overhead())
+	if withFEC.LatencyP99 > clean.LatencyP99+int64(5*time.Millisecond) || withFEC.LatencyP99 >= nack.LatencyP99 {
+		t.Fatalf("FEC p99 %.1fms: want within 5ms of %.1fms and below NACK-only %.1fms", ms(withFEC.LatencyP99), ms(clean.LatencyP99), ms(nack.LatencyP99))
+	}
+}
+
+// TestAdaptiveFECFollowsLoss steps the forward loss 0% → 10% → 1% and
+// checks that, a few report intervals after each step, FEC alone leaves at
+// most 0.1% of messages unrepaired, and that its overhead falls back when
+// loss falls.
+func TestAdaptiveFECFollowsLoss(t *testing.T) {
+	const rate = 2000
+	step1, step2, end := 10*time.Second, 20*time.Second, 30*time.Second
+	var m10, m1 int // parity per block at the end of each lossy phase
+	r, err := Run(Config{Messages: rate * 30, Rate: rate, Seed: 23, Receiver: noNACK,
+		Fwd: spec(t, "delay 10ms"), Rev: spec(t, "delay 10ms"),
+		FwdChanges: []Change{
+			{At: step1, Spec: spec(t, "delay 10ms loss random 10%")},
+			{At: step2, Spec: spec(t, "delay 10ms loss random 1%")},
+		},
+		ObserveEvery: 100 * time.Millisecond,
+		Observe: func(at time.Duration, snd *sender.Core, _ *receiver.Core) {
+			st := snd.Stats().Streams[0]
+			switch at {
+			case step2 - 100*time.Millisecond:
+				m10 = st.FECM
+			case end - 100*time.Millisecond:
+				m1 = st.FECM
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Residual per phase, leaving out one second after each step for the
+	// reports to arrive and the blocks in flight to finish.
+	phase := func(from, to time.Duration) float64 {
+		lo, hi := int(from.Seconds()*rate), int(to.Seconds()*rate)
+		missed := 0
+		for _, i := range r.Missed {
+			if i >= lo && i < hi {
+				missed++
+			}
+		}
+		return float64(missed) / float64(hi-lo)
+	}
+	clean, high, low := phase(time.Second, step1), phase(step1+time.Second, step2), phase(step2+time.Second, end)
+	t.Logf("residual: 0%% phase %.4f%%, 10%% phase %.4f%%, 1%% phase %.4f%%; parity per block %d at 10%%, %d at 1%%; overhead %.1f%%",
+		100*clean, 100*high, 100*low, m10, m1, 100*r.Overhead())
+	if clean != 0 || high > 0.001 || low > 0.001 {
+		t.Fatalf("residual loss above 0.1%% after a step: %.4f %.4f %.4f", clean, high, low)
+	}
+	if m10 == 0 || m1 >= m10 {
+		t.Fatalf("parity per block %d at 10%% loss and %d at 1%%: protection did not fall back", m10, m1)
+	}
+}

@@ -77,8 +77,13 @@ func TestFECCutsRepairLatency(t *testing.T) {
 	withFEC := run(fixedFEC(10, 3, 1), "delay 20ms loss random 5%")
 	auto := run(sender.Config{}, "delay 20ms loss random 5%")
 	ms := func(n int64) float64 { return float64(n) / 1e6 }
-	t.Logf("p99: no loss %.1fms, NACK only %.1fms, NACK+FEC 10,3 %.1fms (overhead %.0f%%), NACK+FEC auto %.1fms (overhead %.0f%%)",
-		ms(clean.LatencyP99), ms(nack.LatencyP99), ms(withFEC.LatencyP99), 100*withFEC.Overhead(), ms(auto.LatencyP99), 100*auto.Overhead())
+	for _, x := range []struct {
+		name string
+		r    Result
+	}{{"no loss", clean}, {"NACK only", nack}, {"NACK+FEC 10,3", withFEC}, {"NACK+FEC auto", auto}} {
+		t.Logf("%-14s delivered %d/%d  p50 %.1fms p99 %.1fms p99.9 %.1fms  wire overhead %.1f%%",
+			x.name, x.r.Unique, x.r.Sent, ms(x.r.LatencyP50), ms(x.r.LatencyP99), ms(x.r.LatencyP999), 100*x.r.Overhead())
+	}
 	if withFEC.LatencyP99 > clean.LatencyP99+int64(5*time.Millisecond) || withFEC.LatencyP99 >= nack.LatencyP99 {
 		t.Fatalf("FEC p99 %.1fms: want within 5ms of %.1fms and below NACK-only %.1fms", ms(withFEC.LatencyP99), ms(clean.LatencyP99), ms(nack.LatencyP99))
 	}

@@ -31,6 +31,9 @@ const (
 	// for a loss: the encoder's default block time limit plus 50 ms of
 	// network delay variation.
 	DefaultParityWaitNanos = DefaultMaxDelayNanos + 50_000_000
+	// DefaultParityTrailNanos is the default time a block's later parity
+	// shards are expected after its first.
+	DefaultParityTrailNanos = 10_000_000
 	// DefaultParityIdleNanos is the default time after the last parity at
 	// which a Decoder considers FEC off for the stream.
 	DefaultParityIdleNanos = 5_000_000_000
@@ -99,6 +102,12 @@ type DecoderConfig struct {
 	// stream still counts as FEC-protected for CanRecover. Default
 	// DefaultParityIdleNanos.
 	ParityIdleNanos int64
+	// ParityTrailNanos is how long after a block's first parity shard its
+	// later shards may still arrive: a block's parity is sent back to
+	// back, so a shard missing after this is taken as lost, and CanRecover
+	// stops holding NACKs for a block it can no longer repair. Default
+	// DefaultParityTrailNanos.
+	ParityTrailNanos int64
 }
 
 func (c *DecoderConfig) setDefaults() {
@@ -116,6 +125,9 @@ func (c *DecoderConfig) setDefaults() {
 	}
 	if c.BlockTimeoutNanos == 0 {
 		c.BlockTimeoutNanos = DefaultBlockTimeoutNanos
+	}
+	if c.ParityTrailNanos == 0 {
+		c.ParityTrailNanos = DefaultParityTrailNanos
 	}
 	if c.ParityWaitNanos == 0 {
 		c.ParityWaitNanos = DefaultParityWaitNanos
@@ -135,7 +147,7 @@ func (c *DecoderConfig) validate() error {
 		return fmt.Errorf("%w: ParityBuffers=%d", ErrBadParams, c.ParityBuffers)
 	case c.MaxPayload < 0 || c.MaxPayload > MaxProtectedPayload:
 		return fmt.Errorf("%w: MaxPayload=%d", ErrBadParams, c.MaxPayload)
-	case c.BlockTimeoutNanos < 0 || c.ParityWaitNanos < 0 || c.ParityIdleNanos < 0:
+	case c.BlockTimeoutNanos < 0 || c.ParityWaitNanos < 0 || c.ParityIdleNanos < 0 || c.ParityTrailNanos < 0:
 		return fmt.Errorf("%w: negative duration", ErrBadParams)
 	}
 	return nil
@@ -694,7 +706,7 @@ func (d *Decoder) CanRecover(seq uint64, now int64) bool {
 			return false
 		}
 		possible := b.nPar
-		if age < d.cfg.ParityWaitNanos {
+		if age < d.cfg.ParityTrailNanos {
 			possible += int(b.m) - 1 - b.maxIdx
 		}
 		return int(b.k)-b.nData <= possible

@@ -385,7 +385,7 @@ func TestCanRecover(t *testing.T) {
 	msgs := makeMsgs(8, 0, 40, 6)
 	stream := encodeStream(mustEncoder(t, EncoderConfig{K: 4, M: 2}), msgs, ms)
 	// stream: data 0-3, parity(0) ×2, data 4-7, parity(4) ×2
-	d := mustDecoder(t, DecoderConfig{ParityWaitNanos: 100 * ms})
+	d := mustDecoder(t, DecoderConfig{ParityWaitNanos: 100 * ms, ParityTrailNanos: 100 * ms})
 	if d.CanRecover(1, 0) {
 		t.Fatal("recoverable before any parity")
 	}

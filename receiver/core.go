@@ -88,6 +88,7 @@ type stream struct {
 	haveMin   bool
 	holdUntil int64 // ordered mode: no delivery before this, so the first arrivals can be sorted
 	started   bool  // a DATA packet has arrived
+	anchored  bool  // a HEARTBEAT told where the stream starts before any DATA
 	firstSeq  uint64
 
 	echoTs int64 // newest sender timestamp seen
@@ -217,6 +218,13 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 	if n := st.tracker.OnHeartbeat(start, hb.Next, now); n > 0 {
 		st.bursts++
 	}
+	if !st.started && st.delivery.Len() == 0 {
+		// Delivery starts where the stream does (or, joining a running
+		// stream, at the next message), not at whichever message happens
+		// to arrive first; no startup hold is needed.
+		st.delivery.Resync(hb.Next)
+		st.anchored = true
+	}
 }
 
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
@@ -313,7 +321,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		// have been reordered from its start. Ordered delivery waits a
 		// short grace time before fixing where the stream begins.
 		st.started, st.firstSeq = true, seq
-		if c.cfg.Mode == ModeOrdered {
+		if c.cfg.Mode == ModeOrdered && !st.anchored {
 			st.holdUntil = now + min(int64(c.cfg.Latency)/10, int64(startupHold))
 		}
 	}

@@ -36,6 +36,7 @@ type stream struct {
 	heartbeatAt  int64 // when the next HEARTBEAT is due
 	heartbeatGap int64 // current idle heartbeat interval (backs off)
 
+	opened   bool                    // the stream's opening HEARTBEAT was queued
 	retained *reliability.SendBuffer // nil when retransmission is off
 	encoder  *fec.Encoder            // nil when FEC is off
 	adaptive *fec.Adaptive           // nil unless FEC is automatic
@@ -177,6 +178,13 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	s, err := c.stream(streamID, now)
 	if err != nil {
 		return err
+	}
+	if !s.opened {
+		// Announce the stream before its first DATA: a HEARTBEAT with
+		// nothing sent yet tells the receiver where the stream starts, so
+		// losing the first messages is seen and repaired like any gap.
+		s.opened = true
+		c.queueHeartbeat(s, now)
 	}
 	c.pkt = packet.Packet{
 		Header:    packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID},
@@ -345,17 +353,25 @@ func (c *Core) Tick(now int64) {
 		if s.heartbeatAt == 0 || now < s.heartbeatAt {
 			continue
 		}
-		c.pkt = packet.Packet{
-			Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
-			Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
-		}
-		if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
+		if !c.queueHeartbeat(s, now) {
 			return // queue full: data is flowing, retry on the next tick
 		}
-		c.stats.Heartbeats++
 		s.heartbeatGap = min(2*s.heartbeatGap, int64(c.cfg.MaxHeartbeatInterval))
 		s.heartbeatAt = now + s.heartbeatGap
 	}
+}
+
+// queueHeartbeat queues a HEARTBEAT for s and reports whether it fit.
+func (c *Core) queueHeartbeat(s *stream, now int64) bool {
+	c.pkt = packet.Packet{
+		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
+		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
+	}
+	if c.out.Current().Append(&c.pkt, c.remote) != nil {
+		return false
+	}
+	c.stats.Heartbeats++
+	return true
 }
 
 // NextTimer returns the earliest heartbeat or FEC block time limit.

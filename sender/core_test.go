@@ -60,10 +60,14 @@ func TestSendStampsSequenceAndTime(t *testing.T) {
 		}
 	}
 	pkts := drain(t, c)
-	if len(pkts) != 4 {
+	if len(pkts) != 5 {
 		t.Fatalf("queued %d packets", len(pkts))
 	}
-	for i, p := range pkts {
+	// The stream opens with a HEARTBEAT saying nothing is sent yet.
+	if h := pkts[0]; h.Kind != packet.KindHeartbeat || h.Heartbeat.Start != 1<<32-2 || h.Heartbeat.Next != 1<<32-2 {
+		t.Fatalf("opening packet %+v", h)
+	}
+	for i, p := range pkts[1:] {
 		if p.Kind != packet.KindData || p.Session != 0xabc || p.Stream != 3 ||
 			p.Seq != 1<<32-2+uint64(i) || p.Timestamp != int64(100+i) || p.Payload[0] != byte(i) {
 			t.Fatalf("packet %d: %+v", i, p)
@@ -75,7 +79,7 @@ func TestSendStampsSequenceAndTime(t *testing.T) {
 }
 
 func TestSendErrors(t *testing.T) {
-	c := newCore(t, Config{MaxStreams: 1, QueuePackets: 2})
+	c := newCore(t, Config{MaxStreams: 1, QueuePackets: 3}) // the opening HEARTBEAT takes one
 	if err := c.Send(0, make([]byte, packet.MaxPayload+1), 1); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
 	}
@@ -96,7 +100,7 @@ func TestSendErrors(t *testing.T) {
 	if err := c.Send(0, nil, 1); err != nil {
 		t.Fatal(err)
 	}
-	if p := drain(t, c); p[0].Seq != 2 {
+	if p := drain(t, c); p[0].Kind != packet.KindData || p[0].Seq != 2 {
 		t.Fatalf("sequence after a refused send = %d, want 2", p[0].Seq)
 	}
 }

@@ -70,6 +70,16 @@ type Config struct {
 	// FEC configures forward error correction; the zero value is FECAuto.
 	FEC FECConfig
 
+	// GSO sends runs of same-sized datagrams to the receiver as one UDP
+	// GSO message (Linux UDP_SEGMENT, detected at run time, with a
+	// fallback): several times the packets per second of sendmmsg. Off by
+	// default: the kernel keeps such a run as one packet until it is
+	// segmented, so a drop on a virtual path (nftables or a qdisc on veth
+	// or loopback) loses the whole run at once, turning random loss into
+	// bursts of up to 64. Turn it on where segmentation happens in the
+	// NIC or the driver, or where the path does not drop.
+	GSO bool
+
 	// BatchSize is the datagrams per sendmmsg/recvmmsg; 0 = the udpio default.
 	BatchSize int
 	// SocketBufferBytes is the SO_SNDBUF/SO_RCVBUF requested; 0 = udpio default.

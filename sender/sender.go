@@ -60,6 +60,8 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		ReadBufferBytes:  cfg.SocketBufferBytes,
 		WriteBufferBytes: cfg.SocketBufferBytes,
 		MaxDatagram:      2048, // feedback only: REPORT and NACK are small
+		NoGSO:            !cfg.GSO,
+		NoGRO:            true, // feedback is a trickle; GRO buffers would cost 2 MiB for nothing
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sender: bind %s: %w", local, err)

@@ -22,6 +22,16 @@ type RecvOptions struct {
 	Idle      time.Duration   // exit after this long without data once data arrived (0 = never)
 	StatsFile string          // write final statistics as JSON here, if set
 	Progress  bool            // live one-line status on Stderr each second
+	// PcapOut, if set, is a pcap file that also gets each delivered message
+	// as a UDP datagram, stamped with its receive time. Its addresses are
+	// the original ones for streams FlowsFile maps (the --stats or
+	// --flows-out JSON of `telewire replay`); any other stream gets source
+	// = the sender's IP with port = stream id (low 16 bits), destination =
+	// the receiver's address. FlowsFile is read when the first message
+	// arrives (replay writes it before sending), retried every 100 ms
+	// while it does not exist.
+	PcapOut   string
+	FlowsFile string // with PcapOut: the stream mapping, see PcapOut
 
 	Receiver receiver.Config // further receiver settings; Listen is filled in
 	Logger   zerolog.Logger
@@ -41,6 +51,13 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	}
 	cfg := o.Receiver
 	cfg.Listen, cfg.Logger = o.Listen, o.Logger
+	// Receive times become pcap timestamps through a clock whose epoch is
+	// known; an injected clock's readings are taken as Unix nanoseconds.
+	wall := func(nanos int64) time.Time { return time.Unix(0, nanos) }
+	if o.PcapOut != "" && cfg.Clock == nil {
+		c := newWallClock()
+		cfg.Clock, wall = c, c.Wall
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r, err := receiver.Listen(rctx, cfg)
@@ -48,6 +65,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
+	var sink *pcapSink
+	if o.PcapOut != "" {
+		if sink, err = openPcapSink(o.PcapOut, o.FlowsFile, r.Addr(), wall); err != nil {
+			return err
+		}
+	}
 	if o.Ready != nil {
 		o.Ready(r.Addr().String())
 	}
@@ -89,6 +112,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 			loopErr = fmt.Errorf("recv: writing output: %w", err)
 			break
 		}
+		if sink != nil {
+			if err := sink.write(&m); err != nil {
+				loopErr = err
+				break
+			}
+		}
 		got++
 	}
 	idleStop.stop()
@@ -101,6 +130,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	}
 	st := r.Stats()
 	fmt.Fprintln(stderr, recvSummary(st, got, time.Since(start)))
+	if sink != nil {
+		if err := sink.close(); err != nil && loopErr == nil {
+			loopErr = err
+		}
+		fmt.Fprintln(stderr, sink.summary())
+	}
 	if o.StatsFile != "" {
 		if err := writeJSON(o.StatsFile, st); err != nil && loopErr == nil {
 			loopErr = err

@@ -108,41 +108,41 @@ type Options struct {
 // skip reasons.
 type Stats struct {
 	// Records is the number of packet records read from the file.
-	Records uint64
+	Records uint64 `json:"records"`
 	// Datagrams is the number of datagrams returned by Next.
-	Datagrams uint64
+	Datagrams uint64 `json:"datagrams"`
 	// Reassembled is how many of the datagrams were rebuilt from fragments.
-	Reassembled uint64
+	Reassembled uint64 `json:"reassembled"`
 	// FragmentsHeld counts fragments stored for reassembly (the fragment
 	// completing a datagram is counted under Datagrams or Filtered instead).
-	FragmentsHeld uint64
+	FragmentsHeld uint64 `json:"fragments_held"`
 	// Filtered counts UDP datagrams the filter rejected.
-	Filtered uint64
+	Filtered uint64 `json:"filtered"`
 
 	// NotIP counts frames carrying something other than IPv4 or IPv6 (ARP,
 	// LLDP, PPPoE discovery, ...).
-	NotIP uint64
+	NotIP uint64 `json:"not_ip"`
 	// NotUDP counts IP packets whose outermost transport is not UDP (TCP,
 	// ICMP, tunnels, ESP, ...), including fragments of such packets.
-	NotUDP uint64
+	NotUDP uint64 `json:"not_udp"`
 	// Truncated counts UDP datagrams and fragments with fewer bytes captured
 	// than their headers announce.
-	Truncated uint64
+	Truncated uint64 `json:"truncated"`
 	// Malformed counts frames whose headers cannot be decoded.
-	Malformed uint64
+	Malformed uint64 `json:"malformed"`
 	// UnsupportedLinkType counts frames on interfaces of a link type the
 	// reader does not decode.
-	UnsupportedLinkType uint64
+	UnsupportedLinkType uint64 `json:"unsupported_link_type"`
 	// FragmentsInvalid counts fragments dropped because they contradict
 	// their datagram (overlap, beyond its end, too large): the datagram is
 	// dropped with them.
-	FragmentsInvalid uint64
+	FragmentsInvalid uint64 `json:"fragments_invalid"`
 	// FragmentsDuplicate counts fragments whose bytes were all held already.
-	FragmentsDuplicate uint64
+	FragmentsDuplicate uint64 `json:"fragments_duplicate"`
 	// FragmentsExpired counts datagrams dropped incomplete: timed out,
 	// evicted because MaxPendingDatagrams were in progress, or still
 	// incomplete at the end of the file.
-	FragmentsExpired uint64
+	FragmentsExpired uint64 `json:"fragments_expired"`
 }
 
 // Skipped returns the number of records that yielded no datagram for a reason

@@ -31,15 +31,17 @@ type Accuracy struct {
 // AccuracySummary is a snapshot of an Accuracy.
 type AccuracySummary struct {
 	// Count is the number of sends recorded.
-	Count uint64
+	Count uint64 `json:"count"`
 	// Late and Early count sends after and before their scheduled time.
-	Late, Early uint64
+	Late  uint64 `json:"late"`
+	Early uint64 `json:"early"`
 	// P50Nanos and P99Nanos are the median and 99th percentile of
 	// |scheduled − actual| in nanoseconds, as the upper bound of their
 	// histogram bucket (at most 6.25 % above the true value).
-	P50Nanos, P99Nanos int64
+	P50Nanos int64 `json:"p50_ns"`
+	P99Nanos int64 `json:"p99_ns"`
 	// MaxNanos is the largest |scheduled − actual| seen, exact.
-	MaxNanos int64
+	MaxNanos int64 `json:"max_ns"`
 }
 
 // Record adds one send scheduled at scheduledNanos that happened at

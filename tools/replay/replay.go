@@ -65,16 +65,16 @@ type Config struct {
 // Stats counts what the scheduler did.
 type Stats struct {
 	// Packets is the number of send times computed.
-	Packets uint64
+	Packets uint64 `json:"packets"`
 	// Passes is the number of passes begun (1 after the first Next).
-	Passes int
+	Passes int `json:"passes"`
 	// BackwardSteps counts timestamps earlier than the one before them,
 	// scheduled with no gap.
-	BackwardSteps uint64
+	BackwardSteps uint64 `json:"backward_steps"`
 	// CappedGaps counts gaps longer than MaxGapNanos, shortened to it.
-	CappedGaps uint64
+	CappedGaps uint64 `json:"capped_gaps"`
 	// CappedNanos is the capture time removed by the cap, saturating.
-	CappedNanos int64
+	CappedNanos int64 `json:"capped_ns"`
 }
 
 // Scheduler computes send times for a sequence of capture timestamps. The

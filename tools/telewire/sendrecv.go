@@ -91,6 +91,8 @@ one-way delay percentiles).`, stderr)
 	mode := fs.String("mode", "ordered", "delivery: ordered (in sequence, waiting for repairs up to --latency), unordered (on arrival), latest (only newer than the last delivered)")
 	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
 	nack := fs.String("nack", "on", "request retransmission of lost messages: on or off")
+	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE`, stamped with its receive time (addresses: see --flows)")
+	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); mapped streams are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
@@ -114,6 +116,9 @@ one-way delay percentiles).`, stderr)
 		return usageError(fs, "--nack: %v", err)
 	}
 	o.Receiver.DisableNACK = !on
+	if o.FlowsFile != "" && o.PcapOut == "" {
+		return usageError(fs, "--flows goes with --pcap-out")
+	}
 	o.Framing, o.Progress = f, *progress
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)

@@ -23,7 +23,8 @@ const (
 )
 
 // BenchmarkLoopback/raw is the baseline: udpio's WriteBatch (sendmmsg,
-// batches of 64) into Read (recvmmsg), 200-byte datagrams, no protocol.
+// batches of 64) into Read (recvmmsg), 200-byte datagrams, no protocol,
+// GSO and GRO off as in the sender's default.
 // BenchmarkLoopback/telewire is the full path: sender.Send → batched write
 // → receiver decode, tracking, statistics → Recv.
 func BenchmarkLoopback(b *testing.B) {
@@ -32,12 +33,13 @@ func BenchmarkLoopback(b *testing.B) {
 }
 
 func benchRaw(b *testing.B) {
-	rx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
+	plain := udpio.Config{NoGSO: true, NoGRO: true}
+	rx, err := udpio.Listen("127.0.0.1:0", plain)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rx.Close()
-	tx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
+	tx, err := udpio.Listen("127.0.0.1:0", plain)
 	if err != nil {
 		b.Fatal(err)
 	}

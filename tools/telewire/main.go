@@ -36,6 +36,9 @@ func commands() []command {
 		{"demo", "run a sender and a receiver on loopback through a lossy link, with live statistics", runDemo},
 		{"send", "send messages from stdin (or a generator) to a receiver", runSend},
 		{"recv", "receive messages and write them to stdout", runRecv},
+		{"replay", "replay the UDP datagrams of a pcap/pcapng capture through telewire at their original timing", runReplay},
+		{"bench", "measure throughput, CPU and latency against raw UDP (and kcp-go with --peers)", runBench},
+		{"sim", "sweep repair settings over simulated loss scenarios and tabulate the results", runSim},
 		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
 	}
 }

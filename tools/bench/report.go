@@ -1,0 +1,278 @@
+package bench
+
+import (
+	"math"
+	"slices"
+)
+
+// Report is the outcome of one bench: every case of the matrix with its
+// figures from each run, their medians and ranges, and the ratios of each
+// figure to the raw batched baseline of the same run. It is what --json
+// prints.
+type Report struct {
+	Tool          string      `json:"tool"`
+	Date          string      `json:"date"` // RFC 3339, start of the run
+	Host          HostInfo    `json:"host"`
+	MessageSize   int         `json:"message_size"`
+	Runs          int         `json:"runs"`
+	DurationNanos int64       `json:"duration_ns"` // sending time per case and run
+	Processes     string      `json:"processes"`   // how the ends are placed
+	Transports    []Transport `json:"transports"`
+	Cases         []Case      `json:"cases"`
+	// Peers holds the peer comparison (tools/bench/peers), when it ran.
+	Peers *Report `json:"peers,omitempty"`
+	// PeersError says why the peer comparison is missing, when asked for.
+	PeersError string `json:"peers_error,omitempty"`
+}
+
+// HostInfo describes the machine, including how busy it was.
+type HostInfo struct {
+	OS         string     `json:"os"`
+	Arch       string     `json:"arch"`
+	CPUs       int        `json:"cpus"`
+	CPUModel   string     `json:"cpu_model,omitempty"`
+	Kernel     string     `json:"kernel,omitempty"`
+	GoVersion  string     `json:"go_version"`
+	LoadBefore [3]float64 `json:"load_before"` // 1, 5, 15-minute load averages at the start
+	LoadAfter  [3]float64 `json:"load_after"`
+}
+
+// Case is one cell of the matrix: a transport at an offered load through
+// a link with a loss rate.
+type Case struct {
+	Transport   string  `json:"transport"`
+	Rate        float64 `json:"rate"`         // offered messages/s; 0 = as fast as possible
+	LossPercent float64 `json:"loss_percent"` // random loss each way in the relay; 0 = direct
+	// Runs holds each run's figures (nil for a run that failed).
+	Runs []*Figures `json:"runs"`
+	// Errors holds each failed run's error, by run index.
+	Errors map[int]string `json:"errors,omitempty"`
+	// Median, Min and Max are taken per figure over the runs that
+	// succeeded (a median of each column, not one run's row).
+	Median *Figures `json:"median,omitempty"`
+	Min    *Figures `json:"min,omitempty"`
+	Max    *Figures `json:"max,omitempty"`
+	// VsRaw divides this case's figures by the raw batched baseline's at
+	// the same load and loss, run by run, then takes median and range.
+	// Nil for the baseline itself.
+	VsRaw *RatioStats `json:"vs_raw,omitempty"`
+}
+
+// Key names a case: "tw-nack/10k/loss5".
+func (c *Case) Key() string {
+	return c.Transport + "/" + LoadName(c.Rate) + "/" + LossName(c.LossPercent)
+}
+
+// Figures are one run's measurements of one case. Rates are per second of
+// the span from the first message stamped to the last delivered.
+type Figures struct {
+	Sent          float64 `json:"sent"`
+	Delivered     float64 `json:"delivered"`
+	Completeness  float64 `json:"completeness"`    // delivered/sent, 0..1
+	MsgsPerSec    float64 `json:"msgs_per_sec"`    // delivered messages per second (goodput)
+	Mbps          float64 `json:"mbps"`            // delivered payload, Mbit/s
+	OfferedPerSec float64 `json:"offered_per_sec"` // messages handed to the transport per second of sending
+	WirePerMsg    float64 `json:"wire_bytes_per_msg"`
+	// CPU time per message: the sending process per message sent, the
+	// receiving process per message delivered, and both per delivered.
+	SendCPUNanos float64 `json:"send_cpu_ns_per_msg"`
+	RecvCPUNanos float64 `json:"recv_cpu_ns_per_msg"`
+	CPUNanos     float64 `json:"cpu_ns_per_msg"`
+	// One-way delivery latency.
+	P50Nanos  float64 `json:"p50_ns"`
+	P99Nanos  float64 `json:"p99_ns"`
+	P999Nanos float64 `json:"p999_ns"`
+	MaxNanos  float64 `json:"max_ns"`
+	// What the relay dropped (its loss model, or its own overload) going
+	// forward; 0 without a relay.
+	RelayDropped float64 `json:"relay_dropped"`
+
+	// Raw results behind the figures (not aggregated).
+	SendResult  *SendResult  `json:"send_result,omitempty"`
+	RecvResult  *RecvResult  `json:"recv_result,omitempty"`
+	RelayResult *RelayResult `json:"relay_result,omitempty"`
+}
+
+// columns lists the aggregated figures, in a fixed order.
+func (f *Figures) columns() []*float64 {
+	return []*float64{&f.Sent, &f.Delivered, &f.Completeness, &f.MsgsPerSec, &f.Mbps, &f.OfferedPerSec,
+		&f.WirePerMsg, &f.SendCPUNanos, &f.RecvCPUNanos, &f.CPUNanos,
+		&f.P50Nanos, &f.P99Nanos, &f.P999Nanos, &f.MaxNanos, &f.RelayDropped}
+}
+
+// figuresFrom computes a run's figures from what the workers measured.
+func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult) *Figures {
+	f := &Figures{Sent: float64(s.Sent), Delivered: float64(r.Delivered), SendResult: s, RecvResult: r, RelayResult: relay}
+	if s.Sent > 0 {
+		f.Completeness = float64(r.Delivered) / float64(s.Sent)
+		f.SendCPUNanos = float64(s.CPUNanos) / float64(s.Sent)
+		f.WirePerMsg = float64(s.WireBytes) / float64(s.Sent)
+	}
+	if d := s.EndNanos - s.StartNanos; d > 0 {
+		f.OfferedPerSec = float64(s.Sent) / (float64(d) / 1e9)
+	}
+	if r.Delivered > 0 {
+		if span := r.LastNanos - s.StartNanos; span > 0 {
+			f.MsgsPerSec = float64(r.Delivered) / (float64(span) / 1e9)
+			f.Mbps = f.MsgsPerSec * MessageSize * 8 / 1e6
+		}
+		f.RecvCPUNanos = float64(r.CPUNanos) / float64(r.Delivered)
+		f.CPUNanos = float64(s.CPUNanos+r.CPUNanos) / float64(r.Delivered)
+		f.P50Nanos = float64(r.Latency.P50Nanos)
+		f.P99Nanos = float64(r.Latency.P99Nanos)
+		f.P999Nanos = float64(r.Latency.P999Nanos)
+		f.MaxNanos = float64(r.Latency.MaxNanos)
+	}
+	if relay != nil {
+		f.RelayDropped = float64(relay.Fwd.Dropped)
+	}
+	return f
+}
+
+// Ratios are a case's figures divided by the baseline's: throughput above
+// 1 is faster than raw batched UDP, CPU and latency above 1 cost more.
+type Ratios struct {
+	MsgsPerSec   float64 `json:"msgs_per_sec"`
+	Mbps         float64 `json:"mbps"`
+	Completeness float64 `json:"completeness"`
+	CPUNanos     float64 `json:"cpu_ns_per_msg"`
+	P50Nanos     float64 `json:"p50_ns"`
+	P99Nanos     float64 `json:"p99_ns"`
+	P999Nanos    float64 `json:"p999_ns"`
+	MaxNanos     float64 `json:"max_ns"`
+}
+
+func (r *Ratios) columns() []*float64 {
+	return []*float64{&r.MsgsPerSec, &r.Mbps, &r.Completeness, &r.CPUNanos, &r.P50Nanos, &r.P99Nanos, &r.P999Nanos, &r.MaxNanos}
+}
+
+// RatioStats are the per-run ratios of a case to its baseline, and their
+// median and range.
+type RatioStats struct {
+	Runs   []*Ratios `json:"runs"` // nil where either run failed
+	Median Ratios    `json:"median"`
+	Min    Ratios    `json:"min"`
+	Max    Ratios    `json:"max"`
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+func ratiosOf(f, base *Figures) *Ratios {
+	return &Ratios{
+		MsgsPerSec: ratio(f.MsgsPerSec, base.MsgsPerSec), Mbps: ratio(f.Mbps, base.Mbps),
+		Completeness: ratio(f.Completeness, base.Completeness), CPUNanos: ratio(f.CPUNanos, base.CPUNanos),
+		P50Nanos: ratio(f.P50Nanos, base.P50Nanos), P99Nanos: ratio(f.P99Nanos, base.P99Nanos),
+		P999Nanos: ratio(f.P999Nanos, base.P999Nanos), MaxNanos: ratio(f.MaxNanos, base.MaxNanos),
+	}
+}
+
+// aggregate sets the medians and ranges of every column over the non-nil
+// rows; NaN values (a ratio to zero) are left out of a column. With no
+// rows it reports false.
+func aggregate[T any](rows []*T, cols func(*T) []*float64, med, lo, hi *T) bool {
+	var ok []*T
+	for _, r := range rows {
+		if r != nil {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) == 0 {
+		return false
+	}
+	mc, lc, hc := cols(med), cols(lo), cols(hi)
+	vals := make([]float64, 0, len(ok))
+	for i := range mc {
+		vals = vals[:0]
+		for _, r := range ok {
+			if v := *cols(r)[i]; !math.IsNaN(v) {
+				vals = append(vals, v)
+			}
+		}
+		*mc[i], *lc[i], *hc[i] = Median(vals), math.NaN(), math.NaN()
+		if len(vals) > 0 {
+			*lc[i], *hc[i] = slices.Min(vals), slices.Max(vals)
+		}
+	}
+	return true
+}
+
+// Median returns the median of vs (the mean of the middle two for an even
+// count), NaN for none. It does not modify vs.
+func Median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// finish computes every case's medians and ranges and its ratios to the
+// baseline transport's case at the same load and loss.
+func (rep *Report) finish() {
+	base := ""
+	for _, t := range rep.Transports {
+		if t.Baseline {
+			base = t.Name
+		}
+	}
+	byKey := map[string]*Case{}
+	for i := range rep.Cases {
+		c := &rep.Cases[i]
+		byKey[c.Key()] = c
+		c.Median, c.Min, c.Max = new(Figures), new(Figures), new(Figures)
+		if !aggregate(c.Runs, (*Figures).columns, c.Median, c.Min, c.Max) {
+			c.Median, c.Min, c.Max = nil, nil, nil
+		}
+	}
+	for i := range rep.Cases {
+		c := &rep.Cases[i]
+		if c.Transport == base || base == "" {
+			continue
+		}
+		b := byKey[(&Case{Transport: base, Rate: c.Rate, LossPercent: c.LossPercent}).Key()]
+		if b == nil {
+			continue
+		}
+		rs := &RatioStats{Runs: make([]*Ratios, len(c.Runs))}
+		for run, f := range c.Runs {
+			if f != nil && run < len(b.Runs) && b.Runs[run] != nil {
+				rs.Runs[run] = ratiosOf(f, b.Runs[run])
+			}
+		}
+		if aggregate(rs.Runs, (*Ratios).columns, &rs.Median, &rs.Min, &rs.Max) {
+			for _, r := range append(rs.Runs, &rs.Median, &rs.Min, &rs.Max) {
+				if r != nil {
+					zeroNaN(r.columns())
+				}
+			}
+			c.VsRaw = rs
+		}
+	}
+	for i := range rep.Cases {
+		for _, f := range []*Figures{rep.Cases[i].Median, rep.Cases[i].Min, rep.Cases[i].Max} {
+			if f != nil {
+				zeroNaN(f.columns())
+			}
+		}
+	}
+}
+
+// zeroNaN replaces undefined figures (a ratio to a zero baseline, a
+// column without values) by 0, which JSON can carry.
+func zeroNaN(cols []*float64) {
+	for _, c := range cols {
+		if math.IsNaN(*c) {
+			*c = 0
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// LoadName is a rate's short name: "max" for 0, "1k", "10k", "2.5k", "500".
+func LoadName(rate float64) string {
+	if rate <= 0 {
+		return "max"
+	}
+	for _, u := range []struct {
+		div    float64
+		suffix string
+	}{{1e6, "M"}, {1e3, "k"}} {
+		if rate >= u.div {
+			return strconv.FormatFloat(rate/u.div, 'g', 4, 64) + u.suffix
+		}
+	}
+	return strconv.FormatFloat(rate, 'g', 4, 64)
+}
+
+// LossName is a loss rate's short name: "clean" for 0, "loss5" for 5%.
+func LossName(percent float64) string {
+	if percent <= 0 {
+		return "clean"
+	}
+	return "loss" + strconv.FormatFloat(percent, 'g', -1, 64)
+}
+
+// siCount formats a count per second compactly: 246k, 1.23M, 950.
+func siCount(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
+	case v >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'f', 0, 64) + "k"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// fmtNanos formats a duration in nanoseconds with three significant
+// figures: 850ns, 12.3µs, 1.20ms, 2.31s.
+func fmtNanos(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	d := time.Duration(v)
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%.0fns", v)
+	case d < time.Millisecond:
+		return sig3(v/1e3) + "µs"
+	case d < time.Second:
+		return sig3(v/1e6) + "ms"
+	}
+	return sig3(v/1e9) + "s"
+}
+
+func sig3(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func fmtRatio(v float64) string {
+	if v == 0 || math.IsNaN(v) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + "×"
+}
+
+// WriteTable prints the report as the terminal table: one section per
+// loss rate, one row per load and transport, medians with the min–max
+// range of throughput and p99, and the ratios to raw batched UDP of the
+// same run. Peer transports (rep.Peers) appear in the same sections, their
+// ratios taken to the raw baseline of their own run.
+func WriteTable(w io.Writer, rep *Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d-byte messages over loopback, %s.\n", rep.Tool, rep.MessageSize, rep.Processes)
+	fmt.Fprintf(&b, "%s, %d CPUs (%s), %s, load average %.2f at start, %.2f at end.\n",
+		rep.Date, rep.Host.CPUs, orDash(rep.Host.CPUModel), rep.Host.GoVersion, rep.Host.LoadBefore[0], rep.Host.LoadAfter[0])
+	fmt.Fprintf(&b, "Median of %d runs of %v per case, (min–max) over the runs. Latency is one-way, send call to delivery.\n",
+		rep.Runs, time.Duration(rep.DurationNanos))
+	fmt.Fprintf(&b, "×raw: ratio to %s at the same load and loss in the same run (median of the per-run ratios).\n", baselineName(rep))
+	io.WriteString(w, b.String())
+
+	peers := peerCases(rep)
+	losses, rates := axes(rep)
+	for _, loss := range losses {
+		title := "clean: direct loopback"
+		if loss > 0 {
+			title = fmt.Sprintf("%s%% random loss each way (%s, userspace netem relay in its own process)", strconv.FormatFloat(loss, 'g', -1, 64), LossSpec(loss))
+		}
+		fmt.Fprintf(w, "\n== %s\n", title)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "load\ttransport\tmsgs/s (min–max)\tMbit/s\tcomplete\tCPU/msg\tp50\tp99 (min–max)\tp99.9\tmax\t×raw msgs/s\t×raw CPU\t×raw p99\t")
+		for _, rate := range rates {
+			for _, c := range append(casesAt(rep.Cases, rate, loss), casesAt(peers, rate, loss)...) {
+				writeRow(tw, c)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if rep.PeersError != "" {
+		fmt.Fprintf(w, "\npeer comparison: %s\n", rep.PeersError)
+	}
+	var failed []string
+	for _, c := range append(rep.Cases, peers...) {
+		for run, e := range c.Errors {
+			failed = append(failed, fmt.Sprintf("  %s run %d: %s", c.Key(), run+1, e))
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "\nfailed runs:\n%s\n", strings.Join(failed, "\n"))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func baselineName(rep *Report) string {
+	for _, t := range rep.Transports {
+		if t.Baseline {
+			return t.Name
+		}
+	}
+	return "the baseline"
+}
+
+// peerCases are the peer report's cases other than its own baseline.
+func peerCases(rep *Report) []Case {
+	if rep.Peers == nil {
+		return nil
+	}
+	base := baselineName(rep.Peers)
+	var out []Case
+	for _, c := range rep.Peers.Cases {
+		if c.Transport != base {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// axes returns the loss rates and loads of the report, in first-seen order.
+func axes(rep *Report) (losses, rates []float64) {
+	seen := map[[2]float64]bool{}
+	for _, c := range rep.Cases {
+		if !seen[[2]float64{0, c.LossPercent}] {
+			seen[[2]float64{0, c.LossPercent}] = true
+			losses = append(losses, c.LossPercent)
+		}
+		if !seen[[2]float64{1, c.Rate}] {
+			seen[[2]float64{1, c.Rate}] = true
+			rates = append(rates, c.Rate)
+		}
+	}
+	return losses, rates
+}
+
+func casesAt(cs []Case, rate, loss float64) []Case {
+	var out []Case
+	for _, c := range cs {
+		if c.Rate == rate && c.LossPercent == loss {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func writeRow(w io.Writer, c Case) {
+	m := c.Median
+	if m == nil {
+		fmt.Fprintf(w, "%s\t%s\tfailed\t\t\t\t\t\t\t\t\t\t\t\n", LoadName(c.Rate), c.Transport)
+		return
+	}
+	rng := func(med, lo, hi float64, f func(float64) string) string {
+		if lo == hi {
+			return f(med)
+		}
+		return fmt.Sprintf("%s (%s–%s)", f(med), f(lo), f(hi))
+	}
+	vs := [3]string{"", "", ""}
+	if c.VsRaw != nil {
+		r := c.VsRaw.Median
+		vs = [3]string{fmtRatio(r.MsgsPerSec), fmtRatio(r.CPUNanos), fmtRatio(r.P99Nanos)}
+	}
+	fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		LoadName(c.Rate), c.Transport,
+		rng(m.MsgsPerSec, c.Min.MsgsPerSec, c.Max.MsgsPerSec, siCount), m.Mbps,
+		strconv.FormatFloat(100*m.Completeness, 'f', 2, 64)+"%", fmtNanos(m.CPUNanos),
+		fmtNanos(m.P50Nanos), rng(m.P99Nanos, c.Min.P99Nanos, c.Max.P99Nanos, fmtNanos), fmtNanos(m.P999Nanos), fmtNanos(m.MaxNanos),
+		vs[0], vs[1], vs[2])
+}

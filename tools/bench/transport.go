@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/telewire/telewire/internal/udpio"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+// Transport is one contestant of the bench: how to open its receiving end
+// and its sending end. A worker process looks transports up by Name; the
+// parent only needs Name and Description. The built-in set is Builtin;
+// the peer comparison (tools/bench/peers) adds kcp-go's.
+type Transport struct {
+	// Name identifies the transport on the command line and in reports,
+	// e.g. "raw-batch" or "tw-nack".
+	Name string `json:"name"`
+	// Description is a short human label for tables and plots.
+	Description string `json:"description"`
+	// Baseline marks the raw batched UDP transport that every other
+	// figure of the same run is divided by.
+	Baseline bool `json:"baseline,omitempty"`
+	// Listen opens a receiving end on addr ("127.0.0.1:0").
+	Listen func(ctx context.Context, addr string) (Receiver, error) `json:"-"`
+	// Dial opens a sending end towards addr.
+	Dial func(ctx context.Context, addr string) (Sender, error) `json:"-"`
+}
+
+// Receiver is the receiving end of a transport under test.
+type Receiver interface {
+	// Addr is the address senders reach it at.
+	Addr() string
+	// Next blocks until the next message is delivered and returns it; the
+	// slice is valid until the next call. After Close it returns an error.
+	// Called from one goroutine.
+	Next() ([]byte, error)
+	// Close stops the receiver and unblocks Next. Safe to call from any
+	// goroutine, once or more.
+	Close() error
+	// Counters returns transport-specific counts (kernel drops, skipped
+	// gaps, …) for the report; called after Close.
+	Counters() map[string]uint64
+}
+
+// Sender is the sending end of a transport under test.
+type Sender interface {
+	// Send sends one message, or queues it until Flush; msg may be reused
+	// when Send returns.
+	Send(msg []byte) error
+	// Flush sends whatever Send has queued.
+	Flush() error
+	// Close flushes, stops the transport and releases its socket.
+	Close() error
+	// Wire returns the bytes and datagrams written to the network so far
+	// (UDP payload, retransmissions and parity included) and
+	// transport-specific counts; called after Close.
+	Wire() (bytes, datagrams uint64, counters map[string]uint64)
+}
+
+// Names of the built-in transports.
+const (
+	RawSingle = "raw-single" // one datagram per syscall
+	RawBatch  = "raw-batch"  // sendmmsg/recvmmsg, batches of RawBatchSize, no offload
+	RawGSO    = "raw-gso"    // as raw-batch with UDP GSO on send and GRO on receive
+	TwNACK    = "tw-nack"    // telewire, NACK retransmission, FEC off
+	TwFEC     = "tw-fec"     // telewire, NACK and FEC fixed 10,3
+	TwAuto    = "tw-auto"    // telewire, NACK and FEC auto (the default)
+)
+
+// RawBatchSize is the batch of the raw batched baseline.
+const RawBatchSize = 64
+
+// Builtin returns the transports telewire bench measures: three raw UDP
+// baselines and telewire with three repair settings. raw-batch, the
+// baseline, is plain sendmmsg/recvmmsg (GSO and GRO off); raw-gso turns
+// them on where the kernel has them (udpio's default, which telewire
+// uses). Telewire's receiver delivers in order (the default) with its
+// default 200 ms latency budget; both telewire ends use udpio's defaults.
+func Builtin() []Transport {
+	single := udpio.Config{NoBatch: true}
+	batch := udpio.Config{BatchSize: RawBatchSize, NoGSO: true, NoGRO: true}
+	gso := udpio.Config{BatchSize: RawBatchSize}
+	return []Transport{
+		{Name: RawSingle, Description: "raw UDP, one datagram per syscall",
+			Listen: rawListen(single), Dial: rawDial(single, 1)},
+		{Name: RawBatch, Description: fmt.Sprintf("raw UDP, sendmmsg/recvmmsg batch %d", RawBatchSize), Baseline: true,
+			Listen: rawListen(batch), Dial: rawDial(batch, RawBatchSize)},
+		{Name: RawGSO, Description: fmt.Sprintf("raw UDP, sendmmsg+GSO/recvmmsg+GRO batch %d", RawBatchSize),
+			Listen: rawListen(gso), Dial: rawDial(gso, RawBatchSize)},
+		{Name: TwNACK, Description: "telewire, NACK only (FEC off)",
+			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECOff})},
+		{Name: TwFEC, Description: "telewire, NACK + FEC 10,3",
+			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECFixed, K: 10, M: 3})},
+		{Name: TwAuto, Description: "telewire, NACK + FEC auto",
+			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECAuto})},
+	}
+}
+
+// ---- raw UDP ----
+
+// rawMaxDatagram bounds the raw receiver's buffers: bench messages only.
+const rawMaxDatagram = 2048
+
+func rawListen(cfg udpio.Config) func(context.Context, string) (Receiver, error) {
+	return func(_ context.Context, addr string) (Receiver, error) {
+		cfg.MaxDatagram = rawMaxDatagram
+		c, err := udpio.Listen(addr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &rawReceiver{conn: c}, nil
+	}
+}
+
+type rawReceiver struct {
+	conn *udpio.Conn
+	dgs  []udpio.Datagram // the current batch
+	next int
+}
+
+func (r *rawReceiver) Addr() string { return r.conn.LocalAddr().String() }
+
+func (r *rawReceiver) Next() ([]byte, error) {
+	for r.next >= len(r.dgs) {
+		dgs, err := r.conn.Read()
+		if err != nil {
+			return nil, err
+		}
+		r.dgs, r.next = dgs, 0
+	}
+	r.next++
+	return r.dgs[r.next-1].Data, nil
+}
+
+func (r *rawReceiver) Close() error { return r.conn.Close() }
+
+func (r *rawReceiver) Counters() map[string]uint64 {
+	st := r.conn.Stats()
+	_, gro := r.conn.Offload()
+	return map[string]uint64{"kernel_drops": st.KernelDrops, "read_syscalls": st.ReadSyscalls,
+		"gro": b2u(gro), "gro_reads": st.GROReads}
+}
+
+func rawDial(cfg udpio.Config, batch int) func(context.Context, string) (Sender, error) {
+	return func(_ context.Context, addr string) (Sender, error) {
+		to, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("bench: raw sender: %w", err)
+		}
+		cfg.MaxDatagram = rawMaxDatagram
+		local := "127.0.0.1:0"
+		if to.Addr().Is6() {
+			local = "[::1]:0"
+		}
+		c, err := udpio.Listen(local, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s := &rawSender{conn: c, dgs: make([]udpio.Datagram, batch), slab: make([]byte, batch*MessageSize)}
+		for i := range s.dgs {
+			s.dgs[i] = udpio.Datagram{Data: s.slab[i*MessageSize : (i+1)*MessageSize : (i+1)*MessageSize], Addr: to}
+		}
+		return s, nil
+	}
+}
+
+// rawSender copies messages into a preallocated batch and writes it with
+// one sendmmsg when full or flushed; with a batch of 1 it writes each
+// message with one sendmsg at once.
+type rawSender struct {
+	conn *udpio.Conn
+	dgs  []udpio.Datagram
+	slab []byte
+	n    int
+}
+
+func (s *rawSender) Send(msg []byte) error {
+	if len(msg) > MessageSize {
+		return fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), MessageSize)
+	}
+	d := &s.dgs[s.n]
+	d.Data = d.Data[:copy(d.Data[:MessageSize], msg)]
+	s.n++
+	if s.n == len(s.dgs) {
+		return s.Flush()
+	}
+	return nil
+}
+
+func (s *rawSender) Flush() error {
+	if s.n == 0 {
+		return nil
+	}
+	var err error
+	if len(s.dgs) == 1 {
+		err = s.conn.WriteTo(s.dgs[0].Data, s.dgs[0].Addr)
+	} else {
+		_, err = s.conn.WriteBatch(s.dgs[:s.n])
+	}
+	s.n = 0
+	return err
+}
+
+func (s *rawSender) Close() error {
+	return errors.Join(s.Flush(), s.conn.Close())
+}
+
+func (s *rawSender) Wire() (bytes, datagrams uint64, counters map[string]uint64) {
+	st := s.conn.Stats()
+	gso, _ := s.conn.Offload()
+	return st.BytesWritten, st.DatagramsWritten, map[string]uint64{"write_syscalls": st.WriteSyscalls,
+		"write_errors": st.WriteErrors, "gso": b2u(gso), "gso_fallbacks": st.GSOFallbacks}
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- telewire ----
+
+func twListen(ctx context.Context, addr string) (Receiver, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: addr})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &twReceiver{r: r, ctx: ctx, cancel: cancel}, nil
+}
+
+type twReceiver struct {
+	r      *receiver.Receiver
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (r *twReceiver) Addr() string { return r.r.Addr().String() }
+
+func (r *twReceiver) Next() ([]byte, error) {
+	m, err := r.r.Recv(r.ctx)
+	return m.Payload, err
+}
+
+func (r *twReceiver) Close() error {
+	r.cancel()
+	return r.r.Close()
+}
+
+func (r *twReceiver) Counters() map[string]uint64 {
+	st := r.r.Stats()
+	c := map[string]uint64{
+		"datagrams": st.Datagrams, "read_syscalls": st.ReadSyscalls, "kernel_drops": st.KernelDrops,
+		"queue_overflow": st.QueueOverflow, "nacks": st.NACKs, "parity": st.Parity, "malformed": st.Malformed,
+	}
+	for _, s := range st.Streams {
+		c["lost"] += s.Lost
+		c["unrecovered"] += s.Unrecovered
+		c["recovered_rtx"] += s.RecoveredRTX
+		c["recovered_fec"] += s.RecoveredFEC
+		c["skipped"] += s.Skipped
+		c["late"] += s.Late
+	}
+	return c
+}
+
+func twDial(fec sender.FECConfig) func(context.Context, string) (Sender, error) {
+	return func(ctx context.Context, addr string) (Sender, error) {
+		s, err := sender.New(ctx, sender.Config{To: addr, FEC: fec, GSO: true}) // loopback and the userspace relay drop per datagram, so GSO is safe here
+		if err != nil {
+			return nil, err
+		}
+		return &twSender{s: s}, nil
+	}
+}
+
+// twSender needs no Flush: telewire's writer goroutine sends as soon as a
+// message is queued and coalesces what queues up meanwhile.
+type twSender struct{ s *sender.Sender }
+
+func (s *twSender) Send(msg []byte) error { return s.s.Send(msg) }
+func (s *twSender) Flush() error          { return nil }
+func (s *twSender) Close() error          { return s.s.Close() }
+
+func (s *twSender) Wire() (bytes, datagrams uint64, counters map[string]uint64) {
+	st := s.s.Stats()
+	return st.BytesSent, st.DatagramsSent, map[string]uint64{
+		"write_syscalls": st.WriteSyscalls, "retransmits": st.Retransmits, "parity": st.Parity,
+		"nacks": st.NACKs, "queue_full": st.QueueFull, "heartbeats": st.Heartbeats,
+	}
+}

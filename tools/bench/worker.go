@@ -1,0 +1,485 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/telewire/telewire/tools/netem"
+)
+
+// Worker roles. The parent starts one worker process per role and keeps
+// it for the whole bench, sending it one case after another.
+const (
+	RoleRecv  = "recv"  // receiving end: ops listen, drain
+	RoleSend  = "send"  // sending end: ops send, close
+	RoleRelay = "relay" // userspace impairment: ops relay, relay-stop
+)
+
+// Operations of the worker protocol (Request.Op).
+const (
+	OpListen    = "listen"     // recv: open Transport's receiver, start counting; reply Addr
+	OpDrain     = "drain"      // recv: wait for Sent messages (or idleness), close; reply Recv
+	OpSend      = "send"       // send: open Transport's sender to Addr, send for Duration at Rate; reply Send (sender stays open)
+	OpClose     = "close"      // send: close the sender; reply Send with CPU and wire figures
+	OpRelay     = "relay"      // relay: start a netem Relay to Addr with Fwd/Rev; reply Addr
+	OpRelayStop = "relay-stop" // relay: stop it; reply Relay
+)
+
+// Request is one line of JSON the parent writes to a worker's stdin. Each
+// request is answered by exactly one Reply line on the worker's stdout.
+type Request struct {
+	Op        string `json:"op"`
+	Transport string `json:"transport,omitempty"`
+	// Addr is where to send (send), or where the relay forwards to (relay).
+	Addr string `json:"addr,omitempty"`
+	// Rate is the offered load in messages per second; 0 = as fast as the
+	// transport takes them.
+	Rate          float64 `json:"rate,omitempty"`
+	DurationNanos int64   `json:"duration_ns,omitempty"`
+	// WarmupNanos is sent at Rate before the measured messages, with
+	// WarmupBit set in their sequence numbers.
+	WarmupNanos int64 `json:"warmup_ns,omitempty"`
+	// MaxMessages bounds the sequence numbers of a case: the sender stops
+	// there and the receiver's SeqSet is this large.
+	MaxMessages uint64 `json:"max_messages,omitempty"`
+	// Sent is the number of messages the receiver should expect (drain).
+	Sent uint64 `json:"sent,omitempty"`
+	// IdleNanos ends a drain after this long without a delivery;
+	// MaxWaitNanos ends it regardless.
+	IdleNanos    int64 `json:"idle_ns,omitempty"`
+	MaxWaitNanos int64 `json:"max_wait_ns,omitempty"`
+	// Fwd and Rev are netem specs of the relay's two directions.
+	Fwd  string `json:"fwd,omitempty"`
+	Rev  string `json:"rev,omitempty"`
+	Seed int64  `json:"seed,omitempty"`
+}
+
+// Reply is a worker's answer to one Request. Err is set when the request
+// failed; the worker keeps serving.
+type Reply struct {
+	Err   string       `json:"err,omitempty"`
+	Addr  string       `json:"addr,omitempty"`
+	Send  *SendResult  `json:"send,omitempty"`
+	Recv  *RecvResult  `json:"recv,omitempty"`
+	Relay *RelayResult `json:"relay,omitempty"`
+}
+
+// SendResult is what the sending worker measured. Times are Nanotime
+// readings (CLOCK_MONOTONIC, comparable with the receiver's).
+type SendResult struct {
+	Sent       uint64 `json:"sent"`
+	StartNanos int64  `json:"start_ns"` // first message stamped
+	EndNanos   int64  `json:"end_ns"`   // last message handed to the transport
+	SendErrors uint64 `json:"send_errors"`
+	FirstError string `json:"first_error,omitempty"`
+	// Filled by close: CPU time of the worker process from the end of
+	// the warm-up to after the sender was closed, and what it wrote.
+	CPUNanos      int64             `json:"cpu_ns"` // from the end of the warm-up to the close
+	WireBytes     uint64            `json:"wire_bytes"`
+	WireDatagrams uint64            `json:"wire_datagrams"`
+	Counters      map[string]uint64 `json:"counters,omitempty"`
+}
+
+// RecvResult is what the receiving worker measured.
+type RecvResult struct {
+	Delivered  uint64 `json:"delivered"`  // distinct messages
+	Duplicates uint64 `json:"duplicates"` // repeated sequence numbers
+	Invalid    uint64 `json:"invalid"`    // not bench messages, or beyond MaxMessages
+	Warmup     uint64 `json:"warmup"`     // warm-up messages delivered (not counted elsewhere)
+	FirstNanos int64  `json:"first_ns"`   // first delivery
+	LastNanos  int64  `json:"last_ns"`    // last delivery
+	// Latency is the one-way delivery latency, from the sender's stamp
+	// just before Send to the receiver's clock reading just after Next.
+	Latency  LatencySummary    `json:"latency"`
+	CPUNanos int64             `json:"cpu_ns"` // worker CPU from the first measured delivery to the end of drain
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// RelayResult is the impairment relay's count of each direction.
+type RelayResult struct {
+	Fwd netem.DirStats `json:"fwd"`
+	Rev netem.DirStats `json:"rev"`
+}
+
+// ErrProtocol reports a request a worker cannot serve: an unknown op or
+// transport, an op of another role, or one out of order.
+var ErrProtocol = errors.New("bench: worker protocol")
+
+// maxRequestLine bounds a request line; real ones are a few hundred bytes.
+const maxRequestLine = 64 << 10
+
+// Serve runs a worker of the given role: it reads Requests line by line
+// from in and writes one Reply per request to out, until in ends or ctx is
+// done. It returns nil at the end of in. transports are the transports it
+// can open, looked up by name.
+func Serve(ctx context.Context, role string, transports []Transport, in io.Reader, out io.Writer) error {
+	w := &worker{ctx: ctx, role: role, transports: transports}
+	switch role {
+	case RoleRecv, RoleSend, RoleRelay:
+	default:
+		return fmt.Errorf("%w: unknown role %q", ErrProtocol, role)
+	}
+	defer w.shutdown()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 4096), maxRequestLine)
+	enc := json.NewEncoder(out)
+	for sc.Scan() {
+		var req Request
+		var rep Reply
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			rep.Err = fmt.Sprintf("%v: bad request: %v", ErrProtocol, err)
+		} else if err := w.handle(&req, &rep); err != nil {
+			rep = Reply{Err: err.Error()}
+		}
+		if err := enc.Encode(&rep); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	return sc.Err()
+}
+
+type worker struct {
+	ctx        context.Context
+	role       string
+	transports []Transport
+
+	coll   *collector // recv
+	cpu0   int64
+	snd    Sender // send
+	sndRes SendResult
+	relay  *relayRun // relay
+}
+
+func (w *worker) transport(name string) (Transport, error) {
+	for _, t := range w.transports {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return Transport{}, fmt.Errorf("%w: unknown transport %q", ErrProtocol, name)
+}
+
+func (w *worker) handle(req *Request, rep *Reply) error {
+	roleOf := map[string]string{
+		OpListen: RoleRecv, OpDrain: RoleRecv, OpSend: RoleSend, OpClose: RoleSend,
+		OpRelay: RoleRelay, OpRelayStop: RoleRelay,
+	}
+	if r, ok := roleOf[req.Op]; !ok || r != w.role {
+		return fmt.Errorf("%w: op %q on a %s worker", ErrProtocol, req.Op, w.role)
+	}
+	switch req.Op {
+	case OpListen:
+		return w.listen(req, rep)
+	case OpDrain:
+		return w.drain(req, rep)
+	case OpSend:
+		return w.send(req, rep)
+	case OpClose:
+		return w.closeSender(rep)
+	case OpRelay:
+		return w.startRelay(req, rep)
+	default: // OpRelayStop
+		return w.stopRelay(rep)
+	}
+}
+
+// shutdown releases whatever a case left open (the parent went away).
+func (w *worker) shutdown() {
+	if w.coll != nil {
+		w.coll.r.Close()
+		<-w.coll.done
+	}
+	if w.snd != nil {
+		w.snd.Close()
+	}
+	if w.relay != nil {
+		w.relay.stop()
+	}
+}
+
+// ---- recv ----
+
+// collector counts what a Receiver delivers, on its own goroutine.
+type collector struct {
+	r    Receiver
+	set  *SeqSet
+	hist Histogram // owned by the goroutine until done is closed
+
+	delivered, duplicates, invalid, warmup atomic.Uint64
+	first, last, cpu0                      atomic.Int64
+	done                                   chan struct{}
+}
+
+// run is the receive loop: it hands every message to take until the
+// Receiver is closed.
+func (c *collector) run() {
+	defer close(c.done)
+	for {
+		msg, err := c.r.Next()
+		if err != nil {
+			return
+		}
+		c.take(msg, Nanotime())
+	}
+}
+
+// take accounts for one delivered message read at now. It does not
+// allocate.
+func (c *collector) take(msg []byte, now int64) {
+	seq, sent, err := ParseStamp(msg)
+	switch {
+	case err != nil:
+		c.invalid.Add(1)
+		return
+	case seq&WarmupBit != 0:
+		c.warmup.Add(1)
+		return
+	}
+	isNew, ok := c.set.Add(seq)
+	switch {
+	case !ok:
+		c.invalid.Add(1)
+	case !isNew:
+		c.duplicates.Add(1)
+	default:
+		c.hist.Record(now - sent)
+		if c.delivered.Add(1) == 1 {
+			c.first.Store(now)
+			cpu, _ := ProcessCPUNanos()
+			c.cpu0.Store(cpu)
+		}
+		c.last.Store(now)
+	}
+}
+
+func (w *worker) listen(req *Request, rep *Reply) error {
+	if w.coll != nil {
+		return fmt.Errorf("%w: listen while a receiver is open", ErrProtocol)
+	}
+	t, err := w.transport(req.Transport)
+	if err != nil {
+		return err
+	}
+	if req.MaxMessages == 0 || req.MaxMessages > maxMessagesCap {
+		return fmt.Errorf("%w: max_messages %d outside 1..%d", ErrProtocol, req.MaxMessages, uint64(maxMessagesCap))
+	}
+	runtime.GC() // the last case's garbage is not this case's cost
+	r, err := t.Listen(w.ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	w.coll = &collector{r: r, set: NewSeqSet(req.MaxMessages), done: make(chan struct{})}
+	go w.coll.run()
+	rep.Addr = r.Addr()
+	return nil
+}
+
+// maxMessagesCap bounds a case's SeqSet (16 MiB of bits).
+const maxMessagesCap = 1 << 27
+
+func (w *worker) drain(req *Request, rep *Reply) error {
+	c := w.coll
+	if c == nil {
+		return fmt.Errorf("%w: drain without listen", ErrProtocol)
+	}
+	w.coll = nil
+	idle := max(req.IdleNanos, int64(10*time.Millisecond))
+	maxWait := max(req.MaxWaitNanos, idle)
+	start := Nanotime()
+	tick := time.NewTicker(2 * time.Millisecond)
+	for running := true; running; {
+		select {
+		case <-w.ctx.Done():
+			running = false
+		case <-c.done:
+			running = false
+		case <-tick.C:
+			now := Nanotime()
+			quiet := now - max(c.last.Load(), start)
+			running = c.delivered.Load() < req.Sent && quiet < idle && now-start < maxWait
+		}
+	}
+	tick.Stop()
+	closeErr := c.r.Close()
+	<-c.done
+	cpu1, _ := ProcessCPUNanos()
+	rep.Recv = &RecvResult{
+		Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(), Warmup: c.warmup.Load(),
+		FirstNanos: c.first.Load(), LastNanos: c.last.Load(),
+		Latency: c.hist.Summary(), Counters: c.r.Counters(),
+	}
+	if rep.Recv.Delivered > 0 {
+		rep.Recv.CPUNanos = cpu1 - c.cpu0.Load()
+	}
+	if closeErr != nil && !errors.Is(closeErr, context.Canceled) {
+		rep.Err = fmt.Sprintf("closing receiver: %v", closeErr)
+	}
+	return nil
+}
+
+// ---- send ----
+
+func (w *worker) send(req *Request, rep *Reply) error {
+	if w.snd != nil {
+		return fmt.Errorf("%w: send while a sender is open", ErrProtocol)
+	}
+	t, err := w.transport(req.Transport)
+	if err != nil {
+		return err
+	}
+	if req.DurationNanos <= 0 || req.WarmupNanos < 0 || req.MaxMessages == 0 || req.Rate < 0 {
+		return fmt.Errorf("%w: send needs a positive duration and max_messages, warm-up and rate >= 0", ErrProtocol)
+	}
+	runtime.GC()
+	s, err := t.Dial(w.ctx, req.Addr)
+	if err != nil {
+		return err
+	}
+	w.snd = s
+	msg := newMessage()
+	p := newPacer()
+	defer p.stop()
+	if req.WarmupNanos > 0 {
+		pump(w.ctx, s, p, msg, req.Rate, req.WarmupNanos, req.MaxMessages, WarmupBit)
+	}
+	w.cpu0, _ = ProcessCPUNanos()
+	w.sndRes = pump(w.ctx, s, p, msg, req.Rate, req.DurationNanos, req.MaxMessages, 0)
+	res := w.sndRes
+	rep.Send = &res
+	return nil
+}
+
+// maxBurst is how many messages the sending loop hands over between
+// clock readings at full speed: one raw batch.
+const maxBurst = RawBatchSize
+
+// newMessage returns a message buffer with its filler written.
+func newMessage() []byte {
+	msg := make([]byte, MessageSize)
+	for i := StampLen; i < len(msg); i++ {
+		msg[i] = byte(i)
+	}
+	return msg
+}
+
+// pump sends messages stamped with sequence numbers seqBase|0, 1, 2, …
+// through s for durationNanos: as fast as s takes them when rate is 0,
+// else paced at rate messages per second from the start (a late sender
+// catches up, in bursts of at most maxBurst). It stops early after
+// maxMessages. It does not allocate per message.
+func pump(ctx context.Context, s Sender, p pacer, msg []byte, rate float64, durationNanos int64, maxMessages, seqBase uint64) SendResult {
+	var res SendResult
+	fail := func(err error) {
+		if err != nil {
+			if res.SendErrors == 0 {
+				res.FirstError = err.Error()
+			}
+			res.SendErrors++
+		}
+	}
+	start := Nanotime()
+	end := start + durationNanos
+	res.StartNanos = start
+	for res.Sent < maxMessages && ctx.Err() == nil {
+		now := Nanotime()
+		if now >= end {
+			break
+		}
+		due := uint64(maxBurst)
+		if rate > 0 {
+			target := uint64(float64(now-start)*rate/1e9) + 1 // message 0 is due at start
+			if target <= res.Sent {
+				next := start + int64(float64(res.Sent)*1e9/rate)
+				p.sleep(min(next, end) - now)
+				continue
+			}
+			due = min(target-res.Sent, maxBurst)
+		}
+		due = min(due, maxMessages-res.Sent)
+		for range due {
+			PutStamp(msg, seqBase|res.Sent, Nanotime())
+			fail(s.Send(msg))
+			res.Sent++
+		}
+		fail(s.Flush())
+	}
+	res.EndNanos = Nanotime()
+	return res
+}
+
+func (w *worker) closeSender(rep *Reply) error {
+	if w.snd == nil {
+		return fmt.Errorf("%w: close without send", ErrProtocol)
+	}
+	s := w.snd
+	w.snd = nil
+	err := s.Close()
+	cpu1, _ := ProcessCPUNanos()
+	res := w.sndRes
+	res.CPUNanos = cpu1 - w.cpu0
+	res.WireBytes, res.WireDatagrams, res.Counters = s.Wire()
+	rep.Send = &res
+	if err != nil {
+		rep.Err = fmt.Sprintf("closing sender: %v", err)
+	}
+	return nil
+}
+
+// ---- relay ----
+
+type relayRun struct {
+	r      *netem.Relay
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *relayRun) stop() error {
+	r.cancel()
+	return <-r.done
+}
+
+func (w *worker) startRelay(req *Request, rep *Reply) error {
+	if w.relay != nil {
+		return fmt.Errorf("%w: relay already running", ErrProtocol)
+	}
+	fwd, err := netem.ParseSpec(req.Fwd)
+	if err != nil {
+		return fmt.Errorf("fwd: %w", err)
+	}
+	rev, err := netem.ParseSpec(req.Rev)
+	if err != nil {
+		return fmt.Errorf("rev: %w", err)
+	}
+	r, err := netem.NewRelay(netem.RelayConfig{Listen: "127.0.0.1:0", To: req.Addr, Fwd: fwd, Rev: rev, Seed: req.Seed})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	run := &relayRun{r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { run.done <- r.Run(ctx) }()
+	w.relay = run
+	rep.Addr = r.Addr().String()
+	return nil
+}
+
+func (w *worker) stopRelay(rep *Reply) error {
+	if w.relay == nil {
+		return fmt.Errorf("%w: relay-stop without relay", ErrProtocol)
+	}
+	run := w.relay
+	w.relay = nil
+	err := run.stop()
+	st := run.r.Stats()
+	rep.Relay = &RelayResult{Fwd: st.Fwd, Rev: st.Rev}
+	return err
+}

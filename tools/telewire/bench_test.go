@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/telewire/telewire/tools/bench"
+)
+
+// benchRegistered skips the bench tests while main.go's commands() does
+// not list "bench" yet.
+func benchRegistered(t *testing.T) {
+	t.Helper()
+	out, _ := exec.Command(telewireBin, "bench", "--help").CombinedOutput()
+	if strings.Contains(string(out), `unknown command "bench"`) {
+		t.Skip(`telewire bench is not registered: commands() in main.go needs {"bench", …, runBench}`)
+	}
+}
+
+// TestBenchQuick runs `telewire bench --quick --json` end to end — worker
+// processes, relay and all — and checks that the report is sane, and the
+// noise-robust CI guard: telewire's clean full-speed throughput is at
+// least 0.3× raw batched UDP measured in the same run.
+func TestBenchQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the quick bench (about 15 s)")
+	}
+	benchRegistered(t)
+	cmd := exec.Command(telewireBin, "bench", "--quick", "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("telewire bench --quick: %v\n%s", err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bad JSON: %v\n%s", err, out)
+	}
+	cases := map[string]bench.Case{}
+	for _, c := range rep.Cases {
+		if c.Median == nil {
+			t.Errorf("%s failed: %v", c.Key(), c.Errors)
+			continue
+		}
+		cases[c.Key()] = c
+	}
+	if len(rep.Cases) != 6*2*2 {
+		t.Errorf("%d cases, want 6 transports × 2 loads × 2 losses", len(rep.Cases))
+	}
+	raw := cases["raw-batch/max/clean"].Median
+	if raw == nil || raw.MsgsPerSec <= 0 {
+		t.Fatalf("no raw batched baseline: %+v", cases["raw-batch/max/clean"])
+	}
+	for _, tw := range []string{bench.TwNACK, bench.TwFEC, bench.TwAuto} {
+		for _, key := range []string{tw + "/10k/clean", tw + "/10k/loss5"} {
+			if m := cases[key].Median; m == nil || m.Completeness != 1 {
+				t.Errorf("%s: completeness %v, want 100%%", key, m)
+			}
+		}
+	}
+	nack := cases["tw-nack/max/clean"]
+	if nack.VsRaw == nil {
+		t.Fatal("tw-nack/max/clean has no ratio to raw-batch")
+	}
+	if r := nack.VsRaw.Median.MsgsPerSec; r < 0.3 {
+		t.Errorf("tw-nack clean full speed: %.2f× raw batched UDP of the same run, want >= 0.3× (%.0f vs %.0f msgs/s)",
+			r, nack.Median.MsgsPerSec, raw.MsgsPerSec)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	benchRegistered(t)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bench", "--only", "tw-nak"}, 2, "no such transport"},
+		{[]string{"bench", "--runs", "0"}, 2, "--runs must be >= 1"},
+		{[]string{"bench", "--help"}, 0, "--worker recv|send|relay"},
+		{[]string{"bench", "--worker", "juggler"}, 1, "unknown role"},
+	} {
+		cmd := exec.Command(telewireBin, c.args...)
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("telewire %v: exit %d, want %d; output should contain %q:\n%s", c.args, code, c.code, c.want, out)
+		}
+	}
+}
+
+// TestBenchPeersUnavailable: --peers says clearly when the peers module
+// cannot be found, and still prints telewire's figures.
+func TestBenchPeersUnavailable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a one-case bench")
+	}
+	benchRegistered(t)
+	cmd := exec.Command(telewireBin, "bench", "--peers", "--peers-dir", t.TempDir(), "--only", "raw-batch,1k,clean",
+		"--runs", "1", "--duration", "100ms")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"peer comparison: no peers module at", "raw-batch"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(stderr.String(), "peer comparison not run") {
+		t.Errorf("stderr lacks the warning:\n%s", stderr.String())
+	}
+}

@@ -15,14 +15,16 @@ import (
 var ErrClosed = fmt.Errorf("receiver: closed")
 
 // Receiver listens on a UDP socket for telewire senders, tracks each
-// sender's streams, sends them REPORTs, and delivers their messages
+// sender's streams, repairs losses (FEC from the sender's parity, NACKs
+// for what FEC cannot rebuild), sends REPORTs, and delivers messages
 // through Recv.
 //
-// Delivery is pull-based: one goroutine calls Recv in a loop. Messages are
-// delivered as they arrive (first copies only; duplicates are dropped). If
-// the reader falls behind by more than the configured queue, the newest
-// messages are dropped and counted rather than stalling the socket. Stats
-// and Close are safe to call from any goroutine.
+// Delivery is pull-based: one goroutine calls Recv in a loop. Messages come
+// in the order Config.Mode sets (ordered by default, within the latency
+// budget), once each: duplicates are dropped. If the reader falls behind by
+// more than the configured queue, the newest messages are dropped and
+// counted rather than stalling the socket. Stats and Close are safe to call
+// from any goroutine.
 type Receiver struct {
 	cfg    Config
 	core   *Core

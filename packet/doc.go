@@ -17,11 +17,19 @@
 //	     2    1 version, 1
 //	     3    1 kind: 1 DATA, 2 PARITY, 3 NACK, 4 REPORT, 5 HEARTBEAT (6..255 reserved)
 //	     4    1 flags (per kind; unknown bits are rejected)
-//	     5    1 reserved, must be 0
+//	     5    1 envelope: 0 plain; 1 or 2 sealed (see below)
 //	     6    2 length of the whole packet in bytes, header included; must equal the datagram length
 //	     8    8 session id: random per sender start
 //	    16    4 stream id
 //	    20    4 CRC-32C (Castagnoli) of bytes 0..19 followed by bytes 24..length-1
+//
+// A sealed packet (encryption on, see internal/seal) keeps this layout with
+// three differences: the envelope byte says which way it was sealed (1
+// sender to receiver, 2 receiver to sender), the CRC field carries the key
+// id (the AEAD tag replaces the checksum), and the encrypted body follows an
+// 8-byte counter (and, receiver to sender, an 8-byte receiver salt). Parse
+// refuses a sealed datagram with ErrSealed; the opener hands the decrypted
+// body to ParseBody.
 //
 // The checksum lets a receiver tell a corrupted datagram from a good one
 // before any state moves. UDP's own checksum is optional over IPv4 and is not

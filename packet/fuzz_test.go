@@ -3,13 +3,14 @@ package packet
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"testing"
 )
 
-// sealed wraps body in a valid header of the given kind and flags with a
+// framed wraps body in a valid header of the given kind and flags with a
 // correct length and checksum, so that fuzzing reaches the body decoder
 // instead of stopping at the checksum.
-func sealed(k Kind, flags byte, body []byte) []byte {
+func framed(k Kind, flags byte, body []byte) []byte {
 	if HeaderLen+len(body) > MaxPacketLen {
 		body = body[:MaxPacketLen-HeaderLen]
 	}
@@ -46,8 +47,28 @@ func fuzzBody(f *testing.F, k Kind) {
 	}
 	f.Add(byte(0), []byte{})
 	f.Fuzz(func(t *testing.T, flags byte, body []byte) {
-		checkReencode(t, sealed(k, flags, body))
+		b := framed(k, flags, body)
+		checkReencode(t, b)
+		checkParseBody(t, b)
 	})
+}
+
+// checkParseBody requires ParseBody on b's header and body to agree with
+// Parse on b: the same error, or the same packet.
+func checkParseBody(t *testing.T, b []byte) {
+	h, err := PeekHeader(b)
+	if err != nil {
+		return
+	}
+	var whole, parts Packet
+	errWhole := whole.Parse(b)
+	errParts := parts.ParseBody(h, b[HeaderLen:])
+	if errWhole != errParts {
+		t.Fatalf("Parse says %v, ParseBody says %v", errWhole, errParts)
+	}
+	if errWhole == nil && !reflect.DeepEqual(whole, parts) {
+		t.Fatalf("Parse gives %+v, ParseBody %+v", whole, parts)
+	}
 }
 
 func FuzzDataBody(f *testing.F)      { fuzzBody(f, KindData) }

@@ -47,15 +47,15 @@ const (
 
 // Header field offsets.
 const (
-	offMagic   = 0
-	offVersion = 2
-	offKind    = 3
-	offFlags   = 4
-	offReserve = 5
-	offLength  = 6
-	offSession = 8
-	offStream  = 16
-	offCRC     = 20
+	offMagic    = 0
+	offVersion  = 2
+	offKind     = 3
+	offFlags    = 4
+	offEnvelope = 5 // 0 plain, 1 or 2 sealed
+	offLength   = 6
+	offSession  = 8
+	offStream   = 16
+	offCRC      = 20
 )
 
 // Kind says what a packet carries.
@@ -113,6 +113,7 @@ var (
 	ErrChecksum    = errors.New("packet: checksum mismatch, datagram corrupted")
 	ErrBadField    = errors.New("packet: field value out of range")
 	ErrBadRanges   = errors.New("packet: NACK ranges empty, unordered, overlapping or too wide")
+	ErrSealed      = errors.New("packet: datagram is sealed (encrypted); open it before parsing")
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -330,7 +331,8 @@ func PeekHeader(b []byte) (Header, error) {
 }
 
 // Parse decodes the datagram b into p. It checks, in order: size, magic,
-// version, kind, flags, the reserved byte, that the length field equals
+// version, kind, flags, that the envelope byte says plain (ErrSealed
+// otherwise), that the length field equals
 // len(b), the checksum, and then every field of the body. On error p's
 // contents are unspecified and the error is one of this package's sentinels.
 // On success p.Payload (DATA and PARITY) aliases b. Parse never allocates and
@@ -349,8 +351,8 @@ func (p *Packet) Parse(b []byte) error {
 	if h.Flags&^allowedFlags[h.Kind] != 0 {
 		return ErrBadFlags
 	}
-	if b[offReserve] != 0 {
-		return ErrBadField
+	if b[offEnvelope] != 0 {
+		return ErrSealed
 	}
 	if int(binary.BigEndian.Uint16(b[offLength:])) != len(b) {
 		return ErrLength
@@ -359,8 +361,30 @@ func (p *Packet) Parse(b []byte) error {
 		return ErrChecksum
 	}
 	p.Header = h
-	body := b[HeaderLen:]
-	switch h.Kind {
+	return p.parseBody(b[HeaderLen:])
+}
+
+// ParseBody decodes a packet whose header h and body arrived apart: the
+// body of a sealed datagram, decrypted and authenticated by its opener,
+// with the header PeekHeader read from the datagram. It checks h's kind and
+// flags and then every field of the body, as Parse does; the length and
+// checksum are the opener's business. On success p.Payload aliases body.
+func (p *Packet) ParseBody(h Header, body []byte) error {
+	if h.Kind == 0 || h.Kind > kindMax {
+		return ErrUnknownKind
+	}
+	if h.Flags&^allowedFlags[h.Kind] != 0 {
+		return ErrBadFlags
+	}
+	if len(body) > MaxPacketLen-HeaderLen {
+		return ErrTooLarge
+	}
+	p.Header = h
+	return p.parseBody(body)
+}
+
+func (p *Packet) parseBody(body []byte) error {
+	switch p.Kind {
 	case KindData:
 		return p.parseData(body)
 	case KindParity:

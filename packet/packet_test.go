@@ -132,7 +132,7 @@ func TestRejects(t *testing.T) {
 		{"kind zero", mut(func(b []byte) []byte { b[offKind] = 0; return b }), ErrUnknownKind},
 		{"kind reserved", mut(func(b []byte) []byte { b[offKind] = 6; return b }), ErrUnknownKind},
 		{"undefined flag", mut(func(b []byte) []byte { b[offFlags] = 0x80; return reseal(b) }), ErrBadFlags},
-		{"reserved byte", mut(func(b []byte) []byte { b[offReserve] = 1; return reseal(b) }), ErrBadField},
+		{"sealed envelope", mut(func(b []byte) []byte { b[offEnvelope] = 1; return reseal(b) }), ErrSealed},
 		{"length too small", mut(func(b []byte) []byte { b[offLength+1]--; return b }), ErrLength},
 		{"trailing garbage", mut(func(b []byte) []byte { return append(b, 0) }), ErrLength},
 		{"payload bit flip", mut(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), ErrChecksum},
@@ -315,5 +315,33 @@ func TestMarkRetransmit(t *testing.T) {
 	}
 	if err := MarkRetransmit(b[:10]); !errors.Is(err, ErrShort) {
 		t.Fatalf("short: %v", err)
+	}
+}
+
+func TestParseBodyRejectsBadHeader(t *testing.T) {
+	var p Packet
+	body := make([]byte, HeartbeatLen)
+	cases := []struct {
+		name string
+		h    Header
+		body []byte
+		want error
+	}{
+		{"kind zero", Header{}, body, ErrUnknownKind},
+		{"kind reserved", Header{Kind: 6}, body, ErrUnknownKind},
+		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 1}, body, ErrBadFlags},
+		{"body too large", Header{Kind: KindData}, make([]byte, MaxPacketLen), ErrTooLarge},
+		{"body short", Header{Kind: KindHeartbeat}, body[:3], ErrShort},
+	}
+	for _, c := range cases {
+		if err := p.ParseBody(c.h, c.body); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+	if err := p.ParseBody(Header{Kind: KindHeartbeat, Session: 7, Stream: 2}, body); err != nil {
+		t.Fatalf("valid heartbeat body: %v", err)
+	}
+	if p.Kind != KindHeartbeat || p.Session != 7 || p.Stream != 2 {
+		t.Fatalf("header not taken from the argument: %+v", p.Header)
 	}
 }

@@ -17,6 +17,9 @@ import (
 // ErrFull is returned when a Batch has no room for another datagram.
 var ErrFull = errors.New("outbox: batch full")
 
+// ErrEmpty is returned by SealLast when the batch holds no datagram.
+var ErrEmpty = errors.New("outbox: batch empty")
+
 // Batch is a bounded list of encoded datagrams and their destinations. The
 // zero value has no capacity; use [New]. A Batch is not safe for concurrent
 // use; its owner hands it between goroutines under its own lock.
@@ -66,6 +69,42 @@ func (b *Batch) AppendRaw(data []byte, to netip.AddrPort) error {
 	b.slab = append(b.slab, data...)
 	b.dgs = append(b.dgs, udpio.Datagram{Data: b.slab[start:len(b.slab):len(b.slab)], Addr: to})
 	return nil
+}
+
+// InPlaceSealer encrypts an encoded packet in its own storage, growing it
+// by a fixed overhead ([seal.Sealer] is one).
+type InPlaceSealer interface {
+	SealInPlace(pkt []byte) ([]byte, error)
+}
+
+// SealLast seals the most recently queued datagram in place with s; the
+// datagram grows by up to grow bytes, which the batch must have room for.
+// On error (ErrFull when there is no room, or the sealer's error) the
+// datagram is removed from the batch, so nothing unsealed is ever sent.
+func (b *Batch) SealLast(s InPlaceSealer, grow int) error {
+	n := len(b.dgs)
+	if n == 0 {
+		return ErrEmpty
+	}
+	d := &b.dgs[n-1]
+	start := len(b.slab) - len(d.Data)
+	if cap(b.slab)-len(b.slab) < grow {
+		b.dropLast(start)
+		return ErrFull
+	}
+	sealed, err := s.SealInPlace(b.slab[start : len(b.slab) : len(b.slab)+grow])
+	if err != nil {
+		b.dropLast(start)
+		return err
+	}
+	b.slab = b.slab[:start+len(sealed)]
+	d.Data = b.slab[start:len(b.slab):len(b.slab)]
+	return nil
+}
+
+func (b *Batch) dropLast(start int) {
+	b.slab = b.slab[:start]
+	b.dgs = b.dgs[:len(b.dgs)-1]
 }
 
 // Datagrams returns the queued datagrams; they alias the batch until Reset.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 )
 
@@ -87,5 +88,60 @@ func TestAppendAllocatesNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("Append allocates %.1f times", n)
+	}
+}
+
+// growSealer appends tag bytes in place, or fails with err.
+type growSealer struct {
+	tag []byte
+	err error
+}
+
+func (g growSealer) SealInPlace(pkt []byte) ([]byte, error) {
+	if g.err != nil {
+		return pkt, g.err
+	}
+	return append(pkt, g.tag...), nil
+}
+
+var _ InPlaceSealer = (*seal.Sealer)(nil)
+
+func TestSealLast(t *testing.T) {
+	b := New(4, 300)
+	if err := b.SealLast(growSealer{}, 0); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("empty batch: %v", err)
+	}
+	if err := b.Append(data(50), dst); err != nil { // 90 bytes
+		t.Fatal(err)
+	}
+	if err := b.SealLast(growSealer{tag: []byte{0xee, 0xee}}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if d := b.Datagrams()[0].Data; len(d) != 92 || d[90] != 0xee || cap(d) != 92 {
+		t.Fatalf("sealed datagram len %d cap %d", len(d), cap(d))
+	}
+	if b.Bytes() != 92 {
+		t.Fatalf("slab holds %d bytes, want 92", b.Bytes())
+	}
+	// A failing sealer removes the datagram it could not seal.
+	if err := b.Append(data(50), dst); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if err := b.SealLast(growSealer{err: boom}, 2); !errors.Is(err, boom) {
+		t.Fatalf("sealer error: %v", err)
+	}
+	if b.Len() != 1 || b.Bytes() != 92 {
+		t.Fatalf("after failed seal: %d datagrams, %d bytes", b.Len(), b.Bytes())
+	}
+	// No room to grow: the datagram is removed and ErrFull returned.
+	if err := b.Append(data(160), dst); err != nil { // 200 bytes: 292 used
+		t.Fatal(err)
+	}
+	if err := b.SealLast(growSealer{tag: make([]byte, 16)}, 16); !errors.Is(err, ErrFull) {
+		t.Fatalf("no room: %v", err)
+	}
+	if b.Len() != 1 || b.Bytes() != 92 {
+		t.Fatalf("after full: %d datagrams, %d bytes", b.Len(), b.Bytes())
 	}
 }

@@ -230,3 +230,22 @@ func GenerateKeyFile(path string, random io.Reader) error {
 	}
 	return nil
 }
+
+// ErrKeyChoice is returned by Configured when both a key file and a key
+// are given.
+var ErrKeyChoice = errors.New("seal: give a key file or a key, not both")
+
+// Configured returns the key a sender or receiver configuration names: the
+// key file's when path is set, psk's when it is not nil, and nil (no
+// encryption) when neither is.
+func Configured(path string, psk []byte) (*Key, error) {
+	switch {
+	case path != "" && psk != nil:
+		return nil, ErrKeyChoice
+	case path != "":
+		return LoadKeyFile(path)
+	case psk != nil:
+		return NewKey(psk)
+	}
+	return nil, nil
+}

@@ -163,3 +163,31 @@ func TestGenerateKeyFile(t *testing.T) {
 		t.Fatal("two generated keys are equal")
 	}
 }
+
+func TestConfigured(t *testing.T) {
+	psk := bytes.Repeat([]byte{7}, KeyLen)
+	if k, err := Configured("", nil); k != nil || err != nil {
+		t.Fatalf("no key: %v, %v", k, err)
+	}
+	if _, err := Configured("x", psk); !errors.Is(err, ErrKeyChoice) {
+		t.Fatalf("both: %v", err)
+	}
+	k, err := Configured("", psk)
+	if err != nil || k == nil {
+		t.Fatalf("raw key: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(path, []byte(strings.Repeat("07", KeyLen)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fk, err := Configured(path, nil)
+	if err != nil {
+		t.Fatalf("key file: %v", err)
+	}
+	if fk.ID() != k.ID() {
+		t.Fatal("the same key from a file and from bytes has different ids")
+	}
+	if _, err := Configured("", psk[:5]); !errors.Is(err, ErrKeyFormat) {
+		t.Fatalf("short key: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/clock"
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 )
 
@@ -85,11 +86,32 @@ type Config struct {
 	// SocketBufferBytes is the SO_SNDBUF/SO_RCVBUF requested; 0 = udpio default.
 	SocketBufferBytes int
 
+	// KeyFile names a file holding the 32-byte pre-shared key that turns
+	// encryption on (format: internal/seal.LoadKeyFile; `telewire keygen`
+	// writes one). Every packet is then sealed with AES-256-GCM, and
+	// anything not sealed under the same key is dropped and counted before
+	// it touches any state. The receiver must use the same key. Empty with Key
+	// nil: no encryption.
+	KeyFile string
+	// Key is the pre-shared key itself (32 bytes), for programs that keep
+	// it elsewhere than in a file. Set KeyFile or Key, not both.
+	Key []byte
+
 	// Clock supplies monotonic time; default the real monotonic clock.
 	Clock clock.Clock
 	// Logger receives rare events (never one per packet above debug). The
 	// zero value discards.
 	Logger zerolog.Logger
+}
+
+// MaxPayload returns the largest payload a sender with this configuration
+// takes: packet.MaxPayload, less the 24 bytes sealing adds when a key is
+// set.
+func (c Config) MaxPayload() int {
+	if c.KeyFile != "" || c.Key != nil {
+		return packet.MaxPayload - seal.ToReceiver.Overhead()
+	}
+	return packet.MaxPayload
 }
 
 // ErrConfig wraps every configuration error.
@@ -134,6 +156,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
 	case c.FEC.validate() != nil:
 		return c, c.FEC.validate()
+	case c.KeyFile != "" && c.Key != nil:
+		return c, fmt.Errorf("%w: set KeyFile or Key, not both", ErrConfig)
 	case c.RetransmitPackets < 1 || c.RetransmitBytes < packet.MaxPacketLen || c.RetransmitMaxAge < 0:
 		return c, fmt.Errorf("%w: retransmit buffer of %d packets, %d bytes, %v", ErrConfig,
 			c.RetransmitPackets, c.RetransmitBytes, c.RetransmitMaxAge)

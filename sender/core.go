@@ -9,7 +9,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/fec"
+	"github.com/telewire/telewire/internal/guard"
 	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/reliability"
 )
@@ -19,8 +21,9 @@ var (
 	// ErrQueueFull is returned by Send when DropWhenFull is set and the
 	// queue has no room.
 	ErrQueueFull = errors.New("sender: queue full")
-	// ErrTooLarge is returned for a payload over packet.MaxPayload.
-	ErrTooLarge = errors.New("sender: payload larger than packet.MaxPayload")
+	// ErrTooLarge is returned for a payload over [Core.MaxPayload]:
+	// packet.MaxPayload, less 24 bytes with encryption.
+	ErrTooLarge = errors.New("sender: payload larger than the largest a packet carries")
 	// ErrTooManyStreams is returned when a new stream would exceed MaxStreams.
 	ErrTooManyStreams = errors.New("sender: too many streams")
 	// ErrClosed is returned after Close.
@@ -57,27 +60,62 @@ type Core struct {
 	streams []*stream // few; linear search beats a map at this size
 	rtt     reliability.RTT
 	pkt     packet.Packet // reused for decoding and encoding
+	probe   packet.Packet // decodes retained packets
 	answer  reliability.NACKResult
+	peers   *guard.Peers // feedback addresses: amplification limit and retransmit budget
+	sec     *secure      // nil without encryption
+	started int64        // time of the first Send, 0 before
 	log     zerolog.Logger
 	stats   Stats
 }
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,
 // the socket settings and Clock are not used by a Core: the caller owns
-// the socket and the time.
+// the socket and the time. With a key (cfg.KeyFile or cfg.Key) every
+// packet is sealed and only sealed feedback is taken.
 func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &Core{
+	remote = unmap(remote)
+	// The configured receiver is validated by configuration: data goes
+	// there anyway. Any other address that sends feedback is answered
+	// within the amplification limit (RFC 9000 §8.1).
+	peers, err := guard.NewPeers(guard.PeersConfig{})
+	if err != nil {
+		return nil, err
+	}
+	peers.Validate(remote)
+	c := &Core{
 		cfg:     cfg,
 		session: session,
 		remote:  remote,
 		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
+		peers:   peers,
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
-	}, nil
+	}
+	key, err := seal.Configured(cfg.KeyFile, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if key != nil {
+		if c.sec, err = newSecure(key, session); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
+
+// unmap turns an IPv4-mapped IPv6 address into plain IPv4, so that one
+// peer has one key in the address tables whichever socket family saw it.
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// MaxPayload returns the largest payload Send takes: packet.MaxPayload,
+// less the sealing overhead when encryption is on.
+func (c *Core) MaxPayload() int { return packet.MaxPayload - c.overhead() }
 
 // Outbox returns the queue datagrams are encoded into.
 func (c *Core) Outbox() *outbox.Pair { return c.out }
@@ -101,6 +139,10 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 			MaxBytes:        c.cfg.RetransmitBytes,
 			MaxAge:          int64(c.cfg.RetransmitMaxAge),
 			RetransmitShare: c.cfg.RetransmitShare,
+			// A sequence is resent at most once per round trip however
+			// many NACKs ask: a receiver asks again only after its own
+			// retry timeout, which is longer than the round trip.
+			SuppressPercent: 100,
 		})
 	}
 	if err := c.startFEC(s); err != nil {
@@ -154,7 +196,7 @@ func (c *Core) sendParity(s *stream) {
 	c.pkt.Header = packet.Header{Kind: packet.KindParity, Session: c.session, Stream: s.id}
 	s.encoder.TakeParity(func(par packet.Parity, shard []byte) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
-		if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
+		if err := c.queue(&c.pkt, c.remote); err != nil {
 			c.stats.ParityDropped++
 			return
 		}
@@ -165,14 +207,14 @@ func (c *Core) sendParity(s *stream) {
 
 // Room reports whether a payload of n bytes fits in the queue now.
 func (c *Core) Room(n int) bool {
-	return c.out.Current().Room(packet.HeaderLen + packet.DataHeaderLen + n)
+	return c.out.Current().Room(packet.HeaderLen + packet.DataHeaderLen + n + c.overhead())
 }
 
 // Send stamps payload with the stream's next sequence number and the time
 // now and queues it. It returns ErrQueueFull when the queue has no room
 // (the caller decides whether to wait), leaving the sequence unused.
 func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
-	if len(payload) > packet.MaxPayload {
+	if len(payload) > c.MaxPayload() {
 		return ErrTooLarge
 	}
 	s, err := c.stream(streamID, now)
@@ -192,16 +234,25 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		Timestamp: now,
 		Payload:   payload,
 	}
-	if err := c.out.Current().Append(&c.pkt, c.remote); err != nil {
-		if errors.Is(err, outbox.ErrFull) {
-			return ErrQueueFull
-		}
+	out := c.out.Current()
+	if !out.Room(c.pkt.EncodedLen() + c.overhead()) {
+		c.pkt.Payload = nil
+		return ErrQueueFull
+	}
+	err = out.Append(&c.pkt, c.remote)
+	c.pkt.Payload = nil // do not keep the caller's buffer alive
+	if err != nil {
 		return err
 	}
-	c.pkt.Payload = nil // do not keep the caller's buffer alive
 	if s.retained != nil {
-		b := c.out.Current()
-		s.retained.Put(s.next, b.Datagrams()[b.Len()-1].Data, now)
+		// The plain packet is kept: every retransmission is sealed anew.
+		s.retained.Put(s.next, out.Datagrams()[out.Len()-1].Data, now)
+	}
+	if err := c.sealLast(out); err != nil {
+		return err // counter exhausted: the session must end
+	}
+	if c.started == 0 {
+		c.started = now
 	}
 	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
 		c.sendParity(s)
@@ -218,13 +269,18 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // the receiver's figures; NACKs are answered. Anything malformed, for
 // another session, or of a kind a sender does not expect is counted and
 // dropped.
+//
+// With encryption on, only feedback sealed under the key for this session
+// is taken; the rest is counted (Unsealed, KeyMismatch, AuthFailed,
+// Replayed) before anything else looks at it. Every datagram counts
+// towards the amplification limit of its source address.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
-	p := &c.pkt
-	if err := p.Parse(b); err != nil {
-		c.stats.Malformed++
-		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+	from = unmap(from)
+	c.peers.OnReceive(from, len(b))
+	if !c.decode(b, from, now) {
 		return
 	}
+	p := &c.pkt
 	if p.Session != c.session {
 		c.stats.ForeignSession++
 		c.log.Debug().Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
@@ -232,7 +288,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	}
 	switch p.Kind {
 	case packet.KindReport:
-		c.handleReport(p, now)
+		c.handleReport(p, from, now)
 	case packet.KindNACK:
 		c.handleNACK(p, from, now)
 	default:
@@ -249,7 +305,7 @@ func (c *Core) findStream(id uint32) *stream {
 	return nil
 }
 
-func (c *Core) handleReport(p *packet.Packet, now int64) {
+func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	s := c.findStream(p.Stream)
 	if s == nil {
 		c.stats.Unexpected++
@@ -257,11 +313,12 @@ func (c *Core) handleReport(p *packet.Packet, now int64) {
 	}
 	c.stats.Reports++
 	r := &p.Report
+	c.validate(s, r, from)
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
 	// the future or a hold longer than the elapsed time is a lie or a bug
 	// and yields no sample.
-	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now {
+	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now && r.EchoTimestamp >= c.started && r.EchoHoldNanos >= 0 {
 		if sample := now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
 			c.rtt.Observe(sample)
 		}
@@ -273,6 +330,31 @@ func (c *Core) handleReport(p *packet.Packet, now int64) {
 		k, m, d := s.adaptive.Params()
 		setFEC(s.encoder, k, m, d)
 	}
+}
+
+// validate marks the address a REPORT came from as one that receives
+// this sender's data, lifting the amplification limit on answers to it
+// (RFC 9000 §8): the report must echo the send timestamp, to the
+// nanosecond, of the DATA packet it names as the highest received, which
+// only a receiver of that packet knows. With encryption any authentic
+// feedback proves as much. The configured receiver is validated from the
+// start; this is for feedback that comes back by another address, as
+// through a relay or a NAT that maps the two directions apart.
+func (c *Core) validate(s *stream, r *packet.Report, from netip.AddrPort) {
+	if c.sec != nil {
+		c.peers.Validate(from)
+		return
+	}
+	if s.retained == nil || c.peers.Validated(from) || r.EchoTimestamp == 0 {
+		return
+	}
+	data, ok := s.retained.Get(r.HighestSeq, 0)
+	if !ok || c.probe.Parse(data) != nil || c.probe.Timestamp != r.EchoTimestamp {
+		return
+	}
+	c.peers.Validate(from)
+	c.stats.AddressesValidated++
+	c.log.Info().Stringer("addr", from).Msg("feedback address validated")
 }
 
 // handleNACK answers a NACK from the retransmit buffer: the sequences it
@@ -291,11 +373,19 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 		c.unavailable(p, p.Ranges, from)
 		return
 	}
+	// Ranges are sorted (Parse checks it); one that reaches the next
+	// sequence to send asks for what was never sent: the NACK is a lie or
+	// a bug and is rejected whole.
+	if last := p.Ranges[len(p.Ranges)-1].Last(); !packet.SeqLess(last, s.next) {
+		c.stats.NACKsRejected++
+		return
+	}
 	res := &c.answer
 	s.retained.OnNACK(p.Ranges, now, c.rtt.Smoothed(), res)
 	c.stats.Suppressed += uint64(res.Suppressed)
 	c.stats.Throttled += uint64(res.Throttled)
 	out := c.out.Current()
+	grow := c.overhead()
 	copies := 1
 	if s.reportAt != 0 && s.report.IntervalLossPPM >= redundantLossPPM {
 		copies = 2
@@ -307,11 +397,19 @@ resend:
 			continue
 		}
 		for range copies {
-			if out.AppendRaw(data, from) != nil {
+			if !out.Room(len(data) + grow) {
 				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
 				break resend
 			}
+			if !c.peers.AllowRetransmit(from, len(data)+grow, c.rtt.Smoothed(), now) {
+				c.stats.RetransmitsBlocked++ // amplification limit or per-RTT budget
+				break resend
+			}
+			_ = out.AppendRaw(data, from)
 			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
+			if c.sealLast(out) != nil {
+				break resend
+			}
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))
 		}
@@ -334,7 +432,11 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 		rs = rs[:packet.MaxRanges]
 	}
 	p.Ranges = rs
-	if err := c.out.Current().Append(p, to); err != nil {
+	if !c.peers.AllowSend(to, p.EncodedLen()+c.overhead()) {
+		c.stats.AnswersBlocked++
+		return
+	}
+	if err := c.queue(p, to); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}
@@ -367,7 +469,7 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
-	if c.out.Current().Append(&c.pkt, c.remote) != nil {
+	if c.queue(&c.pkt, c.remote) != nil {
 		return false
 	}
 	c.stats.Heartbeats++

@@ -5,30 +5,43 @@ import "github.com/telewire/telewire/packet"
 // Stats is a snapshot of a sender's counters. Counts are cumulative since
 // start; figures named Nanos are durations in nanoseconds.
 type Stats struct {
-	Session         uint64        `json:"session"`
-	Packets         uint64        `json:"packets"`          // DATA packets queued for sending
-	PayloadBytes    uint64        `json:"payload_bytes"`    // application bytes in them
-	DatagramsSent   uint64        `json:"datagrams_sent"`   // every datagram written, any kind
-	BytesSent       uint64        `json:"bytes_sent"`       // wire bytes written (UDP payload)
-	WriteSyscalls   uint64        `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
-	Heartbeats      uint64        `json:"heartbeats"`       // HEARTBEATs queued
-	Parity          uint64        `json:"parity"`           // PARITY packets queued
-	ParityDropped   uint64        `json:"parity_dropped"`   // PARITY packets not queued: queue full
-	QueueFull       uint64        `json:"queue_full"`       // Sends refused or delayed by a full queue
-	Reports         uint64        `json:"reports"`          // REPORTs received
-	NACKs           uint64        `json:"nacks"`            // NACKs received
-	Retransmits     uint64        `json:"retransmits"`      // DATA packets resent
-	RetransmitBytes uint64        `json:"retransmit_bytes"` // their wire bytes
-	Suppressed      uint64        `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
-	Throttled       uint64        `json:"throttled"`        // requests refused by the retransmit budget
-	Unavailable     uint64        `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
-	FeedbackDropped uint64        `json:"feedback_dropped"` // answers not queued: queue full
-	Malformed       uint64        `json:"malformed"`        // datagrams that failed to decode
-	ForeignSession  uint64        `json:"foreign_session"`  // feedback for another session
-	Unexpected      uint64        `json:"unexpected"`       // valid packets a sender does not take
-	WriteErrors     uint64        `json:"write_errors"`     // datagrams the kernel refused
-	RTT             RTTStats      `json:"rtt"`
-	Streams         []StreamStats `json:"streams"`
+	Session         uint64 `json:"session"`
+	Packets         uint64 `json:"packets"`          // DATA packets queued for sending
+	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
+	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
+	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
+	WriteSyscalls   uint64 `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
+	Heartbeats      uint64 `json:"heartbeats"`       // HEARTBEATs queued
+	Parity          uint64 `json:"parity"`           // PARITY packets queued
+	ParityDropped   uint64 `json:"parity_dropped"`   // PARITY packets not queued: queue full
+	QueueFull       uint64 `json:"queue_full"`       // Sends refused or delayed by a full queue
+	Reports         uint64 `json:"reports"`          // REPORTs received
+	NACKs           uint64 `json:"nacks"`            // NACKs received
+	Retransmits     uint64 `json:"retransmits"`      // DATA packets resent
+	RetransmitBytes uint64 `json:"retransmit_bytes"` // their wire bytes
+	Suppressed      uint64 `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
+	Throttled       uint64 `json:"throttled"`        // requests refused by the retransmit budget
+	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
+	FeedbackDropped uint64 `json:"feedback_dropped"` // answers not queued: queue full
+	Malformed       uint64 `json:"malformed"`        // datagrams that failed to decode
+	ForeignSession  uint64 `json:"foreign_session"`  // feedback for another session
+	Unexpected      uint64 `json:"unexpected"`       // valid packets a sender does not take
+	WriteErrors     uint64 `json:"write_errors"`     // datagrams the kernel refused
+
+	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent, rejected whole
+	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget
+	AnswersBlocked     uint64 `json:"answers_blocked"`     // "unavailable" answers refused by the amplification limit
+	AddressesValidated uint64 `json:"addresses_validated"` // feedback addresses other than the configured one that proved they receive the data
+
+	// With encryption on (Config.KeyFile or Key):
+	Unsealed             uint64        `json:"unsealed"`              // plain feedback refused
+	KeyMismatch          uint64        `json:"key_mismatch"`          // feedback sealed under another key
+	AuthFailed           uint64        `json:"auth_failed"`           // feedback that failed authentication
+	Replayed             uint64        `json:"replayed"`              // authentic feedback seen before (or older than the replay window)
+	DerivationsThrottled uint64        `json:"derivations_throttled"` // datagrams naming a new receiver salt while key derivations were over their rate
+	SealErrors           uint64        `json:"seal_errors"`           // packets not sent because sealing failed (counter exhausted)
+	RTT                  RTTStats      `json:"rtt"`
+	Streams              []StreamStats `json:"streams"`
 }
 
 // RTTStats is the round-trip time measured from REPORT echoes.

@@ -1,0 +1,325 @@
+package sender
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/seal"
+	"github.com/telewire/telewire/packet"
+)
+
+var testPSK = bytes.Repeat([]byte{0x5a}, seal.KeyLen)
+
+func testKey(t *testing.T, psk []byte) *seal.Key {
+	t.Helper()
+	k, err := seal.NewKey(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// receiverSide seals feedback and opens data as a receiver of session
+// 0xabc with salt 77 would.
+type receiverSide struct {
+	sealer *seal.Sealer
+	opener *seal.Opener
+}
+
+func newReceiverSide(t *testing.T, psk []byte) *receiverSide {
+	t.Helper()
+	k := testKey(t, psk)
+	s, err := k.NewSealer(seal.Params{Session: 0xabc, Dir: seal.ToSender, Salt: 77}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := k.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &receiverSide{sealer: s, opener: o}
+}
+
+func (r *receiverSide) seal(t *testing.T, p *packet.Packet) []byte {
+	t.Helper()
+	b := make([]byte, 0, p.EncodedLen()+seal.ToSender.Overhead())
+	b, err := p.AppendTo(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = r.sealer.SealInPlace(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// open opens every datagram the core queued, returning the packets and
+// the counters they were sealed with.
+func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
+	t.Helper()
+	b := c.Outbox().Take()
+	if b == nil {
+		return nil, nil
+	}
+	defer c.Outbox().Give(b)
+	var pkts []packet.Packet
+	var ctrs []uint64
+	for _, d := range b.Datagrams() {
+		var p packet.Packet
+		if err := p.Parse(d.Data); err != packet.ErrSealed {
+			t.Fatalf("queued datagram not sealed: Parse says %v", err)
+		}
+		body, ctr, err := r.opener.Open(nil, d.Data)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		h, _ := packet.PeekHeader(d.Data)
+		if err := p.ParseBody(h, body); err != nil {
+			t.Fatalf("sealed body: %v", err)
+		}
+		pkts = append(pkts, p)
+		ctrs = append(ctrs, ctr)
+	}
+	return pkts, ctrs
+}
+
+func TestSealedDataAndFeedback(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	r := newReceiverSide(t, testPSK)
+	if got, want := c.MaxPayload(), packet.MaxPayload-seal.ToReceiver.Overhead(); got != want {
+		t.Fatalf("MaxPayload %d, want %d", got, want)
+	}
+	if err := c.Send(0, make([]byte, c.MaxPayload()+1), 1); err != ErrTooLarge {
+		t.Fatalf("oversized payload: %v", err)
+	}
+	for i := range 3 {
+		if err := c.Send(0, []byte{'a' + byte(i)}, int64(1_000_000+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkts, ctrs := r.open(t, c)
+	if len(pkts) != 4 || pkts[0].Kind != packet.KindHeartbeat || pkts[2].Seq != 1 || string(pkts[2].Payload) != "b" {
+		t.Fatalf("sealed stream %+v", pkts)
+	}
+
+	// A sealed NACK is answered by a retransmission sealed anew: same
+	// plaintext, flagged, under a counter never used before.
+	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 1, Len: 1}}}
+	c.Handle(r.seal(t, &nack), rcvAddr, 2_000_000)
+	again, rctr := r.open(t, c)
+	if len(again) != 1 || again[0].Seq != 1 || again[0].Flags != packet.FlagRetransmit || string(again[0].Payload) != "b" {
+		t.Fatalf("retransmission %+v", again)
+	}
+	for _, used := range ctrs {
+		if rctr[0] == used {
+			t.Fatalf("retransmission reuses counter %d", used)
+		}
+	}
+
+	rep := packet.Packet{
+		Header: packet.Header{Kind: packet.KindReport, Session: 0xabc},
+		Report: packet.Report{EchoTimestamp: 1_000_000, Received: 3},
+	}
+	sealedRep := r.seal(t, &rep)
+	c.Handle(sealedRep, rcvAddr, 3_000_000)
+	c.Handle(sealedRep, rcvAddr, 3_000_001) // replayed
+	plain := encode(t, &rep)
+	c.Handle(plain, rcvAddr, 3_000_002) // not sealed
+	forged := bytes.Clone(r.seal(t, &rep))
+	forged[len(forged)-1] ^= 1
+	c.Handle(forged, rcvAddr, 3_000_003)
+	other := newReceiverSide(t, bytes.Repeat([]byte{1}, seal.KeyLen))
+	c.Handle(other.seal(t, &rep), rcvAddr, 3_000_004)
+
+	st := c.Stats()
+	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RTT.Samples != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSealedRetransmissionAllocatesNothing(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	r := newReceiverSide(t, testPSK)
+	payload := make([]byte, 200)
+	now := int64(1)
+	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 0, Len: 1}}}
+	allocs := testing.AllocsPerRun(200, func() {
+		now += int64(10 * time.Millisecond)
+		_ = c.Send(0, payload, now)
+		nack.Ranges[0].First = c.streams[0].next - 1
+		c.Handle(r.seal(t, &nack), rcvAddr, now) // r.seal allocates; measured below without it
+		if b := c.Outbox().Take(); b != nil {
+			c.Outbox().Give(b)
+		}
+	})
+	// r.seal allocates one buffer per call; the core must add nothing.
+	if allocs > 1 {
+		t.Fatalf("%.1f allocations per sealed send + NACK answer, want the test's own 1", allocs)
+	}
+	if st := c.Stats(); st.Retransmits < 200 {
+		t.Fatalf("retransmits %d", st.Retransmits)
+	}
+}
+
+func TestNACKBeyondHighestSentIsRejectedWhole(t *testing.T) {
+	c := newCore(t, Config{})
+	for i := range 5 {
+		c.Send(0, []byte{byte(i)}, int64(i+1))
+	}
+	drain(t, c)
+	c.Handle(nackFor(t, packet.Range{First: 1, Len: 1}, packet.Range{First: 4, Len: 2}), rcvAddr, 10)
+	if got := drain(t, c); len(got) != 0 {
+		t.Fatalf("NACK reaching past the highest sent answered with %d packets", len(got))
+	}
+	if st := c.Stats(); st.NACKsRejected != 1 || st.Retransmits != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A spoofed-source NACK flood: an attacker sends NACKs for real sequences
+// with a victim's address as source. For 60 simulated seconds the sender
+// may send the victim at most three times what it received from it.
+func TestSpoofedNACKFloodIsBoundByAmplification(t *testing.T) {
+	c := newCore(t, Config{FEC: FECConfig{Mode: FECOff}})
+	victim := netip.MustParseAddrPort("192.0.2.7:4444")
+	var received, sentVictim, sentReceiver int
+	payload := make([]byte, 1000)
+	for ms := range 60_000 {
+		now := int64(ms+1) * int64(time.Millisecond)
+		_ = c.Send(0, payload, now)
+		if ms%10 == 0 { // 100 NACKs/s, each asking for the last 64 sequences
+			next := c.streams[0].next
+			n := nackFor(t, packet.Range{First: next - min(next, 64), Len: uint32(min(next, 64))})
+			received += len(n)
+			c.Handle(n, victim, now)
+		}
+		if b := c.Outbox().Take(); b != nil {
+			for _, d := range b.Datagrams() {
+				switch d.Addr {
+				case victim:
+					sentVictim += len(d.Data)
+				case rcvAddr:
+					sentReceiver += len(d.Data)
+				default:
+					t.Fatalf("datagram to %v", d.Addr)
+				}
+			}
+			c.Outbox().Give(b)
+		}
+	}
+	if sentVictim > 3*received {
+		t.Fatalf("sent %d bytes to the unvalidated address, received %d from it (limit 3x)", sentVictim, received)
+	}
+	if sentVictim == 0 {
+		t.Fatal("nothing sent to the spoofed address: the limit, not a blanket refusal, should bound it")
+	}
+	st := c.Stats()
+	if st.RetransmitsBlocked == 0 || sentReceiver < 60_000*len(payload) {
+		t.Fatalf("stats %+v, %d bytes to the receiver", st, sentReceiver)
+	}
+	t.Logf("victim: received %d B, sent %d B (%.2fx); %d retransmissions blocked", received, sentVictim,
+		float64(sentVictim)/float64(received), st.RetransmitsBlocked)
+}
+
+// An authenticated NACK flood of 10 000 NACKs/s for the same sequences:
+// each is resent at most once per round trip.
+func TestAuthenticatedNACKFloodResendsOncePerRTT(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	r := newReceiverSide(t, testPSK)
+	for i := range 10 {
+		_ = c.Send(0, []byte{byte(i)}, int64(i+1)*int64(time.Millisecond))
+	}
+	// One REPORT sets the RTT to 20 ms.
+	const rtt = 20 * time.Millisecond
+	rep := packet.Packet{Header: packet.Header{Kind: packet.KindReport, Session: 0xabc}, Report: packet.Report{EchoTimestamp: int64(time.Millisecond)}}
+	c.Handle(r.seal(t, &rep), rcvAddr, int64(time.Millisecond+rtt))
+	r.open(t, c)
+	start := int64(time.Millisecond + rtt)
+	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 0, Len: 10}}}
+	resent := map[uint64][]int64{}
+	const flood = 500 * time.Millisecond                   // within the 1 s the buffer keeps data
+	for i := range int(flood / (100 * time.Microsecond)) { // 10 000 NACKs/s
+		now := start + int64(i)*int64(100*time.Microsecond)
+		c.Handle(r.seal(t, &nack), rcvAddr, now)
+		pkts, _ := r.open(t, c)
+		for _, p := range pkts {
+			if p.Kind != packet.KindData {
+				t.Fatalf("answer %v %+v", p.Kind, p)
+			}
+			resent[p.Seq] = append(resent[p.Seq], now)
+		}
+	}
+	for seq := range uint64(10) {
+		at := resent[seq]
+		if len(at) == 0 {
+			t.Fatalf("sequence %d never resent", seq)
+		}
+		for i := 1; i < len(at); i++ {
+			if gap := at[i] - at[i-1]; gap < int64(rtt) {
+				t.Fatalf("sequence %d resent %v after the previous copy, within one RTT (%v)", seq, time.Duration(gap), rtt)
+			}
+		}
+		if max := int(flood/rtt) + 1; len(at) > max {
+			t.Fatalf("sequence %d resent %d times in %v", seq, len(at), flood)
+		}
+	}
+}
+
+// REPORTs with absurd figures cannot drive the RTT to zero or below,
+// the FEC overhead over its ceiling, or the timers out of their bounds.
+func TestLyingReportsAreClamped(t *testing.T) {
+	c := newCore(t, Config{FEC: FECConfig{Mode: FECAuto, MaxOverhead: 0.3}})
+	now := int64(time.Second)
+	_ = c.Send(0, []byte("x"), now)
+	drain(t, c)
+	lies := []packet.Report{
+		{EchoTimestamp: now + int64(time.Hour), IntervalLossPPM: packet.MaxLossPPM},       // from the future
+		{EchoTimestamp: now, BurstMeanMilli: 1 << 31, IntervalLossPPM: packet.MaxLossPPM}, // huge bursts
+		{EchoTimestamp: 1, EchoHoldNanos: 0, Lost: 1 << 62},                               // before the first send
+		{EchoTimestamp: now, EchoHoldNanos: int64(time.Hour)},                             // hold longer than elapsed
+	}
+	for i, l := range lies {
+		rep := packet.Packet{Header: packet.Header{Kind: packet.KindReport, Session: 0xabc}, Report: l}
+		c.Handle(encode(t, &rep), rcvAddr, now+int64(i+1)*int64(time.Millisecond))
+	}
+	st := c.Stats()
+	if st.RTT.Samples != 1 || st.RTT.MinNanos != 2*int64(time.Millisecond) {
+		t.Fatalf("absurd echoes gave RTT samples: %+v (want only the honest 2 ms one)", st.RTT)
+	}
+	k, m, _ := c.streams[0].encoder.Params()
+	if float64(m)/float64(k) > 0.3+1e-9 {
+		t.Fatalf("FEC %d+%d over the 0.3 overhead ceiling after a 100%% loss report", k, m)
+	}
+}
+
+// Feedback that comes back from another address than the configured one
+// (a relay, a NAT) is answered within the amplification limit until a
+// REPORT from it echoes the exact send time of the DATA it names.
+func TestReportEchoValidatesAnotherAddress(t *testing.T) {
+	c := newCore(t, Config{FEC: FECConfig{Mode: FECOff}})
+	relay := netip.MustParseAddrPort("127.0.0.1:7777")
+	payload := make([]byte, 1000)
+	for i := range 20 {
+		_ = c.Send(0, payload, int64(1_000_000+i))
+	}
+	drain(t, c)
+	nack := nackFor(t, packet.Range{First: 0, Len: 10})
+	c.Handle(nack, relay, 2_000_000)
+	if st := c.Stats(); st.Retransmits != 0 || st.RetransmitsBlocked != 1 {
+		t.Fatalf("unvalidated address got %d retransmissions of 1 kB for a %d B NACK", st.Retransmits, len(nack))
+	}
+	guess := packet.Packet{Header: packet.Header{Kind: packet.KindReport, Session: 0xabc},
+		Report: packet.Report{HighestSeq: 19, EchoTimestamp: 1_000_018}} // wrong by 1 ns
+	c.Handle(encode(t, &guess), relay, 3_000_000)
+	if st := c.Stats(); st.AddressesValidated != 0 {
+		t.Fatal("a REPORT with a guessed timestamp validated the address")
+	}
+	guess.Report.EchoTimestamp = 1_000_019
+	c.Handle(encode(t, &guess), relay, 3_000_001)
+	c.Handle(nackFor(t, packet.Range{First: 10, Len: 10}), relay, 4_000_000)
+	if st := c.Stats(); st.AddressesValidated != 1 || st.Retransmits != 10 {
+		t.Fatalf("after a true echo: %+v", st)
+	}
+}

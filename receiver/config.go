@@ -89,6 +89,17 @@ type Config struct {
 	// SocketBufferBytes is the SO_RCVBUF/SO_SNDBUF requested; 0 = udpio default.
 	SocketBufferBytes int
 
+	// KeyFile names a file holding the 32-byte pre-shared key that turns
+	// encryption on (format: internal/seal.LoadKeyFile; `telewire keygen`
+	// writes one). Every packet is then sealed with AES-256-GCM, and
+	// anything not sealed under the same key is dropped and counted before
+	// it touches any state. The sender must use the same key. Empty with Key
+	// nil: no encryption.
+	KeyFile string
+	// Key is the pre-shared key itself (32 bytes), for programs that keep
+	// it elsewhere than in a file. Set KeyFile or Key, not both.
+	Key []byte
+
 	// Clock supplies monotonic time; default the real monotonic clock.
 	Clock clock.Clock
 	// Logger receives rare events (never one per packet above debug). The

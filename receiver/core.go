@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/outbox"
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/internal/stats"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/reliability"
@@ -113,6 +115,7 @@ type session struct {
 	streams   []*stream
 	lastSeen  int64
 	malformed uint64
+	keys      *sessionKeys // nil without encryption
 }
 
 // Core is the receiver's protocol state machine, free of sockets,
@@ -122,7 +125,8 @@ type session struct {
 // not safe for concurrent use.
 type Core struct {
 	cfg      Config
-	sessions map[netip.AddrPort]*session // bounded by cfg.MaxSessions
+	sessions map[keyOf]*session // bounded by cfg.MaxSessions
+	sec      *secure            // nil without encryption
 	queue    *queue
 	pool     heldPool
 	out      *outbox.Pair
@@ -140,9 +144,20 @@ func NewCore(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, err := seal.Configured(cfg.KeyFile, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var sec *secure
+	if key != nil {
+		if sec, err = newSecure(key); err != nil {
+			return nil, err
+		}
+	}
 	return &Core{
 		cfg:      cfg,
-		sessions: make(map[netip.AddrPort]*session),
+		sec:      sec,
+		sessions: make(map[keyOf]*session),
 		queue:    newQueue(cfg.QueueMessages, cfg.QueueBytes),
 		// Feedback is small and paced by the report and NACK intervals.
 		out: outbox.NewPair(1024, 1<<20),
@@ -156,13 +171,22 @@ func (c *Core) Outbox() *outbox.Pair { return c.out }
 // Pop lends the next delivered message; see Message.Payload for its life.
 func (c *Core) Pop() (Message, bool) { return c.queue.pop() }
 
-// Handle processes one datagram received at now.
+// Handle processes one datagram received at now. With encryption on, a
+// datagram is authenticated, checked against its session's replay window
+// and decrypted before anything else looks at it; one that fails is
+// counted (Unsealed, KeyMismatch, AuthFailed, Replayed) and creates no
+// state.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	c.stats.Datagrams++
 	p := &c.pkt
-	if err := p.Parse(b); err != nil {
+	var s *session
+	if c.sec != nil {
+		if s = c.openSealed(b, from, now); s == nil {
+			return
+		}
+	} else if err := p.Parse(b); err != nil {
 		c.stats.Malformed++
-		if s := c.sessions[from]; s != nil {
+		if s := c.sessions[keyOf{addr: from}]; s != nil {
 			s.malformed++
 		}
 		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
@@ -181,9 +205,10 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		c.stats.Unexpected++
 		return
 	}
-	s := c.session(p.Session, from, now)
 	if s == nil {
-		return
+		if s = c.session(p.Session, from, now); s == nil {
+			return
+		}
 	}
 	st := s.stream(p.Stream, c)
 	if st == nil {
@@ -399,7 +424,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 // handleUnavailable takes the sender's word that it cannot retransmit the
 // listed sequences: they are given up at once instead of asked for again.
 func (c *Core) handleUnavailable(p *packet.Packet, from netip.AddrPort) {
-	s := c.sessions[from]
+	s := c.sessions[c.sessionKey(p.Session, from)]
 	if s == nil || s.id != p.Session {
 		c.stats.Unexpected++
 		return
@@ -418,7 +443,7 @@ func (c *Core) handleUnavailable(p *packet.Packet, from netip.AddrPort) {
 // session finds or creates the state for a sender. A new session id from a
 // known address is a restarted sender: its old state is dropped.
 func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
-	s := c.sessions[from]
+	s := c.sessions[keyOf{addr: from}]
 	if s != nil && s.id == id {
 		return s
 	}
@@ -435,7 +460,7 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 		c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
 	}
 	s = &session{addr: from, id: id, lastSeen: now}
-	c.sessions[from] = s
+	c.sessions[keyOf{addr: from}] = s
 	c.stats.Sessions++
 	return s
 }
@@ -502,12 +527,15 @@ func (c *Core) Tick(now int64) {
 	if c.nextReport <= now { // we fell behind: do not burst to catch up
 		c.nextReport = now + int64(c.cfg.ReportInterval)
 	}
-	for addr, s := range c.sessions {
+	for k, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
 			c.release(s)
-			delete(c.sessions, addr)
+			if c.sec != nil {
+				c.sec.retire(s)
+			}
+			delete(c.sessions, k)
 			c.stats.SessionsExpired++
-			c.log.Info().Stringer("from", addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")
+			c.log.Info().Stringer("from", s.addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")
 			continue
 		}
 		for _, st := range s.streams {
@@ -534,7 +562,7 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 			Ranges: head,
 		}
 		for range st.nackCopies() {
-			if err := c.out.Current().Append(&c.pkt, s.addr); err != nil {
+			if err := c.feedback(s, &c.pkt); err != nil {
 				c.stats.FeedbackDropped++ // the tracker asks again after its backoff
 				break
 			}
@@ -626,7 +654,7 @@ func (c *Core) report(s *session, st *stream, now int64) {
 		Header: packet.Header{Kind: packet.KindReport, Session: s.id, Stream: st.id},
 		Report: c.reportBody(s, st, now),
 	}
-	if err := c.out.Current().Append(&c.pkt, s.addr); err != nil {
+	if err := c.feedback(s, &c.pkt); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}

@@ -28,6 +28,14 @@ type Stats struct {
 	KernelDrops     uint64 `json:"kernel_drops"`     // receive-queue overflows the kernel reported
 	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
 
+	// With encryption on (Config.KeyFile or Key):
+	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused
+	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key
+	AuthFailed           uint64 `json:"auth_failed"`           // datagrams that failed authentication
+	Replayed             uint64 `json:"replayed"`              // authentic datagrams seen before (or older than the replay window)
+	DerivationsThrottled uint64 `json:"derivations_throttled"` // datagrams naming a new session while key derivations were over their rate
+	AddressChanges       uint64 `json:"address_changes"`       // authenticated senders seen moving to a new address
+
 	Streams []StreamStats `json:"streams"`
 }
 

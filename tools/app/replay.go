@@ -18,7 +18,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/capture"
@@ -114,7 +113,7 @@ type ReplayStats struct {
 	// not replayed (counted up to 65 536 flows in all).
 	UnmappedFlows uint64 `json:"unmapped_flows"`
 	// SkippedFlowLimit counts datagrams not sent because their flow has no
-	// stream; SkippedTooLarge those over packet.MaxPayload. Both over all
+	// stream; SkippedTooLarge those over the sender's MaxPayload. Both over all
 	// passes.
 	SkippedFlowLimit uint64 `json:"skipped_flow_limit"`
 	SkippedTooLarge  uint64 `json:"skipped_too_large"`
@@ -343,7 +342,7 @@ func scanCapture(o ReplayOptions) (*scan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("replay: %s: %w", o.File, err)
 		}
-		if _, ok := sc.table.add(&d); !ok || len(d.Payload) > packet.MaxPayload {
+		if _, ok := sc.table.add(&d); !ok || len(d.Payload) > o.Sender.MaxPayload() {
 			continue
 		}
 		sc.sendable++
@@ -454,7 +453,7 @@ func (r *replayRun) step(ctx context.Context, d *capture.Datagram) error {
 		r.skipFlow++
 		return nil
 	}
-	if len(d.Payload) > packet.MaxPayload {
+	if len(d.Payload) > r.o.Sender.MaxPayload() {
 		r.skipBig++
 		return nil
 	}

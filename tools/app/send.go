@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/framing"
 	"github.com/telewire/telewire/tools/gen"
@@ -99,15 +98,15 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 // source returns a function yielding the next message, io.EOF at the end.
 func source(o SendOptions, stdin io.Reader) (func() ([]byte, error), error) {
 	if o.Gen == "" {
-		r := framing.NewReader(stdin, o.Framing, packet.MaxPayload)
+		r := framing.NewReader(stdin, o.Framing, o.Sender.MaxPayload())
 		return r.Next, nil
 	}
 	g, err := gen.New(o.Gen, o.Size, o.Seed)
 	if err != nil {
 		return nil, err
 	}
-	if o.Size > packet.MaxPayload {
-		return nil, fmt.Errorf("send: --size %d exceeds the maximum payload %d", o.Size, packet.MaxPayload)
+	if max := o.Sender.MaxPayload(); o.Size > max {
+		return nil, fmt.Errorf("send: --size %d exceeds the maximum payload %d", o.Size, max)
 	}
 	buf := make([]byte, 0, max(o.Size, 256))
 	n := 0

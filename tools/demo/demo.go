@@ -32,6 +32,7 @@ type Options struct {
 	Fwd, Rev string
 	Seed     int64          // seeds the link and the generator; default 1
 	Interval time.Duration  // table row interval; default 1s
+	KeyFile  string         // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
 	Logger   zerolog.Logger // default: discard
 }
 
@@ -46,6 +47,11 @@ type Summary struct {
 	Receiver  receiver.StreamStats
 	Sender    sender.Stats
 	Link      netem.RelayStats
+	// Encrypted says the run used a key; Rejected counts the datagrams
+	// the receiver refused before opening (unsealed, another key, failed
+	// authentication, replayed).
+	Encrypted bool
+	Rejected  uint64
 }
 
 func (o Options) withDefaults() Options {
@@ -99,7 +105,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Logger: o.Logger})
+	rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -117,7 +123,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 			o.Logger.Error().Err(err).Msg("link relay stopped")
 		}
 	}()
-	snd, err := sender.New(ctx, sender.Config{To: relay.Addr().String(), Logger: o.Logger})
+	snd, err := sender.New(ctx, sender.Config{To: relay.Addr().String(), KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -144,7 +150,11 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	}
 
 	fmt.Fprintf(out, "telewire demo: %s messages at %.0f/s for %s over loopback\n", o.Source, o.Rate, o.Duration)
-	fmt.Fprintf(out, "link each way: %s\n\n", o.Fwd)
+	fmt.Fprintf(out, "link each way: %s\n", o.Fwd)
+	if o.KeyFile != "" {
+		fmt.Fprintf(out, "encryption: AES-256-GCM, key from %s\n", o.KeyFile)
+	}
+	fmt.Fprintln(out)
 	t := newTable(out)
 	t.header()
 
@@ -183,12 +193,15 @@ loop:
 	case <-ctx.Done():
 	}
 	row()
+	rst := rcv.Stats()
 	sum := Summary{
 		Sent:      sent,
 		Delivered: deliveredNow(),
-		Receiver:  streamOf(rcv.Stats()),
+		Receiver:  streamOf(rst),
 		Sender:    snd.Stats(),
 		Link:      relay.Stats(),
+		Encrypted: o.KeyFile != "",
+		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.AuthFailed + rst.Replayed,
 	}
 	t.summary(sum, time.Since(start))
 	return sum, nil

@@ -57,6 +57,10 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 		msec(s.Sender.RTT.SmoothedNanos), msec(s.Sender.RTT.MinNanos), s.Sender.RTT.Samples)
 	fmt.Fprintf(t.w, "  link: forward dropped %d of %d, reverse dropped %d of %d\n",
 		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
+	if s.Encrypted {
+		fmt.Fprintf(t.w, "  encryption: every packet sealed (AES-256-GCM); refused unopened: receiver %d, sender %d\n",
+			s.Rejected, s.Sender.Unsealed+s.Sender.KeyMismatch+s.Sender.AuthFailed+s.Sender.Replayed)
+	}
 }
 
 func msec(nanos int64) string { return fmt.Sprintf("%.2fms", float64(nanos)/1e6) }

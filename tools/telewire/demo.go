@@ -24,6 +24,7 @@ No flags are needed.`, stderr)
 	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, "netem spec of the sender→receiver direction")
 	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, "netem spec of the receiver→sender direction")
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
+	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err

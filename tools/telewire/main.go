@@ -39,6 +39,7 @@ func commands() []command {
 		{"replay", "replay the UDP datagrams of a pcap/pcapng capture through telewire at their original timing", runReplay},
 		{"bench", "measure throughput, CPU and latency against raw UDP (and kcp-go with --peers)", runBench},
 		{"sim", "sweep repair settings over simulated loss scenarios and tabulate the results", runSim},
+		{"keygen", "write a new pre-shared key file for --key-file (encryption)", runKeygen},
 		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
 	}
 }

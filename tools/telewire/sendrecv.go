@@ -34,6 +34,7 @@ reported).`, stderr)
 	nack := fs.String("nack", "on", "answer retransmission requests from a buffer of recent messages: on or off")
 	fecFlag := fs.String("fec", "auto", "forward error correction: auto (parity chosen from the loss the receiver reports, none while there is none), off, or K,M (M parity packets per K data packets)")
 	interleave := fs.Int("fec-interleave", 1, "with --fec K,M: spread consecutive packets over this many blocks, so bursts of up to D·M losses are repairable (repair waits up to D times longer)")
+	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -94,6 +95,7 @@ one-way delay percentiles).`, stderr)
 	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE`, stamped with its receive time (addresses: see --flows)")
 	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); mapped streams are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
+	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err

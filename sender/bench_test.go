@@ -6,7 +6,8 @@ import (
 
 // BenchmarkSend measures the sender's per-message cost without the socket:
 // stamping, encoding into the outbox, keeping a copy for retransmission,
-// and FEC (off, or 10,3 with the parity encoded into the outbox too).
+// FEC (off, or 10,3 with the parity encoded into the outbox too), and
+// sealing (AES-256-GCM) when a key is set.
 // 200-byte messages; the outbox is emptied whenever it fills, as the
 // writer goroutine would.
 func BenchmarkSend(b *testing.B) {
@@ -14,13 +15,15 @@ func BenchmarkSend(b *testing.B) {
 		name string
 		fec  FECConfig
 		rtx  bool
+		key  []byte
 	}{
-		{"fec=off/rtx=off", FECConfig{Mode: FECOff}, false},
-		{"fec=off", FECConfig{Mode: FECOff}, true},
-		{"fec=10,3", FECConfig{Mode: FECFixed, K: 10, M: 3}, true},
+		{"fec=off/rtx=off", FECConfig{Mode: FECOff}, false, nil},
+		{"fec=off", FECConfig{Mode: FECOff}, true, nil},
+		{"fec=10,3", FECConfig{Mode: FECFixed, K: 10, M: 3}, true, nil},
+		{"fec=off/sealed", FECConfig{Mode: FECOff}, true, testPSK},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			core, err := NewCore(Config{FEC: c.fec, DisableRetransmit: !c.rtx, QueuePackets: 4096, QueueBytes: 4 << 20}, 1, rcvAddr)
+			core, err := NewCore(Config{FEC: c.fec, DisableRetransmit: !c.rtx, Key: c.key, QueuePackets: 4096, QueueBytes: 4 << 20}, 1, rcvAddr)
 			if err != nil {
 				b.Fatal(err)
 			}

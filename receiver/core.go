@@ -64,6 +64,13 @@ const (
 // all arrived without repairing it is NACKed at once.
 const parityWait = 60 * time.Millisecond
 
+// reorderFloor is the least time a gap waits before its first NACK, in
+// case the "missing" packet was only reordered. The tracker raises it to
+// twice the jitter and to the reordering it has seen, so it only needs to
+// cover a clean path's scheduling noise; every microsecond of it is added
+// to the latency of each repaired message.
+const reorderFloor = 250 * time.Microsecond
+
 // startupHold caps the grace time ordered delivery waits at the start of a
 // stream (a tenth of the latency budget, at most this), so that messages
 // reordered ahead of the first one are not delivered before it.
@@ -77,6 +84,7 @@ type stream struct {
 	jitter   stats.Jitter
 	delay    stats.DelayHistogram
 	rtt      reliability.RTT // NACK → retransmission, for NACK retry timing
+	fecDelay reliability.RTT // loss found → rebuilt by FEC: how long parity takes to help
 	decoder  *fec.Decoder    // created by the first PARITY of the stream
 	// fecRecent remembers the sequences FEC rebuilt lately. When the
 	// original of one arrives after all, it was reordered, not lost, and
@@ -317,6 +325,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if origin == OriginFEC && info.WasMissing {
 		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
 		st.fecNext++
+		st.fecDelay.Observe(info.SinceDetectedNanos)
 	}
 	switch origin {
 	case OriginRetransmit:
@@ -491,7 +500,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, ReorderFloor: int64(reorderFloor)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: c.cfg.ReorderCapacity,
@@ -551,7 +560,7 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	}
 	st.tracker.SetJitter(int64(st.jitter.Nanos()))
 	var rec reliability.Recoverer // NACK only what FEC cannot rebuild
-	if st.decoder != nil {
+	if st.decoder != nil && st.holdForParity() {
 		rec = st.decoder
 	}
 	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), rec)
@@ -572,6 +581,19 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 		rs = rest
 	}
 	c.pkt.Ranges = nil
+}
+
+// holdForParity reports whether a gap FEC may still rebuild should wait for
+// its parity rather than be NACKed at once: yes unless both repairs have
+// been timed and a retransmission (the reorder wait, then a NACK round
+// trip) has been the faster. On a short path, or a slow stream whose FEC
+// blocks take long to fill, the retransmission wins and the hold would
+// only add latency; on a long path FEC wins and saves the NACK.
+func (st *stream) holdForParity() bool {
+	if st.fecDelay.Samples() == 0 || st.rtt.Samples() == 0 {
+		return true
+	}
+	return st.fecDelay.Smoothed() <= st.tracker.ReorderTolerance()+st.rtt.Smoothed()
 }
 
 // redundantLossPPM is the loss rate from which NACKs are sent twice: with p

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/reliability"
 )
 
 func newCore(t *testing.T, cfg Config) *Core {
@@ -148,5 +149,27 @@ func TestHandleAllocatesNothing(t *testing.T) {
 		c.Pop()
 	}); n != 0 {
 		t.Fatalf("Handle+Pop allocates %.1f times per datagram", n)
+	}
+}
+
+func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
+	c := newCore(t, Config{})
+	c.Handle(dataPkt(t, 1, 0, 0, 1), addr(0), 1)
+	var st *stream
+	for _, s := range c.sessions {
+		st = s.streams[0]
+	}
+	if !st.holdForParity() {
+		t.Fatal("without timings the receiver must wait for parity")
+	}
+	st.rtt.Observe(int64(time.Millisecond))         // retransmissions take 1 ms
+	st.fecDelay.Observe(int64(10 * time.Millisecond)) // FEC took 10 ms
+	if st.holdForParity() {
+		t.Fatal("held for parity although retransmission is ten times faster")
+	}
+	st.rtt = reliability.RTT{}
+	st.rtt.Observe(int64(50 * time.Millisecond))
+	if !st.holdForParity() {
+		t.Fatal("NACKed at once although FEC repairs in a fifth of the round trip")
 	}
 }

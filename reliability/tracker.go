@@ -179,6 +179,9 @@ type ArrivalInfo struct {
 	// SinceNACKNanos is the time since the sequence was last NACKed, 0 if
 	// it never was. For a retransmission it approximates a round trip.
 	SinceNACKNanos int64
+	// SinceDetectedNanos is, for a recovery, the time since the sequence
+	// was found missing: how long its repair took.
+	SinceDetectedNanos int64
 }
 
 // TrackerStats are a Tracker's cumulative counters. They reconcile as
@@ -382,6 +385,7 @@ func (t *Tracker) recover(seq uint64, now int64, src Source, info *ArrivalInfo) 
 	if e.tries > 0 {
 		info.SinceNACKNanos = now - e.lastNACK
 	}
+	info.SinceDetectedNanos = now - e.detected
 	switch src {
 	case SourceRetransmit:
 		t.stats.RecoveredRTX++

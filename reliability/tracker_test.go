@@ -206,7 +206,10 @@ func runScenario(t *testing.T, c trackerCase, start uint64) *Tracker {
 			if k > 0 {
 				want = ArrivalInfo{}
 			}
-			info.SinceNACKNanos = 0
+			if info.SinceDetectedNanos < 0 || !info.WasMissing && info.SinceDetectedNanos != 0 {
+				t.Fatalf("step %d: repair time %d for an arrival that repaired nothing", i, info.SinceDetectedNanos)
+			}
+			info.SinceNACKNanos, info.SinceDetectedNanos = 0, 0 // timed in TestRepairTimes
 			if a != e.want || info != want {
 				t.Fatalf("step %d: OnData(+%d) = %v %+v, want %v %+v", i, e.seq+uint64(k), a, info, e.want, want)
 			}
@@ -395,5 +398,25 @@ func TestMemoryFigures(t *testing.T) {
 	tr := NewTracker(TrackerConfig{MaxMissing: 100})
 	if tr.miss.maxCap != 150 || len(tr.bits)*8 != DefaultWindow/8 {
 		t.Errorf("missing set bound %d, bitmap %d bytes", tr.miss.maxCap, len(tr.bits)*8)
+	}
+}
+
+// TestRepairTimes checks the times OnArrival gives for a recovery: since
+// the gap was found, and since it was last NACKed.
+func TestRepairTimes(t *testing.T) {
+	tr := NewTracker(TrackerConfig{})
+	tr.OnArrival(0, 1*ms, SourceOriginal)
+	tr.OnArrival(3, 2*ms, SourceOriginal) // 1 and 2 found missing at 2 ms
+	rs := tr.AppendNACK(nil, 10*ms, 50*ms, nil)
+	if len(rs) != 1 || rs[0] != (packet.Range{First: 1, Len: 2}) {
+		t.Fatalf("NACK %+v", rs)
+	}
+	_, info := tr.OnArrival(1, 14*ms, SourceRetransmit)
+	if info.SinceDetectedNanos != 12*ms || info.SinceNACKNanos != 4*ms {
+		t.Fatalf("retransmission: %+v", info)
+	}
+	_, info = tr.OnArrival(2, 15*ms, SourceFEC)
+	if info.SinceDetectedNanos != 13*ms || !info.WasMissing {
+		t.Fatalf("FEC recovery: %+v", info)
 	}
 }

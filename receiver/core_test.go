@@ -162,7 +162,7 @@ func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
 	if !st.holdForParity() {
 		t.Fatal("without timings the receiver must wait for parity")
 	}
-	st.rtt.Observe(int64(time.Millisecond))         // retransmissions take 1 ms
+	st.rtt.Observe(int64(time.Millisecond))           // retransmissions take 1 ms
 	st.fecDelay.Observe(int64(10 * time.Millisecond)) // FEC took 10 ms
 	if st.holdForParity() {
 		t.Fatal("held for parity although retransmission is ten times faster")

@@ -500,7 +500,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, ReorderFloor: int64(reorderFloor)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, ReorderFloor: int64(reorderFloor), NACKInterval: int64(time.Millisecond)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: c.cfg.ReorderCapacity,

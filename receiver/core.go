@@ -72,9 +72,11 @@ const parityWait = 60 * time.Millisecond
 const reorderFloor = 250 * time.Microsecond
 
 // startupHold caps the grace time ordered delivery waits at the start of a
-// stream (a tenth of the latency budget, at most this), so that messages
-// reordered ahead of the first one are not delivered before it.
-const startupHold = 10 * time.Millisecond
+// stream whose opening HEARTBEAT did not arrive first (a quarter of the
+// latency budget, at most this), so that messages reordered ahead of the
+// first one are not delivered before it. Messages overtaken by more than
+// that are counted as skipped.
+const startupHold = 50 * time.Millisecond
 
 // stream is the receiver's state for one stream of one session.
 type stream struct {
@@ -99,6 +101,11 @@ type stream struct {
 	holdUntil int64 // ordered mode: no delivery before this, so the first arrivals can be sorted
 	started   bool  // a DATA packet has arrived
 	anchored  bool  // a HEARTBEAT told where the stream starts before any DATA
+	// The first sequence delivered, and the messages sent before it that
+	// arrived after it was delivered (they count as skipped).
+	delivering     bool
+	firstDelivered uint64
+	skippedAtStart uint64
 	firstSeq  uint64
 
 	echoTs int64 // newest sender timestamp seen
@@ -356,7 +363,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		// short grace time before fixing where the stream begins.
 		st.started, st.firstSeq = true, seq
 		if c.cfg.Mode == ModeOrdered && !st.anchored {
-			st.holdUntil = now + min(int64(c.cfg.Latency)/10, int64(startupHold))
+			st.holdUntil = now + min(int64(c.cfg.Latency)/4, int64(startupHold))
 		}
 	}
 	h := c.pool.get()
@@ -375,6 +382,12 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		offset = now - ts
 	}
 	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
+		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
+			// Sent before the first message delivered and overtaken by it
+			// past the startup hold: passed over like a gap, and counted
+			// so (Delivery counts only gaps after its start).
+			st.skippedAtStart++
+		}
 		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
 	}
@@ -416,6 +429,9 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		}
 		if seq == want {
 			found = true
+		}
+		if !st.delivering {
+			st.delivering, st.firstDelivered = true, seq
 		}
 		if c.queue.push(&h.m) {
 			c.stats.Delivered++
@@ -653,11 +669,15 @@ func (c *Core) NextTimer() (int64, bool) {
 // report closes the stream's interval and queues a REPORT to its sender.
 func (c *Core) report(s *session, st *stream, now int64) {
 	l := st.loss()
+	// A gap younger than the reorder tolerance may yet fill by itself: it
+	// is left for the next interval, so that reordering is not reported
+	// as loss (adaptive FEC would pay parity for it).
+	settled := l.lost - min(l.lost, st.tracker.MissingSince(now-st.tracker.ReorderTolerance()))
 	highest, _ := st.tracker.Highest()
 	expected := packet.SeqDiff(highest, st.lastHighest)
 	var lost uint64 // net new losses this interval; late arrivals may make it negative
-	if l.lost > st.lastLost {
-		lost = l.lost - st.lastLost
+	if settled > st.lastLost {
+		lost = settled - st.lastLost
 	}
 	bursts := st.bursts - st.lastBursts
 	st.lossPPM = 0
@@ -670,7 +690,7 @@ func (c *Core) report(s *session, st *stream, now int64) {
 	if bursts > 0 {
 		st.burstMilli = uint32(min(1<<31, lost*1000/bursts))
 	}
-	st.lastHighest, st.lastLost, st.lastBursts = highest, l.lost, st.bursts
+	st.lastHighest, st.lastLost, st.lastBursts = highest, settled, st.bursts
 
 	c.pkt = packet.Packet{
 		Header: packet.Header{Kind: packet.KindReport, Session: s.id, Stream: st.id},
@@ -742,7 +762,7 @@ func (c *Core) Stats() Stats {
 				Resyncs:      ts.Resyncs,
 				Retransmits:  x.retransmits,
 				NACKs:        x.nacksSent,
-				Skipped:      ds.Skipped,
+				Skipped:      ds.Skipped + x.skippedAtStart,
 				Late:         ds.Late,
 				Superseded:   ds.Superseded,
 				Held:         ds.Buffered,

@@ -178,3 +178,16 @@ func SplitNACK(rs []packet.Range) (head, rest []packet.Range) {
 	}
 	return rs[:n], rs[n:]
 }
+
+// MissingSince returns how many sequences still missing were found missing
+// after since (ns): gaps too young to tell from reordering. It walks the
+// missing sequences, so call it per report, not per packet.
+func (t *Tracker) MissingSince(since int64) uint64 {
+	var n uint64
+	for i := range t.miss.n {
+		if e := t.miss.at(i); e.live && e.detected > since {
+			n++
+		}
+	}
+	return n
+}

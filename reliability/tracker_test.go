@@ -420,3 +420,23 @@ func TestRepairTimes(t *testing.T) {
 		t.Fatalf("FEC recovery: %+v", info)
 	}
 }
+
+func TestMissingSince(t *testing.T) {
+	tr := NewTracker(TrackerConfig{})
+	tr.OnArrival(0, 1*ms, SourceOriginal)
+	tr.OnArrival(3, 2*ms, SourceOriginal) // 1, 2 missing since 2 ms
+	tr.OnArrival(6, 5*ms, SourceOriginal) // 4, 5 missing since 5 ms
+	if got := tr.MissingSince(0); got != 4 {
+		t.Fatalf("MissingSince(0) = %d, want 4", got)
+	}
+	if got := tr.MissingSince(3 * ms); got != 2 {
+		t.Fatalf("MissingSince(3ms) = %d, want 2", got)
+	}
+	tr.OnArrival(5, 6*ms, SourceOriginal) // reordered, no longer missing
+	if got := tr.MissingSince(3 * ms); got != 1 {
+		t.Fatalf("after 5 arrived: MissingSince(3ms) = %d, want 1", got)
+	}
+	if got := tr.MissingSince(5 * ms); got != 0 {
+		t.Fatalf("MissingSince(5ms) = %d, want 0", got)
+	}
+}

@@ -75,6 +75,8 @@ type Loop struct {
 
 	writeErrors atomic.Uint64
 	readErrors  atomic.Uint64
+	writeLog    errLimiter // one line per errorLogInterval about failed writes
+	readLog     errLimiter // and about failed reads
 }
 
 // Start starts the loop's goroutines.
@@ -83,7 +85,7 @@ func Start(cfg Config) *Loop {
 		cfg:  cfg,
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
-		log:  cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second}),
+		log:  cfg.Logger, // socket failures are rate-limited by errLimiter
 	}
 	l.Space = sync.NewCond(&l.Mu)
 	l.writerWG.Add(1)
@@ -138,7 +140,9 @@ func (l *Loop) reader() {
 				return
 			}
 			l.readErrors.Add(1)
-			l.log.Warn().Err(err).Msg("socket read failed")
+			if ok, n := l.readLog.allow(l.cfg.Clock.Now()); ok {
+				l.log.Warn().Err(err).Uint64("suppressed", n).Msg("socket read failed")
+			}
 			continue
 		}
 		now := l.cfg.Clock.Now()
@@ -221,7 +225,9 @@ func (l *Loop) write(b *outbox.Batch) {
 			return
 		}
 		l.writeErrors.Add(1)
-		l.log.Warn().Err(err).Stringer("to", dgs[min(n, len(dgs)-1)].Addr).Msg("socket write failed")
+		if ok, s := l.writeLog.allow(l.cfg.Clock.Now()); ok {
+			l.log.Warn().Err(err).Stringer("to", dgs[min(n, len(dgs)-1)].Addr).Uint64("suppressed", s).Msg("socket write failed")
+		}
 		if n < len(dgs) {
 			n++ // skip the datagram that failed
 		}

@@ -53,6 +53,10 @@ type Config struct {
 	// times after the start: packets sent from then on take the new
 	// spec (packets already on the link are delivered as scheduled).
 	FwdChanges []Change
+	// RevChanges does the same for the reverse (feedback) link. A change
+	// on both links at the same time, to "loss 100%" and back, is a
+	// blackhole.
+	RevChanges []Change
 	// Observe, if set, is called every ObserveEvery of simulated time with
 	// the time since the start and both cores, to sample their state.
 	Observe      func(elapsed time.Duration, snd *sender.Core, rcv *receiver.Core)
@@ -96,7 +100,10 @@ type Result struct {
 	Receiver        receiver.Stats // the last receiver's
 	FwdLink         netem.LinkStats
 	RevLink         netem.LinkStats
-	SimulatedNanos  int64
+	// FwdQueued and RevQueued are the copies still on the links when the
+	// run ended (sent in its last instants, or held by a long delay).
+	FwdQueued, RevQueued int
+	SimulatedNanos       int64
 }
 
 // Residual returns the fraction of sent messages never delivered.
@@ -149,18 +156,15 @@ func Run(c Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	fwd, err := netem.NewLink(c.Fwd, c.Seed)
+	fwdSet, err := newLinkSet(c.Fwd, c.Seed, c.FwdChanges)
 	if err != nil {
 		return Result{}, fmt.Errorf("sim: forward link: %w", err)
 	}
-	// Links the forward direction has used: a change starts a new one and
-	// the old ones drain.
-	fwdLinks := []*netem.Link{fwd}
-	changes := c.FwdChanges
-	rev, err := netem.NewLink(c.Rev, c.Seed^0x5eed)
+	revSet, err := newLinkSet(c.Rev, c.Seed^0x5eed, c.RevChanges)
 	if err != nil {
 		return Result{}, fmt.Errorf("sim: reverse link: %w", err)
 	}
+	var fwd, rev *netem.Link // the links packets go onto now; set at every step
 
 	var res Result
 	interval := int64(float64(time.Second) / c.Rate)
@@ -202,7 +206,6 @@ func Run(c Config) (Result, error) {
 
 	now := c.Start
 	next := 0
-	var fwdStats netem.LinkStats // of forward links replaced by a change
 	nextObserve := int64(-1)
 	if c.Observe != nil && c.ObserveEvery > 0 {
 		nextObserve = c.Start + int64(c.ObserveEvery)
@@ -212,14 +215,13 @@ func Run(c Config) (Result, error) {
 			c.Observe(time.Duration(nextObserve-c.Start), snd, rcv)
 			nextObserve += int64(c.ObserveEvery)
 		}
-		for len(changes) > 0 && c.Start+int64(changes[0].At) <= now {
-			l, err := netem.NewLink(changes[0].Spec, c.Seed+int64(len(fwdLinks)))
-			if err != nil {
-				return res, fmt.Errorf("sim: forward link change: %w", err)
-			}
-			fwdStats = addLinkStats(fwdStats, fwd.Stats())
-			fwd, fwdLinks, changes = l, append(fwdLinks, l), changes[1:]
+		if err := fwdSet.apply(c.Start, now, c.Seed); err != nil {
+			return res, fmt.Errorf("sim: forward link change: %w", err)
 		}
+		if err := revSet.apply(c.Start, now, c.Seed^0x5eed); err != nil {
+			return res, fmt.Errorf("sim: reverse link change: %w", err)
+		}
+		fwd, rev = fwdSet.cur, revSet.cur
 		for next < c.Messages && sendAt(next) <= now {
 			if next > 0 && next == c.RestartSenderAt {
 				if snd, err = sender.NewCore(c.Sender, 0x5152, ReceiverAddr); err != nil {
@@ -246,7 +248,7 @@ func Run(c Config) (Result, error) {
 		}
 		snd.Tick(now)
 		toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
-		for _, l := range fwdLinks {
+		for _, l := range fwdSet.all {
 			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
 				rcv.Handle(pkt, SenderAddr, now)
 			}
@@ -281,17 +283,21 @@ func Run(c Config) (Result, error) {
 			latencies = append(latencies, now-sendAt(int(i))) // send call to delivery, holding included
 		}
 		toLink(rcv.Outbox(), rev, now, nil)
-		for pkt, ok := rev.Dequeue(now); ok; pkt, ok = rev.Dequeue(now) {
-			snd.Handle(pkt, ReceiverAddr, now)
+		for _, l := range revSet.all {
+			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
+				snd.Handle(pkt, ReceiverAddr, now)
+			}
 		}
 		if snd.Outbox().Current().Len() > 0 || rcv.Outbox().Current().Len() > 0 {
 			continue // answers queued at this instant go out at this instant
 		}
 		nextChange := nextObserve
-		if len(changes) > 0 && (nextChange < 0 || c.Start+int64(changes[0].At) < nextChange) {
-			nextChange = c.Start + int64(changes[0].At)
+		for _, set := range []*linkSet{fwdSet, revSet} {
+			if len(set.changes) > 0 && (nextChange < 0 || c.Start+int64(set.changes[0].At) < nextChange) {
+				nextChange = c.Start + int64(set.changes[0].At)
+			}
 		}
-		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, snd, rcv, append(fwdLinks, rev)...)
+		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, snd, rcv, fwdSet.all, revSet.all)
 	}
 	res.SimulatedNanos = now - c.Start
 	for i, ok := range delivered {
@@ -301,8 +307,8 @@ func Run(c Config) (Result, error) {
 	}
 	res.Sender = snd.Stats()
 	res.Receiver = rcv.Stats()
-	res.FwdLink = addLinkStats(fwdStats, fwd.Stats())
-	res.RevLink = rev.Stats()
+	res.FwdLink, res.FwdQueued = fwdSet.stats()
+	res.RevLink, res.RevQueued = revSet.stats()
 	if len(latencies) > 0 {
 		slices.Sort(latencies)
 		q := func(p float64) int64 { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
@@ -316,7 +322,7 @@ type timed interface{ NextTimer() (int64, bool) }
 
 // nextEvent returns the earliest time anything has work after now, or
 // end+1 when nothing does.
-func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rcv timed, links ...*netem.Link) int64 {
+func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rcv timed, links ...[]*netem.Link) int64 {
 	t := end + 1
 	consider := func(at int64, ok bool) {
 		if ok && at < t {
@@ -327,8 +333,10 @@ func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rc
 	consider(nextChange, nextChange >= 0)
 	consider(snd.NextTimer())
 	consider(rcv.NextTimer())
-	for _, l := range links {
-		consider(l.Next())
+	for _, set := range links {
+		for _, l := range set {
+			consider(l.Next())
+		}
 	}
 	if t <= now {
 		t = now + 1 // a timer reported as due must not stall simulated time
@@ -346,6 +354,46 @@ func fill(b []byte, i uint64) {
 		x ^= x << 17
 		b[j] = byte(x)
 	}
+}
+
+// linkSet is one direction of the simulated path: the link packets are
+// sent on now and the links earlier Changes replaced, which still deliver
+// what they hold.
+type linkSet struct {
+	cur     *netem.Link
+	all     []*netem.Link
+	changes []Change // not yet applied, in time order
+}
+
+func newLinkSet(spec netem.Spec, seed int64, changes []Change) (*linkSet, error) {
+	l, err := netem.NewLink(spec, seed)
+	if err != nil {
+		return nil, err
+	}
+	return &linkSet{cur: l, all: []*netem.Link{l}, changes: changes}, nil
+}
+
+// apply starts a new link for every change due at now (start is the
+// simulation's start time). Each new link gets its own seed.
+func (s *linkSet) apply(start, now, seed int64) error {
+	for len(s.changes) > 0 && start+int64(s.changes[0].At) <= now {
+		l, err := netem.NewLink(s.changes[0].Spec, seed+int64(len(s.all)))
+		if err != nil {
+			return err
+		}
+		s.cur, s.all, s.changes = l, append(s.all, l), s.changes[1:]
+	}
+	return nil
+}
+
+// stats sums the counters of every link the direction has used, and the
+// copies they still hold.
+func (s *linkSet) stats() (sum netem.LinkStats, queued int) {
+	for _, l := range s.all {
+		sum = addLinkStats(sum, l.Stats())
+		queued += l.Len()
+	}
+	return sum, queued
 }
 
 // addLinkStats sums two links' counters.

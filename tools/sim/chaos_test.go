@@ -219,9 +219,6 @@ func chaosTable(rows []chaosRow) string {
 // otherwise perfect link. Nothing is lost, so everything should be
 // delivered; at the least, what is not must be counted.
 func TestStreamStartReordered(t *testing.T) {
-	t.Skip("BUG: ordered delivery fixes the stream start 10 ms (startupHold) after the first arrival; " +
-		"messages overtaken by more than that arrive within their deadline but are refused as Late, " +
-		"neither delivered nor counted in Skipped (receiver/core.go accept/holdUntil)")
 	for seed := int64(1); seed <= 20; seed++ {
 		r, err := Run(Config{Messages: 2000, Rate: 1000, Seed: seed,
 			Fwd: spec(t, "delay 20ms reorder 25%"), Rev: spec(t, "delay 20ms")})
@@ -239,8 +236,6 @@ func TestStreamStartReordered(t *testing.T) {
 // TestReorderingIsNotLoss: reordering without loss must not be reported
 // to the sender as loss, or adaptive FEC pays parity for nothing.
 func TestReorderingIsNotLoss(t *testing.T) {
-	t.Skip("BUG: the receiver's per-interval loss (REPORT IntervalLossPPM) counts sequences that are " +
-		"only overtaken at report time; adaptive FEC then adds parity on a lossless link (receiver/core.go report)")
 	var maxLoss float64
 	r, err := Run(Config{Messages: 10_000, Rate: 1000, Seed: 4,
 		Fwd: spec(t, "delay 20ms reorder 25% 50%"), Rev: spec(t, "delay 20ms"),

@@ -121,20 +121,23 @@ func TestNetemLossyTransfer(t *testing.T) {
 	if len(streams) != senders {
 		t.Fatalf("receiver saw %d streams, want one per sender (%d): %v", len(streams), senders, streams)
 	}
-	var lost, repaired uint64
+	var lost, repaired, late uint64
 	for _, s := range streams {
 		st := s.(map[string]any)
 		lost += uint64(st["lost"].(float64))
 		repaired += uint64(st["recovered_rtx"].(float64) + st["recovered_fec"].(float64))
+		late += uint64(st["late"].(float64))
 	}
 	// 10 % of n with five standard deviations of a binomial either way.
 	mean, sd := 0.1*n, math.Sqrt(n*0.1*0.9)
 	if float64(lost) < mean-5*sd || float64(lost) > mean+5*sd {
 		t.Fatalf("receiver counted %d of %d lost, want about %.0f", lost, n, mean)
 	}
-	// Repair, once wired in, can only add to what arrived.
-	if written+lost-repaired != n {
-		t.Fatalf("wrote %d messages, lost %d, repaired %d: does not add up to %d sent", written, lost, repaired, n)
+	// Every message was written, lost for good, or arrived (first or
+	// repaired) after ordered delivery had passed it: on a loaded machine a
+	// repair can miss the latency budget.
+	if written+lost-repaired+late != n {
+		t.Fatalf("wrote %d messages, lost %d, repaired %d, late %d: does not add up to %d sent", written, lost, repaired, late, n)
 	}
 
 	fwd, rev := dirCounts(t, summary, "fwd"), dirCounts(t, summary, "rev")

@@ -67,7 +67,7 @@ func TestEncodeAllocs(t *testing.T) {
 				enc.TakeParity(func(_ packet.Parity, shard []byte) { sink += len(shard) })
 			}
 		}
-		step() // warm-up: buffers and codecs
+		step() // warm-up: shard buffers
 		if a := testing.AllocsPerRun(50, step); a != 0 {
 			t.Errorf("K=%d M=%d D=%d: %.1f allocations per group, want 0", c.k, c.m, c.d, a)
 		}

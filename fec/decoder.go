@@ -192,12 +192,14 @@ type Decoder struct {
 	high     uint64 // highest data sequence seen
 	highAt   int64  // when it arrived
 
-	blocks []block
-	pool   [][]byte // parity buffers
-	free   []int32  // indices of free pool buffers
+	blocks  []block
+	pending int      // blocks in stPending: AddData looks for none when 0
+	pool    [][]byte // parity buffers
+	free    []int32  // indices of free pool buffers
 
 	haveParity   bool
 	lastParityAt int64
+	parityFirst  uint64 // latest-starting block any accepted parity named
 
 	// recovered messages waiting for TakeRecovered: sequences, FIFO
 	rq     [recoveredCap]uint64
@@ -213,6 +215,7 @@ type Decoder struct {
 	syn     [][]byte
 	out     [][]byte
 	ll      reedsolomon.LowLevel
+	crc     crcScratch
 
 	stats DecoderStats
 }
@@ -296,6 +299,7 @@ func (d *Decoder) Reset() {
 	for i := range d.blocks {
 		d.blocks[i].state = stFree
 	}
+	d.pending = 0
 	d.free = d.free[:0]
 	for i := len(d.pool) - 1; i >= 0; i-- {
 		d.free = append(d.free, int32(i))
@@ -328,7 +332,10 @@ func (d *Decoder) AddData(seq uint64, ts int64, payload []byte, now int64) {
 	copy(s.buf[ShardHeaderLen:], payload)
 	s.seq, s.used, s.at, s.ts, s.n = seq, true, now, ts, len(payload)
 	d.stats.DataShards++
-	for i := range d.blocks {
+	// Without loss every block is complete when its parity arrives, and the
+	// table (of blocks several hundred bytes apart) need not be walked for
+	// each DATA packet.
+	for i := 0; d.pending > 0 && i < len(d.blocks); i++ {
 		b := &d.blocks[i]
 		if b.state != stPending {
 			continue
@@ -396,6 +403,9 @@ func (d *Decoder) AddParity(par packet.Parity, shard []byte, now int64) error {
 	}
 	d.stats.ParityReceived++
 	d.stats.ParityBytes += uint64(len(shard))
+	if !d.haveParity || packet.SeqLess(d.parityFirst, par.First) {
+		d.parityFirst = par.First
+	}
 	d.haveParity, d.lastParityAt = true, now
 	idx := int(par.Index)
 	if b.seen[idx>>6]&(1<<(idx&63)) != 0 {
@@ -446,9 +456,9 @@ func (d *Decoder) newBlock(par packet.Parity, shardLen int, now int64) (*block, 
 			nData++
 		}
 	}
-	b := d.slot()
+	b := d.slot() // free, finished or failed: never pending
 	*b = block{
-		state:    stPending,
+		state:    stFree,
 		first:    par.First,
 		k:        par.K,
 		m:        par.M,
@@ -459,7 +469,9 @@ func (d *Decoder) newBlock(par packet.Parity, shardLen int, now int64) (*block, 
 		maxIdx:   -1,
 	}
 	if nData == int(par.K) {
-		b.state = stDone
+		d.setState(b, stDone)
+	} else {
+		d.setState(b, stPending)
 	}
 	return b, nil
 }
@@ -500,7 +512,18 @@ func (d *Decoder) giveUp(b *block) {
 // fail marks b failed and releases its parity buffers.
 func (d *Decoder) fail(b *block) {
 	d.release(b)
-	b.state = stFailed
+	d.setState(b, stFailed)
+}
+
+// setState moves b to state s, keeping the count of pending blocks.
+func (d *Decoder) setState(b *block, s blockState) {
+	if b.state == stPending {
+		d.pending--
+	}
+	if s == stPending {
+		d.pending++
+	}
+	b.state = s
 }
 
 func (d *Decoder) release(b *block) {
@@ -516,7 +539,7 @@ func (d *Decoder) progress(b *block, now int64) {
 	switch {
 	case b.nData >= int(b.k):
 		d.release(b)
-		b.state = stDone
+		d.setState(b, stDone)
 	case b.nData+b.nPar >= int(b.k):
 		d.reconstruct(b, now)
 	}
@@ -559,7 +582,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 				d.giveUp(b)
 				return
 			}
-			putShardHeader(s.buf, seq, s.ts, s.buf[ShardHeaderLen:ShardHeaderLen+s.n])
+			d.crc.putShardHeader(s.buf, seq, s.ts, s.buf[ShardHeaderLen:ShardHeaderLen+s.n])
 			d.present = append(d.present, s.buf[:ShardHeaderLen+s.n])
 			d.presIdx = append(d.presIdx, i)
 		} else {
@@ -612,7 +635,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	ok := true
 	for c, j := range d.missing {
 		seq := b.seq(j)
-		ts, payload, valid := checkShard(seq, d.out[c])
+		ts, payload, valid := d.crc.checkShard(seq, d.out[c])
 		if !valid {
 			d.stats.RecoveryRejected++
 			ok = false
@@ -624,7 +647,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 		d.stats.BlocksRecovered++
 		b.nData = k
 		d.release(b)
-		b.state = stDone
+		d.setState(b, stDone)
 		return
 	}
 	d.stats.BlocksInconsistent++
@@ -683,7 +706,15 @@ func (d *Decoder) TakeRecovered(fn func(seq uint64, ts int64, payload []byte)) i
 //   - otherwise, if parity arrived within ParityIdleNanos: true while the
 //     loss of seq became visible (the first later sequence received, or
 //     the newest one if none is later) less than ParityWaitNanos ago, since
-//     parity for its block may still come; false when FEC is idle.
+//     parity for its block may still come; false when FEC is idle, and
+//     false once parity has arrived for a block that starts after seq. An
+//     Encoder completes blocks in the order of their first sequences
+//     (interleaved ones included) and the sender keeps that order, so the
+//     parity of seq's block left before that parity: it was lost, or seq
+//     was never protected. Waiting for it would only let the sender's
+//     retransmit buffer age out, which at high rates takes less than
+//     ParityWaitNanos. (Parity reordered by the network costs at worst a
+//     NACK that was not needed.)
 func (d *Decoder) CanRecover(seq uint64, now int64) bool {
 	s := &d.ring[seq&d.mask]
 	if s.used && s.seq == seq {
@@ -711,7 +742,8 @@ func (d *Decoder) CanRecover(seq uint64, now int64) bool {
 		}
 		return int(b.k)-b.nData <= possible
 	}
-	if !d.haveParity || now-d.lastParityAt >= d.cfg.ParityIdleNanos || !d.haveHigh {
+	if !d.haveParity || now-d.lastParityAt >= d.cfg.ParityIdleNanos || !d.haveHigh ||
+		packet.SeqLess(seq, d.parityFirst) {
 		return false
 	}
 	noticed := d.highAt

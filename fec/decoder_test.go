@@ -436,6 +436,53 @@ func TestCanRecover(t *testing.T) {
 	}
 }
 
+// TestCanRecoverStopsAfterLaterParity: blocks complete, and their parity
+// leaves, in the order of their first sequences, interleaved or not. A
+// block lost whole, its parity with it (a burst, or a dropped coalesced
+// read), is known to be beyond FEC's reach as soon as parity for a block
+// that starts after it arrives: the NACK must not wait ParityWait for it,
+// by which time a fast sender's retransmit buffer may have moved on.
+func TestCanRecoverStopsAfterLaterParity(t *testing.T) {
+	for _, c := range []struct{ k, m, d int }{{4, 2, 1}, {4, 2, 3}, {10, 3, 2}} {
+		g := uint64(c.k * c.d) // sequences per group
+		msgs := makeMsgs(int(3*g), 1000, 40, 9)
+		stream := encodeStream(mustEncoder(t, EncoderConfig{K: c.k, M: c.m, Interleave: c.d}), msgs, 0)
+		// Group 0 arrives whole; group 1 is lost whole, data and parity;
+		// group 2's data arrives, its parity is held back.
+		g1, g2 := uint64(1000)+g, uint64(1000)+2*g
+		var held []pkt
+		d := mustDecoder(t, DecoderConfig{ParityWaitNanos: 100 * ms})
+		for _, p := range stream {
+			first := p.seq
+			if p.parity {
+				first = p.par.First
+			}
+			switch {
+			case first >= g1 && first < g2: // group 1: lost
+			case p.parity && first >= g2:
+				held = append(held, p)
+			default:
+				if err := deliver(d, p, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for seq := g1; seq < g2; seq++ {
+			if !d.CanRecover(seq, ms) {
+				t.Fatalf("%+v: seq %d: not waiting for parity that may still come", c, seq)
+			}
+		}
+		if err := deliver(d, held[len(held)-1], ms); err != nil { // any of group 2's
+			t.Fatal(err)
+		}
+		for seq := g1; seq < g2; seq++ {
+			if d.CanRecover(seq, ms) {
+				t.Fatalf("%+v: seq %d still waits for parity after a later block's arrived", c, seq)
+			}
+		}
+	}
+}
+
 func TestDecoderBlockTableEviction(t *testing.T) {
 	msgs := makeMsgs(12, 0, 20, 8)
 	stream := encodeStream(mustEncoder(t, EncoderConfig{K: 3, M: 4}), msgs, 0)
@@ -485,7 +532,7 @@ func TestDecoderRecoveredQueueBounded(t *testing.T) {
 	// Three K=100, M=100 blocks each losing 100 data shards: 300 rebuilt
 	// messages against a queue of 256 when nobody takes them.
 	msgs := makeMsgs(300, 0, 4, 7)
-	stream := encodeStream(mustEncoder(t, EncoderConfig{K: 100, M: 100, CodecCache: 1}), msgs, 0)
+	stream := encodeStream(mustEncoder(t, EncoderConfig{K: 100, M: 100}), msgs, 0)
 	d := mustDecoder(t, DecoderConfig{})
 	for _, p := range stream {
 		if p.parity {

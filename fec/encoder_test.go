@@ -1,7 +1,9 @@
 package fec
 
 import (
+	"bytes"
 	"errors"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/telewire/telewire/packet"
@@ -17,7 +19,6 @@ func TestEncoderConfigValidation(t *testing.T) {
 		{Interleave: 256},
 		{Interleave: -1},
 		{K: 100, M: 10, Interleave: 10}, // 1100 shard buffers
-		{CodecCache: -1},
 	}
 	for _, cfg := range bad {
 		if _, err := NewEncoder(cfg); !errors.Is(err, ErrBadParams) {
@@ -244,22 +245,118 @@ func TestEncoderInterleave(t *testing.T) {
 	}
 }
 
-func TestEncoderCodecCacheBounded(t *testing.T) {
-	e := mustEncoder(t, EncoderConfig{K: 2, M: 1, CodecCache: 2})
-	seq := uint64(0)
-	for round := 0; round < 3; round++ {
-		for k := 1; k <= 5; k++ {
-			if err := e.SetParams(k, 1); err != nil {
-				t.Fatal(err)
+// TestEncoderParityMatchesDefinition holds the Encoder's parity to the
+// documented code, computed here bit by bit: parity i of a block of n data
+// shards (header and payload, zero-padded to the longest) is
+// Σ_j c(i,j)·D_j. Shard lengths on both sides of the kernel padding, full
+// and partial blocks, and parameters changing between blocks are covered:
+// the decoder relies on exactly this, and the padding must never show.
+func TestEncoderParityMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	e := mustEncoder(t, EncoderConfig{MaxDelayNanos: -1})
+	var x crcScratch
+	seq := uint64(1 << 40)
+	for _, c := range []struct{ k, m, n, maxLen int }{
+		{1, 1, 1, 0}, {4, 2, 4, 50}, {10, 3, 10, 200}, {10, 3, 7, 200},
+		{10, 3, 10, 50}, {17, 5, 17, 1300}, {200, 56, 200, 64}, {1, 255, 1, 130}, {5, 4, 2, 300},
+	} {
+		if err := e.SetParams(c.k, c.m); err != nil {
+			t.Fatal(err)
+		}
+		var shards [][]byte
+		L := 0
+		for j := 0; j < c.n; j++ {
+			p := make([]byte, rng.IntN(c.maxLen+1))
+			for i := range p {
+				p[i] = byte(rng.Uint32())
 			}
-			for i := 0; i < k; i++ {
-				e.Add(seq, 0, nil, 0)
-				seq++
-			}
-			take(e)
-			if len(e.cache) > 2 {
-				t.Fatalf("codec cache holds %d", len(e.cache))
+			ts := int64(rng.Uint64() >> 1)
+			sh := make([]byte, ShardHeaderLen+len(p))
+			x.putShardHeader(sh, seq, ts, p)
+			copy(sh[ShardHeaderLen:], p)
+			shards = append(shards, sh)
+			L = max(L, len(sh))
+			ready := e.Add(seq, ts, p, 0)
+			seq++
+			if ready != (j == c.k-1) {
+				t.Fatalf("%+v: Add %d reported ready=%v", c, j, ready)
 			}
 		}
+		if c.n < c.k && !e.FlushAll() {
+			t.Fatalf("%+v: partial block not closed", c)
+		}
+		got := take(e)
+		if len(got) != c.m {
+			t.Fatalf("%+v: %d parity shards", c, len(got))
+		}
+		for i, g := range got {
+			want := make([]byte, L)
+			for j, sh := range shards {
+				for b, v := range sh {
+					want[b] ^= slowMul(coef(i, j), v)
+				}
+			}
+			if g.par.K != uint8(c.n) || g.par.M != uint8(c.m) || g.par.Index != uint8(i) {
+				t.Fatalf("%+v: parity header %+v", c, g.par)
+			}
+			if !bytes.Equal(g.shard, want) {
+				t.Fatalf("%+v: parity %d (%d bytes) differs from the definition", c, i, len(g.shard))
+			}
+		}
+		seq += 1000 // a gap: the next block starts afresh
+	}
+}
+
+// TestEncoderParityInBlockOrder holds the Encoder to the order the
+// Decoder's CanRecover relies on: parity comes out in the order of the
+// blocks' first sequences, whatever closes them (full blocks, the time
+// limit, sequence gaps, unprotected payloads) and however the parameters
+// change between groups.
+func TestEncoderParityInBlockOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	e := mustEncoder(t, EncoderConfig{K: 4, M: 2, Interleave: 3, MaxDelayNanos: 10})
+	seq, now := uint64(1<<63-500), int64(0) // crosses the signed midpoint
+	var last uint64
+	have, blocks := false, 0
+	check := func() {
+		idx := -1
+		e.TakeParity(func(par packet.Parity, _ []byte) {
+			if int(par.Index) != idx+1 {
+				if par.Index != 0 || (have && !packet.SeqLess(last, par.First)) {
+					t.Fatalf("parity of block %d (index %d) after block %d", par.First, par.Index, last)
+				}
+				last, have = par.First, true
+				blocks++
+			}
+			idx = int(par.Index)
+		})
+	}
+	for i := 0; i < 20_000; i++ {
+		switch r := rng.IntN(100); {
+		case r < 2:
+			_ = e.SetParams(1+rng.IntN(12), 1+rng.IntN(4))
+		case r < 4:
+			_ = e.SetInterleave(1 + rng.IntN(6))
+		case r < 6:
+			seq += uint64(1 + rng.IntN(5)) // a gap
+		case r < 8:
+			now += 10
+			if e.Flush(now) {
+				check()
+			}
+			continue
+		}
+		size := rng.IntN(30)
+		if rng.IntN(200) == 0 {
+			size = MaxProtectedPayload + 1
+		}
+		if e.Add(seq, now, make([]byte, size), now) {
+			check()
+		}
+		seq++
+		now += int64(rng.IntN(3))
+	}
+	if blocks < 1000 {
+		t.Fatalf("only %d blocks", blocks)
 	}
 }

@@ -149,13 +149,19 @@ func checkFuzzInvariants(t *testing.T, d *Decoder, sc fuzzScenario) {
 			t.Fatalf("seq %d handed out ts %d payload %x: not what was sent", seq, ts, payload)
 		}
 	})
-	held := 0
+	held, pending := 0, 0
 	for i := range d.blocks {
 		b := &d.blocks[i]
 		if b.nPar < 0 || b.nPar > maxStored || (b.state != stPending && b.nPar != 0) {
 			t.Fatalf("block %d holds %d parity in state %d", i, b.nPar, b.state)
 		}
 		held += b.nPar
+		if b.state == stPending {
+			pending++
+		}
+	}
+	if pending != d.pending {
+		t.Fatalf("%d blocks pending, counted %d", pending, d.pending)
 	}
 	if held+len(d.free) != len(d.pool) {
 		t.Fatalf("parity buffers: %d held + %d free != %d", held, len(d.free), len(d.pool))

@@ -3,7 +3,7 @@ package fec
 // Arithmetic in GF(2^8) for the decoder's small matrix inversions and for
 // the Cauchy coefficients. The field is the one klauspost/reedsolomon uses:
 // polynomial x^8+x^4+x^3+x^2+1 (0x11d) with generator 2, so coefficients
-// computed here multiply correctly with the codec's SIMD slice routines.
+// computed here multiply correctly with the library's SIMD slice routines.
 
 const gfPoly = 0x11d
 
@@ -46,18 +46,6 @@ func gfInv(a byte) byte {
 // zero.
 func coef(i, j int) byte {
 	return gfInv(byte(255-i) ^ byte(j))
-}
-
-// parityMatrix returns the m×k parity rows handed to the codec.
-func parityMatrix(k, m int) [][]byte {
-	rows := make([][]byte, m)
-	for i := range rows {
-		rows[i] = make([]byte, k)
-		for j := range rows[i] {
-			rows[i][j] = coef(i, j)
-		}
-	}
-	return rows
 }
 
 // gfInvert inverts the n×n row-major matrix a into inv by Gauss-Jordan

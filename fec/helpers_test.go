@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/klauspost/reedsolomon"
+
 	"github.com/telewire/telewire/packet"
 )
 
@@ -123,4 +125,29 @@ func index(msgs []msg) map[uint64]msg {
 		m[x.seq] = x
 	}
 	return m
+}
+
+// parityMatrix returns the m×k parity rows of the code, for the library
+// codec the tests and benchmarks compare the Encoder with.
+func parityMatrix(k, m int) [][]byte {
+	rows := make([][]byte, m)
+	for i := range rows {
+		rows[i] = make([]byte, k)
+		for j := range rows[i] {
+			rows[i][j] = coef(i, j)
+		}
+	}
+	return rows
+}
+
+// newCodec builds klauspost/reedsolomon's encoder for the code, configured
+// as the Encoder's was before it applied the coefficients itself:
+// single-threaded, and without the AVX2 code-generated kernels (they
+// allocate once per Encode), so it runs the SSSE3 kernels.
+func newCodec(k, m int) (reedsolomon.Encoder, error) {
+	return reedsolomon.New(k, m,
+		reedsolomon.WithCustomMatrix(parityMatrix(k, m)),
+		reedsolomon.WithMaxGoroutines(1),
+		reedsolomon.WithAVX2(false),
+		reedsolomon.WithInversionCache(false))
 }

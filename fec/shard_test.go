@@ -10,29 +10,30 @@ import (
 )
 
 func TestShardLayoutRoundTrip(t *testing.T) {
+	var x crcScratch
 	for _, n := range []int{0, 1, 13, 1200} {
 		payload := bytes.Repeat([]byte{0xa5}, n)
 		shard := make([]byte, ShardHeaderLen+n+7) // with padding
-		putShardHeader(shard, 42, -5, payload)
+		x.putShardHeader(shard, 42, -5, payload)
 		copy(shard[ShardHeaderLen:], payload)
-		ts, p, ok := checkShard(42, shard)
+		ts, p, ok := x.checkShard(42, shard)
 		if !ok || ts != -5 || !bytes.Equal(p, payload) {
 			t.Fatalf("n=%d: got ts=%d ok=%v", n, ts, ok)
 		}
-		if _, _, ok := checkShard(43, shard); ok {
+		if _, _, ok := x.checkShard(43, shard); ok {
 			t.Fatalf("n=%d: shard accepted for another sequence", n)
 		}
 		// Any single flipped bit is caught: header, payload or padding.
 		for bit := 0; bit < len(shard)*8; bit++ {
 			shard[bit/8] ^= 1 << (bit % 8)
-			if _, _, ok := checkShard(42, shard); ok {
+			if _, _, ok := x.checkShard(42, shard); ok {
 				t.Fatalf("n=%d: bit %d flipped and accepted", n, bit)
 			}
 			shard[bit/8] ^= 1 << (bit % 8)
 		}
 		// Every truncation fails cleanly.
 		for i := 0; i < ShardHeaderLen+n; i++ {
-			if _, _, ok := checkShard(42, shard[:i]); ok {
+			if _, _, ok := x.checkShard(42, shard[:i]); ok {
 				t.Fatalf("n=%d: truncated to %d accepted", n, i)
 			}
 		}
@@ -42,6 +43,7 @@ func TestShardLayoutRoundTrip(t *testing.T) {
 // TestShardCRCDefinition holds shardCRC to the documented definition:
 // CRC-32C of seq, ts, length (big-endian) and payload, concatenated.
 func TestShardCRCDefinition(t *testing.T) {
+	var x crcScratch
 	for _, c := range []struct {
 		seq uint64
 		ts  int64
@@ -52,17 +54,18 @@ func TestShardCRCDefinition(t *testing.T) {
 		b = binary.BigEndian.AppendUint64(b, uint64(c.ts))
 		b = binary.BigEndian.AppendUint16(b, uint16(len(c.p)))
 		b = append(b, c.p...)
-		if got, want := shardCRC(c.seq, c.ts, c.p), crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)); got != want {
+		if got, want := x.shardCRC(c.seq, c.ts, c.p), crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)); got != want {
 			t.Errorf("seq %d: shardCRC %08x, want %08x", c.seq, got, want)
 		}
 	}
 }
 
 func TestShardLengthBeyondShard(t *testing.T) {
+	var x crcScratch
 	shard := make([]byte, ShardHeaderLen+4)
-	putShardHeader(shard, 1, 1, []byte{1, 2, 3, 4})
+	x.putShardHeader(shard, 1, 1, []byte{1, 2, 3, 4})
 	shard[offShardLen], shard[offShardLen+1] = 0xff, 0xff
-	if _, _, ok := checkShard(1, shard); ok {
+	if _, _, ok := x.checkShard(1, shard); ok {
 		t.Fatal("embedded length 65535 in an 18-byte shard accepted")
 	}
 }

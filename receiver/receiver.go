@@ -53,6 +53,7 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 		ReadBufferBytes:  cfg.SocketBufferBytes,
 		WriteBufferBytes: cfg.SocketBufferBytes,
 		MaxDatagram:      packet.MaxPacketLen,
+		BusyPoll:         cfg.BusyPoll,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receiver: listen %s: %w", cfg.Listen, err)

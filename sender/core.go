@@ -191,12 +191,14 @@ func setFEC(enc *fec.Encoder, k, m, d int) {
 	}
 }
 
-// sendParity queues the parity the stream's encoder has ready.
+// sendParity queues the parity the stream's encoder has ready, trailing
+// the DATA of the batch: PARITY is longer than the DATA it protects, and in
+// among it would cut every UDP GSO run short (see package outbox).
 func (c *Core) sendParity(s *stream) {
 	c.pkt.Header = packet.Header{Kind: packet.KindParity, Session: c.session, Stream: s.id}
 	s.encoder.TakeParity(func(par packet.Parity, shard []byte) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
-		if err := c.queue(&c.pkt, c.remote); err != nil {
+		if err := c.queueTrailing(&c.pkt, c.remote); err != nil {
 			c.stats.ParityDropped++
 			return
 		}

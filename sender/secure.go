@@ -96,6 +96,20 @@ func (c *Core) queue(p *packet.Packet, to netip.AddrPort) error {
 	return c.sealLast(out)
 }
 
+// queueTrailing is queue for a datagram that goes behind the DATA queued
+// with it (outbox.Batch.AppendTrailing): PARITY, so that it does not split
+// runs of equal-size DATA under UDP GSO.
+func (c *Core) queueTrailing(p *packet.Packet, to netip.AddrPort) error {
+	out := c.out.Current()
+	if !out.Room(p.EncodedLen() + c.overhead()) {
+		return outbox.ErrFull
+	}
+	if err := out.AppendTrailing(p, to); err != nil {
+		return err
+	}
+	return c.sealLast(out)
+}
+
 // decode parses feedback datagram b into c.pkt: plainly, or, with
 // encryption on, by authenticating and decrypting it first. It reports
 // whether b is a packet to act on; everything else is counted.

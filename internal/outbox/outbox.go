@@ -4,11 +4,29 @@
 // contiguous slab, no allocation per packet); the socket goroutine takes the
 // filled batch, writes it with one sendmmsg per udpio batch, and hands it
 // back. The capacity of a Batch is the bound on what can be queued.
+//
+// # Trailing datagrams
+//
+// With UDP GSO (see udpio) a run of consecutive datagrams of one size to one
+// destination leaves in one message, and a datagram of another size ends the
+// run. The sender's PARITY packets are a few bytes longer than the DATA
+// they protect, so queued in completion order (ten DATA, three PARITY, ten
+// DATA, …) they cut every run at about ten datagrams and multiply the
+// messages the kernel handles on both ends by six. [Batch.AppendTrailing]
+// queues a datagram to be written after those appended in order
+// ([Batch.Append], [Batch.AppendRaw]): [Batch.Settle] (called by [Pair.Take])
+// moves the trailing datagrams behind the others, so DATA goes out in long
+// runs and the PARITY after it in runs of its own. A trailing datagram is
+// never overtaken by more than [TrailingSpan] datagrams queued in order:
+// past that the batch settles itself, which bounds how far behind its block
+// a parity shard can arrive (far within the FEC decoder's default ring of
+// 1024 sequences).
 package outbox
 
 import (
 	"errors"
 	"net/netip"
+	"slices"
 
 	"github.com/telewire/telewire/internal/udpio"
 	"github.com/telewire/telewire/packet"
@@ -20,12 +38,24 @@ var ErrFull = errors.New("outbox: batch full")
 // ErrEmpty is returned by SealLast when the batch holds no datagram.
 var ErrEmpty = errors.New("outbox: batch empty")
 
+// TrailingSpan is the most datagrams queued in order that may overtake a
+// trailing datagram (see [Batch.AppendTrailing]): two full GSO runs of
+// [udpio.MaxGSOSegments]. Settling this often costs at most one shortened
+// run per TrailingSpan datagrams.
+const TrailingSpan = 2 * udpio.MaxGSOSegments
+
 // Batch is a bounded list of encoded datagrams and their destinations. The
 // zero value has no capacity; use [New]. A Batch is not safe for concurrent
 // use; its owner hands it between goroutines under its own lock.
 type Batch struct {
 	slab []byte
-	dgs  []udpio.Datagram
+	// dgs holds the datagrams in write order. The trailing datagrams not
+	// yet settled are kept, last queued first, at the top of the same
+	// array: dgs[:cap(dgs)][cap(dgs)-trail:], so both share one bound and
+	// no memory is added for them.
+	dgs     []udpio.Datagram
+	trail   int // trailing datagrams not yet settled
+	trailAt int // len(dgs) when the oldest of them was queued
 }
 
 // New returns a Batch holding up to maxDatagrams datagrams and maxBytes
@@ -39,36 +69,93 @@ func New(maxDatagrams, maxBytes int) *Batch {
 
 // Room reports whether a datagram of n bytes fits.
 func (b *Batch) Room(n int) bool {
-	return len(b.dgs) < cap(b.dgs) && cap(b.slab)-len(b.slab) >= n
+	return len(b.dgs)+b.trail < cap(b.dgs) && cap(b.slab)-len(b.slab) >= n
 }
 
-// Append encodes p into the batch, addressed to to. It returns ErrFull when
-// there is no room and the packet's encoding error when p is invalid; in
-// both cases the batch is unchanged.
+// Append encodes p into the batch, addressed to to, after the datagrams
+// queued in order so far. It returns ErrFull when there is no room and the
+// packet's encoding error when p is invalid; in both cases nothing is
+// queued. When trailing datagrams have been overtaken by TrailingSpan
+// datagrams, the batch is settled first.
 func (b *Batch) Append(p *packet.Packet, to netip.AddrPort) error {
-	n := p.EncodedLen()
-	if !b.Room(n) {
-		return ErrFull
-	}
-	start := len(b.slab)
-	slab, err := p.AppendTo(b.slab)
+	data, err := b.encode(p)
 	if err != nil {
 		return err
 	}
-	b.slab = slab
-	b.dgs = append(b.dgs, udpio.Datagram{Data: slab[start:len(slab):len(slab)], Addr: to})
+	b.push(data, to)
 	return nil
 }
 
-// AppendRaw copies an already encoded datagram into the batch.
+// AppendRaw copies an already encoded datagram into the batch, in order as
+// Append does.
 func (b *Batch) AppendRaw(data []byte, to netip.AddrPort) error {
 	if !b.Room(len(data)) {
 		return ErrFull
 	}
 	start := len(b.slab)
 	b.slab = append(b.slab, data...)
-	b.dgs = append(b.dgs, udpio.Datagram{Data: b.slab[start:len(b.slab):len(b.slab)], Addr: to})
+	b.push(b.slab[start:len(b.slab):len(b.slab)], to)
 	return nil
+}
+
+// AppendTrailing encodes p into the batch, addressed to to, to be written
+// after the datagrams queued in order: it joins them, behind those queued
+// until then and in the order trailing datagrams were queued, when the
+// batch is settled (see [Batch.Settle] and the package documentation). Until
+// then Len and Datagrams do not show it; Room, Bytes and the bounds count
+// it. Errors are those of Append.
+func (b *Batch) AppendTrailing(p *packet.Packet, to netip.AddrPort) error {
+	data, err := b.encode(p)
+	if err != nil {
+		return err
+	}
+	if b.trail == 0 {
+		b.trailAt = len(b.dgs)
+	}
+	b.trail++
+	b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail] = udpio.Datagram{Data: data, Addr: to}
+	return nil
+}
+
+// encode appends p's encoding to the slab and returns it, or ErrFull.
+func (b *Batch) encode(p *packet.Packet) ([]byte, error) {
+	if !b.Room(p.EncodedLen()) {
+		return nil, ErrFull
+	}
+	start := len(b.slab)
+	slab, err := p.AppendTo(b.slab)
+	if err != nil {
+		return nil, err
+	}
+	b.slab = slab
+	return slab[start:len(slab):len(slab)], nil
+}
+
+// push queues data in order, settling first if the oldest trailing datagram
+// has been overtaken by TrailingSpan datagrams.
+func (b *Batch) push(data []byte, to netip.AddrPort) {
+	if b.trail > 0 && len(b.dgs)-b.trailAt >= TrailingSpan {
+		b.Settle()
+	}
+	b.dgs = append(b.dgs, udpio.Datagram{Data: data, Addr: to})
+}
+
+// Settle moves the trailing datagrams behind those queued in order, in the
+// order they were queued; they become ordinary datagrams, so whatever is
+// queued afterwards goes behind them. [Pair.Take] settles the batch it
+// returns. Settling a batch without trailing datagrams does nothing.
+func (b *Batch) Settle() {
+	if b.trail == 0 {
+		return
+	}
+	full := b.dgs[:cap(b.dgs)]
+	top := full[len(full)-b.trail:]
+	slices.Reverse(top) // stored last queued first
+	n := len(b.dgs)
+	b.dgs = full[:n+b.trail]
+	copy(b.dgs[n:], top) // the ranges may overlap; copy moves correctly
+	clear(full[len(b.dgs):])
+	b.trail = 0
 }
 
 // InPlaceSealer encrypts an encoded packet in its own storage, growing it
@@ -77,24 +164,24 @@ type InPlaceSealer interface {
 	SealInPlace(pkt []byte) ([]byte, error)
 }
 
-// SealLast seals the most recently queued datagram in place with s; the
-// datagram grows by up to grow bytes, which the batch must have room for.
-// On error (ErrFull when there is no room, or the sealer's error) the
-// datagram is removed from the batch, so nothing unsealed is ever sent.
+// SealLast encrypts with s the datagram queued last (by Append, AppendRaw
+// or AppendTrailing), in place; it grows by up to grow bytes, which the
+// batch must have room for. On error (ErrFull when there is no room, or
+// the sealer's error) the datagram is removed from the batch, so nothing
+// unsealed is ever written.
 func (b *Batch) SealLast(s InPlaceSealer, grow int) error {
-	n := len(b.dgs)
-	if n == 0 {
+	d, trailing := b.lastQueued()
+	if d == nil {
 		return ErrEmpty
 	}
-	d := &b.dgs[n-1]
 	start := len(b.slab) - len(d.Data)
 	if cap(b.slab)-len(b.slab) < grow {
-		b.dropLast(start)
+		b.dropLast(start, trailing)
 		return ErrFull
 	}
-	sealed, err := s.SealInPlace(b.slab[start : len(b.slab) : len(b.slab)+grow])
+	sealed, err := s.SealInPlace(b.slab[start:len(b.slab):len(b.slab)+grow])
 	if err != nil {
-		b.dropLast(start)
+		b.dropLast(start, trailing)
 		return err
 	}
 	b.slab = b.slab[:start+len(sealed)]
@@ -102,25 +189,57 @@ func (b *Batch) SealLast(s InPlaceSealer, grow int) error {
 	return nil
 }
 
-func (b *Batch) dropLast(start int) {
+// lastQueued returns the datagram whose bytes end the slab (the one
+// queued last) and whether it is trailing.
+func (b *Batch) lastQueued() (*udpio.Datagram, bool) {
+	if b.trail > 0 {
+		if t := &b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail]; endsSlab(b.slab, t.Data) {
+			return t, true
+		}
+	}
+	if n := len(b.dgs); n > 0 && endsSlab(b.slab, b.dgs[n-1].Data) {
+		return &b.dgs[n-1], false
+	}
+	return nil, false
+}
+
+// endsSlab reports whether d is the last len(d) bytes of slab.
+func endsSlab(slab, d []byte) bool {
+	return len(d) > 0 && len(d) <= len(slab) && &slab[len(slab)-len(d)] == &d[0]
+}
+
+func (b *Batch) dropLast(start int, trailing bool) {
 	b.slab = b.slab[:start]
+	if trailing {
+		b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail] = udpio.Datagram{}
+		b.trail--
+		return
+	}
+	b.dgs[len(b.dgs)-1] = udpio.Datagram{}
 	b.dgs = b.dgs[:len(b.dgs)-1]
 }
 
-// Datagrams returns the queued datagrams; they alias the batch until Reset.
+// Datagrams returns the datagrams queued in order, and the trailing ones
+// once settled, in write order; they alias the batch until Reset.
 func (b *Batch) Datagrams() []udpio.Datagram { return b.dgs }
 
-// Len returns the number of queued datagrams.
+// Len returns the number of datagrams Datagrams returns.
 func (b *Batch) Len() int { return len(b.dgs) }
 
-// Bytes returns the number of queued bytes.
+// Trailing returns the number of trailing datagrams not yet settled.
+func (b *Batch) Trailing() int { return b.trail }
+
+// Bytes returns the number of queued bytes, trailing datagrams included.
 func (b *Batch) Bytes() int { return len(b.slab) }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
 	clear(b.dgs) // drop references to addresses
+	full := b.dgs[:cap(b.dgs)]
+	clear(full[len(full)-b.trail:])
 	b.dgs = b.dgs[:0]
 	b.slab = b.slab[:0]
+	b.trail = 0
 }
 
 // Pair is double buffering for one writer: a core fills Current while the
@@ -138,14 +257,15 @@ func NewPair(maxDatagrams, maxBytes int) *Pair {
 // Current returns the batch being filled.
 func (p *Pair) Current() *Batch { return p.cur }
 
-// Take returns the filled batch and starts filling the other one. It
-// returns nil when the current batch is empty or the other batch has not
-// been given back yet.
+// Take settles the filled batch, returns it and starts filling the other
+// one. It returns nil when the current batch is empty (trailing datagrams
+// included) or the other batch has not been given back yet.
 func (p *Pair) Take() *Batch {
-	if p.taken || p.cur.Len() == 0 {
+	if p.taken || p.cur.Len()+p.cur.Trailing() == 0 {
 		return nil
 	}
 	b := p.cur
+	b.Settle()
 	p.cur, p.spare = p.spare, nil
 	p.taken = true
 	return b

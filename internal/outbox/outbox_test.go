@@ -145,3 +145,46 @@ func TestSealLast(t *testing.T) {
 		t.Fatalf("after full: %d datagrams, %d bytes", b.Len(), b.Bytes())
 	}
 }
+
+// SealLast seals a trailing datagram too, and the one queued last whichever
+// list it is in.
+func TestSealLastTrailing(t *testing.T) {
+	b := New(8, 1000)
+	tag := growSealer{tag: []byte{0xee}}
+	if err := b.Append(data(10), dst); err != nil { // 50 bytes
+		t.Fatal(err)
+	}
+	if err := b.AppendTrailing(data(20), dst); err != nil { // 60 bytes
+		t.Fatal(err)
+	}
+	if err := b.SealLast(tag, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(data(30), dst); err != nil { // 70 bytes
+		t.Fatal(err)
+	}
+	if err := b.SealLast(tag, 1); err != nil {
+		t.Fatal(err)
+	}
+	b.Settle()
+	var lens []int
+	for _, d := range b.Datagrams() {
+		lens = append(lens, len(d.Data))
+	}
+	if len(lens) != 3 || lens[0] != 50 || lens[1] != 71 || lens[2] != 61 || b.Bytes() != 182 {
+		t.Fatalf("datagram lengths %v, %d bytes", lens, b.Bytes())
+	}
+	if d := b.Datagrams()[2].Data; d[60] != 0xee {
+		t.Fatal("trailing datagram not sealed in place")
+	}
+	// A failed seal of a trailing datagram removes it.
+	if err := b.AppendTrailing(data(20), dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SealLast(growSealer{err: errors.New("boom")}, 1); err == nil {
+		t.Fatal("sealer error lost")
+	}
+	if b.Trailing() != 0 || b.Bytes() != 182 {
+		t.Fatalf("after a failed seal: %d trailing, %d bytes", b.Trailing(), b.Bytes())
+	}
+}

@@ -384,6 +384,8 @@ func TestConfigValidation(t *testing.T) {
 		{MaxDatagram: DefaultMaxDatagram + 1},
 		{ReadBufferBytes: -1},
 		{WriteBufferBytes: MaxSocketBuffer + 1},
+		{BusyPoll: -time.Nanosecond},
+		{BusyPoll: MaxBusyPoll + 1},
 	}
 	for _, cfg := range bad {
 		t.Run(fmt.Sprintf("%+v", cfg), func(t *testing.T) {

@@ -46,6 +46,20 @@
 // datagram. Neither adds latency: GSO only coalesces what one WriteBatch
 // call was given, and GRO only what the kernel already holds.
 //
+// [Config.BusyPoll] turns on an optional busy-poll receive mode, off by
+// default: a Read with nothing left to hand out polls the socket
+// (poll(2), zero timeout) in a loop, yielding to other goroutines between
+// polls, for up to BusyPoll before it parks in the netpoller; a poll that
+// finds data is followed by the usual recvmmsg, which returns at once.
+// Polling goes through the socket's syscall.RawConn, so it needs nothing
+// from x/net (whose ReadBatch with MSG_DONTWAIT would allocate an error
+// for every empty poll), allocates nothing, and a Close ends it at the
+// next poll. It trades a CPU core for the wake-up of a parked goroutine.
+// The kernel's SO_BUSY_POLL is a different thing: it makes blocking
+// receives and epoll spin on a NIC's NAPI queue; loopback has no NAPI
+// context (a loopback datagram is delivered inside the sender's system
+// call), so on loopback it has no effect.
+//
 // All receive buffers and message headers are allocated once, in [New]:
 // Read hands out slices of them and they are reused by the next Read.
 //

@@ -213,3 +213,15 @@ func dropsFromOOB(oob []byte) (drops uint32, ok bool) {
 	info := parseOOB(oob)
 	return info.drops, info.dropsOK
 }
+
+// busyPollSupported reports whether Config.BusyPoll is honoured here.
+const busyPollSupported = true
+
+// pollReadable reports whether the socket fd has something to read (or an
+// error to report) now, without waiting: poll(2) with a zero timeout. It
+// does not allocate.
+func pollReadable(fd uintptr) bool {
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], 0)
+	return err == nil && n > 0
+}

@@ -68,3 +68,10 @@ func parseOOB([]byte) oobInfo { return oobInfo{} }
 
 // dropsFromOOB: no kernel drop counter outside Linux.
 func dropsFromOOB([]byte) (drops uint32, ok bool) { return 0, false }
+
+// busyPollSupported: Config.BusyPoll is honoured on Linux only; elsewhere
+// Read blocks at once.
+const busyPollSupported = false
+
+// pollReadable is never called outside Linux.
+func pollReadable(uintptr) bool { return false }

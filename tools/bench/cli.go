@@ -54,7 +54,12 @@ func (c *CLI) Register(fs *flag.FlagSet) {
 func (c *CLI) Options(fs *flag.FlagSet, all []Transport) (Options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses, Transports: all}
+	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses}
+	for _, t := range all {
+		if !t.Optional {
+			o.Transports = append(o.Transports, t)
+		}
+	}
 	if c.Quick {
 		o.Rates, o.Losses = quickRates, quickLosses
 		if !set["runs"] {

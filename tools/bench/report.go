@@ -56,6 +56,22 @@ type Case struct {
 	// the same load and loss, run by run, then takes median and range.
 	// Nil for the baseline itself.
 	VsRaw *RatioStats `json:"vs_raw,omitempty"`
+	// VsPingPong is the latency this case adds to the raw UDP ping-pong
+	// (raw-pingpong, one-way = half the round trip) at the same load and
+	// loss: this case's p50 minus the ping-pong's, run by run. Nil when
+	// the ping-pong did not run beside it, and for the ping-pong itself.
+	VsPingPong *DeltaStats `json:"vs_pingpong,omitempty"`
+}
+
+// DeltaStats are per-run differences of a figure to a reference case of
+// the same run, in nanoseconds, with their median and range.
+type DeltaStats struct {
+	// AddedP50Nanos holds each run's p50 minus the reference's p50, for
+	// the runs where both succeeded.
+	AddedP50Nanos []float64 `json:"added_p50_ns"`
+	MedianNanos   float64   `json:"median_ns"`
+	MinNanos      float64   `json:"min_ns"`
+	MaxNanos      float64   `json:"max_ns"`
 }
 
 // Key names a case: "tw-nack/10k/loss5".
@@ -86,6 +102,40 @@ type Figures struct {
 	// What the relay dropped (its loss model, or its own overload) going
 	// forward; 0 without a relay.
 	RelayDropped float64 `json:"relay_dropped"`
+	// ForwardP50Nanos is the one-way p50 the receiving worker measured,
+	// from the sender's stamp to its own clock reading after Next. It is
+	// P50Nanos for every transport but raw-pingpong, whose P50Nanos is half
+	// the round trip; there the two side by side show the half round trip
+	// and the stamped one-way agree.
+	ForwardP50Nanos float64 `json:"forward_p50_ns"`
+
+	// Memory of the sending and receiving processes (see MemSummary), in
+	// bytes: the first sample after the warm-up, the one half-way, the
+	// last, the largest; and the RSS growth over the second half, end over
+	// mid (flat: at most FlatRSSRatio); the live heap at the end and the
+	// collections during the case.
+	SendRSSStartBytes  float64 `json:"send_rss_start_bytes"`
+	SendRSSMidBytes    float64 `json:"send_rss_mid_bytes"`
+	SendRSSEndBytes    float64 `json:"send_rss_end_bytes"`
+	SendRSSMaxBytes    float64 `json:"send_rss_max_bytes"`
+	SendHeapStartBytes float64 `json:"send_heap_start_bytes"`
+	SendHeapMidBytes   float64 `json:"send_heap_mid_bytes"`
+	SendHeapEndBytes   float64 `json:"send_heap_end_bytes"`
+	SendHeapMaxBytes   float64 `json:"send_heap_max_bytes"`
+	SendRSSGrowth      float64 `json:"send_rss_growth"`
+	SendLiveHeapBytes  float64 `json:"send_live_heap_end_bytes"`
+	SendGCCycles       float64 `json:"send_gc_cycles"`
+	RecvRSSStartBytes  float64 `json:"recv_rss_start_bytes"`
+	RecvRSSMidBytes    float64 `json:"recv_rss_mid_bytes"`
+	RecvRSSEndBytes    float64 `json:"recv_rss_end_bytes"`
+	RecvRSSMaxBytes    float64 `json:"recv_rss_max_bytes"`
+	RecvHeapStartBytes float64 `json:"recv_heap_start_bytes"`
+	RecvHeapMidBytes   float64 `json:"recv_heap_mid_bytes"`
+	RecvHeapEndBytes   float64 `json:"recv_heap_end_bytes"`
+	RecvHeapMaxBytes   float64 `json:"recv_heap_max_bytes"`
+	RecvRSSGrowth      float64 `json:"recv_rss_growth"`
+	RecvLiveHeapBytes  float64 `json:"recv_live_heap_end_bytes"`
+	RecvGCCycles       float64 `json:"recv_gc_cycles"`
 
 	// Raw results behind the figures (not aggregated).
 	SendResult  *SendResult  `json:"send_result,omitempty"`
@@ -97,7 +147,29 @@ type Figures struct {
 func (f *Figures) columns() []*float64 {
 	return []*float64{&f.Sent, &f.Delivered, &f.Completeness, &f.MsgsPerSec, &f.Mbps, &f.OfferedPerSec,
 		&f.WirePerMsg, &f.SendCPUNanos, &f.RecvCPUNanos, &f.CPUNanos,
-		&f.P50Nanos, &f.P99Nanos, &f.P999Nanos, &f.MaxNanos, &f.RelayDropped}
+		&f.P50Nanos, &f.P99Nanos, &f.P999Nanos, &f.MaxNanos, &f.RelayDropped, &f.ForwardP50Nanos,
+		&f.SendRSSStartBytes, &f.SendRSSMidBytes, &f.SendRSSEndBytes, &f.SendRSSMaxBytes,
+		&f.SendHeapStartBytes, &f.SendHeapMidBytes, &f.SendHeapEndBytes, &f.SendHeapMaxBytes, &f.SendRSSGrowth,
+		&f.SendLiveHeapBytes, &f.SendGCCycles,
+		&f.RecvRSSStartBytes, &f.RecvRSSMidBytes, &f.RecvRSSEndBytes, &f.RecvRSSMaxBytes,
+		&f.RecvHeapStartBytes, &f.RecvHeapMidBytes, &f.RecvHeapEndBytes, &f.RecvHeapMaxBytes, &f.RecvRSSGrowth,
+		&f.RecvLiveHeapBytes, &f.RecvGCCycles}
+}
+
+// memColumns sets the memory figures of one side from its summary, in
+// the order start, mid, end, max of RSS then of heap, the growth, the
+// live heap at the end and the collections; NaN (left out of the
+// medians) where nothing was sampled.
+func memColumns(m MemSummary, cols ...*float64) {
+	vals := []float64{float64(m.StartRSSBytes), float64(m.MidRSSBytes), float64(m.EndRSSBytes), float64(m.MaxRSSBytes),
+		float64(m.StartHeapBytes), float64(m.MidHeapBytes), float64(m.EndHeapBytes), float64(m.MaxHeapBytes), m.RSSGrowth(),
+		float64(m.EndLiveHeapBytes), float64(m.GCCycles)}
+	for i, c := range cols {
+		*c = vals[i]
+		if m.Samples == 0 {
+			*c = math.NaN()
+		}
+	}
 }
 
 // figuresFrom computes a run's figures from what the workers measured.
@@ -118,11 +190,22 @@ func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult) *Figures {
 		}
 		f.RecvCPUNanos = float64(r.CPUNanos) / float64(r.Delivered)
 		f.CPUNanos = float64(s.CPUNanos+r.CPUNanos) / float64(r.Delivered)
-		f.P50Nanos = float64(r.Latency.P50Nanos)
-		f.P99Nanos = float64(r.Latency.P99Nanos)
-		f.P999Nanos = float64(r.Latency.P999Nanos)
-		f.MaxNanos = float64(r.Latency.MaxNanos)
+		lat := r.Latency
+		if s.HalfRTT != nil {
+			lat = *s.HalfRTT
+		}
+		f.P50Nanos = float64(lat.P50Nanos)
+		f.P99Nanos = float64(lat.P99Nanos)
+		f.P999Nanos = float64(lat.P999Nanos)
+		f.MaxNanos = float64(lat.MaxNanos)
+		f.ForwardP50Nanos = float64(r.Latency.P50Nanos)
 	}
+	memColumns(s.Mem, &f.SendRSSStartBytes, &f.SendRSSMidBytes, &f.SendRSSEndBytes, &f.SendRSSMaxBytes,
+		&f.SendHeapStartBytes, &f.SendHeapMidBytes, &f.SendHeapEndBytes, &f.SendHeapMaxBytes, &f.SendRSSGrowth,
+		&f.SendLiveHeapBytes, &f.SendGCCycles)
+	memColumns(r.Mem, &f.RecvRSSStartBytes, &f.RecvRSSMidBytes, &f.RecvRSSEndBytes, &f.RecvRSSMaxBytes,
+		&f.RecvHeapStartBytes, &f.RecvHeapMidBytes, &f.RecvHeapEndBytes, &f.RecvHeapMaxBytes, &f.RecvRSSGrowth,
+		&f.RecvLiveHeapBytes, &f.RecvGCCycles)
 	if relay != nil {
 		f.RelayDropped = float64(relay.Fwd.Dropped)
 	}
@@ -259,12 +342,39 @@ func (rep *Report) finish() {
 		}
 	}
 	for i := range rep.Cases {
-		for _, f := range []*Figures{rep.Cases[i].Median, rep.Cases[i].Min, rep.Cases[i].Max} {
+		c := &rep.Cases[i]
+		if c.Transport == RawPingPong {
+			continue
+		}
+		if pp := byKey[(&Case{Transport: RawPingPong, Rate: c.Rate, LossPercent: c.LossPercent}).Key()]; pp != nil {
+			c.VsPingPong = deltaP50(c.Runs, pp.Runs)
+		}
+	}
+	for i := range rep.Cases {
+		for _, f := range append(rep.Cases[i].Runs, rep.Cases[i].Median, rep.Cases[i].Min, rep.Cases[i].Max) {
 			if f != nil {
 				zeroNaN(f.columns())
 			}
 		}
 	}
+}
+
+// deltaP50 is the p50 of runs minus the p50 of ref, run by run, over the
+// runs where both succeeded; nil when there are none.
+func deltaP50(runs, ref []*Figures) *DeltaStats {
+	d := &DeltaStats{}
+	for i, f := range runs {
+		if f == nil || i >= len(ref) || ref[i] == nil || f.Delivered == 0 || ref[i].Delivered == 0 {
+			continue
+		}
+		d.AddedP50Nanos = append(d.AddedP50Nanos, f.P50Nanos-ref[i].P50Nanos)
+	}
+	if len(d.AddedP50Nanos) == 0 {
+		return nil
+	}
+	d.MedianNanos = Median(d.AddedP50Nanos)
+	d.MinNanos, d.MaxNanos = slices.Min(d.AddedP50Nanos), slices.Max(d.AddedP50Nanos)
+	return d
 }
 
 // zeroNaN replaces undefined figures (a ratio to a zero baseline, a

@@ -83,17 +83,85 @@ func TestFinish(t *testing.T) {
 }
 
 func TestFiguresFrom(t *testing.T) {
-	s := &SendResult{Sent: 1000, StartNanos: 1e9, EndNanos: 2e9, CPUNanos: 1e6, WireBytes: 230000}
+	s := &SendResult{Sent: 1000, StartNanos: 1e9, EndNanos: 2e9, CPUNanos: 1e6, WireBytes: 230000,
+		Mem: MemSummary{Samples: 3, StartRSSBytes: 90, MidRSSBytes: 100, EndRSSBytes: 120, MaxRSSBytes: 130,
+			StartHeapBytes: 10, MidHeapBytes: 9, EndHeapBytes: 11, MaxHeapBytes: 12, EndLiveHeapBytes: 8, GCCycles: 4}}
 	r := &RecvResult{Delivered: 500, LastNanos: 3e9, CPUNanos: 2e6, Latency: LatencySummary{P50Nanos: 7, P99Nanos: 8, P999Nanos: 9, MaxNanos: 10}}
 	f := figuresFrom(s, r, &RelayResult{})
+	nan := math.NaN()
 	want := Figures{Sent: 1000, Delivered: 500, Completeness: 0.5, MsgsPerSec: 250, Mbps: 250 * MessageSize * 8 / 1e6,
 		OfferedPerSec: 1000, WirePerMsg: 230, SendCPUNanos: 1000, RecvCPUNanos: 4000, CPUNanos: 6000,
-		P50Nanos: 7, P99Nanos: 8, P999Nanos: 9, MaxNanos: 10}
-	got, w := f.columns(), want.columns()
-	for i := range got {
-		if *got[i] != *w[i] {
-			t.Errorf("column %d = %v, want %v", i, *got[i], *w[i])
+		P50Nanos: 7, P99Nanos: 8, P999Nanos: 9, MaxNanos: 10, ForwardP50Nanos: 7,
+		SendRSSStartBytes: 90, SendRSSMidBytes: 100, SendRSSEndBytes: 120, SendRSSMaxBytes: 130,
+		SendHeapStartBytes: 10, SendHeapMidBytes: 9, SendHeapEndBytes: 11, SendHeapMaxBytes: 12, SendRSSGrowth: 1.2,
+		SendLiveHeapBytes: 8, SendGCCycles: 4,
+		// The receiver sampled nothing: left out of medians.
+		RecvRSSStartBytes: nan, RecvRSSMidBytes: nan, RecvRSSEndBytes: nan, RecvRSSMaxBytes: nan,
+		RecvHeapStartBytes: nan, RecvHeapMidBytes: nan, RecvHeapEndBytes: nan, RecvHeapMaxBytes: nan, RecvRSSGrowth: nan,
+		RecvLiveHeapBytes: nan, RecvGCCycles: nan}
+	checkColumns(t, f, &want)
+
+	// A RoundTripper's half round trip is the case's latency; the
+	// receiver's stamped one-way stays beside it.
+	s.HalfRTT = &LatencySummary{P50Nanos: 3, P99Nanos: 4, P999Nanos: 5, MaxNanos: 6}
+	f = figuresFrom(s, r, nil)
+	want.P50Nanos, want.P99Nanos, want.P999Nanos, want.MaxNanos = 3, 4, 5, 6
+	checkColumns(t, f, &want)
+}
+
+func checkColumns(t *testing.T, got, want *Figures) {
+	t.Helper()
+	g, w := got.columns(), want.columns()
+	for i := range g {
+		if *g[i] != *w[i] && !(math.IsNaN(*g[i]) && math.IsNaN(*w[i])) {
+			t.Errorf("column %d = %v, want %v", i, *g[i], *w[i])
 		}
+	}
+}
+
+// TestPingPongDelta checks the added p50 against raw-pingpong, run by
+// run, and the lines the table prints for it and for memory.
+func TestPingPongDelta(t *testing.T) {
+	fig := func(p50, fwd float64, growth float64) *Figures {
+		return &Figures{Sent: 10, Delivered: 10, P50Nanos: p50, ForwardP50Nanos: fwd,
+			SendRSSStartBytes: 8 << 20, SendRSSMidBytes: 10 << 20, SendRSSEndBytes: 10 << 20 * growth, SendRSSGrowth: growth,
+			RecvRSSStartBytes: 20 << 20, RecvRSSEndBytes: 20 << 20, RecvRSSGrowth: 1}
+	}
+	rep := &Report{
+		Runs:       3,
+		Transports: []Transport{{Name: RawBatch, Baseline: true}, {Name: TwNACK}, {Name: RawPingPong}},
+		Cases: []Case{
+			{Transport: RawPingPong, Rate: 1000, Runs: []*Figures{fig(20e3, 21e3, 1), fig(30e3, 31e3, 1), fig(25e3, 26e3, 1)}},
+			{Transport: TwNACK, Rate: 1000, Runs: []*Figures{fig(26e3, 26e3, 1), nil, fig(40e3, 40e3, 1.5)}},
+			{Transport: TwNACK, Rate: 1000, LossPercent: 5, Runs: []*Figures{fig(1, 1, 1)}}, // no ping-pong there
+		},
+	}
+	rep.finish()
+	pp, tw := rep.Cases[0], rep.Cases[1]
+	if pp.VsPingPong != nil || rep.Cases[2].VsPingPong != nil {
+		t.Error("delta computed for the ping-pong itself or without one")
+	}
+	d := tw.VsPingPong
+	if d == nil || len(d.AddedP50Nanos) != 2 || d.AddedP50Nanos[0] != 6e3 || d.AddedP50Nanos[1] != 15e3 ||
+		d.MedianNanos != 10.5e3 || d.MinNanos != 6e3 || d.MaxNanos != 15e3 {
+		t.Fatalf("added p50 %+v, want runs 0 and 2: +6µs and +15µs", d)
+	}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"1k: raw ping-pong p50 half-RTT 25.0µs (its one-way p50 stamped like the others: 26.0µs)",
+		"added p50 vs raw ping-pong (per-run differences, median (min…max)): tw-nack +10.5µs (+6.00µs…+15.0µs)",
+		"tw-nack/1k/clean\n    send RSS 8.0→10.0→12.5 MiB (max -; ×1.25 in the 2nd half: NOT flat), heap -→-→- MiB (max -; live - at the last of 0 GCs)",
+		"12.5*/20.0",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
 	}
 }
 
@@ -151,6 +219,21 @@ func TestCLIOptions(t *testing.T) {
 	if o.Runs != 2 || o.Duration != quickDuration || len(o.Rates) != 2 || len(o.Transports) != 2 {
 		t.Errorf("quick with --runs 2: %+v", o)
 	}
+	// Optional transports run only when named.
+	c.Only = ""
+	if o, err = c.Options(fs, Builtin()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range o.Transports {
+		if tr.Optional {
+			t.Errorf("default matrix includes optional %s", tr.Name)
+		}
+	}
+	c.Only = TwSpin
+	if o, err = c.Options(fs, Builtin()); err != nil || len(o.Transports) != 2 || o.Transports[1].Name != TwSpin {
+		t.Errorf("--only tw-spin: %v, %v", o.Transports, err)
+	}
+	c.Only = "tw-fec"
 	want := []string{"--runs", "2", "--duration", time.Second.String(), "--seed", "1", "--quick", "--only", "tw-fec"}
 	if got := c.Args(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("Args %v, want %v", got, want)

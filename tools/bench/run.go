@@ -138,6 +138,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, loss := range o.Losses {
 		for _, rate := range o.Rates {
 			for _, t := range o.Transports {
+				if t.CleanOnly && loss > 0 {
+					continue
+				}
 				rep.Cases = append(rep.Cases, Case{Transport: t.Name, Rate: rate, LossPercent: loss, Runs: make([]*Figures, o.Runs)})
 			}
 		}

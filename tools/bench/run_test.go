@@ -130,6 +130,55 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
+// TestRunPingPongAndSpin runs the latency cases through real worker
+// processes: the ping-pong baseline (clean only), telewire with and
+// without the busy-polling receiver, and what each adds to the
+// ping-pong's p50; memory is sampled on both sides.
+func TestRunPingPongAndSpin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes")
+	}
+	rep, err := Run(context.Background(), Options{
+		Transports: pick(RawBatch, TwNACK, RawPingPong, TwSpin), Rates: []float64{2000}, Losses: []float64{0, 5},
+		Runs: 1, Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Idle: 150 * time.Millisecond,
+		Worker: testWorker(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Cases {
+		if c.Transport == RawPingPong && c.LossPercent > 0 {
+			t.Errorf("ping-pong ran on a lossy link: %s", c.Key())
+		}
+	}
+	pp := findCase(t, rep, "raw-pingpong/2k/clean")
+	if pp.Median == nil || pp.Median.Completeness != 1 || pp.Runs[0].SendResult.HalfRTT == nil || pp.Median.P50Nanos <= 0 {
+		t.Fatalf("ping-pong: %+v %v", pp.Median, pp.Errors)
+	}
+	for _, key := range []string{"tw-nack/2k/clean", "tw-spin/2k/clean"} {
+		c := findCase(t, rep, key)
+		if c.Median == nil || c.Median.Completeness != 1 {
+			t.Fatalf("%s: %+v %v", key, c.Median, c.Errors)
+		}
+		if c.VsPingPong == nil || c.VsPingPong.MedianNanos != c.Median.P50Nanos-pp.Median.P50Nanos {
+			t.Errorf("%s: added p50 %+v", key, c.VsPingPong)
+		}
+		if m := c.Median; m.SendRSSEndBytes <= 0 || m.RecvRSSEndBytes <= 0 || m.RecvHeapEndBytes <= 0 || m.SendRSSGrowth <= 0 {
+			t.Errorf("%s: memory figures %+v", key, m)
+		}
+	}
+	if findCase(t, rep, "tw-nack/2k/loss5").VsPingPong != nil {
+		t.Error("added p50 without a ping-pong at that loss")
+	}
+	var buf strings.Builder
+	if err := WriteTable(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "added p50 vs raw ping-pong") || !strings.Contains(buf.String(), "memory, after warm-up") {
+		t.Errorf("table:\n%s", buf.String())
+	}
+}
+
 func TestRunWorkerDies(t *testing.T) {
 	_, err := Run(context.Background(), Options{
 		Transports: pick(RawBatch), Rates: []float64{1000}, Losses: []float64{0}, Runs: 1,

@@ -97,6 +97,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(&b, "Median of %d runs of %v per case, (min–max) over the runs. Latency is one-way, send call to delivery.\n",
 		rep.Runs, time.Duration(rep.DurationNanos))
 	fmt.Fprintf(&b, "×raw: ratio to %s at the same load and loss in the same run (median of the per-run ratios).\n", baselineName(rep))
+	fmt.Fprintf(&b, "RSS s/r: resident set of the sending/receiving process at the end of the case, MiB; * = not flat (end > %.2f× the size half-way).\n", FlatRSSRatio)
 	io.WriteString(w, b.String())
 
 	peers := peerCases(rep)
@@ -108,7 +109,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		}
 		fmt.Fprintf(w, "\n== %s\n", title)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "load\ttransport\tmsgs/s (min–max)\tMbit/s\tcomplete\tCPU/msg\tp50\tp99 (min–max)\tp99.9\tmax\t×raw msgs/s\t×raw CPU\t×raw p99\t")
+		fmt.Fprintln(tw, "load\ttransport\tmsgs/s (min–max)\tMbit/s\tcomplete\tCPU/msg\tp50\tp99 (min–max)\tp99.9\tmax\t×raw msgs/s\t×raw CPU\t×raw p99\tRSS s/r\t")
 		for _, rate := range rates {
 			for _, c := range append(casesAt(rep.Cases, rate, loss), casesAt(peers, rate, loss)...) {
 				writeRow(tw, c)
@@ -117,6 +118,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, rate := range rates {
+			writePingPong(w, casesAt(rep.Cases, rate, loss))
+		}
+		writeMemory(w, rep.Cases, loss)
 	}
 	if rep.PeersError != "" {
 		fmt.Fprintf(w, "\npeer comparison: %s\n", rep.PeersError)
@@ -193,7 +198,7 @@ func casesAt(cs []Case, rate, loss float64) []Case {
 func writeRow(w io.Writer, c Case) {
 	m := c.Median
 	if m == nil {
-		fmt.Fprintf(w, "%s\t%s\tfailed\t\t\t\t\t\t\t\t\t\t\t\n", LoadName(c.Rate), c.Transport)
+		fmt.Fprintf(w, "%s\t%s\tfailed\t\t\t\t\t\t\t\t\t\t\t\t\n", LoadName(c.Rate), c.Transport)
 		return
 	}
 	rng := func(med, lo, hi float64, f func(float64) string) string {
@@ -207,10 +212,104 @@ func writeRow(w io.Writer, c Case) {
 		r := c.VsRaw.Median
 		vs = [3]string{fmtRatio(r.MsgsPerSec), fmtRatio(r.CPUNanos), fmtRatio(r.P99Nanos)}
 	}
-	fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+	fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 		LoadName(c.Rate), c.Transport,
 		rng(m.MsgsPerSec, c.Min.MsgsPerSec, c.Max.MsgsPerSec, siCount), m.Mbps,
 		strconv.FormatFloat(100*m.Completeness, 'f', 2, 64)+"%", fmtNanos(m.CPUNanos),
 		fmtNanos(m.P50Nanos), rng(m.P99Nanos, c.Min.P99Nanos, c.Max.P99Nanos, fmtNanos), fmtNanos(m.P999Nanos), fmtNanos(m.MaxNanos),
-		vs[0], vs[1], vs[2])
+		vs[0], vs[1], vs[2], rssCell(c))
+}
+
+// mib formats bytes as MiB with one decimal, "-" for nothing sampled.
+func mib(v float64) string {
+	if v <= 0 || math.IsNaN(v) {
+		return "-"
+	}
+	return strconv.FormatFloat(v/(1<<20), 'f', 1, 64)
+}
+
+// notFlat marks a growth ratio beyond FlatRSSRatio.
+func notFlat(growth float64) string {
+	if growth > FlatRSSRatio {
+		return "*"
+	}
+	return ""
+}
+
+// rssCell is the RSS column: each side's median end RSS, marked when its
+// median growth is not flat.
+func rssCell(c Case) string {
+	m := c.Median
+	return mib(m.SendRSSEndBytes) + notFlat(m.SendRSSGrowth) + "/" + mib(m.RecvRSSEndBytes) + notFlat(m.RecvRSSGrowth)
+}
+
+// writePingPong prints, for the cases of one load and loss, what each
+// adds to the raw ping-pong's half round trip at the p50, and the
+// ping-pong's own half round trip beside its stamped one-way, which
+// shows the two are measured alike.
+func writePingPong(w io.Writer, cs []Case) {
+	var pp *Case
+	var added []string
+	for i := range cs {
+		c := &cs[i]
+		if c.Transport == RawPingPong {
+			pp = c
+		} else if c.VsPingPong != nil {
+			d := c.VsPingPong
+			s := fmt.Sprintf("%s %s", c.Transport, signedNanos(d.MedianNanos))
+			if len(d.AddedP50Nanos) > 1 {
+				s += fmt.Sprintf(" (%s…%s)", signedNanos(d.MinNanos), signedNanos(d.MaxNanos))
+			}
+			added = append(added, s)
+		}
+	}
+	if pp == nil || pp.Median == nil {
+		return
+	}
+	fmt.Fprintf(w, "%s: raw ping-pong p50 half-RTT %s (its one-way p50 stamped like the others: %s)\n",
+		LoadName(pp.Rate), fmtNanos(pp.Median.P50Nanos), fmtNanos(pp.Median.ForwardP50Nanos))
+	if len(added) > 0 {
+		fmt.Fprintf(w, "%s: added p50 vs raw ping-pong (per-run differences, median (min…max)): %s\n",
+			LoadName(pp.Rate), strings.Join(added, ", "))
+	}
+}
+
+// signedNanos formats a difference in nanoseconds with its sign: +3.2µs.
+func signedNanos(v float64) string {
+	if v < 0 {
+		return "-" + fmtNanos(-v)
+	}
+	return "+" + fmtNanos(v)
+}
+
+// writeMemory prints the memory of each case of one loss section: each
+// side's RSS and Go heap, after warm-up → end (max), and whether the RSS
+// stayed flat. Medians over the runs.
+func writeMemory(w io.Writer, cases []Case, loss float64) {
+	var lines []string
+	for _, c := range cases {
+		if c.LossPercent != loss || c.Median == nil || (c.Median.SendRSSEndBytes == 0 && c.Median.RecvRSSEndBytes == 0) {
+			continue
+		}
+		m := c.Median
+		side := func(rs, rmid, re, rm, hs, hmid, he, hm, g, live, gcs float64) string {
+			if re == 0 {
+				return "-"
+			}
+			flat := "flat"
+			if g > FlatRSSRatio {
+				flat = "NOT flat"
+			}
+			return fmt.Sprintf("RSS %s→%s→%s MiB (max %s; ×%.2f in the 2nd half: %s), heap %s→%s→%s MiB (max %s; live %s at the last of %.0f GCs)",
+				mib(rs), mib(rmid), mib(re), mib(rm), g, flat, mib(hs), mib(hmid), mib(he), mib(hm), mib(live), gcs)
+		}
+		lines = append(lines, fmt.Sprintf("  %s\n    send %s\n    recv %s", c.Key(),
+			side(m.SendRSSStartBytes, m.SendRSSMidBytes, m.SendRSSEndBytes, m.SendRSSMaxBytes,
+				m.SendHeapStartBytes, m.SendHeapMidBytes, m.SendHeapEndBytes, m.SendHeapMaxBytes, m.SendRSSGrowth, m.SendLiveHeapBytes, m.SendGCCycles),
+			side(m.RecvRSSStartBytes, m.RecvRSSMidBytes, m.RecvRSSEndBytes, m.RecvRSSMaxBytes,
+				m.RecvHeapStartBytes, m.RecvHeapMidBytes, m.RecvHeapEndBytes, m.RecvHeapMaxBytes, m.RecvRSSGrowth, m.RecvLiveHeapBytes, m.RecvGCCycles)))
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "memory, after warm-up→half-way→end (medians; flat = end ≤ %.2f× half-way):\n%s\n", FlatRSSRatio, strings.Join(lines, "\n"))
+	}
 }

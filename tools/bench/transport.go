@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"time"
 
 	"github.com/telewire/telewire/internal/udpio"
 	"github.com/telewire/telewire/receiver"
@@ -24,6 +27,12 @@ type Transport struct {
 	// Baseline marks the raw batched UDP transport that every other
 	// figure of the same run is divided by.
 	Baseline bool `json:"baseline,omitempty"`
+	// Optional transports are left out of the default matrix and run only
+	// when --only names them (or Options.Transports lists them).
+	Optional bool `json:"optional,omitempty"`
+	// CleanOnly transports are measured on the direct link only: Run
+	// skips their lossy cases.
+	CleanOnly bool `json:"clean_only,omitempty"`
 	// Listen opens a receiving end on addr ("127.0.0.1:0").
 	Listen func(ctx context.Context, addr string) (Receiver, error) `json:"-"`
 	// Dial opens a sending end towards addr.
@@ -69,7 +78,18 @@ const (
 	TwNACK    = "tw-nack"    // telewire, NACK retransmission, FEC off
 	TwFEC     = "tw-fec"     // telewire, NACK and FEC fixed 10,3
 	TwAuto    = "tw-auto"    // telewire, NACK and FEC auto (the default)
+	// RawPingPong is the latency baseline: each message is echoed back by
+	// the receiving worker and its one-way latency is half the round trip.
+	RawPingPong = "raw-pingpong"
+	// TwSpin is tw-nack with the receiver's busy-poll mode on
+	// (receiver.Config.BusyPoll = SpinBusyPoll).
+	TwSpin = "tw-spin"
 )
+
+// SpinBusyPoll is tw-spin's receiver.Config.BusyPoll: twice the gap
+// between messages at 1k msgs/s, so that at that load and above the
+// receiver's reader never parks.
+const SpinBusyPoll = 2 * time.Millisecond
 
 // RawBatchSize is the batch of the raw batched baseline.
 const RawBatchSize = 64
@@ -97,6 +117,10 @@ func Builtin() []Transport {
 			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECFixed, K: 10, M: 3})},
 		{Name: TwAuto, Description: "telewire, NACK + FEC auto",
 			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECAuto})},
+		{Name: RawPingPong, Description: "raw UDP ping-pong, one-way = RTT/2", CleanOnly: true,
+			Listen: echoListen, Dial: pingDial},
+		{Name: TwSpin, Description: fmt.Sprintf("telewire, NACK only, receiver busy-polls %v", SpinBusyPoll), Optional: true,
+			Listen: twListenWith(receiver.Config{BusyPoll: SpinBusyPoll}), Dial: twDial(sender.FECConfig{Mode: sender.FECOff})},
 	}
 }
 
@@ -226,13 +250,22 @@ func b2u(b bool) uint64 {
 // ---- telewire ----
 
 func twListen(ctx context.Context, addr string) (Receiver, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	r, err := receiver.Listen(ctx, receiver.Config{Listen: addr})
-	if err != nil {
-		cancel()
-		return nil, err
+	return twListenWith(receiver.Config{})(ctx, addr)
+}
+
+// twListenWith opens telewire receivers configured as cfg, on the address
+// Listen is given.
+func twListenWith(cfg receiver.Config) func(context.Context, string) (Receiver, error) {
+	return func(ctx context.Context, addr string) (Receiver, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		cfg.Listen = addr
+		r, err := receiver.Listen(ctx, cfg)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		return &twReceiver{r: r, ctx: ctx, cancel: cancel}, nil
 	}
-	return &twReceiver{r: r, ctx: ctx, cancel: cancel}, nil
 }
 
 type twReceiver struct {
@@ -295,3 +328,150 @@ func (s *twSender) Wire() (bytes, datagrams uint64, counters map[string]uint64) 
 		"nacks": st.NACKs, "queue_full": st.QueueFull, "heartbeats": st.Heartbeats,
 	}
 }
+
+// ---- raw ping-pong ----
+
+// EchoTimeout is how long the ping-pong sender waits for each echo before
+// it counts the message's echo lost and goes on.
+const EchoTimeout = 100 * time.Millisecond
+
+// RoundTripper is implemented by a Sender that measures latency itself,
+// as half the round trip of an echo (raw-pingpong). The sending worker
+// reports its summary as SendResult.HalfRTT, and the case's latency
+// figures are then taken from it.
+type RoundTripper interface {
+	// HalfRTT summarises half of each measured message's round trip, in
+	// nanoseconds; called after Close.
+	HalfRTT() LatencySummary
+}
+
+// echoListen opens the ping-pong's receiving end: a plain net.UDPConn
+// that echoes every datagram back to its source.
+func echoListen(_ context.Context, addr string) (Receiver, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("bench: echo receiver: %w", err)
+	}
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("bench: echo receiver: %w", err)
+	}
+	return &echoReceiver{uc: uc, buf: make([]byte, rawMaxDatagram)}, nil
+}
+
+// echoReceiver hands each datagram to the collector and echoes it at the
+// start of the next Next, after the collector has read its clock, so that
+// the one-way latency it records (ForwardP50Nanos) is stamped exactly as
+// for every other transport; the echo waits only for that clock reading
+// and the collector's bookkeeping (about 100 ns).
+type echoReceiver struct {
+	uc      *net.UDPConn
+	buf     []byte
+	n       int
+	from    netip.AddrPort
+	pending bool // buf[:n] is still to be echoed to from
+	echoed  uint64
+	errors  uint64
+}
+
+func (r *echoReceiver) Addr() string { return r.uc.LocalAddr().String() }
+
+func (r *echoReceiver) Next() ([]byte, error) {
+	if r.pending {
+		r.pending = false
+		if _, err := r.uc.WriteToUDPAddrPort(r.buf[:r.n], r.from); err != nil {
+			r.errors++
+		} else {
+			r.echoed++
+		}
+	}
+	n, from, err := r.uc.ReadFromUDPAddrPort(r.buf)
+	if err != nil {
+		return nil, err
+	}
+	r.n, r.from, r.pending = n, from, true
+	return r.buf[:n], nil
+}
+
+func (r *echoReceiver) Close() error { return r.uc.Close() }
+
+func (r *echoReceiver) Counters() map[string]uint64 {
+	return map[string]uint64{"echoed": r.echoed, "echo_errors": r.errors}
+}
+
+// pingDial opens the ping-pong's sending end, a plain net.UDPConn.
+func pingDial(_ context.Context, addr string) (Sender, error) {
+	to, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("bench: ping sender: %w", err)
+	}
+	local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if to.Addr().Is6() {
+		local = &net.UDPAddr{IP: net.IPv6loopback}
+	}
+	uc, err := net.ListenUDP("udp", local)
+	if err != nil {
+		return nil, fmt.Errorf("bench: ping sender: %w", err)
+	}
+	return &pingSender{uc: uc, to: to, buf: make([]byte, rawMaxDatagram)}, nil
+}
+
+// pingSender writes each message with one sendmsg and blocks reading
+// until its echo returns (or EchoTimeout passes), then records half the
+// round trip, from the stamp written just before Send to the clock
+// reading just after the echo is read. Warm-up messages are echoed but
+// not recorded. Send does not allocate while echoes come back.
+type pingSender struct {
+	uc   *net.UDPConn
+	to   netip.AddrPort
+	buf  []byte
+	hist Histogram
+
+	written, bytes, lost, stray uint64
+}
+
+func (s *pingSender) Send(msg []byte) error {
+	seq, sent, err := ParseStamp(msg)
+	if err != nil {
+		return err
+	}
+	if _, err := s.uc.WriteToUDPAddrPort(msg, s.to); err != nil {
+		return err
+	}
+	s.written++
+	s.bytes += uint64(len(msg))
+	// Set while the ping is on its way: a few hundred ns against a round
+	// trip of tens of µs, and never after the echo could have arrived.
+	if err := s.uc.SetReadDeadline(time.Now().Add(EchoTimeout)); err != nil {
+		return err
+	}
+	for {
+		n, _, err := s.uc.ReadFromUDPAddrPort(s.buf)
+		now := Nanotime()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.lost++
+				return nil
+			}
+			return err
+		}
+		eseq, esent, perr := ParseStamp(s.buf[:n])
+		if perr != nil || eseq != seq || esent != sent {
+			s.stray++ // an echo that came back after its timeout, or noise
+			continue
+		}
+		if seq&WarmupBit == 0 {
+			s.hist.Record((now - sent) / 2)
+		}
+		return nil
+	}
+}
+
+func (s *pingSender) Flush() error { return nil }
+func (s *pingSender) Close() error { return s.uc.Close() }
+
+func (s *pingSender) Wire() (bytes, datagrams uint64, counters map[string]uint64) {
+	return s.bytes, s.written, map[string]uint64{"echo_lost": s.lost, "echo_stray": s.stray}
+}
+
+func (s *pingSender) HalfRTT() LatencySummary { return s.hist.Summary() }

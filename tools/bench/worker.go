@@ -85,6 +85,13 @@ type SendResult struct {
 	WireBytes     uint64            `json:"wire_bytes"`
 	WireDatagrams uint64            `json:"wire_datagrams"`
 	Counters      map[string]uint64 `json:"counters,omitempty"`
+	// HalfRTT is set by a RoundTripper transport (raw-pingpong): half of
+	// each measured message's round trip, which is then the case's
+	// latency.
+	HalfRTT *LatencySummary `json:"half_rtt,omitempty"`
+	// Mem is the sending process's memory from the end of the warm-up to
+	// just before the sender was closed.
+	Mem MemSummary `json:"mem"`
 }
 
 // RecvResult is what the receiving worker measured.
@@ -100,12 +107,18 @@ type RecvResult struct {
 	Latency  LatencySummary    `json:"latency"`
 	CPUNanos int64             `json:"cpu_ns"` // worker CPU from the first measured delivery to the end of drain
 	Counters map[string]uint64 `json:"counters,omitempty"`
+	// Mem is the receiving process's memory from the first measured
+	// delivery to the end of the drain, before the receiver was closed.
+	Mem MemSummary `json:"mem"`
 }
 
 // RelayResult is the impairment relay's count of each direction.
 type RelayResult struct {
 	Fwd netem.DirStats `json:"fwd"`
 	Rev netem.DirStats `json:"rev"`
+	// Mem is the relay process's memory from the start to the stop of
+	// the relay.
+	Mem MemSummary `json:"mem"`
 }
 
 // ErrProtocol reports a request a worker cannot serve: an unknown op or
@@ -157,6 +170,7 @@ type worker struct {
 	cpu0   int64
 	snd    Sender // send
 	sndRes SendResult
+	sndMem *memWatch
 	relay  *relayRun // relay
 }
 
@@ -196,8 +210,12 @@ func (w *worker) handle(req *Request, rep *Reply) error {
 // shutdown releases whatever a case left open (the parent went away).
 func (w *worker) shutdown() {
 	if w.coll != nil {
+		w.coll.mem.finish()
 		w.coll.r.Close()
 		<-w.coll.done
+	}
+	if w.sndMem != nil {
+		w.sndMem.finish()
 	}
 	if w.snd != nil {
 		w.snd.Close()
@@ -214,6 +232,7 @@ type collector struct {
 	r    Receiver
 	set  *SeqSet
 	hist Histogram // owned by the goroutine until done is closed
+	mem  *memWatch
 
 	delivered, duplicates, invalid, warmup atomic.Uint64
 	first, last, cpu0                      atomic.Int64
@@ -278,8 +297,10 @@ func (w *worker) listen(req *Request, rep *Reply) error {
 	if err != nil {
 		return err
 	}
-	w.coll = &collector{r: r, set: NewSeqSet(req.MaxMessages), done: make(chan struct{})}
-	go w.coll.run()
+	c := &collector{r: r, set: NewSeqSet(req.MaxMessages), done: make(chan struct{})}
+	c.mem = watchMem(memInterval, func() bool { return c.delivered.Load() > 0 })
+	w.coll = c
+	go c.run()
 	rep.Addr = r.Addr()
 	return nil
 }
@@ -310,13 +331,14 @@ func (w *worker) drain(req *Request, rep *Reply) error {
 		}
 	}
 	tick.Stop()
+	mem := c.mem.finish()
 	closeErr := c.r.Close()
 	<-c.done
 	cpu1, _ := ProcessCPUNanos()
 	rep.Recv = &RecvResult{
 		Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(), Warmup: c.warmup.Load(),
 		FirstNanos: c.first.Load(), LastNanos: c.last.Load(),
-		Latency: c.hist.Summary(), Counters: c.r.Counters(),
+		Latency: c.hist.Summary(), Counters: c.r.Counters(), Mem: mem,
 	}
 	if rep.Recv.Delivered > 0 {
 		rep.Recv.CPUNanos = cpu1 - c.cpu0.Load()
@@ -353,6 +375,7 @@ func (w *worker) send(req *Request, rep *Reply) error {
 		pump(w.ctx, s, p, msg, req.Rate, req.WarmupNanos, req.MaxMessages, WarmupBit)
 	}
 	w.cpu0, _ = ProcessCPUNanos()
+	w.sndMem = watchMem(memInterval, nil)
 	w.sndRes = pump(w.ctx, s, p, msg, req.Rate, req.DurationNanos, req.MaxMessages, 0)
 	res := w.sndRes
 	rep.Send = &res
@@ -423,11 +446,21 @@ func (w *worker) closeSender(rep *Reply) error {
 	}
 	s := w.snd
 	w.snd = nil
+	var mem MemSummary
+	if w.sndMem != nil { // nil when send failed before the warm-up ended
+		mem = w.sndMem.finish()
+		w.sndMem = nil
+	}
 	err := s.Close()
 	cpu1, _ := ProcessCPUNanos()
 	res := w.sndRes
 	res.CPUNanos = cpu1 - w.cpu0
 	res.WireBytes, res.WireDatagrams, res.Counters = s.Wire()
+	res.Mem = mem
+	if rt, ok := s.(RoundTripper); ok {
+		h := rt.HalfRTT()
+		res.HalfRTT = &h
+	}
 	rep.Send = &res
 	if err != nil {
 		rep.Err = fmt.Sprintf("closing sender: %v", err)
@@ -441,11 +474,13 @@ type relayRun struct {
 	r      *netem.Relay
 	cancel context.CancelFunc
 	done   chan error
+	mem    *memWatch
 }
 
-func (r *relayRun) stop() error {
+func (r *relayRun) stop() (MemSummary, error) {
+	mem := r.mem.finish()
 	r.cancel()
-	return <-r.done
+	return mem, <-r.done
 }
 
 func (w *worker) startRelay(req *Request, rep *Reply) error {
@@ -465,7 +500,7 @@ func (w *worker) startRelay(req *Request, rep *Reply) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
-	run := &relayRun{r: r, cancel: cancel, done: make(chan error, 1)}
+	run := &relayRun{r: r, cancel: cancel, done: make(chan error, 1), mem: watchMem(memInterval, nil)}
 	go func() { run.done <- r.Run(ctx) }()
 	w.relay = run
 	rep.Addr = r.Addr().String()
@@ -478,8 +513,8 @@ func (w *worker) stopRelay(rep *Reply) error {
 	}
 	run := w.relay
 	w.relay = nil
-	err := run.stop()
+	mem, err := run.stop()
 	st := run.r.Stats()
-	rep.Relay = &RelayResult{Fwd: st.Fwd, Rev: st.Rev}
+	rep.Relay = &RelayResult{Fwd: st.Fwd, Rev: st.Rev, Mem: mem}
 	return err
 }

@@ -106,7 +106,7 @@ type stream struct {
 	delivering     bool
 	firstDelivered uint64
 	skippedAtStart uint64
-	firstSeq  uint64
+	firstSeq       uint64
 
 	echoTs int64 // newest sender timestamp seen
 	echoAt int64 // when it arrived

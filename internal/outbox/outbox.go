@@ -179,7 +179,7 @@ func (b *Batch) SealLast(s InPlaceSealer, grow int) error {
 		b.dropLast(start, trailing)
 		return ErrFull
 	}
-	sealed, err := s.SealInPlace(b.slab[start:len(b.slab):len(b.slab)+grow])
+	sealed, err := s.SealInPlace(b.slab[start : len(b.slab) : len(b.slab)+grow])
 	if err != nil {
 		b.dropLast(start, trailing)
 		return err

@@ -40,6 +40,7 @@ func commands() []command {
 		{"bench", "measure throughput, CPU and latency against raw UDP (and kcp-go with --peers)", runBench},
 		{"sim", "sweep repair settings over simulated loss scenarios and tabulate the results", runSim},
 		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
+		{"soak", "run a long, fast, lossy transfer in-process: memory over time and reconciled counters", runSoak},
 	}
 }
 

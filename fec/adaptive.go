@@ -149,7 +149,19 @@ type Adaptive struct {
 	searched         bool
 	searchP, searchB float64
 	searchLimit      int
+	searchAt         int64 // when Update last searched
+	searchedInUpdate bool
+	searches         uint64 // searches run (for tests)
 }
+
+// minSearchInterval is the least time, ns, between two searches started by
+// Update. A search costs milliseconds, and the reports that start it come
+// from the network: without this a peer sending REPORTs with figures that
+// change every time (or many receivers of one stream) would make the
+// sender search for each one. Honest receivers report every 100 ms, so the
+// interval delays nothing for them; reports in between still move the
+// estimates, which the next search after the interval uses.
+const minSearchInterval = 50_000_000
 
 // NewAdaptive returns an Adaptive whose initial choice assumes no loss. It
 // fails with ErrBadParams if the configuration is out of range.
@@ -165,6 +177,9 @@ func NewAdaptive(cfg AdaptiveConfig) (*Adaptive, error) {
 
 // Update takes a REPORT received at now (sender clock, nanoseconds) and
 // returns the K and M to use; Params also gives the interleaving depth.
+// Searches for new parameters are at least 50 ms apart whatever the report
+// rate: a report sooner than that after the last search moves the
+// estimates, and the first report after the interval acts on them.
 func (a *Adaptive) Update(r packet.Report, now int64) (k, m int) {
 	p := min(float64(r.IntervalLossPPM)/1e6, 1)
 	b := float64(r.BurstMeanMilli) / 1000
@@ -188,7 +203,12 @@ func (a *Adaptive) Update(r packet.Report, now int64) (k, m int) {
 		}
 	}
 	a.haveLast, a.lastSeq, a.lastAt = true, r.HighestSeq, now
-	a.choose()
+	if a.searchedInUpdate && now-a.searchAt < minSearchInterval && now >= a.searchAt {
+		return a.k, a.m
+	}
+	if a.choose() {
+		a.searchAt, a.searchedInUpdate = now, true
+	}
 	return a.k, a.m
 }
 
@@ -200,26 +220,29 @@ func (a *Adaptive) Params() (k, m, d int) { return a.k, a.m, a.d }
 // on, and the residual loss the model predicts for the choice.
 func (a *Adaptive) Estimate() (loss, meanBurst, residual float64) { return a.p, a.b, a.res }
 
-// choose applies step 3 of the rule to the current estimates. The search
-// evaluates the loss model for every candidate (milliseconds of work), so
-// it is skipped while the inputs stay within a few percent of those of the
-// last search: the choice would not change, and reports arrive ten times a
-// second per stream.
-func (a *Adaptive) choose() {
+// choose applies step 3 of the rule to the current estimates and reports
+// whether it searched. The search evaluates the loss model for every
+// candidate (milliseconds of work), so it is skipped while the inputs stay
+// within a few percent of those of the last search: the choice would not
+// change, and reports arrive ten times a second per stream. Update also
+// spaces searches by minSearchInterval.
+func (a *Adaptive) choose() bool {
 	c := &a.cfg
 	limit := 0 // cap on K·D, 0 for none
 	if a.rate > 0 && c.MaxDelayNanos > 0 {
 		limit = max(1, int(a.rate*float64(c.MaxDelayNanos)/1e9))
 	}
 	if a.searched && near(a.p, a.searchP) && near(a.b, a.searchB) && near(float64(limit), float64(a.searchLimit)) {
-		return
+		return false
 	}
 	a.searched, a.searchP, a.searchB, a.searchLimit = true, a.p, a.b, limit
+	a.searches++
 	if !a.search(limit) && limit > 0 {
 		// The rate leaves no block size the ceiling allows; the encoder's
 		// time limit will shorten the blocks whatever is chosen.
 		a.search(0)
 	}
+	return true
 }
 
 // near reports whether x is within 3% of y (exactly equal when y is 0, so
@@ -258,6 +281,7 @@ func (a *Adaptive) search(limit int) bool {
 		mMin = 0
 	}
 	var best cand
+	var resAll [257]float64
 	found, bestMeets := false, false
 	for d := 1; d <= c.MaxInterleave; d++ {
 		for k := c.MinK; k <= c.MaxK; k++ {
@@ -268,11 +292,22 @@ func (a *Adaptive) search(limit int) bool {
 			if mMax < mMin || d*(k+mMax) > MaxGroupShards {
 				continue
 			}
+			// The least M is tried alone (it is often enough); if it is
+			// not, one pass of the model gives the residual for every M.
 			var cd cand
 			meets := false
 			for m := mMin; m <= mMax; m++ {
-				cd = cand{k: k, m: m, d: d, over: float64(m) / float64(k),
-					res: ResidualLossBurst(k, m, d, a.p, a.b)}
+				var res float64
+				switch {
+				case m == mMin || a.p <= 0 || a.p >= 1:
+					res = ResidualLossBurst(k, m, d, a.p, a.b)
+				default:
+					if m == mMin+1 {
+						residualLossBurstUpTo(k, d, a.p, a.b, resAll[:mMax+1])
+					}
+					res = resAll[m]
+				}
+				cd = cand{k: k, m: m, d: d, over: float64(m) / float64(k), res: res}
 				if cd.res <= c.TargetResidual {
 					meets = true
 					break

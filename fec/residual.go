@@ -56,6 +56,19 @@ func ResidualLossBurst(k, m, d int, p, meanBurst float64) float64 {
 	if p >= 1 {
 		return 1
 	}
+	var out [257]float64
+	residualLossBurstUpTo(k, d, p, meanBurst, out[:min(m, 256)+1])
+	return out[min(m, 256)]
+}
+
+// residualLossBurstUpTo sets out[m] to ResidualLossBurst(k, m, d, p,
+// meanBurst) for every m < len(out), in one pass of the dynamic program:
+// the block with m parity shards is the block with more parity cut after
+// its first m parity positions, and the count of losses is capped at
+// len(out) instead of m+1 (so out[len(out)-1] is computed exactly as
+// ResidualLossBurst computes it, and the others sum the counts above m).
+// It needs k >= 1, 0 < p < 1 and 1 <= len(out) <= 257.
+func residualLossBurstUpTo(k, d int, p, meanBurst float64, out []float64) {
 	if d < 1 {
 		d = 1
 	}
@@ -63,13 +76,27 @@ func ResidualLossBurst(k, m, d int, p, meanBurst float64) float64 {
 	r := 1 / meanBurst
 	q := p * r / (1 - p)
 	lambda := 1 - q - r
-	top := min(m+1, 256)
+	mMax := len(out) - 1
+	top := mMax + 1
 
 	// prob[s][j] and lost[s][j]: probability of state s (0 good, 1 bad)
 	// with j losses so far, and the expected data losses on those paths.
-	var prob, lost, nprob, nlost [2][258]float64
-	prob[0][0], prob[1][1], lost[1][1] = 1-p, p, p // position 0: data
-	for pos := 1; pos < k+m; pos++ {
+	// Two generations, swapped by pointer; only columns 0..top are used,
+	// and only those are cleared.
+	var gen [2]struct{ prob, lost [2][258]float64 }
+	cur, nxt := &gen[0], &gen[1]
+	cur.prob[0][0], cur.prob[1][1], cur.lost[1][1] = 1-p, p, p // position 0: data
+	record := func(m int) {
+		sum := 0.0
+		for j := top; j > m; j-- {
+			sum += cur.lost[0][j] + cur.lost[1][j]
+		}
+		out[m] = sum / float64(k)
+	}
+	if k == 1 {
+		record(0)
+	}
+	for pos := 1; pos < k+mMax; pos++ {
 		gap := 1
 		if pos < k {
 			gap = d
@@ -77,25 +104,30 @@ func ResidualLossBurst(k, m, d int, p, meanBurst float64) float64 {
 		lg := math.Pow(lambda, float64(gap))
 		toBad := [2]float64{p * (1 - lg), p + (1-p)*lg}
 		data := pos < k
-		nprob, nlost = [2][258]float64{}, [2][258]float64{}
+		for s := range 2 {
+			clear(nxt.prob[s][:top+1])
+			clear(nxt.lost[s][:top+1])
+		}
 		for s := 0; s < 2; s++ {
 			for j := 0; j <= top; j++ {
-				pr, lo := prob[s][j], lost[s][j]
+				pr, lo := cur.prob[s][j], cur.lost[s][j]
 				if pr == 0 && lo == 0 {
 					continue
 				}
 				g, b := 1-toBad[s], toBad[s]
-				nprob[0][j] += g * pr
-				nlost[0][j] += g * lo
+				nxt.prob[0][j] += g * pr
+				nxt.lost[0][j] += g * lo
 				jb := min(j+1, top)
-				nprob[1][jb] += b * pr
-				nlost[1][jb] += b * lo
+				nxt.prob[1][jb] += b * pr
+				nxt.lost[1][jb] += b * lo
 				if data {
-					nlost[1][jb] += b * pr
+					nxt.lost[1][jb] += b * pr
 				}
 			}
 		}
-		prob, lost = nprob, nlost
+		cur, nxt = nxt, cur
+		if pos+1 >= k {
+			record(pos + 1 - k)
+		}
 	}
-	return (lost[0][top] + lost[1][top]) / float64(k)
 }

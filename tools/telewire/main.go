@@ -41,6 +41,7 @@ func commands() []command {
 		{"sim", "sweep repair settings over simulated loss scenarios and tabulate the results", runSim},
 		{"keygen", "write a new pre-shared key file for --key-file (encryption)", runKeygen},
 		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
+		{"soak", "run a long, fast, lossy transfer in-process: memory over time and reconciled counters", runSoak},
 	}
 }
 

@@ -215,7 +215,7 @@ func TestReorderBufferBounded(t *testing.T) {
 	for seq := uint64(2); seq < 200; seq++ {
 		c.Handle(dataPkt(t, 1, 0, seq, now+20*ms), addr(0), now+20*ms)
 	}
-	st := c.sessions[addr(0)].streams[0]
+	st := c.sessions[keyOf{addr: addr(0)}].streams[0]
 	if held := st.delivery.Len(); held > 16 || held == 0 {
 		t.Fatalf("%d messages held, capacity 16", held)
 	}
@@ -248,7 +248,7 @@ func TestMissingSetBounded(t *testing.T) {
 	c := newCore(t, Config{Mode: ModeUnordered})
 	c.Handle(dataPkt(t, 1, 0, 0, 1), addr(0), 1)
 	c.Handle(dataPkt(t, 1, 0, 20_000, 1), addr(0), 2) // within the window, 19 999 missing
-	tr := c.sessions[addr(0)].streams[0].tracker
+	tr := c.sessions[keyOf{addr: addr(0)}].streams[0].tracker
 	ts := tr.Stats()
 	if max := tr.Config().MaxMissing; tr.Pending() > max || ts.GivenUpOverflow != 19_999-uint64(max) {
 		t.Fatalf("pending %d (max %d), given up for overflow %d", tr.Pending(), max, ts.GivenUpOverflow)
@@ -270,7 +270,7 @@ func TestFECBlocksBounded(t *testing.T) {
 		}
 		c.Handle(b, addr(0), 2)
 	}
-	ds := c.sessions[addr(0)].streams[0].decoder.Stats()
+	ds := c.sessions[keyOf{addr: addr(0)}].streams[0].decoder.Stats()
 	if ds.BlocksEvicted == 0 {
 		t.Fatalf("decoder stats %+v", ds)
 	}
@@ -319,7 +319,7 @@ func TestReorderCapacityIsExact(t *testing.T) {
 	for seq := uint64(2); seq < 100; seq++ {
 		c.Handle(dataPkt(t, 1, 0, seq, now+20*ms), addr(0), now+20*ms)
 	}
-	if held := c.sessions[addr(0)].streams[0].delivery.Len(); held > 20 {
+	if held := c.sessions[keyOf{addr: addr(0)}].streams[0].delivery.Len(); held > 20 {
 		t.Fatalf("%d messages held with ReorderCapacity 20", held)
 	}
 }

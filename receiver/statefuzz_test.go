@@ -242,7 +242,7 @@ func (h *rxHarness) handle(b []byte, from netip.AddrPort) {
 	before := h.c.stats.Delivered
 	h.c.Handle(b, from, h.now)
 	// A new incarnation of the sender at from starts here in the FIFO.
-	if s := h.c.sessions[from]; s != nil && s != h.sessPtr[from] {
+	if s := h.c.sessions[keyOf{addr: from}]; s != nil && s != h.sessPtr[from] {
 		h.resets = append(h.resets, reset{at: before, src: from, session: s.id})
 	}
 }
@@ -516,7 +516,8 @@ func (h *rxHarness) check() {
 	}
 	live := map[*stream]bool{}
 	var received uint64
-	for from, s := range c.sessions {
+	for k, s := range c.sessions {
+		from := k.addr
 		if s.addr != from {
 			t.Fatalf("session under %v has address %v", from, s.addr)
 		}
@@ -546,11 +547,11 @@ func (h *rxHarness) check() {
 			delete(h.lastRecv, st)
 		}
 	}
-	for from, s := range c.sessions {
-		h.sessPtr[from] = s
+	for k, s := range c.sessions {
+		h.sessPtr[k.addr] = s
 	}
 	for from := range h.sessPtr {
-		if c.sessions[from] == nil {
+		if c.sessions[keyOf{addr: from}] == nil {
 			delete(h.sessPtr, from)
 		}
 	}

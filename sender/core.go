@@ -44,6 +44,8 @@ type stream struct {
 	encoder  *fec.Encoder            // nil when FEC is off
 	adaptive *fec.Adaptive           // nil unless FEC is automatic
 
+	firstTs, lastTs int64 // send times of the first and the latest DATA: echoes must lie between
+
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
 }
@@ -64,7 +66,6 @@ type Core struct {
 	answer  reliability.NACKResult
 	peers   *guard.Peers // feedback addresses: amplification limit and retransmit budget
 	sec     *secure      // nil without encryption
-	started int64        // time of the first Send, 0 before
 	log     zerolog.Logger
 	stats   Stats
 }
@@ -207,9 +208,13 @@ func (c *Core) sendParity(s *stream) {
 	c.pkt.Payload = nil
 }
 
-// Room reports whether a payload of n bytes fits in the queue now.
+// heartbeatLen is the encoded size of a HEARTBEAT.
+const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
+
+// Room reports whether a payload of n bytes fits in the queue now, on any
+// stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
-	return c.out.Current().Room(packet.HeaderLen + packet.DataHeaderLen + n + c.overhead())
+	return c.out.Current().RoomFor(2, packet.HeaderLen+packet.DataHeaderLen+n+heartbeatLen+2*c.overhead())
 }
 
 // Send stamps payload with the stream's next sequence number and the time
@@ -223,25 +228,27 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err != nil {
 		return err
 	}
+	out := c.out.Current()
+	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
 	if !s.opened {
 		// Announce the stream before its first DATA: a HEARTBEAT with
 		// nothing sent yet tells the receiver where the stream starts, so
 		// losing the first messages is seen and repaired like any gap.
+		// Both must fit, or neither is queued.
+		if !out.RoomFor(2, dataLen+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
+			return ErrQueueFull
+		}
 		s.opened = true
-		c.queueHeartbeat(s, now)
 	}
-	c.pkt = packet.Packet{
-		Header:    packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID},
-		Seq:       s.next,
-		Timestamp: now,
-		Payload:   payload,
-	}
-	out := c.out.Current()
-	if !out.Room(c.pkt.EncodedLen() + c.overhead()) {
-		c.pkt.Payload = nil
+	if !out.Room(dataLen) {
 		return ErrQueueFull
 	}
-	err = out.Append(&c.pkt, c.remote)
+	// Fields set one by one: a Packet literal would clear its range
+	// buffer (a kilobyte) for every message.
+	p := &c.pkt
+	p.Header = packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID}
+	p.Seq, p.Timestamp, p.Payload = s.next, now, payload
+	err = out.Append(p, c.remote)
 	c.pkt.Payload = nil // do not keep the caller's buffer alive
 	if err != nil {
 		return err
@@ -253,9 +260,10 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
-	if c.started == 0 {
-		c.started = now
+	if s.next == s.start {
+		s.firstTs = now
 	}
+	s.lastTs = now
 	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
 		c.sendParity(s)
 	}
@@ -318,9 +326,11 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	c.validate(s, r, from)
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
-	// the future or a hold longer than the elapsed time is a lie or a bug
-	// and yields no sample.
-	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now && r.EchoTimestamp >= c.started && r.EchoHoldNanos >= 0 {
+	// the future, from outside the times this stream's DATA was sent, or a
+	// hold longer than the elapsed time is a lie or a bug and yields no
+	// sample.
+	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now && r.EchoHoldNanos >= 0 &&
+		s.next != s.start && r.EchoTimestamp >= s.firstTs && r.EchoTimestamp <= s.lastTs {
 		if sample := now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
 			c.rtt.Observe(sample)
 		}

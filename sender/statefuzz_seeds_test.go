@@ -192,7 +192,7 @@ func TestSenderSeedsReachTheirShapes(t *testing.T) {
 		"wrap": func(h *txHarness, st Stats) bool {
 			return st.Retransmits >= 10 && st.Streams[0].NextSeq < h.cfg.FirstSeq
 		},
-		"lying_reports":       func(h *txHarness, st Stats) bool { return st.Reports == 5 && st.RTT.Samples >= 1 },
+		"lying_reports":       func(h *txHarness, st Stats) bool { return st.Reports == 5 }, // the lies give no RTT sample
 		"foreign_feedback":    func(h *txHarness, st Stats) bool { return st.ForeignSession == 3 && st.Retransmits > 0 },
 		"idle_heartbeats":     func(h *txHarness, st Stats) bool { return st.Heartbeats > 6 && h.tooMany > 0 },
 		"queue_full":          func(h *txHarness, st Stats) bool { return h.queueFull > 0 },

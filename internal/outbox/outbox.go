@@ -68,8 +68,11 @@ func New(maxDatagrams, maxBytes int) *Batch {
 }
 
 // Room reports whether a datagram of n bytes fits.
-func (b *Batch) Room(n int) bool {
-	return len(b.dgs)+b.trail < cap(b.dgs) && cap(b.slab)-len(b.slab) >= n
+func (b *Batch) Room(n int) bool { return b.RoomFor(1, n) }
+
+// RoomFor reports whether k datagrams of n bytes in all fit.
+func (b *Batch) RoomFor(k, n int) bool {
+	return len(b.dgs)+b.trail+k <= cap(b.dgs) && cap(b.slab)-len(b.slab) >= n
 }
 
 // Append encodes p into the batch, addressed to to, after the datagrams

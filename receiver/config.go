@@ -67,7 +67,8 @@ type Config struct {
 	Latency time.Duration
 	// ReorderCapacity bounds, per stream, the messages ordered delivery
 	// holds while waiting for gaps; it should cover the messages that
-	// arrive within Latency. Default 8192.
+	// arrive within Latency. It is rounded down to a power of two (the
+	// buffer is a ring). Default 8192.
 	ReorderCapacity int
 	// DisableNACK turns off retransmission requests. Default false: gaps
 	// are NACKed once a reorder tolerance has passed (adaptive from the

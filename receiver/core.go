@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"time"
 
@@ -106,6 +107,7 @@ type stream struct {
 	delivering     bool
 	firstDelivered uint64
 	skippedAtStart uint64
+	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
 
 	echoTs int64 // newest sender timestamp seen
@@ -131,7 +133,17 @@ type session struct {
 	lastSeen  int64
 	malformed uint64
 	keys      *sessionKeys // nil without encryption
+	// Bytes received from and sent to the session's address: without a
+	// key, feedback stays within amplificationFactor times what arrived.
+	rxBytes, txBytes uint64
 }
+
+// amplificationFactor bounds the feedback bytes sent to an unauthenticated
+// sender's address per byte received from it (RFC 9000 §8.1's factor), so
+// that a datagram with a forged source cannot turn the receiver into a
+// reflector. A real sender sends far more than it is sent, so it never
+// meets the bound except on a very slow stream's first report.
+const amplificationFactor = 3
 
 // Core is the receiver's protocol state machine, free of sockets,
 // goroutines and clocks: Handle and Tick take the time as an argument,
@@ -225,6 +237,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 			return
 		}
 	}
+	s.rxBytes += uint64(len(b))
 	st := s.stream(p.Stream, c)
 	if st == nil {
 		c.stats.StreamsRefused++
@@ -319,6 +332,9 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		// restart ordering at this sequence, without requesting the jump.
 		st.delivery.Flush()
 		c.drain(s, st, now, 0)
+		if from, ok := st.delivery.WantFrom(); ok && c.cfg.Mode == ModeOrdered && packet.SeqLess(from, seq) {
+			st.skippedResync += uint64(packet.SeqDiff(seq, from)) // jumped over: never delivered
+		}
 		st.delivery.Resync(seq)
 		if st.decoder != nil {
 			st.decoder.Reset()
@@ -519,7 +535,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, ReorderFloor: int64(reorderFloor), NACKInterval: int64(time.Millisecond)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
-			Capacity: c.cfg.ReorderCapacity,
+			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound
 		}),
 		nacks: make([]packet.Range, 0, reliability.DefaultMaxNACKRanges),
 	}
@@ -588,7 +604,9 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 		}
 		for range st.nackCopies() {
 			if err := c.feedback(s, &c.pkt); err != nil {
-				c.stats.FeedbackDropped++ // the tracker asks again after its backoff
+				if err != errAmplification {
+					c.stats.FeedbackDropped++ // the tracker asks again after its backoff
+				}
 				break
 			}
 			st.nacksSent++
@@ -697,7 +715,9 @@ func (c *Core) report(s *session, st *stream, now int64) {
 		Report: c.reportBody(s, st, now),
 	}
 	if err := c.feedback(s, &c.pkt); err != nil {
-		c.stats.FeedbackDropped++
+		if err != errAmplification {
+			c.stats.FeedbackDropped++
+		}
 		return
 	}
 	c.stats.Reports++
@@ -762,7 +782,7 @@ func (c *Core) Stats() Stats {
 				Resyncs:      ts.Resyncs,
 				Retransmits:  x.retransmits,
 				NACKs:        x.nacksSent,
-				Skipped:      ds.Skipped + x.skippedAtStart,
+				Skipped:      ds.Skipped + x.skippedAtStart + x.skippedResync,
 				Late:         ds.Late,
 				Superseded:   ds.Superseded,
 				Held:         ds.Buffered,

@@ -173,3 +173,22 @@ func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
 		t.Fatal("NACKed at once although FEC repairs in a fifth of the round trip")
 	}
 }
+
+// A jump beyond the tracker's window resynchronises the stream; what it
+// jumped over is counted as skipped, so delivered + skipped still adds up
+// to what was sent.
+func TestResyncJumpIsCountedSkipped(t *testing.T) {
+	c := newCore(t, Config{Window: 1024, DisableNACK: true})
+	now := int64(time.Second)
+	for seq := range uint64(10) {
+		c.Handle(dataPkt(t, 1, 0, seq, now), addr(0), now)
+	}
+	c.Tick(now + int64(time.Second))
+	c.Handle(dataPkt(t, 1, 0, 100_000, now+int64(time.Second)), addr(0), now+int64(time.Second))
+	c.Tick(now + int64(2*time.Second))
+	st := c.Stats()
+	s := st.Streams[0]
+	if s.Resyncs != 1 || st.Delivered != 11 || s.Skipped != 100_000-10 {
+		t.Fatalf("delivered %d, skipped %d, resyncs %d; want 11, 99990, 1", st.Delivered, s.Skipped, s.Resyncs)
+	}
+}

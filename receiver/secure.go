@@ -10,6 +10,9 @@ import (
 	"github.com/telewire/telewire/packet"
 )
 
+// errAmplification: feedback withheld by the amplification limit.
+var errAmplification = errors.New("receiver: feedback over the amplification limit")
+
 // derivationsPerSecond caps how often a sealed datagram naming an unknown
 // session may cost a key derivation (one HMAC and an AES key schedule), so
 // that a flood of forged session ids costs that much CPU and no state.
@@ -234,7 +237,16 @@ func (c *Core) newSealedSession(id uint64, keys *sessionKeys, from netip.AddrPor
 func (c *Core) feedback(s *session, p *packet.Packet) error {
 	out := c.out.Current()
 	if c.sec == nil {
-		return out.Append(p, s.addr)
+		n := uint64(p.EncodedLen())
+		if s.txBytes+n > amplificationFactor*s.rxBytes {
+			c.stats.FeedbackBlocked++
+			return errAmplification
+		}
+		if err := out.Append(p, s.addr); err != nil {
+			return err
+		}
+		s.txBytes += n
+		return nil
 	}
 	if !out.Room(p.EncodedLen() + c.sec.grow) {
 		return outbox.ErrFull

@@ -27,6 +27,7 @@ type Stats struct {
 	StreamsRefused  uint64 `json:"streams_refused"`  // datagrams dropped: stream table full
 	KernelDrops     uint64 `json:"kernel_drops"`     // receive-queue overflows the kernel reported
 	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
+	FeedbackBlocked uint64 `json:"feedback_blocked"` // feedback withheld: over 3x the bytes received from an unauthenticated sender
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused

@@ -25,9 +25,13 @@ func (p *reporter) start(o Options) error {
 	if p.json {
 		return nil
 	}
+	sealed := ""
+	if o.Sender.KeyFile != "" || o.Sender.Key != nil {
+		sealed = "; every packet sealed (AES-256-GCM)"
+	}
 	_, err := fmt.Fprintf(p.w, "telewire soak: %.0f messages/s of %d B for %s through an in-process netem relay on loopback\n"+
-		"link: fwd %q, rev %q; FEC and NACK at their defaults; a sample every %s, warm-up %s\n\n"+rowFormat,
-		o.Rate, o.Size, o.Duration, o.Fwd, o.Rev, o.Interval, o.Warmup,
+		"link: fwd %q, rev %q; FEC and NACK at their defaults%s; a sample every %s, warm-up %s\n\n"+rowFormat,
+		o.Rate, o.Size, o.Duration, o.Fwd, o.Rev, sealed, o.Interval, o.Warmup,
 		"time", "sent", "delivered", "skipped", "unrec", "dup", "rtx", "fec", "drop fwd/rev", "unread",
 		"heap", "objects", "rss", "gor", "gc", "qfull", "ovfl", "held", "rate/s")
 	return err

@@ -36,6 +36,7 @@ or memory is not flat (or could not be judged: too few samples or GC cycles).`, 
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link's loss decisions")
 	fs.BoolVar(&o.ForceGC, "gc", false, "collect garbage before each sample (heap in use is then the retained heap; one GC per sample)")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object per sample, then the summary, instead of a table")
+	keyFile := fs.String("key-file", "", keyFileUsage)
 	check := fs.Bool("check", false, "exit 1 unless the counters reconcile and memory is flat")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
@@ -47,6 +48,7 @@ or memory is not flat (or could not be judged: too few samples or GC cycles).`, 
 	if o.Seed == 0 {
 		return usageError(fs, "--seed must not be 0")
 	}
+	o.Sender.KeyFile, o.Receiver.KeyFile = *keyFile, *keyFile
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)

@@ -81,6 +81,9 @@ const (
 	// RawPingPong is the latency baseline: each message is echoed back by
 	// the receiving worker and its one-way latency is half the round trip.
 	RawPingPong = "raw-pingpong"
+	// TwSealed is tw-nack with encryption on: every packet sealed with
+	// AES-256-GCM under BenchKey.
+	TwSealed = "tw-sealed"
 	// TwSpin is tw-nack with the receiver's busy-poll mode on
 	// (receiver.Config.BusyPoll = SpinBusyPoll).
 	TwSpin = "tw-spin"
@@ -117,6 +120,8 @@ func Builtin() []Transport {
 			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECFixed, K: 10, M: 3})},
 		{Name: TwAuto, Description: "telewire, NACK + FEC auto",
 			Listen: twListen, Dial: twDial(sender.FECConfig{Mode: sender.FECAuto})},
+		{Name: TwSealed, Description: "telewire, NACK only, every packet sealed (AES-256-GCM)",
+			Listen: twListenWith(receiver.Config{Key: BenchKey}), Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, Key: BenchKey})},
 		{Name: RawPingPong, Description: "raw UDP ping-pong, one-way = RTT/2", CleanOnly: true,
 			Listen: echoListen, Dial: pingDial},
 		{Name: TwSpin, Description: fmt.Sprintf("telewire, NACK only, receiver busy-polls %v", SpinBusyPoll), Optional: true,
@@ -303,9 +308,20 @@ func (r *twReceiver) Counters() map[string]uint64 {
 	return c
 }
 
+// BenchKey is the pre-shared key of tw-sealed: fixed, so that the worker
+// processes agree on it without a file. It protects nothing.
+var BenchKey = []byte("telewire bench key, not a secret")
+
 func twDial(fec sender.FECConfig) func(context.Context, string) (Sender, error) {
+	return twDialWith(sender.Config{FEC: fec})
+}
+
+// twDialWith opens telewire senders configured as cfg (To and GSO are
+// filled in) to the address Dial is given.
+func twDialWith(cfg sender.Config) func(context.Context, string) (Sender, error) {
 	return func(ctx context.Context, addr string) (Sender, error) {
-		s, err := sender.New(ctx, sender.Config{To: addr, FEC: fec, GSO: true}) // loopback and the userspace relay drop per datagram, so GSO is safe here
+		cfg.To, cfg.GSO = addr, true // loopback and the userspace relay drop per datagram, so GSO is safe here
+		s, err := sender.New(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}

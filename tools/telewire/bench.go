@@ -27,10 +27,13 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs := newFlagSet("bench", "[flags]",
 		`Measures telewire against raw UDP on loopback, sender and receiver in separate
 processes, and prints a table (or --json). Transports: raw-single (one datagram per
-syscall), raw-batch (sendmmsg/recvmmsg, batch 64: the baseline), tw-nack (telewire, FEC
-off), tw-fec (FEC 10,3), tw-auto (FEC auto). Each at full speed and at 1k, 10k and
-100k msgs/s; each clean and through a userspace netem relay dropping 1% and 5% each
-way. Reports messages/s, Mbit/s, completeness, CPU per message, one-way latency
+syscall), raw-batch (sendmmsg/recvmmsg, batch 64: the baseline), raw-gso (with UDP
+GSO/GRO), raw-pingpong (one-way = half a raw UDP echo's round trip; clean only),
+tw-nack (telewire, FEC off), tw-fec (FEC 10,3), tw-auto (FEC auto), tw-sealed (tw-nack
+with every packet sealed), and, only when --only names it, tw-spin (tw-nack with the
+receiver busy-polling). Each at full speed and at 1k, 10k and 100k msgs/s; each clean
+and through a userspace netem relay dropping 1% and 5% each way. Worker RSS and heap are
+sampled through each case. Reports messages/s, Mbit/s, completeness, CPU per message, one-way latency
 p50/p99/p99.9/max (both ends read CLOCK_MONOTONIC), and every figure as a ratio to
 raw-batch in the same run. The full matrix takes about 4 minutes; --only narrows it,
 for example --only tw-nack,1k,loss5.

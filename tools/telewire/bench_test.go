@@ -47,14 +47,14 @@ func TestBenchQuick(t *testing.T) {
 		}
 		cases[c.Key()] = c
 	}
-	if len(rep.Cases) != 6*2*2 {
-		t.Errorf("%d cases, want 6 transports × 2 loads × 2 losses", len(rep.Cases))
+	if len(rep.Cases) != 7*2*2+2 {
+		t.Errorf("%d cases, want 7 transports × 2 loads × 2 losses + raw-pingpong clean at 2 loads", len(rep.Cases))
 	}
 	raw := cases["raw-batch/max/clean"].Median
 	if raw == nil || raw.MsgsPerSec <= 0 {
 		t.Fatalf("no raw batched baseline: %+v", cases["raw-batch/max/clean"])
 	}
-	for _, tw := range []string{bench.TwNACK, bench.TwFEC, bench.TwAuto} {
+	for _, tw := range []string{bench.TwNACK, bench.TwFEC, bench.TwAuto, bench.TwSealed} {
 		for _, key := range []string{tw + "/10k/clean", tw + "/10k/loss5"} {
 			if m := cases[key].Median; m == nil || m.Completeness != 1 {
 				t.Errorf("%s: completeness %v, want 100%%", key, m)

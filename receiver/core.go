@@ -791,11 +791,16 @@ func (c *Core) Stats() Stats {
 				Delay:        x.delay.Summary(),
 				DelaySamples: x.delay.Count(),
 				NACKRTTNanos: x.rtt.Smoothed(),
+
+				ReorderDropped:  ds.Dropped,
+				MissingOverflow: ts.GivenUpOverflow,
 			}
 			if x.decoder != nil {
 				ds := x.decoder.Stats()
 				ss.ParityReceived = ds.ParityReceived
 				ss.FECBlocksUnrecoverable = ds.BlocksUnrecoverable
+				ss.FECBlocksEvicted = ds.BlocksEvicted
+				ss.FECParityDropped = ds.ParityDropped
 			}
 			st.Streams = append(st.Streams, ss)
 		}

@@ -219,8 +219,8 @@ func TestReorderBufferBounded(t *testing.T) {
 	if held := st.delivery.Len(); held > 16 || held == 0 {
 		t.Fatalf("%d messages held, capacity 16", held)
 	}
-	if d := st.delivery.Stats().Dropped; d == 0 {
-		t.Fatal("messages beyond the reorder capacity not counted")
+	if d := st.delivery.Stats().Dropped; d == 0 || c.Stats().Streams[0].ReorderDropped != d {
+		t.Fatal("messages beyond the reorder capacity not counted (or not in Stats)")
 	}
 }
 
@@ -260,6 +260,9 @@ func TestMissingSetBounded(t *testing.T) {
 	if max := tr.Config().MaxMissing; tr.Pending() > max || ts.GivenUpOverflow != 19_999-uint64(max) {
 		t.Fatalf("pending %d (max %d), given up for overflow %d", tr.Pending(), max, ts.GivenUpOverflow)
 	}
+	if got := c.Stats().Streams[0].MissingOverflow; got != ts.GivenUpOverflow {
+		t.Fatalf("Stats says %d given up for overflow, the tracker %d", got, ts.GivenUpOverflow)
+	}
 }
 
 // TestFECBlocksBounded: parity for more blocks than the decoder tracks
@@ -278,8 +281,8 @@ func TestFECBlocksBounded(t *testing.T) {
 		c.Handle(b, addr(0), 2)
 	}
 	ds := c.sessions[keyOf{addr: addr(0)}].streams[0].decoder.Stats()
-	if ds.BlocksEvicted == 0 {
-		t.Fatalf("decoder stats %+v", ds)
+	if ds.BlocksEvicted == 0 || c.Stats().Streams[0].FECBlocksEvicted != ds.BlocksEvicted {
+		t.Fatalf("decoder stats %+v, receiver stats %+v", ds, c.Stats().Streams[0])
 	}
 }
 

@@ -63,10 +63,16 @@ type StreamStats struct {
 	Held         uint64 `json:"held"`        // waiting in ordered delivery now
 	NACKRTTNanos int64  `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
 
-	ParityReceived         uint64        `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
-	FECBlocksUnrecoverable uint64        `json:"fec_blocks_unrecoverable"` // blocks given up with data missing
-	IntervalLoss           float64       `json:"interval_loss"`
-	JitterNanos            uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
-	Delay                  stats.Summary `json:"delay"`     // one-way delay above the minimum seen
-	DelaySamples           uint64        `json:"delay_samples"`
+	ParityReceived         uint64 `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
+	FECBlocksUnrecoverable uint64 `json:"fec_blocks_unrecoverable"` // blocks given up with data missing
+
+	// Bounds a sender can push on, counted when hit.
+	ReorderDropped   uint64        `json:"reorder_dropped"`    // messages refused: reorder buffer (ReorderCapacity) full
+	MissingOverflow  uint64        `json:"missing_overflow"`   // gaps given up: more missing sequences than the tracker keeps
+	FECBlocksEvicted uint64        `json:"fec_blocks_evicted"` // incomplete FEC blocks pushed out of the decoder's table
+	FECParityDropped uint64        `json:"fec_parity_dropped"` // parity shards not kept: the decoder's parity buffers were full
+	IntervalLoss     float64       `json:"interval_loss"`
+	JitterNanos      uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
+	Delay            stats.Summary `json:"delay"`     // one-way delay above the minimum seen
+	DelaySamples     uint64        `json:"delay_samples"`
 }

@@ -529,6 +529,10 @@ func (c *Core) Stats() Stats {
 			Sent:     s.next - s.start,
 			Receiver: receiverView(&s.report, s.reportAt != 0),
 		}
+		if s.retained != nil {
+			rs := s.retained.Stats()
+			x.RetransmitEvictedCapacity, x.RetransmitEvictedBytes, x.RetransmitEvictedAge = rs.EvictedCapacity, rs.EvictedBytes, rs.EvictedAge
+		}
 		if s.encoder != nil {
 			x.FECK, x.FECM, x.FECInterleave = s.encoder.Params()
 			es := s.encoder.Stats()

@@ -183,6 +183,9 @@ func TestRetransmitBufferBoundedAndAnswered(t *testing.T) {
 	if st := c.streams[0].retained.Stats(); st.Retained != 64 || st.EvictedCapacity != 1000-64 {
 		t.Fatalf("retained %+v", st)
 	}
+	if got := c.Stats().Streams[0].RetransmitEvictedCapacity; got != 1000-64 {
+		t.Fatalf("Stats says %d evicted for capacity", got)
+	}
 	c.Handle(nackFor(t, packet.Range{First: 10, Len: 5}), rcvAddr, 2000)
 	got := drain(t, c)
 	if len(got) != 1 || got[0].Flags != packet.FlagUnavailable || got[0].Ranges[0] != (packet.Range{First: 10, Len: 5}) {

@@ -65,6 +65,12 @@ type StreamStats struct {
 	FECInterleave    int    `json:"fec_interleave"`
 	FECBlocks        uint64 `json:"fec_blocks"`
 	FECOverheadBytes uint64 `json:"fec_overhead_bytes"` // PARITY wire bytes
+
+	// The retransmit buffer's bounds (RetransmitPackets, RetransmitBytes,
+	// RetransmitMaxAge): packets evicted by each.
+	RetransmitEvictedCapacity uint64 `json:"retransmit_evicted_capacity"`
+	RetransmitEvictedBytes    uint64 `json:"retransmit_evicted_bytes"`
+	RetransmitEvictedAge      uint64 `json:"retransmit_evicted_age"`
 }
 
 // ReceiverView is the latest REPORT from the receiver for a stream.

@@ -5,7 +5,6 @@ package receiver
 // run against the receiver core, and tests of the bounds a peer can push.
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -14,15 +13,6 @@ import (
 )
 
 const ms = int64(time.Millisecond)
-
-// skipBug skips a test that shows a known bug, unless TELEWIRE_BUG_TESTS
-// is set, so that the lead can watch it fail.
-func skipBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("TELEWIRE_BUG_TESTS") == "" {
-		t.Skip("BUG: " + why)
-	}
-}
 
 // nackedSeqs drains the outbox and returns how often each sequence was
 // NACKed.

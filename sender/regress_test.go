@@ -7,7 +7,6 @@ package sender
 
 import (
 	"encoding/binary"
-	"os"
 	"testing"
 	"time"
 
@@ -15,15 +14,6 @@ import (
 )
 
 const ms = int64(time.Millisecond)
-
-// skipBug skips a test that shows a known bug, unless TELEWIRE_BUG_TESTS
-// is set, so that the lead can watch it fail.
-func skipBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("TELEWIRE_BUG_TESTS") == "" {
-		t.Skip("BUG: " + why)
-	}
-}
 
 // rawNACK encodes a NACK body by hand, valid in length and checksum, with
 // count ranges announced and the given ranges (possibly fewer, or cut).

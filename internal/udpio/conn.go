@@ -324,7 +324,8 @@ var offloadProbe = probeOffload
 // The zero value is not usable; create a Conn with [Listen] or [New].
 type Conn struct {
 	uc          *net.UDPConn
-	bc          batchConn // nil on the one-datagram-per-call path
+	bc          batchConn   // nil on the one-datagram-per-call path
+	mm          *mmsgReader // reads batches where it can (Linux), instead of bc
 	local       netip.AddrPort
 	maxDatagram int
 
@@ -478,6 +479,9 @@ func newConn(uc *net.UDPConn, cfg Config) (*Conn, error) {
 			c.rmsgs[i].OOB = oobs[i*oobSize : (i+1)*oobSize : (i+1)*oobSize]
 		}
 	}
+	if c.bc != nil {
+		c.mm = newMmsgReader(rc, c.rmsgs) // nil where only x/net can read
+	}
 	c.rsrc = make([]netip.AddrPort, n)
 	c.rseg = make([]int, n)
 	c.rdgs = make([]Datagram, 0, n)
@@ -553,7 +557,11 @@ func (c *Conn) startBatch(n int) {
 		if info.dropsOK {
 			c.kernelDrops.Store(uint64(info.drops))
 		}
-		c.rsrc[i] = c.sourceOf(m)
+		if c.mm != nil {
+			c.rsrc[i] = c.mm.srcs[i]
+		} else {
+			c.rsrc[i] = c.sourceOf(m)
+		}
 		c.rseg[i] = 0
 		if !c.gro {
 			continue
@@ -625,6 +633,9 @@ func (c *Conn) nextDatagrams() []Datagram {
 // receive fills c.rmsgs[:n] with one receive call.
 func (c *Conn) receive() (n int, err error) {
 	c.rn = 0
+	if c.mm != nil {
+		return c.mm.read(c.rmsgs)
+	}
 	if c.bc != nil {
 		n, err = c.bc.ReadBatch(c.rmsgs, 0)
 		if err != nil {

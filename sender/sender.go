@@ -127,11 +127,12 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 			return ErrClosed
 		}
 		err := s.core.Send(stream, payload, s.cfg.Clock.Now())
+		if err == nil {
+			l.FlushOrWake() // unlocks
+			return nil
+		}
 		if !errors.Is(err, ErrQueueFull) {
 			l.Mu.Unlock()
-			if err == nil {
-				l.Wake()
-			}
 			return err
 		}
 		s.core.stats.QueueFull++

@@ -618,13 +618,18 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 }
 
 // holdForParity reports whether a gap FEC may still rebuild should wait for
-// its parity rather than be NACKed at once: yes unless both repairs have
-// been timed and a retransmission (the reorder wait, then a NACK round
-// trip) has been the faster. On a short path, or a slow stream whose FEC
-// blocks take long to fill, the retransmission wins and the hold would
-// only add latency; on a long path FEC wins and saves the NACK.
+// its parity rather than be NACKed at once: yes when a retransmission (the
+// reorder wait, then a NACK round trip) has been the slower repair. On a
+// short path, or a slow stream whose FEC blocks take long to fill, the
+// retransmission wins and the hold would only add latency; on a long path
+// FEC wins and saves the NACK. Until a retransmission has been timed the
+// gap is NACKed (so the first repairs measure the round trip), and until
+// FEC has been timed it is held.
 func (st *stream) holdForParity() bool {
-	if st.fecDelay.Samples() == 0 || st.rtt.Samples() == 0 {
+	switch {
+	case st.rtt.Samples() == 0:
+		return false
+	case st.fecDelay.Samples() == 0:
 		return true
 	}
 	return st.fecDelay.Smoothed() <= st.tracker.ReorderTolerance()+st.rtt.Smoothed()

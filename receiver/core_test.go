@@ -159,10 +159,13 @@ func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
 	for _, s := range c.sessions {
 		st = s.streams[0]
 	}
-	if !st.holdForParity() {
-		t.Fatal("without timings the receiver must wait for parity")
+	if st.holdForParity() {
+		t.Fatal("before a retransmission was timed the receiver must NACK (to time one)")
 	}
-	st.rtt.Observe(int64(time.Millisecond))           // retransmissions take 1 ms
+	st.rtt.Observe(int64(time.Millisecond)) // retransmissions take 1 ms
+	if !st.holdForParity() {
+		t.Fatal("with retransmission timed but not FEC the receiver must wait for parity (to time it)")
+	}
 	st.fecDelay.Observe(int64(10 * time.Millisecond)) // FEC took 10 ms
 	if st.holdForParity() {
 		t.Fatal("held for parity although retransmission is ten times faster")

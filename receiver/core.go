@@ -622,15 +622,13 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 // reorder wait, then a NACK round trip) has been the slower repair. On a
 // short path, or a slow stream whose FEC blocks take long to fill, the
 // retransmission wins and the hold would only add latency; on a long path
-// FEC wins and saves the NACK. Until a retransmission has been timed the
-// gap is NACKed (so the first repairs measure the round trip), and until
-// FEC has been timed it is held.
+// FEC wins and saves the NACK. Until both repairs have been timed the gap
+// is NACKed: FEC still rebuilds what it can meanwhile, which times it, and
+// the retransmission times the round trip; holding blindly could keep a
+// stream waiting a whole FEC block (tens of ms at a low rate) for parity.
 func (st *stream) holdForParity() bool {
-	switch {
-	case st.rtt.Samples() == 0:
+	if st.rtt.Samples() == 0 || st.fecDelay.Samples() == 0 {
 		return false
-	case st.fecDelay.Samples() == 0:
-		return true
 	}
 	return st.fecDelay.Smoothed() <= st.tracker.ReorderTolerance()+st.rtt.Smoothed()
 }

@@ -160,11 +160,11 @@ func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
 		st = s.streams[0]
 	}
 	if st.holdForParity() {
-		t.Fatal("before a retransmission was timed the receiver must NACK (to time one)")
+		t.Fatal("held for parity before either repair was timed")
 	}
 	st.rtt.Observe(int64(time.Millisecond)) // retransmissions take 1 ms
-	if !st.holdForParity() {
-		t.Fatal("with retransmission timed but not FEC the receiver must wait for parity (to time it)")
+	if st.holdForParity() {
+		t.Fatal("held for parity before FEC was timed")
 	}
 	st.fecDelay.Observe(int64(10 * time.Millisecond)) // FEC took 10 ms
 	if st.holdForParity() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -389,7 +390,7 @@ func TestSenderRestart(t *testing.T) {
 	if st.SessionRestarts != 1 || st.Sessions != 2 || st.Delivered != 302 {
 		t.Fatalf("receiver: restarts %d, sessions %d, delivered %d; want 1, 2, 302", st.SessionRestarts, st.Sessions, st.Delivered)
 	}
-	if len(st.Streams) != 1 || st.Streams[0].Held != 0 || st.Streams[0].Session != hex(s.Session()) ||
+	if len(st.Streams) != 1 || st.Streams[0].Held != 0 || st.Streams[0].Session != fmt.Sprintf("%016x", s.Session()) ||
 		st.Streams[0].Lost != 0 || st.Streams[0].Received != 300 {
 		t.Fatalf("receiver streams after the restart: %+v", st.Streams)
 	}
@@ -404,16 +405,6 @@ func TestSenderRestart(t *testing.T) {
 	if n := len(got.snapshot()); n != 302 {
 		t.Fatalf("%d deliveries after close, want 302: %v", n, brief(got.snapshot()[300:]))
 	}
-}
-
-func hex(v uint64) string {
-	const digits = "0123456789abcdef"
-	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = digits[v&15]
-		v >>= 4
-	}
-	return string(b[:])
 }
 
 // Errors from a closed receiver are the documented sentinel.

@@ -99,9 +99,10 @@ type stream struct {
 
 	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
 	haveMin   bool
-	holdUntil int64 // ordered mode: no delivery before this, so the first arrivals can be sorted
-	started   bool  // a DATA packet has arrived
-	anchored  bool  // a HEARTBEAT told where the stream starts before any DATA
+	holdUntil int64  // ordered mode: no delivery before this, so the first arrivals can be sorted
+	started   bool   // a DATA packet has arrived
+	anchored  bool   // a HEARTBEAT told where the stream starts before any DATA
+	anchorSeq uint64 // with anchored: where the first HEARTBEAT said the stream was
 	// The first sequence delivered, and the messages sent before it that
 	// arrived after it was delivered (they count as skipped).
 	delivering     bool
@@ -266,7 +267,10 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 		// receiver that joined a running stream has not lost its history.
 		start = packet.SeqMax(hb.Start, st.firstSeq)
 	} else if _, started := st.tracker.Next(); started {
-		start = hb.Start
+		// A later HEARTBEAT before any DATA: what was sent between the
+		// anchoring one and this is loss, but not what was sent before
+		// this receiver first heard the stream.
+		start = packet.SeqMax(hb.Start, st.anchorSeq)
 	}
 	if n := st.tracker.OnHeartbeat(start, hb.Next, now); n > 0 {
 		st.bursts++
@@ -276,6 +280,9 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 		// stream, at the next message), not at whichever message happens
 		// to arrive first; no startup hold is needed.
 		st.delivery.Resync(hb.Next)
+		if !st.anchored {
+			st.anchorSeq = hb.Next
+		}
 		st.anchored = true
 	}
 }

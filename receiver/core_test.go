@@ -195,3 +195,36 @@ func TestResyncJumpIsCountedSkipped(t *testing.T) {
 		t.Fatalf("delivered %d, skipped %d, resyncs %d; want 11, 99990, 1", st.Delivered, s.Skipped, s.Resyncs)
 	}
 }
+
+// A receiver that starts while a stream is running and hears two
+// HEARTBEATs before any DATA (an idle sender) counts no history as lost;
+// what was sent between the two HEARTBEATs is.
+func TestHeartbeatsBeforeDataJoinWithoutHistory(t *testing.T) {
+	hb := func(start, next uint64) []byte {
+		p := packet.Packet{Header: packet.Header{Kind: packet.KindHeartbeat, Session: 1}, Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: 1}}
+		b, err := p.AppendTo(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	c := newCore(t, Config{Mode: ModeUnordered})
+	c.Handle(hb(0, 1000), addr(0), 1)
+	c.Handle(hb(0, 1000), addr(0), 2)
+	c.Handle(dataPkt(t, 1, 0, 1000, 3), addr(0), 3)
+	if s := c.Stats().Streams[0]; s.Lost != 0 {
+		t.Fatalf("joining a running stream counted %d lost", s.Lost)
+	}
+	c.Handle(hb(0, 1005), addr(0), 4) // 1001..1004 sent and never heard
+	if s := c.Stats().Streams[0]; s.Lost != 4 {
+		t.Fatalf("after a heartbeat revealing 4 lost: lost %d", s.Lost)
+	}
+	// A fresh stream: the opening HEARTBEAT anchors at its start, so a
+	// second one before any DATA reveals the lost first messages.
+	c2 := newCore(t, Config{Mode: ModeUnordered})
+	c2.Handle(hb(0, 0), addr(0), 1)
+	c2.Handle(hb(0, 3), addr(0), 2)
+	if s := c2.Stats().Streams[0]; s.Lost != 3 {
+		t.Fatalf("fresh stream: lost %d, want 3", s.Lost)
+	}
+}

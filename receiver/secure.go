@@ -38,8 +38,10 @@ type secure struct {
 	derive  guard.Bucket
 	scratch []byte // decrypted body; DATA payloads alias it until Handle returns
 	warned  bool   // key mismatch logged
-	retired [retiredLen]retired
-	nextOld int
+	// warnedPlain: an unencrypted datagram was logged.
+	warnedPlain bool
+	retired     [retiredLen]retired
+	nextOld     int
 }
 
 // retire remembers an ended session's counters.
@@ -122,6 +124,10 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 	switch {
 	case errors.Is(err, seal.ErrNotSealed):
 		c.stats.Unsealed++
+		if !c.sec.warnedPlain {
+			c.sec.warnedPlain = true
+			c.log.Warn().Stringer("from", from).Msg("unencrypted datagram refused: this receiver has a key; give the sender the same --key-file")
+		}
 		return nil
 	case err != nil:
 		c.stats.Malformed++

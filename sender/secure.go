@@ -40,6 +40,8 @@ type secure struct {
 	derive  guard.Bucket
 	scratch []byte // decrypted feedback body
 	warned  bool   // key mismatch logged
+	// warnedPlain: unencrypted feedback was logged.
+	warnedPlain bool
 }
 
 func newSecure(key *seal.Key, session uint64) (*secure, error) {
@@ -126,6 +128,10 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 	switch {
 	case errors.Is(err, seal.ErrNotSealed):
 		c.stats.Unsealed++
+		if !c.sec.warnedPlain {
+			c.sec.warnedPlain = true
+			c.log.Warn().Stringer("from", from).Msg("unencrypted feedback refused: this sender has a key; give the receiver the same --key-file")
+		}
 		return false
 	case err != nil:
 		c.stats.Malformed++

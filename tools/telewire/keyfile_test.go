@@ -91,3 +91,34 @@ func TestKeyMismatch(t *testing.T) {
 		t.Fatalf("receiver did not say why it delivered nothing:\n%s", rerr)
 	}
 }
+
+// TestKeyOnOneEndOnly: a receiver with a key refuses a sender without one,
+// delivers nothing and says why.
+func TestKeyOnOneEndOnly(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	var o bytes.Buffer
+	if code := run(t.Context(), []string{"keygen", key}, nil, &o, &o); code != 0 {
+		t.Fatalf("keygen: %s", o.String())
+	}
+	var out bytes.Buffer
+	recv, addr, rerr := startRecv(t, &out, "--key-file", key, "--stats", filepath.Join(dir, "recv.json"))
+	serr := new(lockedBuffer)
+	send := exec.Command(telewireBin, "send", "--to", addr, "--linger", "200ms")
+	send.Stdin, send.Stderr = strings.NewReader("one\ntwo\n"), serr
+	if err := send.Run(); err != nil {
+		t.Fatalf("send: %v\n%s", err, serr)
+	}
+	_ = recv.Process.Signal(os.Interrupt)
+	wait(t, recv, rerr, 30*time.Second)
+	if out.Len() != 0 {
+		t.Fatalf("receiver with a key delivered unencrypted data %q", out.String())
+	}
+	rs := readJSON(t, filepath.Join(dir, "recv.json"))
+	if rs["unsealed"].(float64) < 3 || rs["sessions"].(float64) != 0 {
+		t.Fatalf("receiver stats: unsealed %v sessions %v", rs["unsealed"], rs["sessions"])
+	}
+	if !strings.Contains(rerr.String(), "unencrypted datagram refused") {
+		t.Fatalf("receiver did not say why it delivered nothing:\n%s", rerr)
+	}
+}

@@ -3,18 +3,9 @@ package guard
 import (
 	"errors"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
 )
-
-type runtimeMem struct{ mallocs uint64 }
-
-func (m *runtimeMem) read() {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	m.mallocs = ms.Mallocs
-}
 
 func TestTokens(t *testing.T) {
 	tk, err := NewTokens([]byte("0123456789abcdef"))

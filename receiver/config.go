@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/telewire/telewire/fec"
 	"github.com/telewire/telewire/internal/clock"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/reliability"
@@ -70,9 +71,18 @@ type Config struct {
 	// arrive within Latency. It is rounded down to a power of two (the
 	// buffer is a ring). Default 8192.
 	ReorderCapacity int
+	// MaxMissing bounds, per stream, the missing sequences remembered for
+	// NACKing; past it the oldest are given up (StreamStats.MissingOverflow).
+	// Default 8192, at most reliability.MaxMaxMissing.
+	MaxMissing int
+	// FECMaxBlocks bounds, per stream, the FEC blocks the decoder tracks at
+	// once; past it incomplete blocks are evicted
+	// (StreamStats.FECBlocksEvicted). Default fec.DefaultMaxBlocks (64), at
+	// most fec.MaxBlocks.
+	FECMaxBlocks int
 	// DisableNACK turns off retransmission requests. Default false: gaps
 	// are NACKed once a reorder tolerance has passed (adaptive from the
-	// reordering and jitter observed, at least 1 ms), all gaps at once,
+	// reordering and jitter observed, at least 250 µs), all gaps at once,
 	// retried with RTT-based backoff until the data arrives, the sender
 	// says it is unavailable, or delivery no longer wants it.
 	DisableNACK bool
@@ -137,6 +147,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.Window, 1<<15)
 	def(&c.QueueMessages, 1<<16)
 	def(&c.ReorderCapacity, 8192)
+	def(&c.MaxMissing, reliability.DefaultMaxMissing)
+	def(&c.FECMaxBlocks, fec.DefaultMaxBlocks)
 	if c.Latency == 0 {
 		c.Latency = 200 * time.Millisecond
 	}
@@ -157,6 +169,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: unknown Mode %d", ErrConfig, c.Mode)
 	case c.Latency < time.Millisecond:
 		return c, fmt.Errorf("%w: Latency %v below 1ms", ErrConfig, c.Latency)
+	case c.MaxMissing < 1 || c.MaxMissing > reliability.MaxMaxMissing:
+		return c, fmt.Errorf("%w: MaxMissing %d outside 1..%d", ErrConfig, c.MaxMissing, reliability.MaxMaxMissing)
+	case c.FECMaxBlocks < 1 || c.FECMaxBlocks > fec.MaxBlocks:
+		return c, fmt.Errorf("%w: FECMaxBlocks %d outside 1..%d", ErrConfig, c.FECMaxBlocks, fec.MaxBlocks)
 	case c.ReorderCapacity < 1 || c.ReorderCapacity > reliability.MaxDeliveryCapacity:
 		return c, fmt.Errorf("%w: ReorderCapacity %d outside 1..%d", ErrConfig, c.ReorderCapacity, reliability.MaxDeliveryCapacity)
 	case c.BusyPoll < 0 || c.BusyPoll > time.Second: // udpio.MaxBusyPoll

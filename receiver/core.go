@@ -301,7 +301,7 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Parity++
 	if st.decoder == nil {
-		dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait)})
+		dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
 		if err != nil { // the defaults are valid; this is a programming error
 			panic(err)
 		}
@@ -539,7 +539,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, ReorderFloor: int64(reorderFloor), NACKInterval: int64(time.Millisecond)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKInterval: int64(time.Millisecond)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound

@@ -202,6 +202,10 @@ func TestConfigErrors(t *testing.T) {
 		{Listen: "127.0.0.1:0", Window: 1000},
 		{Listen: "127.0.0.1:0", ReportInterval: time.Microsecond},
 		{Listen: "127.0.0.1:0", MaxSessions: -1},
+		{Listen: "127.0.0.1:0", MaxMissing: -1},
+		{Listen: "127.0.0.1:0", FECMaxBlocks: 1 << 20},
+		{Listen: "127.0.0.1:0", KeyFile: "k", Key: make([]byte, 32)},
+		{Listen: "127.0.0.1:0", KeyFile: "/nonexistent/telewire.key"},
 	} {
 		if _, err := receiver.Listen(context.Background(), cfg); !errors.Is(err, receiver.ErrConfig) {
 			t.Errorf("%+v: %v", cfg, err)

@@ -242,12 +242,12 @@ func TestFeedbackOutboxBounded(t *testing.T) {
 // TestMissingSetBounded: a gap wider than the missing set gives up the
 // oldest sequences (counted by the tracker) instead of remembering them.
 func TestMissingSetBounded(t *testing.T) {
-	c := newCore(t, Config{Mode: ModeUnordered})
+	c := newCore(t, Config{Mode: ModeUnordered, MaxMissing: 1000})
 	c.Handle(dataPkt(t, 1, 0, 0, 1), addr(0), 1)
 	c.Handle(dataPkt(t, 1, 0, 20_000, 1), addr(0), 2) // within the window, 19 999 missing
 	tr := c.sessions[keyOf{addr: addr(0)}].streams[0].tracker
 	ts := tr.Stats()
-	if max := tr.Config().MaxMissing; tr.Pending() > max || ts.GivenUpOverflow != 19_999-uint64(max) {
+	if max := tr.Config().MaxMissing; max != 1000 || tr.Pending() > max || ts.GivenUpOverflow != 19_999-uint64(max) {
 		t.Fatalf("pending %d (max %d), given up for overflow %d", tr.Pending(), max, ts.GivenUpOverflow)
 	}
 	if got := c.Stats().Streams[0].MissingOverflow; got != ts.GivenUpOverflow {
@@ -258,10 +258,11 @@ func TestMissingSetBounded(t *testing.T) {
 // TestFECBlocksBounded: parity for more blocks than the decoder tracks
 // evicts the oldest, counted by the decoder.
 func TestFECBlocksBounded(t *testing.T) {
-	c := newCore(t, Config{Mode: ModeUnordered})
+	const blocks = 8 // Config.FECMaxBlocks
+	c := newCore(t, Config{Mode: ModeUnordered, FECMaxBlocks: blocks})
 	c.Handle(dataPkt(t, 1, 0, 0, 1), addr(0), 1)
 	shard := make([]byte, fec.ShardHeaderLen+1)
-	for i := range uint64(3 * fec.DefaultMaxBlocks) {
+	for i := range uint64(3 * blocks) {
 		p := packet.Packet{Header: packet.Header{Kind: packet.KindParity, Session: 1},
 			Parity: packet.Parity{First: 1 + 10*i, K: 4, M: 2, Stride: 1}, Payload: shard}
 		b, err := p.AppendTo(nil)
@@ -271,7 +272,7 @@ func TestFECBlocksBounded(t *testing.T) {
 		c.Handle(b, addr(0), 2)
 	}
 	ds := c.sessions[keyOf{addr: addr(0)}].streams[0].decoder.Stats()
-	if ds.BlocksEvicted == 0 || c.Stats().Streams[0].FECBlocksEvicted != ds.BlocksEvicted {
+	if ds.BlocksEvicted < 2*blocks || c.Stats().Streams[0].FECBlocksEvicted != ds.BlocksEvicted {
 		t.Fatalf("decoder stats %+v, receiver stats %+v", ds, c.Stats().Streams[0])
 	}
 }

@@ -1,0 +1,291 @@
+package reliability
+
+import "math"
+
+// Pacer defaults.
+const (
+	// DefaultInitialRate is the pacing rate before any feedback, bytes/s
+	// (about 20 000 messages of 200 bytes a second). Startup doubles it
+	// every startupDoubling while the path keeps up.
+	DefaultInitialRate = 4 << 20
+	// DefaultMinRate is the rate no congestion signal pushes the pacer
+	// below, bytes/s: a telemetry stream of about a thousand 200-byte
+	// messages a second keeps flowing on a congested path.
+	DefaultMinRate = 256 << 10
+	// DefaultQueueDelayTarget is the standing queue, as RTT above the
+	// path's minimum, that counts as congestion, in ns. It is raised to
+	// half the minimum RTT on long paths.
+	DefaultQueueDelayTarget = 1_500_000
+)
+
+// Timing of the controller, ns.
+const (
+	startupDoubling = 20_000_000     // startup doubles the rate this often
+	probeStep       = 20_000_000     // after startup the rate grows probeGain per step
+	minRTTWindow    = 10_000_000_000 // a minimum RTT older than this is forgotten
+	deliverySpan    = 10_000_000     // delivery rate measured over at least this
+	deliveryWindow  = 500_000_000    // the delivery-rate maximum covers this much
+	maxGrowthStep   = 100_000_000    // feedback gaps longer than this grow as this
+	burstTime       = 2_000_000      // bucket depth in time at the current rate
+	waitQuantum     = 250_000        // a paced send waits for at least this much credit
+)
+
+// Controller gains.
+const (
+	probeGain    = 0.10 // growth per probeStep once the path's limit was found
+	cutToDeliver = 0.85 // on congestion the rate drops to this share of what arrived
+	startupCap   = 3.0  // startup runs at most this far ahead of the best delivery rate
+	probeCap     = 1.5  // and probing this far
+	minBurst     = 64 << 10
+)
+
+// PacerConfig configures a Pacer. Zero fields take the defaults above.
+type PacerConfig struct {
+	// InitialRate is the rate before feedback, bytes/s.
+	InitialRate float64
+	// MinRate is the least rate congestion can bring, bytes/s.
+	MinRate float64
+	// MaxRate caps the rate, bytes/s; 0 for no cap.
+	MaxRate float64
+	// QueueDelayTarget is the queueing delay, in ns, read as congestion.
+	QueueDelayTarget int64
+}
+
+// PacerStats counts what a Pacer did.
+type PacerStats struct {
+	RateBytes   float64 // current pacing rate, bytes/s
+	Delivery    float64 // latest delivery-rate sample, bytes/s (0 before one)
+	MinRTTNanos int64   // the path's minimum RTT as the controller sees it
+	Cuts        uint64  // times congestion lowered the rate
+	Waits       uint64  // times a send had to wait for credit
+	Startup     bool    // still in startup (no congestion seen yet)
+}
+
+// Pacer is a sender's congestion controller and pacer in one: it keeps a
+// sending rate in bytes per second and a token bucket that spends it.
+//
+// The rate follows the receiver's feedback, the way delay- and
+// delivery-rate-based controllers (TCP Vegas, BBR) do rather than on loss:
+// telemetry links lose packets at random, and a loss-driven controller
+// would throttle a 5% lossy link for no reason. Each REPORT gives an RTT
+// sample and the receiver's cumulative byte count. An RTT standing above
+// the path's minimum by more than the queue-delay target in two reports
+// in a row means a queue is building at the bottleneck (a router, a
+// relay, or the receiving process falling behind its socket): the rate
+// drops below what the receiver measured as delivered, and no further cut
+// is made until feedback reflects sends made after this one. Without that
+// signal the rate grows, but only while sends were actually held back by
+// it: doubling every 20 ms in startup, 10% per 20 ms once a limit was
+// found, never far ahead of the best delivery rate measured.
+//
+// All times are caller-supplied nanoseconds; a Pacer does not allocate
+// and is not safe for concurrent use.
+type Pacer struct {
+	cfg    PacerConfig
+	rate   float64
+	tokens float64
+	fillAt int64 // when tokens were last topped up; 0 = never
+
+	startup bool
+	limited bool // a send waited since the last feedback
+
+	minRTT, minRTTAt int64 // minimum RTT sample of the window that began at minRTTAt
+	prevMin          int64 // minimum of the previous window, 0 if none
+	highRTT          int   // consecutive feedbacks with a standing queue
+	cutEcho          int64 // no cut until feedback echoes a send from this time on
+
+	samples         [16]deliveryPoint
+	head, n         int
+	delivery        float64 // latest delivery-rate sample
+	bestDelivery    float64 // maximum over the current delivery window
+	bestAt          int64
+	prevBest        float64 // maximum over the previous window
+	lastFeedback    int64
+	lastDelivered   uint64
+	haveDelivered   bool
+	cuts, waitCount uint64
+}
+
+type deliveryPoint struct {
+	at        int64
+	delivered uint64
+}
+
+// NewPacer returns a Pacer in startup at cfg.InitialRate.
+func NewPacer(cfg PacerConfig) *Pacer {
+	if cfg.InitialRate <= 0 {
+		cfg.InitialRate = DefaultInitialRate
+	}
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = DefaultMinRate
+	}
+	if cfg.MaxRate > 0 {
+		cfg.MinRate = min(cfg.MinRate, cfg.MaxRate)
+		cfg.InitialRate = min(cfg.InitialRate, cfg.MaxRate)
+	}
+	cfg.InitialRate = max(cfg.InitialRate, cfg.MinRate)
+	if cfg.QueueDelayTarget <= 0 {
+		cfg.QueueDelayTarget = DefaultQueueDelayTarget
+	}
+	return &Pacer{cfg: cfg, rate: cfg.InitialRate, startup: true}
+}
+
+// burst is the bucket's depth in bytes.
+func (p *Pacer) burst() float64 { return max(p.rate*burstTime/1e9, minBurst) }
+
+func (p *Pacer) fill(now int64) {
+	if p.fillAt == 0 {
+		p.tokens, p.fillAt = p.burst(), now
+		return
+	}
+	if dt := now - p.fillAt; dt > 0 {
+		p.tokens = min(p.tokens+p.rate*float64(dt)/1e9, p.burst())
+		p.fillAt = now
+	}
+}
+
+// Delay returns how long, in ns, a send at now must wait for credit: 0
+// when it may go at once. Credit may go negative by one send, so a
+// waiting sender is let through in bursts of at least waitQuantum's worth
+// of bytes rather than one message per timer wake-up.
+func (p *Pacer) Delay(now int64) int64 {
+	p.fill(now)
+	if p.tokens >= 0 {
+		return 0
+	}
+	want := min(p.rate*waitQuantum/1e9, p.burst()/2)
+	p.limited = true
+	p.waitCount++
+	return int64(math.Ceil((want - p.tokens) / p.rate * 1e9))
+}
+
+// OnSend spends n bytes of credit for a datagram sent: data, parity and
+// retransmissions alike. Credit accrues lazily, at the next Delay.
+func (p *Pacer) OnSend(n int) {
+	p.tokens -= float64(n)
+}
+
+// OnFeedback takes one REPORT: rtt is the RTT sample it gave (0 for none),
+// delivered the bytes the receiver has received so far on this path
+// (cumulative; a smaller figure than before means the receiver started
+// over), and echo the send time of the newest data it had seen.
+func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
+	dt := min(now-p.lastFeedback, maxGrowthStep)
+	if p.lastFeedback == 0 || dt < 0 {
+		dt = 0
+	}
+	p.lastFeedback = now
+	p.observeDelivery(now, delivered)
+	queued := p.observeRTT(now, rtt)
+	limited := p.limited
+	p.limited = false
+	if queued {
+		p.highRTT++
+	} else if rtt > 0 {
+		p.highRTT = 0
+	}
+	reflectsLastCut := echo >= p.cutEcho
+	switch {
+	case p.highRTT >= 2 && reflectsLastCut:
+		p.cut(now)
+	case !queued && limited && reflectsLastCut && dt > 0:
+		p.grow(dt)
+	}
+}
+
+func (p *Pacer) cut(now int64) {
+	target := p.rate * cutToDeliver
+	if p.delivery > 0 {
+		target = min(target, p.delivery*cutToDeliver)
+	}
+	p.rate = p.clamp(target)
+	p.tokens = min(p.tokens, 0)
+	p.startup = false
+	p.highRTT = 0
+	p.cutEcho = now
+	p.cuts++
+}
+
+func (p *Pacer) grow(dt int64) {
+	var r, ceiling float64
+	if p.startup {
+		r = p.rate * math.Exp2(float64(dt)/startupDoubling)
+		ceiling = startupCap
+	} else {
+		r = p.rate * (1 + probeGain*float64(dt)/probeStep)
+		ceiling = probeCap
+	}
+	if best := max(p.bestDelivery, p.prevBest); best > 0 {
+		r = min(r, max(p.rate, best*ceiling))
+	}
+	p.rate = p.clamp(r)
+}
+
+func (p *Pacer) clamp(r float64) float64 {
+	if p.cfg.MaxRate > 0 {
+		r = min(r, p.cfg.MaxRate)
+	}
+	return max(r, p.cfg.MinRate)
+}
+
+// observeRTT keeps the windowed minimum and reports whether the sample
+// stands above it by more than the queue-delay target.
+func (p *Pacer) observeRTT(now, rtt int64) bool {
+	if rtt <= 0 {
+		return false
+	}
+	if p.minRTT == 0 || now-p.minRTTAt > minRTTWindow {
+		// Start a new window, remembering the old one's minimum so that
+		// a path that got longer is learnt within two windows.
+		p.prevMin, p.minRTT, p.minRTTAt = p.minRTT, rtt, now
+	} else {
+		p.minRTT = min(p.minRTT, rtt)
+	}
+	base := p.minRTT
+	if p.prevMin > 0 && p.prevMin < base {
+		base = p.prevMin
+	}
+	target := max(p.cfg.QueueDelayTarget, base/2)
+	return rtt-base > target
+}
+
+// observeDelivery records the receiver's cumulative count and updates the
+// delivery rate over at least deliverySpan.
+func (p *Pacer) observeDelivery(now int64, delivered uint64) {
+	if p.haveDelivered && delivered < p.lastDelivered {
+		p.n, p.head = 0, 0 // the receiver started over
+	}
+	p.haveDelivered, p.lastDelivered = true, delivered
+	// Newest point at least deliverySpan old.
+	for i := 0; i < p.n; i++ {
+		pt := p.samples[(p.head-1-i+2*len(p.samples))%len(p.samples)]
+		if now-pt.at >= deliverySpan {
+			if d := now - pt.at; d > 0 {
+				p.delivery = float64(delivered-pt.delivered) * 1e9 / float64(d)
+				if now-p.bestAt > deliveryWindow {
+					p.prevBest, p.bestDelivery, p.bestAt = p.bestDelivery, 0, now
+				}
+				p.bestDelivery = max(p.bestDelivery, p.delivery)
+			}
+			break
+		}
+	}
+	p.samples[p.head] = deliveryPoint{at: now, delivered: delivered}
+	p.head = (p.head + 1) % len(p.samples)
+	p.n = min(p.n+1, len(p.samples))
+}
+
+// Rate returns the current pacing rate in bytes/s.
+func (p *Pacer) Rate() float64 { return p.rate }
+
+// Stats returns the pacer's figures.
+func (p *Pacer) Stats() PacerStats {
+	base := p.minRTT
+	if p.prevMin > 0 && p.prevMin < base {
+		base = p.prevMin
+	}
+	return PacerStats{
+		RateBytes: p.rate, Delivery: p.delivery, MinRTTNanos: base,
+		Cuts: p.cuts, Waits: p.waitCount, Startup: p.startup,
+	}
+}

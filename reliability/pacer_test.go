@@ -1,0 +1,286 @@
+package reliability
+
+import (
+	"math"
+	"testing"
+)
+
+
+
+// pacerPath drives a Pacer against a bottleneck of capacity bytes/s with a
+// queue in front of it, one REPORT per step: the sender sends what the
+// pacer allows, the bottleneck drains, loss removes a share of what it
+// delivers, and the RTT is base plus the queue's delay.
+type pacerPath struct {
+	p         *Pacer
+	now       int64
+	capacity  float64 // bytes/s
+	queue     float64 // bytes waiting at the bottleneck
+	maxQueue  float64 // bytes; beyond this the bottleneck drops
+	loss      float64 // random loss share after the bottleneck
+	base      int64   // RTT without queueing, ns
+	delivered float64
+	sent      float64
+	dropped   float64
+}
+
+// step advances dt with a greedy sender (always limited by the pacer)
+// and feeds one REPORT.
+func (pp *pacerPath) step(dt int64) {
+	const slice = 100_000 // 0.1 ms
+	for t := int64(0); t < dt; t += slice {
+		pp.now += slice
+		for pp.p.Delay(pp.now) == 0 {
+			pp.p.OnSend(200)
+			pp.sent += 200
+			pp.queue += 200
+		}
+		out := min(pp.queue, pp.capacity*slice/1e9)
+		pp.queue -= out
+		pp.delivered += out * (1 - pp.loss)
+		if pp.queue > pp.maxQueue {
+			pp.dropped += pp.queue - pp.maxQueue
+			pp.queue = pp.maxQueue
+		}
+	}
+	rtt := pp.base + int64(pp.queue/pp.capacity*1e9)
+	pp.p.OnFeedback(pp.now, rtt, uint64(pp.delivered), pp.now-rtt)
+}
+
+func newPath(capacity, loss float64) *pacerPath {
+	return &pacerPath{
+		p: NewPacer(PacerConfig{}), now: 1_000 * ms, capacity: capacity,
+		maxQueue: capacity * 0.020, loss: loss, base: ms,
+	}
+}
+
+// TestPacerFindsTheBottleneck: startup climbs to the bottleneck, a
+// standing queue cuts the rate, and over the next seconds the rate stays
+// near the capacity with a short queue, whether or not the path also
+// loses 5% at random (random loss is not congestion).
+func TestPacerFindsTheBottleneck(t *testing.T) {
+	for _, loss := range []float64{0, 0.05, 0.20} {
+		pp := newPath(40e6, loss) // 40 MB/s, 8x the initial rate
+		for range 100 {           // 0.5 s of 5 ms reports
+			pp.step(5 * ms)
+		}
+		st := pp.p.Stats()
+		if st.Startup || st.Cuts == 0 {
+			t.Fatalf("loss %v: never left startup (cuts %d)", loss, st.Cuts)
+		}
+		sent0, dropped0, at0 := pp.sent, pp.dropped, pp.now
+		var maxQueue float64
+		for range 400 { // 2 s more
+			pp.step(5 * ms)
+			maxQueue = max(maxQueue, pp.queue)
+		}
+		rate := (pp.sent - sent0) / (float64(pp.now-at0) / 1e9)
+		t.Logf("loss %v: steady %.1f MB/s of %.1f, dropped %.2f%%, max queue %.2f ms, cuts %d", loss, rate/1e6, pp.capacity/1e6, 100*(pp.dropped-dropped0)/(pp.sent-sent0), 1e3*maxQueue/pp.capacity, pp.p.Stats().Cuts)
+		if rate < 0.75*pp.capacity || rate > 1.05*pp.capacity {
+			t.Errorf("loss %v: steady send rate %.1f MB/s, capacity %.1f", loss, rate/1e6, pp.capacity/1e6)
+		}
+		if d := pp.dropped - dropped0; d > 0.02*(pp.sent-sent0) {
+			t.Errorf("loss %v: the bottleneck dropped %.1f%% of the steady sends", loss, 100*d/(pp.sent-sent0))
+		}
+		if delay := maxQueue / pp.capacity; delay > 0.010 {
+			t.Errorf("loss %v: queue reached %.1f ms", loss, delay*1e3)
+		}
+	}
+}
+
+// TestPacerRandomLossIsNotCongestion: with a flat RTT the rate only grows,
+// however much is lost.
+func TestPacerRandomLossIsNotCongestion(t *testing.T) {
+	pp := newPath(1e12, 0.30) // no bottleneck in reach
+	prev := pp.p.Rate()
+	for range 20 {
+		pp.step(5 * ms)
+		if r := pp.p.Rate(); r < prev {
+			t.Fatalf("rate fell from %.0f to %.0f with no queue", prev, r)
+		}
+		prev = pp.p.Rate()
+	}
+	if st := pp.p.Stats(); st.Cuts != 0 || prev < 8*DefaultInitialRate {
+		t.Fatalf("cuts %d, rate %.1f MB/s after 100 ms of startup", st.Cuts, prev/1e6)
+	}
+}
+
+// TestPacerIdleDoesNotGrow: a sender that never waits for credit keeps
+// the rate it has: growth needs evidence that the rate was the limit.
+func TestPacerIdleDoesNotGrow(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	for range 100 {
+		now += 10 * ms
+		if p.Delay(now) != 0 {
+			t.Fatal("a sparse sender had to wait")
+		}
+		p.OnSend(200)
+		delivered += 200
+		p.OnFeedback(now, ms, delivered, now-ms)
+	}
+	if p.Rate() != DefaultInitialRate {
+		t.Fatalf("rate %.0f, want the initial %d", p.Rate(), DefaultInitialRate)
+	}
+}
+
+// TestPacerCutNeedsTwoReportsAndFreshFeedback: one high RTT sample is
+// noise; two in a row cut once, and the next cut waits for feedback on
+// data sent after the first.
+func TestPacerCutNeedsTwoReportsAndFreshFeedback(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	feed := func(rtt, echo int64) {
+		now += 5 * ms
+		delivered += 20_000
+		p.OnFeedback(now, rtt, delivered, echo)
+	}
+	for range 5 {
+		feed(ms, now)
+	}
+	r0 := p.Rate()
+	feed(10*ms, now)
+	if p.Rate() != r0 || p.Stats().Cuts != 0 {
+		t.Fatal("one high sample cut the rate")
+	}
+	feed(ms, now)
+	feed(10*ms, now)
+	if p.Stats().Cuts != 0 {
+		t.Fatal("two high samples apart cut the rate")
+	}
+	feed(10*ms, now)
+	if p.Stats().Cuts != 1 {
+		t.Fatal("two high samples in a row did not cut")
+	}
+	// 20 000 bytes per 5 ms is 4 MB/s delivered: the cut goes below it.
+	if want := 0.85 * 4e6; math.Abs(p.Rate()-want) > 0.01*want {
+		t.Fatalf("rate after the cut %.0f, want %.0f", p.Rate(), want)
+	}
+	cutAt := now
+	feed(10*ms, cutAt-ms) // echoes data sent before the cut
+	feed(10*ms, cutAt-ms)
+	if p.Stats().Cuts != 1 {
+		t.Fatal("cut again on feedback older than the cut")
+	}
+	feed(10*ms, cutAt+ms)
+	if p.Stats().Cuts != 2 {
+		t.Fatal("no cut on fresh feedback showing the queue")
+	}
+}
+
+// TestPacerBounds: MinRate and MaxRate hold whatever the feedback says.
+func TestPacerBounds(t *testing.T) {
+	p := NewPacer(PacerConfig{MinRate: 1e6, MaxRate: 2e6})
+	now := int64(1_000 * ms)
+	for i := range 200 {
+		now += 5 * ms
+		for p.Delay(now) == 0 {
+			p.OnSend(200)
+		}
+		rtt := ms
+		if i%3 != 0 {
+			rtt = 50 * ms
+		}
+		p.OnFeedback(now, rtt, uint64(i)*10, now)
+		if r := p.Rate(); r < 1e6 || r > 2e6 {
+			t.Fatalf("rate %.0f outside [1e6, 2e6]", r)
+		}
+	}
+}
+
+// TestPacerLongerPathIsLearnt: when the path's RTT grows for good, the
+// old minimum is forgotten within two windows and the rate recovers.
+func TestPacerLongerPathIsLearnt(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	for range 10 {
+		now += 5 * ms
+		delivered += 20_000
+		p.OnFeedback(now, ms, delivered, now)
+	}
+	for range int(2*minRTTWindow/(50*ms)) + 2 {
+		now += 50 * ms
+		delivered += 200_000
+		p.OnFeedback(now, 20*ms, delivered, now)
+	}
+	cuts := p.Stats().Cuts
+	for range 10 {
+		now += 50 * ms
+		delivered += 200_000
+		p.OnFeedback(now, 20*ms, delivered, now)
+	}
+	if p.Stats().Cuts != cuts || p.Stats().MinRTTNanos != 20*ms {
+		t.Fatalf("still reading a 20 ms path as congested (min RTT %d ns, cuts %d→%d)", p.Stats().MinRTTNanos, cuts, p.Stats().Cuts)
+	}
+}
+
+// TestPacerCredit: the bucket lets a burst through, then paces at the
+// rate, in waits of at least waitQuantum.
+func TestPacerCredit(t *testing.T) {
+	p := NewPacer(PacerConfig{InitialRate: 10e6})
+	now := int64(1_000 * ms)
+	var sent float64
+	for p.Delay(now) == 0 {
+		p.OnSend(1000)
+		sent += 1000
+	}
+	if sent < minBurst || sent > minBurst+1000 {
+		t.Fatalf("first burst %.0f bytes, want the bucket's %d", sent, minBurst)
+	}
+	wait := p.Delay(now)
+	if wait < waitQuantum {
+		t.Fatalf("wait %d ns, want at least %d", wait, waitQuantum)
+	}
+	start, sent := now, 0.0
+	for now < start+1_000*ms {
+		if d := p.Delay(now); d > 0 {
+			now += d
+			continue
+		}
+		p.OnSend(1000)
+		sent += 1000
+	}
+	if rate := sent / 1.0; math.Abs(rate-10e6) > 0.02*10e6 {
+		t.Fatalf("paced %.0f bytes/s, want 10e6", rate)
+	}
+}
+
+// TestPacerReceiverRestart: a receiver that starts counting again gives
+// no bogus delivery sample.
+func TestPacerReceiverRestart(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	for i := range 10 {
+		now += 5 * ms
+		p.OnFeedback(now, ms, uint64(1_000_000+i*20_000), now)
+	}
+	for i := range 10 {
+		now += 5 * ms
+		p.OnFeedback(now, ms, uint64(i*20_000), now)
+		if d := p.Stats().Delivery; d > 5e6 {
+			t.Fatalf("delivery sample %.0f after the restart", d)
+		}
+	}
+}
+
+func TestPacerZeroAllocs(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	n := testingAllocs(func() {
+		now += 100_000
+		if p.Delay(now) == 0 {
+			p.OnSend(200)
+		}
+		delivered += 200
+		p.OnFeedback(now, ms, delivered, now)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per send and feedback", n)
+	}
+}
+
+func testingAllocs(f func()) float64 { return testing.AllocsPerRun(1000, f) }

@@ -71,6 +71,18 @@ type Config struct {
 	// FEC configures forward error correction; the zero value is FECAuto.
 	FEC FECConfig
 
+	// DisableCongestionControl turns the pacer off: Send then queues as
+	// fast as it is called and only the queue bounds it. By default the
+	// sender paces its datagrams at a rate it learns from the receiver's
+	// REPORTs (RTT above the path's minimum means a queue is building;
+	// random loss is not read as congestion; see reliability.Pacer), and
+	// Send blocks while the rate is spent (or returns ErrQueueFull with
+	// DropWhenFull).
+	DisableCongestionControl bool
+	// MaxRate caps the pacing rate in bytes per second of datagrams on the
+	// wire (headers, parity and retransmissions included); 0 for no cap.
+	MaxRate float64
+
 	// GSO sends runs of same-sized datagrams to the receiver as one UDP
 	// GSO message (Linux UDP_SEGMENT, detected at run time, with a
 	// fallback): several times the packets per second of sendmmsg. Off by
@@ -156,6 +168,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
 	case c.FEC.validate() != nil:
 		return c, c.FEC.validate()
+	case c.MaxRate < 0:
+		return c, fmt.Errorf("%w: MaxRate %v < 0", ErrConfig, c.MaxRate)
 	case c.KeyFile != "" && c.Key != nil:
 		return c, fmt.Errorf("%w: set KeyFile or Key, not both", ErrConfig)
 	case c.RetransmitPackets < 1 || c.RetransmitBytes < packet.MaxPacketLen || c.RetransmitMaxAge < 0:

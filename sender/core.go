@@ -64,10 +64,14 @@ type Core struct {
 	pkt     packet.Packet // reused for decoding and encoding
 	probe   packet.Packet // decodes retained packets
 	answer  reliability.NACKResult
-	peers   *guard.Peers // feedback addresses: amplification limit and retransmit budget
-	sec     *secure      // nil without encryption
-	log     zerolog.Logger
-	stats   Stats
+	peers   *guard.Peers       // feedback addresses: amplification limit and retransmit budget
+	sec     *secure            // nil without encryption
+	pace    *reliability.Pacer // nil with congestion control off
+	// delivered estimates the wire bytes of DATA the receiver has
+	// received, from the REPORTs' counts: the pacer's delivery rate.
+	delivered uint64
+	log       zerolog.Logger
+	stats     Stats
 }
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,
@@ -95,6 +99,9 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
 		peers:   peers,
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+	}
+	if !cfg.DisableCongestionControl {
+		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
 	}
 	key, err := seal.Configured(cfg.KeyFile, cfg.Key)
 	if err != nil {
@@ -203,9 +210,28 @@ func (c *Core) sendParity(s *stream) {
 			c.stats.ParityDropped++
 			return
 		}
+		c.spend(c.pkt.EncodedLen() + c.overhead())
 		c.stats.Parity++
 	})
 	c.pkt.Payload = nil
+}
+
+// spend charges n wire bytes to the pacer.
+func (c *Core) spend(n int) {
+	if c.pace != nil {
+		c.pace.OnSend(n)
+	}
+}
+
+// PaceDelay returns how long a Send at now should wait for the congestion
+// controller, in ns: 0 when it may go at once (always, with congestion
+// control off). The wait is the caller's to make; Send itself never
+// refuses for pacing, so a simulation may drive a Core at any rate.
+func (c *Core) PaceDelay(now int64) int64 {
+	if c.pace == nil {
+		return 0
+	}
+	return c.pace.Delay(now)
 }
 
 // heartbeatLen is the encoded size of a HEARTBEAT.
@@ -260,6 +286,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
+	c.spend(dataLen)
 	if s.next == s.start {
 		s.firstTs = now
 	}
@@ -329,11 +356,17 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	// the future, from outside the times this stream's DATA was sent, or a
 	// hold longer than the elapsed time is a lie or a bug and yields no
 	// sample.
+	var sample int64
 	if r.EchoTimestamp > 0 && r.EchoTimestamp <= now && r.EchoHoldNanos >= 0 &&
 		s.next != s.start && r.EchoTimestamp >= s.firstTs && r.EchoTimestamp <= s.lastTs {
-		if sample := now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
+		if sample = now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
 			c.rtt.Observe(sample)
+		} else {
+			sample = 0
 		}
+	}
+	if c.pace != nil {
+		c.feedPacer(s, r, sample, now)
 	}
 	s.report = *r
 	s.reportAt = now
@@ -342,6 +375,26 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 		k, m, d := s.adaptive.Params()
 		setFEC(s.encoder, k, m, d)
 	}
+}
+
+// feedPacer hands a REPORT to the congestion controller: its RTT sample
+// (0 for none) and the receiver's count of DATA received, turned into
+// wire bytes at the stream's mean DATA size. Counts are per stream; their
+// increases add up to the path's delivery.
+func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
+	prev := uint64(0)
+	if s.reportAt != 0 {
+		prev = s.report.Received
+	}
+	if r.Received > prev && c.stats.Packets > 0 {
+		mean := c.stats.PayloadBytes/c.stats.Packets + uint64(packet.HeaderLen+packet.DataHeaderLen+c.overhead())
+		c.delivered += (r.Received - prev) * mean
+	}
+	echo := r.EchoTimestamp
+	if sample == 0 {
+		echo = 0 // an echo that gave no sample proves nothing about when
+	}
+	c.pace.OnFeedback(now, sample, c.delivered, echo)
 }
 
 // validate marks the address a REPORT came from as one that receives
@@ -422,6 +475,7 @@ resend:
 			if c.sealLast(out) != nil {
 				break resend
 			}
+			c.spend(len(data) + grow)
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))
 		}
@@ -520,6 +574,13 @@ func (c *Core) Stats() Stats {
 		VarianceNanos: c.rtt.Variance(),
 		MinNanos:      c.rtt.Min(),
 		Samples:       c.rtt.Samples(),
+	}
+	if c.pace != nil {
+		ps := c.pace.Stats()
+		st.Pacing = PacingStats{
+			Enabled: true, RateBytesPerSec: ps.RateBytes, DeliveryPerSec: ps.Delivery,
+			MinRTTNanos: ps.MinRTTNanos, CongestionEvents: ps.Cuts, Waits: ps.Waits, Startup: ps.Startup,
+		}
 	}
 	st.Streams = make([]StreamStats, 0, len(c.streams))
 	for _, s := range c.streams {

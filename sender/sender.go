@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/telewire/telewire/internal/loop"
 	"github.com/telewire/telewire/internal/udpio"
@@ -115,9 +116,10 @@ func (s *Sender) Send(payload []byte) error { return s.SendStream(s.cfg.Stream, 
 
 // SendStream stamps payload with the stream's next sequence number and the
 // current time and queues it for the writer. The payload is copied; the
-// caller may reuse it when SendStream returns. When the queue is full it
-// blocks until there is room, or returns ErrQueueFull if DropWhenFull is
-// set. It returns ErrClosed after Close.
+// caller may reuse it when SendStream returns. When the queue is full, or
+// the congestion controller's rate is spent, it blocks until there is
+// room, or returns ErrQueueFull if DropWhenFull is set. It returns
+// ErrClosed after Close.
 func (s *Sender) SendStream(stream uint32, payload []byte) error {
 	l := s.loop
 	l.Mu.Lock()
@@ -126,7 +128,22 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 			l.Mu.Unlock()
 			return ErrClosed
 		}
-		err := s.core.Send(stream, payload, s.cfg.Clock.Now())
+		now := s.cfg.Clock.Now()
+		if wait := s.core.PaceDelay(now); wait > 0 {
+			// The congestion controller's rate is spent: hold the caller
+			// (or refuse, with DropWhenFull) while what is queued goes out.
+			if s.cfg.DropWhenFull {
+				s.core.stats.QueueFull++
+				l.Mu.Unlock()
+				return ErrQueueFull
+			}
+			l.Mu.Unlock()
+			l.Wake()
+			time.Sleep(time.Duration(wait))
+			l.Mu.Lock()
+			continue
+		}
+		err := s.core.Send(stream, payload, now)
 		if err == nil {
 			l.FlushOrWake() // unlocks
 			return nil

@@ -41,7 +41,20 @@ type Stats struct {
 	DerivationsThrottled uint64        `json:"derivations_throttled"` // datagrams naming a new receiver salt while key derivations were over their rate
 	SealErrors           uint64        `json:"seal_errors"`           // packets not sent because sealing failed (counter exhausted)
 	RTT                  RTTStats      `json:"rtt"`
+	Pacing               PacingStats   `json:"pacing"`
 	Streams              []StreamStats `json:"streams"`
+}
+
+// PacingStats is the congestion controller's state (all zero with
+// Config.DisableCongestionControl).
+type PacingStats struct {
+	Enabled          bool    `json:"enabled"`
+	RateBytesPerSec  float64 `json:"rate_bytes_per_sec"`     // current pacing rate, wire bytes/s
+	DeliveryPerSec   float64 `json:"delivery_bytes_per_sec"` // latest delivery rate the receiver's counts show
+	MinRTTNanos      int64   `json:"min_rtt_ns"`             // the path's minimum RTT as the controller sees it
+	CongestionEvents uint64  `json:"congestion_events"`      // times a standing queue lowered the rate
+	Waits            uint64  `json:"waits"`                  // times Send waited for the pacer
+	Startup          bool    `json:"startup"`                // no congestion seen yet
 }
 
 // RTTStats is the round-trip time measured from REPORT echoes.

@@ -73,7 +73,9 @@
 //
 // A fixed block of ReportLen bytes after the header, laid out as the fields
 // of [Report] in declaration order (int64/uint64 fields 8 bytes, uint32 fields
-// 4 bytes); see [Report] for units.
+// 4 bytes); see [Report] for units. Flag [FlagEarly] marks a report sent
+// before its interval closed (fast streams report every 256 packets): its
+// interval figures are the previous interval's.
 //
 // # HEARTBEAT (kind 5), sender to receiver
 //

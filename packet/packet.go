@@ -91,12 +91,18 @@ const (
 	// FlagUnavailable marks a NACK sent by the sender: the listed sequences
 	// are no longer buffered and will never be retransmitted.
 	FlagUnavailable Flags = 1 << 0
+	// FlagEarly marks a REPORT sent between two ReportIntervals because
+	// data arrives fast (for the sender's congestion controller): its
+	// counters and echo are current, while IntervalLossPPM and
+	// BurstMeanMilli repeat those of the last closed interval.
+	FlagEarly Flags = 1 << 0
 )
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
-	KindData: FlagRetransmit,
-	KindNACK: FlagUnavailable,
+	KindData:   FlagRetransmit,
+	KindNACK:   FlagUnavailable,
+	KindReport: FlagEarly,
 }
 
 // Errors returned by Parse and AppendTo. They are sentinels so that callers

@@ -225,7 +225,7 @@ func TestAppendToValidates(t *testing.T) {
 		want error
 	}{
 		{"no kind", Packet{}, ErrUnknownKind},
-		{"flag on report", Packet{Header: Header{Kind: KindReport, Flags: 1}}, ErrBadFlags},
+		{"undefined flag on report", Packet{Header: Header{Kind: KindReport, Flags: 2}}, ErrBadFlags},
 		{"payload too large", Packet{Header: Header{Kind: KindData}, Payload: make([]byte, MaxPayload+1)}, ErrTooLarge},
 		{"empty nack", Packet{Header: Header{Kind: KindNACK}}, ErrBadRanges},
 		{"bad parity", Packet{Header: Header{Kind: KindParity}, Payload: []byte{1}}, ErrBadField},

@@ -70,6 +70,7 @@ type Core struct {
 	// delivered estimates the wire bytes of DATA the receiver has
 	// received, from the REPORTs' counts: the pacer's delivery rate.
 	delivered uint64
+	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
 	log       zerolog.Logger
 	stats     Stats
 }
@@ -361,6 +362,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 		s.next != s.start && r.EchoTimestamp >= s.firstTs && r.EchoTimestamp <= s.lastTs {
 		if sample = now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
 			c.rtt.Observe(sample)
+			c.lastRTT = min(sample, maxSuppression)
 		} else {
 			sample = 0
 		}
@@ -370,7 +372,8 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	}
 	s.report = *r
 	s.reportAt = now
-	if s.adaptive != nil {
+	if s.adaptive != nil && p.Flags&packet.FlagEarly == 0 {
+		// Early REPORTs repeat the interval figures adaptive FEC reads.
 		s.adaptive.Update(*r, now)
 		k, m, d := s.adaptive.Params()
 		setFEC(s.encoder, k, m, d)
@@ -446,7 +449,11 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 		return
 	}
 	res := &c.answer
-	s.retained.OnNACK(p.Ranges, now, c.rtt.Smoothed(), res)
+	// A sequence is resent at most once per round trip. The latest
+	// sample counts as well as the smoothed one: when a queue builds at
+	// the bottleneck the round trip grows faster than SRTT follows, and
+	// resending on every repeat of the NACK would only lengthen the queue.
+	s.retained.OnNACK(p.Ranges, now, max(c.rtt.Smoothed(), c.lastRTT), res)
 	c.stats.Suppressed += uint64(res.Suppressed)
 	c.stats.Throttled += uint64(res.Throttled)
 	out := c.out.Current()
@@ -484,6 +491,10 @@ resend:
 		c.unavailable(p, res.Unavailable, from)
 	}
 }
+
+// maxSuppression caps the latest-RTT term of retransmit suppression, so a
+// freak sample cannot silence repairs for long.
+const maxSuppression = int64(200 * time.Millisecond)
 
 // redundantLossPPM is the reported loss rate from which retransmissions
 // are sent twice, so that one loss of the repair does not cost another

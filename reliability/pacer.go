@@ -5,16 +5,16 @@ import "math"
 // Pacer defaults.
 const (
 	// DefaultInitialRate is the pacing rate before any feedback, bytes/s
-	// (about 20 000 messages of 200 bytes a second). Startup doubles it
+	// (about 5 000 messages of 200 bytes a second). Startup doubles it
 	// every startupDoubling while the path keeps up.
-	DefaultInitialRate = 4 << 20
+	DefaultInitialRate = 1 << 20
 	// DefaultMinRate is the rate no congestion signal pushes the pacer
 	// below, bytes/s: a telemetry stream of about a thousand 200-byte
 	// messages a second keeps flowing on a congested path.
 	DefaultMinRate = 256 << 10
 	// DefaultQueueDelayTarget is the standing queue, as RTT above the
 	// path's minimum, that counts as congestion, in ns. It is raised to
-	// half the minimum RTT on long paths.
+	// half the minimum RTT on long paths, which also clears their jitter.
 	DefaultQueueDelayTarget = 1_500_000
 )
 
@@ -32,10 +32,12 @@ const (
 
 // Controller gains.
 const (
-	probeGain    = 0.10 // growth per probeStep once the path's limit was found
-	cutToDeliver = 0.85 // on congestion the rate drops to this share of what arrived
-	startupCap   = 3.0  // startup runs at most this far ahead of the best delivery rate
-	probeCap     = 1.5  // and probing this far
+	probeGain    = 0.10       // growth per probeStep once the path's limit was found
+	cutToDeliver = 0.85       // on congestion the rate drops to this share of what arrived
+	drainGain    = 0.5        // and, until the queue is gone, to this share
+	maxDrain     = 50_000_000 // ns; a drain ends after this (or 4 minimum RTTs) even if the RTT stays high
+	startupCap   = 3.0        // startup runs at most this far ahead of the best delivery rate
+	probeCap     = 1.5        // and probing this far
 	minBurst     = 64 << 10
 )
 
@@ -89,10 +91,12 @@ type Pacer struct {
 	startup bool
 	limited bool // a send waited since the last feedback
 
-	minRTT, minRTTAt int64 // minimum RTT sample of the window that began at minRTTAt
-	prevMin          int64 // minimum of the previous window, 0 if none
-	highRTT          int   // consecutive feedbacks with a standing queue
-	cutEcho          int64 // no cut until feedback echoes a send from this time on
+	minRTT, minRTTAt int64   // minimum RTT sample of the window that began at minRTTAt
+	prevMin          int64   // minimum of the previous window, 0 if none
+	highRTT          int     // consecutive feedbacks with a standing queue
+	cutEcho          int64   // no cut until feedback echoes a send from this time on
+	draining         bool    // after a cut, until the queue it found is gone
+	afterDrain       float64 // the rate to take when the drain ends
 
 	samples         [16]deliveryPoint
 	head, n         int
@@ -185,6 +189,18 @@ func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
 		p.highRTT = 0
 	}
 	reflectsLastCut := echo >= p.cutEcho
+	if p.draining {
+		// The queue the cut found drains at the lower rate; once fresh
+		// feedback shows it gone (or the drain has lasted long enough:
+		// the RTT may have other reasons to stay up), resume just under
+		// the delivery rate the cut measured.
+		if (reflectsLastCut && rtt > 0 && !queued) || now-p.cutEcho > max(maxDrain, 4*p.baseRTT()) {
+			p.draining = false
+			p.rate = p.clamp(p.afterDrain)
+			p.highRTT = 0
+		}
+		return
+	}
 	switch {
 	case p.highRTT >= 2 && reflectsLastCut:
 		p.cut(now)
@@ -198,7 +214,9 @@ func (p *Pacer) cut(now int64) {
 	if p.delivery > 0 {
 		target = min(target, p.delivery*cutToDeliver)
 	}
-	p.rate = p.clamp(target)
+	p.afterDrain = p.clamp(target)
+	p.rate = p.clamp(target * drainGain / cutToDeliver)
+	p.draining = true
 	p.tokens = min(p.tokens, 0)
 	p.startup = false
 	p.highRTT = 0
@@ -241,12 +259,17 @@ func (p *Pacer) observeRTT(now, rtt int64) bool {
 	} else {
 		p.minRTT = min(p.minRTT, rtt)
 	}
-	base := p.minRTT
-	if p.prevMin > 0 && p.prevMin < base {
-		base = p.prevMin
-	}
+	base := p.baseRTT()
 	target := max(p.cfg.QueueDelayTarget, base/2)
 	return rtt-base > target
+}
+
+// baseRTT is the path's minimum RTT over the last one or two windows.
+func (p *Pacer) baseRTT() int64 {
+	if p.prevMin > 0 && p.prevMin < p.minRTT {
+		return p.prevMin
+	}
+	return p.minRTT
 }
 
 // observeDelivery records the receiver's cumulative count and updates the
@@ -280,12 +303,8 @@ func (p *Pacer) Rate() float64 { return p.rate }
 
 // Stats returns the pacer's figures.
 func (p *Pacer) Stats() PacerStats {
-	base := p.minRTT
-	if p.prevMin > 0 && p.prevMin < base {
-		base = p.prevMin
-	}
 	return PacerStats{
-		RateBytes: p.rate, Delivery: p.delivery, MinRTTNanos: base,
+		RateBytes: p.rate, Delivery: p.delivery, MinRTTNanos: p.baseRTT(),
 		Cuts: p.cuts, Waits: p.waitCount, Startup: p.startup,
 	}
 }

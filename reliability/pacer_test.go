@@ -5,8 +5,6 @@ import (
 	"testing"
 )
 
-
-
 // pacerPath drives a Pacer against a bottleneck of capacity bytes/s with a
 // queue in front of it, one REPORT per step: the sender sends what the
 // pacer allows, the bottleneck drains, loss removes a share of what it
@@ -126,23 +124,23 @@ func TestPacerIdleDoesNotGrow(t *testing.T) {
 }
 
 // TestPacerCutNeedsTwoReportsAndFreshFeedback: one high RTT sample is
-// noise; two in a row cut once, and the next cut waits for feedback on
-// data sent after the first.
+// noise; two in a row cut once, to a drain rate until fresh feedback shows
+// the queue gone, then to just under the delivery rate; feedback on data
+// sent before a cut never cuts again.
 func TestPacerCutNeedsTwoReportsAndFreshFeedback(t *testing.T) {
-	p := NewPacer(PacerConfig{})
+	p := NewPacer(PacerConfig{InitialRate: 8e6})
 	now := int64(1_000 * ms)
 	var delivered uint64
 	feed := func(rtt, echo int64) {
 		now += 5 * ms
-		delivered += 20_000
+		delivered += 20_000 // 4 MB/s
 		p.OnFeedback(now, rtt, delivered, echo)
 	}
 	for range 5 {
 		feed(ms, now)
 	}
-	r0 := p.Rate()
 	feed(10*ms, now)
-	if p.Rate() != r0 || p.Stats().Cuts != 0 {
+	if p.Rate() != 8e6 || p.Stats().Cuts != 0 {
 		t.Fatal("one high sample cut the rate")
 	}
 	feed(ms, now)
@@ -154,19 +152,47 @@ func TestPacerCutNeedsTwoReportsAndFreshFeedback(t *testing.T) {
 	if p.Stats().Cuts != 1 {
 		t.Fatal("two high samples in a row did not cut")
 	}
-	// 20 000 bytes per 5 ms is 4 MB/s delivered: the cut goes below it.
-	if want := 0.85 * 4e6; math.Abs(p.Rate()-want) > 0.01*want {
-		t.Fatalf("rate after the cut %.0f, want %.0f", p.Rate(), want)
+	near := func(what string, want float64) {
+		t.Helper()
+		if math.Abs(p.Rate()-want) > 0.01*want {
+			t.Fatalf("%s: rate %.0f, want %.0f", what, p.Rate(), want)
+		}
 	}
+	near("draining", drainGain*4e6)
 	cutAt := now
-	feed(10*ms, cutAt-ms) // echoes data sent before the cut
+	feed(ms, cutAt-ms) // feedback on data sent before the cut
+	near("stale feedback", drainGain*4e6)
+	feed(ms, cutAt+ms)
+	near("drained", cutToDeliver*4e6)
+	feed(10*ms, cutAt-ms)
 	feed(10*ms, cutAt-ms)
 	if p.Stats().Cuts != 1 {
 		t.Fatal("cut again on feedback older than the cut")
 	}
-	feed(10*ms, cutAt+ms)
+	feed(10*ms, now)
+	feed(10*ms, now)
 	if p.Stats().Cuts != 2 {
-		t.Fatal("no cut on fresh feedback showing the queue")
+		t.Fatal("no second cut on fresh feedback showing a queue")
+	}
+}
+
+// TestPacerDrainEnds: a drain whose RTT never comes down (the RTT rose
+// for another reason) ends after maxDrain.
+func TestPacerDrainEnds(t *testing.T) {
+	p := NewPacer(PacerConfig{InitialRate: 8e6})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	for i := range 40 {
+		now += 5 * ms
+		delivered += 20_000
+		rtt := ms
+		if i >= 5 {
+			rtt = 10 * ms
+		}
+		p.OnFeedback(now, rtt, delivered, now-rtt)
+	}
+	if c := p.Stats().Cuts; c < 2 || c > 4 {
+		t.Fatalf("%d cuts over 175 ms of a standing RTT, want one per drain of %d ms", c, maxDrain/ms)
 	}
 }
 

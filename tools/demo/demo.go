@@ -169,7 +169,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 loop:
 	for time.Since(start) < o.Duration {
 		// Send what is due, then sleep until the next message or row.
-		for due := start.Add(time.Duration(sent) * interval); !time.Now().Before(due); due = start.Add(time.Duration(sent) * interval) {
+		// Send blocks while the congestion controller holds the rate
+		// below --rate: the row is then printed on time all the same.
+		for due := start.Add(time.Duration(sent) * interval); !time.Now().Before(due) && time.Now().Before(nextRow); due = start.Add(time.Duration(sent) * interval) {
 			buf = src.Next(buf[:0])
 			if err := snd.Send(buf); err != nil {
 				return Summary{}, err

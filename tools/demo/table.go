@@ -55,6 +55,10 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 		msec(int64(r.Delay.P50)), msec(int64(r.Delay.P90)), msec(int64(r.Delay.P99)), msec(int64(r.Delay.Max)), msec(int64(r.JitterNanos)))
 	fmt.Fprintf(t.w, "  round trip: smoothed %s, min %s (%d samples)\n",
 		msec(s.Sender.RTT.SmoothedNanos), msec(s.Sender.RTT.MinNanos), s.Sender.RTT.Samples)
+	if p := s.Sender.Pacing; p.Enabled {
+		fmt.Fprintf(t.w, "  congestion control: pacing at %.1f Mbit/s, %d congestion events, Send waited %d times\n",
+			p.RateBytesPerSec*8/1e6, p.CongestionEvents, p.Waits)
+	}
 	fmt.Fprintf(t.w, "  link: forward dropped %d of %d, reverse dropped %d of %d\n",
 		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
 	if s.Encrypted {

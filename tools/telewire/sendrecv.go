@@ -34,6 +34,8 @@ reported).`, stderr)
 	nack := fs.String("nack", "on", "answer retransmission requests from a buffer of recent messages: on or off")
 	fecFlag := fs.String("fec", "auto", "forward error correction: auto (parity chosen from the loss the receiver reports, none while there is none), off, or K,M (M parity packets per K data packets)")
 	interleave := fs.Int("fec-interleave", 1, "with --fec K,M: spread consecutive packets over this many blocks, so bursts of up to D·M losses are repairable (repair waits up to D times longer)")
+	cc := fs.String("cc", "on", "congestion control: on (pace sends at the rate the receiver's reports show the path carries; random loss is not read as congestion) or off (send as fast as messages come)")
+	maxMbit := fs.Float64("max-mbit", 0, "with --cc on: cap the pacing rate at this many Mbit/s on the wire, headers, parity and retransmissions included (0 = no cap)")
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
@@ -44,6 +46,14 @@ reported).`, stderr)
 		return usageError(fs, "--nack: %v", err)
 	}
 	o.Sender.DisableRetransmit = !on
+	ccOn, err := onOff(*cc)
+	if err != nil {
+		return usageError(fs, "--cc: %v", err)
+	}
+	if *maxMbit < 0 {
+		return usageError(fs, "--max-mbit must not be negative")
+	}
+	o.Sender.DisableCongestionControl, o.Sender.MaxRate = !ccOn, *maxMbit*1e6/8
 	if o.Sender.FEC, err = sender.ParseFEC(*fecFlag); err != nil {
 		return usageError(fs, "--fec: %v", err)
 	}

@@ -193,6 +193,7 @@ type Decoder struct {
 	highAt   int64  // when it arrived
 
 	blocks  []block
+	last    *block   // the block find or newBlock returned last: its next parity finds it first
 	pending int      // blocks in stPending: AddData looks for none when 0
 	pool    [][]byte // parity buffers
 	free    []int32  // indices of free pool buffers
@@ -239,20 +240,28 @@ const (
 	stFailed             // given up: expired, evicted or inconsistent
 )
 
-// block is what the decoder knows of one FEC block.
+// block is what the decoder knows of one FEC block. The table of blocks is
+// scanned for every PARITY packet, so the parity a pending block holds is
+// kept apart (held), and a block is a little over one cache line.
 type block struct {
 	state    blockState
-	first    uint64
 	k, m     uint8
 	stride   uint8
+	first    uint64
 	shardLen int
 	created  int64
 	nData    int // data shards present
 	nPar     int // parity shards held
 	maxIdx   int // highest parity index seen, -1 if none
 	seen     [4]uint64
-	parIdx   [maxStored]uint8
-	parBuf   [maxStored]int32
+	held     *heldParity // this entry's own, for as long as the decoder lives
+}
+
+// heldParity lists the parity shards a pending block holds: indices in
+// the block and pool buffers, nPar of each.
+type heldParity struct {
+	idx [maxStored]uint8
+	buf [maxStored]int32
 }
 
 func (b *block) seq(i int) uint64 { return b.first + uint64(i)*uint64(b.stride) }
@@ -285,6 +294,10 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 		present: make([][]byte, 0, 256),
 		presIdx: make([]int, 0, 256),
 		missing: make([]int, 0, 256),
+	}
+	held := make([]heldParity, cfg.MaxBlocks)
+	for i := range d.blocks {
+		d.blocks[i].held = &held[i]
 	}
 	d.Reset()
 	return d, nil
@@ -426,16 +439,21 @@ func (d *Decoder) AddParity(par packet.Parity, shard []byte, now int64) error {
 	d.free = d.free[:len(d.free)-1]
 	d.pool[bi] = grow(d.pool[bi], len(shard))
 	copy(d.pool[bi], shard)
-	b.parIdx[b.nPar], b.parBuf[b.nPar] = par.Index, bi
+	b.held.idx[b.nPar], b.held.buf[b.nPar] = par.Index, bi
 	b.nPar++
 	d.progress(b, now)
 	return nil
 }
 
-// find returns the block whose first sequence is first, or nil.
+// find returns the block whose first sequence is first, or nil. A block's
+// parity shards arrive together, so the block found last is tried first.
 func (d *Decoder) find(first uint64) *block {
+	if b := d.last; b != nil && b.state != stFree && b.first == first {
+		return b
+	}
 	for i := range d.blocks {
 		if b := &d.blocks[i]; b.state != stFree && b.first == first {
+			d.last = b
 			return b
 		}
 	}
@@ -467,7 +485,9 @@ func (d *Decoder) newBlock(par packet.Parity, shardLen int, now int64) (*block, 
 		created:  now,
 		nData:    nData,
 		maxIdx:   -1,
+		held:     b.held,
 	}
+	d.last = b
 	if nData == int(par.K) {
 		d.setState(b, stDone)
 	} else {
@@ -528,7 +548,7 @@ func (d *Decoder) setState(b *block, s blockState) {
 
 func (d *Decoder) release(b *block) {
 	for i := 0; i < b.nPar; i++ {
-		d.free = append(d.free, b.parBuf[i])
+		d.free = append(d.free, b.held.buf[i])
 	}
 	b.nPar = 0
 }
@@ -591,6 +611,9 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	}
 	e := len(d.missing)
 	if e == 0 {
+		// Rebuilt for an overlapping block, the data arrived without
+		// counting here: the block is complete.
+		b.nData = k
 		d.progress(b, now)
 		return
 	}
@@ -603,7 +626,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	d.mat, d.inv = grow(d.mat, e*e), grow(d.inv, e*e)
 	for a := 0; a < e; a++ {
 		for c, j := range d.missing {
-			d.mat[a*e+c] = coef(int(b.parIdx[a]), j)
+			d.mat[a*e+c] = coef(int(b.held.idx[a]), j)
 		}
 	}
 	if !gfInvert(d.mat, d.inv, e) {
@@ -618,8 +641,8 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	for a := 0; a < e; a++ {
 		syn := grow(d.syn[a], L)
 		d.syn[a] = syn
-		copy(syn, d.pool[b.parBuf[a]])
-		r := int(b.parIdx[a])
+		copy(syn, d.pool[b.held.buf[a]])
+		r := int(b.held.idx[a])
 		for x, sh := range d.present {
 			d.ll.GalMulSliceXor(coef(r, d.presIdx[x]), sh, syn[:len(sh)])
 		}

@@ -29,9 +29,10 @@ func TestTrailingParityKeepsGSORuns(t *testing.T) {
 		maxMessages uint64
 	}{
 		{"in-order", false, 2 * blocks, 2*blocks + 1},
-		// 400 DATA settled every TrailingSpan+1: runs of 64, 64, 1 per
-		// span; 120 PARITY in a few runs; and the settles' boundaries.
-		{"trailing", true, 1, 400/udpio.MaxGSOSegments + 120/udpio.MaxGSOSegments + 2*(400/TrailingSpan+1)},
+		// The batch settles between whole runs of DATA: 400 DATA in 7
+		// runs, 120 PARITY in 2, and one run cut where the batch ends
+		// (the PARITY of the last blocks); 14 when it settled every 129.
+		{"trailing", true, 1, (400+udpio.MaxGSOSegments-1)/udpio.MaxGSOSegments + (120+udpio.MaxGSOSegments-1)/udpio.MaxGSOSegments + 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			snd, err := udpio.Listen("127.0.0.1:0", udpio.Config{NoGRO: true, WriteBufferBytes: 4 << 20})

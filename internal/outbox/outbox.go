@@ -20,7 +20,11 @@
 // never overtaken by more than [TrailingSpan] datagrams queued in order:
 // past that the batch settles itself, which bounds how far behind its block
 // a parity shard can arrive (far within the FEC decoder's default ring of
-// 1024 sequences).
+// 1024 sequences). Once TrailingSpan - [udpio.MaxGSOSegments] have
+// overtaken it, the batch settles where the run the in-order datagrams end
+// with is complete (64 datagrams, or the next one cannot join it), so that
+// settling does not cut a run of DATA short: a sender with FEC 10,3 then
+// writes three full runs of DATA and one run of the PARITY they produced.
 package outbox
 
 import (
@@ -39,10 +43,15 @@ var ErrFull = errors.New("outbox: batch full")
 var ErrEmpty = errors.New("outbox: batch empty")
 
 // TrailingSpan is the most datagrams queued in order that may overtake a
-// trailing datagram (see [Batch.AppendTrailing]): two full GSO runs of
-// [udpio.MaxGSOSegments]. Settling this often costs at most one shortened
-// run per TrailingSpan datagrams.
-const TrailingSpan = 2 * udpio.MaxGSOSegments
+// trailing datagram (see [Batch.AppendTrailing]): three full GSO runs of
+// [udpio.MaxGSOSegments]. From settleFrom on, the batch settles at the end
+// of a run, so in a steady stream of equal DATA it settles between whole
+// runs.
+const TrailingSpan = 3 * udpio.MaxGSOSegments
+
+// settleFrom is how many datagrams queued in order must overtake the
+// oldest trailing one before the batch settles at the end of a run.
+const settleFrom = TrailingSpan - udpio.MaxGSOSegments
 
 // Batch is a bounded list of encoded datagrams and their destinations. The
 // zero value has no capacity; use [New]. A Batch is not safe for concurrent
@@ -56,6 +65,13 @@ type Batch struct {
 	dgs     []udpio.Datagram
 	trail   int // trailing datagrams not yet settled
 	trailAt int // len(dgs) when the oldest of them was queued
+
+	// The run of equal datagrams to one destination that the in-order ones
+	// end with, which udpio would coalesce (runLen 0: none to join). Sizes
+	// are those before sealing, which grows every datagram alike.
+	runLen  int
+	runSize int
+	runTo   netip.AddrPort
 }
 
 // New returns a Batch holding up to maxDatagrams datagrams and maxBytes
@@ -134,11 +150,21 @@ func (b *Batch) encode(p *packet.Packet) ([]byte, error) {
 	return slab[start:len(slab):len(slab)], nil
 }
 
-// push queues data in order, settling first if the oldest trailing datagram
-// has been overtaken by TrailingSpan datagrams.
+// push queues data in order. It settles first if the oldest trailing
+// datagram has been overtaken by TrailingSpan datagrams, or by settleFrom
+// and data does not continue the run the in-order datagrams end with.
 func (b *Batch) push(data []byte, to netip.AddrPort) {
-	if b.trail > 0 && len(b.dgs)-b.trailAt >= TrailingSpan {
-		b.Settle()
+	joins := b.runLen > 0 && b.runLen < udpio.MaxGSOSegments && len(data) == b.runSize && to == b.runTo
+	if b.trail > 0 {
+		if over := len(b.dgs) - b.trailAt; over >= TrailingSpan || (over >= settleFrom && !joins) {
+			b.Settle()
+			joins = false
+		}
+	}
+	if joins {
+		b.runLen++
+	} else {
+		b.runLen, b.runSize, b.runTo = 1, len(data), to
 	}
 	b.dgs = append(b.dgs, udpio.Datagram{Data: data, Addr: to})
 }
@@ -157,8 +183,11 @@ func (b *Batch) Settle() {
 	n := len(b.dgs)
 	b.dgs = full[:n+b.trail]
 	copy(b.dgs[n:], top) // the ranges may overlap; copy moves correctly
-	clear(full[len(b.dgs):])
+	// Drop the references left in the top slots the move vacated (the
+	// slots below them have not been used since Reset).
+	clear(full[max(len(b.dgs), len(full)-b.trail):])
 	b.trail = 0
+	b.runLen = 0 // the next datagram queued in order starts a run
 }
 
 // InPlaceSealer encrypts an encoded packet in its own storage, growing it
@@ -220,6 +249,7 @@ func (b *Batch) dropLast(start int, trailing bool) {
 	}
 	b.dgs[len(b.dgs)-1] = udpio.Datagram{}
 	b.dgs = b.dgs[:len(b.dgs)-1]
+	b.runLen = max(b.runLen-1, 0)
 }
 
 // Datagrams returns the datagrams queued in order, and the trailing ones
@@ -243,6 +273,7 @@ func (b *Batch) Reset() {
 	b.dgs = b.dgs[:0]
 	b.slab = b.slab[:0]
 	b.trail = 0
+	b.runLen = 0
 }
 
 // Pair is double buffering for one writer: a core fills Current while the

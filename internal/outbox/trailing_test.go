@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/telewire/telewire/internal/udpio"
 	"github.com/telewire/telewire/packet"
 )
 
@@ -124,27 +125,42 @@ func TestTrailingBounds(t *testing.T) {
 	}
 }
 
-// TestTrailingSpan checks that a trailing datagram is overtaken by at most
-// TrailingSpan datagrams queued in order: the next one settles the batch
-// before it is queued.
+// TestTrailingSpan checks where a batch settles itself: at the end of a
+// run of equal datagrams once settleFrom have overtaken the oldest trailing
+// one, so a steady stream of equal DATA settles between whole GSO runs,
+// and never later than TrailingSpan (which the run rule alone already
+// keeps to: TestTrailingModel checks the bound under random sizes).
 func TestTrailingSpan(t *testing.T) {
-	b := New(4*TrailingSpan, 1<<20)
-	_ = b.Append(tagged(0, 0), dst)
-	_ = b.AppendTrailing(tagged(1000, 0), dst)
-	for i := 1; i <= TrailingSpan+1; i++ {
-		if b.Trailing() != 1 {
-			t.Fatalf("settled after %d datagrams", i-1)
-		}
-		if err := b.Append(tagged(uint64(i), 0), dst); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if b.Trailing() != 0 {
-		t.Fatalf("not settled after %d datagrams", TrailingSpan+1)
-	}
-	got := seqs(t, b)
-	if len(got) != TrailingSpan+3 || got[TrailingSpan] != TrailingSpan || got[TrailingSpan+1] != 1000 {
-		t.Fatalf("trailing datagram at the wrong place: ...%v", got[TrailingSpan-1:])
+	for _, c := range []struct {
+		name string
+		size func(i int) int // payload size of the i-th datagram queued in order
+		want int             // datagrams that overtake the trailing one
+	}{
+		// Runs start at 0, 64 and 128; the third ends at 192, after 191
+		// datagrams overtook the trailing one queued after the first.
+		{"equal", func(int) int { return 0 }, 3*udpio.MaxGSOSegments - 1},
+		// No run longer than one: settles as soon as settleFrom overtook.
+		{"alternating", func(i int) int { return i % 2 }, settleFrom},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := New(4*TrailingSpan, 1<<20)
+			_ = b.Append(tagged(0, c.size(0)), dst)
+			_ = b.AppendTrailing(tagged(1000, 0), dst)
+			i := 1
+			for ; b.Trailing() == 1; i++ {
+				if i > TrailingSpan+1 {
+					t.Fatalf("not settled after %d datagrams", i-1)
+				}
+				if err := b.Append(tagged(uint64(i), c.size(i)), dst); err != nil {
+					t.Fatal(err)
+				}
+			}
+			overtook := i - 2 // the last one appended went behind it
+			got := seqs(t, b)
+			if overtook != c.want || got[overtook+1] != 1000 || len(got) != overtook+3 {
+				t.Fatalf("overtaken by %d, want %d: ...%v", overtook, c.want, got[max(overtook-2, 0):])
+			}
+		})
 	}
 }
 
@@ -159,19 +175,32 @@ func TestTrailingModel(t *testing.T) {
 		p := NewPair(capDgs, 1<<20)
 		var inOrder, trailing []uint64
 		at := 0 // len(inOrder) when the oldest trailing one was queued
+		// The run of equal datagrams the in-order ones end with.
+		runLen, runSize := 0, 0
 		seq := uint64(0)
 		for op := 0; op < 20_000; op++ {
 			b := p.Current()
 			seq++
 			switch r := rng.IntN(100); {
 			case r < 45:
-				err := b.Append(tagged(seq, rng.IntN(4)), dst)
+				p := tagged(seq, rng.IntN(4))
+				err := b.Append(p, dst)
 				if full := len(inOrder)+len(trailing) == capDgs; full != errors.Is(err, ErrFull) {
 					t.Fatalf("cap %d: Append: %v with %d queued", capDgs, err, len(inOrder)+len(trailing))
 				}
 				if err == nil {
-					if len(trailing) > 0 && len(inOrder)-at >= TrailingSpan {
+					joins := runLen > 0 && runLen < udpio.MaxGSOSegments && p.EncodedLen() == runSize
+					if over := len(inOrder) - at; len(trailing) > 0 && (over >= TrailingSpan || over >= settleFrom && !joins) {
+						if over > TrailingSpan {
+							t.Fatalf("cap %d: trailing datagram overtaken by %d", capDgs, over)
+						}
 						inOrder, trailing = append(inOrder, trailing...), trailing[:0]
+						joins = false
+					}
+					if joins {
+						runLen++
+					} else {
+						runLen, runSize = 1, p.EncodedLen()
 					}
 					inOrder = append(inOrder, seq)
 				}
@@ -188,7 +217,10 @@ func TestTrailingModel(t *testing.T) {
 				}
 			case r < 90:
 				b.Settle()
-				inOrder, trailing = append(inOrder, trailing...), trailing[:0]
+				if len(trailing) > 0 {
+					inOrder, trailing = append(inOrder, trailing...), trailing[:0]
+					runLen = 0
+				}
 			default:
 				tb := p.Take()
 				if (tb == nil) != (len(inOrder)+len(trailing) == 0) {
@@ -208,6 +240,7 @@ func TestTrailingModel(t *testing.T) {
 					}
 				}
 				inOrder, trailing = nil, nil
+				runLen = 0
 				continue
 			}
 			if got := seqs(t, b); !equal(got, inOrder) || b.Trailing() != len(trailing) {

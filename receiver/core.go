@@ -66,10 +66,15 @@ const (
 const parityWait = 60 * time.Millisecond
 
 // reorderFloor is the least time a gap waits before its first NACK, in
-// case the "missing" packet was only reordered. The tracker raises it to
+// case the "missing" packet was only reordered, once the stream has shown
+// reordering; until then a gap is NACKed as soon as it is found
+// (TrackerConfig.NACKAtOnceUntilReordered). The tracker raises it to
 // twice the jitter and to the reordering it has seen, so it only needs to
 // cover a clean path's scheduling noise; every microsecond of it is added
-// to the latency of each repaired message.
+// to the latency of each repaired message. Waiting it on a path that does
+// not reorder costs more than its value: the wait is a timer, and a Go
+// timer shorter than a millisecond fires after about one in a process
+// that is otherwise idle, which is what a receiver of a slow stream is.
 const reorderFloor = 250 * time.Microsecond
 
 // startupHold caps the grace time ordered delivery waits at the start of a
@@ -552,7 +557,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKInterval: int64(time.Millisecond)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound

@@ -228,3 +228,35 @@ func TestHeartbeatsBeforeDataJoinWithoutHistory(t *testing.T) {
 		t.Fatalf("fresh stream: lost %d, want 3", s.Lost)
 	}
 }
+
+// TestGapNACKedWhenFound: on a stream that has shown no reordering, the
+// DATA that reveals a gap makes the NACK due at that instant, so the
+// caller's loop sends it at once instead of arming a timer shorter than
+// its clock can keep (a Go timer under 1 ms fires after about 1 ms in an
+// idle process, which would add that to every repair).
+func TestGapNACKedWhenFound(t *testing.T) {
+	c := newCore(t, Config{Mode: ModeOrdered})
+	now := int64(time.Second)
+	c.Tick(now) // starts the report clock
+	c.Handle(dataPkt(t, 7, 0, 0, now), addr(0), now)
+	now += int64(time.Millisecond)
+	c.Handle(dataPkt(t, 7, 0, 2, now), addr(0), now) // 1 missing
+	if at, ok := c.NextTimer(); !ok || at > now {
+		t.Fatalf("next timer %d %v, want the NACK due at once (%d)", at, ok, now)
+	}
+	c.Tick(now)
+	b := c.Outbox().Take()
+	if b == nil || len(b.Datagrams()) == 0 {
+		t.Fatal("no NACK sent at the instant the gap was found")
+	}
+	defer c.Outbox().Give(b)
+	var p packet.Packet
+	for _, d := range b.Datagrams() {
+		if err := p.Parse(d.Data); err != nil || p.Kind != packet.KindNACK {
+			t.Fatalf("outbox holds %v %v", p.Kind, err)
+		}
+		if len(p.Ranges) != 1 || p.Ranges[0] != (packet.Range{First: 1, Len: 1}) {
+			t.Fatalf("NACK ranges %v, want [1]", p.Ranges)
+		}
+	}
+}

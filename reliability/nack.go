@@ -23,8 +23,12 @@ func (t *Tracker) SetJitter(nanos int64) { t.jitter = min(max(nanos, 0), maxRTTS
 // first NACK: the larger of ReorderFloor, twice the jitter, and the
 // reordering delay observed so far (smoothed delay plus four mean
 // deviations, from gaps filled by a later original), capped at
-// ReorderCeiling. Gaps found earlier keep the tolerance they were given.
+// ReorderCeiling; 0 with NACKAtOnceUntilReordered before any reordering
+// was observed. Gaps found earlier keep the tolerance they were given.
 func (t *Tracker) ReorderTolerance() int64 {
+	if t.cfg.NACKAtOnceUntilReordered && t.reoSample == 0 {
+		return 0
+	}
 	tol := max(t.cfg.ReorderFloor, 2*t.jitter)
 	if t.reoSample > 0 {
 		tol = max(tol, t.reoAvg+4*t.reoDev)
@@ -57,12 +61,15 @@ func backoff(rto int64, tries uint16) int64 {
 // is skipped and looked at again one tolerance later; a due sequence
 // already requested MaxNACKRetries times is given up instead.
 //
-// At most MaxNACKRanges ranges are emitted per call, oldest first, and a
-// call within NACKInterval of the last call that emitted ranges emits
-// nothing. AppendNACK does not allocate when dst has room.
+// At most MaxNACKRanges ranges are emitted per call, oldest first. A call
+// within NACKInterval of the last call that repeated a request emits first
+// requests only; repeats stay due until the interval has passed. A call
+// within NACKInterval of one that ran out of ranges emits nothing.
+// AppendNACK does not allocate when dst has room.
 func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) []packet.Range {
-	if t.nacked && now-t.lastNACK < t.cfg.NACKInterval {
-		return dst
+	paced := t.nacked && now-t.lastNACK < t.cfg.NACKInterval
+	if paced && (t.lastFull || t.nextFirst > now) {
+		return dst // nothing may go out: skip the walk
 	}
 	if rto <= 0 {
 		rto = fallbackRTO
@@ -73,16 +80,24 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 	closed := 0
 	var cur packet.Range
 	open := false
-	nextDue := int64(math.MaxInt64)
+	nextFirst, nextRetry := int64(math.MaxInt64), int64(math.MaxInt64)
+	note := func(e *missEntry) {
+		if e.tries == 0 {
+			nextFirst = min(nextFirst, e.due)
+		} else {
+			nextRetry = min(nextRetry, e.due)
+		}
+	}
 	retry := max(t.ReorderTolerance(), t.cfg.NACKInterval)
 	maxTries := uint16(t.cfg.MaxNACKRetries)
+	repeated, full := false, false
 	for i := range m.n {
 		e := m.at(i)
 		if !e.live {
 			continue
 		}
 		if now < e.due {
-			nextDue = min(nextDue, e.due)
+			note(e)
 			continue
 		}
 		if e.tries >= maxTries {
@@ -90,10 +105,14 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 			t.giveUpCount(1, &t.stats.GivenUpRetries)
 			continue
 		}
+		if paced && e.tries > 0 {
+			note(e) // due, but waits for the interval
+			continue
+		}
 		if rec != nil && rec.CanRecover(e.seq, now) {
 			t.stats.NACKVetoed++
 			e.due = now + retry
-			nextDue = min(nextDue, e.due)
+			note(e)
 			continue
 		}
 		if !open || e.seq != cur.Last()+1 || cur.Len >= packet.MaxRangeLen {
@@ -103,7 +122,8 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 			}
 			if used >= t.cfg.MaxNACKRanges {
 				// Out of ranges for this round: the entry stays due.
-				nextDue = min(nextDue, e.due)
+				full = true
+				note(e)
 				continue
 			}
 			if open {
@@ -118,20 +138,22 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 			t.stats.NACKed++
 		} else {
 			t.stats.NACKRetries++
+			repeated = true
 		}
 		e.tries++
 		e.lastNACK = now
 		e.due = now + backoff(rto, e.tries)
-		nextDue = min(nextDue, e.due)
+		note(e)
 	}
 	if open {
 		dst = append(dst, cur)
 	}
 	m.trim()
-	t.nextDue = nextDue
+	t.nextFirst, t.nextRetry = nextFirst, nextRetry
+	if repeated || full {
+		t.nacked, t.lastNACK, t.lastFull = true, now, full
+	}
 	if len(dst) > start {
-		t.nacked = true
-		t.lastNACK = now
 		t.stats.NACKRounds++
 		for rs := dst[start:]; len(rs) > 0; {
 			_, rs = SplitNACK(rs)
@@ -142,19 +164,23 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 }
 
 // NextNACKAt returns when AppendNACK should next be called, ns: the
-// earliest time a pending sequence becomes due, no earlier than
-// NACKInterval after the last round. ok is false when nothing is pending.
-// The time may be early (a gap filled since), never late; calling
-// AppendNACK early is harmless.
+// earliest time a pending sequence becomes due, a repeated request no
+// earlier than NACKInterval after the last round that repeated one. ok is
+// false when nothing is pending. The time may be early (a gap filled
+// since), never late; calling AppendNACK early is harmless.
 func (t *Tracker) NextNACKAt() (at int64, ok bool) {
 	if t.miss.live == 0 {
 		return 0, false
 	}
-	at = t.nextDue
-	if t.nacked {
-		at = max(at, t.lastNACK+t.cfg.NACKInterval)
+	paceAt := t.lastNACK + t.cfg.NACKInterval
+	if t.nacked && t.lastFull {
+		return max(min(t.nextFirst, t.nextRetry), paceAt), true
 	}
-	return at, true
+	retry := t.nextRetry
+	if t.nacked && retry != math.MaxInt64 {
+		retry = max(retry, paceAt)
+	}
+	return min(t.nextFirst, retry), true
 }
 
 // SplitNACK cuts from rs the longest prefix that one NACK packet can carry

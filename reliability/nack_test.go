@@ -80,17 +80,33 @@ func TestNACKTiming(t *testing.T) {
 			},
 		},
 		{
-			name: "rate limit holds a new gap until the interval passes",
+			name: "the interval does not hold a new gap back",
 			setup: func(tr *Tracker, s uint64) {
 				tr.OnData(s, 10*ms)
 				tr.OnData(s+2, 10*ms)
 			},
 			steps: []nackStep{
-				// DATA 5 at 12ms reveals 3 and 4, due at 14ms, but the last
-				// round was at 12ms: nothing until 17ms.
-				{now: 12 * ms, rto: 50 * ms, want: []packet.Range{rg(1, 1)}, after: []uint64{5}, nextAt: 17 * ms},
-				{now: 14 * ms, rto: 50 * ms, want: nil, nextAt: 17 * ms},
-				{now: 17 * ms, rto: 50 * ms, want: []packet.Range{rg(3, 2)}, nextAt: 62 * ms},
+				// DATA 5 at 12ms reveals 3 and 4, due at 14ms: a first
+				// request goes out when due, 2ms after the last round.
+				{now: 12 * ms, rto: 50 * ms, want: []packet.Range{rg(1, 1)}, after: []uint64{5}, nextAt: 14 * ms},
+				{now: 14 * ms, rto: 50 * ms, want: []packet.Range{rg(3, 2)}, nextAt: 62 * ms},
+			},
+		},
+		{
+			name: "the interval paces repeated requests",
+			setup: func(tr *Tracker, s uint64) {
+				tr.OnData(s, 10*ms)
+				tr.OnData(s+2, 10*ms)
+			},
+			steps: []nackStep{
+				// 1 is requested at 12ms and 3 at 14ms; 1 is repeated at
+				// 15ms, so the repeat of 3, due at 17ms, waits for 20ms,
+				// and 1's next (due at 18ms) joins it.
+				{now: 12 * ms, rto: 3 * ms, want: []packet.Range{rg(1, 1)}, after: []uint64{4}, nextAt: 14 * ms},
+				{now: 14 * ms, rto: 3 * ms, want: []packet.Range{rg(3, 1)}, nextAt: 15 * ms},
+				{now: 15 * ms, rto: 3 * ms, want: []packet.Range{rg(1, 1)}, nextAt: 20 * ms},
+				{now: 17 * ms, rto: 3 * ms, want: nil, nextAt: 20 * ms},
+				{now: 20 * ms, rto: 3 * ms, want: []packet.Range{rg(1, 1), rg(3, 1)}, nextAt: 25 * ms}, // due at 23ms, paced
 			},
 		},
 		{
@@ -347,5 +363,48 @@ func TestBackoffSchedule(t *testing.T) {
 		if got := backoff(10, uint16(i+1)); got != 10*w {
 			t.Errorf("after request %d: wait %d, want %d", i+1, got, 10*w)
 		}
+	}
+}
+
+// TestNACKAtOnceUntilReordered: with the option, a gap is requested when it
+// is found, even with jitter seen, until an original fills a NACKed gap;
+// from then on the floor and the learned reordering hold gaps back.
+func TestNACKAtOnceUntilReordered(t *testing.T) {
+	for _, start := range wrapStarts {
+		tr := NewTracker(TrackerConfig{ReorderFloor: ms, NACKInterval: ms, NACKAtOnceUntilReordered: true})
+		tr.SetJitter(2 * ms)
+		tr.OnData(start, 10*ms)
+		tr.OnData(start+2, 10*ms) // 1 missing
+		if at, ok := tr.NextNACKAt(); !ok || at != 10*ms {
+			t.Fatalf("start %d: first gap due at %d %v, want at once (10ms)", start, at, ok)
+		}
+		if rs := rel(tr.AppendNACK(nil, 10*ms, 50*ms, nil), start); !slices.Equal(rs, []packet.Range{rg(1, 1)}) {
+			t.Fatalf("start %d: NACK %v", start, rs)
+		}
+		// The original arrives 3ms after: reordering, not loss.
+		tr.OnArrival(start+1, 13*ms, SourceOriginal)
+		if s := tr.Stats(); s.SpuriousNACKs != 1 {
+			t.Fatalf("start %d: spurious NACKs %d", start, s.SpuriousNACKs)
+		}
+		// Now the learned reordering (3ms, plus four deviations) and
+		// twice the jitter hold a new gap back.
+		tol := tr.ReorderTolerance()
+		if tol < 4*ms {
+			t.Fatalf("start %d: tolerance %d after a 3ms reordering", start, tol)
+		}
+		tr.OnData(start+4, 20*ms) // 3 missing
+		if at, _ := tr.NextNACKAt(); at != 20*ms+tol {
+			t.Fatalf("start %d: second gap due at %d, want %d", start, at, 20*ms+tol)
+		}
+		if rs := tr.AppendNACK(nil, 20*ms+tol-1, 50*ms, nil); len(rs) != 0 {
+			t.Fatalf("start %d: NACK %v before the tolerance passed", start, rs)
+		}
+	}
+	// Without the option the floor applies from the start.
+	tr := NewTracker(TrackerConfig{ReorderFloor: ms, NACKInterval: ms})
+	tr.OnData(0, 0)
+	tr.OnData(2, 0)
+	if at, _ := tr.NextNACKAt(); at != ms {
+		t.Fatalf("without the option the first gap is due at %d, want the floor", at)
 	}
 }

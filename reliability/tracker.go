@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/telewire/telewire/packet"
@@ -69,12 +70,25 @@ type TrackerConfig struct {
 	// ReorderFloor is the least time, ns, a gap waits before its first
 	// NACK; 0 means DefaultReorderFloor (1 ms). See Tracker.ReorderTolerance.
 	ReorderFloor int64
+	// NACKAtOnceUntilReordered, when set, NACKs a gap as soon as it is
+	// found until the stream has shown reordering (a gap filled by its
+	// own original, Reordered in the stats); from the first such arrival
+	// on, ReorderFloor and the rest of ReorderTolerance apply. On a path
+	// that does not reorder, the reorder wait only adds latency to every
+	// repair, and a floor below the caller's timer resolution costs a
+	// whole timer tick (about 1 ms for a Go timer in an idle process);
+	// a path that does reorder pays one spurious NACK, which teaches the
+	// tolerance. Default false: the floor applies from the start.
+	NACKAtOnceUntilReordered bool
 	// ReorderCeiling is the most time, ns, a gap waits before its first
 	// NACK; 0 means DefaultReorderCeiling (100 ms). Raised to ReorderFloor
 	// if below it.
 	ReorderCeiling int64
 	// NACKInterval is the least time, ns, between two AppendNACK calls
-	// that emit ranges; 0 means DefaultNACKInterval (5 ms).
+	// that repeat a request; 0 means DefaultNACKInterval (5 ms). First
+	// requests are not held back by it: they go out when due, so a gap
+	// found just after a round is not kept waiting, and their rounds are
+	// bounded by the arrivals that find gaps (each finds at most one).
 	NACKInterval int64
 	// MaxNACKRetries is how many times one sequence is requested before it
 	// is given up (GivenUpRetries); 0 means DefaultMaxNACKRetries (8), at
@@ -251,8 +265,10 @@ type Tracker struct {
 	miss missingRing
 
 	nacked    bool  // a NACK round has happened
-	lastNACK  int64 // time of the last round that emitted ranges
-	nextDue   int64 // earliest due time of a live entry (may be early, never late)
+	lastNACK  int64 // time of the last round that repeated a request or ran out of ranges
+	lastFull  bool  // that round ran out of ranges: the next waits NACKInterval whatever it carries
+	nextFirst int64 // earliest due time of a live entry not yet requested (may be early, never late)
+	nextRetry int64 // earliest due time of a live entry requested before (may be early, never late)
 	jitter    int64
 	reoAvg    int64 // smoothed reordering delay, ns
 	reoDev    int64 // its mean deviation, ns
@@ -549,11 +565,14 @@ func (t *Tracker) giveUpOldest(k int, reason *uint64) {
 	m.trim()
 }
 
-// noteDue lowers the cached earliest due time.
+// noteDue lowers the cached earliest due time of first requests, for
+// entries about to be added.
 func (t *Tracker) noteDue(due int64) {
-	if t.miss.live == 0 || due < t.nextDue {
-		t.nextDue = due
+	if t.miss.live == 0 {
+		t.nextFirst, t.nextRetry = due, math.MaxInt64
+		return
 	}
+	t.nextFirst = min(t.nextFirst, due)
 }
 
 // OnHeartbeat records a HEARTBEAT saying that every sequence in

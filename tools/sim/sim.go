@@ -67,6 +67,15 @@ type Config struct {
 	// receiver. Messages keep their index, so delivery is still checked.
 	RestartSenderAt   int
 	RestartReceiverAt int
+	// TimerGranularity, if positive, models a runtime whose timers fire
+	// late: a core's Tick runs when it has just handled input (as the
+	// real loops' reader wakes the writer) or when its timer fires, and a
+	// timer armed for a delay d fires after d rounded up to a multiple of
+	// TimerGranularity. Go's timers behave so with 1 ms in a process
+	// that is otherwise idle (the runtime's poller sleeps in whole
+	// milliseconds), which is what a receiver of a slow stream is. Zero
+	// ticks both cores at every event, as exact timers would.
+	TimerGranularity time.Duration
 
 	Sender   sender.Config   // sender settings (To, Clock and sockets unused)
 	Receiver receiver.Config // receiver settings (Listen, Clock and sockets unused)
@@ -206,6 +215,8 @@ func Run(c Config) (Result, error) {
 
 	now := c.Start
 	next := 0
+	sndTimer := coarseTimer{g: int64(c.TimerGranularity)}
+	rcvTimer := coarseTimer{g: int64(c.TimerGranularity)}
 	nextObserve := int64(-1)
 	if c.Observe != nil && c.ObserveEvery > 0 {
 		nextObserve = c.Start + int64(c.ObserveEvery)
@@ -222,6 +233,7 @@ func Run(c Config) (Result, error) {
 			return res, fmt.Errorf("sim: reverse link change: %w", err)
 		}
 		fwd, rev = fwdSet.cur, revSet.cur
+		sndActive, rcvActive := false, false
 		for next < c.Messages && sendAt(next) <= now {
 			if next > 0 && next == c.RestartSenderAt {
 				if snd, err = sender.NewCore(c.Sender, 0x5152, ReceiverAddr); err != nil {
@@ -245,15 +257,23 @@ func Run(c Config) (Result, error) {
 			res.Sent++
 			res.PayloadBytes += uint64(c.Size)
 			next++
+			sndActive = true
 		}
-		snd.Tick(now)
+		if sndTimer.due(now, sndActive) {
+			snd.Tick(now)
+			sndTimer.arm(now, snd)
+		}
 		toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
 		for _, l := range fwdSet.all {
 			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
 				rcv.Handle(pkt, SenderAddr, now)
+				rcvActive = true
 			}
 		}
-		rcv.Tick(now)
+		if rcvTimer.due(now, rcvActive) {
+			rcv.Tick(now)
+			rcvTimer.arm(now, rcv)
+		}
 		for m, ok := rcv.Pop(); ok; m, ok = rcv.Pop() {
 			res.Delivered++
 			if len(m.Payload) < 8 {
@@ -286,6 +306,7 @@ func Run(c Config) (Result, error) {
 		for _, l := range revSet.all {
 			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
 				snd.Handle(pkt, ReceiverAddr, now)
+				sndTimer.wake(now)
 			}
 		}
 		if snd.Outbox().Current().Len() > 0 || rcv.Outbox().Current().Len() > 0 {
@@ -297,7 +318,7 @@ func Run(c Config) (Result, error) {
 				nextChange = c.Start + int64(set.changes[0].At)
 			}
 		}
-		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, snd, rcv, fwdSet.all, revSet.all)
+		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, sndTimer.of(snd), rcvTimer.of(rcv), fwdSet.all, revSet.all)
 	}
 	res.SimulatedNanos = now - c.Start
 	for i, ok := range delivered {
@@ -319,6 +340,60 @@ func Run(c Config) (Result, error) {
 }
 
 type timed interface{ NextTimer() (int64, bool) }
+
+// coarseTimer is one core's timer under Config.TimerGranularity: when the
+// core's Tick next runs. With a zero granularity it is exact: every event
+// ticks the core and the core's own NextTimer schedules it.
+type coarseTimer struct {
+	g     int64 // granularity, ns; 0 = exact
+	at    int64 // when the armed timer fires
+	armed bool
+	woken bool // handled input since the last Tick: tick at once
+}
+
+// due reports whether the core should Tick at now: always with exact
+// timers, else when it was active (sent, or handled a datagram) at this
+// instant or since its last Tick, or when its timer has fired.
+func (t *coarseTimer) due(now int64, active bool) bool {
+	return t.g == 0 || active || t.woken || (t.armed && now >= t.at)
+}
+
+// wake records input handled after this instant's Tick: the core ticks at
+// the next step, as a real loop's writer does when the reader wakes it.
+func (t *coarseTimer) wake(int64) { t.woken = true }
+
+// arm sets the timer after a Tick at now from the core's next timer: the
+// delay is rounded up to a whole number of granules.
+func (t *coarseTimer) arm(now int64, c timed) {
+	t.woken = false
+	at, ok := c.NextTimer()
+	t.armed = ok
+	if !ok || t.g == 0 {
+		t.at = at
+		return
+	}
+	d := max(at-now, 0)
+	t.at = now + (d+t.g-1)/t.g*t.g
+}
+
+// of returns what nextEvent should consider for the core: its own
+// NextTimer with exact timers, else the armed timer (or now, when input
+// is waiting for a Tick).
+func (t *coarseTimer) of(c timed) timed {
+	if t.g == 0 {
+		return c
+	}
+	return coarseTimed{t}
+}
+
+type coarseTimed struct{ t *coarseTimer }
+
+func (c coarseTimed) NextTimer() (int64, bool) {
+	if c.t.woken {
+		return 0, true // nextEvent moves on by one nanosecond
+	}
+	return c.t.at, c.t.armed
+}
 
 // nextEvent returns the earliest time anything has work after now, or
 // end+1 when nothing does.

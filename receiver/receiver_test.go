@@ -215,3 +215,62 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("bad address accepted")
 	}
 }
+
+// TestReadWithoutRecv: while nobody calls Recv the receiver's own reader
+// goroutine takes the socket back from Recv's inline reads, so datagrams
+// are still counted (and repaired, and reported); a later Recv gets the
+// messages, and one Recv cancelled while it waited does not disturb the
+// next on another context.
+func TestReadWithoutRecv(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := listen(t, ctx, "127.0.0.1:0")
+	s := dial(t, ctx, sender.Config{To: r.Addr().String()})
+	short, shortCancel := context.WithTimeout(ctx, 5*time.Millisecond)
+	defer shortCancel()
+	if _, err := r.Recv(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv on an idle receiver: %v", err)
+	}
+	const n = 10
+	for i := range n {
+		if err := s.Send(fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "the reader goroutine counts what nobody Recvs", func() bool {
+		st := r.Stats()
+		return len(st.Streams) == 1 && st.Streams[0].Received == n
+	})
+	for i := range n {
+		m, err := r.Recv(ctx)
+		if err != nil || string(m.Payload) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("recv %d: %q, %v", i, m.Payload, err)
+		}
+	}
+}
+
+// TestRecvAllocs: a Recv loop on one cancellable context allocates
+// nothing per message (its context is registered for interruption once).
+func TestRecvAllocs(t *testing.T) {
+	if receiver.RaceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := listen(t, ctx, "127.0.0.1:0")
+	s := dial(t, ctx, sender.Config{To: r.Addr().String()})
+	msg := []byte("steady")
+	step := func() {
+		if err := s.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := r.Recv(ctx); err != nil || !bytes.Equal(m.Payload, msg) {
+			t.Fatalf("Recv = %q, %v", m.Payload, err)
+		}
+	}
+	step() // the session, its stream and the context registration
+	if a := testing.AllocsPerRun(200, step); a != 0 {
+		t.Errorf("Send and Recv: %v allocations per message, want 0", a)
+	}
+}

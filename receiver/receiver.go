@@ -30,15 +30,9 @@ type Receiver struct {
 	core   *Core
 	conn   *udpio.Conn
 	loop   *loop.Loop
+	notify chan struct{} // a batch was delivered
 	done   chan struct{} // closed by Close
 	cancel context.CancelFunc
-
-	// The context of the latest Recv whose cancellation interrupts an
-	// inline read, and how to stop watching it; under watchMu, since
-	// Close stops it too.
-	watchMu sync.Mutex
-	watched context.Context
-	unwatch func() bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -70,15 +64,20 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 		return nil, err
 	}
 	r := &Receiver{
-		cfg:  cfg,
-		core: core,
-		conn: conn,
-		done: make(chan struct{}),
+		cfg:    cfg,
+		core:   core,
+		conn:   conn,
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
 	r.loop = loop.Start(loop.Config{
 		Core: r.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger,
-		InlineRead: true,
-		Pending:    func() bool { return r.core.queue.waiting() > 0 },
+		Changed: func() {
+			select {
+			case r.notify <- struct{}{}:
+			default:
+			}
+		},
 	})
 	rb, wb := conn.BufferSizes()
 	cfg.Logger.Info().Stringer("listen", conn.LocalAddr()).Int("rcvbuf", rb).Int("sndbuf", wb).Msg("receiver listening")
@@ -94,11 +93,6 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 // is done (ctx.Err()) or the receiver is closed (ErrClosed). The message's
 // Payload is valid until the next call to Recv. Call Recv from one
 // goroutine at a time.
-//
-// While Recv waits it reads the socket itself, so that a datagram that
-// completes a message is returned by the goroutine that read it, with no
-// goroutine wake-up in between; the receiver's own reader goroutine reads
-// only while nobody has called Recv for a while (10 ms).
 func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 	for {
 		r.loop.Mu.Lock()
@@ -108,6 +102,7 @@ func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 			return m, nil
 		}
 		select {
+		case <-r.notify:
 		case <-ctx.Done():
 			return Message{}, ctx.Err()
 		case <-r.done:
@@ -119,36 +114,8 @@ func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 				return m, nil
 			}
 			return Message{}, ErrClosed
-		default:
-		}
-		r.watch(ctx)
-		if err := r.loop.ReadInline(ctx.Done()); err != nil {
-			<-r.done // the loop closed: Close is under way
 		}
 	}
-}
-
-// watch makes the cancellation of ctx interrupt Recv's inline read. It
-// registers with ctx only when ctx differs from the previous call's, so a
-// Recv loop on one context does not allocate.
-func (r *Receiver) watch(ctx context.Context) {
-	if ctx.Done() == nil {
-		return // never cancelled
-	}
-	r.watchMu.Lock()
-	defer r.watchMu.Unlock()
-	if ctx == r.watched {
-		return
-	}
-	select {
-	case <-r.done:
-		return // Close has stopped watching; nothing to interrupt
-	default:
-	}
-	if r.unwatch != nil {
-		r.unwatch()
-	}
-	r.watched, r.unwatch = ctx, context.AfterFunc(ctx, r.loop.InterruptRead)
 }
 
 // Stats returns a snapshot of the receiver's statistics.
@@ -172,13 +139,7 @@ func (r *Receiver) Addr() netip.AddrPort { return r.conn.LocalAddr() }
 func (r *Receiver) Close() error {
 	r.closeOnce.Do(func() {
 		r.closeErr = r.loop.Close()
-		r.watchMu.Lock()
 		close(r.done)
-		if r.unwatch != nil {
-			r.unwatch() // let go of the Recv context's reference to r
-			r.watched, r.unwatch = nil, nil
-		}
-		r.watchMu.Unlock()
 		r.cancel()
 	})
 	return r.closeErr

@@ -3,6 +3,7 @@ package udpio
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,6 +101,30 @@ func TestBusyPollSpinHit(t *testing.T) {
 			st := rx.Stats()
 			if st.BusyPollHits != 1 || st.BusyPollTimeouts != 0 || st.BusyPollEmpty < 3 {
 				t.Errorf("hits %d, timeouts %d, empty polls %d; want 1, 0, >= 3", st.BusyPollHits, st.BusyPollTimeouts, st.BusyPollEmpty)
+			}
+		})
+	}
+}
+
+// TestBusyPollDeadline: a read deadline set in the past while Read spins
+// ends the spin (whose own clock never runs out here) and the Read, with
+// os.ErrDeadlineExceeded; that is how a spinning reader is interrupted.
+func TestBusyPollDeadline(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rx := listen(t, "127.0.0.1:0", Config{NoBatch: m.noBatch, BatchSize: 8, MaxDatagram: 64, BusyPoll: MaxBusyPoll})
+			clk := newSpinClock(3, func(int64) int64 { return 0 })
+			rx.now = clk.now
+			ch := readAsync(rx)
+			clk.wait(t) // spinning: three empty polls
+			if err := rx.SetReadDeadline(time.Unix(1, 0)); err != nil {
+				t.Fatal(err)
+			}
+			if r := awaitRead(t, ch); !errors.Is(r.err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read = %v, %v; want os.ErrDeadlineExceeded", r.dgs, r.err)
+			}
+			if st := rx.Stats(); st.BusyPollTimeouts != 1 {
+				t.Errorf("BusyPollTimeouts = %d, want the interrupted spin counted once", st.BusyPollTimeouts)
 			}
 		})
 	}

@@ -349,6 +349,7 @@ type Conn struct {
 	rc        syscall.RawConn // for polling the descriptor
 	pollFn    func(fd uintptr)
 	pollReady bool         // set by pollFn
+	rdeadline atomic.Int64 // the read deadline in Unix ns, 0 if none; ends a spin
 	now       func() int64 // monotonic ns for the spin deadline; tests replace it
 
 	// Writer state, owned by the goroutine calling WriteBatch/WriteTo.
@@ -498,8 +499,8 @@ func newConn(uc *net.UDPConn, cfg Config) (*Conn, error) {
 // than MaxDatagram are dropped and counted in Stats.Truncated, never
 // returned; if all of them are dropped, Read waits for more.
 //
-// With Config.BusyPoll, Read first spins for up to BusyPoll (see there);
-// the read deadline is checked once the spin ends.
+// With Config.BusyPoll, Read first spins for up to BusyPoll (see there),
+// or until the read deadline passes.
 //
 // After Close, Read returns an error matching net.ErrClosed; after the read
 // deadline passes, one matching os.ErrDeadlineExceeded.
@@ -522,8 +523,8 @@ func (c *Conn) Read() ([]Datagram, error) {
 	}
 }
 
-// spin polls the socket until it has a datagram to read, BusyPoll has
-// passed, or the socket is closed (the receive call that follows then
+// spin polls the socket until it has a datagram to read, BusyPoll or the
+// read deadline has passed, or the socket is closed (the receive call that follows then
 // returns at once, blocks, or reports the close). It yields the processor
 // between polls so that goroutines woken by what the caller did with the
 // last batch run meanwhile. It does not allocate.
@@ -538,7 +539,7 @@ func (c *Conn) spin() {
 			return
 		}
 		c.busyEmpty.Add(1)
-		if c.now() >= deadline {
+		if c.now() >= deadline || c.deadlinePassed() {
 			c.busyTimeouts.Add(1)
 			return
 		}
@@ -922,7 +923,23 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
 
 // SetReadDeadline sets the time after which a blocked or future Read fails
 // with an error matching os.ErrDeadlineExceeded; the zero time means none.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+// A deadline that passes also ends a busy-poll spin (Config.BusyPoll), so
+// a deadline in the past interrupts a Read at once in either mode. It is
+// safe to call while another goroutine is in Read.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	var d int64 // wall-clock ns; 0: none
+	if !t.IsZero() {
+		d = max(t.UnixNano(), 1)
+	}
+	c.rdeadline.Store(d)
+	return c.uc.SetReadDeadline(t)
+}
+
+// deadlinePassed reports whether a read deadline is set and has passed.
+func (c *Conn) deadlinePassed() bool {
+	d := c.rdeadline.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
 
 // Close closes the socket. A Read blocked in another goroutine returns an
 // error matching net.ErrClosed, as do later calls.

@@ -172,8 +172,37 @@ func TestHoldForParityOnlyWhenFECIsFaster(t *testing.T) {
 	}
 	st.rtt = reliability.RTT{}
 	st.rtt.Observe(int64(50 * time.Millisecond))
+	if st.holdForParity() {
+		t.Fatal("held for parity before the stream's rate and block span were known")
+	}
+	// 10-message blocks at 1 000 messages/s: a gap waits 5 ms on average.
+	st.fecSpan, st.msgGap = 10, int64(time.Millisecond)
 	if !st.holdForParity() {
 		t.Fatal("NACKed at once although FEC repairs in a fifth of the round trip")
+	}
+	// The same blocks at 10 messages/s wait 500 ms on average: the
+	// measured 10 ms are FEC's lucky cases, and the 50 ms NACK is faster.
+	st.msgGap = int64(100 * time.Millisecond)
+	if st.holdForParity() {
+		t.Fatal("held for parity although the block takes ten times the round trip to fill")
+	}
+}
+
+// TestMessageGapFollowsSendTimes: the receiver's estimate of the time
+// between messages, which sizes the expected FEC wait, comes from the send
+// times of first transmissions, not from arrival jitter or reordering.
+func TestMessageGapFollowsSendTimes(t *testing.T) {
+	c := newCore(t, Config{})
+	ms := int64(time.Millisecond)
+	for _, seq := range []uint64{0, 1, 2, 4, 3, 5, 6, 8, 9, 10} { // 7 lost, 3 and 4 swapped
+		c.Handle(dataPkt(t, 1, 0, seq, int64(seq)*2*ms+ms), addr(0), int64(seq)*2*ms+ms+int64(seq%3)*ms/2)
+	}
+	var st *stream
+	for _, s := range c.sessions {
+		st = s.streams[0]
+	}
+	if st.msgGap != 2*ms {
+		t.Fatalf("message gap %d ns, want %d", st.msgGap, 2*ms)
 	}
 }
 

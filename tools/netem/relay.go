@@ -66,6 +66,12 @@ type DirStats struct {
 	Corrupted  uint64
 	WriteErrs  uint64 // datagrams whose write failed
 
+	// LimitDropped counts the datagrams of Dropped that a full queue
+	// dropped (the spec's limit or rate, or MaxQueueBytes) rather than the
+	// loss model: with a spec that has no rate, a sign that the relay's
+	// deliveries fell behind what arrived.
+	LimitDropped uint64
+
 	// KernelDrops counts datagrams the kernel dropped because the relay's
 	// receive socket for this direction was full (Linux SO_RXQ_OVFL; 0
 	// elsewhere): for Fwd the listen socket, shared by every client; for
@@ -389,6 +395,7 @@ func addDir(dst, s *DirStats) {
 	dst.Received += s.Received
 	dst.Forwarded += s.Forwarded
 	dst.Dropped += s.Dropped
+	dst.LimitDropped += s.LimitDropped
 	dst.Delayed += s.Delayed
 	dst.Reordered += s.Reordered
 	dst.Duplicated += s.Duplicated
@@ -529,7 +536,7 @@ func (d *relayDir) stats() DirStats {
 	s := d.link.Stats()
 	return DirStats{
 		Received: d.received, Forwarded: d.forwarded,
-		Dropped: s.Dropped + s.LimitDropped, Delayed: s.Delayed, Reordered: s.Reordered,
+		Dropped: s.Dropped + s.LimitDropped, LimitDropped: s.LimitDropped, Delayed: s.Delayed, Reordered: s.Reordered,
 		Duplicated: s.Duplicated, Corrupted: s.Corrupted, WriteErrs: d.writeErrs,
 	}
 }

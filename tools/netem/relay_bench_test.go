@@ -131,6 +131,16 @@ func benchRelay(b *testing.B, window int) {
 		b.Fatalf("sender: %v", sendErr)
 	}
 	st := r.Stats()
+	r.mu.Lock()
+	for _, c := range r.clients {
+		if us := c.up.Stats(); us.WriteSyscalls > 0 {
+			b.ReportMetric(float64(us.DatagramsWritten)/float64(us.WriteSyscalls), "datagrams/write")
+		}
+	}
+	r.mu.Unlock()
+	if ls := r.conn.Stats(); ls.ReadSyscalls > 0 {
+		b.ReportMetric(float64(ls.DatagramsRead)/float64(ls.ReadSyscalls), "datagrams/read")
+	}
 	b.ReportMetric(float64(received.Load())/elapsed.Seconds(), "datagrams/s")
 	b.ReportMetric(100*float64(sent-received.Load())/float64(sent), "loss%")
 	if st.Fwd.Received > 0 {

@@ -434,3 +434,31 @@ func TestRelayForwardNoAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per round trip of %d datagrams, want 0", a, batch)
 	}
 }
+
+// TestRelayLimitDropped fills a link's queue: with a 500 ms delay and a
+// limit of 10 packets, a burst of 30 keeps the first 10 and drops the
+// rest as queue-full drops, which Stats tells apart from model losses.
+func TestRelayLimitDropped(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo, Fwd: mustSpec(t, "delay 500ms limit 10")})
+	defer stop()
+	c := dialRelay(t, r)
+	const burst, limit = 30, 10
+	for i := range burst {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 8)
+	for i := range limit {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		if k, err := c.Read(buf); err != nil || k != 1 || buf[0] != byte(i) {
+			t.Fatalf("echo %d: %v %v", i, buf[:k], err)
+		}
+	}
+	st := r.Stats()
+	if st.Fwd.Received != burst || st.Fwd.Dropped != burst-limit || st.Fwd.LimitDropped != burst-limit || st.Fwd.Forwarded != limit {
+		t.Fatalf("stats %+v, want %d received, %d limit-dropped", st, burst, burst-limit)
+	}
+}

@@ -103,8 +103,18 @@ type RelayStats struct {
 // every socket asks for RelaySocketBuffer bytes of kernel buffer each way,
 // reads with recvmmsg (splitting GRO-coalesced reads) and writes with
 // sendmmsg, through internal/udpio: a deliverer that wakes takes every
-// datagram then due, 32 at a time, and writes each 32 with one call. Writes never use GSO, so every datagram leaves as a datagram of
-// its own, as it arrived. Forwarding allocates nothing per datagram.
+// datagram then due, 32 at a time, and writes each 32 with one call.
+// Writes never use GSO, so every datagram leaves as a datagram of its
+// own, as it arrived. Forwarding allocates nothing per datagram. When
+// deliveries still fall behind, the links' queues fill and drop (counted
+// in DirStats.LimitDropped), and past them the kernel buffers
+// (DirStats.KernelDrops).
+//
+// Memory: the listen socket holds 2 MiB of receive batches (32 buffers of
+// 64 KiB, the size a GRO read needs), and each client as much again for
+// its upstream socket plus 256 KiB for its two deliverers, besides what
+// its links queue (bounded by the Specs' limits and MaxQueueBytes);
+// MaxClients bounds the clients.
 //
 // Methods are safe for concurrent use.
 type Relay struct {

@@ -164,6 +164,15 @@ func (l *Link) Next() (at int64, ok bool) {
 	return at + l.slotPending, true
 }
 
+// nextLen returns the length of the packet the next Dequeue returns, or
+// 0 when the queue is empty.
+func (l *Link) nextLen() int {
+	if len(l.heap) == 0 {
+		return 0
+	}
+	return len(l.heap[0].buf)
+}
+
 // Dequeue returns the next packet due at or before now, or ok false when
 // none is. The returned slice is owned by the Link and valid until the
 // next call to Dequeue.

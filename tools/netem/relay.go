@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/internal/clock"
+	"github.com/telewire/telewire/internal/udpio"
 )
 
 // Relay defaults.
@@ -63,7 +64,21 @@ type DirStats struct {
 	Reordered  uint64
 	Duplicated uint64
 	Corrupted  uint64
-	WriteErrs  uint64 // writes that failed
+	WriteErrs  uint64 // datagrams whose write failed
+
+	// LimitDropped counts the datagrams of Dropped that a full queue
+	// dropped (the spec's limit or rate, or MaxQueueBytes) rather than the
+	// loss model: with a spec that has no rate, a sign that the relay's
+	// deliveries fell behind what arrived.
+	LimitDropped uint64
+
+	// KernelDrops counts datagrams the kernel dropped because the relay's
+	// receive socket for this direction was full (Linux SO_RXQ_OVFL; 0
+	// elsewhere): for Fwd the listen socket, shared by every client; for
+	// Rev the clients' upstream sockets. Such drops are the relay failing
+	// to keep up, not part of the emulated link. It is as fresh as the
+	// last datagram read on that socket.
+	KernelDrops uint64
 }
 
 // RelayStats is a snapshot of a Relay's counters.
@@ -71,28 +86,55 @@ type RelayStats struct {
 	Fwd, Rev DirStats
 	Clients  int    // clients currently served
 	Rejected uint64 // datagrams dropped because MaxClients were served
+	// Stray counts datagrams dropped on an upstream socket because they
+	// came from an address other than To.
+	Stray uint64
 }
 
 // Relay is a UDP impairment proxy: datagrams sent to its listen address
 // are forwarded to To through an emulated link (Fwd), from one upstream
-// socket per client, and replies arriving on that socket are returned to
-// the client through a second link (Rev). Delivery is driven by one timer
-// per link direction, so a packet leaves at its scheduled time without a
-// sleep per packet.
+// socket per client, and replies arriving on that socket from To are
+// returned to the client through a second link (Rev); datagrams from
+// other addresses are dropped and counted in RelayStats.Stray. Delivery
+// is driven by one timer per link direction, so a packet leaves at its
+// scheduled time without a sleep per packet.
+//
+// So that the relay itself is not the bottleneck of what it emulates,
+// every socket asks for RelaySocketBuffer bytes of kernel buffer each way,
+// reads with recvmmsg (splitting GRO-coalesced reads) and writes with
+// sendmmsg, through internal/udpio: a deliverer that wakes takes every
+// datagram then due, 32 at a time, and writes each 32 with one call.
+// Writes never use GSO, so every datagram leaves as a datagram of its
+// own, as it arrived. Forwarding allocates nothing per datagram. When
+// deliveries still fall behind, the links' queues fill and drop (counted
+// in DirStats.LimitDropped), and past them the kernel buffers
+// (DirStats.KernelDrops).
+//
+// Memory: the listen socket holds 2 MiB of receive batches (32 buffers of
+// 64 KiB, the size a GRO read needs), and each client as much again for
+// its upstream socket plus 256 KiB for its two deliverers, besides what
+// its links queue (bounded by the Specs' limits and MaxQueueBytes);
+// MaxClients bounds the clients.
 //
 // Methods are safe for concurrent use.
 type Relay struct {
 	cfg  RelayConfig
 	log  zerolog.Logger
-	conn *net.UDPConn
-	to   *net.UDPAddr
+	conn *udpio.Conn
+	to   netip.AddrPort // unmapped, as udpio reports sources
 	clk  *clock.Mono
+
+	// wmu serialises the writes on conn, which every client's Rev
+	// deliverer makes (a udpio.Conn takes one writer at a time). It is
+	// held across the send call; only those deliverers take it.
+	wmu sync.Mutex
 
 	mu       sync.Mutex
 	clients  map[netip.AddrPort]*relayClient
 	nextID   int64
 	retired  [2]DirStats // counts of expired clients
 	rejected atomic.Uint64
+	stray    atomic.Uint64
 	running  atomic.Bool
 	wg       sync.WaitGroup
 
@@ -102,6 +144,33 @@ type Relay struct {
 }
 
 const lateSamples = 4096
+
+// RelaySocketBuffer is the kernel buffer size, in bytes, that a Relay
+// requests for receiving and for sending on each of its sockets (the
+// listen socket and every upstream socket). Where net.core.rmem_max or
+// wmem_max is lower the kernel grants that instead, unless the process
+// may override it (CAP_NET_ADMIN).
+const RelaySocketBuffer = 4 << 20
+
+// relayBatch is the most datagrams a deliverer writes with one WriteBatch,
+// and the batch size of every relay socket. relayArena is the bytes a
+// deliverer copies one batch into: at least one largest datagram, so a
+// batch always takes its first datagram.
+const (
+	relayBatch = 32
+	relayArena = 2 * maxDatagram
+)
+
+// relaySocket wraps uc as a relay socket: large buffers, batched I/O, no
+// GSO on writes.
+func relaySocket(uc *net.UDPConn) (*udpio.Conn, error) {
+	return udpio.New(uc, udpio.Config{
+		BatchSize:        relayBatch,
+		ReadBufferBytes:  RelaySocketBuffer,
+		WriteBufferBytes: RelaySocketBuffer,
+		NoGSO:            true,
+	})
+}
 
 // NewRelay binds the listen socket and resolves To. Run starts the relay.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
@@ -131,25 +200,40 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: To: %w", ErrRelayConfig, err)
 	}
+	toAP := to.AddrPort()
+	toIP := toAP.Addr().Unmap()
+	switch {
+	case !toIP.IsValid() || toIP == netip.IPv4Unspecified():
+		// no host: this host, as net.DialUDP takes it
+		toIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	case toIP.IsUnspecified():
+		toIP = netip.IPv6Loopback()
+	}
+	if toAP.Port() == 0 {
+		return nil, fmt.Errorf("%w: To %q: no port", ErrRelayConfig, cfg.To)
+	}
+	toAP = netip.AddrPortFrom(toIP, toAP.Port())
 	la, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Listen: %w", ErrRelayConfig, err)
 	}
-	conn, err := net.ListenUDP("udp", la)
+	uc, err := net.ListenUDP("udp", la)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := relaySocket(uc)
 	if err != nil {
 		return nil, err
 	}
 	return &Relay{
-		cfg: cfg, log: log, conn: conn, to: to, clk: clock.NewMono(),
+		cfg: cfg, log: log, conn: conn, to: toAP, clk: clock.NewMono(),
 		clients: make(map[netip.AddrPort]*relayClient),
 		late:    make([]int64, lateSamples),
 	}, nil
 }
 
 // Addr returns the bound listen address.
-func (r *Relay) Addr() netip.AddrPort {
-	return r.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+func (r *Relay) Addr() netip.AddrPort { return r.conn.LocalAddr() }
 
 // Run serves until ctx is cancelled, then closes every socket, waits for
 // all its goroutines and returns nil (or the listen socket's error if it
@@ -186,29 +270,43 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// readClients reads datagrams from clients and feeds their Fwd links.
+// readClients reads datagrams from clients and feeds their Fwd links, each
+// run of consecutive datagrams from one client with one lock of its link.
 func (r *Relay) readClients(ctx context.Context) error {
-	buf := make([]byte, maxDatagram)
+	var last *relayClient // the client of the previous run, if still served
 	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		dgs, err := r.conn.Read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		c := r.client(ctx, from)
-		if c == nil {
-			r.rejected.Add(1)
-			continue
+		now := r.clk.Now()
+		for len(dgs) > 0 {
+			from := dgs[0].Addr
+			n := 1
+			for n < len(dgs) && dgs[n].Addr == from {
+				n++
+			}
+			c := last
+			if c == nil || c.addr != from || c.stopped.Load() {
+				c = r.client(ctx, from)
+				last = c
+			}
+			if c == nil {
+				r.rejected.Add(uint64(n))
+			} else {
+				c.dir[0].enqueue(now, dgs[:n])
+			}
+			dgs = dgs[n:]
 		}
-		c.dir[0].enqueue(r.clk.Now(), buf[:n])
 	}
 }
 
-// client returns the client for addr, creating it when there is room.
+// client returns the client for addr (as udpio reports it: unmapped),
+// creating it when there is room.
 func (r *Relay) client(ctx context.Context, addr netip.AddrPort) *relayClient {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.clients[addr]; c != nil {
@@ -217,7 +315,7 @@ func (r *Relay) client(ctx context.Context, addr netip.AddrPort) *relayClient {
 	if len(r.clients) >= r.cfg.MaxClients || ctx.Err() != nil {
 		return nil
 	}
-	up, err := net.DialUDP("udp", nil, r.to)
+	up, err := r.upstreamSocket()
 	if err != nil {
 		r.log.Warn().Err(err).Msg("netem relay: upstream socket")
 		return nil
@@ -238,7 +336,12 @@ func (r *Relay) client(ctx context.Context, addr netip.AddrPort) *relayClient {
 			return nil
 		}
 		link.SetByteLimit(r.cfg.MaxQueueBytes)
-		c.dir[d] = &relayDir{c: c, rev: d == 1, link: link, kick: make(chan struct{}, 1)}
+		c.dir[d] = &relayDir{
+			c: c, rev: d == 1, link: link, kick: make(chan struct{}, 1),
+			batch: make([]udpio.Datagram, 0, relayBatch),
+			arena: make([]byte, relayArena),
+			lates: make([]int64, 0, relayBatch),
+		}
 	}
 	c.touch()
 	r.clients[addr] = c
@@ -248,6 +351,26 @@ func (r *Relay) client(ctx context.Context, addr netip.AddrPort) *relayClient {
 	go c.dir[1].deliver()
 	r.log.Debug().Stringer("client", addr).Int64("id", id).Msg("netem relay: client added")
 	return c
+}
+
+// upstreamSocket opens a client's socket towards To. It is not connected
+// (udpio writes with an explicit destination, which a connected socket
+// refuses on the portable path), so readUpstream filters replies by their
+// source instead; it is bound to the local address the routing table
+// picks for To, as a connected socket would be.
+func (r *Relay) upstreamSocket() (*udpio.Conn, error) {
+	to := net.UDPAddrFromAddrPort(r.to)
+	probe, err := net.DialUDP("udp", nil, to) // no packet is sent
+	if err != nil {
+		return nil, err
+	}
+	local := probe.LocalAddr().(*net.UDPAddr).IP
+	probe.Close()
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: local})
+	if err != nil {
+		return nil, err
+	}
+	return relaySocket(uc)
 }
 
 // expireLoop removes clients idle for longer than IdleTimeout.
@@ -270,6 +393,7 @@ func (r *Relay) expireLoop(ctx context.Context) {
 					s := c.dir[d].stats()
 					addDir(&r.retired[d], &s)
 				}
+				r.retired[1].KernelDrops += c.up.Stats().KernelDrops
 				r.log.Debug().Stringer("client", addr).Msg("netem relay: client expired")
 			}
 		}
@@ -281,6 +405,7 @@ func addDir(dst, s *DirStats) {
 	dst.Received += s.Received
 	dst.Forwarded += s.Forwarded
 	dst.Dropped += s.Dropped
+	dst.LimitDropped += s.LimitDropped
 	dst.Delayed += s.Delayed
 	dst.Reordered += s.Reordered
 	dst.Duplicated += s.Duplicated
@@ -292,11 +417,16 @@ func addDir(dst, s *DirStats) {
 func (r *Relay) Stats() RelayStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := RelayStats{Fwd: r.retired[0], Rev: r.retired[1], Clients: len(r.clients), Rejected: r.rejected.Load()}
+	st := RelayStats{
+		Fwd: r.retired[0], Rev: r.retired[1], Clients: len(r.clients),
+		Rejected: r.rejected.Load(), Stray: r.stray.Load(),
+	}
+	st.Fwd.KernelDrops = r.conn.Stats().KernelDrops
 	for _, c := range r.clients {
 		f, v := c.dir[0].stats(), c.dir[1].stats()
 		addDir(&st.Fwd, &f)
 		addDir(&st.Rev, &v)
+		st.Rev.KernelDrops += c.up.Stats().KernelDrops
 	}
 	return st
 }
@@ -325,23 +455,25 @@ func sortInt64(s []int64) {
 	}
 }
 
-func (r *Relay) recordLateness(d int64) {
-	if d < 0 {
-		d = -d
-	}
+// recordLateness records the |actual − scheduled| of a batch's datagrams
+// (their actual − scheduled, which is not negative) with one lock.
+func (r *Relay) recordLateness(lates []int64) {
 	r.lateMu.Lock()
-	r.late[r.lateN%lateSamples] = d
-	r.lateN++
+	for _, d := range lates {
+		r.late[r.lateN%lateSamples] = max(d, -d)
+		r.lateN++
+	}
 	r.lateMu.Unlock()
 }
 
 type relayClient struct {
 	r        *Relay
 	addr     netip.AddrPort
-	up       *net.UDPConn
+	up       *udpio.Conn
 	ctx      context.Context
 	cancel   context.CancelFunc
 	lastSeen atomic.Int64
+	stopped  atomic.Bool
 	dir      [2]*relayDir
 	stopOnce sync.Once
 }
@@ -352,26 +484,39 @@ func (c *relayClient) touch() { c.lastSeen.Store(c.r.clk.Now()) }
 // closing the socket unblocks the reader.
 func (c *relayClient) stop() {
 	c.stopOnce.Do(func() {
+		c.stopped.Store(true)
 		c.cancel()
 		c.up.Close()
 	})
 }
 
+// readUpstream reads replies on the client's upstream socket and feeds
+// the Rev link with those from To.
 func (c *relayClient) readUpstream() {
 	defer c.r.wg.Done()
-	buf := make([]byte, maxDatagram)
+	to := c.r.to
 	for {
-		n, err := c.up.Read(buf)
+		dgs, err := c.up.Read()
 		if err != nil {
 			if c.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				// e.g. ICMP port unreachable reported on a connected
-				// socket: keep serving
 				c.r.log.Debug().Err(err).Msg("netem relay: upstream read")
 				continue
 			}
 			return
 		}
-		c.dir[1].enqueue(c.r.clk.Now(), buf[:n])
+		now := c.r.clk.Now()
+		for len(dgs) > 0 {
+			n := 1
+			for n < len(dgs) && (dgs[n].Addr == to) == (dgs[0].Addr == to) {
+				n++
+			}
+			if dgs[0].Addr == to {
+				c.dir[1].enqueue(now, dgs[:n])
+			} else {
+				c.r.stray.Add(uint64(n))
+			}
+			dgs = dgs[n:]
+		}
 	}
 }
 
@@ -381,6 +526,12 @@ type relayDir struct {
 	c    *relayClient
 	rev  bool
 	kick chan struct{}
+
+	// The deliverer's own: the batch it writes, the bytes its datagrams
+	// are copied into, and their lateness samples.
+	batch []udpio.Datagram
+	arena []byte
+	lates []int64
 
 	mu        sync.Mutex
 	link      *Link
@@ -395,18 +546,22 @@ func (d *relayDir) stats() DirStats {
 	s := d.link.Stats()
 	return DirStats{
 		Received: d.received, Forwarded: d.forwarded,
-		Dropped: s.Dropped + s.LimitDropped, Delayed: s.Delayed, Reordered: s.Reordered,
+		Dropped: s.Dropped + s.LimitDropped, LimitDropped: s.LimitDropped, Delayed: s.Delayed, Reordered: s.Reordered,
 		Duplicated: s.Duplicated, Corrupted: s.Corrupted, WriteErrs: d.writeErrs,
 	}
 }
 
-func (d *relayDir) enqueue(now int64, pkt []byte) {
+// enqueue offers datagrams that arrived at now to the link, and wakes the
+// deliverer when the earliest due time moved earlier.
+func (d *relayDir) enqueue(now int64, dgs []udpio.Datagram) {
 	d.c.touch()
 	d.mu.Lock()
 	before, _ := d.link.Next()
 	wasEmpty := d.link.Len() == 0
-	d.received++
-	d.link.Enqueue(now, pkt)
+	d.received += uint64(len(dgs))
+	for i := range dgs {
+		d.link.Enqueue(now, dgs[i].Data)
+	}
 	after, ok := d.link.Next()
 	d.mu.Unlock()
 	if ok && (wasEmpty || after < before) {
@@ -426,7 +581,6 @@ const spinWindow = 200 * time.Microsecond
 func (d *relayDir) deliver() {
 	defer d.c.r.wg.Done()
 	clk := d.c.r.clk
-	buf := make([]byte, maxDatagram)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -457,33 +611,63 @@ func (d *relayDir) deliver() {
 		if d.c.ctx.Err() != nil {
 			return
 		}
-		for {
-			now := clk.Now()
-			d.mu.Lock()
-			next, ok := d.link.Next()
-			var n int
-			if ok && next <= now {
-				pkt, _ := d.link.Dequeue(now)
-				n = copy(buf, pkt)
-			}
-			d.mu.Unlock()
-			if !ok || next > now {
-				break
-			}
-			d.c.r.recordLateness(now - next)
-			var err error
-			if d.rev {
-				_, err = d.c.r.conn.WriteToUDPAddrPort(buf[:n], d.c.addr)
-			} else {
-				_, err = d.c.up.Write(buf[:n])
-			}
-			d.mu.Lock()
-			if err != nil {
-				d.writeErrs++
-			} else {
-				d.forwarded++
-			}
-			d.mu.Unlock()
+		for d.take(clk.Now()) > 0 {
+			d.write()
 		}
 	}
+}
+
+// take moves the datagrams due at or before now into the batch, copying
+// them (Dequeue's buffer is reused by the next Dequeue), until the batch
+// or its arena is full, and returns how many it took.
+func (d *relayDir) take(now int64) int {
+	to := d.c.r.to
+	if d.rev {
+		to = d.c.addr
+	}
+	d.batch, d.lates = d.batch[:0], d.lates[:0]
+	used := 0
+	d.mu.Lock()
+	for len(d.batch) < cap(d.batch) {
+		next, ok := d.link.Next()
+		if !ok || next > now || d.link.nextLen() > len(d.arena)-used {
+			break
+		}
+		pkt, _ := d.link.Dequeue(now)
+		n := copy(d.arena[used:], pkt)
+		d.batch = append(d.batch, udpio.Datagram{Data: d.arena[used : used+n : used+n], Addr: to})
+		d.lates = append(d.lates, now-next)
+		used += n
+	}
+	d.mu.Unlock()
+	return len(d.batch)
+}
+
+// write sends the batch with as few calls as it takes; a datagram whose
+// write fails is counted and skipped, as a lost one would be.
+func (d *relayDir) write() {
+	r := d.c.r
+	r.recordLateness(d.lates)
+	conn := d.c.up
+	if d.rev {
+		conn = r.conn
+		r.wmu.Lock()
+	}
+	var sent, failed uint64
+	for rest := d.batch; len(rest) > 0; {
+		n, err := conn.WriteBatch(rest)
+		sent += uint64(n)
+		if err == nil {
+			break
+		}
+		failed++
+		rest = rest[min(n+1, len(rest)):]
+	}
+	if d.rev {
+		r.wmu.Unlock()
+	}
+	d.mu.Lock()
+	d.forwarded += sent
+	d.writeErrs += failed
+	d.mu.Unlock()
 }

@@ -1,22 +1,36 @@
 package netem
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/telewire/telewire/internal/udpio"
 )
 
 // echoServer echoes datagrams on loopback until closed; done is closed
 // when its goroutine has exited.
 func echoServer(t *testing.T) (addr string, stop func()) {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return echoServerOn(t, net.IPv4(127, 0, 0, 1))
+}
+
+// echoServerOn is echoServer bound to ip.
+func echoServerOn(t *testing.T, ip net.IP) (addr string, stop func()) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadBuffer(4 << 20); err != nil { // absorbs the tests' bursts
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -43,12 +57,12 @@ func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx) }()
-	return r, func() {
+	return r, sync.OnceFunc(func() { // a test may stop early and defer it too
 		cancel()
 		if err := <-errc; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}
+	})
 }
 
 func dialRelay(t *testing.T, r *Relay) *net.UDPConn {
@@ -254,5 +268,197 @@ func TestRelayDeliveryJitter(t *testing.T) {
 	t.Logf("paced stream, %d datagrams each way: delivery |actual-scheduled| median %v, max %v", n, med, mx)
 	if med > 5*time.Millisecond { // loose: the machine may be loaded or under -race
 		t.Errorf("median delivery lateness %v", med)
+	}
+}
+
+// TestRelayBurstOfLargeDatagrams sends a burst of datagrams whose bytes
+// exceed one delivery batch's arena, of sizes from 0 to the largest IPv4
+// UDP payload, and checks that each comes back whole and in order (the
+// links have no delay, jitter or reordering, so order is kept).
+func TestRelayBurstOfLargeDatagrams(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo})
+	defer stop()
+	c := dialRelay(t, r)
+	// the burst must not overflow this socket's own buffer
+	if err := c.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	sizes := []int{0, 1, 200, 1500, 60000, 65507, 65507, 65507, 9000, 65507, 64, 0, 40000}
+	payload := func(i, n int) []byte {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(i*31 + j*7)
+		}
+		return b
+	}
+	for i, n := range sizes {
+		if _, err := c.Write(payload(i, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 65536)
+	for i, n := range sizes {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("echo %d of %d: %v (stats %+v)", i, len(sizes), err, r.Stats())
+		}
+		if !bytes.Equal(buf[:k], payload(i, n)) {
+			t.Fatalf("echo %d: %d bytes, want %d bytes as sent", i, k, n)
+		}
+	}
+	stop()
+	st := r.Stats()
+	if n := uint64(len(sizes)); st.Fwd.Forwarded != n || st.Rev.Forwarded != n || st.Fwd.WriteErrs+st.Rev.WriteErrs != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRelayStrayReplies checks that the upstream socket, which is not
+// connected, passes back only datagrams from To.
+func TestRelayStrayReplies(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo})
+	defer stop()
+	c := dialRelay(t, r)
+	buf := make([]byte, 64)
+	roundTrip := func(want byte) {
+		t.Helper()
+		if _, err := c.Write([]byte{want}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		if k, err := c.Read(buf); err != nil || k != 1 || buf[0] != want {
+			t.Fatalf("echo: %v %v, want [%d]", buf[:k], err, want)
+		}
+	}
+	roundTrip(1)
+	r.mu.Lock()
+	var up netip.AddrPort
+	for _, cl := range r.clients {
+		up = cl.up.LocalAddr()
+	}
+	r.mu.Unlock()
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	for range 3 {
+		if _, err := stranger.WriteToUDPAddrPort([]byte{99}, up); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The strays were sent before this round trip's echo, and one socket
+	// reads in order: the echo arriving means they were read and dropped.
+	roundTrip(2)
+	if st := r.Stats(); st.Stray != 3 || st.Rev.Received != 2 {
+		t.Fatalf("stats %+v, want 3 strays and 2 replies", st)
+	}
+}
+
+// TestRelayIPv6 runs the relay on IPv6 loopback: the upstream socket is
+// bound in To's family and recognises its replies.
+func TestRelayIPv6(t *testing.T) {
+	echo, stopEcho := echoServerOn(t, net.IPv6loopback)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "[::1]:0", To: echo})
+	defer stop()
+	c := dialRelay(t, r)
+	buf := make([]byte, 64)
+	for i := range 10 {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		if k, err := c.Read(buf); err != nil || k != 1 || buf[0] != byte(i) {
+			t.Fatalf("echo %d: %v %v", i, buf[:k], err)
+		}
+	}
+	if st := r.Stats(); st.Stray != 0 || st.Rev.Forwarded < 9 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRelayForwardNoAllocs pushes batches of datagrams through both
+// directions of a warmed-up relay and counts the process's allocations:
+// the client's batched writes and reads, the echo server's, and the
+// relay's reading, queueing and delivery.
+func TestRelayForwardNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo,
+		Fwd: mustSpec(t, "delay 10us"), Rev: mustSpec(t, "delay 10us")})
+	defer stop()
+	c, err := udpio.Listen("127.0.0.1:0", udpio.Config{NoGSO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const batch = 32
+	payload := bytes.Repeat([]byte{5}, 200)
+	dgs := make([]udpio.Datagram, batch)
+	for i := range dgs {
+		dgs[i] = udpio.Datagram{Data: payload, Addr: r.Addr()}
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // failure guard only
+	var failed error
+	roundTrip := func() {
+		if _, err := c.WriteBatch(dgs); err != nil {
+			failed = err
+			return
+		}
+		for got := 0; got < batch; {
+			in, err := c.Read()
+			if err != nil {
+				failed = err
+				return
+			}
+			got += len(in)
+		}
+	}
+	for range 200 { // warm the pools and caches
+		roundTrip()
+	}
+	a := testing.AllocsPerRun(200, roundTrip)
+	if failed != nil {
+		t.Fatalf("round trip: %v (stats %+v)", failed, r.Stats())
+	}
+	if a != 0 {
+		t.Fatalf("%.1f allocations per round trip of %d datagrams, want 0", a, batch)
+	}
+}
+
+// TestRelayLimitDropped fills a link's queue: with a 500 ms delay and a
+// limit of 10 packets, a burst of 30 keeps the first 10 and drops the
+// rest as queue-full drops, which Stats tells apart from model losses.
+func TestRelayLimitDropped(t *testing.T) {
+	echo, stopEcho := echoServer(t)
+	defer stopEcho()
+	r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo, Fwd: mustSpec(t, "delay 500ms limit 10")})
+	defer stop()
+	c := dialRelay(t, r)
+	const burst, limit = 30, 10
+	for i := range burst {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 8)
+	for i := range limit {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+		if k, err := c.Read(buf); err != nil || k != 1 || buf[0] != byte(i) {
+			t.Fatalf("echo %d: %v %v", i, buf[:k], err)
+		}
+	}
+	st := r.Stats()
+	if st.Fwd.Received != burst || st.Fwd.Dropped != burst-limit || st.Fwd.LimitDropped != burst-limit || st.Fwd.Forwarded != limit {
+		t.Fatalf("stats %+v, want %d received, %d limit-dropped", st, burst, burst-limit)
 	}
 }

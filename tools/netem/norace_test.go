@@ -1,0 +1,6 @@
+//go:build !race
+
+package netem
+
+// raceEnabled is false: allocation counts are meaningful.
+const raceEnabled = false

@@ -316,6 +316,41 @@ func TestRelayBurstOfLargeDatagrams(t *testing.T) {
 	}
 }
 
+// TestRelayRunsOfEqualDatagrams: a run of equal-sized datagrams (what the
+// relay coalesces into GSO sends) reaches a plain socket as the same
+// datagrams, in order, byte for byte, with GSO and without.
+func TestRelayRunsOfEqualDatagrams(t *testing.T) {
+	for _, noGSO := range []bool{false, true} {
+		echo, stopEcho := echoServer(t)
+		r, stop := startRelay(t, RelayConfig{Listen: "127.0.0.1:0", To: echo, NoGSO: noGSO})
+		c := dialRelay(t, r)
+		const n = 300
+		msg := func(i int) []byte {
+			b := bytes.Repeat([]byte{byte(i)}, 200)
+			b[0], b[1] = byte(i>>8), byte(i)
+			return b
+		}
+		for i := range n {
+			if _, err := c.Write(msg(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		buf := make([]byte, 65536)
+		for i := range n {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second)) // failure guard only
+			k, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("NoGSO %v: echo %d of %d: %v (stats %+v)", noGSO, i, n, err, r.Stats())
+			}
+			if !bytes.Equal(buf[:k], msg(i)) {
+				t.Fatalf("NoGSO %v: echo %d: %d bytes starting %x, want message %d", noGSO, i, k, buf[:min(k, 2)], i)
+			}
+		}
+		stop()
+		stopEcho()
+	}
+}
+
 // TestRelayStrayReplies checks that the upstream socket, which is not
 // connected, passes back only datagrams from To.
 func TestRelayStrayReplies(t *testing.T) {

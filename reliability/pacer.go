@@ -38,7 +38,7 @@ const (
 	maxDrain     = 50_000_000 // ns; a drain ends after this (or 4 minimum RTTs) even if the RTT stays high
 	startupCap   = 3.0        // startup runs at most this far ahead of the best delivery rate
 	probeCap     = 1.5        // and probing this far
-	minBurst     = 64 << 10
+	minBurst     = 64 << 10   // bytes; the bucket is never shallower than this
 )
 
 // PacerConfig configures a Pacer. Zero fields take the defaults above.
@@ -74,8 +74,10 @@ type PacerStats struct {
 // the path's minimum by more than the queue-delay target in two reports
 // in a row means a queue is building at the bottleneck (a router, a
 // relay, or the receiving process falling behind its socket): the rate
-// drops below what the receiver measured as delivered, and no further cut
-// is made until feedback reflects sends made after this one. Without that
+// drops to half what the receiver measured as delivered until fresh
+// feedback shows the queue gone (at most 50 ms or four minimum RTTs),
+// then resumes at 85% of it; no further cut is made until feedback
+// reflects sends made after this one. Without that
 // signal the rate grows, but only while sends were actually held back by
 // it: doubling every 20 ms in startup, 10% per 20 ms once a limit was
 // found, never far ahead of the best delivery rate measured.
@@ -194,7 +196,16 @@ func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
 		// feedback shows it gone (or the drain has lasted long enough:
 		// the RTT may have other reasons to stay up), resume just under
 		// the delivery rate the cut measured.
-		if (reflectsLastCut && rtt > 0 && !queued) || now-p.cutEcho > max(maxDrain, 4*p.baseRTT()) {
+		drained := reflectsLastCut && rtt > 0 && !queued
+		if !drained && now-p.cutEcho > max(maxDrain, 4*p.baseRTT()) {
+			// Even half the rate did not empty the queue: the path's
+			// capacity fell. Its best delivery rate is history; resume
+			// under what arrives now.
+			p.bestDelivery, p.prevBest, p.bestAt = p.delivery, 0, now
+			p.afterDrain = p.clamp(min(p.afterDrain, p.delivery*cutToDeliver))
+			drained = true
+		}
+		if drained {
 			p.draining = false
 			p.rate = p.clamp(p.afterDrain)
 			p.highRTT = 0
@@ -210,9 +221,16 @@ func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
 }
 
 func (p *Pacer) cut(now int64) {
+	// The reference is the best delivery rate of the last window or two,
+	// not the latest sample: a sample taken while draining shows the
+	// drain's rate, and cutting below it again and again would spiral
+	// the rate down to nothing while the receiver is merely busy.
+	// Nor is the current rate: after a drain it is already below that
+	// reference. A capacity that really fell is learnt when the old
+	// maximum leaves the window (within two deliveryWindows).
 	target := p.rate * cutToDeliver
-	if p.delivery > 0 {
-		target = min(target, p.delivery*cutToDeliver)
+	if best := max(p.delivery, p.bestDelivery, p.prevBest); best > 0 {
+		target = best * cutToDeliver
 	}
 	p.afterDrain = p.clamp(target)
 	p.rate = p.clamp(target * drainGain / cutToDeliver)

@@ -310,3 +310,46 @@ func TestPacerZeroAllocs(t *testing.T) {
 }
 
 func testingAllocs(f func()) float64 { return testing.AllocsPerRun(1000, f) }
+
+// TestPacerStalls: short stalls of the receiving host (two reports in a
+// row 5 ms late, every 100 ms) cut the rate each time; between them the
+// rate recovers, so the sender still averages most of the capacity.
+func TestPacerStalls(t *testing.T) {
+	pp := newPath(40e6, 0)
+	for range 100 { // find the bottleneck: 0.5 s
+		pp.step(5 * ms)
+	}
+	sent0, at0 := pp.sent, pp.now
+	for i := range 200 { // 1 s of stalls
+		pp.base = ms
+		if i%20 < 2 {
+			pp.base = 6 * ms
+		}
+		pp.step(5 * ms)
+	}
+	rate := (pp.sent - sent0) / (float64(pp.now-at0) / 1e9)
+	if st := pp.p.Stats(); st.Cuts < 10 || rate < 0.6*pp.capacity {
+		t.Fatalf("after %d cuts the sender averaged %.1f MB/s of %.1f", st.Cuts, rate/1e6, pp.capacity/1e6)
+	}
+}
+
+// TestPacerCapacityFalls: when the bottleneck drops to a quarter, the
+// old best delivery rate ages out of the window and the rate follows
+// within about a second, with the queue kept short meanwhile by drains.
+func TestPacerCapacityFalls(t *testing.T) {
+	pp := newPath(40e6, 0.05)
+	for range 200 {
+		pp.step(5 * ms)
+	}
+	pp.capacity, pp.maxQueue = 10e6, 10e6*0.020
+	sent0, dropped0 := pp.sent, pp.dropped
+	for range 300 { // 1.5 s
+		pp.step(5 * ms)
+	}
+	if r := pp.p.Rate(); r > 1.2*pp.capacity {
+		t.Fatalf("rate %.1f MB/s 1.5 s after the capacity fell to %.1f", r/1e6, pp.capacity/1e6)
+	}
+	if d := pp.dropped - dropped0; d > 0.05*(pp.sent-sent0) {
+		t.Fatalf("the bottleneck dropped %.1f%% meanwhile", 100*d/(pp.sent-sent0))
+	}
+}

@@ -367,7 +367,9 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 			sample = 0
 		}
 	}
-	if c.pace != nil {
+	if c.pace != nil && c.peers.Validated(from) {
+		// Only feedback from an address that proved it receives the
+		// data (or authentic feedback, sealed) may slow the sender.
 		c.feedPacer(s, r, sample, now)
 	}
 	s.report = *r

@@ -38,7 +38,10 @@ const (
 	maxDrain     = 50_000_000 // ns; a drain ends after this (or 4 minimum RTTs) even if the RTT stays high
 	startupCap   = 3.0        // startup runs at most this far ahead of the best delivery rate
 	probeCap     = 1.5        // and probing this far
-	minBurst     = 64 << 10   // bytes; the bucket is never shallower than this
+
+	bystanderQuiet  = 100_000_000 // ns without waiting for credit: the application sets the pace
+	bystanderMargin = 1.05        // and everything sent arrives, within this
+	minBurst        = 64 << 10    // bytes; the bucket is never shallower than this
 )
 
 // PacerConfig configures a Pacer. Zero fields take the defaults above.
@@ -110,11 +113,15 @@ type Pacer struct {
 	lastDelivered   uint64
 	haveDelivered   bool
 	cuts, waitCount uint64
+	sent            float64 // bytes charged by OnSend, ever
+	sendRate        float64 // over the same span as delivery
+	waitedAt        int64   // when a send last had to wait for credit
 }
 
 type deliveryPoint struct {
 	at        int64
 	delivered uint64
+	sent      float64 // bytes charged by OnSend so far
 }
 
 // NewPacer returns a Pacer in startup at cfg.InitialRate.
@@ -161,6 +168,7 @@ func (p *Pacer) Delay(now int64) int64 {
 	}
 	want := min(p.rate*waitQuantum/1e9, p.burst()/2)
 	p.limited = true
+	p.waitedAt = now
 	p.waitCount++
 	return int64(math.Ceil((want - p.tokens) / p.rate * 1e9))
 }
@@ -169,7 +177,11 @@ func (p *Pacer) Delay(now int64) int64 {
 // retransmissions alike. Credit accrues lazily, at the next Delay.
 func (p *Pacer) OnSend(n int) {
 	p.tokens -= float64(n)
+	p.sent += float64(n)
 }
+
+// Sent returns the bytes charged by OnSend so far.
+func (p *Pacer) Sent() float64 { return p.sent }
 
 // OnFeedback takes one REPORT: rtt is the RTT sample it gave (0 for none),
 // delivered the bytes the receiver has received so far on this path
@@ -213,11 +225,22 @@ func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
 		return
 	}
 	switch {
-	case p.highRTT >= 2 && reflectsLastCut:
+	case p.highRTT >= 2 && reflectsLastCut && !p.bystander(now):
 		p.cut(now)
 	case !queued && limited && reflectsLastCut && dt > 0:
 		p.grow(dt)
 	}
+}
+
+// bystander reports whether a standing RTT is better left alone: the
+// sender has not been held back by its rate lately (it sends what the
+// application offers, say 1 000 messages a second) and the receiver takes
+// in all it sends. The queue is then not its doing (a busy host, other
+// traffic), and slowing down would only delay its own messages. A sender
+// whose offered load overloads the path soon sends more than arrives, and
+// is cut.
+func (p *Pacer) bystander(now int64) bool {
+	return now-p.waitedAt > bystanderQuiet && p.delivery > 0 && p.sendRate <= p.delivery*bystanderMargin
 }
 
 func (p *Pacer) cut(now int64) {
@@ -303,6 +326,7 @@ func (p *Pacer) observeDelivery(now int64, delivered uint64) {
 		if now-pt.at >= deliverySpan {
 			if d := now - pt.at; d > 0 {
 				p.delivery = float64(delivered-pt.delivered) * 1e9 / float64(d)
+				p.sendRate = (p.sent - pt.sent) * 1e9 / float64(d)
 				if now-p.bestAt > deliveryWindow {
 					p.prevBest, p.bestDelivery, p.bestAt = p.bestDelivery, 0, now
 				}
@@ -311,7 +335,7 @@ func (p *Pacer) observeDelivery(now int64, delivered uint64) {
 			break
 		}
 	}
-	p.samples[p.head] = deliveryPoint{at: now, delivered: delivered}
+	p.samples[p.head] = deliveryPoint{at: now, delivered: delivered, sent: p.sent}
 	p.head = (p.head + 1) % len(p.samples)
 	p.n = min(p.n+1, len(p.samples))
 }

@@ -133,7 +133,8 @@ func TestPacerCutNeedsTwoReportsAndFreshFeedback(t *testing.T) {
 	var delivered uint64
 	feed := func(rtt, echo int64) {
 		now += 5 * ms
-		delivered += 20_000 // 4 MB/s
+		p.OnSend(25_000)    // 5 MB/s sent,
+		delivered += 20_000 // 4 MB/s arriving
 		p.OnFeedback(now, rtt, delivered, echo)
 	}
 	for range 5 {
@@ -184,6 +185,7 @@ func TestPacerDrainEnds(t *testing.T) {
 	var delivered uint64
 	for i := range 40 {
 		now += 5 * ms
+		p.OnSend(25_000)
 		delivered += 20_000
 		rtt := ms
 		if i >= 5 {
@@ -351,5 +353,34 @@ func TestPacerCapacityFalls(t *testing.T) {
 	}
 	if d := pp.dropped - dropped0; d > 0.05*(pp.sent-sent0) {
 		t.Fatalf("the bottleneck dropped %.1f%% meanwhile", 100*d/(pp.sent-sent0))
+	}
+}
+
+// TestPacerBystander: a sender below its rate (the application sets the
+// pace) whose data all arrives is not cut by a standing RTT: the queue is
+// not its doing. Once it sends more than arrives, it is.
+func TestPacerBystander(t *testing.T) {
+	p := NewPacer(PacerConfig{})
+	now := int64(1_000 * ms)
+	var delivered uint64
+	step := func(sent, arrived int) {
+		for range 10 {
+			now += 10 * ms
+			if p.Delay(now) != 0 && p.Stats().Cuts == 0 {
+				t.Fatal("a sender at a third of its rate had to wait")
+			}
+			p.OnSend(sent)
+			delivered += uint64(arrived)
+			p.OnFeedback(now, 20*ms, delivered, now-20*ms) // the minimum stays the first sample
+		}
+	}
+	p.OnFeedback(now, ms, 0, now-ms)
+	step(3_000, 3_000) // 300 kB/s, all of it arriving
+	if c := p.Stats().Cuts; c != 0 {
+		t.Fatalf("%d cuts of a sender whose data all arrives", c)
+	}
+	step(3_000, 2_000) // a third no longer arrives
+	if p.Stats().Cuts == 0 {
+		t.Fatal("no cut although the sender outruns the path")
 	}
 }

@@ -384,7 +384,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 
 // feedPacer hands a REPORT to the congestion controller: its RTT sample
 // (0 for none) and the receiver's count of DATA received, turned into
-// wire bytes at the stream's mean DATA size. Counts are per stream; their
+// wire bytes at the mean bytes sent per DATA. Counts are per stream; their
 // increases add up to the path's delivery.
 func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 	prev := uint64(0)
@@ -392,7 +392,10 @@ func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 		prev = s.report.Received
 	}
 	if r.Received > prev && c.stats.Packets > 0 {
-		mean := c.stats.PayloadBytes/c.stats.Packets + uint64(packet.HeaderLen+packet.DataHeaderLen+c.overhead())
+		// Each DATA received stands for its share of every byte sent,
+		// parity and retransmissions included, so that delivery and the
+		// pacer's rate (wire bytes) compare like for like.
+		mean := uint64(c.pace.Sent()) / c.stats.Packets
 		c.delivered += (r.Received - prev) * mean
 	}
 	echo := r.EchoTimestamp

@@ -250,13 +250,19 @@ func (r *runner) load(ctx context.Context, rep *reporter) (interrupted bool, err
 			return true, nil
 		case <-tick.C:
 		}
+		if ctx.Err() != nil { // both were ready: cancellation wins
+			return true, nil
+		}
 		elapsed := time.Since(r.start)
 		due := uint64(float64(min(elapsed, r.o.Duration)) * perNano)
-		for n := uint64(0); r.sent < due && n < burst; n++ {
+		for n := uint64(0); r.sent < due && n < burst && ctx.Err() == nil; n++ {
 			if err := r.send(r.sent, false); err != nil {
 				return false, fmt.Errorf("soak: send: %w", err)
 			}
 			r.sent++
+		}
+		if ctx.Err() != nil {
+			return true, nil
 		}
 		end := elapsed >= r.o.Duration
 		if elapsed >= nextSample || end {

@@ -395,8 +395,10 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		if ts > st.echoTs || st.echoAt == 0 {
 			st.echoTs, st.echoAt = ts, now
 		}
-		if st.gapTs != 0 && packet.SeqLess(st.gapSeq, seq) && ts > st.gapTs {
-			gap := (ts - st.gapTs) / int64(packet.SeqDiff(seq, st.gapSeq))
+		if d := ts - st.gapTs; st.gapTs != 0 && packet.SeqLess(st.gapSeq, seq) && d > 0 {
+			// Send times are the sender's word: the gap is capped so that
+			// the expected-wait product in holdForParity cannot overflow.
+			gap := min(d/packet.SeqDiff(seq, st.gapSeq), maxMsgGap)
 			if st.msgGap == 0 {
 				st.msgGap = gap
 			} else {
@@ -745,6 +747,9 @@ func (c *Core) NextTimer() (int64, bool) {
 	}
 	return at, true
 }
+
+// maxMsgGap caps the estimated time between a stream's messages.
+const maxMsgGap = int64(10 * time.Second)
 
 // earlyReportPackets and earlyReportGap pace early REPORTs: one per this
 // many first transmissions of a stream, at most one per gap. At 10 000

@@ -111,6 +111,9 @@ func randomSession() uint64 {
 	}
 }
 
+// maxPaceSleep bounds one wait of Send for the congestion controller.
+const maxPaceSleep = 5 * time.Millisecond
+
 // Send queues payload on the configured stream. See SendStream.
 func (s *Sender) Send(payload []byte) error { return s.SendStream(s.cfg.Stream, payload) }
 
@@ -139,7 +142,9 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 			}
 			l.Mu.Unlock()
 			l.Wake()
-			time.Sleep(time.Duration(wait))
+			// In slices, so that Close is noticed within one: a burst of
+			// retransmissions can put the pacer's credit seconds in debt.
+			time.Sleep(min(time.Duration(wait), maxPaceSleep))
 			l.Mu.Lock()
 			continue
 		}

@@ -42,6 +42,18 @@ const (
 	bystanderQuiet  = 100_000_000 // ns without waiting for credit: the application sets the pace
 	bystanderMargin = 1.05        // and everything sent arrives, within this
 	minBurst        = 64 << 10    // bytes; the bucket is never shallower than this
+
+	// The queue-delay target is widened to this many times the RTT's
+	// mean sample-to-sample variation, so a jittery path's noise is not
+	// read as a queue. A queue builds smoothly (each report's RTT a little
+	// above the last), so it barely moves the estimate.
+	jitterAllowance = 4
+	jitterGain      = 1.0 / 16   // EWMA gain of that variation (RFC 3550's)
+	maxJitterTarget = 50_000_000 // ns; the widened target never exceeds this (or base/2)
+
+	histSpacing = 1_000_000   // ns between points of the feedback history
+	histLen     = 256         // points in it: at least 256 ms of feedback
+	maxRateSpan = 200_000_000 // ns; rates are never read over a longer span
 )
 
 // PacerConfig configures a Pacer. Zero fields take the defaults above.
@@ -56,11 +68,30 @@ type PacerConfig struct {
 	QueueDelayTarget int64
 }
 
+// Feedback is what one REPORT tells a Pacer.
+type Feedback struct {
+	// RTT is the round trip the report gave, ns; 0 for none.
+	RTT int64
+	// Delivered is the wire bytes the receiver has received on this path,
+	// cumulative; a smaller figure than before means it started over.
+	Delivered uint64
+	// Accounted is the wire bytes of everything the receiver knows was
+	// sent, received or not (up to the newest sequence it has seen),
+	// cumulative. Unlike Delivered it does not fall short on a lossy
+	// path, so comparing its rate with the send rate tells a sender that
+	// outruns the path from one whose packets are lost at random. 0 when
+	// unknown: Delivered stands in.
+	Accounted uint64
+	// Echo is the send time of the newest data the receiver had seen.
+	Echo int64
+}
+
 // PacerStats counts what a Pacer did.
 type PacerStats struct {
 	RateBytes   float64 // current pacing rate, bytes/s
 	Delivery    float64 // latest delivery-rate sample, bytes/s (0 before one)
 	MinRTTNanos int64   // the path's minimum RTT as the controller sees it
+	JitterNanos int64   // the RTT's mean sample-to-sample variation
 	Cuts        uint64  // times congestion lowered the rate
 	Waits       uint64  // times a send had to wait for credit
 	Startup     bool    // still in startup (no congestion seen yet)
@@ -74,16 +105,19 @@ type PacerStats struct {
 // telemetry links lose packets at random, and a loss-driven controller
 // would throttle a 5% lossy link for no reason. Each REPORT gives an RTT
 // sample and the receiver's cumulative byte count. An RTT standing above
-// the path's minimum by more than the queue-delay target in two reports
-// in a row means a queue is building at the bottleneck (a router, a
-// relay, or the receiving process falling behind its socket): the rate
+// the path's minimum by more than the queue-delay target (widened on a
+// jittery path to four times the RTT's sample-to-sample variation) in two
+// reports in a row means a queue is building at the bottleneck (a router,
+// a relay, or the receiving process falling behind its socket): the rate
 // drops to half what the receiver measured as delivered until fresh
 // feedback shows the queue gone (at most 50 ms or four minimum RTTs),
 // then resumes at 85% of it; no further cut is made until feedback
-// reflects sends made after this one. Without that
-// signal the rate grows, but only while sends were actually held back by
-// it: doubling every 20 ms in startup, 10% per 20 ms once a limit was
-// found, never far ahead of the best delivery rate measured.
+// reflects sends made after this one. A sender that has not waited for
+// credit lately and whose sends the receiver accounts for is not cut (see
+// bystander). Without that signal the rate grows, but only while sends
+// were actually held back by it: doubling every 20 ms in startup, 10% per
+// 20 ms once a limit was found, never far ahead of the best delivery rate
+// measured.
 //
 // All times are caller-supplied nanoseconds; a Pacer does not allocate
 // and is not safe for concurrent use.
@@ -103,25 +137,85 @@ type Pacer struct {
 	draining         bool    // after a cut, until the queue it found is gone
 	afterDrain       float64 // the rate to take when the drain ends
 
-	samples         [16]deliveryPoint
-	head, n         int
+	hist            history
 	delivery        float64 // latest delivery-rate sample
 	bestDelivery    float64 // maximum over the current delivery window
 	bestAt          int64
 	prevBest        float64 // maximum over the previous window
 	lastFeedback    int64
-	lastDelivered   uint64
-	haveDelivered   bool
 	cuts, waitCount uint64
 	sent            float64 // bytes charged by OnSend, ever
-	sendRate        float64 // over the same span as delivery
 	waitedAt        int64   // when a send last had to wait for credit
+
+	lastRTT [2]int64 // the previous two RTT samples, newest first
+	jitter  float64  // the RTT's variation, ns (see observeRTT)
+	jitterN int      // second differences averaged into it, up to 1/jitterGain
+
+	outrun, outrunSet bool // the bystander test's latest verdict, once it has one
 }
 
-type deliveryPoint struct {
+// history is a ring of feedback points at least histSpacing apart, oldest
+// first from head: rates are read over a span of it, which is longer on a
+// jittery path.
+type history struct {
+	pts     [histLen]histPoint
+	head, n int
+}
+
+type histPoint struct {
 	at        int64
-	delivered uint64
-	sent      float64 // bytes charged by OnSend so far
+	delivered uint64  // Feedback.Delivered
+	accounted uint64  // Feedback.Accounted
+	sent      float64 // bytes charged by OnSend by then
+}
+
+func (h *history) reset() { h.head, h.n = 0, 0 }
+
+// at returns the i-th point, oldest first.
+func (h *history) at(i int) *histPoint { return &h.pts[(h.head+i)%histLen] }
+
+// add records pt unless the newest point is less than histSpacing older.
+func (h *history) add(pt histPoint) {
+	if h.n > 0 && pt.at-h.at(h.n-1).at < histSpacing {
+		return
+	}
+	if h.n == histLen {
+		h.pts[h.head] = pt
+		h.head = (h.head + 1) % histLen
+		return
+	}
+	h.pts[(h.head+h.n)%histLen] = pt
+	h.n++
+}
+
+// spanStart returns the newest point at least span older than now; if
+// none is, the oldest point if it is at least minSpan old; else nil.
+func (h *history) spanStart(now, span, minSpan int64) *histPoint {
+	// Points are in time order: find the first one younger than span.
+	lo, hi := 0, h.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if now-h.at(mid).at >= span {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	switch {
+	case lo > 0:
+		return h.at(lo - 1)
+	case h.n > 0 && now-h.at(0).at >= minSpan:
+		return h.at(0)
+	}
+	return nil
+}
+
+// rateSpan is how long a span rates are read over: at least floor, and
+// 16 RTT variations, so that a jittery path's feedback, which moves each
+// endpoint's figure by about one variation, moves the rate by a few
+// percent; at most maxRateSpan.
+func (p *Pacer) rateSpan(floor int64) int64 {
+	return min(max(floor, int64(16*p.jitter)), maxRateSpan)
 }
 
 // NewPacer returns a Pacer in startup at cfg.InitialRate.
@@ -183,18 +277,19 @@ func (p *Pacer) OnSend(n int) {
 // Sent returns the bytes charged by OnSend so far.
 func (p *Pacer) Sent() float64 { return p.sent }
 
-// OnFeedback takes one REPORT: rtt is the RTT sample it gave (0 for none),
-// delivered the bytes the receiver has received so far on this path
-// (cumulative; a smaller figure than before means the receiver started
-// over), and echo the send time of the newest data it had seen.
-func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
+// OnFeedback takes one REPORT, received at now.
+func (p *Pacer) OnFeedback(now int64, f Feedback) {
+	rtt, echo := f.RTT, f.Echo
 	dt := min(now-p.lastFeedback, maxGrowthStep)
 	if p.lastFeedback == 0 || dt < 0 {
 		dt = 0
 	}
 	p.lastFeedback = now
-	p.observeDelivery(now, delivered)
+	if f.Accounted == 0 {
+		f.Accounted = f.Delivered
+	}
 	queued := p.observeRTT(now, rtt)
+	p.observe(now, f.Delivered, f.Accounted)
 	limited := p.limited
 	p.limited = false
 	if queued {
@@ -234,13 +329,33 @@ func (p *Pacer) OnFeedback(now, rtt int64, delivered uint64, echo int64) {
 
 // bystander reports whether a standing RTT is better left alone: the
 // sender has not been held back by its rate lately (it sends what the
-// application offers, say 1 000 messages a second) and the receiver takes
-// in all it sends. The queue is then not its doing (a busy host, other
-// traffic), and slowing down would only delay its own messages. A sender
-// whose offered load overloads the path soon sends more than arrives, and
-// is cut.
+// application offers, say 1 000 messages a second) and the receiver
+// accounts for all it sends, lost or not. The queue is then not its doing
+// (a busy host, other traffic, a jittery link), and slowing down would
+// only delay its own messages. A sender whose offered load overloads the
+// path soon sends more than the receiver accounts for, and is cut.
 func (p *Pacer) bystander(now int64) bool {
-	return now-p.waitedAt > bystanderQuiet && p.delivery > 0 && p.sendRate <= p.delivery*bystanderMargin
+	// Before the first verdict (the first deliverySpan of feedback) a
+	// sender that has not waited is given the benefit of the doubt.
+	return now-p.waitedAt > bystanderQuiet && (!p.outrunSet || !p.outrun)
+}
+
+// outrunning reports whether, over the newest span of at least
+// max(bystanderQuiet, 16 RTT variations) (or what history there is, if it
+// covers deliverySpan), the sender sent more than the receiver accounted
+// for. Both figures are read at the sender's clock over the same span, so
+// a constant sender compares equal whatever the path's delay. Jitter
+// makes the receiver's figure lag by a varying amount, up to about one
+// direction's share of the RTT's allowance: two variations' worth of
+// sending.
+func (p *Pacer) outrunning(now int64, accounted uint64) (outrun, ok bool) {
+	pt := p.hist.spanStart(now, p.rateSpan(bystanderQuiet), deliverySpan)
+	if pt == nil || now <= pt.at {
+		return false, false
+	}
+	sent := p.sent - pt.sent
+	lag := sent / float64(now-pt.at) * jitterAllowance / 2 * p.jitter
+	return sent > bystanderMargin*float64(accounted-pt.accounted)+lag, true
 }
 
 func (p *Pacer) cut(now int64) {
@@ -293,6 +408,20 @@ func (p *Pacer) observeRTT(now, rtt int64) bool {
 	if rtt <= 0 {
 		return false
 	}
+	if p.lastRTT[1] > 0 {
+		// The variation is read from second differences, which a queue
+		// building or draining at a steady pace leaves at zero: only
+		// noise raises it, so a growing queue cannot widen its own
+		// target. For independent noise, |second difference| runs
+		// about √3 times |first difference|; dividing by it keeps the
+		// figure comparable to RFC 3550's.
+		// The first ones are averaged evenly, so a jittery path shows as
+		// one within a few reports rather than after dozens.
+		d2 := float64(rtt - 2*p.lastRTT[0] + p.lastRTT[1])
+		p.jitterN = min(p.jitterN+1, int(1/jitterGain))
+		p.jitter += (math.Abs(d2)/math.Sqrt(3) - p.jitter) / float64(p.jitterN)
+	}
+	p.lastRTT[0], p.lastRTT[1] = rtt, p.lastRTT[0]
 	if p.minRTT == 0 || now-p.minRTTAt > minRTTWindow {
 		// Start a new window, remembering the old one's minimum so that
 		// a path that got longer is learnt within two windows.
@@ -301,7 +430,7 @@ func (p *Pacer) observeRTT(now, rtt int64) bool {
 		p.minRTT = min(p.minRTT, rtt)
 	}
 	base := p.baseRTT()
-	target := max(p.cfg.QueueDelayTarget, base/2)
+	target := max(p.cfg.QueueDelayTarget, base/2, min(int64(jitterAllowance*p.jitter), maxJitterTarget))
 	return rtt-base > target
 }
 
@@ -313,31 +442,29 @@ func (p *Pacer) baseRTT() int64 {
 	return p.minRTT
 }
 
-// observeDelivery records the receiver's cumulative count and updates the
-// delivery rate over at least deliverySpan.
-func (p *Pacer) observeDelivery(now int64, delivered uint64) {
-	if p.haveDelivered && delivered < p.lastDelivered {
-		p.n, p.head = 0, 0 // the receiver started over
-	}
-	p.haveDelivered, p.lastDelivered = true, delivered
-	// Newest point at least deliverySpan old.
-	for i := 0; i < p.n; i++ {
-		pt := p.samples[(p.head-1-i+2*len(p.samples))%len(p.samples)]
-		if now-pt.at >= deliverySpan {
-			if d := now - pt.at; d > 0 {
-				p.delivery = float64(delivered-pt.delivered) * 1e9 / float64(d)
-				p.sendRate = (p.sent - pt.sent) * 1e9 / float64(d)
-				if now-p.bestAt > deliveryWindow {
-					p.prevBest, p.bestDelivery, p.bestAt = p.bestDelivery, 0, now
-				}
-				p.bestDelivery = max(p.bestDelivery, p.delivery)
-			}
-			break
+// observe records a feedback's cumulative counts: it updates the
+// delivery rate, over at least deliverySpan (longer on a jittery path),
+// and the bystander test's verdict.
+func (p *Pacer) observe(now int64, delivered, accounted uint64) {
+	if p.hist.n > 0 {
+		if last := p.hist.at(p.hist.n - 1); delivered < last.delivered || accounted < last.accounted {
+			p.hist.reset() // the receiver started over
+			p.outrunSet = false
 		}
 	}
-	p.samples[p.head] = deliveryPoint{at: now, delivered: delivered, sent: p.sent}
-	p.head = (p.head + 1) % len(p.samples)
-	p.n = min(p.n+1, len(p.samples))
+	if pt := p.hist.spanStart(now, p.rateSpan(deliverySpan), deliverySpan); pt != nil {
+		if d := now - pt.at; d > 0 {
+			p.delivery = float64(delivered-pt.delivered) * 1e9 / float64(d)
+			if now-p.bestAt > deliveryWindow {
+				p.prevBest, p.bestDelivery, p.bestAt = p.bestDelivery, 0, now
+			}
+			p.bestDelivery = max(p.bestDelivery, p.delivery)
+		}
+	}
+	if outrun, ok := p.outrunning(now, accounted); ok {
+		p.outrun, p.outrunSet = outrun, true
+	}
+	p.hist.add(histPoint{at: now, delivered: delivered, accounted: accounted, sent: p.sent})
 }
 
 // Rate returns the current pacing rate in bytes/s.
@@ -346,7 +473,7 @@ func (p *Pacer) Rate() float64 { return p.rate }
 // Stats returns the pacer's figures.
 func (p *Pacer) Stats() PacerStats {
 	return PacerStats{
-		RateBytes: p.rate, Delivery: p.delivery, MinRTTNanos: p.baseRTT(),
+		RateBytes: p.rate, Delivery: p.delivery, MinRTTNanos: p.baseRTT(), JitterNanos: int64(p.jitter),
 		Cuts: p.cuts, Waits: p.waitCount, Startup: p.startup,
 	}
 }

@@ -70,6 +70,9 @@ type Core struct {
 	// delivered estimates the wire bytes of DATA the receiver has
 	// received, from the REPORTs' counts: the pacer's delivery rate.
 	delivered uint64
+	// accounted estimates the wire bytes the receiver knows were sent,
+	// lost or not, from its newest sequence (reliability.Feedback).
+	accounted uint64
 	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
 	log       zerolog.Logger
 	stats     Stats
@@ -398,11 +401,24 @@ func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 		mean := uint64(c.pace.Sent()) / c.stats.Packets
 		c.delivered += (r.Received - prev) * mean
 	}
+	if c.stats.Packets > 0 {
+		// Everything up to the newest sequence the receiver has seen was
+		// sent and is accounted for, arrived or lost: unlike Received,
+		// its rate matches the send rate on a lossy path. A stream's
+		// first report counts from its first sequence.
+		prevHighest := s.start - 1
+		if s.reportAt != 0 {
+			prevHighest = s.report.HighestSeq
+		}
+		if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
+			c.accounted += uint64(d) * (uint64(c.pace.Sent()) / c.stats.Packets)
+		}
+	}
 	echo := r.EchoTimestamp
 	if sample == 0 {
 		echo = 0 // an echo that gave no sample proves nothing about when
 	}
-	c.pace.OnFeedback(now, sample, c.delivered, echo)
+	c.pace.OnFeedback(now, reliability.Feedback{RTT: sample, Delivered: c.delivered, Accounted: c.accounted, Echo: echo})
 }
 
 // validate marks the address a REPORT came from as one that receives
@@ -595,7 +611,7 @@ func (c *Core) Stats() Stats {
 		ps := c.pace.Stats()
 		st.Pacing = PacingStats{
 			Enabled: true, RateBytesPerSec: ps.RateBytes, DeliveryPerSec: ps.Delivery,
-			MinRTTNanos: ps.MinRTTNanos, CongestionEvents: ps.Cuts, Waits: ps.Waits, Startup: ps.Startup,
+			MinRTTNanos: ps.MinRTTNanos, RTTJitterNanos: ps.JitterNanos, CongestionEvents: ps.Cuts, Waits: ps.Waits, Startup: ps.Startup,
 		}
 	}
 	st.Streams = make([]StreamStats, 0, len(c.streams))

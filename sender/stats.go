@@ -52,6 +52,7 @@ type PacingStats struct {
 	RateBytesPerSec  float64 `json:"rate_bytes_per_sec"`     // current pacing rate, wire bytes/s
 	DeliveryPerSec   float64 `json:"delivery_bytes_per_sec"` // latest delivery rate the receiver's counts show
 	MinRTTNanos      int64   `json:"min_rtt_ns"`             // the path's minimum RTT as the controller sees it
+	RTTJitterNanos   int64   `json:"rtt_jitter_ns"`          // the RTT's sample-to-sample variation; widens the queue target
 	CongestionEvents uint64  `json:"congestion_events"`      // times a standing queue lowered the rate
 	Waits            uint64  `json:"waits"`                  // times Send waited for the pacer
 	Startup          bool    `json:"startup"`                // no congestion seen yet

@@ -102,6 +102,12 @@ type Figures struct {
 	// What the relay dropped (its loss model, or its own overload) going
 	// forward; 0 without a relay.
 	RelayDropped float64 `json:"relay_dropped"`
+	// RelayOverload is what the relay dropped, both ways, because it fell
+	// behind rather than by its loss model: its queue full
+	// (netem.DirStats.LimitDropped) or its socket buffer overrun
+	// (KernelDrops). Above 0 the case measured the relay as well as the
+	// transport.
+	RelayOverload float64 `json:"relay_overload"`
 	// ForwardP50Nanos is the one-way p50 the receiving worker measured,
 	// from the sender's stamp to its own clock reading after Next. It is
 	// P50Nanos for every transport but raw-pingpong, whose P50Nanos is half
@@ -147,7 +153,7 @@ type Figures struct {
 func (f *Figures) columns() []*float64 {
 	return []*float64{&f.Sent, &f.Delivered, &f.Completeness, &f.MsgsPerSec, &f.Mbps, &f.OfferedPerSec,
 		&f.WirePerMsg, &f.SendCPUNanos, &f.RecvCPUNanos, &f.CPUNanos,
-		&f.P50Nanos, &f.P99Nanos, &f.P999Nanos, &f.MaxNanos, &f.RelayDropped, &f.ForwardP50Nanos,
+		&f.P50Nanos, &f.P99Nanos, &f.P999Nanos, &f.MaxNanos, &f.RelayDropped, &f.RelayOverload, &f.ForwardP50Nanos,
 		&f.SendRSSStartBytes, &f.SendRSSMidBytes, &f.SendRSSEndBytes, &f.SendRSSMaxBytes,
 		&f.SendHeapStartBytes, &f.SendHeapMidBytes, &f.SendHeapEndBytes, &f.SendHeapMaxBytes, &f.SendRSSGrowth,
 		&f.SendLiveHeapBytes, &f.SendGCCycles,
@@ -208,6 +214,7 @@ func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult) *Figures {
 		&f.RecvLiveHeapBytes, &f.RecvGCCycles)
 	if relay != nil {
 		f.RelayDropped = float64(relay.Fwd.Dropped)
+		f.RelayOverload = float64(relay.Fwd.LimitDropped + relay.Fwd.KernelDrops + relay.Rev.LimitDropped + relay.Rev.KernelDrops)
 	}
 	return f
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/telewire/telewire/tools/netem"
 )
 
 func TestMedian(t *testing.T) {
@@ -87,11 +89,16 @@ func TestFiguresFrom(t *testing.T) {
 		Mem: MemSummary{Samples: 3, StartRSSBytes: 90, MidRSSBytes: 100, EndRSSBytes: 120, MaxRSSBytes: 130,
 			StartHeapBytes: 10, MidHeapBytes: 9, EndHeapBytes: 11, MaxHeapBytes: 12, EndLiveHeapBytes: 8, GCCycles: 4}}
 	r := &RecvResult{Delivered: 500, LastNanos: 3e9, CPUNanos: 2e6, Latency: LatencySummary{P50Nanos: 7, P99Nanos: 8, P999Nanos: 9, MaxNanos: 10}}
-	f := figuresFrom(s, r, &RelayResult{})
+	relay := &RelayResult{
+		Fwd: netem.DirStats{Dropped: 30, LimitDropped: 1, KernelDrops: 2},
+		Rev: netem.DirStats{Dropped: 9, LimitDropped: 4},
+	}
+	f := figuresFrom(s, r, relay)
 	nan := math.NaN()
 	want := Figures{Sent: 1000, Delivered: 500, Completeness: 0.5, MsgsPerSec: 250, Mbps: 250 * MessageSize * 8 / 1e6,
 		OfferedPerSec: 1000, WirePerMsg: 230, SendCPUNanos: 1000, RecvCPUNanos: 4000, CPUNanos: 6000,
 		P50Nanos: 7, P99Nanos: 8, P999Nanos: 9, MaxNanos: 10, ForwardP50Nanos: 7,
+		RelayDropped: 30, RelayOverload: 7, // the relay's own drops, both ways
 		SendRSSStartBytes: 90, SendRSSMidBytes: 100, SendRSSEndBytes: 120, SendRSSMaxBytes: 130,
 		SendHeapStartBytes: 10, SendHeapMidBytes: 9, SendHeapEndBytes: 11, SendHeapMaxBytes: 12, SendRSSGrowth: 1.2,
 		SendLiveHeapBytes: 8, SendGCCycles: 4,
@@ -106,7 +113,38 @@ func TestFiguresFrom(t *testing.T) {
 	s.HalfRTT = &LatencySummary{P50Nanos: 3, P99Nanos: 4, P999Nanos: 5, MaxNanos: 6}
 	f = figuresFrom(s, r, nil)
 	want.P50Nanos, want.P99Nanos, want.P999Nanos, want.MaxNanos = 3, 4, 5, 6
+	want.RelayDropped, want.RelayOverload = 0, 0 // no relay
 	checkColumns(t, f, &want)
+}
+
+// TestRelayOverloadIsNamed: a lossy case whose relay fell behind is named
+// under its section, with the count; one whose relay kept up is not.
+func TestRelayOverloadIsNamed(t *testing.T) {
+	fig := func(overload float64) *Figures {
+		f := testFigures(100, 1, 1)
+		f.RelayOverload = overload
+		return f
+	}
+	rep := &Report{
+		Runs:       2,
+		Transports: []Transport{{Name: RawBatch, Baseline: true}, {Name: TwNACK}},
+		Cases: []Case{
+			{Transport: RawBatch, LossPercent: 5, Runs: []*Figures{fig(0), fig(0)}},
+			{Transport: TwNACK, LossPercent: 5, Runs: []*Figures{fig(10), fig(30)}},
+		},
+	}
+	rep.finish()
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "relay overloaded") || !strings.Contains(out, rep.Cases[1].Key()+": 20 (max 30)") {
+		t.Errorf("overloaded case not named:\n%s", out)
+	}
+	if strings.Contains(out, rep.Cases[0].Key()+":") {
+		t.Errorf("a case whose relay kept up is named:\n%s", out)
+	}
 }
 
 func checkColumns(t *testing.T, got, want *Figures) {

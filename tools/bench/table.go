@@ -121,6 +121,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		for _, rate := range rates {
 			writePingPong(w, casesAt(rep.Cases, rate, loss))
 		}
+		writeRelayOverload(w, append(rep.Cases, peers...), loss)
 		writeMemory(w, rep.Cases, loss)
 	}
 	if rep.PeersError != "" {
@@ -285,6 +286,20 @@ func signedNanos(v float64) string {
 // writeMemory prints the memory of each case of one loss section: each
 // side's RSS and Go heap, after warm-up → end (max), and whether the RSS
 // stayed flat. Medians over the runs.
+// writeRelayOverload names the cases at loss whose relay fell behind, so
+// that their figures are not read as the transport's alone.
+func writeRelayOverload(w io.Writer, cases []Case, loss float64) {
+	var lines []string
+	for _, c := range cases {
+		if c.LossPercent == loss && c.Median != nil && c.Median.RelayOverload > 0 {
+			lines = append(lines, fmt.Sprintf("  %s: %.0f (max %.0f)", c.Key(), c.Median.RelayOverload, c.Max.RelayOverload))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "relay overloaded (datagrams it dropped with its queue or socket buffer full, both ways, median of the runs):\n%s\n", strings.Join(lines, "\n"))
+	}
+}
+
 func writeMemory(w io.Writer, cases []Case, loss float64) {
 	var lines []string
 	for _, c := range cases {

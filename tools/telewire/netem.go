@@ -125,8 +125,11 @@ func netemSummary(st netem.RelayStats, elapsed time.Duration) string {
 		name string
 		s    netem.DirStats
 	}{{"fwd", st.Fwd}, {"rev", st.Rev}} {
-		fmt.Fprintf(&b, "  %s: received %d, forwarded %d, dropped %d, delayed %d, reordered %d, duplicated %d, corrupted %d, write errors %d\n",
-			x.name, x.s.Received, x.s.Forwarded, x.s.Dropped, x.s.Delayed, x.s.Reordered, x.s.Duplicated, x.s.Corrupted, x.s.WriteErrs)
+		fmt.Fprintf(&b, "  %s: received %d, forwarded %d, dropped %d (queue full %d), delayed %d, reordered %d, duplicated %d, corrupted %d, write errors %d, kernel drops %d\n",
+			x.name, x.s.Received, x.s.Forwarded, x.s.Dropped, x.s.LimitDropped, x.s.Delayed, x.s.Reordered, x.s.Duplicated, x.s.Corrupted, x.s.WriteErrs, x.s.KernelDrops)
+	}
+	if st.Stray > 0 {
+		fmt.Fprintf(&b, "  %d stray datagrams on the upstream sockets (not from the target) ignored\n", st.Stray)
 	}
 	return b.String()
 }

@@ -150,6 +150,11 @@ func TestNetemLossyTransfer(t *testing.T) {
 	if fwd["forwarded"]+fwd["dropped"] != fwd["received"] || fwd["duplicated"] != 0 || fwd["corrupted"] != 0 {
 		t.Fatalf("forward counts inconsistent: %v", fwd)
 	}
+	for _, key := range []string{"queue full", "kernel drops"} {
+		if _, ok := fwd[key]; !ok {
+			t.Fatalf("netem summary lacks the relay's %s count:\n%s", key, summary)
+		}
+	}
 	if rev["received"] == 0 || rev["dropped"] != 0 || rev["forwarded"] != rev["received"] {
 		t.Fatalf("feedback did not cross the relay untouched: %v", rev)
 	}

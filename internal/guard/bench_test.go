@@ -38,13 +38,3 @@ func BenchmarkPeersFlood(b *testing.B) {
 		p.AllowSend(a, 100)
 	}
 }
-
-func BenchmarkTokenCheck(b *testing.B) {
-	tk, _ := NewTokens(make([]byte, 32))
-	a := netip.MustParseAddrPort("192.0.2.1:9000")
-	tok := tk.Token(1, a)
-	b.ReportAllocs()
-	for b.Loop() {
-		tk.Check(1, a, tok)
-	}
-}

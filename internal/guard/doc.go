@@ -1,8 +1,8 @@
 // Package guard holds telewire's defences against peers that replay, spoof
 // or flood: an anti-replay window over sealed packets' counters
 // ([Window]), per-address anti-amplification and retransmission budgets
-// ([Peers]), stateless address-validation tokens ([Tokens]) and a token
-// bucket ([Bucket]) for anything else that must be rate-limited.
+// ([Peers]) and a token bucket ([Bucket]) for anything else that must be
+// rate-limited.
 //
 // Like packet, fec and reliability it is pure logic: no sockets, no
 // goroutines, no clock (time comes in as int64 nanoseconds), fixed memory
@@ -21,7 +21,10 @@
 // [Peers.OnReceive]; every datagram the sender sends in answer to one (a
 // retransmission, an "unavailable" NACK, a challenge) goes through
 // [Peers.AllowSend] or [Peers.AllowRetransmit] first. Until the address is
-// validated — it echoed the [Tokens] value the sender gave it — the sender
+// validated ([Peers.Validate]: the sender's configured receiver from the
+// start; another address once its REPORT echoes, to the nanosecond, the
+// send timestamp of the DATA it names as its newest, which only a receiver
+// of that packet knows; with encryption, any authentic feedback) the sender
 // sends it at most three times the bytes it received from it (QUIC's rule,
 // RFC 9000 §8.1), so a spoofed NACK cannot turn the sender into an
 // amplifier. Retransmissions are further capped per address per round trip.

@@ -242,8 +242,8 @@ func (p *Peers) OnReceive(addr netip.AddrPort, n int) {
 }
 
 // Validate marks addr validated: it proved it receives what is sent to it
-// (it echoed a token, see [Tokens]), so the amplification limit no longer
-// applies. The caller validates the address a sender was configured to
+// (how the sender checks is in the package documentation), so the
+// amplification limit no longer applies. The caller validates the address a sender was configured to
 // send to as well, if it answers that address through this table.
 func (p *Peers) Validate(addr netip.AddrPort) {
 	i := p.get(addr, true)

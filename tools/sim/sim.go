@@ -61,6 +61,11 @@ type Config struct {
 	// the time since the start and both cores, to sample their state.
 	Observe      func(elapsed time.Duration, snd *sender.Core, rcv *receiver.Core)
 	ObserveEvery time.Duration
+	// Delivered, if set, is called at the first delivery of each message
+	// with its index, the delivered message (valid only during the call)
+	// and its latency from the send call, ns: per-message checks that the
+	// percentiles in Result cannot make.
+	Delivered func(index int, m *receiver.Message, latencyNanos int64)
 	// RestartSenderAt, if positive, replaces the sender with a new one (new
 	// session id, sequences from FirstSeq again) before message
 	// RestartSenderAt is sent. RestartReceiverAt likewise replaces the
@@ -301,6 +306,9 @@ func Run(c Config) (Result, error) {
 			}
 			newest = max(newest, int64(i))
 			latencies = append(latencies, now-sendAt(int(i))) // send call to delivery, holding included
+			if c.Delivered != nil {
+				c.Delivered(int(i), &m, now-sendAt(int(i)))
+			}
 		}
 		toLink(rcv.Outbox(), rev, now, nil)
 		for _, l := range revSet.all {

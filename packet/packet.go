@@ -88,6 +88,11 @@ type Flags uint8
 const (
 	// FlagRetransmit marks a DATA packet sent again in answer to a NACK.
 	FlagRetransmit Flags = 1 << 0
+	// FlagProtected marks a DATA packet that FEC parity will cover: the
+	// receiver keeps it for its FEC decoder from the stream's first
+	// message, rather than from the first PARITY, which comes a block
+	// too late to rebuild that block's losses.
+	FlagProtected Flags = 1 << 1
 	// FlagUnavailable marks a NACK sent by the sender: the listed sequences
 	// are no longer buffered and will never be retransmitted.
 	FlagUnavailable Flags = 1 << 0
@@ -100,7 +105,7 @@ const (
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
-	KindData:   FlagRetransmit,
+	KindData:   FlagRetransmit | FlagProtected,
 	KindNACK:   FlagUnavailable,
 	KindReport: FlagEarly,
 }

@@ -100,7 +100,7 @@ type stream struct {
 	msgGap  int64
 	gapSeq  uint64 // newest first transmission seen, for msgGap
 	gapTs   int64
-	decoder *fec.Decoder // created by the first PARITY of the stream
+	decoder *fec.Decoder // created by the first protected DATA or PARITY of the stream
 	// fecRecent remembers the sequences FEC rebuilt lately. When the
 	// original of one arrives after all, it was reordered, not lost, and
 	// is taken out of the loss and FEC counts (fecEarly).
@@ -309,6 +309,9 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 }
 
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
+	if p.Flags&packet.FlagProtected != 0 {
+		c.ensureDecoder(st) // before accept hands the data to it
+	}
 	origin := OriginFirst
 	if p.Flags&packet.FlagRetransmit != 0 {
 		st.retransmits++
@@ -317,17 +320,25 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, origin, now)
 }
 
-// handleParity feeds a PARITY packet to the stream's FEC decoder, created
-// with the first one, and delivers what it rebuilds.
+// ensureDecoder gives the stream its FEC decoder, at the first DATA the
+// sender marks as protected or, from a sender that does not mark it, at
+// the first PARITY.
+func (c *Core) ensureDecoder(st *stream) {
+	if st.decoder != nil {
+		return
+	}
+	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
+	if err != nil { // the defaults are valid; this is a programming error
+		panic(err)
+	}
+	st.decoder = dec
+}
+
+// handleParity feeds a PARITY packet to the stream's FEC decoder and
+// delivers what it rebuilds.
 func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Parity++
-	if st.decoder == nil {
-		dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
-		if err != nil { // the defaults are valid; this is a programming error
-			panic(err)
-		}
-		st.decoder = dec
-	}
+	c.ensureDecoder(st)
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++

@@ -277,6 +277,11 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	// buffer (a kilobyte) for every message.
 	p := &c.pkt
 	p.Header = packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID}
+	if s.encoder != nil {
+		if _, m, _ := s.encoder.Params(); m > 0 {
+			p.Flags = packet.FlagProtected
+		}
+	}
 	p.Seq, p.Timestamp, p.Payload = s.next, now, payload
 	err = out.Append(p, c.remote)
 	c.pkt.Payload = nil // do not keep the caller's buffer alive

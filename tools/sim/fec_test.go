@@ -97,10 +97,8 @@ func TestFECCutsRepairLatency(t *testing.T) {
 // leaves about 0.1% of messages to retransmission, so that percentile
 // lands on either side of the round trip with the seed. Losses are drawn
 // here, not by the link, so that each block's own losses are known.
-//
-// The stream's first block is left out: the receiver creates its decoder
-// at the stream's first PARITY, after that block's data went by, so a loss
-// there waits for its retransmission.
+// The stream's first block is included: senders mark protected DATA, so
+// the receiver's decoder holds that block's data before its parity comes.
 func TestFECRepairableLossWaitsNoRoundTrip(t *testing.T) {
 	const (
 		k, m     = 10, 3
@@ -158,8 +156,8 @@ func TestFECRepairableLossWaitsNoRoundTrip(t *testing.T) {
 		for seq := range lostFirst {
 			first := seq - seq%k
 			b := blocks[first]
-			if first == 0 || b == nil || b.dataLost+b.parityLost > m {
-				continue // first block, or one FEC cannot rebuild alone
+			if b == nil || b.dataLost+b.parityLost > m {
+				continue // a block FEC cannot rebuild alone
 			}
 			checked++
 			if lat := latency[seq]; lat > deadline {

@@ -16,7 +16,6 @@ func samples() []*Packet {
 	return []*Packet{
 		{Header: h(KindData, 0), Seq: 42, Timestamp: 1_000_000_007, Payload: []byte("tick AAPL 187.25 100")},
 		{Header: h(KindData, FlagRetransmit), Seq: 1<<32 - 1, Timestamp: -5, Payload: []byte{}},
-		{Header: h(KindData, FlagRetransmit|FlagProtected), Seq: 9, Timestamp: 3, Payload: []byte("protected")},
 		{Header: h(KindParity, 0), Parity: Parity{First: 1 << 40, K: 10, M: 3, Index: 2, Stride: 1}, Payload: bytes.Repeat([]byte{0xa5}, 100)},
 		{Header: h(KindNACK, 0), Ranges: []Range{{First: 10, Len: 1}, {First: 12, Len: 5}, {First: 100, Len: 65536}}},
 		{Header: h(KindNACK, FlagUnavailable), Ranges: []Range{{First: 1<<64 - 2, Len: 4}}},
@@ -27,6 +26,7 @@ func samples() []*Packet {
 			DelayP99Nanos: 3, DelayMaxNanos: 4, Malformed: 6, IntervalLossPPM: 20_000, BurstMeanMilli: 1500,
 		}},
 		{Header: h(KindHeartbeat, 0), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789}},
+		{Header: h(KindData, FlagRetransmit|FlagProtected), Seq: 9, Timestamp: 3, Payload: []byte("protected")},
 	}
 }
 

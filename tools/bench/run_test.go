@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,10 @@ func TestServeInProcess(t *testing.T) {
 			done <- Serve(ctx, role, Builtin(), inR, outW)
 			outW.Close()
 		}()
+		// A test that fails half-way still ends its worker (the end of
+		// its input), so that NoLeaks reports the failure, not the
+		// worker's goroutines.
+		t.Cleanup(func() { inW.Close(); outR.Close() })
 		return inW, newLineReader(outR), done
 	}
 	rin, rout, rdone := start(RoleRecv)
@@ -266,13 +271,22 @@ func TestServeInProcess(t *testing.T) {
 		t.Fatalf("listen reply %s", addr)
 	}
 	sent := call(sin, sout, `{"op":"send","transport":"tw-auto","addr":"`+a[3]+`","rate":20000,"duration_ns":100000000,"max_messages":10000}`)
-	n := strings.Split(strings.Split(sent+`"sent":`, `"sent":`)[1], ",")[0]
-	if len(n) != 4 || n > "2001" || n < "1000" { // 100 ms at 20k/s: at most 2001
+	var rep Reply
+	if err := json.Unmarshal([]byte(sent), &rep); err != nil || rep.Send == nil {
+		t.Fatalf("send reply %s: %v", sent, err)
+	}
+	// 100 ms at 20k/s: the pacer never runs ahead of the rate, so at most
+	// 2001. There is no lower bound beyond one: a loaded two-core machine
+	// under -race sends as few as a third of them in the 100 ms (a stress
+	// run sent 642), and what this test checks is that every message sent
+	// is delivered, not how fast (the bench itself measures that).
+	n := rep.Send.Sent
+	if n == 0 || n > 2001 || rep.Send.SendErrors != 0 {
 		t.Fatalf("send reply %s", sent)
 	}
-	drained := call(rin, rout, `{"op":"drain","sent":`+n+`,"idle_ns":1000000000,"max_wait_ns":5000000000}`)
-	if !strings.Contains(drained, `"delivered":`+n+",") {
-		t.Errorf("drain reply %s, want %s delivered", drained, n)
+	drained := call(rin, rout, fmt.Sprintf(`{"op":"drain","sent":%d,"idle_ns":1000000000,"max_wait_ns":5000000000}`, n))
+	if !strings.Contains(drained, fmt.Sprintf(`"delivered":%d,`, n)) {
+		t.Errorf("drain reply %s, want %d delivered", drained, n)
 	}
 	if closed := call(sin, sout, `{"op":"close"}`); !strings.Contains(closed, `"wire_bytes"`) || strings.Contains(closed, `"err"`) {
 		t.Errorf("close reply %s", closed)

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,23 +174,21 @@ func TestKernelLossRawUDP(t *testing.T) {
 	defer cb.Close()
 
 	// blast sends n datagrams from src to dst while a reader counts them,
-	// pausing every 100 for the reader and the counter to account for
-	// all sent, so that no socket buffer overflows.
+	// pausing every 100 (and after the last) for the reader and the
+	// counter to account for all sent, so that no socket buffer
+	// overflows. Once the last is accounted for, nothing more can arrive,
+	// and a deadline in the past stops the reader.
 	blast := func(src, dst net.PacketConn, dropped func() uint64) uint64 {
-		var mu sync.Mutex
-		var got uint64
+		var got atomic.Uint64
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			buf := make([]byte, 64)
 			for {
-				dst.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 				if _, _, err := dst.ReadFrom(buf); err != nil {
-					return // quiet for 500 ms after the last one: done
+					return // the deadline set below
 				}
-				mu.Lock()
-				got++
-				mu.Unlock()
+				got.Add(1)
 			}
 		}()
 		base := dropped()
@@ -200,17 +199,18 @@ func TestKernelLossRawUDP(t *testing.T) {
 				t.Error(err)
 				break
 			}
-			if i%100 == 99 {
+			if i%100 == 99 || i == n-1 {
 				sent := uint64(i + 1)
 				testutil.Eventually(t, 10*time.Second, "datagrams accounted for", func() bool {
-					mu.Lock()
-					defer mu.Unlock()
-					return got+dropped()-base >= sent
+					return got.Load() >= sent || got.Load()+dropped()-base >= sent
 				})
 			}
 		}
+		if err := dst.SetReadDeadline(time.Unix(1, 0)); err != nil {
+			t.Fatal(err)
+		}
 		<-done
-		return got
+		return got.Load()
 	}
 	fwdDropped := func() uint64 {
 		f, _, err := p.Dropped()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -115,6 +116,10 @@ func TestMemReader(t *testing.T) {
 		t.Skipf("no /proc/self/statm: %v", err)
 	}
 	defer r.close()
+	// Memory an earlier test (or run, with -count) allocated and freed
+	// may still be resident in the heap, and the buffer below would then
+	// reuse it without growing the RSS: hand it back to the OS first.
+	debug.FreeOSMemory()
 	p0, err := r.read()
 	if err != nil || p0.rss == 0 || p0.heap == 0 {
 		t.Fatalf("read = %+v, %v", p0, err)

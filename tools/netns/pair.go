@@ -200,7 +200,9 @@ func (p *Pair) Options() Options {
 // returns its error. Sockets fn creates belong to that namespace for good;
 // goroutines it starts run outside it (see the package doc). fn runs on
 // another goroutine than Run's caller, so it must report failure by its
-// result, not with t.Fatal. If the thread cannot be moved back, it is
+// result, not with t.Fatal; if it ends its goroutine anyway
+// (runtime.Goexit, as t.Fatal does), Run returns an error and the thread
+// is still moved back. If the thread cannot be moved back, it is
 // discarded rather than returned to the scheduler.
 func (p *Pair) Run(s Side, fn func() error) error {
 	p.mu.Lock()
@@ -221,14 +223,22 @@ func (p *Pair) run(s Side, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		result := errGoexit
-		defer func() { errc <- result }()
-		runtime.LockOSThread()
 		var stranded bool
-		stranded, result = enterAndRun(path, fn)
-		if !stranded {
-			runtime.UnlockOSThread()
-		}
-		// A stranded thread stays locked: it ends with this goroutine.
+		runtime.LockOSThread()
+		// Deferred, so that it runs when fn calls runtime.Goexit too:
+		// enterAndRun has moved the thread back by then. A goroutine that
+		// ends locked would not return its thread to the scheduler, and
+		// Go ends that thread unless it is the process's main thread,
+		// which it parks for good, still inside the namespace.
+		defer func() {
+			if !stranded {
+				runtime.UnlockOSThread()
+			}
+			// A stranded thread stays locked: it ends with this
+			// goroutine.
+			errc <- result
+		}()
+		result = enterAndRun(path, fn, &stranded)
 	}()
 	return <-errc
 }

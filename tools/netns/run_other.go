@@ -4,4 +4,4 @@ package netns
 
 func checkOS() error { return ErrUnsupported }
 
-func enterAndRun(string, func() error) (bool, error) { return false, ErrUnsupported }
+func enterAndRun(string, func() error, *bool) error { return ErrUnsupported }

@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -68,28 +70,32 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
-// startRecv starts `telewire recv` on a free loopback port and returns its
-// command and address. It asks the kernel for a free port by binding one
-// first.
-func startRecv(t *testing.T, stdout *bytes.Buffer, args ...string) (*exec.Cmd, string, *lockedBuffer) {
-	t.Helper()
-	addr := freeUDPAddr(t)
+// startRecv starts `telewire recv` on a loopback port the kernel picks
+// and returns its command, its address (from its "receiver listening" log
+// line, which it is waited for) and its stderr. Binding port 0 in the
+// receiver itself leaves no moment in which another process could take
+// the port, as probing for a free port and then binding it would.
+func startRecv(tb testing.TB, stdout io.Writer, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+	tb.Helper()
 	stderr := new(lockedBuffer)
-	cmd := exec.Command(telewireBin, append([]string{"recv", "--listen", addr, "--log-level", "info"}, args...)...)
+	cmd := exec.Command(telewireBin, append([]string{"recv", "--listen", "127.0.0.1:0", "--log-level", "info"}, args...)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	// Wait for the "receiver listening" log line instead of sleeping.
+	tb.Cleanup(func() { cmd.Process.Kill() })
+	// Poll for the log line instead of sleeping a fixed time.
+	re := regexp.MustCompile(`"listen":"([^"]+)".*"receiver listening"`)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "receiver listening") {
+	for {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			return cmd, m[1], stderr
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("recv did not start: %s", stderr.String())
+			tb.Fatalf("recv did not start: %s", stderr.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return cmd, addr, stderr
 }
 
 // lockedBuffer is a bytes.Buffer safe to read while a command writes it.
@@ -108,17 +114,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	c, err := netListenUDP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := c.LocalAddr().String()
-	c.Close()
-	return addr
 }
 
 func wait(t *testing.T, cmd *exec.Cmd, stderr fmt.Stringer, within time.Duration) {

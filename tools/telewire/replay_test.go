@@ -384,7 +384,7 @@ func BenchmarkReplay(b *testing.B) {
 		b.Helper()
 		stats := filepath.Join(dir, "replay.json")
 		var out bytes.Buffer
-		recv, addr, rerr := startRecvB(b, &out, "--idle", "1s")
+		recv, addr, rerr := startRecv(b, &out, "--idle", "1s")
 		cmd := exec.Command(telewireBin, append([]string{"replay", capPath, "--to", addr, "--stats", stats, "--linger", "100ms"}, args...)...)
 		serr := new(lockedBuffer)
 		cmd.Stderr = serr
@@ -434,33 +434,6 @@ func BenchmarkReplay(b *testing.B) {
 			b.Logf("tcpreplay:\n%s", out)
 		}
 	})
-}
-
-// startRecvB is startRecv for benchmarks: `telewire recv` on a free
-// loopback port, returned once it listens.
-func startRecvB(tb testing.TB, stdout io.Writer, args ...string) (*exec.Cmd, string, *lockedBuffer) {
-	tb.Helper()
-	c, err := netListenUDP()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := c.LocalAddr().String()
-	c.Close()
-	stderr := new(lockedBuffer)
-	cmd := exec.Command(telewireBin, append([]string{"recv", "--listen", addr, "--log-level", "info"}, args...)...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cmd.Process.Kill() })
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "receiver listening") {
-		if time.Now().After(deadline) {
-			tb.Fatalf("recv did not start: %s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return cmd, addr, stderr
 }
 
 // readJSONFile decodes a JSON object from path.

@@ -170,7 +170,12 @@ func TestServePingPong(t *testing.T) {
 	if err := errors.Join(<-rdone, <-sdone); err != nil {
 		t.Fatal(err)
 	}
-	if sr.Send.Sent < 150 || d.Recv.Delivered != sr.Send.Sent || d.Recv.Warmup == 0 {
+	// 100 ms at 2 000/s: at most 201, the pacer never runs ahead. No
+	// floor beyond one: each send waits for its echo, and on a loaded
+	// two-core machine under -race a round trip can take milliseconds
+	// (a stress run sent 14); what is checked is that each one sent is
+	// delivered and timed.
+	if sr.Send.Sent == 0 || sr.Send.Sent > 201 || d.Recv.Delivered != sr.Send.Sent || d.Recv.Warmup == 0 {
 		t.Errorf("sent %d, delivered %d, warm-up %d", sr.Send.Sent, d.Recv.Delivered, d.Recv.Warmup)
 	}
 	if h := cr.Send.HalfRTT; h == nil || h.Count != sr.Send.Sent || h.P50Nanos <= 0 {

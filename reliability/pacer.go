@@ -46,7 +46,11 @@ const (
 	// The queue-delay target is widened to this many times the RTT's
 	// mean sample-to-sample variation, so a jittery path's noise is not
 	// read as a queue. A queue builds smoothly (each report's RTT a little
-	// above the last), so it barely moves the estimate.
+	// above the last), so it barely moves the estimate. The widening stops
+	// at twice the path's minimum RTT (a buffer is typically about one
+	// BDP deep, and beyond that a shallow one drops before its delay
+	// shows): on loopback and LANs, where host scheduling makes the RTT
+	// vary by more than the path's own delay, the target stays put.
 	jitterAllowance = 4
 	jitterGain      = 1.0 / 16   // EWMA gain of that variation (RFC 3550's)
 	maxJitterTarget = 50_000_000 // ns; the widened target never exceeds this (or base/2)
@@ -106,7 +110,8 @@ type PacerStats struct {
 // would throttle a 5% lossy link for no reason. Each REPORT gives an RTT
 // sample and the receiver's cumulative byte count. An RTT standing above
 // the path's minimum by more than the queue-delay target (widened on a
-// jittery path to four times the RTT's sample-to-sample variation) in two
+// jittery path to four times the RTT's sample-to-sample variation, up to
+// twice the minimum RTT) in two
 // reports in a row means a queue is building at the bottleneck (a router,
 // a relay, or the receiving process falling behind its socket): the rate
 // drops to half what the receiver measured as delivered until fresh
@@ -430,7 +435,8 @@ func (p *Pacer) observeRTT(now, rtt int64) bool {
 		p.minRTT = min(p.minRTT, rtt)
 	}
 	base := p.baseRTT()
-	target := max(p.cfg.QueueDelayTarget, base/2, min(int64(jitterAllowance*p.jitter), maxJitterTarget))
+	widened := min(int64(jitterAllowance*p.jitter), maxJitterTarget, 2*base)
+	target := max(p.cfg.QueueDelayTarget, base/2, widened)
 	return rtt-base > target
 }
 

@@ -53,7 +53,7 @@ const (
 	// vary by more than the path's own delay, the target stays put.
 	jitterAllowance = 4
 	jitterGain      = 1.0 / 16   // EWMA gain of that variation (RFC 3550's)
-	maxJitterTarget = 50_000_000 // ns; the widened target never exceeds this (or base/2)
+	maxJitterTarget = 50_000_000 // ns; the widening never exceeds this, however long the path
 
 	histSpacing = 1_000_000   // ns between points of the feedback history
 	histLen     = 256         // points in it: at least 256 ms of feedback

@@ -274,9 +274,9 @@ type StatsConfig struct {
 	Settings map[string]string
 }
 
-// ErrStatsOutput is wrapped by OpenStats's errors: the path cannot be
-// written.
-var ErrStatsOutput = errors.New("statistics output cannot be written")
+// ErrStatsOutput is wrapped by OpenStats's and CheckWritable's errors: the
+// path cannot be written.
+var ErrStatsOutput = errors.New("cannot be written")
 
 // StatsOutput is an open statistics output. It is not safe for concurrent
 // use; one command writes it from one statistics run at a time. A nil
@@ -552,6 +552,24 @@ func rate(n uint64, d time.Duration) string {
 		return "0/s"
 	}
 	return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds())
+}
+
+// CheckWritable reports, with an error wrapping ErrStatsOutput, whether a
+// JSON document could be written to path at the end of a run as writeJSON
+// does ("-" always can). It leaves nothing behind, so commands call it at
+// start for outputs they write later.
+func CheckWritable(path string) error {
+	if path == "-" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return nil // a FIFO or device, written in place; opening it now could block
+	}
+	out, err := OpenStats(StatsConfig{Path: path})
+	if err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 // openStatsOption returns out if set, else opens path as a final-only

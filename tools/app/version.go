@@ -24,10 +24,18 @@ type Version struct {
 // revision; `go run` and `go test` do not (they build without VCS
 // stamping), and then Revision is empty.
 func BuildVersion() Version {
-	v := Version{Go: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	return versionOf(bi, ok)
+}
+
+// versionOf reads a Version out of build information.
+func versionOf(bi *debug.BuildInfo, ok bool) Version {
+	v := Version{Go: runtime.Version()}
+	if !ok || bi == nil {
 		return v
+	}
+	if bi.GoVersion != "" {
+		v.Go = bi.GoVersion
 	}
 	v.Module, v.Version = bi.Main.Path, bi.Main.Version
 	if v.Version == "" {

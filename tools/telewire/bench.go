@@ -48,7 +48,7 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	var cli bench.CLI
 	cli.Register(fs)
 	peers := fs.Bool("peers", false, "also run the kcp-go peer comparison (tools/bench/peers) and print it beside telewire")
-	save := fs.String("save", "", "also write the JSON report to `FILE` (the table still goes to stdout)")
+	save := fs.String("save", "", "also write the JSON report to `FILE` (the table still goes to stdout; \"-\" = the JSON on stdout instead of the table, as --json)")
 	peersDir := fs.String("peers-dir", "", "directory of the peers module (default: "+peersModule+" above the current directory)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,6 +56,12 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	o, err := cli.Options(fs, bench.Builtin())
 	if err != nil {
 		return usageError(fs, "%v", err)
+	}
+	if *save == "-" {
+		cli.JSON, *save = true, ""
+	}
+	if err := checkWritable(fs, "save", *save); err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -21,8 +21,8 @@ No flags are needed.`, stderr)
 	fs.Float64Var(&o.Rate, "rate", 2000, "messages per second")
 	fs.IntVar(&o.Size, "size", 0, "message size in bytes (0 = natural size, else >= 64)")
 	source := fs.String("gen", "market", "synthetic source: market or game")
-	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, "netem spec of the sender→receiver direction")
-	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, "netem spec of the receiver→sender direction")
+	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, `netem spec of the sender→receiver direction ("" or "none" = perfect link)`)
+	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, `netem spec of the receiver→sender direction ("" or "none" = perfect link)`)
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
@@ -32,7 +32,17 @@ No flags are needed.`, stderr)
 	if o.Duration <= 0 || o.Rate <= 0 {
 		return usageError(fs, "--duration and --rate must be positive")
 	}
+	if err := checkGen(fs, *source, o.Size); err != nil {
+		return err
+	}
 	o.Source = gen.Kind(*source)
+	o.Fwd, o.Rev = perfectIfEmpty(o.Fwd), perfectIfEmpty(o.Rev)
+	if _, err := checkSpec(fs, "fwd", o.Fwd); err != nil {
+		return err
+	}
+	if _, err := checkSpec(fs, "rev", o.Rev); err != nil {
+		return err
+	}
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)

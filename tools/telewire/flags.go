@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"strings"
 	"time"
 
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/tools/app"
+	"github.com/telewire/telewire/tools/gen"
+	"github.com/telewire/telewire/tools/netem"
 )
 
 // parseFlags parses args quietly: --help prints the command's full usage
@@ -29,7 +33,79 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	case err != nil:
 		return usageError(fs, "%v", err)
 	}
-	return checkFinite(fs)
+	if err := checkFinite(fs); err != nil {
+		return err
+	}
+	return checkKeyFile(fs)
+}
+
+// checkKeyFile loads the --key-file, if the command has one and it is
+// set, so a missing or malformed key is a usage error at start. A key is
+// never read from stdin: its file's mode is part of its protection.
+func checkKeyFile(fs *flag.FlagSet) error {
+	f := fs.Lookup("key-file")
+	if f == nil || f.Value.String() == "" {
+		return nil
+	}
+	if f.Value.String() == "-" {
+		return usageError(fs, "--key-file -: a key is read from a file (mode 0600), not from stdin")
+	}
+	if _, err := seal.LoadKeyFile(f.Value.String()); err != nil {
+		return usageError(fs, "--key-file: %v", err)
+	}
+	return nil
+}
+
+// checkAddr resolves the UDP address value of flag name, so an address
+// without a port or a host that does not resolve is a usage error naming
+// the flag, not a failure after the start.
+func checkAddr(fs *flag.FlagSet, name, value string) error {
+	if _, err := net.ResolveUDPAddr("udp", value); err != nil {
+		return usageError(fs, "--%s %s: %v", name, value, err)
+	}
+	return nil
+}
+
+// checkGen validates --gen and --size for the synthetic sources.
+func checkGen(fs *flag.FlagSet, kind string, size int) error {
+	if _, err := gen.New(gen.Kind(kind), 0, 1); err != nil {
+		return usageError(fs, "--gen: %v", err)
+	}
+	if size < 0 || (size > 0 && size < gen.MinSize) {
+		return usageError(fs, "--size %d: 0 (natural size) or at least %d", size, gen.MinSize)
+	}
+	return nil
+}
+
+// checkWritable checks at start that the output file of flag name can be
+// written at the end.
+func checkWritable(fs *flag.FlagSet, name, path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := app.CheckWritable(path); err != nil {
+		return usageError(fs, "--%s: %v", name, err)
+	}
+	return nil
+}
+
+// perfectIfEmpty turns an empty netem spec flag into "none": on the
+// command line an empty spec is the perfect link in every subcommand,
+// while the libraries' zero Options mean their default link.
+func perfectIfEmpty(spec string) string {
+	if netem.IsPerfect(spec) {
+		return netem.PerfectSpec
+	}
+	return spec
+}
+
+// checkSpec parses the netem spec of flag name.
+func checkSpec(fs *flag.FlagSet, name, spec string) (netem.Spec, error) {
+	sp, err := netem.ParseSpec(spec)
+	if err != nil {
+		return sp, usageError(fs, "--%s %q: %v", name, spec, err)
+	}
+	return sp, nil
 }
 
 // checkFinite refuses NaN and ±Inf in every float flag that was set: no

@@ -20,6 +20,9 @@ with a key every packet is sealed with AES-256-GCM (see the README's security se
 		return usageError(fs, "keygen takes one FILE")
 	}
 	path := fs.Arg(0)
+	if path == "-" {
+		return usageError(fs, "keygen FILE: a key goes to a file of mode 0600, not to stdout")
+	}
 	if err := seal.GenerateKeyFile(path, nil); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}

@@ -27,7 +27,7 @@ SPEC is tc-netem syntax, for example:
   "delay 10ms reorder 25% 50%"            send 25% at once, ahead of delayed ones
   "loss gemodel 1% 10% 70% 0.1%"          bursty (Gilbert-Elliott) loss
   "duplicate 1% corrupt 0.1% rate 10mbit"
-An empty SPEC is a perfect link.
+An empty SPEC, or "none", is a perfect link (in every subcommand).
 
 Example, a receiver behind a lossy link:
   telewire recv --listen 127.0.0.1:9000 > out &
@@ -36,8 +36,8 @@ Example, a receiver behind a lossy link:
 	var cfg netem.RelayConfig
 	fs.StringVar(&cfg.Listen, "listen", "", "address `HOST:PORT` clients send to (required; port 0 picks one, printed at start)")
 	fs.StringVar(&cfg.To, "to", "", "server address `HOST:PORT` datagrams are forwarded to (required)")
-	fwd := fs.String("fwd", "", "netem `SPEC` of the client→server direction (empty = perfect)")
-	rev := fs.String("rev", "", "netem `SPEC` of the server→client direction (empty = perfect)")
+	fwd := fs.String("fwd", "", "netem `SPEC` of the client→server direction (\"\" or \"none\" = perfect link)")
+	rev := fs.String("rev", "", "netem `SPEC` of the server→client direction (\"\" or \"none\" = perfect link)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed and traffic give the same decisions")
 	fs.IntVar(&cfg.MaxClients, "max-clients", netem.DefaultMaxClients, "clients served at once; datagrams from more are dropped and counted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", netem.DefaultIdleTimeout, "forget a client after this long without traffic either way")
@@ -48,6 +48,12 @@ Example, a receiver behind a lossy link:
 	}
 	if cfg.Listen == "" || cfg.To == "" {
 		return usageError(fs, "--listen and --to are required")
+	}
+	if err := checkAddr(fs, "listen", cfg.Listen); err != nil {
+		return err
+	}
+	if err := checkAddr(fs, "to", cfg.To); err != nil {
+		return err
 	}
 	var err error
 	if cfg.Fwd, err = netem.ParseSpec(*fwd); err != nil {

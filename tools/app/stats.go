@@ -500,6 +500,24 @@ type versioned struct {
 	Settings map[string]string `json:"settings,omitempty"`
 }
 
+// EncodeJSON writes v (a value encoding as a JSON object) to w as
+// indented JSON, led by the build's "version" and, if given, the
+// command's effective "settings": the form of every JSON document the
+// command prints.
+func EncodeJSON(w io.Writer, v any, settings map[string]string) error {
+	b, err := mergeJSON(versioned{Version: BuildVersion(), Settings: settings}, v)
+	if err != nil {
+		return err
+	}
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, b, "", "  "); err != nil {
+		return err
+	}
+	ind.WriteByte('\n')
+	_, err = w.Write(ind.Bytes())
+	return err
+}
+
 // writeJSON writes v (a JSON object) as indented JSON to path, led by the
 // build's "version". A regular file is replaced atomically: a reader never
 // sees a half-written file. "-" writes to the process's standard output.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/bench"
 )
 
@@ -92,18 +94,16 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
 	}
 	if *save != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		var b bytes.Buffer
+		if err := app.EncodeJSON(&b, rep, settingsOf(fs)); err != nil {
 			return err
 		}
-		if err := os.WriteFile(*save, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(*save, b.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := app.EncodeJSON(stdout, rep, settingsOf(fs)); err != nil {
 			return err
 		}
 	} else if err := bench.WriteTable(stdout, rep); err != nil {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 
+	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/simreport"
 )
 
@@ -65,9 +65,7 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 	}
 	rep, runErr := simreport.Run(ctx, suite, o)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := app.EncodeJSON(stdout, rep, settingsOf(fs)); err != nil {
 			return err
 		}
 	} else if err := rep.WriteMarkdown(stdout); err != nil {

@@ -314,22 +314,20 @@ func OpenStats(cfg StatsConfig) (*StatsOutput, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrStatsOutput, cfg.Path, err)
 	}
-	fi, err := os.Stat(cfg.Path)
+	inPlace, err := writtenInPlace(cfg.Path)
 	switch {
-	case err == nil && fi.IsDir():
-		return fail(errors.New("is a directory"))
-	case err == nil && !fi.Mode().IsRegular(), cfg.Interval > 0:
-		flags := os.O_WRONLY | os.O_CREATE
-		if err != nil || fi.Mode().IsRegular() {
-			flags |= os.O_TRUNC
+	case err != nil:
+		return fail(err)
+	case inPlace || cfg.Interval > 0:
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if inPlace {
+			flags = os.O_WRONLY | os.O_APPEND
 		}
 		f, err := os.OpenFile(cfg.Path, flags, 0o644)
 		if err != nil {
 			return fail(err)
 		}
 		o.w, o.file = f, f
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return fail(err)
 	default:
 		f, err := os.CreateTemp(filepath.Dir(cfg.Path), ".stats-*")
 		if err != nil {
@@ -538,8 +536,15 @@ func writeJSONWith(path string, v any, settings map[string]string) error {
 		_, err := os.Stdout.Write(ind.Bytes())
 		return err
 	}
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
-		return os.WriteFile(path, ind.Bytes(), 0o644) // a FIFO or device: in place
+	if inPlace, err := writtenInPlace(path); err != nil {
+		return err
+	} else if inPlace {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(ind.Bytes())
+		return errors.Join(err, f.Close())
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".stats-*")
 	if err != nil {
@@ -572,6 +577,27 @@ func rate(n uint64, d time.Duration) string {
 	return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds())
 }
 
+// writtenInPlace says how an output path is written: a new file or an
+// existing regular file is replaced (false); an existing symbolic link,
+// FIFO or device (/dev/stderr, /dev/fd/3, a named pipe) is opened and
+// appended to in place (true), so that neither the link nor what a file
+// descriptor alias points at is replaced. A directory is an error.
+func writtenInPlace(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case fi.Mode().IsRegular():
+		return false, nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return false, errors.New("is a directory")
+	}
+	return true, nil
+}
+
 // CheckWritable reports, with an error wrapping ErrStatsOutput, whether a
 // JSON document could be written to path at the end of a run as writeJSON
 // does ("-" always can). It leaves nothing behind, so commands call it at
@@ -580,8 +606,10 @@ func CheckWritable(path string) error {
 	if path == "-" {
 		return nil
 	}
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
-		return nil // a FIFO or device, written in place; opening it now could block
+	if inPlace, err := writtenInPlace(path); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrStatsOutput, path, err)
+	} else if inPlace {
+		return nil // opening a FIFO now could block
 	}
 	out, err := OpenStats(StatsConfig{Path: path})
 	if err != nil {

@@ -323,3 +323,46 @@ func TestVersionOf(t *testing.T) {
 		t.Fatalf("a tagged go install: %q", s)
 	}
 }
+
+// TestStatsInPlace: a symbolic link (as /dev/stderr is) and a device are
+// written in place, appending; the link is not replaced by a file.
+func TestStatsInPlace(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "log")
+	if err := os.WriteFile(target, []byte("earlier line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, interval := range []time.Duration{0, time.Hour} {
+		out, err := OpenStats(StatsConfig{Path: link, Interval: interval})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := receiver.Stats{Delivered: 1}
+		if err := out.begin(nil).finish(recvSample(st, 0), st); err != nil {
+			t.Fatal(err)
+		}
+		out.Close()
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v %v", fi, err)
+	}
+	b, _ := os.ReadFile(target)
+	if !strings.HasPrefix(string(b), "earlier line\n{\n") || strings.Count(string(b), `"final": true`) != 1 || strings.Count(string(b), `"final":true`) != 1 {
+		t.Fatalf("target holds:\n%s", b)
+	}
+	if err := writeJSON(link, map[string]int{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckWritable(os.DevNull); err != nil {
+		t.Fatal(err)
+	}
+	out, err := OpenStats(StatsConfig{Path: os.DevNull, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+}

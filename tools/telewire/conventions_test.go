@@ -213,7 +213,8 @@ func TestVersionStampedBuild(t *testing.T) {
 }
 
 // TestReplayStdin replays a bundled capture read from stdin ("-") into a
-// receiver: every datagram arrives, byte-identical.
+// receiver: every datagram arrives, byte-identical; --flows-out - prints
+// the stream mapping on stdout.
 func TestReplayStdin(t *testing.T) {
 	capPath := filepath.Join("..", "..", "testdata", "pcap", "ndpigit__syslog.pcap")
 	golden, err := os.ReadFile(capPath + ".golden")
@@ -237,8 +238,9 @@ func TestReplayStdin(t *testing.T) {
 	}
 	defer capFile.Close()
 	serr := new(lockedBuffer)
-	replay := exec.Command(telewireBin, "replay", "-", "--to", addr, "--topspeed", "--linger", "200ms")
-	replay.Stdin, replay.Stderr = capFile, serr
+	var flows bytes.Buffer
+	replay := exec.Command(telewireBin, "replay", "-", "--to", addr, "--topspeed", "--linger", "200ms", "--flows-out", "-")
+	replay.Stdin, replay.Stdout, replay.Stderr = capFile, &flows, serr
 	if err := replay.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +258,23 @@ func TestReplayStdin(t *testing.T) {
 	}
 	if !strings.Contains(serr.String(), fmt.Sprintf("sent %d messages", len(want))) {
 		t.Fatalf("replay summary:\n%s", serr)
+	}
+	var doc struct {
+		Version map[string]any `json:"version"`
+		Flows   []struct {
+			Stream  uint32 `json:"stream"`
+			Packets int    `json:"packets"`
+		} `json:"flows"`
+	}
+	if err := json.Unmarshal(flows.Bytes(), &doc); err != nil || doc.Version["module"] == nil || len(doc.Flows) == 0 {
+		t.Fatalf("--flows-out - printed %v:\n%s", err, flows.String())
+	}
+	var packets int
+	for _, f := range doc.Flows {
+		packets += f.Packets
+	}
+	if packets != len(want) {
+		t.Fatalf("--flows-out - counts %d datagrams, want %d", packets, len(want))
 	}
 }
 

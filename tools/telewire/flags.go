@@ -139,10 +139,15 @@ type statsFlags struct {
 	interval time.Duration
 }
 
-// addStatsFlags defines --stats and --stats-interval on fs.
-func addStatsFlags(fs *flag.FlagSet) *statsFlags {
+// addStatsFlags defines --stats and --stats-interval on fs. stdoutTaken
+// says the command writes its payload to stdout, so "-" is refused.
+func addStatsFlags(fs *flag.FlagSet, stdoutTaken bool) *statsFlags {
 	s := new(statsFlags)
-	fs.StringVar(&s.path, "stats", "", "write statistics as JSON to `FILE` (\"-\" = stdout), created at start (exit 2 if it cannot be): the final object at the end, and with --stats-interval one JSON line per interval before it (see docs/cli.md)")
+	dash := `"-" = stdout`
+	if stdoutTaken {
+		dash = `not "-": stdout carries the messages; /dev/stderr works`
+	}
+	fs.StringVar(&s.path, "stats", "", "write statistics as JSON to `FILE` ("+dash+"), created at start (exit 2 if it cannot be): the final object at the end, and with --stats-interval one JSON line per interval before it (see docs/cli.md)")
 	fs.DurationVar(&s.interval, "stats-interval", 0, "with --stats: every `DURATION`, append one JSON line of the interval's counts and the totals, per stream (JSON Lines; the final object is then the last line; 0 = final object only)")
 	return s
 }

@@ -152,9 +152,9 @@ type StreamRecord struct {
 	DelayP99Nanos uint64 `json:"delay_p99_ns"`
 }
 
-// StatsRecord is one object of the statistics output. The final one also
-// carries the endpoint's full statistics, their fields beside these.
-type StatsRecord struct {
+// StatsHead leads every object of a statistics output, whatever the
+// command.
+type StatsHead struct {
 	Type  string `json:"type"`  // "interval" or "final"
 	Final bool   `json:"final"` // true on the last object only
 	// Time is the wall clock when the record was taken ([StatsTimeFormat]).
@@ -167,6 +167,13 @@ type StatsRecord struct {
 	// effective settings (every flag, defaults included).
 	Version  Version           `json:"version"`
 	Settings map[string]string `json:"settings"`
+}
+
+// StatsRecord is one object of the statistics output of send and recv.
+// The final one also carries the endpoint's full statistics
+// (sender.Stats or receiver.Stats), their fields beside these.
+type StatsRecord struct {
+	StatsHead
 	// Interval is what happened since the previous record; Totals is the
 	// sum of every Interval so far, this one included, so it never goes
 	// down even when a session's counters are reset.
@@ -356,10 +363,9 @@ func (o *StatsOutput) Close() error {
 	return err
 }
 
-// record returns a record of the given type with the time, version and
-// settings filled in.
-func (o *StatsOutput) record(typ string, now time.Time, elapsed, interval time.Duration) StatsRecord {
-	return StatsRecord{Type: typ, Final: typ == "final", Time: now.UTC().Format(StatsTimeFormat),
+// head returns the head of a record of the given type.
+func (o *StatsOutput) head(typ string, now time.Time, elapsed, interval time.Duration) StatsHead {
+	return StatsHead{Type: typ, Final: typ == "final", Time: now.UTC().Format(StatsTimeFormat),
 		ElapsedNanos: int64(elapsed), IntervalNanos: int64(interval), Version: o.version, Settings: o.cfg.Settings}
 }
 
@@ -380,31 +386,46 @@ type StatsRun struct {
 	out    *StatsOutput
 	start  time.Time
 	last   time.Time
-	d      deltas
+	d      *deltas // send's and recv's records: their running totals
 	ticker *ticker
 }
 
-// begin starts a run: with an interval, a goroutine writes a record from
-// snap every interval until finish.
-func (o *StatsOutput) begin(snap func() sample) *StatsRun {
+// Begin starts a run. With an interval, a goroutine calls record every
+// interval until Stop or Finish, and writes what it returns: an object
+// that carries the head it is given (embedding StatsHead) and the
+// interval's figures. record must be safe to call from that goroutine.
+func (o *StatsOutput) Begin(record func(StatsHead) any) *StatsRun {
 	if o == nil {
 		return nil
 	}
 	now := time.Now()
 	r := &StatsRun{out: o, start: now, last: now}
-	if o.cfg.Interval > 0 {
-		r.ticker = startTicker(o.cfg.Interval, func() { r.interval(snap()) })
+	if o.cfg.Interval > 0 && record != nil {
+		r.ticker = startTicker(o.cfg.Interval, func() { r.interval(record) })
+	}
+	return r
+}
+
+// begin starts a run of send's or recv's records, from snap.
+func (o *StatsOutput) begin(snap func() sample) *StatsRun {
+	d := new(deltas)
+	r := o.Begin(func(h StatsHead) any {
+		rec := &StatsRecord{StatsHead: h}
+		d.next(rec, snap())
+		return rec
+	})
+	if r != nil {
+		r.d = d // read by finish only, after the goroutine has stopped
 	}
 	return r
 }
 
 // interval writes one interval record.
-func (r *StatsRun) interval(s sample) {
+func (r *StatsRun) interval(record func(StatsHead) any) {
 	now := time.Now()
-	rec := r.out.record("interval", now, now.Sub(r.start), now.Sub(r.last))
+	h := r.out.head("interval", now, now.Sub(r.start), now.Sub(r.last))
 	r.last = now
-	r.d.next(&rec, s)
-	b, err := json.Marshal(&rec)
+	b, err := json.Marshal(record(h))
 	if err != nil {
 		r.out.err = err
 		return
@@ -412,27 +433,42 @@ func (r *StatsRun) interval(s sample) {
 	r.out.writeLine(b)
 }
 
-// stop ends the interval records, if not yet ended; it is idempotent.
-func (r *StatsRun) stop() {
+// Stop ends the interval records, if not yet ended; it is idempotent.
+func (r *StatsRun) Stop() {
 	if r != nil {
 		r.ticker.stop()
 		r.ticker = nil
 	}
 }
 
-// finish stops the interval records and writes the final one: the record
-// of s and the endpoint's full statistics full, merged into one object.
-// It returns the first write error of the run.
+func (r *StatsRun) stop() { r.Stop() }
+
+// finish is Finish for send's and recv's records.
 func (r *StatsRun) finish(s sample, full any) error {
 	if r == nil {
 		return nil
 	}
-	r.stop()
+	return r.Finish(func(h StatsHead) any {
+		rec := &StatsRecord{StatsHead: h}
+		r.d.next(rec, s)
+		return rec
+	}, full)
+}
+
+// Finish stops the interval records and writes the final one: what record
+// returns for the final head, with the members of full (if not nil)
+// beside its own. Without an interval the object is indented; with one it
+// is the last line. It returns the first write error of the run, and
+// completes a final-only file (renaming it into place).
+func (r *StatsRun) Finish(record func(StatsHead) any, full any) error {
+	if r == nil {
+		return nil
+	}
+	r.Stop()
 	o := r.out
 	now := time.Now()
-	rec := o.record("final", now, now.Sub(r.start), now.Sub(r.last))
-	r.d.next(&rec, s)
-	b, err := mergeJSON(&rec, full)
+	h := o.head("final", now, now.Sub(r.start), now.Sub(r.last))
+	b, err := mergeJSON(record(h), full)
 	if err != nil {
 		return err
 	}

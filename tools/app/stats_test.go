@@ -119,7 +119,7 @@ func TestSendSample(t *testing.T) {
 // endpoint statistics' members do not collide when merged.
 func TestFinalHasNoDuplicateMembers(t *testing.T) {
 	for _, full := range []any{sender.Stats{Streams: []sender.StreamStats{{}}}, receiver.Stats{Streams: []receiver.StreamStats{{}}}} {
-		b, err := mergeJSON(&StatsRecord{Type: "final"}, full)
+		b, err := mergeJSON(&StatsRecord{StatsHead: StatsHead{Type: "final"}}, full)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -335,4 +336,63 @@ func TestPerfectLinkSpellings(t *testing.T) {
 			t.Error(`sim: "delay 1ms" gives the same report as the perfect link: the comparison shows nothing`)
 		}
 	})
+}
+
+// TestNetemStatsInterval: netem's --stats-interval lines count every
+// datagram once, their intervals summing to the totals, final line last.
+func TestNetemStatsInterval(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "netem.jsonl")
+	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	cmd, addr, stderr := startNetem(t, sink.LocalAddr().String(), "--fwd", "loss 30%", "--stats", path, "--stats-interval", "100ms")
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 300
+	for i := range n {
+		c.Write([]byte(fmt.Sprint(i)))
+		if i%50 == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	wait(t, cmd, stderr, 20*time.Second)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []struct {
+		Type        string                       `json:"type"`
+		Version     any                          `json:"version"`
+		RawInterval map[string]map[string]uint64 `json:"interval"`
+		RawTotals   map[string]map[string]uint64 `json:"totals"`
+	}
+	if err := json.Unmarshal([]byte("["+strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ",")+"]"), &lines); err != nil {
+		t.Fatalf("%v:\n%s", err, b)
+	}
+	if len(lines) < 4 || lines[len(lines)-1].Type != "final" {
+		t.Fatalf("%d lines:\n%s", len(lines), b)
+	}
+	sum := map[string]uint64{}
+	for i, l := range lines {
+		if l.Version == nil || (i < len(lines)-1 && l.Type != "interval") {
+			t.Fatalf("line %d: %+v", i+1, l)
+		}
+		for k, v := range l.RawInterval["fwd"] {
+			sum[k] += v
+			if sum[k] != l.RawTotals["fwd"][k] {
+				t.Fatalf("line %d: fwd %s: intervals sum to %d, total %d", i+1, k, sum[k], l.RawTotals["fwd"][k])
+			}
+		}
+	}
+	if sum["received"] != n || sum["forwarded"]+sum["dropped"] != n || sum["dropped"] == 0 {
+		t.Fatalf("fwd totals %v, want %d received, some dropped\n%s", sum, n, stderr)
+	}
 }

@@ -366,3 +366,29 @@ func TestStatsInPlace(t *testing.T) {
 	}
 	out.Close()
 }
+
+func TestJSONLinesStamper(t *testing.T) {
+	var out bytes.Buffer
+	s, err := NewJSONLinesStamper(&out, map[string]string{"rate": "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`{"type":"sample","n":1}`, "\n{\"type\":\"sum", "mary\"}\nplain text\n{}\n", `{"tail":true}`} {
+		if n, err := s.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", p, n, err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) != 5 || lines[2] != "plain text" || lines[3] != "{}" || lines[4] != `{"tail":true}` {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	for _, l := range lines[:2] {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil || v["version"] == nil || v["settings"].(map[string]any)["rate"] != "5" || v["type"] == nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
+}

@@ -306,7 +306,8 @@ func TestPerfectLinkSpellings(t *testing.T) {
 		for _, args := range [][]string{{"--fwd", "", "--rev", "none"}, {"--fwd", "none", "--rev", ""}} {
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), append([]string{"soak", "--json", "--duration", "300ms", "--rate", "2000"}, args...), nil, &stdout, &stderr)
-			if code != 0 || !strings.Contains(stdout.String(), `"fwd":"none","rev":"none"`) {
+			if code != 0 || !strings.Contains(stdout.String(), `"fwd":"none","rev":"none"`) ||
+				strings.Count(stdout.String(), `{"version":{"module":"github.com/telewire/telewire"`) != strings.Count(stdout.String(), "\n") {
 				t.Errorf("soak %q: exit %d\n%s\n%s", args, code, stdout.String(), stderr.String())
 			}
 		}

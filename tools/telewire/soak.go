@@ -64,7 +64,17 @@ or memory is not flat (or could not be judged: too few samples or GC cycles).`, 
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
-	sum, err := soak.Run(ctx, o, stdout)
+	out := stdout
+	if o.JSON {
+		// Every JSON line leads with the version and the settings.
+		stamped, err := app.NewJSONLinesStamper(stdout, settingsOf(fs))
+		if err != nil {
+			return err
+		}
+		defer stamped.Flush()
+		out = stamped
+	}
+	sum, err := soak.Run(ctx, o, out)
 	if errors.Is(err, soak.ErrOptions) {
 		return usageError(fs, "%v", err) // a bad --size or link spec
 	}

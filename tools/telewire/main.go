@@ -100,11 +100,11 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-6s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Run "telewire COMMAND --help" for the flags of one command.
-Quick start: "telewire demo" needs no flags.
+Run "telewire COMMAND --help" for the flags of one command; "telewire --version"
+prints the version. Quick start: "telewire demo" needs no flags.
 `)
 }
 

@@ -15,7 +15,8 @@ import (
 	"github.com/telewire/telewire/sender"
 )
 
-// The statistics output of send and recv (--stats, --stats-interval).
+// The statistics output of send, recv and netem (--stats,
+// --stats-interval); docs/cli.md describes it for users.
 //
 // Without an interval, the output is one indented JSON object written at
 // the end: the endpoint's full statistics (sender.Stats or receiver.Stats,
@@ -30,8 +31,10 @@ import (
 // written with one write call as it is made, so `tail -f` and a `kill -9`
 // see every complete interval.
 //
-// Either way the output is opened before the transfer starts, so a path
-// that cannot be written is refused at once, not after an hour of data.
+// Either way the output is checked by OpenStats before the transfer
+// starts (opened; for a final-only file, a file is created beside it and
+// removed), so a path that cannot be written is refused at once, not after
+// an hour of data, and a run killed early leaves no temporary file.
 
 // StatsTimeFormat is the wall-clock time of a statistics record: RFC 3339
 // in UTC with nanoseconds (always nine digits, so the strings sort).
@@ -293,8 +296,7 @@ type StatsOutput struct {
 	version Version
 	w       io.Writer // where records go
 	file    *os.File  // the file behind w, if this opened one
-	tmp     string    // final-only to a regular file: renamed to cfg.Path at the end
-	done    bool      // the final record was written
+	replace bool      // final-only to a regular file: replaced at the end (w is nil)
 	err     error     // the first write error
 }
 
@@ -336,30 +338,28 @@ func OpenStats(cfg StatsConfig) (*StatsOutput, error) {
 		}
 		o.w, o.file = f, f
 	default:
+		// Written at the end, beside the path and renamed onto it: make
+		// sure now that a file can be created there, and leave nothing
+		// (a run killed before its end leaves no temporary file).
 		f, err := os.CreateTemp(filepath.Dir(cfg.Path), ".stats-*")
 		if err != nil {
 			return fail(fmt.Errorf("cannot create a file in %s: %w", filepath.Dir(cfg.Path), errors.Unwrap(err)))
 		}
-		o.w, o.file, o.tmp = f, f, f.Name()
+		f.Close()
+		os.Remove(f.Name())
+		o.replace = true
 	}
 	return o, nil
 }
 
-// Close releases the output. Before the final record it removes the
-// temporary file of a final-only output (the old file, if any, stays);
-// records already written to a JSON Lines file stay. Close is idempotent.
+// Close releases the output; records already written stay. Close is
+// idempotent.
 func (o *StatsOutput) Close() error {
 	if o == nil || o.file == nil {
 		return nil
 	}
 	err := o.file.Close()
-	if o.tmp != "" && !o.done {
-		os.Remove(o.tmp)
-	}
 	o.file = nil
-	if errors.Is(err, os.ErrClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -479,22 +479,21 @@ func (r *StatsRun) Finish(record func(StatsHead) any, full any) error {
 		}
 		b = ind.Bytes()
 	}
+	if o.replace {
+		if err := replaceFile(o.cfg.Path, append(b, '\n')); err != nil {
+			return fmt.Errorf("writing statistics: %w", err)
+		}
+		return nil
+	}
 	o.writeLine(b)
 	if o.err != nil {
 		return o.err
 	}
-	o.done = true
 	if o.file != nil {
 		if err := o.file.Close(); err != nil {
 			return fmt.Errorf("writing statistics to %s: %w", o.cfg.Path, err)
 		}
 		o.file = nil
-	}
-	if o.tmp != "" {
-		if err := os.Rename(o.tmp, o.cfg.Path); err != nil {
-			os.Remove(o.tmp)
-			return fmt.Errorf("writing statistics: %w", err)
-		}
 	}
 	return nil
 }
@@ -582,11 +581,17 @@ func writeJSONWith(path string, v any, settings map[string]string) error {
 		_, err = f.Write(ind.Bytes())
 		return errors.Join(err, f.Close())
 	}
+	return replaceFile(path, ind.Bytes())
+}
+
+// replaceFile writes data to a new file beside path and renames it onto
+// path, so that a reader sees the old content or the new, never a part.
+func replaceFile(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".stats-*")
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.Write(ind.Bytes()); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return err
@@ -597,7 +602,7 @@ func writeJSONWith(path string, v any, settings map[string]string) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("write stats: %w", err)
+		return err
 	}
 	return nil
 }

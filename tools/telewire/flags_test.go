@@ -15,7 +15,12 @@ import (
 // line on stderr that names the flag and points at --help.
 func TestBadFlagsOneLine(t *testing.T) {
 	dir := t.TempDir()
-	capFile := filepath.Join("..", "..", "testdata", "pcap", "gen__noise.pcap")
+	capFile, err := filepath.Abs(filepath.Join("..", "..", "testdata", "pcap", "gen__noise.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A case that wrongly went ahead must not write into the source tree.
+	t.Chdir(dir)
 	unwritable := filepath.Join(dir, "no", "such", "dir", "stats.json")
 	keyFile := filepath.Join(dir, "missing.key")
 	to := []string{"--to", "127.0.0.1:9"}

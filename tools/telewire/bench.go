@@ -65,6 +65,9 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	if err := checkWritable(fs, "save", *save); err != nil {
 		return err
 	}
+	if err := checkDir(fs, "plot", cli.Plot); err != nil {
+		return err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot re-execute myself as a worker: %w", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -86,6 +87,24 @@ func checkWritable(fs *flag.FlagSet, name, path string) error {
 	if err := app.CheckWritable(path); err != nil {
 		return usageError(fs, "--%s: %v", name, err)
 	}
+	return nil
+}
+
+// checkDir checks at start that the output directory of flag name can be
+// made and written (it is created, as the plots would create it).
+func checkDir(fs *flag.FlagSet, name, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return usageError(fs, "--%s: %v", name, err)
+	}
+	f, err := os.CreateTemp(dir, ".telewire-check-*")
+	if err != nil {
+		return usageError(fs, "--%s: %v", name, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
 	return nil
 }
 

@@ -98,10 +98,13 @@ func TestBadFlagsOneLine(t *testing.T) {
 		{[]string{"bench", "--duration", "-1s"}, "--duration"},
 		{[]string{"bench", "--only", "nosuch"}, "--only"},
 		{[]string{"bench", "--save", unwritable}, "--save"},
+		{[]string{"bench", "--plot", capFile}, "--plot"},
 		// sim
 		{[]string{"sim", "--messages", "-1"}, "--messages"},
 		{[]string{"sim", "--only", "nosuch"}, "--only"},
 		{[]string{"sim", "--scenarios", filepath.Join(dir, "missing.json")}, "--scenarios"},
+		{[]string{"sim", "--scenarios", "-"}, "--scenarios"}, // stdin holds no scenario file
+		{[]string{"sim", "--plot", filepath.Join(capFile, "plots")}, "--plot"},
 		// keygen
 		{[]string{"keygen"}, "FILE"},
 		{[]string{"keygen", "-"}, "FILE"},

@@ -45,6 +45,9 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 	if o.Messages < 0 || o.Messages > 1_000_000 {
 		return usageError(fs, "--messages must be between 0 and 1000000")
 	}
+	if err := checkDir(fs, "plot", *plotDir); err != nil {
+		return err
+	}
 	if *printScenarios {
 		_, err := stdout.Write(simreport.DefaultJSON())
 		return err

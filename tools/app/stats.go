@@ -47,12 +47,15 @@ type StreamCounters struct {
 	// distinct sequences received.
 	Messages uint64 `json:"messages"`
 	// Lost on the path before repair (reordering is not loss). On send,
-	// as the receiver's latest report said.
-	Lost uint64 `json:"lost"`
+	// as the receiver's latest report said. It is the receiver's current
+	// estimate: a sequence counted missing that arrives late after all is
+	// taken back, so an interval's Lost can be negative and the totals go
+	// down by as much (the only two counts that can, with Unrecovered).
+	Lost int64 `json:"lost"`
 	// Repaired: of Lost, recovered by retransmission or FEC.
 	Repaired uint64 `json:"repaired"`
-	// Unrecovered: of Lost, not repaired (yet).
-	Unrecovered uint64 `json:"unrecovered"`
+	// Unrecovered: of Lost, not repaired (yet); an estimate like Lost.
+	Unrecovered int64 `json:"unrecovered"`
 	// Skipped: recv only, sequences ordered delivery gave up waiting for
 	// (the latency budget ran out); always 0 on send, whose reports do not
 	// carry it.
@@ -79,15 +82,17 @@ type Counters struct {
 }
 
 // since returns the counts from prev to c, counter by counter. A counter
-// that went down was reset (a sender restarted, a session expired and a
-// new one began): its difference is then its whole new value, so totals
-// built from differences never go down.
+// that went down was reset (a receiver restarted and its reports began
+// again): its difference is then its whole new value, so totals built
+// from differences never go down. Lost and Unrecovered are estimates, not
+// counters: their difference is signed, and a revision downwards shows
+// as a negative interval.
 func (c StreamCounters) since(prev StreamCounters) StreamCounters {
 	return StreamCounters{
 		Messages:    diff(c.Messages, prev.Messages),
-		Lost:        diff(c.Lost, prev.Lost),
+		Lost:        c.Lost - prev.Lost,
 		Repaired:    diff(c.Repaired, prev.Repaired),
-		Unrecovered: diff(c.Unrecovered, prev.Unrecovered),
+		Unrecovered: c.Unrecovered - prev.Unrecovered,
 		Skipped:     diff(c.Skipped, prev.Skipped),
 		Duplicates:  diff(c.Duplicates, prev.Duplicates),
 	}
@@ -177,9 +182,15 @@ type StatsHead struct {
 // (sender.Stats or receiver.Stats), their fields beside these.
 type StatsRecord struct {
 	StatsHead
+	EndpointStats
+}
+
+// EndpointStats are the figures of one sender or receiver in a record.
+type EndpointStats struct {
 	// Interval is what happened since the previous record; Totals is the
 	// sum of every Interval so far, this one included, so it never goes
-	// down even when a session's counters are reset.
+	// down even when a session's counters are reset (except Lost and
+	// Unrecovered, which follow the receiver's revised estimates).
 	Interval Counters `json:"interval"`
 	Totals   Counters `json:"totals"`
 	// PerStream lists every stream the endpoint reports now.
@@ -214,8 +225,8 @@ func sendSample(st sender.Stats) sample {
 		r := x.Receiver
 		s.streams = append(s.streams, streamSample{
 			key: StreamKey{Stream: x.Stream},
-			c: StreamCounters{Messages: x.Sent, Lost: r.Lost, Repaired: r.RecoveredRTX + r.RecoveredFEC,
-				Unrecovered: r.Unrecovered, Duplicates: r.Duplicates},
+			c: StreamCounters{Messages: x.Sent, Lost: int64(r.Lost), Repaired: r.RecoveredRTX + r.RecoveredFEC,
+				Unrecovered: int64(r.Unrecovered), Duplicates: r.Duplicates},
 			jitter: r.JitterNanos, delayP50: r.DelayP50Nanos, delayP99: r.DelayP99Nanos,
 		})
 	}
@@ -232,8 +243,8 @@ func recvSample(st receiver.Stats, written uint64) sample {
 	for _, x := range st.Streams {
 		s.streams = append(s.streams, streamSample{
 			key: StreamKey{Source: x.Source, Session: x.Session, Stream: x.Stream},
-			c: StreamCounters{Messages: x.Received, Lost: x.Lost, Repaired: x.RecoveredRTX + x.RecoveredFEC,
-				Unrecovered: x.Unrecovered, Skipped: x.Skipped, Duplicates: x.Duplicates},
+			c: StreamCounters{Messages: x.Received, Lost: int64(x.Lost), Repaired: x.RecoveredRTX + x.RecoveredFEC,
+				Unrecovered: int64(x.Unrecovered), Skipped: x.Skipped, Duplicates: x.Duplicates},
 			jitter: x.JitterNanos, delayP50: x.Delay.P50, delayP99: x.Delay.P99,
 		})
 	}
@@ -251,7 +262,7 @@ type deltas struct {
 // next fills rec's Interval, Totals and PerStream from cur. A stream not
 // in the previous sample counts from zero; a stream gone since is no
 // longer listed, and what it counted stays in Totals.
-func (d *deltas) next(rec *StatsRecord, cur sample) {
+func (d *deltas) next(rec *EndpointStats, cur sample) {
 	iv := cur.own.since(d.own)
 	d.own = cur.own
 	seen := make(map[StreamKey]StreamCounters, len(cur.streams))
@@ -411,7 +422,7 @@ func (o *StatsOutput) begin(snap func() sample) *StatsRun {
 	d := new(deltas)
 	r := o.Begin(func(h StatsHead) any {
 		rec := &StatsRecord{StatsHead: h}
-		d.next(rec, snap())
+		d.next(&rec.EndpointStats, snap())
 		return rec
 	})
 	if r != nil {
@@ -450,7 +461,7 @@ func (r *StatsRun) finish(s sample, full any) error {
 	}
 	return r.Finish(func(h StatsHead) any {
 		rec := &StatsRecord{StatsHead: h}
-		r.d.next(rec, s)
+		r.d.next(&rec.EndpointStats, s)
 		return rec
 	}, full)
 }

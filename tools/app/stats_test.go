@@ -49,7 +49,7 @@ func TestDeltasSumToTotals(t *testing.T) {
 	streamSum := map[StreamKey]StreamCounters{}
 	for i, s := range samples {
 		var rec StatsRecord
-		d.next(&rec, s)
+		d.next(&rec.EndpointStats, s)
 		sum = sum.plus(rec.Interval)
 		if rec.Totals != sum {
 			t.Fatalf("sample %d: totals %+v, sum of intervals %+v", i, rec.Totals, sum)
@@ -81,15 +81,16 @@ func TestDeltasSumToTotals(t *testing.T) {
 	}
 }
 
-// monotone reports whether no counter of b is below a's.
+// monotone reports whether no counter of b is below a's (Lost and
+// Unrecovered are estimates, revised both ways).
 func monotone(a, b Counters) bool {
-	va, vb := reflect.ValueOf(a.StreamCounters), reflect.ValueOf(b.StreamCounters)
-	for i := range va.NumField() {
-		if vb.Field(i).Uint() < va.Field(i).Uint() {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for _, f := range reflect.VisibleFields(va.Type()) {
+		if f.Type.Kind() == reflect.Uint64 && vb.FieldByIndex(f.Index).Uint() < va.FieldByIndex(f.Index).Uint() {
 			return false
 		}
 	}
-	return b.Bytes >= a.Bytes && b.Datagrams >= a.Datagrams && b.Retransmits >= a.Retransmits && b.NACKs >= a.NACKs
+	return true
 }
 
 func TestSendSample(t *testing.T) {
@@ -99,7 +100,7 @@ func TestSendSample(t *testing.T) {
 	st.RTT.SmoothedNanos = 5000
 	var d deltas
 	var rec StatsRecord
-	d.next(&rec, sendSample(st))
+	d.next(&rec.EndpointStats, sendSample(st))
 	want := Counters{StreamCounters: StreamCounters{Messages: 100, Lost: 6, Repaired: 5, Unrecovered: 1, Duplicates: 2},
 		Bytes: 900, Datagrams: 120, Retransmits: 4, NACKs: 2}
 	if rec.Totals != want || rec.Interval != want {
@@ -109,7 +110,7 @@ func TestSendSample(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 	st.PayloadBytes, st.Streams[0].Sent = 1000, 130
-	d.next(&rec, sendSample(st))
+	d.next(&rec.EndpointStats, sendSample(st))
 	if rec.Interval.Bytes != 100 || rec.Interval.Messages != 30 || rec.Interval.Lost != 0 || rec.Totals.Messages != 130 {
 		t.Fatalf("second record: interval %+v totals %+v", rec.Interval, rec.Totals)
 	}
@@ -390,5 +391,24 @@ func TestJSONLinesStamper(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &v); err != nil || v["version"] == nil || v["settings"].(map[string]any)["rate"] != "5" || v["type"] == nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
+	}
+}
+
+// TestLossRevised: a loss estimate revised downwards (a late arrival)
+// is a negative interval, not a reset; the totals follow the estimate.
+func TestLossRevised(t *testing.T) {
+	st := func(lost, unrec uint64) sample {
+		return recvSample(recvSnap(0, 0, receiver.StreamStats{Stream: 1, Received: 100, Lost: lost, Unrecovered: unrec}), 0)
+	}
+	var d deltas
+	var rec EndpointStats
+	d.next(&rec, st(10, 4))
+	d.next(&rec, st(7, 1))
+	if rec.Interval.Lost != -3 || rec.Interval.Unrecovered != -3 || rec.Totals.Lost != 7 || rec.Totals.Unrecovered != 1 || rec.Totals.Messages != 100 {
+		t.Fatalf("interval %+v totals %+v", rec.Interval, rec.Totals)
+	}
+	d.next(&rec, st(9, 1))
+	if rec.Interval.Lost != 2 || rec.Totals.Lost != 9 || rec.PerStream[0].Interval.Lost != 2 {
+		t.Fatalf("interval %+v totals %+v", rec.Interval, rec.Totals)
 	}
 }

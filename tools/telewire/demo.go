@@ -5,6 +5,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/demo"
 	"github.com/telewire/telewire/tools/gen"
@@ -25,6 +27,7 @@ No flags are needed.`, stderr)
 	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, `netem spec of the receiver→sender direction ("" or "none" = perfect link)`)
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
+	stats := addStatsFlags(fs, true)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -47,6 +50,19 @@ No flags are needed.`, stderr)
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
-	_, err = demo.Run(ctx, o, stdout)
-	return err
+	statsOut, err := stats.open(fs, stdout, true)
+	if err != nil {
+		return err
+	}
+	defer statsOut.Close()
+	var statsRun *app.DemoStatsRun
+	o.Observe = func(snd func() sender.Stats, rcv func() receiver.Stats) {
+		statsRun = app.StartDemoStats(statsOut, snd, rcv)
+	}
+	sum, err := demo.Run(ctx, o, stdout)
+	if err != nil {
+		statsRun.Stop()
+		return err
+	}
+	return statsRun.Finish(sum.Sender, sum.ReceiverAll)
 }

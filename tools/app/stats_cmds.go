@@ -1,6 +1,8 @@
 package app
 
 import (
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/netem"
 )
 
@@ -110,6 +112,58 @@ func (n *NetemStatsRun) Finish(st netem.RelayStats) error {
 	return n.run.Finish(func(h StatsHead) any {
 		rec := &NetemRecord{StatsHead: h}
 		n.d.next(rec, st)
+		return rec
+	}, nil)
+}
+
+// DemoRecord is one object of `telewire demo --stats`: the sender's and
+// the receiver's figures, each as in send's and recv's records.
+type DemoRecord struct {
+	StatsHead
+	Sender   EndpointStats `json:"sender"`
+	Receiver EndpointStats `json:"receiver"` // its bytes count is 0: the demo discards the payloads
+}
+
+// DemoStatsRun writes the statistics records of `telewire demo`. A nil
+// *DemoStatsRun does nothing.
+type DemoStatsRun struct {
+	run      *StatsRun
+	snd, rcv *deltas
+}
+
+// StartDemoStats begins the records of a demo on out (nil: none); snd and
+// rcv return the two ends' statistics and must be safe to call from
+// another goroutine.
+func StartDemoStats(out *StatsOutput, snd func() sender.Stats, rcv func() receiver.Stats) *DemoStatsRun {
+	if out == nil {
+		return nil
+	}
+	ds, dr := new(deltas), new(deltas)
+	run := out.Begin(func(h StatsHead) any {
+		rec := &DemoRecord{StatsHead: h}
+		ds.next(&rec.Sender, sendSample(snd()))
+		dr.next(&rec.Receiver, recvSample(rcv(), 0))
+		return rec
+	})
+	return &DemoStatsRun{run: run, snd: ds, rcv: dr}
+}
+
+// Stop ends the interval records without a final one (a failed run).
+func (d *DemoStatsRun) Stop() {
+	if d != nil {
+		d.run.Stop()
+	}
+}
+
+// Finish writes the final record from the two ends' last statistics.
+func (d *DemoStatsRun) Finish(snd sender.Stats, rcv receiver.Stats) error {
+	if d == nil {
+		return nil
+	}
+	return d.run.Finish(func(h StatsHead) any {
+		rec := &DemoRecord{StatsHead: h}
+		d.snd.next(&rec.Sender, sendSample(snd))
+		d.rcv.next(&rec.Receiver, recvSample(rcv, 0))
 		return rec
 	}, nil)
 }

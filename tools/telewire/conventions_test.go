@@ -27,10 +27,10 @@ type statsLine struct {
 	Elapsed  int64             `json:"elapsed_ns"`
 	Version  map[string]any    `json:"version"`
 	Settings map[string]string `json:"settings"`
-	Interval map[string]int64 `json:"interval"`
-	Totals   map[string]int64 `json:"totals"`
+	Interval map[string]int64  `json:"interval"`
+	Totals   map[string]int64  `json:"totals"`
 	Streams  []struct {
-		Stream   uint32            `json:"stream"`
+		Stream   uint32           `json:"stream"`
 		Interval map[string]int64 `json:"interval"`
 		Totals   map[string]int64 `json:"totals"`
 	} `json:"per_stream"`

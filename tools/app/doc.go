@@ -1,5 +1,8 @@
 // Package app holds the logic behind the telewire command's send, recv and
-// replay subcommands: moving framed messages between standard streams and a
+// replay subcommands, and the statistics output the command writes
+// ([OpenStats], [StatsRecord]: one JSON object at the end, or JSON Lines
+// with one record per --stats-interval, each led by the build's
+// [Version] and the effective settings): moving framed messages between standard streams and a
 // sender or receiver, replaying the UDP datagrams of a capture file at
 // their original timing, pacing, stop conditions, live progress and the
 // final statistics. The command itself (tools/telewire) only parses flags

@@ -37,6 +37,11 @@ type RecvOptions struct {
 	Logger   zerolog.Logger
 	// Ready, if set, is called with the bound address once listening.
 	Ready func(addr string)
+
+	// Stats, if set, is the opened statistics output (--stats, with
+	// --stats-interval); it replaces StatsFile. Recv writes its records and
+	// closes it.
+	Stats *StatsOutput
 }
 
 // Recv runs `telewire recv`: delivered payloads go to stdout in the chosen
@@ -49,6 +54,11 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	if o.Framing == "" {
 		o.Framing = framing.Line
 	}
+	statsOut, err := openStatsOption(o.Stats, o.StatsFile)
+	if err != nil {
+		return err
+	}
+	defer statsOut.Close()
 	cfg := o.Receiver
 	cfg.Listen, cfg.Logger = o.Listen, o.Logger
 	// Receive times become pcap timestamps through a clock whose epoch is
@@ -87,6 +97,9 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		})
 	}
 	start := time.Now()
+	var written atomic.Uint64 // payload bytes, for the statistics records
+	statsRun := statsOut.begin(func() sample { return recvSample(r.Stats(), written.Load()) })
+	defer statsRun.stop()
 	var progress *ticker
 	if o.Progress {
 		progress = startTicker(time.Second, func() {
@@ -112,6 +125,7 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 			loopErr = fmt.Errorf("recv: writing output: %w", err)
 			break
 		}
+		written.Add(uint64(len(m.Payload)))
 		if sink != nil {
 			if err := sink.write(&m); err != nil {
 				loopErr = err
@@ -136,10 +150,8 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stderr, sink.summary())
 	}
-	if o.StatsFile != "" {
-		if err := writeJSON(o.StatsFile, st); err != nil && loopErr == nil {
-			loopErr = err
-		}
+	if err := statsRun.finish(recvSample(st, written.Load()), st); err != nil && loopErr == nil {
+		loopErr = err
 	}
 	if err := r.Close(); err != nil && loopErr == nil {
 		loopErr = err

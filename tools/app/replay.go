@@ -73,6 +73,9 @@ type ReplayOptions struct {
 	StatsFile string        // write the final ReplayStats as JSON here, if set
 	FlowsFile string        // write the stream mapping as JSON here, if set
 	Progress  bool          // live progress bar on stderr each second
+	// Settings are the command's effective settings, written into the
+	// StatsFile JSON beside the build's version.
+	Settings map[string]string
 
 	// Sender holds further sender settings; To, MaxStreams and Logger are
 	// filled in, and RetransmitBytes, if zero, is set to share 64 MiB
@@ -236,7 +239,7 @@ func finishStats(o ReplayOptions, st *ReplayStats, stderr io.Writer, err error) 
 		fmt.Fprintln(stderr, sendSummary(st.Sender, time.Duration(st.ElapsedNanos)))
 	}
 	if o.StatsFile != "" {
-		if werr := writeJSON(o.StatsFile, st); werr != nil && err == nil {
+		if werr := writeJSONWith(o.StatsFile, st, o.Settings); werr != nil && err == nil {
 			err = werr
 		}
 	}

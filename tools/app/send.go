@@ -31,6 +31,11 @@ type SendOptions struct {
 
 	Sender sender.Config // further sender settings; To and Stream are filled in
 	Logger zerolog.Logger
+
+	// Stats, if set, is the opened statistics output (--stats, with
+	// --stats-interval or "-"); it replaces StatsFile. Send writes its
+	// records and closes it.
+	Stats *StatsOutput
 }
 
 // Send runs `telewire send`: messages from stdin (or a generator) go to a
@@ -47,6 +52,11 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	if o.Rate < 0 {
 		return fmt.Errorf("send: --rate %v is negative", o.Rate)
 	}
+	statsOut, err := openStatsOption(o.Stats, o.StatsFile)
+	if err != nil {
+		return err
+	}
+	defer statsOut.Close()
 	next, err := source(o, stdin)
 	if err != nil {
 		return err
@@ -63,6 +73,8 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	defer s.Close()
 
 	start := time.Now()
+	statsRun := statsOut.begin(func() sample { return sendSample(s.Stats()) })
+	defer statsRun.stop()
 	var progress *ticker
 	if o.Progress {
 		progress = startTicker(time.Second, func() {
@@ -87,10 +99,8 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	closeErr := s.Close()
 	st := s.Stats()
 	fmt.Fprintln(stderr, sendSummary(st, time.Since(start)))
-	if o.StatsFile != "" {
-		if err := writeJSON(o.StatsFile, st); err != nil {
-			return err
-		}
+	if err := statsRun.finish(sendSample(st), st); err != nil {
+		return err
 	}
 	return closeErr
 }

@@ -34,6 +34,11 @@ type Options struct {
 	Interval time.Duration  // table row interval; default 1s
 	KeyFile  string         // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
 	Logger   zerolog.Logger // default: discard
+	// Observe, if set, is called once the sender and the receiver run,
+	// before the first message, with functions returning their
+	// statistics; these are safe to call from any goroutine until Run
+	// returns (telewire demo's --stats-interval records use them).
+	Observe func(snd func() sender.Stats, rcv func() receiver.Stats)
 }
 
 // DefaultLink is the demo's default impairment for each direction: about
@@ -52,6 +57,8 @@ type Summary struct {
 	// authentication, replayed).
 	Encrypted bool
 	Rejected  uint64
+	// ReceiverAll is the receiver's whole statistics at the end.
+	ReceiverAll receiver.Stats
 }
 
 func (o Options) withDefaults() Options {
@@ -149,6 +156,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return delivered
 	}
 
+	if o.Observe != nil {
+		o.Observe(snd.Stats, rcv.Stats)
+	}
 	fmt.Fprintf(out, "telewire demo: %s messages at %.0f/s for %s over loopback\n", o.Source, o.Rate, o.Duration)
 	fmt.Fprintf(out, "link each way: %s\n", o.Fwd)
 	if o.KeyFile != "" {
@@ -205,6 +215,7 @@ loop:
 		Encrypted: o.KeyFile != "",
 		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.AuthFailed + rst.Replayed,
 	}
+	sum.ReceiverAll = rst
 	t.summary(sum, time.Since(start))
 	return sum, nil
 }

@@ -227,6 +227,17 @@ func isSpace(c byte) bool {
 }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// PerfectSpec is the spelling of the perfect link a command line can give
+// where an empty value would mean a default instead.
+const PerfectSpec = "none"
+
+// IsPerfect reports whether s names the perfect link: empty (or white
+// space) or "none" in any case. ParseSpec returns the zero Spec for it.
+func IsPerfect(s string) bool {
+	t := strings.TrimSpace(s)
+	return t == "" || strings.EqualFold(t, PerfectSpec)
+}
+
 // keywords in tc's matching order: a token selects the first keyword it is
 // a non-empty prefix of, as tc's matches() does ("del" is delay, "dup" is
 // duplicate).
@@ -266,11 +277,18 @@ func matchKeyword(tok string) string {
 // m/mb, g/gb (powers of 1024) or kbit, mbit, gbit. An optional argument is
 // taken only when the next token starts with a digit, as tc does.
 //
+// The empty string (or only white space) and "none" (any case) are the
+// perfect link: the zero Spec, which loses, delays and alters nothing.
+// Every command that takes a spec means the same by both.
+//
 // Where this differs from tc: an option given twice is an error rather
 // than "last one wins"; "ecn", "rate N%", "slot distribution" and
 // distribution files are ErrUnsupported; "limit 0" and a zero rate or slot
 // are ErrBadValue.
 func ParseSpec(s string) (Spec, error) {
+	if IsPerfect(s) {
+		return Spec{}, nil
+	}
 	p := &parser{in: s, toks: tokenize(s)}
 	var sp Spec
 	seen := map[string]int{}

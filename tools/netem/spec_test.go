@@ -2,6 +2,7 @@ package netem
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -220,4 +221,23 @@ func FuzzParseSpec(f *testing.F) {
 			t.Fatalf("round trip %q -> %q: %+v != %+v", s, out, back, sp)
 		}
 	})
+}
+
+// TestPerfectSpellings: the empty spec and "none" are the same perfect
+// link, and nothing else is.
+func TestPerfectSpellings(t *testing.T) {
+	for _, s := range []string{"", "  ", "\t\n", "none", "NONE", " None "} {
+		sp, err := ParseSpec(s)
+		if err != nil || !reflect.DeepEqual(sp, Spec{}) || !IsPerfect(s) {
+			t.Errorf("ParseSpec(%q) = %+v, %v; IsPerfect %v", s, sp, err, IsPerfect(s))
+		}
+	}
+	for _, s := range []string{"none loss 1%", "nonesuch", "loss 0%", "n"} {
+		if IsPerfect(s) {
+			t.Errorf("IsPerfect(%q)", s)
+		}
+	}
+	if _, err := ParseSpec("none delay 5ms"); err == nil {
+		t.Error(`"none delay 5ms" parsed`)
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/telewire/telewire/tools/netem"
 )
 
 // runDir is where "ip netns add" binds its namespaces (iproute2's
@@ -122,7 +124,7 @@ func New(o Options) (_ *Pair, err error) {
 		p.nft[s] = true
 	}
 	for s, spec := range []string{o.Netem, o.RevNetem} {
-		if spec == "" {
+		if netem.IsPerfect(spec) { // "" and "none": no qdisc
 			continue
 		}
 		dev := [2]string{VethA, VethB}[s]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/bench"
 )
 
@@ -48,7 +50,7 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	var cli bench.CLI
 	cli.Register(fs)
 	peers := fs.Bool("peers", false, "also run the kcp-go peer comparison (tools/bench/peers) and print it beside telewire")
-	save := fs.String("save", "", "also write the JSON report to `FILE` (the table still goes to stdout)")
+	save := fs.String("save", "", "also write the JSON report to `FILE` (the table still goes to stdout; \"-\" = the JSON on stdout instead of the table, as --json)")
 	peersDir := fs.String("peers-dir", "", "directory of the peers module (default: "+peersModule+" above the current directory)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,6 +58,15 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	o, err := cli.Options(fs, bench.Builtin())
 	if err != nil {
 		return usageError(fs, "%v", err)
+	}
+	if *save == "-" {
+		cli.JSON, *save = true, ""
+	}
+	if err := checkWritable(fs, "save", *save); err != nil {
+		return err
+	}
+	if err := checkDir(fs, "plot", cli.Plot); err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -86,18 +97,16 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
 	}
 	if *save != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		var b bytes.Buffer
+		if err := app.EncodeJSON(&b, rep, settingsOf(fs)); err != nil {
 			return err
 		}
-		if err := os.WriteFile(*save, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(*save, b.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := app.EncodeJSON(stdout, rep, settingsOf(fs)); err != nil {
 			return err
 		}
 	} else if err := bench.WriteTable(stdout, rep); err != nil {

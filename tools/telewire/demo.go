@@ -5,6 +5,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/demo"
 	"github.com/telewire/telewire/tools/gen"
@@ -21,10 +23,11 @@ No flags are needed.`, stderr)
 	fs.Float64Var(&o.Rate, "rate", 2000, "messages per second")
 	fs.IntVar(&o.Size, "size", 0, "message size in bytes (0 = natural size, else >= 64)")
 	source := fs.String("gen", "market", "synthetic source: market or game")
-	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, "netem spec of the sender→receiver direction")
-	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, "netem spec of the receiver→sender direction")
+	fs.StringVar(&o.Fwd, "fwd", demo.DefaultLink, `netem spec of the sender→receiver direction ("" or "none" = perfect link)`)
+	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, `netem spec of the receiver→sender direction ("" or "none" = perfect link)`)
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
+	stats := addStatsFlags(fs, true)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -32,11 +35,34 @@ No flags are needed.`, stderr)
 	if o.Duration <= 0 || o.Rate <= 0 {
 		return usageError(fs, "--duration and --rate must be positive")
 	}
+	if err := checkGen(fs, *source, o.Size); err != nil {
+		return err
+	}
 	o.Source = gen.Kind(*source)
+	o.Fwd, o.Rev = perfectIfEmpty(o.Fwd), perfectIfEmpty(o.Rev)
+	if _, err := checkSpec(fs, "fwd", o.Fwd); err != nil {
+		return err
+	}
+	if _, err := checkSpec(fs, "rev", o.Rev); err != nil {
+		return err
+	}
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
-	_, err = demo.Run(ctx, o, stdout)
-	return err
+	statsOut, err := stats.open(fs, stdout, true)
+	if err != nil {
+		return err
+	}
+	defer statsOut.Close()
+	var statsRun *app.DemoStatsRun
+	o.Observe = func(snd func() sender.Stats, rcv func() receiver.Stats) {
+		statsRun = app.StartDemoStats(statsOut, snd, rcv)
+	}
+	sum, err := demo.Run(ctx, o, stdout)
+	if err != nil {
+		statsRun.Stop()
+		return err
+	}
+	return statsRun.Finish(sum.Sender, sum.ReceiverAll)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -15,16 +13,16 @@ func runKeygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 		`Writes a new random 32-byte pre-shared key to FILE (64 hex digits, mode 0600) for
 --key-file. It refuses to overwrite an existing file. Give the same file to both ends:
 with a key every packet is sealed with AES-256-GCM (see the README's security section).`, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, "keygen takes one FILE")
 	}
 	path := fs.Arg(0)
+	if path == "-" {
+		return usageError(fs, "keygen FILE: a key goes to a file of mode 0600, not to stdout")
+	}
 	if err := seal.GenerateKeyFile(path, nil); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}

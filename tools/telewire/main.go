@@ -42,6 +42,7 @@ func commands() []command {
 		{"keygen", "write a new pre-shared key file for --key-file (encryption)", runKeygen},
 		{"netem", "relay UDP through an emulated lossy, delaying link (tc netem syntax)", runNetem},
 		{"soak", "run a long, fast, lossy transfer in-process: memory over time and reconciled counters", runSoak},
+		{"version", "print the module version and VCS revision of this binary", runVersion},
 	}
 }
 
@@ -60,6 +61,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	name := args[0]
+	if name == "--version" || name == "-version" {
+		name, args = "version", append([]string{"version"}, args[1:]...)
+	}
 	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
@@ -82,8 +86,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "telewire: unknown command %q\n\n", name)
-	usage(stderr)
+	fmt.Fprintf(stderr, "telewire: unknown command %q (run 'telewire help' for the list)\n", name)
 	return 2
 }
 
@@ -97,11 +100,11 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-6s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Run "telewire COMMAND --help" for the flags of one command.
-Quick start: "telewire demo" needs no flags.
+Run "telewire COMMAND --help" for the flags of one command; "telewire --version"
+prints the version. Quick start: "telewire demo" needs no flags.
 `)
 }
 
@@ -117,26 +120,14 @@ func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args, turning flag errors into errUsage and rejecting
-// positional arguments the command does not take.
+// parse parses args (see parseFlags) and rejects positional arguments the
+// command does not take.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return errUsage
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	return nil
-}
-
-// usageError prints msg and the usage, and returns errUsage.
-func usageError(fs *flag.FlagSet, format string, a ...any) error {
-	fmt.Fprintf(fs.Output(), format+"\n", a...)
-	fs.Usage()
-	return errUsage
 }

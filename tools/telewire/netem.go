@@ -12,14 +12,15 @@ import (
 	"github.com/telewire/telewire/tools/netem"
 )
 
-func runNetem(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+func runNetem(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("netem", "--listen HOST:PORT --to HOST:PORT --fwd SPEC [--rev SPEC] [flags]",
 		`Relays UDP between clients and one server through an emulated bad link, like Linux
 "tc qdisc ... netem" but in userspace (no root, no sch_netem needed). Datagrams sent to
 --listen are impaired by --fwd and forwarded to --to, from one socket per client;
 replies come back to each client impaired by --rev. Several clients are served at once.
 Runs until SIGINT/SIGTERM, then prints, per direction, what it dropped, delayed,
-reordered, duplicated and corrupted.
+reordered, duplicated and corrupted (--stats: the same counts as JSON, and with
+--stats-interval one JSON line per interval).
 
 SPEC is tc-netem syntax, for example:
   "loss random 10%"                       drop 10% of datagrams
@@ -27,7 +28,7 @@ SPEC is tc-netem syntax, for example:
   "delay 10ms reorder 25% 50%"            send 25% at once, ahead of delayed ones
   "loss gemodel 1% 10% 70% 0.1%"          bursty (Gilbert-Elliott) loss
   "duplicate 1% corrupt 0.1% rate 10mbit"
-An empty SPEC is a perfect link.
+An empty SPEC, or "none", is a perfect link (in every subcommand).
 
 Example, a receiver behind a lossy link:
   telewire recv --listen 127.0.0.1:9000 > out &
@@ -36,18 +37,25 @@ Example, a receiver behind a lossy link:
 	var cfg netem.RelayConfig
 	fs.StringVar(&cfg.Listen, "listen", "", "address `HOST:PORT` clients send to (required; port 0 picks one, printed at start)")
 	fs.StringVar(&cfg.To, "to", "", "server address `HOST:PORT` datagrams are forwarded to (required)")
-	fwd := fs.String("fwd", "", "netem `SPEC` of the client→server direction (empty = perfect)")
-	rev := fs.String("rev", "", "netem `SPEC` of the server→client direction (empty = perfect)")
+	fwd := fs.String("fwd", "", "netem `SPEC` of the client→server direction (\"\" or \"none\" = perfect link)")
+	rev := fs.String("rev", "", "netem `SPEC` of the server→client direction (\"\" or \"none\" = perfect link)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed and traffic give the same decisions")
 	fs.IntVar(&cfg.MaxClients, "max-clients", netem.DefaultMaxClients, "clients served at once; datagrams from more are dropped and counted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", netem.DefaultIdleTimeout, "forget a client after this long without traffic either way")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
+	stats := addStatsFlags(fs, false)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if cfg.Listen == "" || cfg.To == "" {
 		return usageError(fs, "--listen and --to are required")
+	}
+	if err := checkAddr(fs, "listen", cfg.Listen); err != nil {
+		return err
+	}
+	if err := checkAddr(fs, "to", cfg.To); err != nil {
+		return err
 	}
 	var err error
 	if cfg.Fwd, err = netem.ParseSpec(*fwd); err != nil {
@@ -64,6 +72,11 @@ Example, a receiver behind a lossy link:
 		return usageError(fs, "--log-level: %v", err)
 	}
 	cfg.Logger = &log
+	statsOut, err := stats.open(fs, stdout, false)
+	if err != nil {
+		return err
+	}
+	defer statsOut.Close()
 
 	relay, err := netem.NewRelay(cfg)
 	if errors.Is(err, netem.ErrRelayConfig) {
@@ -83,6 +96,7 @@ Example, a receiver behind a lossy link:
 		defer tick.Stop()
 		tickC = tick.C
 	}
+	statsRun := app.StartNetemStats(statsOut, relay.Stats)
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(ctx) }()
 	for running := true; running; {
@@ -96,8 +110,9 @@ Example, a receiver behind a lossy link:
 	if *progress {
 		fmt.Fprintln(stderr)
 	}
-	fmt.Fprint(stderr, netemSummary(relay.Stats(), time.Since(start)))
-	return err
+	st := relay.Stats()
+	fmt.Fprint(stderr, netemSummary(st, time.Since(start)))
+	return errors.Join(err, statsRun.Finish(st))
 }
 
 func specText(sp netem.Spec) string {

@@ -26,7 +26,7 @@ func TestNetemUsage(t *testing.T) {
 		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9", "--rev", "delay 5xs"}, 2, `bad value "5xs"`},
 		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9", "--fwd", "loss"}, 2, "missing value"},
 		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9", "--max-clients", "0"}, 2, "must be positive"},
-		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:notaport"}, 2, "bad relay config"},
+		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:notaport"}, 2, "--to 127.0.0.1:notaport"},
 		{[]string{"netem", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"netem", "--help"}, 0, "Usage: telewire netem"},
 		{[]string{"help", "netem"}, 0, "loss random 10%"},

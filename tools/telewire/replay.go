@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"io"
+	"os"
 	"time"
 
 	"github.com/telewire/telewire/sender"
@@ -13,10 +13,10 @@ import (
 	"github.com/telewire/telewire/tools/replay"
 )
 
-func runReplay(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+func runReplay(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
 	fs := newFlagSet("replay", "FILE --to HOST:PORT [flags]",
-		`Replays the UDP datagrams of a capture (pcap or pcapng, optionally gzip-compressed)
-through telewire: each datagram's payload becomes one telewire message, sent at the
+		`Replays the UDP datagrams of a capture (pcap or pcapng, optionally gzip-compressed;
+FILE "-" reads it from stdin, to its end, before sending) through telewire: each datagram's payload becomes one telewire message, sent at the
 capture's timing (or scaled, or at a fixed rate, or as fast as possible). Each flow
 (source and destination address and port) gets its own stream id, in order of first
 appearance, up to --max-flows; the mapping is printed at the start and written into
@@ -52,9 +52,9 @@ every datagram).`, stderr)
 	maxGap := fs.Duration("max-gap", time.Second, "cap on one gap between consecutive datagrams, in capture time (0 = no cap)")
 	fs.IntVar(&o.MaxFlows, "max-flows", app.DefaultMaxFlows, "flows replayed, one stream each; datagrams of further flows are skipped and counted (a default recv accepts 64 streams per sender)")
 	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")
-	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics, stream mapping included, as JSON to `FILE`")
+	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics, stream mapping included, as JSON to `FILE` (\"-\" = stdout)")
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
-	fs.StringVar(&o.FlowsFile, "flows-out", "", "write the stream mapping as JSON to `FILE` before sending (for recv --flows)")
+	fs.StringVar(&o.FlowsFile, "flows-out", "", "write the stream mapping as JSON to `FILE` (\"-\" = stdout) before sending (for recv --flows)")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a progress bar with packets, rate and ETA on stderr (default: on when stderr is a terminal)")
 	repair := addRepairFlags(fs)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
@@ -65,6 +65,25 @@ every datagram).`, stderr)
 	}
 	if o.To == "" {
 		return usageError(fs, "--to is required")
+	}
+	if err := checkAddr(fs, "to", o.To); err != nil {
+		return err
+	}
+	if o.StatsFile == "-" && o.FlowsFile == "-" {
+		return usageError(fs, "--flows-out - and --stats -: only one of them can go to stdout")
+	}
+	if err := checkWritable(fs, "stats", o.StatsFile); err != nil {
+		return err
+	}
+	if err := checkWritable(fs, "flows-out", o.FlowsFile); err != nil {
+		return err
+	}
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return usageError(fs, "capture FILE: %v", err)
+		}
+		f.Close()
 	}
 	if err := repair(&o.Sender); err != nil {
 		return err
@@ -100,6 +119,16 @@ every datagram).`, stderr)
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
+	o.Settings = settingsOf(fs)
+	if file == "-" {
+		// Replay reads the capture more than once: keep stdin in a file.
+		path, remove, err := app.SpoolInput(stdin, "telewire-replay-stdin-*")
+		if err != nil {
+			return err
+		}
+		defer remove()
+		o.File = path
+	}
 	_, err = app.Replay(ctx, o, stderr)
 	return err
 }
@@ -109,11 +138,8 @@ every datagram).`, stderr)
 func parseWithFile(fs *flag.FlagSet, args []string) (string, error) {
 	var files []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", err
-			}
-			return "", errUsage
+		if err := parseFlags(fs, args); err != nil {
+			return "", err
 		}
 		if fs.NArg() == 0 {
 			break
@@ -147,6 +173,9 @@ func addRepairFlags(fs *flag.FlagSet) func(*sender.Config) error {
 		cfg.DisableRetransmit = !on
 		if cfg.FEC, err = sender.ParseFEC(*fecFlag); err != nil {
 			return usageError(fs, "--fec: %v", err)
+		}
+		if *interleave < 1 || *interleave > 255 {
+			return usageError(fs, "--fec-interleave %d: outside 1..255", *interleave)
 		}
 		if *interleave != 1 {
 			if cfg.FEC.Mode != sender.FECFixed {

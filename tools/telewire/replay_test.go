@@ -47,7 +47,7 @@ func TestReplayUsage(t *testing.T) {
 		{[]string{"replay", capPath, "--to", "127.0.0.1:9", "--fec-interleave", "2"}, 2, "goes with --fec K,M"},
 		{[]string{"replay", capPath, "--to", "127.0.0.1:9", "--nack", "perhaps"}, 2, "neither on nor off"},
 		{[]string{"replay", capPath, "--to", "127.0.0.1:9", "--bogus"}, 2, "flag provided but not defined"},
-		{[]string{"replay", filepath.Join(dir, "missing.pcap"), "--to", "127.0.0.1:9"}, 1, "no such file"},
+		{[]string{"replay", filepath.Join(dir, "missing.pcap"), "--to", "127.0.0.1:9"}, 2, "no such file"},
 		{[]string{"recv", "--listen", "127.0.0.1:0", "--flows", "f.json"}, 2, "--flows goes with --pcap-out"},
 		{[]string{"replay", "--help"}, 0, "udp port 5000 and dst 233.54.12.0/24"},
 		{[]string{"help", "recv"}, 0, "port = stream id"},

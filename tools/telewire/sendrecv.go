@@ -13,7 +13,7 @@ import (
 	"github.com/telewire/telewire/tools/gen"
 )
 
-func runSend(ctx context.Context, args []string, stdin io.Reader, _, stderr io.Writer) error {
+func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("send", "--to HOST:PORT [flags] < messages",
 		`Sends each message read from stdin (or made by --gen) as one telewire message to the
 receiver at --to, then keeps answering the receiver's feedback for --linger and prints
@@ -24,7 +24,7 @@ reported).`, stderr)
 	fr := fs.String("framing", "line", "stdin framing: line (one message per line) or len32 (4-byte big-endian length + bytes)")
 	fs.Float64Var(&o.Rate, "rate", 0, "cap on messages per second (0 = as fast as possible)")
 	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")
-	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics as JSON to `FILE`")
+	stats := addStatsFlags(fs, false)
 	stream := fs.Uint("stream", 0, "stream id")
 	g := fs.String("gen", "", "send synthetic data instead of stdin: market (ticks) or game (entity positions)")
 	fs.IntVar(&o.Count, "count", 0, "with --gen: number of messages (0 = until interrupted)")
@@ -57,6 +57,9 @@ reported).`, stderr)
 	if o.Sender.FEC, err = sender.ParseFEC(*fecFlag); err != nil {
 		return usageError(fs, "--fec: %v", err)
 	}
+	if *interleave < 1 || *interleave > 255 {
+		return usageError(fs, "--fec-interleave %d: outside 1..255", *interleave)
+	}
 	if *interleave != 1 {
 		if o.Sender.FEC.Mode != sender.FECFixed {
 			return usageError(fs, "--fec-interleave goes with --fec K,M")
@@ -65,6 +68,9 @@ reported).`, stderr)
 	}
 	if o.To == "" {
 		return usageError(fs, "--to is required")
+	}
+	if err := checkAddr(fs, "to", o.To); err != nil {
+		return err
 	}
 	f, err := framing.Parse(*fr)
 	if err != nil {
@@ -76,6 +82,11 @@ reported).`, stderr)
 	if *g == "" && (o.Count != 0 || o.Size != 0) {
 		return usageError(fs, "--count and --size go with --gen")
 	}
+	if *g != "" {
+		if err := checkGen(fs, *g, o.Size); err != nil {
+			return err
+		}
+	}
 	if o.Rate < 0 || o.Count < 0 || o.Size < 0 || o.Linger < 0 {
 		return usageError(fs, "--rate, --count, --size and --linger must not be negative")
 	}
@@ -83,6 +94,10 @@ reported).`, stderr)
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
+	if o.Stats, err = stats.open(fs, stdout, false); err != nil {
+		return err
+	}
+	defer o.Stats.Close()
 	return app.Send(ctx, o, stdin, stderr)
 }
 
@@ -97,7 +112,7 @@ one-way delay percentiles).`, stderr)
 	fr := fs.String("framing", "line", "stdout framing: line (payload + newline) or len32 (4-byte big-endian length + payload)")
 	fs.Uint64Var(&o.Count, "count", 0, "exit after this many messages (0 = no limit)")
 	fs.DurationVar(&o.Idle, "idle", 0, "exit after this long without data, once data has arrived (0 = never)")
-	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics as JSON to `FILE`")
+	stats := addStatsFlags(fs, true)
 	fs.DurationVar(&o.Receiver.ReportInterval, "report-interval", 100*time.Millisecond, "how often to send statistics back to the sender")
 	mode := fs.String("mode", "ordered", "delivery: ordered (in sequence, waiting for repairs up to --latency), unordered (on arrival), latest (only newer than the last delivered)")
 	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
@@ -112,6 +127,9 @@ one-way delay percentiles).`, stderr)
 	}
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")
+	}
+	if err := checkAddr(fs, "listen", o.Listen); err != nil {
+		return err
 	}
 	f, err := framing.Parse(*fr)
 	if err != nil {
@@ -135,6 +153,10 @@ one-way delay percentiles).`, stderr)
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
+	if o.Stats, err = stats.open(fs, stdout, true); err != nil {
+		return err
+	}
+	defer o.Stats.Close()
 	return app.Recv(ctx, o, stdout, stderr)
 }
 

@@ -2,17 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 
+	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/simreport"
 )
 
-func runSim(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func runSim(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sim", "[flags]",
 		`Runs the real sender and receiver against each other through simulated lossy
 links on a fake clock (no sockets, seconds of traffic in milliseconds) and sweeps
@@ -25,7 +25,7 @@ Without --scenarios it runs the built-in set (nine scenarios by eight settings, 
 few seconds); --print-scenarios prints it in the file format, a starting point for
 your own. What the simulator cannot express yet (an outage of the reverse link) is
 listed as "not run" with the reason, or is an error with --strict.`, stderr)
-	file := fs.String("scenarios", "", "scenario file (JSON); default: the built-in set")
+	file := fs.String("scenarios", "", "scenario `FILE` (JSON; \"-\" = stdin); default: the built-in set")
 	var o simreport.Options
 	fs.StringVar(&o.Only, "only", "", "run only the scenario of this name")
 	fs.IntVar(&o.Messages, "messages", 0, "messages per run, replacing each scenario's count (0 = keep)")
@@ -45,6 +45,9 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 	if o.Messages < 0 || o.Messages > 1_000_000 {
 		return usageError(fs, "--messages must be between 0 and 1000000")
 	}
+	if err := checkDir(fs, "plot", *plotDir); err != nil {
+		return err
+	}
 	if *printScenarios {
 		_, err := stdout.Write(simreport.DefaultJSON())
 		return err
@@ -52,12 +55,12 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 
 	suite := simreport.Default()
 	if *file != "" {
-		data, err := readLimited(*file, 1<<20)
+		data, err := readLimited(*file, stdin, 1<<20)
 		if err != nil {
-			return err
+			return usageError(fs, "--scenarios: %v", err)
 		}
 		if suite, err = simreport.Parse(data); err != nil {
-			return fmt.Errorf("%s: %w", *file, err)
+			return usageError(fs, "--scenarios %s: %v", *file, err)
 		}
 	}
 	if o.Only != "" && !slices.ContainsFunc(suite.Scenarios, func(s simreport.Scenario) bool { return s.Name == o.Only }) {
@@ -65,9 +68,7 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 	}
 	rep, runErr := simreport.Run(ctx, suite, o)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := app.EncodeJSON(stdout, rep, settingsOf(fs)); err != nil {
 			return err
 		}
 	} else if err := rep.WriteMarkdown(stdout); err != nil {
@@ -89,14 +90,18 @@ listed as "not run" with the reason, or is an error with --strict.`, stderr)
 	return nil
 }
 
-// readLimited reads a file of at most limit bytes.
-func readLimited(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
+// readLimited reads a file ("-" = stdin) of at most limit bytes.
+func readLimited(name string, stdin io.Reader, limit int64) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}

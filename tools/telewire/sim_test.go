@@ -95,12 +95,14 @@ func TestSimScenarioFile(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`{"scenarios": [{"name": "mine", "rate": 0}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = simIn(t, "--scenarios", bad)
-	if !errors.Is(err, simreport.ErrBadValue) || !strings.Contains(err.Error(), "bad.json") || !strings.Contains(err.Error(), `field "rate"`) {
-		t.Fatalf("bad file: %v", err)
+	// A scenario file that does not parse, or does not exist, is a bad
+	// --scenarios: a usage error, one line naming the file and the field.
+	_, stderr, err := simIn(t, "--scenarios", bad)
+	if !errors.Is(err, errUsage) || !strings.Contains(stderr, "--scenarios") || !strings.Contains(stderr, "bad.json") || !strings.Contains(stderr, `field "rate"`) {
+		t.Fatalf("bad file: %v\n%s", err, stderr)
 	}
-	if _, _, err := simIn(t, "--scenarios", filepath.Join(dir, "missing.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("missing file: %v", err)
+	if _, stderr, err := simIn(t, "--scenarios", filepath.Join(dir, "missing.json")); !errors.Is(err, errUsage) || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("missing file: %v\n%s", err, stderr)
 	}
 }
 
@@ -178,7 +180,7 @@ func TestSimBinary(t *testing.T) {
 		}
 	}
 	cmd = exec.Command(telewireBin, "sim", "--scenarios", filepath.Join(dir, "none.json"))
-	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "none.json") {
+	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "none.json") {
 		t.Errorf("missing scenario file: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/soak"
 )
@@ -28,8 +29,8 @@ or memory is not flat (or could not be judged: too few samples or GC cycles).`, 
 	fs.DurationVar(&o.Duration, "duration", soak.DefaultDuration, "how long the load runs")
 	fs.Float64Var(&o.Rate, "rate", soak.DefaultRate, "offered load in messages per second")
 	fs.IntVar(&o.Size, "size", soak.DefaultSize, "message size in bytes (at least 20: index, flags and checksum)")
-	fs.StringVar(&o.Fwd, "fwd", soak.DefaultLink, `netem spec of the sender→receiver direction ("none" = perfect)`)
-	fs.StringVar(&o.Rev, "rev", soak.DefaultLink, `netem spec of the receiver→sender direction ("none" = perfect)`)
+	fs.StringVar(&o.Fwd, "fwd", soak.DefaultLink, `netem spec of the sender→receiver direction ("" or "none" = perfect link)`)
+	fs.StringVar(&o.Rev, "rev", soak.DefaultLink, `netem spec of the receiver→sender direction ("" or "none" = perfect link)`)
 	fs.DurationVar(&o.Interval, "interval", soak.DefaultInterval, "sample period")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "left out of the memory verdict (0 = a tenth of --duration, negative = none)")
 	fs.DurationVar(&o.Drain, "drain", soak.DefaultDrain, "longest wait for the tail after the load stops")
@@ -48,12 +49,32 @@ or memory is not flat (or could not be judged: too few samples or GC cycles).`, 
 	if o.Seed == 0 {
 		return usageError(fs, "--seed must not be 0")
 	}
+	if o.Size < soak.HeaderLen || o.Size > packet.MaxPayload {
+		return usageError(fs, "--size %d: outside %d..%d", o.Size, soak.HeaderLen, packet.MaxPayload)
+	}
+	o.Fwd, o.Rev = perfectIfEmpty(o.Fwd), perfectIfEmpty(o.Rev)
+	if _, err := checkSpec(fs, "fwd", o.Fwd); err != nil {
+		return err
+	}
+	if _, err := checkSpec(fs, "rev", o.Rev); err != nil {
+		return err
+	}
 	o.Sender.KeyFile, o.Receiver.KeyFile = *keyFile, *keyFile
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
 	}
-	sum, err := soak.Run(ctx, o, stdout)
+	out := stdout
+	if o.JSON {
+		// Every JSON line leads with the version and the settings.
+		stamped, err := app.NewJSONLinesStamper(stdout, settingsOf(fs))
+		if err != nil {
+			return err
+		}
+		defer stamped.Flush()
+		out = stamped
+	}
+	sum, err := soak.Run(ctx, o, out)
 	if errors.Is(err, soak.ErrOptions) {
 		return usageError(fs, "%v", err) // a bad --size or link spec
 	}

@@ -31,6 +31,9 @@ type SendOptions struct {
 
 	Sender sender.Config // further sender settings; To and Stream are filled in
 	Logger zerolog.Logger
+	// OnSender, if set, is called with the sender once it exists (to
+	// export its statistics, for instance).
+	OnSender func(*sender.Sender)
 }
 
 // Send runs `telewire send`: messages from stdin (or a generator) go to a
@@ -61,6 +64,9 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 		return err
 	}
 	defer s.Close()
+	if o.OnSender != nil {
+		o.OnSender(s)
+	}
 
 	start := time.Now()
 	var progress *ticker

@@ -34,6 +34,9 @@ type Options struct {
 	Interval time.Duration  // table row interval; default 1s
 	KeyFile  string         // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
 	Logger   zerolog.Logger // default: discard
+	// OnStart, if set, is called once the sender, the link relay and the
+	// receiver exist (to export their statistics, for instance).
+	OnStart func(*sender.Sender, *receiver.Receiver, *netem.Relay)
 }
 
 // DefaultLink is the demo's default impairment for each direction: about
@@ -128,6 +131,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 	defer snd.Close()
+	if o.OnStart != nil {
+		o.OnStart(snd, rcv, relay)
+	}
 
 	var delivered uint64
 	var dmu sync.Mutex

@@ -5,9 +5,12 @@ import (
 	"io"
 	"time"
 
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/demo"
 	"github.com/telewire/telewire/tools/gen"
+	"github.com/telewire/telewire/tools/netem"
 )
 
 func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -26,6 +29,7 @@ No flags are needed.`, stderr)
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -36,6 +40,16 @@ No flags are needed.`, stderr)
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
+	}
+	srv, err := hw.start(fs, "demo", stderr, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	o.OnStart = func(s *sender.Sender, r *receiver.Receiver, l *netem.Relay) {
+		srv.AddSender(s, l.Addr().String())
+		srv.AddReceiver(r)
+		srv.AddRelay(l)
 	}
 	_, err = demo.Run(ctx, o, stdout)
 	return err

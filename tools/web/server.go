@@ -341,7 +341,6 @@ func (s *Server) Close() error {
 	return err
 }
 
-
 // debugWriter turns net/http's own log lines (TLS handshake errors from
 // scanners, for instance) into debug events of the injected logger.
 type debugWriter struct{ l zerolog.Logger }

@@ -6,12 +6,13 @@
 
 const HISTORY = 240; // points kept per series (60 s at 250 ms)
 const WINDOW_MS = 60000; // time span shown on the x axis
+const LOSS_WINDOW_MS = 2000; // span loss ratios are measured over
 
 // Chart definitions: series names, colours (CSS variables) and units.
 const CHARTS = [
   { id: "rate", title: "delivered/s by how", stacked: true, unit: "/s",
     series: [["first", "--first", "first copy"], ["fec", "--fec", "rebuilt by FEC"], ["rtx", "--rtx", "retransmitted"]] },
-  { id: "loss", title: "loss %", unit: "%",
+  { id: "loss", title: "loss %, last 2 s", unit: "%",
     series: [["before", "--loss", "before repair"], ["after", "--after", "after repair"]] },
   { id: "delay", title: "one-way delay since start, ms", unit: "ms",
     series: [["p50", "--p50", "p50"], ["p90", "--p90", "p90"], ["p99", "--p99", "p99"], ["jitter", "--jit", "jitter"]] },
@@ -47,12 +48,13 @@ function newStream(key, v) {
   const grid = el("div", { class: "charts" });
   const card = el("section", { class: "card", "data-key": key },
     el("h2", {}, key === "other" ? "other streams (summed)" : "stream " + v.stream + " · " + v.peer), facts, grid);
-  const st = { card, facts, charts: {}, t: [], s: {}, prev: null };
+  const st = { card, facts, charts: {}, t: [], s: {}, prev: null, hist: [] };
   for (const c of CHARTS) {
     const canvas = el("canvas", { "data-chart": c.id, "data-points": "0" });
     const cap = el("figcaption", {}, el("b", {}, c.title));
     for (const [name, colour, label] of c.series) {
-      const i = el("i", { style: "--c: var(" + colour + ")" }, label);
+      const i = el("i", {}, label);
+      i.style.setProperty("--c", "var(" + colour + ")"); // CSSOM, which the CSP allows
       cap.append(i);
       st.s[name] = [];
     }
@@ -87,9 +89,15 @@ function update(snap) {
     const first = d(v.received - v.recovered_rtx, p.v.received - p.v.recovered_rtx);
     const rtx = d(v.recovered_rtx, p.v.recovered_rtx);
     const fec = d(v.recovered_fec, p.v.recovered_fec);
-    const lost = d(v.lost, p.v.lost);
-    const unrec = d(v.unrecovered, p.v.unrecovered);
-    const expected = first + lost;
+    // Loss is measured over a trailing window of LOSS_WINDOW_MS: a gap
+    // found in one update is usually repaired in a later one, so "after
+    // repair" is only meaningful over a span longer than the repair time.
+    st.hist.push({ t: snap.time_ms, v });
+    while (st.hist.length > 2 && snap.time_ms - st.hist[1].t >= LOSS_WINDOW_MS) st.hist.shift();
+    const o = st.hist[0].v;
+    const lost = d(v.lost, o.lost);
+    const unrec = d(v.unrecovered, o.unrecovered);
+    const expected = d(v.received - v.recovered_rtx, o.received - o.recovered_rtx) + lost;
     push(st.t, snap.time_ms);
     const put = (name, x) => push(st.s[name], x);
     put("first", v.has_receiver ? first / dt : null);
@@ -191,6 +199,26 @@ function draw(c, st) {
   }
   g.fillText("-60 s", pad.l, h - 3);
   g.fillText("now", w - pad.r - 18, h - 3);
+  if (c.def.stacked) {
+    // Fill each band between the running sum below it and its own.
+    names.forEach((name, j) => {
+      g.fillStyle = css(c.def.series[j][1]);
+      g.globalAlpha = 0.45;
+      for (let i = 1; i < n; i++) {
+        const a = vals[j][i - 1], b = vals[j][i];
+        if (a === null || b === null || tEnd - st.t[i - 1] > WINDOW_MS) continue;
+        const a0 = j ? vals[j - 1][i - 1] || 0 : 0, b0 = j ? vals[j - 1][i] || 0 : 0;
+        g.beginPath();
+        g.moveTo(x(st.t[i - 1]), y(a0));
+        g.lineTo(x(st.t[i - 1]), y(a));
+        g.lineTo(x(st.t[i]), y(b));
+        g.lineTo(x(st.t[i]), y(b0));
+        g.closePath();
+        g.fill();
+      }
+      g.globalAlpha = 1;
+    });
+  }
   names.forEach((name, j) => {
     const colour = css(c.def.series[j][1]);
     g.strokeStyle = colour;

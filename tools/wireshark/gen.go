@@ -21,17 +21,17 @@ func Lua() []byte {
 	}).Parse(luaTemplate))
 	var b bytes.Buffer
 	err := t.Execute(&b, struct {
-		Header        []Field
-		Layouts       []Layout
-		Sealed        []SealedLayout
-		KeyID         Field
-		Versions      []int
-		HeaderLen     int
-		MaxPacketLen  int
-		TagLen        int
-		Magic         string
-		AllFields     []Field
-		AllFlags      []Flag
+		Header       []Field
+		Layouts      []Layout
+		Sealed       []SealedLayout
+		KeyID        Field
+		Versions     []int
+		HeaderLen    int
+		MaxPacketLen int
+		TagLen       int
+		Magic        string
+		AllFields    []Field
+		AllFlags     []Flag
 	}{
 		Header: Header, Layouts: Layouts, Sealed: Sealed, KeyID: KeyID, Versions: Versions,
 		HeaderLen: packet.HeaderLen, MaxPacketLen: packet.MaxPacketLen, TagLen: TagLen,
@@ -94,4 +94,3 @@ func protoField(f Field) string {
 	}
 	panic("wireshark: field " + f.Abbrev + " has unknown type " + f.Type)
 }
-

@@ -15,11 +15,19 @@ type metric struct {
 type family struct {
 	prefix string
 	all    []*prometheus.Desc
+	meta   []meta // what all describes, for the documentation test
+}
+
+// meta is one metric's name, type, labels and help.
+type meta struct {
+	name, kind, help string
+	labels           []string
 }
 
 func (f *family) def(name, help string, kind prometheus.ValueType, labels ...string) metric {
 	d := prometheus.NewDesc(f.prefix+name, help, labels, nil)
 	f.all = append(f.all, d)
+	f.meta = append(f.meta, meta{f.prefix + name, map[prometheus.ValueType]string{prometheus.CounterValue: "counter", prometheus.GaugeValue: "gauge"}[kind], help, labels})
 	return metric{desc: d, kind: kind}
 }
 
@@ -34,6 +42,7 @@ func (f *family) gauge(name, help string, labels ...string) metric {
 func (f *family) histogram(name, help string, labels ...string) *prometheus.Desc {
 	d := prometheus.NewDesc(f.prefix+name, help, labels, nil)
 	f.all = append(f.all, d)
+	f.meta = append(f.meta, meta{f.prefix + name, "histogram", help, labels})
 	return d
 }
 

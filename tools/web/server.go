@@ -65,8 +65,8 @@ type Config struct {
 	// DefaultInterval.
 	Interval time.Duration
 	// MaxStreams is how many streams the page shows before summing the
-	// rest into "other"; it also bounds the metrics' stream labels.
-	// Default DefaultMaxStreams.
+	// rest into "other"; default DefaultMaxStreams. (The metrics' stream
+	// labels have their own bound, metrics.DefaultMaxStreams.)
 	MaxStreams int
 	// Logger receives rare events (client errors); default zerolog.Nop().
 	Logger zerolog.Logger
@@ -213,7 +213,7 @@ func (s *Server) AddSender(x metrics.SenderSource, peer string) {
 	if s == nil {
 		return
 	}
-	s.register(metrics.NewSenderCollector(x, metrics.Options{Peer: peer, MaxStreams: s.cfg.MaxStreams}))
+	s.register(metrics.NewSenderCollector(x, metrics.Options{Peer: peer}))
 	s.mu.Lock()
 	s.srcs.senders = append(s.srcs.senders, senderSource{src: x, peer: peer})
 	s.mu.Unlock()
@@ -224,7 +224,7 @@ func (s *Server) AddReceiver(x metrics.ReceiverSource) {
 	if s == nil {
 		return
 	}
-	s.register(metrics.NewReceiverCollector(x, metrics.Options{MaxStreams: s.cfg.MaxStreams}))
+	s.register(metrics.NewReceiverCollector(x, metrics.Options{}))
 	s.mu.Lock()
 	s.srcs.receivers = append(s.srcs.receivers, x)
 	s.mu.Unlock()

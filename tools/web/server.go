@@ -168,7 +168,10 @@ func isLoopback(addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: address %q: %v", ErrConfig, addr, err)
 	}
-	if host == "localhost" {
+	switch host {
+	case "":
+		return false, nil // every interface
+	case "localhost":
 		return true, nil
 	}
 	ip, err := netip.ParseAddr(host)
@@ -311,7 +314,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-s.closing:
-			c.Close(websocket.StatusGoingAway, "server closing")
+			// Not Close: its handshake waits up to 5 s for the peer's
+			// answer, and the server is going away now.
 			return
 		case <-t.C:
 		}

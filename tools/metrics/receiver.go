@@ -154,7 +154,6 @@ func (c *ReceiverCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		s.add(x)
 	}
-	buckets := make(map[float64]uint64, receiver.NumDelayBuckets)
 	for _, k := range order {
 		s := series[k]
 		l := []string{k.peer, k.stream}
@@ -176,7 +175,7 @@ func (c *ReceiverCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.jitter.desc, c.jitter.kind, seconds(s.jitter), l...)
 		ch <- prometheus.MustNewConstMetric(c.repairRTT.desc, c.repairRTT.kind, seconds(s.repairRTT), l...)
 		emit(ch, c.intervalLoss, s.intervalLoss, l...)
-		clear(buckets)
+		buckets := make(map[float64]uint64, receiver.NumDelayBuckets) // kept by the metric: one each
 		for i, n := range s.buckets {
 			buckets[float64(receiver.DelayBucketNanos[i])/1e9] = n
 		}

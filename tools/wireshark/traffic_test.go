@@ -88,8 +88,19 @@ func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) 
 
 func (r *recorder) addr() netip.AddrPort { return r.ln.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// stop closes the relay and returns what it recorded.
+// stop waits until nothing has arrived for 200 ms (the last datagrams
+// the ends wrote may still be in the sockets), then closes the relay and
+// returns what it recorded.
 func (r *recorder) stop() []frame {
+	for last := -1; ; time.Sleep(200 * time.Millisecond) {
+		r.mu.Lock()
+		n := len(r.frames)
+		r.mu.Unlock()
+		if n == last {
+			break
+		}
+		last = n
+	}
 	r.ln.Close()
 	r.up.Close()
 	r.wg.Wait()

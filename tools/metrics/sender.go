@@ -24,6 +24,7 @@ type SenderCollector struct {
 	packets, payloadBytes, datagrams, bytes, parity, parityDropped    metric
 	heartbeats, retransmissions, retransmitBytes, nacks, reports      metric
 	malformed, refused, rtxRefused, queueFull, writeErrors, unavail   metric
+	queued                                                            metric
 	rtt, rttMin, rttVar, pacingRate, deliveryRate, congestion, waits  metric
 	streamPackets, fecBlocks, fecBytes, fecK, fecM, fecInterleave     metric
 	evicted, repReceived, repLost, repUnrecovered, repRTX, repFEC     metric
@@ -52,6 +53,7 @@ func NewSenderCollector(src SenderSource, o Options) *SenderCollector {
 	c.unavail = f.counter("unavailable_total", "Unavailable answers sent (sequences no longer buffered).")
 	c.queueFull = f.counter("queue_full_total", "Sends refused or delayed by a full queue.")
 	c.writeErrors = f.counter("write_errors_total", "Datagrams the kernel refused.")
+	c.queued = f.gauge("queued_datagrams", "Datagrams waiting for the socket now (queue depth).")
 	c.rtt = f.gauge("rtt_seconds", "Smoothed round-trip time from REPORT echoes.")
 	c.rttMin = f.gauge("rtt_min_seconds", "Smallest round-trip time seen.")
 	c.rttVar = f.gauge("rtt_variance_seconds", "Round-trip time variation (RFC 6298 RTTVAR).")
@@ -133,6 +135,7 @@ func (c *SenderCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(ch, c.unavail, st.Unavailable)
 	emit(ch, c.queueFull, st.QueueFull)
 	emit(ch, c.writeErrors, st.WriteErrors)
+	emit(ch, c.queued, st.Queued)
 	for _, r := range []struct {
 		reason string
 		n      uint64

@@ -101,8 +101,9 @@ func stable(t *testing.T, url string, names ...string) map[string]*dto.MetricFam
 
 // TestHTTPMetricsMatchStats runs send → netem (10% loss each way) → recv,
 // all with --http, scrapes /metrics with a real HTTP client during the
-// transfer (the counters must grow and parse) and after it, and checks
-// the last scrape against each command's final --stats JSON.
+// transfer (the counters must grow and parse) and after it (the sender
+// lingers 6 s so that its figures settle while it still serves), and
+// checks the last scrape against each command's final --stats JSON.
 func TestHTTPMetricsMatchStats(t *testing.T) {
 	dir := t.TempDir()
 	recvStats, sendStats := filepath.Join(dir, "recv.json"), filepath.Join(dir, "send.json")
@@ -112,7 +113,7 @@ func TestHTTPMetricsMatchStats(t *testing.T) {
 
 	var sendErr lockedBuffer
 	send := exec.Command(telewireBin, "send", "--to", relay, "--gen", "market", "--count", "6000", "--rate", "2000",
-		"--linger", "4s", "--stats", sendStats, "--fec", "8,2", "--http", "127.0.0.1:0")
+		"--linger", "6s", "--stats", sendStats, "--fec", "8,2", "--http", "127.0.0.1:0")
 	send.Stderr = &sendErr
 	if err := send.Start(); err != nil {
 		t.Fatal(err)

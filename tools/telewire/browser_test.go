@@ -106,7 +106,7 @@ func TestLivePageInBrowser(t *testing.T) {
 		}
 	}
 	for chart, series := range map[string][]string{
-		"rate": {"first"}, "delay": {"p50", "p99", "jitter"}, "rtt": {"rtt"}, "fec": {"k", "m"}, "pacing": {"pacing"},
+		"rate": {"first"}, "delay": {"p50", "p99", "jitter", "p99recent"}, "rtt": {"rtt"}, "fec": {"k", "m"}, "pacing": {"pacing"},
 	} {
 		last := lastOf(t, b[chart])
 		for _, s := range series {

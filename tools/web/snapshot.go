@@ -22,6 +22,8 @@ type Snapshot struct {
 	// because there were more than Config.MaxStreams.
 	Omitted int    `json:"omitted"`
 	Relay   *Relay `json:"relay,omitempty"`
+	// DelayBoundsNanos are the upper bounds of Stream.DelayBuckets.
+	DelayBoundsNanos []uint64 `json:"delay_bounds_ns"`
 }
 
 // Stream is one stream's figures. The receive-side figures are the local
@@ -44,6 +46,10 @@ type Stream struct {
 	DelayP99     uint64 `json:"delay_p99_ns"`
 	DelayMax     uint64 `json:"delay_max_ns"`
 	RepairRTT    int64  `json:"repair_rtt_ns"` // receiver: smoothed NACK-to-retransmission time
+	// DelayBuckets are the local receiver's cumulative delay counts at
+	// Snapshot.DelayBoundsNanos (empty without a local receiver): the page
+	// takes differences to show recent percentiles, not only since start.
+	DelayBuckets []uint64 `json:"delay_buckets,omitempty"`
 
 	HasSender     bool    `json:"has_sender"` // send figures are present
 	Sent          uint64  `json:"sent"`
@@ -76,7 +82,7 @@ type senderSource struct {
 // snapshot builds a Snapshot of srcs at nowMillis, keeping at most
 // maxStreams streams (sorted by key) and summing the rest into "other".
 func snapshot(srcs *sources, role string, nowMillis int64, maxStreams int) Snapshot {
-	snap := Snapshot{TimeMillis: nowMillis, Role: role, Streams: []Stream{}}
+	snap := Snapshot{TimeMillis: nowMillis, Role: role, Streams: []Stream{}, DelayBoundsNanos: receiver.DelayBucketNanos[:]}
 	var all []Stream
 	byID := map[uint32][]int{} // receiver streams by stream id, to merge a local sender's into
 	for _, r := range srcs.receivers {
@@ -87,7 +93,7 @@ func snapshot(srcs *sources, role string, nowMillis int64, maxStreams int) Snaps
 				HasReceiver: true, Received: x.Received, RecoveredRTX: x.RecoveredRTX, RecoveredFEC: x.RecoveredFEC,
 				Lost: x.Lost, Unrecovered: x.Unrecovered, JitterNanos: x.JitterNanos,
 				DelayP50: x.Delay.P50, DelayP90: x.Delay.P90, DelayP99: x.Delay.P99, DelayMax: x.Delay.Max,
-				RepairRTT: x.NACKRTTNanos,
+				RepairRTT: x.NACKRTTNanos, DelayBuckets: x.DelayBuckets[:],
 			})
 		}
 	}
@@ -156,6 +162,14 @@ func addStream(dst, v *Stream) {
 	dst.RepairRTT, dst.RTTNanos = max(dst.RepairRTT, v.RepairRTT), max(dst.RTTNanos, v.RTTNanos)
 	dst.FECK, dst.FECM, dst.FECInterleave = max(dst.FECK, v.FECK), max(dst.FECM, v.FECM), max(dst.FECInterleave, v.FECInterleave)
 	dst.PacingRate = max(dst.PacingRate, v.PacingRate)
+	if len(v.DelayBuckets) > 0 {
+		if dst.DelayBuckets == nil {
+			dst.DelayBuckets = make([]uint64, len(v.DelayBuckets))
+		}
+		for i, n := range v.DelayBuckets {
+			dst.DelayBuckets[i] += n
+		}
+	}
 }
 
 func addDir(dst, s *netem.DirStats) {

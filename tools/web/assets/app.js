@@ -14,8 +14,9 @@ const CHARTS = [
     series: [["first", "--first", "first copy"], ["fec", "--fec", "rebuilt by FEC"], ["rtx", "--rtx", "retransmitted"]] },
   { id: "loss", title: "loss %, last 2 s", unit: "%",
     series: [["before", "--loss", "before repair"], ["after", "--after", "after repair"]] },
-  { id: "delay", title: "one-way delay since start, ms", unit: "ms",
-    series: [["p50", "--p50", "p50"], ["p90", "--p90", "p90"], ["p99", "--p99", "p99"], ["jitter", "--jit", "jitter"]] },
+  { id: "delay", title: "one-way delay, ms", unit: "ms",
+    series: [["p50", "--p50", "p50"], ["p90", "--p90", "p90"], ["p99", "--p99", "p99"], ["jitter", "--jit", "jitter"],
+      ["p99recent", "--rtt", "p99, last 2 s"]] },
   { id: "rtt", title: "round trip, ms", unit: "ms",
     series: [["rtt", "--rtt", "RTT (sender)"], ["repair", "--fec", "NACK→repair (receiver)"]] },
   { id: "fec", title: "FEC block", unit: "",
@@ -110,6 +111,7 @@ function update(snap) {
     put("p90", ms(v.delay_p90_ns));
     put("p99", ms(v.delay_p99_ns));
     put("jitter", ms(v.jitter_ns));
+    put("p99recent", recentQuantile(0.99, snap.delay_bounds_ns, v.delay_buckets, o.delay_buckets));
     put("rtt", v.has_sender ? v.rtt_ns / 1e6 : null);
     put("repair", v.has_receiver && v.repair_rtt_ns > 0 ? v.repair_rtt_ns / 1e6 : null);
     put("k", v.has_sender ? v.fec_k : null);
@@ -240,6 +242,26 @@ function draw(c, st) {
   cv.dataset.points = String(n);
   cv.dataset.lastTime = String(tEnd);
   cv.dataset.last = JSON.stringify(last);
+}
+
+// recentQuantile estimates the q-quantile, in ms, of the delays recorded
+// between two cumulative bucket snapshots, interpolating linearly inside
+// the bucket that holds it (as Prometheus's histogram_quantile does).
+function recentQuantile(q, bounds, now, then) {
+  if (!bounds || !now || !then || now.length !== bounds.length) return null;
+  const d = now.map((n, i) => n - then[i]);
+  const total = d[d.length - 1];
+  if (!(total > 0)) return null;
+  const rank = q * total;
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] >= rank) {
+      const lo = i ? bounds[i - 1] : 0, below = i ? d[i - 1] : 0;
+      const inBucket = d[i] - below;
+      const frac = inBucket > 0 ? (rank - below) / inBucket : 1;
+      return (lo + (bounds[i] - lo) * frac) / 1e6;
+    }
+  }
+  return bounds[bounds.length - 1] / 1e6; // beyond the last bound
 }
 
 function niceCeil(v) {

@@ -349,14 +349,15 @@ func (h *DelayHistogram) Cumulative(bounds []uint64, cum []uint64) (sum float64)
 		return 0
 	}
 	span := h.max - h.min
+	bi := 0 // blocks come in increasing order of delay, so the bound only moves up
 	add := func(v, c uint64) {
 		v = min(v, span)
 		sum += float64(v) * float64(c)
-		for i, b := range bounds {
-			if v <= b {
-				cum[i] += c
-				break
-			}
+		for bi < len(bounds) && v > bounds[bi] {
+			bi++
+		}
+		if bi < len(bounds) {
+			cum[bi] += c
 		}
 	}
 	m := h.min

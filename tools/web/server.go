@@ -31,9 +31,12 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Defaults of Config.
+// Defaults of Config, and the server's own bound.
 const (
-	DefaultInterval   = 250 * time.Millisecond
+	// DefaultInterval is the default of Config.Interval: four pushes a
+	// second.
+	DefaultInterval = 250 * time.Millisecond
+	// DefaultMaxStreams is the default of Config.MaxStreams.
 	DefaultMaxStreams = 16
 	// MaxClients is how many WebSocket clients are served at once; more
 	// get 503 Service Unavailable.

@@ -329,7 +329,7 @@ local function dissect_sealed(buf, tree, envelope, length)
 	local s = SEALED[envelope]
 	tree:add(F["key_id"], buf(20, 4))
 	local min = s.body + TAG_LEN
-	local sub = tree:add(tw, buf(HEADER_LEN, math.max(buf:len() - HEADER_LEN, 0)), "Sealed (" .. ENVELOPES[envelope] .. ")")
+	local sub = tree:add(tw, buf(HEADER_LEN, math.max(buf:len() - HEADER_LEN, 0)), "Sealed envelope (body encrypted)")
 	if length < min or buf:len() < length then
 		sub:add_proto_expert_info(E.bad_length, string.format("sealed datagram of %d bytes, at least %d needed", length, min))
 		return

@@ -905,6 +905,7 @@ func (c *Core) Stats() Stats {
 				ReorderDropped:  ds.Dropped,
 				MissingOverflow: ts.GivenUpOverflow,
 			}
+			ss.DelaySumNanos = x.delay.Cumulative(DelayBucketNanos[:], ss.DelayBuckets[:])
 			if x.decoder != nil {
 				ds := x.decoder.Stats()
 				ss.ParityReceived = ds.ParityReceived

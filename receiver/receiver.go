@@ -125,6 +125,7 @@ func (r *Receiver) Stats() Stats {
 	r.loop.Mu.Unlock()
 	io := r.conn.Stats()
 	st.KernelDrops = io.KernelDrops
+	st.BytesRead = io.BytesRead
 	st.ReadSyscalls = io.ReadSyscalls
 	st.WriteErrors = r.loop.WriteErrors()
 	return st

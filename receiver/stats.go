@@ -26,6 +26,7 @@ type Stats struct {
 	SessionsRefused uint64 `json:"sessions_refused"` // datagrams dropped: session table full
 	StreamsRefused  uint64 `json:"streams_refused"`  // datagrams dropped: stream table full
 	KernelDrops     uint64 `json:"kernel_drops"`     // receive-queue overflows the kernel reported
+	BytesRead       uint64 `json:"bytes_read"`       // UDP payload bytes of the datagrams read
 	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
 	FeedbackBlocked uint64 `json:"feedback_blocked"` // feedback withheld: over 3x the bytes received from an unauthenticated sender
 
@@ -75,4 +76,23 @@ type StreamStats struct {
 	JitterNanos      uint64        `json:"jitter_ns"` // RFC 3550 interarrival jitter
 	Delay            stats.Summary `json:"delay"`     // one-way delay above the minimum seen
 	DelaySamples     uint64        `json:"delay_samples"`
+
+	// DelayBuckets[i] counts the delay samples (of DelaySamples) at most
+	// DelayBucketNanos[i] above the minimum, cumulatively, within the
+	// histogram's 0.8% precision; DelaySumNanos estimates their sum to
+	// the same precision. They are what a Prometheus histogram needs
+	// (tools/metrics) and stay out of the JSON.
+	DelayBuckets  [NumDelayBuckets]uint64 `json:"-"`
+	DelaySumNanos float64                 `json:"-"`
+}
+
+// NumDelayBuckets is the number of bounds in DelayBucketNanos.
+const NumDelayBuckets = 17
+
+// DelayBucketNanos are the upper bounds of StreamStats.DelayBuckets in
+// nanoseconds: 50 µs to 10 s in 1-2.5-5 steps.
+var DelayBucketNanos = [NumDelayBuckets]uint64{
+	50e3, 100e3, 250e3, 500e3,
+	1e6, 2.5e6, 5e6, 10e6, 25e6, 50e6, 100e6, 250e6, 500e6,
+	1e9, 2.5e9, 5e9, 10e9,
 }

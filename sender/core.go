@@ -606,6 +606,7 @@ func (c *Core) NextTimer() (int64, bool) {
 func (c *Core) Stats() Stats {
 	st := c.stats
 	st.Session = c.session
+	st.Queued = c.out.Current().Len()
 	st.RTT = RTTStats{
 		SmoothedNanos: c.rtt.Smoothed(),
 		VarianceNanos: c.rtt.Variance(),

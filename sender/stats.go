@@ -27,6 +27,7 @@ type Stats struct {
 	ForeignSession  uint64 `json:"foreign_session"`  // feedback for another session
 	Unexpected      uint64 `json:"unexpected"`       // valid packets a sender does not take
 	WriteErrors     uint64 `json:"write_errors"`     // datagrams the kernel refused
+	Queued          int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
 
 	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent, rejected whole
 	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget

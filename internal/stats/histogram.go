@@ -329,3 +329,55 @@ func (h *DelayHistogram) valueAtRank(rank uint64) uint64 {
 	// answer if they ever did not.
 	return h.max - h.min
 }
+
+// Cumulative fills cum[i] with the number of recorded delays whose relative
+// value (in nanoseconds) is at most bounds[i], for increasing bounds, and
+// returns an estimate of the sum of all relative delays. It is the view a
+// Prometheus histogram needs, computed from the recorded blocks rather than
+// per sample, so recording stays as cheap as before.
+//
+// A block is counted under the first bound at or above its representative
+// value (exact at level 0, the block's midpoint above, as
+// [DelayHistogram.Quantile] reports it), so a count is off only for delays
+// within 1/[RelativeErrorDivisor] of a bound; the sum carries the same
+// relative error. cum must be at least as long as bounds; delays above the
+// last bound are in none of them (Count holds all). It does not allocate.
+func (h *DelayHistogram) Cumulative(bounds []uint64, cum []uint64) (sum float64) {
+	cum = cum[:len(bounds)]
+	clear(cum)
+	if h.n == 0 {
+		return 0
+	}
+	span := h.max - h.min
+	bi := 0 // blocks come in increasing order of delay, so the bound only moves up
+	add := func(v, c uint64) {
+		v = min(v, span)
+		sum += float64(v) * float64(c)
+		for bi < len(bounds) && v > bounds[bi] {
+			bi++
+		}
+		if bi < len(bounds) {
+			cum[bi] += c
+		}
+	}
+	m := h.min
+	for j := uint64(0); j < level0Limit; j++ {
+		if c := h.counts[(m+j)&(level0Slots-1)]; c != 0 {
+			add(j, c)
+		}
+	}
+	for l := uint(1); l <= topLevel; l++ {
+		q := m >> l
+		r := m & (1<<l - 1)
+		top := levelTop(m, l)
+		for j := top - (levelSlots - 1); j <= top; j++ {
+			if c := h.counts[levelSlot(l, q+j)]; c != 0 {
+				add(j<<l-r+1<<(l-1), c)
+			}
+		}
+	}
+	for i := 1; i < len(cum); i++ {
+		cum[i] += cum[i-1]
+	}
+	return sum
+}

@@ -42,6 +42,9 @@ type RecvOptions struct {
 	// --stats-interval); it replaces StatsFile. Recv writes its records and
 	// closes it.
 	Stats *StatsOutput
+	// OnReceiver, if set, is called with the receiver once it listens
+	// (to export its statistics, for instance).
+	OnReceiver func(*receiver.Receiver)
 }
 
 // Recv runs `telewire recv`: delivered payloads go to stdout in the chosen
@@ -75,6 +78,9 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
+	if o.OnReceiver != nil {
+		o.OnReceiver(r)
+	}
 	var sink *pcapSink
 	if o.PcapOut != "" {
 		if sink, err = openPcapSink(o.PcapOut, o.FlowsFile, r.Addr(), wall); err != nil {

@@ -82,6 +82,9 @@ type ReplayOptions struct {
 	// among the streams (between 256 KiB and 8 MiB each).
 	Sender sender.Config
 	Logger zerolog.Logger
+	// OnSender, if set, is called with the sender once it exists (to
+	// export its statistics, for instance).
+	OnSender func(*sender.Sender)
 }
 
 // Flow is one original UDP flow (source and destination address and port;
@@ -203,6 +206,9 @@ func Replay(ctx context.Context, o ReplayOptions, stderr io.Writer) (ReplayStats
 		return st, err
 	}
 	defer s.Close()
+	if o.OnSender != nil {
+		o.OnSender(s)
+	}
 
 	run, err := newReplayRun(o, sc, cfg.Clock, s.SendStream)
 	if err != nil {

@@ -36,6 +36,9 @@ type SendOptions struct {
 	// --stats-interval or "-"); it replaces StatsFile. Send writes its
 	// records and closes it.
 	Stats *StatsOutput
+	// OnSender, if set, is called with the sender once it exists (to
+	// export its statistics, for instance).
+	OnSender func(*sender.Sender)
 }
 
 // Send runs `telewire send`: messages from stdin (or a generator) go to a
@@ -71,6 +74,9 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 		return err
 	}
 	defer s.Close()
+	if o.OnSender != nil {
+		o.OnSender(s)
+	}
 
 	start := time.Now()
 	statsRun := statsOut.begin(func() sample { return sendSample(s.Stats()) })

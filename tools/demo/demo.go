@@ -34,11 +34,11 @@ type Options struct {
 	Interval time.Duration  // table row interval; default 1s
 	KeyFile  string         // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
 	Logger   zerolog.Logger // default: discard
-	// Observe, if set, is called once the sender and the receiver run,
-	// before the first message, with functions returning their
-	// statistics; these are safe to call from any goroutine until Run
-	// returns (telewire demo's --stats-interval records use them).
-	Observe func(snd func() sender.Stats, rcv func() receiver.Stats)
+	// OnStart, if set, is called once the sender, the link relay and the
+	// receiver run, before the first message (to export their statistics,
+	// for instance). They are safe to use from any goroutine until Run
+	// returns.
+	OnStart func(*sender.Sender, *receiver.Receiver, *netem.Relay)
 }
 
 // DefaultLink is the demo's default impairment for each direction: about
@@ -135,6 +135,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 	defer snd.Close()
+	if o.OnStart != nil {
+		o.OnStart(snd, rcv, relay)
+	}
 
 	var delivered uint64
 	var dmu sync.Mutex
@@ -156,9 +159,6 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return delivered
 	}
 
-	if o.Observe != nil {
-		o.Observe(snd.Stats, rcv.Stats)
-	}
 	fmt.Fprintf(out, "telewire demo: %s messages at %.0f/s for %s over loopback\n", o.Source, o.Rate, o.Duration)
 	fmt.Fprintf(out, "link each way: %s\n", o.Fwd)
 	if o.KeyFile != "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/telewire/telewire/tools/app"
 	"github.com/telewire/telewire/tools/demo"
 	"github.com/telewire/telewire/tools/gen"
+	"github.com/telewire/telewire/tools/netem"
 )
 
 func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -29,6 +30,7 @@ No flags are needed.`, stderr)
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
 	stats := addStatsFlags(fs, true)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,9 +57,17 @@ No flags are needed.`, stderr)
 		return err
 	}
 	defer statsOut.Close()
+	srv, err := hw.start(fs, "demo", stderr, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
 	var statsRun *app.DemoStatsRun
-	o.Observe = func(snd func() sender.Stats, rcv func() receiver.Stats) {
-		statsRun = app.StartDemoStats(statsOut, snd, rcv)
+	o.OnStart = func(s *sender.Sender, r *receiver.Receiver, l *netem.Relay) {
+		statsRun = app.StartDemoStats(statsOut, s.Stats, r.Stats)
+		srv.AddSender(s, l.Addr().String())
+		srv.AddReceiver(r)
+		srv.AddRelay(l)
 	}
 	sum, err := demo.Run(ctx, o, stdout)
 	if err != nil {

@@ -45,6 +45,7 @@ Example, a receiver behind a lossy link:
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	stats := addStatsFlags(fs, false)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -77,6 +78,11 @@ Example, a receiver behind a lossy link:
 		return err
 	}
 	defer statsOut.Close()
+	srv, err := hw.start(fs, "netem", stderr, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
 
 	relay, err := netem.NewRelay(cfg)
 	if errors.Is(err, netem.ErrRelayConfig) {
@@ -87,6 +93,7 @@ Example, a receiver behind a lossy link:
 	}
 	fmt.Fprintf(stderr, "netem: listening on %s, forwarding to %s\n  fwd: %s\n  rev: %s\n",
 		relay.Addr(), cfg.To, specText(cfg.Fwd), specText(cfg.Rev))
+	srv.AddRelay(relay)
 
 	start := time.Now()
 	var tick *time.Ticker

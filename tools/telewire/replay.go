@@ -58,6 +58,7 @@ every datagram).`, stderr)
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a progress bar with packets, rate and ETA on stderr (default: on when stderr is a terminal)")
 	repair := addRepairFlags(fs)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 
 	file, err := parseWithFile(fs, args)
 	if err != nil {
@@ -129,6 +130,12 @@ every datagram).`, stderr)
 		defer remove()
 		o.File = path
 	}
+	srv, err := hw.start(fs, "replay", stderr, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	o.OnSender = func(s *sender.Sender) { srv.AddSender(s, o.To) }
 	_, err = app.Replay(ctx, o, stderr)
 	return err
 }

@@ -38,6 +38,7 @@ reported).`, stderr)
 	maxMbit := fs.Float64("max-mbit", 0, "with --cc on: cap the pacing rate at this many Mbit/s on the wire, headers, parity and retransmissions included (0 = no cap)")
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -98,6 +99,12 @@ reported).`, stderr)
 		return err
 	}
 	defer o.Stats.Close()
+	srv, err := hw.start(fs, "send", stderr, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	o.OnSender = func(s *sender.Sender) { srv.AddSender(s, o.To) }
 	return app.Send(ctx, o, stdin, stderr)
 }
 
@@ -122,6 +129,7 @@ one-way delay percentiles).`, stderr)
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -157,6 +165,12 @@ one-way delay percentiles).`, stderr)
 		return err
 	}
 	defer o.Stats.Close()
+	srv, err := hw.start(fs, "recv", stderr, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	o.OnReceiver = func(r *receiver.Receiver) { srv.AddReceiver(r) }
 	return app.Recv(ctx, o, stdout, stderr)
 }
 

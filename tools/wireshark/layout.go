@@ -1,0 +1,227 @@
+package wireshark
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode"
+
+	"github.com/telewire/telewire/packet"
+)
+
+// Field is one field of a layout as the dissector shows it.
+type Field struct {
+	// Abbrev is the display filter name after "telewire.", e.g.
+	// "data.seq".
+	Abbrev string
+	// Name is the label shown in the packet tree.
+	Name string
+	// Doc is how the byte table in packet/doc.go (or internal/seal/doc.go)
+	// names the field: the start of its "field" column. Empty for fields
+	// the docs describe in prose (REPORT's) or not at all.
+	Doc string
+	// Offset is from the start of the datagram (for a Range field, from
+	// the start of the range).
+	Offset int
+	// Size is the field's length in bytes; 0 means up to the end of the
+	// datagram (before Trailer bytes, see Layout).
+	Size int
+	// Type is the ProtoField type: uint8, uint16, uint32, uint64, int64
+	// or bytes.
+	Type string
+	// Hex shows the value in hexadecimal.
+	Hex bool
+	// Go is the path of the packet.Packet field the value comes from (e.g.
+	// "Parity.K"), for the test that reads encoded packets back; empty
+	// for fields the encoder fills in itself (magic, length, checksum).
+	Go string
+}
+
+// Flag is one flag bit of a packet kind.
+type Flag struct {
+	Abbrev string // after "telewire.", e.g. "data.flags.retransmit"
+	Name   string
+	Mask   uint8
+}
+
+// Layout is one packet kind's body.
+type Layout struct {
+	Kind uint8
+	Name string // as packet.Kind.String() says it
+	// Doc is the heading of the kind's section in packet/doc.go.
+	Doc string
+	// Fields follow the header, in order.
+	Fields []Field
+	// BodyLen is the size of the body before any variable part.
+	BodyLen int
+	// Exact says the body is exactly BodyLen bytes.
+	Exact bool
+	// MinTail is the least number of bytes the variable part (the Size 0
+	// field) must have.
+	MinTail int
+	// Range, if not nil, is the repeated part: Count ranges of RangeLen
+	// bytes after BodyLen, Count read from the field named CountAbbrev.
+	Range       []Field
+	RangeLen    int
+	CountAbbrev string
+	MaxCount    int
+	Flags       []Flag
+}
+
+// Header is the common header of every packet, plain or sealed.
+var Header = []Field{
+	{Abbrev: "magic", Name: "Magic", Doc: "magic", Offset: 0, Size: 2, Type: "uint16", Hex: true},
+	{Abbrev: "version", Name: "Version", Doc: "version", Offset: 2, Size: 1, Type: "uint8"},
+	{Abbrev: "kind", Name: "Kind", Doc: "kind", Offset: 3, Size: 1, Type: "uint8", Go: "Kind"},
+	{Abbrev: "flags", Name: "Flags", Doc: "flags", Offset: 4, Size: 1, Type: "uint8", Hex: true, Go: "Flags"},
+	{Abbrev: "envelope", Name: "Envelope", Doc: "envelope", Offset: 5, Size: 1, Type: "uint8"},
+	{Abbrev: "length", Name: "Length", Doc: "length", Offset: 6, Size: 2, Type: "uint16"},
+	{Abbrev: "session", Name: "Session", Doc: "session id", Offset: 8, Size: 8, Type: "uint64", Hex: true, Go: "Session"},
+	{Abbrev: "stream", Name: "Stream", Doc: "stream id", Offset: 16, Size: 4, Type: "uint32", Go: "Stream"},
+	{Abbrev: "crc", Name: "CRC-32C", Doc: "CRC-32C", Offset: 20, Size: 4, Type: "uint32", Hex: true},
+}
+
+// Layouts are the packet kinds, by kind number order.
+var Layouts = []Layout{
+	{
+		Kind: 1, Name: "DATA", Doc: "DATA (kind 1)", BodyLen: packet.DataHeaderLen,
+		Fields: []Field{
+			{Abbrev: "data.seq", Name: "Sequence", Doc: "sequence number", Offset: 24, Size: 8, Type: "uint64", Go: "Seq"},
+			{Abbrev: "data.timestamp", Name: "Sender timestamp (ns)", Doc: "sender timestamp", Offset: 32, Size: 8, Type: "int64", Go: "Timestamp"},
+			{Abbrev: "data.payload", Name: "Payload", Doc: "payload", Offset: 40, Type: "bytes", Go: "Payload"},
+		},
+		Flags: []Flag{
+			{Abbrev: "data.flags.retransmit", Name: "Retransmission", Mask: uint8(packet.FlagRetransmit)},
+			{Abbrev: "data.flags.protected", Name: "Protected by FEC", Mask: uint8(packet.FlagProtected)},
+		},
+	},
+	{
+		Kind: 2, Name: "PARITY", Doc: "PARITY (kind 2)", BodyLen: packet.ParityHeaderLen, MinTail: 1,
+		Fields: []Field{
+			{Abbrev: "parity.first", Name: "First sequence of block", Doc: "first sequence number", Offset: 24, Size: 8, Type: "uint64", Go: "Parity.First"},
+			{Abbrev: "parity.k", Name: "K (data shards)", Doc: "K", Offset: 32, Size: 1, Type: "uint8", Go: "Parity.K"},
+			{Abbrev: "parity.m", Name: "M (parity shards)", Doc: "M", Offset: 33, Size: 1, Type: "uint8", Go: "Parity.M"},
+			{Abbrev: "parity.index", Name: "Parity index", Doc: "index", Offset: 34, Size: 1, Type: "uint8", Go: "Parity.Index"},
+			{Abbrev: "parity.stride", Name: "Stride", Doc: "stride", Offset: 35, Size: 1, Type: "uint8", Go: "Parity.Stride"},
+			{Abbrev: "parity.shard", Name: "Parity shard", Doc: "parity shard", Offset: 36, Type: "bytes", Go: "Payload"},
+		},
+	},
+	{
+		Kind: 3, Name: "NACK", Doc: "NACK (kind 3)", BodyLen: packet.NACKHeaderLen,
+		Fields: []Field{
+			{Abbrev: "nack.count", Name: "Ranges", Doc: "count of ranges", Offset: 24, Size: 2, Type: "uint16"},
+			{Abbrev: "nack.reserved", Name: "Reserved", Doc: "reserved", Offset: 26, Size: 2, Type: "uint16", Hex: true},
+		},
+		Range: []Field{
+			{Abbrev: "nack.range.first", Name: "First sequence", Doc: "first sequence", Offset: 0, Size: 8, Type: "uint64", Go: "First"},
+			{Abbrev: "nack.range.len", Name: "Sequences", Doc: "number of sequences", Offset: 8, Size: 4, Type: "uint32", Go: "Len"},
+		},
+		RangeLen: packet.RangeLen, CountAbbrev: "nack.count", MaxCount: packet.MaxRanges,
+		Flags: []Flag{{Abbrev: "nack.flags.unavailable", Name: "Unavailable (sender: no longer buffered)", Mask: uint8(packet.FlagUnavailable)}},
+	},
+	{
+		Kind: 4, Name: "REPORT", Doc: "REPORT (kind 4)", BodyLen: packet.ReportLen, Exact: true,
+		Fields: reportFields(),
+		Flags:  []Flag{{Abbrev: "report.flags.early", Name: "Early (interval figures repeat the last interval)", Mask: uint8(packet.FlagEarly)}},
+	},
+	{
+		Kind: 5, Name: "HEARTBEAT", Doc: "HEARTBEAT (kind 5)", BodyLen: packet.HeartbeatLen, Exact: true,
+		Fields: []Field{
+			{Abbrev: "heartbeat.start", Name: "First sequence sent", Doc: "start", Offset: 24, Size: 8, Type: "uint64", Go: "Heartbeat.Start"},
+			{Abbrev: "heartbeat.next", Name: "Next sequence", Doc: "next", Offset: 32, Size: 8, Type: "uint64", Go: "Heartbeat.Next"},
+			{Abbrev: "heartbeat.timestamp", Name: "Sender timestamp (ns)", Doc: "sender timestamp", Offset: 40, Size: 8, Type: "int64", Go: "Heartbeat.Timestamp"},
+		},
+	},
+}
+
+// reportFields lays out packet.Report's fields in declaration order: the
+// REPORT body, as packet/doc.go says.
+func reportFields() []Field {
+	t := reflect.TypeFor[packet.Report]()
+	off := packet.HeaderLen
+	var fs []Field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		f := Field{Abbrev: "report." + snake(sf.Name), Name: words(sf.Name), Offset: off, Go: "Report." + sf.Name}
+		switch sf.Type.Kind() {
+		case reflect.Int64:
+			f.Size, f.Type = 8, "int64"
+		case reflect.Uint64:
+			f.Size, f.Type = 8, "uint64"
+		case reflect.Uint32:
+			f.Size, f.Type = 4, "uint32"
+		default:
+			panic(fmt.Sprintf("wireshark: packet.Report.%s has type %s, which the REPORT layout does not define", sf.Name, sf.Type))
+		}
+		off += f.Size
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+// snake turns "DelayP50Nanos" into "delay_p50_nanos".
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) && i > 0 && !unicode.IsUpper(rune(s[i-1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return strings.ReplaceAll(b.String(), "nac_ks", "nacks")
+}
+
+// words turns "DelayP50Nanos" into "Delay p50 (ns)".
+func words(s string) string {
+	unit := ""
+	for _, u := range []struct{ suffix, unit string }{{"Nanos", " (ns)"}, {"PPM", " (ppm)"}, {"Milli", " (1/1000 packet)"}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, unit = strings.TrimSuffix(s, u.suffix), u.unit
+		}
+	}
+	w := snake(s)
+	return strings.ToUpper(w[:1]) + strings.ReplaceAll(w[1:], "_", " ") + unit
+}
+
+// SealedLayout is the clear part of a sealed datagram for one direction:
+// the header (with the key id in place of the CRC) and what follows it.
+type SealedLayout struct {
+	Envelope uint8
+	Name     string
+	// Doc is the line introducing the direction's table in
+	// internal/seal/doc.go.
+	Doc string
+	// Fields after the header; the encrypted body runs from the end of
+	// the last one to TagLen bytes before the end.
+	Fields []Field
+	Body   Field // the encrypted body (Size 0)
+	Tag    Field // the GCM tag, the last TagLen bytes (Offset relative to the body's end)
+}
+
+// TagLen is the size of a sealed datagram's GCM tag.
+const TagLen = 16
+
+// KeyID is the header field a sealed datagram carries in place of the CRC.
+var KeyID = Field{Abbrev: "key_id", Name: "Key id", Doc: "header", Offset: 20, Size: 4, Type: "uint32", Hex: true}
+
+// Sealed are the two sealed envelopes.
+var Sealed = []SealedLayout{
+	{
+		Envelope: 1, Name: "sealed, sender to receiver", Doc: "Sender to receiver (direction 1)",
+		Fields: []Field{{Abbrev: "sealed.counter", Name: "Counter", Doc: "counter", Offset: 24, Size: 8, Type: "uint64"}},
+		Body:   Field{Abbrev: "sealed.body", Name: "Encrypted body", Doc: "body, encrypted", Offset: 32, Type: "bytes"},
+		Tag:    Field{Abbrev: "sealed.tag", Name: "GCM tag", Doc: "GCM tag", Size: TagLen, Type: "bytes"},
+	},
+	{
+		Envelope: 2, Name: "sealed, receiver to sender", Doc: "Receiver to sender (direction 2)",
+		Fields: []Field{
+			{Abbrev: "sealed.salt", Name: "Receiver salt", Doc: "receiver salt", Offset: 24, Size: 8, Type: "uint64", Hex: true},
+			{Abbrev: "sealed.counter", Name: "Counter", Doc: "counter", Offset: 32, Size: 8, Type: "uint64"},
+		},
+		Body: Field{Abbrev: "sealed.body", Name: "Encrypted body", Doc: "body, encrypted", Offset: 40, Type: "bytes"},
+		Tag:  Field{Abbrev: "sealed.tag", Name: "GCM tag", Doc: "GCM tag", Size: TagLen, Type: "bytes"},
+	},
+}
+
+// Versions are the wire versions the dissector accepts.
+var Versions = []int{packet.Version}

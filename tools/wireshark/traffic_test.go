@@ -1,0 +1,229 @@
+package wireshark
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/seal"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+// recorder is a UDP relay between one client and a server that records
+// every datagram it relays, both ways, with the client's and the server's
+// addresses, as a capture on the path would.
+type recorder struct {
+	ln, up *net.UDPConn
+	server netip.AddrPort
+	drop   func(b []byte) bool // drops client→server datagrams (after recording)
+
+	mu     sync.Mutex
+	frames []frame
+	client netip.AddrPort
+	wg     sync.WaitGroup
+}
+
+func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) *recorder {
+	t.Helper()
+	ln, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*net.UDPConn{ln, up} {
+		c.SetReadBuffer(8 << 20)
+	}
+	r := &recorder{ln: ln, up: up, server: server, drop: drop}
+	r.wg.Add(2)
+	go func() { // client → server
+		defer r.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := ln.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			b := bytes.Clone(buf[:n])
+			r.mu.Lock()
+			r.client = from
+			r.frames = append(r.frames, frame{from, server, b})
+			r.mu.Unlock()
+			if !r.drop(b) {
+				up.Write(b)
+			}
+		}
+	}()
+	go func() { // server → client
+		defer r.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue // ICMP errors while the server is gone
+			}
+			b := bytes.Clone(buf[:n])
+			r.mu.Lock()
+			client := r.client
+			r.frames = append(r.frames, frame{server, client, b})
+			r.mu.Unlock()
+			ln.WriteToUDPAddrPort(b, client)
+		}
+	}()
+	return r
+}
+
+func (r *recorder) addr() netip.AddrPort { return r.ln.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// stop waits until nothing has arrived for 200 ms (the last datagrams
+// the ends wrote may still be in the sockets), then closes the relay and
+// returns what it recorded.
+func (r *recorder) stop() []frame {
+	for last := -1; ; time.Sleep(200 * time.Millisecond) {
+		r.mu.Lock()
+		n := len(r.frames)
+		r.mu.Unlock()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	r.ln.Close()
+	r.up.Close()
+	r.wg.Wait()
+	return r.frames
+}
+
+// TestTsharkRealTraffic records a real transfer (a sender and a receiver
+// over loopback, with FEC and some datagrams dropped so that NACKs and
+// retransmissions happen), without and with a key, and decodes the
+// capture with tshark: every frame's every field must be what the code's
+// decoders read, no valid frame may carry expert info, and the datagrams
+// of each kind must add up to what the sender and receiver counted.
+func TestTsharkRealTraffic(t *testing.T) {
+	tshark(t)
+	for _, keyed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "sealed"}[keyed], func(t *testing.T) {
+			var psk []byte
+			var key *seal.Key
+			if keyed {
+				psk = bytes.Repeat([]byte{0x5a}, seal.KeyLen)
+				var err error
+				if key, err = seal.NewKey(psk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Key: psk, ReportInterval: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Drop every 37th datagram towards the receiver, and a burst of
+			// 40 in the middle: FEC repairs some, NACKs the rest, and the
+			// small retransmit buffer answers some NACKs "unavailable".
+			n := 0
+			rec := startRecorder(t, rcv.Addr(), func(b []byte) bool {
+				n++
+				return n%37 == 0 || (n > 800 && n <= 840)
+			})
+			snd, err := sender.New(ctx, sender.Config{
+				To: rec.addr().String(), Stream: 7, Key: psk, DisableCongestionControl: true,
+				FEC: sender.FECConfig{Mode: sender.FECFixed, K: 8, M: 2}, RetransmitPackets: 16,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const messages = 1500
+			got := make(chan int)
+			go func() {
+				k := 0
+				for {
+					if _, err := rcv.Recv(ctx); err != nil {
+						got <- k
+						return
+					}
+					k++
+				}
+			}()
+			for i := range messages {
+				if err := snd.Send([]byte("tick " + strconv.Itoa(i))); err != nil {
+					t.Fatal(err)
+				}
+				if i%20 == 19 {
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			time.Sleep(500 * time.Millisecond) // repairs, reports and idle heartbeats
+			session := snd.Session()
+			if err := snd.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ss := snd.Stats()
+			time.Sleep(50 * time.Millisecond)
+			rcv.Close()
+			cancel()
+			delivered := <-got
+			rs := rcv.Stats()
+			frames := rec.stop()
+			t.Logf("delivered %d of %d; sender %d DATA + %d retransmitted, %d PARITY, %d HEARTBEAT, %d unavailable; receiver %d NACK, %d REPORT",
+				delivered, messages, ss.Packets, ss.Retransmits, ss.Parity, ss.Heartbeats, ss.Unavailable, rs.NACKs, rs.Reports)
+
+			decodedFrames := runTshark(t, writePcap(t, t.TempDir(), frames))
+			if len(decodedFrames) != len(frames) {
+				t.Fatalf("tshark decoded %d frames, recorded %d", len(decodedFrames), len(frames))
+			}
+			count := map[string]int{} // "from kind" -> datagrams
+			for i, fr := range frames {
+				var w want
+				if keyed {
+					w = sealedWant(t, key, fr.b)
+				} else {
+					w = plainWant(t, fr.b)
+				}
+				check(t, i, decodedFrames[i], w)
+				if got := decodedFrames[i].fields["telewire.session"]; len(got) != 1 || got[0] != strconv.FormatUint(session, 10) {
+					t.Errorf("frame %d: session %v, the sender's is %d", i+1, got, session)
+				}
+				from := "receiver"
+				if fr.dst == rcv.Addr() {
+					from = "sender"
+				}
+				count[from+" "+packet.Kind(fr.b[3]).String()]++
+			}
+			for what, want := range map[string]uint64{
+				"sender DATA":      ss.Packets + ss.Retransmits,
+				"sender PARITY":    ss.Parity,
+				"sender HEARTBEAT": ss.Heartbeats,
+				"sender NACK":      ss.Unavailable,
+				"receiver NACK":    rs.NACKs,
+				"receiver REPORT":  rs.Reports,
+			} {
+				if uint64(count[what]) != want {
+					t.Errorf("%s: %d datagrams in the capture, the %s counted %d", what, count[what], what[:8], want)
+				}
+			}
+			for _, kind := range []string{"sender DATA", "sender PARITY", "sender HEARTBEAT", "receiver NACK", "receiver REPORT"} {
+				if count[kind] == 0 {
+					t.Errorf("no %s in the capture: the test did not exercise every kind", kind)
+				}
+			}
+			if rs.Malformed+rs.AuthFailed+ss.Malformed+ss.AuthFailed != 0 {
+				t.Errorf("the ends rejected datagrams: receiver %d/%d, sender %d/%d", rs.Malformed, rs.AuthFailed, ss.Malformed, ss.AuthFailed)
+			}
+		})
+	}
+}

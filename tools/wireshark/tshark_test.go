@@ -1,0 +1,469 @@
+package wireshark
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/seal"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/tools/capture"
+)
+
+// tshark returns the path of tshark, or skips.
+func tshark(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not on PATH (Debian: apt-get install tshark; .ci/run installs it)")
+	}
+	return p
+}
+
+// frame is one captured datagram.
+type frame struct {
+	src, dst netip.AddrPort
+	b        []byte
+}
+
+// writePcap writes frames into a pcap file in dir.
+func writePcap(t *testing.T, dir string, frames []frame) string {
+	t.Helper()
+	path := filepath.Join(dir, "telewire.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := capture.NewWriter(f, capture.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	for i, fr := range frames {
+		if err := w.WriteDatagram(capture.Datagram{Time: at.Add(time.Duration(i) * time.Millisecond), Src: fr.src, Dst: fr.dst, Payload: fr.b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fieldType is the table's type of each display field, for normalising
+// what tshark prints.
+func fieldTypes() map[string]string {
+	m := map[string]string{}
+	for _, f := range allFields() {
+		m["telewire."+f.Abbrev] = f.Type
+	}
+	for _, f := range allFlags() {
+		m["telewire."+f.Abbrev] = "bool"
+	}
+	m["telewire.crc.status"] = "string"
+	return m
+}
+
+// expertFields are the expert infos the dissector raises, as filter names.
+// Those of group Malformed also show as _ws.malformed.
+var expertFields = []string{"telewire.bad_crc", "telewire.bad_length", "telewire.bad_field", "telewire.bad_flags", "telewire.unknown_kind", "telewire.truncated"}
+
+// decoded is what tshark shows of one frame: each field's values in
+// canonical form (numbers in decimal, bytes in lower-case hex), and the
+// expert infos present.
+type decoded struct {
+	fields  map[string][]string
+	experts []string
+	proto   string
+}
+
+// runTshark decodes path with the dissector and returns each frame's
+// telewire fields.
+func runTshark(t *testing.T, path string) []decoded {
+	t.Helper()
+	types := fieldTypes()
+	var names []string
+	for n := range types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	names = append(names, expertFields...)
+	names = append(names, "_ws.malformed", "_ws.col.Protocol", "_ws.expert.message")
+	args := []string{"-r", path, "-X", "lua_script:telewire.lua", "-o", "udp.try_heuristic_first:TRUE",
+		"-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|"}
+	for _, n := range names {
+		args = append(args, "-e", n)
+	}
+	cmd := exec.Command(tshark(t), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr.String())
+	}
+	if s := stderr.String(); strings.Contains(s, "Lua") || strings.Contains(s, "lua") {
+		t.Fatalf("tshark reports a Lua problem:\n%s", s)
+	}
+	var frames []decoded
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if len(cols) != len(names) {
+			t.Fatalf("tshark printed %d columns, want %d: %q", len(cols), len(names), sc.Text())
+		}
+		d := decoded{fields: map[string][]string{}}
+		for i, n := range names {
+			if cols[i] == "" {
+				continue
+			}
+			switch {
+			case n == "_ws.col.Protocol":
+				d.proto = cols[i]
+			case n == "_ws.expert.message":
+				if strings.Contains(cols[i], "Lua Error") {
+					t.Errorf("frame %d: the dissector failed: %s", len(frames)+1, cols[i])
+				}
+			case strings.HasPrefix(n, "_ws.") || types[n] == "":
+				d.experts = append(d.experts, n)
+			default:
+				for _, v := range strings.Split(cols[i], "|") {
+					d.fields[n] = append(d.fields[n], canonical(t, types[n], v))
+				}
+			}
+		}
+		frames = append(frames, d)
+	}
+	return frames
+}
+
+// canonical normalises a value tshark printed.
+func canonical(t *testing.T, typ, v string) string {
+	switch typ {
+	case "bytes":
+		return strings.ToLower(strings.ReplaceAll(v, ":", ""))
+	case "bool":
+		switch strings.ToLower(v) {
+		case "1", "true":
+			return "1"
+		case "0", "false":
+			return "0"
+		}
+	case "int64":
+		n, err := strconv.ParseInt(v, 0, 64)
+		if err != nil {
+			t.Fatalf("int64 field value %q: %v", v, err)
+		}
+		return strconv.FormatInt(n, 10)
+	case "string":
+		return v
+	default:
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil {
+			t.Fatalf("%s field value %q: %v", typ, v, err)
+		}
+		return strconv.FormatUint(n, 10)
+	}
+	return v
+}
+
+// want builds the expected decoding of a frame from the code's own
+// decoders: packet.Parse for a plain datagram; for a sealed one, its
+// opener (which yields the counter) and packet.ParseBody.
+type want map[string][]string
+
+func (w want) set(name string, vals ...any) {
+	for _, v := range vals {
+		var s string
+		switch x := v.(type) {
+		case []byte:
+			s = hex.EncodeToString(x)
+		case int64:
+			s = strconv.FormatInt(x, 10)
+		case bool:
+			s = map[bool]string{true: "1", false: "0"}[x]
+		case string:
+			s = x
+		default:
+			s = fmt.Sprint(x)
+		}
+		w["telewire."+name] = append(w["telewire."+name], s)
+	}
+}
+
+func header(w want, b []byte) {
+	w.set("magic", packet.Magic)
+	w.set("version", b[2])
+	w.set("kind", b[3])
+	w.set("flags", b[4])
+	w.set("envelope", b[5])
+	w.set("length", len(b))
+	w.set("session", binary.BigEndian.Uint64(b[8:]))
+	w.set("stream", binary.BigEndian.Uint32(b[16:]))
+}
+
+// plainWant is the expected decoding of a valid plain datagram.
+func plainWant(t *testing.T, b []byte) want {
+	t.Helper()
+	var p packet.Packet
+	if err := p.Parse(b); err != nil {
+		t.Fatalf("test datagram does not parse: %v", err)
+	}
+	w := want{}
+	header(w, b)
+	w.set("crc", binary.BigEndian.Uint32(b[20:]))
+	w.set("crc.status", "Good")
+	for _, l := range Layouts {
+		if l.Kind != uint8(p.Kind) {
+			continue
+		}
+		for _, fl := range l.Flags {
+			w.set(fl.Abbrev, uint8(p.Flags)&fl.Mask != 0)
+		}
+		for _, f := range l.Fields {
+			switch {
+			case f.Go == "" && f.Abbrev == "nack.count":
+				w.set(f.Abbrev, len(p.Ranges))
+			case f.Go == "":
+				w.set(f.Abbrev, readField(b, 0, f))
+			case f.Type == "bytes":
+				if v := goValue(&p, f.Go).Bytes(); len(v) > 0 {
+					w.set(f.Abbrev, v)
+				}
+			case f.Type == "int64":
+				w.set(f.Abbrev, goValue(&p, f.Go).Int())
+			default:
+				w.set(f.Abbrev, goValue(&p, f.Go).Uint())
+			}
+		}
+		for _, r := range p.Ranges {
+			for _, f := range l.Range {
+				w.set(f.Abbrev, goValue(r, f.Go).Uint())
+			}
+		}
+	}
+	return w
+}
+
+// sealedWant is the expected decoding of a valid sealed datagram, opened
+// with key: its clear header, key id, salt and counter.
+func sealedWant(t *testing.T, key *seal.Key, b []byte) want {
+	t.Helper()
+	dir := seal.Direction(b[5])
+	p := seal.Params{Session: binary.BigEndian.Uint64(b[8:]), Dir: dir}
+	if dir == seal.ToSender {
+		p.Salt = binary.BigEndian.Uint64(b[packet.HeaderLen:]) // the receiver's salt; Open fails if it is not
+	}
+	o, err := key.NewOpener(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ctr, err := o.Open(nil, b)
+	if err != nil {
+		t.Fatalf("sealed test datagram does not open: %v", err)
+	}
+	h, err := packet.PeekHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pk packet.Packet
+	if err := pk.ParseBody(h, body); err != nil {
+		t.Fatalf("sealed body does not parse: %v", err)
+	}
+	w := want{}
+	header(w, b)
+	w.set("key_id", key.ID())
+	if dir == seal.ToSender {
+		w.set("sealed.salt", p.Salt)
+	}
+	w.set("sealed.counter", ctr)
+	pre := packet.HeaderLen + dir.PrefixLen()
+	w.set("sealed.body", b[pre:len(b)-TagLen])
+	w.set("sealed.tag", b[len(b)-TagLen:])
+	for _, l := range Layouts {
+		if l.Kind == uint8(h.Kind) {
+			for _, fl := range l.Flags {
+				w.set(fl.Abbrev, uint8(h.Flags)&fl.Mask != 0)
+			}
+		}
+	}
+	return w
+}
+
+// check compares tshark's decoding with the expected one, field by field.
+func check(t *testing.T, i int, got decoded, w want) {
+	t.Helper()
+	if got.proto != "telewire" {
+		t.Errorf("frame %d: protocol column %q, not telewire", i+1, got.proto)
+	}
+	if len(got.experts) > 0 {
+		t.Errorf("frame %d (%s): expert info %v on a valid datagram", i+1, w["telewire.kind"], got.experts)
+	}
+	if !reflect.DeepEqual(map[string][]string(w), got.fields) {
+		for k, v := range w {
+			if !reflect.DeepEqual(v, got.fields[k]) {
+				t.Errorf("frame %d: %s = %v, want %v", i+1, k, got.fields[k], v)
+			}
+		}
+		for k, v := range got.fields {
+			if _, ok := w[k]; !ok {
+				t.Errorf("frame %d: unexpected field %s = %v", i+1, k, v)
+			}
+		}
+	}
+}
+
+var (
+	senderAddr   = netip.MustParseAddrPort("127.0.0.1:40001")
+	receiverAddr = netip.MustParseAddrPort("127.0.0.1:40002")
+)
+
+// TestTsharkEveryKind decodes datagrams of every kind and flag, plain and
+// sealed both ways, made by the code's encoders, and checks every field;
+// then corrupted ones, which must raise expert info.
+func TestTsharkEveryKind(t *testing.T) {
+	tshark(t)
+	key, err := seal.NewKey(bytes.Repeat([]byte{7}, seal.KeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames []frame
+	var wants []want
+	sealer := map[seal.Direction]*seal.Sealer{}
+	for _, d := range []seal.Direction{seal.ToReceiver, seal.ToSender} {
+		p := seal.Params{Session: 0x0102030405060708, Dir: d}
+		if d == seal.ToSender {
+			p.Salt = 0xfeedfacecafebeef
+		}
+		if sealer[d], err = key.NewSealer(p, 1<<40); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range Layouts {
+		flagSets := []packet.Flags{0}
+		var all packet.Flags
+		for _, fl := range l.Flags {
+			flagSets = append(flagSets, packet.Flags(fl.Mask))
+			all |= packet.Flags(fl.Mask)
+		}
+		if len(l.Flags) > 1 {
+			flagSets = append(flagSets, all)
+		}
+		for _, fs := range flagSets {
+			_, b := encoded(t, l, fs)
+			frames = append(frames, frame{senderAddr, receiverAddr, b})
+			wants = append(wants, plainWant(t, b))
+			for _, d := range []seal.Direction{seal.ToReceiver, seal.ToSender} {
+				s, err := sealer[d].Seal(nil, b[:packet.HeaderLen], b[packet.HeaderLen:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				frames = append(frames, frame{receiverAddr, senderAddr, s})
+				wants = append(wants, sealedWant(t, key, s))
+			}
+		}
+	}
+	// An empty DATA payload is valid and shows no payload field.
+	empty, _ := (&packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 9}, Seq: 1}).AppendTo(nil)
+	frames = append(frames, frame{senderAddr, receiverAddr, empty})
+	wants = append(wants, plainWant(t, empty))
+
+	dir := t.TempDir()
+	got := runTshark(t, writePcap(t, dir, frames))
+	if len(got) != len(frames) {
+		t.Fatalf("tshark decoded %d frames, wrote %d", len(got), len(frames))
+	}
+	for i := range frames {
+		check(t, i, got[i], wants[i])
+	}
+	t.Logf("%d valid datagrams decoded, every field as the encoders wrote it", len(frames))
+
+	// Corrupted datagrams: each must raise the named expert info.
+	_, data := encoded(t, Layouts[0], packet.FlagRetransmit)
+	_, nack := encoded(t, Layouts[2], 0)
+	_, report := encoded(t, Layouts[3], 0)
+	bad := []struct {
+		name   string
+		b      []byte
+		expert string
+	}{
+		{"payload bit flipped", flip(data, len(data)-1), "telewire.bad_crc"},
+		{"stream changed", flip(data, 17), "telewire.bad_crc"},
+		{"length field too large", setU16(data, 6, uint16(len(data)+4)), "telewire.bad_length"},
+		{"REPORT one byte short", resealed(report[:len(report)-1]), "telewire.bad_length"},
+		{"NACK count disagrees with ranges", resealed(setU16(nack, 24, 3)), "telewire.bad_length"},
+		{"NACK with no ranges", resealed(setU16(nack[:28], 24, 0)), "telewire.bad_field"},
+		{"undefined flag bit", resealed(setU8(data, 4, 0x80)), "telewire.bad_flags"},
+		{"reserved kind", resealed(setU8(report, 3, 200)), "telewire.unknown_kind"},
+	}
+	frames = frames[:0]
+	for _, c := range bad {
+		frames = append(frames, frame{senderAddr, receiverAddr, c.b})
+	}
+	badPcap := writePcap(t, t.TempDir(), frames)
+	if out := os.Getenv("TELEWIRE_BAD_PCAP"); out != "" {
+		b, _ := os.ReadFile(badPcap)
+		os.WriteFile(out, b, 0o644)
+	}
+	got = runTshark(t, badPcap)
+	if len(got) != len(bad) {
+		t.Fatalf("tshark decoded %d corrupted frames, wrote %d", len(got), len(bad))
+	}
+	for i, c := range bad {
+		if !contains(got[i].experts, c.expert) {
+			t.Errorf("%s: experts %v, want %s", c.name, got[i].experts, c.expert)
+		}
+		if c.expert != "telewire.bad_crc" && c.expert != "telewire.unknown_kind" && !contains(got[i].experts, "_ws.malformed") {
+			t.Errorf("%s: not marked malformed: %v", c.name, got[i].experts)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x10
+	return c
+}
+
+func setU8(b []byte, off int, v uint8) []byte {
+	c := bytes.Clone(b)
+	c[off] = v
+	return c
+}
+
+func setU16(b []byte, off int, v uint16) []byte {
+	c := bytes.Clone(b)
+	binary.BigEndian.PutUint16(c[off:], v)
+	return c
+}
+
+// resealed fixes the length field and the CRC of a plain datagram, so
+// that only the fault the test put in remains.
+func resealed(b []byte) []byte {
+	c := bytes.Clone(b)
+	binary.BigEndian.PutUint16(c[6:], uint16(len(c)))
+	crc := crc32c(c[:20], c[packet.HeaderLen:])
+	binary.BigEndian.PutUint32(c[20:], crc)
+	return c
+}

@@ -78,8 +78,8 @@ type Core struct {
 	// NACK) last came; see FeedbackSilence.
 	firstSendAt, feedbackAt int64
 	sentAny, heard          bool
-	log       zerolog.Logger
-	stats     Stats
+	log                     zerolog.Logger
+	stats                   Stats
 }
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,

@@ -74,12 +74,13 @@ type Core struct {
 	// lost or not, from its newest sequence (reliability.Feedback).
 	accounted uint64
 	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
+	log       zerolog.Logger
+	stats     Stats
+
 	// When the first DATA was queued and when feedback (a REPORT or a
 	// NACK) last came; see FeedbackSilence.
 	firstSendAt, feedbackAt int64
 	sentAny, heard          bool
-	log                     zerolog.Logger
-	stats                   Stats
 }
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,

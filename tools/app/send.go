@@ -259,7 +259,28 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 	if st.Packets > 0 && st.Reports == 0 {
 		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
 	}
-	return s + "\n  " + refusedLine(st)
+	s += "\n  " + refusedLine(st)
+	if line := evictedLine(st); line != "" {
+		s += "\n  " + line
+	}
+	return s
+}
+
+// evictedLine tells how the retransmit buffer made room, if it had to:
+// a message evicted is one a NACK can no longer get resent. Evictions
+// by age are routine; by the packet or byte bound, they mean the buffer
+// held less than Config.RetransmitMaxAge of history at this rate.
+func evictedLine(st sender.Stats) string {
+	var evCap, evBytes, evAge uint64
+	for _, x := range st.Streams {
+		evCap += x.RetransmitEvictedCapacity
+		evBytes += x.RetransmitEvictedBytes
+		evAge += x.RetransmitEvictedAge
+	}
+	if evCap+evBytes+evAge == 0 {
+		return ""
+	}
+	return fmt.Sprintf("retransmit buffer: %d messages evicted by its packet bound, %d by its byte bound, %d by age (no longer resendable)", evCap, evBytes, evAge)
 }
 
 // silenceCauses names the usual reasons a sender hears nothing back.
@@ -269,13 +290,8 @@ const silenceCauses = "likely causes: no receiver listening at that address and 
 
 // refusedLine lists every counter of something the sender refused,
 // dropped or could not do, with its count, or says there was nothing.
+// (Retransmit buffer evictions have a line of their own: evictedLine.)
 func refusedLine(st sender.Stats) string {
-	var evCap, evBytes, evAge uint64
-	for _, x := range st.Streams {
-		evCap += x.RetransmitEvictedCapacity
-		evBytes += x.RetransmitEvictedBytes
-		evAge += x.RetransmitEvictedAge
-	}
 	items := []struct {
 		n    uint64
 		what string
@@ -288,9 +304,6 @@ func refusedLine(st sender.Stats) string {
 		{st.AnswersBlocked, "\"unavailable\" answers refused by the amplification limit"},
 		{st.Unavailable, "\"unavailable\" answers sent (asked for what was no longer kept)"},
 		{st.NACKsRejected, "NACKs rejected (named messages never sent)"},
-		{evCap, "messages evicted from the retransmit buffer by its packet bound"},
-		{evBytes, "evicted by its byte bound"},
-		{evAge, "evicted by age"},
 		{st.WriteErrors, "datagrams the kernel refused to send"},
 		{st.SealErrors, "packets not sent because sealing failed"},
 		{st.Malformed, "feedback datagrams malformed"},

@@ -52,7 +52,7 @@ func TestSendSummary(t *testing.T) {
 		Streams: []sender.StreamStats{{Stream: 0, Sent: 7, RetransmitEvictedBytes: 5}}}
 	s := sendSummary(st, time.Second)
 	for _, want := range []string{"sender: 7 messages", "the receiver never reported", "no receiver listening",
-		"3 sends held or refused by a full queue", "1 NACKs rejected", "2 datagrams the kernel refused", "5 evicted by its byte bound"} {
+		"3 sends held or refused by a full queue", "1 NACKs rejected", "2 datagrams the kernel refused", "5 by its byte bound"} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("summary lacks %q:\n%s", want, s)
 		}

@@ -176,6 +176,36 @@ func (r *inputReader) Next(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Discard drops the messages read but not yet returned by Next, those of
+// the batch being handed out and of the batches ready behind it, and
+// returns how many there were. The
+// reading goroutine may hand over more afterwards; Next would return
+// them.
+func (r *inputReader) Discard() int {
+	n := 0
+	if r.cur != nil {
+		n += len(r.cur.ends) - r.i
+		if r.cur.err != nil {
+			return n // the last batch: nothing behind it
+		}
+		r.free <- r.cur
+		r.cur = nil
+	}
+	for {
+		select {
+		case b := <-r.full:
+			n += len(b.ends)
+			if b.err != nil {
+				r.cur, r.i = b, len(b.ends) // keep the end of input for Next
+				return n
+			}
+			r.free <- b
+		default:
+			return n
+		}
+	}
+}
+
 // errStopped is returned by inputReader.Next once its context is done and
 // every message already read has been returned.
 var errStopped = context.Canceled

@@ -229,3 +229,27 @@ func BenchmarkFramingReader(b *testing.B) {
 		}
 	}
 }
+
+// TestInputReaderDiscard counts and drops everything read ahead, and
+// keeps the end of the input for Next.
+func TestInputReaderDiscard(t *testing.T) {
+	var in bytes.Buffer
+	for i := range 3000 {
+		fmt.Fprintf(&in, "%d\n", i)
+	}
+	r := newInputReader(&in, framing.Line, 100)
+	defer r.Stop()
+	if m, err := r.Next(context.Background()); string(m) != "0" || err != nil {
+		t.Fatalf("Next = %q, %v", m, err)
+	}
+	<-r.exited // the whole input is read ahead: three batches
+	if n := r.Discard(); n != 2999 {
+		t.Fatalf("Discard = %d, want 2999", n)
+	}
+	if m, err := r.Next(context.Background()); err != io.EOF {
+		t.Fatalf("after Discard: Next = %q, %v; want io.EOF", m, err)
+	}
+	if n := r.Discard(); n != 0 {
+		t.Fatalf("second Discard = %d", n)
+	}
+}

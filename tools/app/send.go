@@ -95,20 +95,27 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	defer s.Close()
 	maxMsg := o.Sender.MaxPayload()
 	next := func(context.Context) ([]byte, error) { return gen() }
+	var in *inputReader
 	if gen == nil {
-		in := newInputReader(stdin, o.Framing, maxMsg)
+		in = newInputReader(stdin, o.Framing, maxMsg)
 		defer in.Stop()
 		next = in.Next
 	}
 
 	start := time.Now()
 	mon := startMonitor(s, o, stderr, start)
-	sent, inErr := pump(ctx, o, next, s)
+	sent, held, inErr := pump(ctx, o, next, s)
 	if inErr != nil && errors.Is(inErr, framing.ErrTooLong) {
 		inErr = tooLong(o.Framing, sent+1, maxMsg, inErr)
 	}
 	if ctx.Err() != nil && inErr == nil {
-		mon.say(fmt.Sprintf("send: interrupted: input closed after %d messages; lingering up to %s for feedback (signal again to exit at once)", sent, o.Linger))
+		unsent := ""
+		if in != nil {
+			if n := in.Discard() + held; n > 0 {
+				unsent = fmt.Sprintf(" (%d read ahead at the --rate are not sent)", n)
+			}
+		}
+		mon.say(fmt.Sprintf("send: interrupted: input closed after %d messages%s; lingering up to %s for feedback (signal again to exit at once)", sent, unsent, o.Linger))
 	}
 	o.Logger.Info().Uint64("messages", sent).Dur("elapsed", time.Since(start)).Msg("input done, lingering for feedback")
 	linger(s, o.Linger)
@@ -191,11 +198,15 @@ func generator(o SendOptions) (func() ([]byte, error), error) {
 }
 
 // pump moves messages into the sender at up to o.Rate per second until the
-// input ends or ctx is done; next(ctx) returns the messages already read
-// after that, without waiting for more (then an error), and they are
-// sent without the rate's waits.
-func pump(ctx context.Context, o SendOptions, next func(context.Context) ([]byte, error), s *sender.Sender) (uint64, error) {
-	var sent uint64
+// input ends or ctx is done. Once ctx is done, next(ctx) returns the
+// messages already read, without waiting for more (then errStopped):
+// without a rate they are sent, as they would have been a moment later;
+// with one, pump returns at once, leaving them unsent, rather than send
+// in a burst what the rate would have spread over a long time.
+//
+// It returns the messages sent, and how many it took from next and did
+// not send (0 or 1).
+func pump(ctx context.Context, o SendOptions, next func(context.Context) ([]byte, error), s *sender.Sender) (sent uint64, held int, err error) {
 	var interval time.Duration
 	if o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.Rate)
@@ -203,31 +214,34 @@ func pump(ctx context.Context, o SendOptions, next func(context.Context) ([]byte
 	start := time.Now()
 	for {
 		if o.Gen != "" && ctx.Err() != nil {
-			return sent, nil // a generator has nothing read ahead
+			return sent, 0, nil // a generator has nothing read ahead
 		}
 		msg, err := next(ctx)
 		if errors.Is(err, io.EOF) || errors.Is(err, errStopped) {
-			return sent, nil
+			return sent, 0, nil
 		}
 		if err != nil {
 			if errors.Is(err, framing.ErrTooLong) {
-				return sent, err
+				return sent, 0, err
 			}
-			return sent, fmt.Errorf("send: reading input: %w", err)
+			return sent, 0, fmt.Errorf("send: reading input: %w", err)
 		}
-		if interval > 0 && ctx.Err() == nil {
+		if interval > 0 {
 			// Schedule message i at start + i*interval, so pacing does
 			// not drift; sleep only when more than a millisecond ahead.
 			due := start.Add(time.Duration(sent) * interval)
-			if ahead := time.Until(due); ahead > time.Millisecond {
+			if ahead := time.Until(due); ahead > time.Millisecond && ctx.Err() == nil {
 				select {
 				case <-time.After(ahead):
 				case <-ctx.Done():
 				}
 			}
+			if ctx.Err() != nil {
+				return sent, 1, nil // msg and the rest read ahead: see Discard
+			}
 		}
 		if err := s.Send(msg); err != nil {
-			return sent, fmt.Errorf("send: %w", err)
+			return sent, 0, fmt.Errorf("send: %w", err)
 		}
 		sent++
 	}

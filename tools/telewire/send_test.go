@@ -322,3 +322,28 @@ func TestSendTooLongInput(t *testing.T) {
 		}
 	}
 }
+
+// TestSendSignalAtRate: with --rate, what was read ahead is not sent in a
+// burst after the signal; send says how much it left.
+func TestSendSignalAtRate(t *testing.T) {
+	var out lockedBuffer
+	recv, addr, _ := startRecv(t, &out)
+	defer recv.Process.Kill()
+	send, pw, serr := startSend(t, "--to", addr, "--rate", "20")
+	if _, err := pw.Write(lines(1000)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	send.Process.Signal(os.Interrupt)
+	code, took := exitWithin(t, send, serr, 10*time.Second)
+	if code != 0 || took > 3*time.Second {
+		t.Fatalf("exit %d after %v\n%s", code, took, serr)
+	}
+	var sent, unsent int
+	if _, err := fmt.Sscanf(serr.String()[strings.Index(serr.String(), "input closed after"):], "input closed after %d messages (%d read ahead", &sent, &unsent); err != nil {
+		t.Fatalf("%v\n%s", err, serr)
+	}
+	if sent < 1 || sent > 100 || sent+unsent != 1000 || !strings.Contains(serr.String(), fmt.Sprintf("sender: %d messages", sent)) {
+		t.Fatalf("sent %d, unsent %d\n%s", sent, unsent, serr)
+	}
+}

@@ -54,7 +54,8 @@ const feedbackGrace = time.Second
 // statistics to stderr and closes.
 //
 // A cancelled ctx ends the input, not the run: the messages already read
-// are sent, the linger still follows, and the end is a normal one. Stdin
+// are sent (with a Rate, those read ahead of it are dropped and counted
+// instead), the linger still follows, and the end is a normal one. Stdin
 // is read in a goroutine of its own, so a cancellation is seen at once
 // even while a read of stdin is blocked; see inputReader.Stop for what
 // happens to that read.
@@ -115,7 +116,11 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 				unsent = fmt.Sprintf(" (%d read ahead at the --rate are not sent)", n)
 			}
 		}
-		mon.say(fmt.Sprintf("send: interrupted: input closed after %d messages%s; lingering up to %s for feedback (signal again to exit at once)", sent, unsent, o.Linger))
+		if sent == 0 {
+			mon.say("send: interrupted: input closed before any message was sent" + unsent)
+		} else {
+			mon.say(fmt.Sprintf("send: interrupted: input closed after %d messages%s; lingering up to %s for feedback (signal again to exit at once)", sent, unsent, o.Linger))
+		}
 	}
 	o.Logger.Info().Uint64("messages", sent).Dur("elapsed", time.Since(start)).Msg("input done, lingering for feedback")
 	linger(s, o.Linger)

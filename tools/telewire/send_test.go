@@ -123,12 +123,23 @@ func TestSendSecondSignalExitsAtOnce(t *testing.T) {
 		code int
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		t.Run(c.sig.String(), func(t *testing.T) {
-			send, pw, serr := startSend(t, "--to", "127.0.0.1:9", "--linger", "1h")
+			var out lockedBuffer
+			recv, addr, rerr := startRecv(t, &out)
+			defer recv.Process.Kill()
+			send, pw, serr := startSend(t, "--to", addr, "--linger", "1h")
 			if _, err := pw.WriteString("x\n"); err != nil {
 				t.Fatal(err)
 			}
-			send.Process.Signal(c.sig)
+			// Once the message is out there is something to linger for.
 			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(rerr.String(), "new sender") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the message did not arrive:\n%s\n%s", serr, rerr)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			send.Process.Signal(c.sig)
+			deadline = time.Now().Add(10 * time.Second)
 			for !strings.Contains(serr.String(), "lingering") {
 				if time.Now().After(deadline) {
 					t.Fatalf("send did not start lingering: %s", serr)

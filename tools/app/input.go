@@ -80,7 +80,9 @@ func newInputReader(in io.Reader, f framing.Framing, max int) *inputReader {
 	}
 	// framing.NewReader keeps a *bufio.Reader of at least its own size as
 	// it is, so br is the buffer it reads through and Buffered and Peek
-	// see what it has not consumed yet.
+	// see what it has not consumed yet. (Were it to wrap br in a buffer
+	// of its own, the checks would see less and only hand batches over
+	// sooner: a message in br can always be read without blocking.)
 	br := bufio.NewReaderSize(in, inputBufferBytes)
 	fr := framing.NewReader(br, f, max)
 	complete := lineBuffered

@@ -106,14 +106,14 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	start := time.Now()
 	mon := startMonitor(s, o, stderr, start)
 	sent, held, inErr := pump(ctx, o, next, s)
-	if inErr != nil && errors.Is(inErr, framing.ErrTooLong) {
+	if errors.Is(inErr, framing.ErrTooLong) {
 		inErr = tooLong(o.Framing, sent+1, maxMsg, inErr)
 	}
 	if ctx.Err() != nil && inErr == nil {
 		unsent := ""
 		if in != nil {
 			if n := in.Discard() + held; n > 0 {
-				unsent = fmt.Sprintf(" (%d read ahead at the --rate are not sent)", n)
+				unsent = fmt.Sprintf(" (%d more read ahead of the --rate and not sent)", n)
 			}
 		}
 		if sent == 0 {
@@ -146,10 +146,10 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 }
 
 // linger keeps the sender answering feedback for d after the input ended
-// (if it sent anything at all), and then, while it has sent something and has no report, until
-// feedbackGrace after its first message (which ends sooner if a report
-// comes). A signal does not cut it short: the command's second signal
-// ends the process.
+// (if it sent anything at all), and then, while the receiver has not
+// reported, until feedbackGrace after the first message (sooner if a
+// report comes). A signal does not cut it short: the command's second
+// signal ends the process.
 func linger(s *sender.Sender, d time.Duration) {
 	if s.Stats().Packets == 0 {
 		return // no stream was opened: there is no feedback to wait for

@@ -351,7 +351,7 @@ func TestSendSignalAtRate(t *testing.T) {
 		t.Fatalf("exit %d after %v\n%s", code, took, serr)
 	}
 	var sent, unsent int
-	if _, err := fmt.Sscanf(serr.String()[strings.Index(serr.String(), "input closed after"):], "input closed after %d messages (%d read ahead", &sent, &unsent); err != nil {
+	if _, err := fmt.Sscanf(serr.String()[strings.Index(serr.String(), "input closed after"):], "input closed after %d messages (%d more read ahead", &sent, &unsent); err != nil {
 		t.Fatalf("%v\n%s", err, serr)
 	}
 	if sent < 1 || sent > 100 || sent+unsent != 1000 || !strings.Contains(serr.String(), fmt.Sprintf("sender: %d messages", sent)) {

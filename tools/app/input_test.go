@@ -253,3 +253,64 @@ func TestInputReaderDiscard(t *testing.T) {
 		t.Fatalf("second Discard = %d", n)
 	}
 }
+
+// FuzzInputReader: the batching reader yields exactly what a plain
+// framing.Reader yields from the same bytes, messages and final error
+// alike, whatever the chunks the input arrives in (the chunk sizes
+// decide where a message is split between reads, which is what the
+// hand-over checks look at).
+func FuzzInputReader(f *testing.F) {
+	f.Add([]byte("a\nbb\n\nccc"), uint8(1), false)
+	f.Add([]byte("0123456789abcdefghijklmnopqrstuvwxyz\nshort\n"), uint8(3), false)
+	f.Add([]byte{0, 0, 0, 2, 'h', 'i', 0, 0, 0, 0, 0, 0, 0, 9, 'x'}, uint8(2), true)
+	f.Add([]byte{0, 0, 1, 0, 'h'}, uint8(5), true)
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, len32 bool) {
+		const max = 16
+		fr := framing.Line
+		if len32 {
+			fr = framing.Len32
+		}
+		want := framing.NewReader(bytes.NewReader(data), fr, max)
+		r := newInputReader(&chunked{data: data, n: int(chunk%8) + 1}, fr, max)
+		defer r.Stop()
+		for i := 0; ; i++ {
+			w, werr := want.Next()
+			g, gerr := r.Next(context.Background())
+			if !bytes.Equal(w, g) || !sameErr(werr, gerr) {
+				t.Fatalf("message %d: got %q, %v; framing.Reader gives %q, %v", i, g, gerr, w, werr)
+			}
+			if werr != nil {
+				return
+			}
+		}
+	})
+}
+
+// sameErr reports whether a and b are both nil or the same one of the
+// errors a framing.Reader ends with.
+func sameErr(a, b error) bool {
+	if (a == nil) != (b == nil) {
+		return false
+	}
+	for _, e := range []error{io.EOF, framing.ErrTooLong, framing.ErrTruncated} {
+		if errors.Is(a, e) != errors.Is(b, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// chunked reads data n bytes at a time.
+type chunked struct {
+	data []byte
+	n    int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.data)
+	c.data = c.data[k:]
+	return k, nil
+}

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/sender"
 )
 
@@ -356,5 +358,61 @@ func TestSendSignalAtRate(t *testing.T) {
 	}
 	if sent < 1 || sent > 100 || sent+unsent != 1000 || !strings.Contains(serr.String(), fmt.Sprintf("sender: %d messages", sent)) {
 		t.Fatalf("sent %d, unsent %d\n%s", sent, unsent, serr)
+	}
+}
+
+// TestSendWarnsOfUnauthenticFeedback: a sender with a key that gets
+// feedback it cannot authenticate (here an unencrypted REPORT for its
+// session, as a receiver without the key would send) says so on stderr,
+// once, and counts it in the summary.
+func TestSendWarnsOfUnauthenticFeedback(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	if b, err := exec.Command(telewireBin, "keygen", key).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, b)
+	}
+	// A bound socket that never answers: the only feedback is forged.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	send, pw, serr := startSend(t, "--to", pc.LocalAddr().String(), "--key-file", key, "--linger", "1h")
+	m := regexp.MustCompile(`"local":"[^"]*:(\d+)","session":"([0-9a-f]{16})"`).FindStringSubmatch(serr.String())
+	if m == nil {
+		t.Fatalf("no local address and session in the log:\n%s", serr)
+	}
+	session, _ := strconv.ParseUint(m[2], 16, 64)
+	if _, err := pw.WriteString("x\n"); err != nil {
+		t.Fatal(err)
+	}
+	rep := packet.Packet{Header: packet.Header{Kind: packet.KindReport, Session: session}, Report: packet.Report{Received: 1}}
+	b, err := rep.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := net.ResolveUDPAddr("udp", "127.0.0.1:"+m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(serr.String(), "fails authentication") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning:\n%s", serr)
+		}
+		pc.WriteTo(b, to)
+		time.Sleep(20 * time.Millisecond)
+	}
+	send.Process.Signal(os.Interrupt)
+	for !strings.Contains(serr.String(), "lingering") {
+		if time.Now().After(deadline) {
+			t.Fatalf("send did not start lingering: %s", serr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	send.Process.Signal(os.Interrupt) // no need to wait out the linger
+	exitWithin(t, send, serr, 10*time.Second)
+	if n := strings.Count(serr.String(), "fails authentication"); n != 1 || !strings.Contains(serr.String(), "not encrypted") {
+		t.Fatalf("warned %d times:\n%s", n, serr)
 	}
 }

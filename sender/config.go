@@ -16,8 +16,18 @@ import (
 // Config configures a Sender. The zero value of every field is its default;
 // only To is required.
 type Config struct {
-	// To is the receiver's address, "host:port". Required.
+	// To is the receiver's address, "host:port". Required. New refuses
+	// (with a [*DestinationError]) port 0, the unspecified address, a
+	// multicast group, and a broadcast address unless Broadcast is set:
+	// see [CheckDestination].
 	To string
+	// Broadcast allows To to be a broadcast address. Default false: a
+	// broadcast destination is refused, since it reaches every host on
+	// the link and is more often a typo than a plan. The socket needs
+	// SO_BROADCAST for it, which Go's net package sets on every UDP
+	// socket it opens (Unix and Windows alike), so there is nothing more
+	// to set.
+	Broadcast bool
 	// Local is the local address to bind, default ":0" of To's family.
 	Local string
 

@@ -76,6 +76,11 @@ type Core struct {
 	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
 	log       zerolog.Logger
 	stats     Stats
+
+	// When the first DATA was queued and when feedback (a REPORT or a
+	// NACK) last came; see FeedbackSilence.
+	firstSendAt, feedbackAt int64
+	sentAny, heard          bool
 }
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,
@@ -304,6 +309,9 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		c.sendParity(s)
 	}
 	s.next++
+	if !c.sentAny {
+		c.sentAny, c.firstSendAt = true, now
+	}
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
 	c.stats.Packets++
@@ -358,6 +366,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 		return
 	}
 	c.stats.Reports++
+	c.heard, c.feedbackAt = true, now
 	r := &p.Report
 	c.validate(s, r, from)
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
@@ -462,6 +471,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 		return
 	}
 	c.stats.NACKs++
+	c.heard, c.feedbackAt = true, now
 	s := c.findStream(p.Stream)
 	if s == nil || s.retained == nil {
 		c.unavailable(p, p.Ranges, from)
@@ -601,8 +611,27 @@ func (c *Core) NextTimer() (int64, bool) {
 	return at, ok
 }
 
+// FeedbackSilence returns how long, in ns at now, the sender has gone
+// without feedback: since the latest REPORT or NACK of its session that
+// decoded (and, with encryption, passed authentication), or, while none
+// has come, since the first DATA was queued. It is 0 before the first
+// DATA. A silence of a second or more with Stats.Reports == 0 means the
+// receiver has never been heard from: no receiver at that address,
+// different keys (or a key on one end only), or a firewall on the way
+// there or back. [Sender.Stats] puts it in Stats.FeedbackSilenceNanos.
+func (c *Core) FeedbackSilence(now int64) int64 {
+	switch {
+	case !c.sentAny:
+		return 0
+	case c.heard:
+		return max(now-c.feedbackAt, 0)
+	}
+	return max(now-c.firstSendAt, 0)
+}
+
 // Stats returns the sender's counters and the latest figures the receiver
-// reported for each stream.
+// reported for each stream. It leaves FeedbackSilenceNanos 0: a Core has
+// no clock; see [Core.FeedbackSilence].
 func (c *Core) Stats() Stats {
 	st := c.stats
 	st.Session = c.session

@@ -36,7 +36,9 @@ type Sender struct {
 }
 
 // New binds a socket, starts the sender's goroutines and returns it. When
-// ctx is cancelled the sender closes itself as Close does.
+// ctx is cancelled the sender closes itself as Close does. A destination
+// it must not send to (see [CheckDestination]) is a [*DestinationError];
+// every other configuration mistake wraps [ErrConfig] too.
 func New(ctx context.Context, cfg Config) (*Sender, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -47,6 +49,9 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	}
 	remote, err := resolve(cfg.To)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckDestination(remote, cfg.Broadcast); err != nil {
 		return nil, err
 	}
 	local := cfg.Local
@@ -171,6 +176,7 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 func (s *Sender) Stats() Stats {
 	s.loop.Mu.Lock()
 	st := s.core.Stats()
+	st.FeedbackSilenceNanos = s.core.FeedbackSilence(s.cfg.Clock.Now())
 	s.loop.Mu.Unlock()
 	io := s.conn.Stats()
 	st.DatagramsSent = io.DatagramsWritten

@@ -29,6 +29,17 @@ type Stats struct {
 	WriteErrors     uint64 `json:"write_errors"`     // datagrams the kernel refused
 	Queued          int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
 
+	// FeedbackSilenceNanos is how long the sender had gone without
+	// feedback when the snapshot was taken: since the latest REPORT or
+	// NACK, or since the first DATA while none has come (0 before it).
+	// Filled in by Sender.Stats (see Core.FeedbackSilence). With Reports
+	// == 0 and a silence of a second or more, the receiver has never been
+	// heard from: nothing is listening at To, the two ends do not share
+	// a key (or only one has one: then Unsealed, KeyMismatch or
+	// AuthFailed may count feedback refused here), or a firewall drops
+	// the datagrams one way or the other.
+	FeedbackSilenceNanos int64 `json:"feedback_silence_ns"`
+
 	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent, rejected whole
 	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget
 	AnswersBlocked     uint64 `json:"answers_blocked"`     // "unavailable" answers refused by the amplification limit

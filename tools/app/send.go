@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -41,10 +43,38 @@ type SendOptions struct {
 	OnSender func(*sender.Sender)
 }
 
+// ErrNoReport is returned by Send when it sent messages but the receiver
+// never reported on them: nothing confirms that anything arrived. The
+// summary on stderr has said so; `telewire send` exits with status 3.
+var ErrNoReport = errors.New("send: the receiver never reported")
+
+// feedbackGrace is how long after its first message the sender waits to
+// hear from the receiver before it warns that it has not; and, at the
+// end, the least time since the first message that Send waits for a
+// first report before it concludes none will come (so that --linger 0
+// does not make a live receiver look absent).
+const feedbackGrace = time.Second
+
 // Send runs `telewire send`: messages from stdin (or a generator) go to a
-// sender until EOF, Count, or ctx is cancelled; then the sender lingers for
-// feedback, prints its statistics to stderr and closes. A cancelled ctx is
-// a normal end, not an error.
+// sender until EOF, Count, or ctx is cancelled; then the sender lingers
+// for feedback (o.Linger, and at least until feedbackGrace after the
+// first message while the receiver has not reported yet), prints its
+// statistics to stderr and closes.
+//
+// A cancelled ctx ends the input, not the run: the messages already read
+// are sent (with a Rate, those read ahead of it are dropped and counted
+// instead), the linger still follows, and the end is a normal one. Stdin
+// is read in a goroutine of its own, so a cancellation is seen at once
+// even while a read of stdin is blocked; see inputReader.Stop for what
+// happens to that read.
+//
+// While sending it warns on stderr, once each, when the receiver has not
+// been heard from within feedbackGrace of the first message, and when
+// feedback fails authentication. It returns ErrNoReport when messages
+// were sent and the receiver never reported; a *sender.DestinationError
+// for a destination no receiver can be at; and an error wrapping
+// framing.ErrTooLong for an input message over the limit (after the
+// summary of what was sent before it).
 func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer) error {
 	if o.To == "" {
 		return errors.New("send: --to is required")
@@ -60,9 +90,11 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 		return err
 	}
 	defer statsOut.Close()
-	next, err := source(o, stdin)
-	if err != nil {
-		return err
+	var gen func() ([]byte, error)
+	if o.Gen != "" {
+		if gen, err = generator(o); err != nil {
+			return err
+		}
 	}
 	cfg := o.Sender
 	cfg.To, cfg.Stream, cfg.Logger = o.To, o.Stream, o.Logger
@@ -77,46 +109,95 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	if o.OnSender != nil {
 		o.OnSender(s)
 	}
+	maxMsg := o.Sender.MaxPayload()
+	next := func(context.Context) ([]byte, error) { return gen() }
+	var in *inputReader
+	if gen == nil {
+		in = newInputReader(stdin, o.Framing, maxMsg)
+		defer in.Stop()
+		next = in.Next
+	}
 
 	start := time.Now()
 	statsRun := statsOut.begin(func() sample { return sendSample(s.Stats()) })
 	defer statsRun.stop()
-	var progress *ticker
-	if o.Progress {
-		progress = startTicker(time.Second, func() {
-			st := s.Stats()
-			fmt.Fprintf(stderr, "\r%s", sendLine(st, time.Since(start)))
-		})
+	mon := startMonitor(s, o, stderr, start)
+	sent, held, inErr := pump(ctx, o, next, s)
+	if errors.Is(inErr, framing.ErrTooLong) {
+		inErr = tooLong(o.Framing, sent+1, maxMsg, inErr)
 	}
-	sent, err := pump(ctx, o, next, s)
-	progress.stop()
-	if o.Progress {
-		fmt.Fprintln(stderr)
-	}
-	if err != nil {
-		return err
+	if ctx.Err() != nil && inErr == nil {
+		unsent := ""
+		if in != nil {
+			if n := in.Discard() + held; n > 0 {
+				unsent = fmt.Sprintf(" (%d more read ahead of the --rate and not sent)", n)
+			}
+		}
+		if sent == 0 {
+			mon.say("send: interrupted: input closed before any message was sent" + unsent)
+		} else {
+			mon.say(fmt.Sprintf("send: interrupted: input closed after %d messages%s; lingering up to %s for feedback (signal again to exit at once)", sent, unsent, o.Linger))
+		}
 	}
 	o.Logger.Info().Uint64("messages", sent).Dur("elapsed", time.Since(start)).Msg("input done, lingering for feedback")
-	select {
-	case <-time.After(o.Linger):
-	case <-ctx.Done():
-	}
+	linger(s, o.Linger)
+	mon.stop()
 	// Close flushes what is still queued, so the statistics count it.
 	closeErr := s.Close()
 	st := s.Stats()
 	fmt.Fprintln(stderr, sendSummary(st, time.Since(start)))
 	if err := statsRun.finish(sendSample(st), st); err != nil {
-		return err
+		return errors.Join(inErr, err)
 	}
-	return closeErr
+	switch {
+	case inErr != nil:
+		return inErr
+	case closeErr != nil:
+		return closeErr
+	case st.Packets > 0 && st.Reports == 0:
+		return ErrNoReport
+	}
+	return nil
 }
 
-// source returns a function yielding the next message, io.EOF at the end.
-func source(o SendOptions, stdin io.Reader) (func() ([]byte, error), error) {
-	if o.Gen == "" {
-		r := framing.NewReader(stdin, o.Framing, o.Sender.MaxPayload())
-		return r.Next, nil
+// linger keeps the sender answering feedback for d after the input ended
+// (if it sent anything at all), and then, while the receiver has not
+// reported, until feedbackGrace after the first message (sooner if a
+// report comes). A signal does not cut it short: the command's second
+// signal ends the process.
+func linger(s *sender.Sender, d time.Duration) {
+	if s.Stats().Packets == 0 {
+		return // no stream was opened: there is no feedback to wait for
 	}
+	time.Sleep(d)
+	for {
+		st := s.Stats()
+		if st.Packets == 0 || st.Reports > 0 || st.FeedbackSilenceNanos >= int64(feedbackGrace) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inputTooLong is an input message over the largest a packet carries.
+type inputTooLong struct {
+	msg string
+	err error // wraps framing.ErrTooLong
+}
+
+func (e *inputTooLong) Error() string { return e.msg }
+func (e *inputTooLong) Unwrap() error { return e.err }
+
+func tooLong(f framing.Framing, n uint64, max int, err error) error {
+	if f == framing.Len32 {
+		return &inputTooLong{fmt.Sprintf("send: frame %d of the input is longer than the largest message, %d bytes (%v)", n, max, err), err}
+	}
+	return &inputTooLong{fmt.Sprintf("send: line %d of the input is longer than the largest message, %d bytes (without its newline)", n, max), err}
+}
+
+// generator returns a function yielding the next synthetic message,
+// io.EOF after o.Count.
+func generator(o SendOptions) (func() ([]byte, error), error) {
 	g, err := gen.New(o.Gen, o.Size, o.Seed)
 	if err != nil {
 		return nil, err
@@ -136,39 +217,51 @@ func source(o SendOptions, stdin io.Reader) (func() ([]byte, error), error) {
 	}, nil
 }
 
-// pump moves messages into the sender at up to o.Rate per second.
-func pump(ctx context.Context, o SendOptions, next func() ([]byte, error), s *sender.Sender) (uint64, error) {
-	var sent uint64
+// pump moves messages into the sender at up to o.Rate per second until the
+// input ends or ctx is done. Once ctx is done, next(ctx) returns the
+// messages already read, without waiting for more (then errStopped):
+// without a rate they are sent, as they would have been a moment later;
+// with one, pump returns at once, leaving them unsent, rather than send
+// in a burst what the rate would have spread over a long time.
+//
+// It returns the messages sent, and how many it took from next and did
+// not send (0 or 1).
+func pump(ctx context.Context, o SendOptions, next func(context.Context) ([]byte, error), s *sender.Sender) (sent uint64, held int, err error) {
 	var interval time.Duration
 	if o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.Rate)
 	}
 	start := time.Now()
 	for {
-		if ctx.Err() != nil {
-			return sent, nil
+		if o.Gen != "" && ctx.Err() != nil {
+			return sent, 0, nil // a generator has nothing read ahead
 		}
-		msg, err := next()
-		if errors.Is(err, io.EOF) {
-			return sent, nil
+		msg, err := next(ctx)
+		if errors.Is(err, io.EOF) || errors.Is(err, errStopped) {
+			return sent, 0, nil
 		}
 		if err != nil {
-			return sent, fmt.Errorf("send: reading input: %w", err)
+			if errors.Is(err, framing.ErrTooLong) {
+				return sent, 0, err
+			}
+			return sent, 0, fmt.Errorf("send: reading input: %w", err)
 		}
 		if interval > 0 {
 			// Schedule message i at start + i*interval, so pacing does
 			// not drift; sleep only when more than a millisecond ahead.
 			due := start.Add(time.Duration(sent) * interval)
-			if ahead := time.Until(due); ahead > time.Millisecond {
+			if ahead := time.Until(due); ahead > time.Millisecond && ctx.Err() == nil {
 				select {
 				case <-time.After(ahead):
 				case <-ctx.Done():
-					return sent, nil
 				}
+			}
+			if ctx.Err() != nil {
+				return sent, 1, nil // msg and the rest read ahead: see Discard
 			}
 		}
 		if err := s.Send(msg); err != nil {
-			return sent, fmt.Errorf("send: %w", err)
+			return sent, 0, fmt.Errorf("send: %w", err)
 		}
 		sent++
 	}
@@ -185,6 +278,8 @@ func sendLine(st sender.Stats, elapsed time.Duration) string {
 	return line + "   "
 }
 
+// sendSummary is the sender's closing statement: what it sent, what the
+// receiver reported, and everything it refused or dropped.
 func sendSummary(st sender.Stats, elapsed time.Duration) string {
 	s := fmt.Sprintf("sender: %d messages, %d payload bytes, %d datagrams, %d wire bytes in %s; rtt %s (min %s, %d samples); %d reports, %d nacks",
 		st.Packets, st.PayloadBytes, st.DatagramsSent, st.BytesSent, elapsed.Round(time.Millisecond),
@@ -195,7 +290,175 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 				x.Stream, r.Received, x.Sent, r.Lost, r.Duplicates, r.Reordered, ms(r.JitterNanos), ms(r.DelayP50Nanos), ms(r.DelayP99Nanos))
 		}
 	}
+	if st.Packets > 0 && st.Reports == 0 {
+		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
+	}
+	s += "\n  " + refusedLine(st)
+	if line := evictedLine(st); line != "" {
+		s += "\n  " + line
+	}
 	return s
+}
+
+// evictedLine tells how the retransmit buffer made room, if it had to:
+// a message evicted is one a NACK can no longer get resent. Evictions
+// by age are routine; by the packet or byte bound, they mean the buffer
+// held less than Config.RetransmitMaxAge of history at this rate.
+func evictedLine(st sender.Stats) string {
+	var evCap, evBytes, evAge uint64
+	for _, x := range st.Streams {
+		evCap += x.RetransmitEvictedCapacity
+		evBytes += x.RetransmitEvictedBytes
+		evAge += x.RetransmitEvictedAge
+	}
+	if evCap+evBytes+evAge == 0 {
+		return ""
+	}
+	return fmt.Sprintf("retransmit buffer: %d messages evicted by its packet bound, %d by its byte bound, %d by age (no longer resendable)", evCap, evBytes, evAge)
+}
+
+// silenceCauses names the usual reasons a sender hears nothing back.
+const silenceCauses = "likely causes: no receiver listening at that address and port; " +
+	"a --key-file on one end only, or different keys on the two ends; " +
+	"a firewall dropping UDP on the way there or back"
+
+// refusedLine lists every counter of something the sender refused,
+// dropped or could not do, with its count, or says there was nothing.
+// (Retransmit buffer evictions have a line of their own: evictedLine.)
+func refusedLine(st sender.Stats) string {
+	items := []struct {
+		n    uint64
+		what string
+	}{
+		{st.QueueFull, "sends held or refused by a full queue"},
+		{st.ParityDropped, "parity packets not queued (queue full)"},
+		{st.FeedbackDropped, "answers to NACKs not queued (queue full)"},
+		{st.Throttled, "retransmissions refused by the retransmit budget"},
+		{st.RetransmitsBlocked, "retransmissions refused by the amplification limit"},
+		{st.AnswersBlocked, "\"unavailable\" answers refused by the amplification limit"},
+		{st.Unavailable, "\"unavailable\" answers sent (asked for what was no longer kept)"},
+		{st.NACKsRejected, "NACKs rejected (named messages never sent)"},
+		{st.WriteErrors, "datagrams the kernel refused to send"},
+		{st.SealErrors, "packets not sent because sealing failed"},
+		{st.Malformed, "feedback datagrams malformed"},
+		{st.ForeignSession, "feedback for another session"},
+		{st.Unexpected, "unexpected packets"},
+		{st.Unsealed, "unencrypted feedback refused"},
+		{st.KeyMismatch, "feedback under another key refused"},
+		{st.AuthFailed, "feedback failing authentication"},
+		{st.Replayed, "replayed feedback"},
+		{st.DerivationsThrottled, "feedback over the key-derivation rate"},
+	}
+	var b strings.Builder
+	for _, it := range items {
+		if it.n == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d %s", it.n, it.what)
+	}
+	if b.Len() == 0 {
+		return "refused or dropped: nothing"
+	}
+	return "refused or dropped: " + b.String()
+}
+
+// monitor watches a running sender from a goroutine of its own: the live
+// progress line and the feedback warnings; say prints a line between
+// them. A nil *monitor's methods do nothing.
+type monitor struct {
+	mu       sync.Mutex
+	out      io.Writer
+	progress bool // a progress line without its newline may be on screen
+	watch    feedbackWatch
+	t        *ticker
+}
+
+// monitorPeriod is how often the monitor looks at the sender's Stats.
+const monitorPeriod = 100 * time.Millisecond
+
+func startMonitor(s *sender.Sender, o SendOptions, out io.Writer, start time.Time) *monitor {
+	m := &monitor{out: out, watch: feedbackWatch{to: o.To, grace: feedbackGrace}}
+	lastProgress := start
+	m.t = startTicker(monitorPeriod, func() {
+		st := s.Stats()
+		for _, w := range m.watch.check(st) {
+			m.say(w)
+		}
+		if now := time.Now(); o.Progress && now.Sub(lastProgress) >= time.Second {
+			lastProgress = now
+			m.mu.Lock()
+			fmt.Fprintf(m.out, "\r%s", sendLine(st, now.Sub(start)))
+			m.progress = true
+			m.mu.Unlock()
+		}
+	})
+	return m
+}
+
+// say prints line on a line of its own.
+func (m *monitor) say(line string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.progress {
+		fmt.Fprintln(m.out)
+		m.progress = false
+	}
+	fmt.Fprintln(m.out, line)
+}
+
+// stop stops the monitor and ends its progress line.
+func (m *monitor) stop() {
+	m.t.stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.progress {
+		fmt.Fprintln(m.out)
+		m.progress = false
+	}
+}
+
+// feedbackWatch turns successive Stats of a sender into its warnings:
+// once when the receiver has not been heard from within grace of the
+// first message (and a note if it is heard from after all), once when
+// feedback is refused for failing authentication.
+type feedbackWatch struct {
+	to    string        // the destination, as the user gave it
+	grace time.Duration // silence before the warning
+
+	warnedSilent, heardLate, warnedAuth bool
+}
+
+// check returns the warnings st calls for, each at most once.
+func (w *feedbackWatch) check(st sender.Stats) []string {
+	var out []string
+	heard := st.Reports+st.NACKs > 0
+	if !w.warnedSilent && !heard && st.Packets > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
+		w.warnedSilent = true
+		out = append(out, fmt.Sprintf("send: warning: no feedback from the receiver at %s within %s of the first message; %s. "+
+			"Sending goes on; if no report ever comes, send exits with status 3.", w.to, w.grace, silenceCauses))
+	}
+	if w.warnedSilent && !w.heardLate && heard {
+		w.heardLate = true
+		out = append(out, fmt.Sprintf("send: feedback from the receiver at %s arrived after all", w.to))
+	}
+	if !w.warnedAuth && st.Unsealed+st.KeyMismatch+st.AuthFailed > 0 {
+		w.warnedAuth = true
+		var why []string
+		if st.KeyMismatch > 0 {
+			why = append(why, fmt.Sprintf("%d sealed under a different key (the receiver's --key-file is not this sender's)", st.KeyMismatch))
+		}
+		if st.Unsealed > 0 {
+			why = append(why, fmt.Sprintf("%d not encrypted (the receiver has no --key-file; give it this sender's)", st.Unsealed))
+		}
+		if st.AuthFailed > 0 {
+			why = append(why, fmt.Sprintf("%d failing authentication (altered on the way, forged, or under another key)", st.AuthFailed))
+		}
+		out = append(out, "send: warning: feedback fails authentication and is refused: "+strings.Join(why, "; "))
+	}
+	return out
 }
 
 // ticker calls f every period until stop; a nil *ticker is a no-op.

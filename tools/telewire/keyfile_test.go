@@ -75,8 +75,9 @@ func TestKeyMismatch(t *testing.T) {
 	serr := new(lockedBuffer)
 	send := exec.Command(telewireBin, "send", "--to", addr, "--key-file", a, "--linger", "200ms")
 	send.Stdin, send.Stderr = strings.NewReader("one\ntwo\nthree\n"), serr
-	if err := send.Run(); err != nil {
-		t.Fatalf("send: %v\n%s", err, serr)
+	// The receiver never reports: send says so with status 3.
+	if err := send.Run(); send.ProcessState.ExitCode() != 3 {
+		t.Fatalf("send: %v, want exit status 3\n%s", err, serr)
 	}
 	_ = recv.Process.Signal(os.Interrupt)
 	wait(t, recv, rerr, 30*time.Second)
@@ -106,8 +107,9 @@ func TestKeyOnOneEndOnly(t *testing.T) {
 	serr := new(lockedBuffer)
 	send := exec.Command(telewireBin, "send", "--to", addr, "--linger", "200ms")
 	send.Stdin, send.Stderr = strings.NewReader("one\ntwo\n"), serr
-	if err := send.Run(); err != nil {
-		t.Fatalf("send: %v\n%s", err, serr)
+	// The receiver never reports: send says so with status 3.
+	if err := send.Run(); send.ProcessState.ExitCode() != 3 {
+		t.Fatalf("send: %v, want exit status 3\n%s", err, serr)
 	}
 	_ = recv.Process.Signal(os.Interrupt)
 	wait(t, recv, rerr, 30*time.Second)

@@ -47,14 +47,49 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go onSignals(sigs, cancel, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 
+// onSignals implements the command's signal contract, the same for every
+// subcommand: the first SIGINT or SIGTERM cancels the command's context,
+// a normal end (send stops reading, lingers for feedback and prints its
+// summary; recv, netem, replay, demo, soak, bench and sim stop and
+// report); the second ends the process at once, without a summary, with
+// the shell's status for death by that signal: 128 + its number (130
+// for SIGINT, 143 for SIGTERM). exit is os.Exit outside tests.
+func onSignals(sigs <-chan os.Signal, cancel context.CancelFunc, stderr io.Writer, exit func(int)) {
+	<-sigs
+	cancel()
+	sig := <-sigs
+	code := 1
+	if s, ok := sig.(syscall.Signal); ok {
+		code = 128 + int(s)
+	}
+	fmt.Fprintf(stderr, "telewire: second signal (%v): exiting at once\n", sig)
+	exit(code)
+}
+
+// exitError ends a command with an exit status of its own, after printing
+// err as the command's one-line error unless quiet (the command has
+// already said it).
+type exitError struct {
+	code  int
+	err   error
+	quiet bool
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // run executes the command line and returns the exit status: 0 on
-// success (including an end by signal), 1 on failure, 2 on bad usage.
+// success (including an end by signal), 1 on failure, 2 on bad usage,
+// or the status of an exitError.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -81,6 +116,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		}
+		var ee *exitError
+		switch {
+		case errors.As(err, &ee):
+			if !ee.quiet {
+				fmt.Fprintf(stderr, "telewire %s: %v\n", name, ee.err)
+			}
+			return ee.code
 		default:
 			fmt.Fprintf(stderr, "telewire %s: %v\n", name, err)
 			return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -14,13 +15,30 @@ import (
 )
 
 func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	plainMax, sealedMax := sender.Config{}.MaxPayload(), sender.Config{Key: make([]byte, 32)}.MaxPayload()
 	fs := newFlagSet("send", "--to HOST:PORT [flags] < messages",
-		`Sends each message read from stdin (or made by --gen) as one telewire message to the
+		fmt.Sprintf(`Sends each message read from stdin (or made by --gen) as one telewire message to the
 receiver at --to, then keeps answering the receiver's feedback for --linger and prints
 the sender's statistics (round-trip time, and the loss, jitter and delay the receiver
-reported).`, stderr)
+reported, and everything refused or dropped).
+
+A message is at most %d bytes (%d with --key-file); a longer line or len32 frame
+is an error: send stops there, prints its summary and exits 1.
+
+It warns on stderr when nothing is heard from the receiver within a second of the
+first message, and when the receiver's feedback fails authentication.
+
+SIGINT or SIGTERM stops reading stdin (even while a read is blocked), sends what was
+read, lingers for feedback and prints the summary as at end of input; a second one
+exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
+
+Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
+limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
+without --broadcast, a multicast group); 3 messages were sent but the receiver never
+reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax, sealedMax), stderr)
 	var o app.SendOptions
 	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required)")
+	fs.BoolVar(&o.Sender.Broadcast, "broadcast", false, "allow --to to be a broadcast address (255.255.255.255 or a local subnet's)")
 	fr := fs.String("framing", "line", "stdin framing: line (one message per line) or len32 (4-byte big-endian length + bytes)")
 	fs.Float64Var(&o.Rate, "rate", 0, "cap on messages per second (0 = as fast as possible)")
 	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")
@@ -105,7 +123,35 @@ reported).`, stderr)
 	}
 	defer srv.Close()
 	o.OnSender = func(s *sender.Sender) { srv.AddSender(s, o.To) }
-	return app.Send(ctx, o, stdin, stderr)
+	return sendExit(app.Send(ctx, o, stdin, stderr), o.To)
+}
+
+// sendExit maps the errors of app.Send with an exit status of their own:
+// an invalid destination is a usage error (2) told in one line naming
+// --to; a receiver that never reported is status 3, which the summary
+// has already explained.
+func sendExit(err error, to string) error {
+	var de *sender.DestinationError
+	switch {
+	case errors.Is(err, app.ErrNoReport):
+		return &exitError{code: 3, err: err, quiet: true}
+	case errors.As(err, &de):
+		var why string
+		switch {
+		case errors.Is(err, sender.ErrZeroPort):
+			why = "port 0 is not a destination; give the receiver's port"
+		case errors.Is(err, sender.ErrUnspecified):
+			why = "0.0.0.0 and :: are not destinations; give the receiver's address (127.0.0.1 for this host)"
+		case errors.Is(err, sender.ErrBroadcast):
+			why = "a broadcast address; add --broadcast to send to every host on the link"
+		case errors.Is(err, sender.ErrMulticast):
+			why = "a multicast group; multicast is not supported yet"
+		default:
+			why = de.Reason.Error()
+		}
+		return &exitError{code: 2, err: fmt.Errorf("--to %s: %s", to, why)}
+	}
+	return err
 }
 
 func runRecv(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -238,7 +238,11 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		if s := c.sessions[keyOf{addr: from}]; s != nil {
 			s.malformed++
 		}
-		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		if e := c.log.Debug(); e != nil {
+			// Built only when debug is on: boxing from for Stringer would
+			// allocate for every datagram of a flood of junk.
+			e.Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		}
 		return
 	}
 	switch p.Kind {
@@ -342,7 +346,9 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++
-		c.log.Debug().Err(err).Stringer("from", from).Msg("parity rejected")
+		if e := c.log.Debug(); e != nil {
+			e.Err(err).Stringer("from", from).Msg("parity rejected")
+		}
 		return
 	}
 	st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
@@ -552,7 +558,9 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 	} else {
 		if len(c.sessions) >= c.cfg.MaxSessions {
 			c.stats.SessionsRefused++
-			c.log.Debug().Stringer("from", from).Msg("session table full, datagram dropped")
+			if e := c.log.Debug(); e != nil {
+				e.Stringer("from", from).Msg("session table full, datagram dropped")
+			}
 			return nil
 		}
 		c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")

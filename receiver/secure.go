@@ -38,6 +38,7 @@ type secure struct {
 	derive  guard.Bucket
 	scratch []byte // decrypted body; DATA payloads alias it until Handle returns
 	warned  bool   // key mismatch logged
+	foreign guard.ForeignKeys
 	// warnedPlain: an unencrypted datagram was logged.
 	warnedPlain bool
 	retired     [retiredLen]retired
@@ -136,6 +137,10 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		c.stats.Unexpected++
 		return nil
 	case info.KeyID != c.sec.key.ID():
+		if !c.sec.foreign.Observe(info.KeyID) {
+			c.stats.Corrupted++ // a damaged key id, until it repeats
+			return nil
+		}
 		c.stats.KeyMismatch++
 		if !c.sec.warned {
 			c.sec.warned = true

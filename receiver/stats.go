@@ -31,7 +31,8 @@ type Stats struct {
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused
-	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key
+	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key (the same foreign key id guard.MismatchRun times in a row)
+	Corrupted            uint64 `json:"corrupted"`             // datagrams with a foreign key id that did not repeat: damaged on the way, not another key
 	AuthFailed           uint64 `json:"auth_failed"`           // datagrams that failed authentication
 	Replayed             uint64 `json:"replayed"`              // authentic datagrams seen before (or older than the replay window)
 	DerivationsThrottled uint64 `json:"derivations_throttled"` // datagrams naming a new session while key derivations were over their rate

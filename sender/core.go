@@ -329,7 +329,9 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	p := &c.pkt
 	if p.Session != c.session {
 		c.stats.ForeignSession++
-		c.log.Debug().Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
+		if e := c.log.Debug(); e != nil { // boxing from allocates: only when debug is on
+			e.Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
+		}
 		return
 	}
 	switch p.Kind {

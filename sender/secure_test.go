@@ -134,7 +134,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	c.Handle(other.seal(t, &rep), rcvAddr, 3_000_004)
 
 	st := c.Stats()
-	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RTT.Samples != 1 {
+	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch+st.Corrupted != 1 || st.RTT.Samples != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }

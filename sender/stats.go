@@ -35,7 +35,8 @@ type Stats struct {
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64        `json:"unsealed"`              // plain feedback refused
-	KeyMismatch          uint64        `json:"key_mismatch"`          // feedback sealed under another key
+	KeyMismatch          uint64        `json:"key_mismatch"`          // feedback sealed under another key (the same foreign key id guard.MismatchRun times in a row)
+	Corrupted            uint64        `json:"corrupted"`             // feedback with a foreign key id that did not repeat: damaged on the way, not another key
 	AuthFailed           uint64        `json:"auth_failed"`           // feedback that failed authentication
 	Replayed             uint64        `json:"replayed"`              // authentic feedback seen before (or older than the replay window)
 	DerivationsThrottled uint64        `json:"derivations_throttled"` // datagrams naming a new receiver salt while key derivations were over their rate

@@ -64,17 +64,17 @@
 //	    26    2 reserved, must be 0
 //	    28 12*c ranges: first sequence (8 bytes), number of sequences (4 bytes, 1..MaxRangeLen)
 //
-//	 28+12*c  8 with [FlagProof] only: proof, the send timestamp of the newest
-//	            DATA the receiver has received
+//	 28+12*c  8 with [FlagProof] only: sequence of the newest DATA the receiver has received
+//	 36+12*c  8 with [FlagProof] only: that DATA's send timestamp (the proof)
 //
 // Ranges are in increasing sequence order and do not overlap or touch; the
 // whole NACK spans at most MaxNACKSpan sequences. Without FlagUnavailable it
 // asks for the listed sequences; with FlagUnavailable the sender says it no
 // longer has them, so the receiver stops asking. The proof of [FlagProof] is
 // a value only a receiver of the stream's DATA knows: without encryption a
-// sender answers a NACK beyond the amplification limit only when it carries a
-// proof that matches a DATA it sent lately, whatever the NACK's source
-// address says.
+// sender answers a NACK beyond the amplification limit only when its proof
+// is, to the nanosecond, the send time of that sequence, sent lately,
+// whatever the NACK's source address says.
 //
 // # REPORT (kind 4), receiver to sender
 //

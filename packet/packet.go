@@ -33,7 +33,7 @@ const (
 	// AnswerLen is what FlagAnswer adds to a HEARTBEAT body.
 	AnswerLen = 16
 	// ProofLen is what FlagProof adds to a NACK body.
-	ProofLen = 8
+	ProofLen = 16
 
 	// MaxPacketLen is the largest datagram telewire sends or accepts: the
 	// largest UDP payload over IPv4.
@@ -117,11 +117,12 @@ const (
 	// proves to the receiver that the sender's address receives its
 	// feedback, and times the round trip.
 	FlagAnswer Flags = 1 << 0
-	// FlagProof marks a NACK carrying the send timestamp of the newest
-	// DATA the receiver has received (Packet.Proof, ProofLen more bytes),
-	// which only a receiver of that DATA knows: without encryption, the
-	// sender answers a NACK beyond the amplification limit only if it
-	// proves that.
+	// FlagProof marks a NACK carrying the sequence and send timestamp of
+	// the newest DATA the receiver has received (Packet.ProofSeq and
+	// ProofTimestamp, ProofLen more bytes); the timestamp, to the
+	// nanosecond, is known only to a receiver of that DATA: without
+	// encryption, the sender answers a NACK beyond the amplification limit
+	// only if it proves that.
 	FlagProof Flags = 1 << 1
 )
 
@@ -242,9 +243,12 @@ type Packet struct {
 	Payload   []byte
 	Parity    Parity
 	Ranges    []Range // after Parse, aliases storage inside the Packet
-	Proof     int64   // NACK with FlagProof only (zero otherwise): see FlagProof
 	Report    Report
 	Heartbeat Heartbeat
+
+	// NACK with FlagProof only (zero otherwise): see FlagProof.
+	ProofSeq       uint64
+	ProofTimestamp int64
 
 	rangeBuf [MaxRanges]Range
 }
@@ -305,7 +309,8 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint32(b, r.Len)
 		}
 		if p.Flags&FlagProof != 0 {
-			b = binary.BigEndian.AppendUint64(b, uint64(p.Proof))
+			b = binary.BigEndian.AppendUint64(b, p.ProofSeq)
+			b = binary.BigEndian.AppendUint64(b, uint64(p.ProofTimestamp))
 		}
 	case KindReport:
 		b = p.Report.appendTo(b)
@@ -517,9 +522,10 @@ func (p *Packet) parseNACK(body []byte) error {
 		}
 		return ErrLength
 	}
-	p.Proof = 0
+	p.ProofSeq, p.ProofTimestamp = 0, 0
 	if p.Flags&FlagProof != 0 {
-		p.Proof = int64(binary.BigEndian.Uint64(body[want-ProofLen:]))
+		p.ProofSeq = binary.BigEndian.Uint64(body[want-ProofLen:])
+		p.ProofTimestamp = int64(binary.BigEndian.Uint64(body[want-8:]))
 	}
 	rs := p.rangeBuf[:n]
 	for i := range rs {

@@ -3,6 +3,7 @@ package fec
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/klauspost/reedsolomon"
 	"github.com/telewire/telewire/packet"
@@ -781,4 +782,21 @@ func (d *Decoder) CanRecover(seq uint64, now int64) bool {
 		}
 	}
 	return now-noticed < d.cfg.ParityWaitNanos
+}
+
+// MemBytes returns about how many bytes the Decoder holds: its fixed
+// tables and the shard buffers grown so far. It walks the ring, so call it
+// per report interval, not per packet.
+func (d *Decoder) MemBytes() int {
+	n := len(d.ring)*int(unsafe.Sizeof(dslot{})) +
+		len(d.blocks)*int(unsafe.Sizeof(block{})+unsafe.Sizeof(heldParity{})) +
+		len(d.pool)*int(unsafe.Sizeof([]byte(nil))) + 4*cap(d.free) +
+		cap(d.mat) + cap(d.inv)
+	for i := range d.ring {
+		n += cap(d.ring[i].buf)
+	}
+	for _, b := range d.pool {
+		n += cap(b)
+	}
+	return n
 }

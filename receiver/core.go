@@ -1,10 +1,12 @@
 package receiver
 
 import (
+	"crypto/cipher"
 	"fmt"
 	"math/bits"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -90,8 +92,11 @@ type stream struct {
 	tracker  *reliability.Tracker
 	delivery *reliability.Delivery[*held]
 	jitter   stats.Jitter
-	delay    stats.DelayHistogram
-	rtt      reliability.RTT // NACK → retransmission, for NACK retry timing
+	delay    *stats.DelayHistogram // allocated by the first delay sample (16 KiB)
+	rtt      reliability.RTT       // NACK → retransmission, for NACK retry timing
+	// usedRTO is the longest retry timeout NACKs went out with since the
+	// retry times were last pulled in (retime).
+	usedRTO  int64
 	fecDelay reliability.RTT // loss found → rebuilt by FEC: how long parity takes to help
 	// The FEC block span of the latest PARITY (K × stride, in messages)
 	// and the mean send-time gap between messages (ns, gain 1/16): what a
@@ -104,10 +109,14 @@ type stream struct {
 	// fecRecent remembers the sequences FEC rebuilt lately. When the
 	// original of one arrives after all, it was reordered, not lost, and
 	// is taken out of the loss and FEC counts (fecEarly).
-	fecRecent [fecRecentLen]uint64
+	fecRecent *[fecRecentLen]uint64 // allocated with the decoder
 	fecNext   int
 	fecEarly  uint64
-	nacks     []packet.Range // reused by AppendNACK
+	nacks     []packet.Range // reused by AppendNACK; allocated by the first NACK
+	// fecCharged is what the decoder was last charged to the budget.
+	fecCharged int
+	// budgetDropped counts messages not held for want of budget.
+	budgetDropped uint64
 
 	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
 	haveMin   bool
@@ -123,8 +132,9 @@ type stream struct {
 	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
 
-	echoTs int64 // newest sender timestamp seen
-	echoAt int64 // when it arrived
+	echoTs  int64  // newest sender timestamp seen
+	echoAt  int64  // when it arrived
+	echoSeq uint64 // the sequence that carried it
 
 	retransmits uint64
 	nacksSent   uint64
@@ -157,6 +167,15 @@ type session struct {
 	// Bytes received from and sent to the session's address: without a
 	// key, feedback stays within amplificationFactor times what arrived.
 	rxBytes, txBytes uint64
+
+	created int64
+	// validated: without a key, the sender answered a challenge, so its
+	// address receives what is sent to it (see Core.trusted).
+	validated  bool
+	challenged bool  // the opening challenge went out
+	bytes      int64 // state charged to the receiver's budget
+	meter      meter
+	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -165,6 +184,10 @@ type session struct {
 // reflector. A real sender sends far more than it is sent, so it never
 // meets the bound except on a very slow stream's first report.
 const amplificationFactor = 3
+
+// challengeCost is the feedback credit a session needs before its opening
+// challenge goes: the REPORT, and room left for a NACK of a few ranges.
+const challengeCost = packet.HeaderLen + packet.ReportLen + packet.ChallengeLen + 128
 
 // Core is the receiver's protocol state machine, free of sockets,
 // goroutines and clocks: Handle and Tick take the time as an argument,
@@ -184,6 +207,12 @@ type Core struct {
 	nextReport int64
 	reportsDue bool  // some stream owes an early REPORT
 	stats      Stats // global counters; per-stream figures are built on demand
+
+	// State budget (Config.MaxStateBytes): bytes charged by all sessions,
+	// and by those not yet trusted.
+	memUsed, memUnvalidated int64
+	mac                     cipher.Block // keys challenges
+	macBuf                  [32]byte
 }
 
 // NewCore returns a receiver Core. cfg.Listen, the socket settings and
@@ -203,9 +232,14 @@ func NewCore(cfg Config) (*Core, error) {
 			return nil, err
 		}
 	}
+	mac, err := newMAC()
+	if err != nil {
+		return nil, err
+	}
 	return &Core{
 		cfg:      cfg,
 		sec:      sec,
+		mac:      mac,
 		sessions: make(map[keyOf]*session),
 		queue:    newQueue(cfg.QueueMessages, cfg.QueueBytes),
 		// Feedback is small and paced by the report and NACK intervals.
@@ -266,17 +300,26 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	s.rxBytes += uint64(len(b))
 	st := s.stream(p.Stream, c)
 	if st == nil {
-		c.stats.StreamsRefused++
-		return
+		return // refused and counted
 	}
 	s.lastSeen = now
 	switch p.Kind {
 	case packet.KindHeartbeat:
+		if p.Flags&packet.FlagAnswer != 0 {
+			c.handleAnswer(s, &p.Heartbeat, from, now)
+		}
 		c.handleHeartbeat(st, &p.Heartbeat, now)
 	case packet.KindParity:
 		c.handleParity(s, st, p, from, now)
 	default:
 		c.handleData(s, st, p, from, now)
+	}
+	if !s.challenged && !c.trusted(s) && s.txBytes+challengeCost <= amplificationFactor*s.rxBytes {
+		// Challenge a new sender as soon as the amplification limit lets a
+		// REPORT go with room to spare for a first NACK (from its second
+		// or third datagram): its answer validates it and gives the first
+		// round trip.
+		c.sendReport(s, st, now, packet.FlagEarly)
 	}
 }
 
@@ -314,7 +357,7 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	if p.Flags&packet.FlagProtected != 0 {
-		c.ensureDecoder(st) // before accept hands the data to it
+		c.ensureDecoder(s, st) // before accept hands the data to it
 	}
 	origin := OriginFirst
 	if p.Flags&packet.FlagRetransmit != 0 {
@@ -326,23 +369,54 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
 // sender marks as protected or, from a sender that does not mark it, at
-// the first PARITY.
-func (c *Core) ensureDecoder(st *stream) {
-	if st.decoder != nil {
+// the first PARITY. A sender not yet trusted gets none (a decoder is the
+// largest state a stream has): FEC starts when it answers its challenge,
+// within a round trip. The decoder's tables are charged to the budget now,
+// its shard buffers as they grow, at each report (chargeFEC).
+func (c *Core) ensureDecoder(s *session, st *stream) {
+	if st.decoder != nil || !c.trusted(s) {
 		return
 	}
 	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
 	if err != nil { // the defaults are valid; this is a programming error
 		panic(err)
 	}
-	st.decoder = dec
+	n := dec.MemBytes() + int(unsafe.Sizeof([fecRecentLen]uint64{}))
+	if !c.reserve(s, n) {
+		return // counted; the stream goes on without FEC
+	}
+	st.decoder, st.fecCharged = dec, n
+	st.fecRecent = new([fecRecentLen]uint64)
+}
+
+// chargeFEC charges the growth of the stream's FEC shard buffers since
+// the last call. The growth has happened already, so it is charged even
+// over the budget (which then refuses new state until it is back under):
+// it is bounded by the decoder's own limits (FECMaxBlocks, its ring of
+// shards).
+func (c *Core) chargeFEC(s *session, st *stream) {
+	if st.decoder == nil {
+		return
+	}
+	n := st.decoder.MemBytes() + int(unsafe.Sizeof([fecRecentLen]uint64{}))
+	if d := n - st.fecCharged; d > 0 {
+		if !c.reserve(s, d) {
+			c.memUsed += int64(d)
+			s.bytes += int64(d)
+		}
+		st.fecCharged = n
+	}
 }
 
 // handleParity feeds a PARITY packet to the stream's FEC decoder and
 // delivers what it rebuilds.
 func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Parity++
-	c.ensureDecoder(st)
+	c.ensureDecoder(s, st)
+	if st.decoder == nil {
+		c.stats.ParityUnvalidated++
+		return
+	}
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++
@@ -391,7 +465,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 		return // duplicate or too old: counted by the tracker
 	}
-	if origin == OriginFEC && info.WasMissing {
+	if origin == OriginFEC && info.WasMissing && st.fecRecent != nil {
 		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
 		st.fecNext++
 		st.fecDelay.Observe(info.SinceDetectedNanos)
@@ -400,17 +474,23 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	case OriginRetransmit:
 		if info.SinceNACKNanos > 0 {
 			st.rtt.Observe(info.SinceNACKNanos)
+			c.retime(st)
 		}
 	case OriginFirst:
 		// Jitter and delay describe the path, so only first
 		// transmissions feed them.
 		st.jitter.Observe(ts, now)
-		st.delay.Observe(now - ts)
+		if st.delay == nil && c.reserve(s, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
+			st.delay = new(stats.DelayHistogram)
+		}
+		if st.delay != nil {
+			st.delay.Observe(now - ts)
+		}
 		if off := now - ts; !st.haveMin || off < st.minOffset {
 			st.minOffset, st.haveMin = off, true
 		}
 		if ts > st.echoTs || st.echoAt == 0 {
-			st.echoTs, st.echoAt = ts, now
+			st.echoTs, st.echoAt, st.echoSeq = ts, now, seq
 		}
 		if d := ts - st.gapTs; st.gapTs != 0 && packet.SeqLess(st.gapSeq, seq) && d > 0 {
 			// Send times are the sender's word: the gap is capped so that
@@ -460,7 +540,16 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if !st.haveMin {
 		offset = now - ts
 	}
+	// A message delivery holds is copied into a pooled buffer of its size
+	// class, charged to the budget before it is taken.
+	charge := 1 << (class(len(payload)) + minClassShift)
+	if !c.reserve(s, charge) {
+		st.budgetDropped++
+		c.pool.put(h)
+		return
+	}
 	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
+		c.unreserve(s, charge) // not held: nothing copied
 		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
 			// Sent before the first message delivered and overtaken by it
 			// past the startup hold: passed over like a gap, and counted
@@ -470,9 +559,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
 	}
-	if !c.drain(s, st, now, seq) {
-		c.pool.own(h) // held for ordering: copy it out of the borrowed buffer
+	if c.drain(s, st, now, seq) {
+		c.unreserve(s, charge) // delivered at once: nothing copied
+		return
 	}
+	c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
 }
 
 // fecRecentLen is how many FEC-rebuilt sequences a stream remembers to
@@ -481,6 +572,9 @@ const fecRecentLen = 256
 
 // rebuiltEarly reports whether FEC rebuilt seq lately, and forgets it.
 func (st *stream) rebuiltEarly(seq uint64) bool {
+	if st.fecRecent == nil {
+		return false
+	}
 	for i, v := range st.fecRecent {
 		if v == seq+1 {
 			st.fecRecent[i] = 0
@@ -517,7 +611,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		} else {
 			c.stats.QueueOverflow++
 		}
-		c.pool.put(h)
+		c.putHeld(s, h)
 	}
 	if from, ok := st.delivery.WantFrom(); ok {
 		st.tracker.GiveUpBefore(from)
@@ -554,20 +648,37 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 	if s != nil {
 		c.stats.SessionRestarts++
 		c.log.Info().Stringer("from", from).Str("old", hex64(s.id)).Str("new", hex64(id)).Msg("sender restarted")
-		c.release(s)
-	} else {
-		if len(c.sessions) >= c.cfg.MaxSessions {
-			c.stats.SessionsRefused++
-			if e := c.log.Debug(); e != nil {
-				e.Stringer("from", from).Msg("session table full, datagram dropped")
-			}
-			return nil
+		c.forget(s)
+		delete(c.sessions, keyOf{addr: from})
+	} else if len(c.sessions) >= c.cfg.MaxSessions && !c.evictStale(now) {
+		c.stats.SessionsRefused++
+		if e := c.log.Debug(); e != nil {
+			e.Stringer("from", from).Msg("session table full, datagram dropped")
 		}
-		c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
+		return nil
 	}
-	s = &session{addr: from, id: id, lastSeen: now}
+	s = c.newSession(id, from, now)
+	if s == nil {
+		return nil
+	}
+	c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
 	c.sessions[keyOf{addr: from}] = s
 	c.stats.Sessions++
+	return s
+}
+
+// newSession returns a new session charged to the state budget, evicting
+// a stale unvalidated session if the budget is short; nil (counted) if it
+// cannot be admitted.
+func (c *Core) newSession(id uint64, from netip.AddrPort, now int64) *session {
+	s := &session{addr: from, id: id, lastSeen: now, created: now}
+	s.meter = meter{c: c, s: s}
+	for !c.reserve(s, sessionBytes) {
+		if !c.evictStale(now) {
+			c.stats.BudgetRefused++
+			return nil
+		}
+	}
 	return s
 }
 
@@ -581,9 +692,18 @@ func (c *Core) release(s *session) {
 			if !ok {
 				break
 			}
-			c.pool.put(h)
+			c.putHeld(s, h)
 		}
 	}
+}
+
+// putHeld recycles a held message, giving back the bytes its copied
+// payload was charged.
+func (c *Core) putHeld(s *session, h *held) {
+	if h.buf != nil {
+		c.unreserve(s, cap(h.buf))
+	}
+	c.pool.put(h)
 }
 
 func (s *session) stream(id uint32, c *Core) *stream {
@@ -593,16 +713,25 @@ func (s *session) stream(id uint32, c *Core) *stream {
 		}
 	}
 	if len(s.streams) >= c.cfg.MaxStreams {
+		c.stats.StreamsRefused++
 		return nil
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound
+			Budget:   &s.meter,
 		}),
-		nacks: make([]packet.Range, 0, reliability.DefaultMaxNACKRanges),
+	}
+	// The state grows with use from here, each growth charged as it comes.
+	if !c.reserve(s, streamBytes+st.tracker.MemBytes()+st.delivery.MemBytes()) {
+		c.stats.BudgetRefused++
+		return nil
+	}
+	if s.seedRTT != 0 {
+		st.rtt.Observe(s.seedRTT)
 	}
 	s.streams = append(s.streams, st)
 	return st
@@ -638,7 +767,7 @@ func (c *Core) Tick(now int64) {
 	}
 	for k, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
-			c.release(s)
+			c.forget(s)
 			if c.sec != nil {
 				c.sec.retire(s)
 			}
@@ -648,6 +777,7 @@ func (c *Core) Tick(now int64) {
 			continue
 		}
 		for _, st := range s.streams {
+			c.chargeFEC(s, st)
 			c.report(s, st, now)
 		}
 	}
@@ -663,12 +793,25 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	if st.decoder != nil && st.holdForParity() {
 		rec = st.decoder
 	}
-	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), rec)
+	if st.nacks == nil {
+		if !c.reserve(s, reliability.DefaultMaxNACKRanges*int(unsafe.Sizeof(packet.Range{}))) {
+			return // counted; asked again at the next tick
+		}
+		st.nacks = make([]packet.Range, 0, reliability.DefaultMaxNACKRanges)
+	}
+	rto := c.retryTimeout(st)
+	st.usedRTO = max(st.usedRTO, rto)
+	rs := st.tracker.AppendNACK(st.nacks[:0], now, rto, rec)
 	for len(rs) > 0 {
 		head, rest := reliability.SplitNACK(rs)
 		c.pkt = packet.Packet{
 			Header: packet.Header{Kind: packet.KindNACK, Session: s.id, Stream: st.id},
 			Ranges: head,
+		}
+		if st.echoAt != 0 && c.sec == nil {
+			// Proof of receipt: the sender answers a NACK beyond the
+			// amplification limit only with it (packet.FlagProof).
+			c.pkt.Flags, c.pkt.ProofSeq, c.pkt.ProofTimestamp = packet.FlagProof, st.echoSeq, st.echoTs
 		}
 		for range st.nackCopies() {
 			if err := c.feedback(s, &c.pkt); err != nil {
@@ -738,6 +881,21 @@ func (c *Core) retryTimeout(st *stream) int64 {
 	}
 	rto := st.rtt.Smoothed() + max(2*st.rtt.Variance(), int64(minRTO))
 	return min(max(rto, int64(minRTO)), int64(maxRTO))
+}
+
+// retime pulls in the retry times of the stream's NACKed sequences when a
+// new RTT sample makes the retry timeout clearly (by a quarter) shorter
+// than the one they were scheduled with: a NACK sent before the first
+// sample waited a quarter of the latency budget, which the first
+// retransmission's round trip shows is far too long. Retimes happen only
+// on such falls, so their cost (a walk of the missing set) stays rare.
+func (c *Core) retime(st *stream) {
+	rto := c.retryTimeout(st)
+	if st.usedRTO == 0 || 4*rto >= 3*st.usedRTO {
+		return
+	}
+	st.tracker.RetimeRetries(rto)
+	st.usedRTO = rto
 }
 
 // NextTimer returns when Tick next has work: a REPORT, a delivery deadline
@@ -832,11 +990,22 @@ func (c *Core) sendReport(s *session, st *stream, now int64, flags packet.Flags)
 		Header: packet.Header{Kind: packet.KindReport, Flags: flags, Session: s.id, Stream: st.id},
 		Report: c.reportBody(s, st, now),
 	}
+	// A sender not yet validated, or a stream with no round trip yet, is
+	// challenged: the answer validates the one and times the other.
+	challenge := !c.trusted(s) || st.rtt.Samples() == 0
+	if challenge {
+		c.pkt.Flags |= packet.FlagChallenge
+		c.pkt.Report.Challenge = c.challenge(s.addr, s.id, now)
+	}
 	if err := c.feedback(s, &c.pkt); err != nil {
 		if err != errAmplification {
 			c.stats.FeedbackDropped++
 		}
 		return
+	}
+	if challenge {
+		s.challenged = true
+		c.stats.Challenges++
 	}
 	c.stats.Reports++
 }
@@ -845,7 +1014,10 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 	ts := st.tracker.Stats()
 	l := st.loss()
 	highest, _ := st.tracker.Highest()
-	d := st.delay.Summary()
+	var d stats.Summary
+	if st.delay != nil {
+		d = st.delay.Summary()
+	}
 	r := packet.Report{
 		HighestSeq:      highest,
 		Received:        ts.Received,
@@ -877,6 +1049,7 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 // Stats returns the counters and a snapshot of every live stream.
 func (c *Core) Stats() Stats {
 	st := c.stats
+	st.StateBytes, st.UnvalidatedStateBytes = uint64(c.memUsed), uint64(c.memUnvalidated)
 	st.Streams = []StreamStats{}
 	for _, s := range c.sessions {
 		for _, x := range s.streams {
@@ -906,12 +1079,14 @@ func (c *Core) Stats() Stats {
 				Held:         ds.Buffered,
 				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
 				JitterNanos:  x.jitter.Nanos(),
-				Delay:        x.delay.Summary(),
-				DelaySamples: x.delay.Count(),
 				NACKRTTNanos: x.rtt.Smoothed(),
 
 				ReorderDropped:  ds.Dropped,
 				MissingOverflow: ts.GivenUpOverflow,
+			}
+			ss.BudgetDropped = x.budgetDropped
+			if x.delay != nil {
+				ss.Delay, ss.DelaySamples = x.delay.Summary(), x.delay.Count()
 			}
 			if x.decoder != nil {
 				ds := x.decoder.Stats()

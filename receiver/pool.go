@@ -20,6 +20,10 @@ type heldPool struct {
 const (
 	minClassShift = 6
 	maxFree       = 4096
+	// maxFreeBytes bounds the free buffers kept per size class, so that a
+	// burst of large held messages returns its memory (64 buffers of the
+	// largest class, 4096 of 1 KiB and below).
+	maxFreeBytes = 4 << 20
 )
 
 func (p *heldPool) get() *held {
@@ -35,7 +39,7 @@ func (p *heldPool) get() *held {
 func (p *heldPool) put(h *held) {
 	if h.buf != nil {
 		c := class(cap(h.buf))
-		if len(p.classes[c]) < maxFree {
+		if len(p.classes[c]) < min(maxFree, maxFreeBytes>>(c+minClassShift)) {
 			p.classes[c] = append(p.classes[c], h.buf[:0])
 		}
 	}

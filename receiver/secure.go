@@ -215,7 +215,7 @@ func (c *Core) newSealedSession(id uint64, keys *sessionKeys, from netip.AddrPor
 		if old.addr == from {
 			c.stats.SessionRestarts++
 			c.log.Info().Stringer("from", from).Str("old", hex64(old.id)).Str("new", hex64(id)).Msg("sender restarted")
-			c.release(old)
+			c.forget(old)
 			c.sec.retire(old)
 			delete(c.sessions, k)
 		}
@@ -237,7 +237,11 @@ func (c *Core) newSealedSession(id uint64, keys *sessionKeys, from netip.AddrPor
 	// Everything up to an ended session's highest counter was its own.
 	keys.floor, keys.hasFloor = c.sec.retiredHighest(id)
 	c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender (authenticated)")
-	s := &session{addr: from, id: id, lastSeen: now, keys: keys}
+	s := c.newSession(id, from, now) // charged to the state budget
+	if s == nil {
+		return nil
+	}
+	s.keys = keys
 	c.sessions[keyOf{id: id}] = s
 	c.stats.Sessions++
 	return s

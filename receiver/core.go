@@ -86,6 +86,12 @@ const reorderFloor = 250 * time.Microsecond
 // that are counted as skipped.
 const startupHold = 50 * time.Millisecond
 
+// startupBackfill is how far before the first DATA heard a HEARTBEAT may
+// place the stream's start, during the startup hold, for the messages in
+// between to be taken as lost (and NACKed) rather than as history sent
+// before this receiver joined.
+const startupBackfill = 256
+
 // stream is the receiver's state for one stream of one session.
 type stream struct {
 	id       uint32
@@ -146,6 +152,8 @@ type stream struct {
 	lastBursts  uint64
 	lossPPM     uint32
 	burstMilli  uint32
+	// intervalClosed: a REPORT interval has closed, so lossPPM is measured.
+	intervalClosed bool
 
 	// Early REPORTs: a stream receiving fast reports every
 	// earlyReportPackets first transmissions (at most every
@@ -342,6 +350,25 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 	}
 	if n := st.tracker.OnHeartbeat(start, hb.Next, now); n > 0 {
 		st.bursts++
+	}
+	if st.started && st.holdUntil != 0 && !st.delivering {
+		// Ordered delivery holds the first arrivals in case the stream
+		// began earlier (its opening HEARTBEAT was lost). This one says
+		// where it began: at the first DATA heard, and nothing is missing
+		// before it; or a little earlier, and the first messages were
+		// lost: they become gaps, NACKed and waited for like any other.
+		// Either way the hold ends now, not a quarter of the latency
+		// budget after it began. (Further back, this receiver joined a
+		// running stream: its history is not asked for.)
+		if hb.Start == st.firstSeq {
+			st.holdUntil = now
+		} else if packet.SeqLess(hb.Start, st.firstSeq) && packet.SeqDiff(st.firstSeq, hb.Start) <= startupBackfill &&
+			st.delivery.StartAt(hb.Start) {
+			if n := st.tracker.OnHeartbeat(hb.Start, hb.Next, now); n > 0 {
+				st.bursts++
+			}
+			st.firstSeq, st.holdUntil = hb.Start, now
+		}
 	}
 	if !st.started && st.delivery.Len() == 0 {
 		// Delivery starts where the stream does (or, joining a running
@@ -860,9 +887,19 @@ func (st *stream) holdForParity() bool {
 const redundantLossPPM = 20_000
 
 // nackCopies is how many copies of each NACK packet to send, from the loss
-// rate of the last report interval.
+// rate of the last report interval or, before one has closed, of the
+// stream so far (a stream's first interval is when ordered delivery can
+// least afford a lost NACK: see issue #19).
 func (st *stream) nackCopies() int {
-	if st.lossPPM >= redundantLossPPM {
+	ppm := uint64(st.lossPPM)
+	if !st.intervalClosed {
+		if highest, ok := st.tracker.Highest(); ok {
+			if n := packet.SeqDiff(highest, st.firstSeq) + 1; n > 0 {
+				ppm = st.tracker.Stats().Missing * packet.MaxLossPPM / uint64(n)
+			}
+		}
+	}
+	if ppm >= redundantLossPPM {
 		return 2
 	}
 	return 1
@@ -979,6 +1016,7 @@ func (c *Core) report(s *session, st *stream, now int64) {
 		st.burstMilli = uint32(min(1<<31, lost*1000/bursts))
 	}
 	st.lastHighest, st.lastLost, st.lastBursts = highest, settled, st.bursts
+	st.intervalClosed = true
 	st.reportDue = false
 	c.sendReport(s, st, now, 0)
 }

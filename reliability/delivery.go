@@ -466,6 +466,23 @@ func (d *Delivery[T]) WantFrom() (uint64, bool) {
 	return 0, false
 }
 
+// StartAt moves the start of ordered delivery down to seq, before anything
+// was delivered or skipped: the stream is known to begin there, so Pop
+// waits for the messages from seq on (until a held message's deadline)
+// rather than delivering from the lowest held. It reports false, doing
+// nothing, in the other modes, once delivery has begun, when seq is not
+// below the start, or when the held messages would no longer fit.
+func (d *Delivery[T]) StartAt(seq uint64) bool {
+	if d.mode != ModeOrdered || d.fixed || !d.started || !packet.SeqLess(seq, d.next) {
+		return false
+	}
+	if d.count > 0 && (d.top-seq >= d.limit || !d.grow(d.top-seq+1)) {
+		return false
+	}
+	d.next = seq
+	return true
+}
+
 // Flush makes Pop deliver every held message at once, skipping the gaps
 // between them (ModeOrdered; the other modes deliver at once anyway).
 func (d *Delivery[T]) Flush() {

@@ -136,3 +136,53 @@ func TestTrackerBudget(t *testing.T) {
 		t.Fatalf("%d pending in a set of at most %d", st.Pending, b.limit/missEntrySize)
 	}
 }
+
+// TestRetimeRetries: a NACK sent with a long default timeout is retried
+// at the shorter one once the caller measures it, never later than first
+// scheduled, and untouched entries keep their times.
+func TestRetimeRetries(t *testing.T) {
+	tr := NewTracker(TrackerConfig{NACKAtOnceUntilReordered: true, NACKInterval: 1})
+	tr.OnData(0, 0)
+	tr.OnData(2, 0) // 1 missing
+	const long, short = 50_000_000, 4_000_000
+	if rs := tr.AppendNACK(nil, 0, long, nil); len(rs) != 1 {
+		t.Fatalf("first NACK %v", rs)
+	}
+	if at, _ := tr.NextNACKAt(); at != long {
+		t.Fatalf("retry at %d, want %d", at, long)
+	}
+	tr.RetimeRetries(short)
+	if at, _ := tr.NextNACKAt(); at != short {
+		t.Fatalf("after retime, retry at %d, want %d", at, short)
+	}
+	tr.RetimeRetries(long) // never later
+	if at, _ := tr.NextNACKAt(); at != short {
+		t.Fatalf("a longer timeout moved the retry to %d", at)
+	}
+	if rs := tr.AppendNACK(nil, short, short, nil); len(rs) != 1 || rs[0].First != 1 {
+		t.Fatalf("retry at the new time: %v", rs)
+	}
+}
+
+// TestDeliveryStartAt: before anything is delivered, ordered delivery can
+// be told the stream began lower, and then waits for the gap; after, not.
+func TestDeliveryStartAt(t *testing.T) {
+	d := NewDelivery[int](DeliveryConfig{Capacity: 64})
+	d.Push(10, 10, 100)
+	if !d.StartAt(7) {
+		t.Fatal("StartAt refused before delivery")
+	}
+	if _, _, ok := d.Pop(50); ok {
+		t.Fatal("delivered 10 while 7..9 are awaited")
+	}
+	d.Push(7, 7, 100)
+	if seq, _, ok := d.Pop(50); !ok || seq != 7 {
+		t.Fatalf("pop %d %v, want 7", seq, ok)
+	}
+	if seq, _, ok := d.Pop(100); !ok || seq != 10 || d.Stats().Skipped != 2 {
+		t.Fatalf("pop %d %v, skipped %d: want 10 after the deadline, 2 skipped", seq, ok, d.Stats().Skipped)
+	}
+	if d.StartAt(3) {
+		t.Fatal("StartAt moved a delivery that had begun")
+	}
+}

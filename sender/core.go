@@ -52,6 +52,9 @@ type stream struct {
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
+	// intervalSeen: a REPORT closing an interval (not FlagEarly) arrived,
+	// so report.IntervalLossPPM is measured.
+	intervalSeen bool
 }
 
 // Core is the sender's protocol state machine, free of sockets, goroutines
@@ -400,6 +403,9 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	}
 	s.report = *r
 	s.reportAt = now
+	if p.Flags&packet.FlagEarly == 0 {
+		s.intervalSeen = true
+	}
 	if s.adaptive != nil && p.Flags&packet.FlagEarly == 0 {
 		// Early REPORTs repeat the interval figures adaptive FEC reads.
 		s.adaptive.Update(*r, now)
@@ -536,7 +542,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	out := c.out.Current()
 	grow := c.overhead()
 	copies := 1
-	if s.reportAt != 0 && s.report.IntervalLossPPM >= redundantLossPPM {
+	if s.reportAt != 0 && s.lossPPM() >= redundantLossPPM {
 		copies = 2
 	}
 	sent := 0 // of res.Resend, the sequences sent at least once
@@ -576,6 +582,20 @@ resend:
 	if len(res.Unavailable) > 0 {
 		c.unavailable(p, res.Unavailable, from, proven)
 	}
+}
+
+// lossPPM is the receiver's loss rate for the stream: its last closed
+// report interval's or, until an interval has closed (only early REPORTs so
+// far, at a stream's start), the loss of the stream so far.
+func (s *stream) lossPPM() uint64 {
+	if s.intervalSeen {
+		return uint64(s.report.IntervalLossPPM)
+	}
+	n := packet.SeqDiff(s.report.HighestSeq, s.start) + 1
+	if n <= 0 {
+		return 0
+	}
+	return min(s.report.Lost, uint64(n)) * packet.MaxLossPPM / uint64(n)
 }
 
 // maxSuppression caps the latest-RTT term of retransmit suppression, so a

@@ -45,8 +45,15 @@ type meter struct {
 	s *session
 }
 
-// Reserve implements reliability.Budget.
-func (m *meter) Reserve(n int) bool { return m.c.reserve(m.s, n) }
+// Reserve implements reliability.Budget: a refused growth of a tracker or
+// delivery ring is counted (BudgetDenied).
+func (m *meter) Reserve(n int) bool {
+	if !m.c.reserve(m.s, n) {
+		m.c.stats.BudgetDenied++
+		return false
+	}
+	return true
+}
 
 // Release implements reliability.Budget.
 func (m *meter) Release(n int) { m.c.unreserve(m.s, n) }
@@ -58,7 +65,7 @@ func (c *Core) trusted(s *session) bool { return s.validated || c.sec != nil }
 
 // reserve charges n bytes of state to session s, within the receiver-wide
 // budget and, for a session not yet trusted, the share such sessions may
-// hold together. A refusal is counted (BudgetDenied).
+// hold together. The caller counts a refusal.
 func (c *Core) reserve(s *session, n int) bool {
 	if n <= 0 {
 		c.unreserve(s, -n)
@@ -68,7 +75,6 @@ func (c *Core) reserve(s *session, n int) bool {
 	trusted := c.trusted(s)
 	if c.memUsed+k > int64(c.cfg.MaxStateBytes) ||
 		!trusted && c.memUnvalidated+k > int64(c.cfg.MaxStateBytes/unvalidatedShare) {
-		c.stats.BudgetDenied++
 		return false
 	}
 	c.memUsed += k
@@ -87,6 +93,27 @@ func (c *Core) unreserve(s *session, n int) {
 	if !c.trusted(s) {
 		c.memUnvalidated -= k
 	}
+}
+
+// Optional parts of a stream's state, tried again when the budget refuses
+// them but counted (BudgetDenied) only at the first refusal.
+const (
+	optDelay uint8 = 1 << iota // delay histogram
+	optNACKs                   // NACK buffer
+	optFEC                     // FEC decoder
+)
+
+// reserveOpt charges n bytes for optional part opt of stream st.
+func (c *Core) reserveOpt(s *session, st *stream, opt uint8, n int) bool {
+	if c.reserve(s, n) {
+		st.denied &^= opt
+		return true
+	}
+	if st.denied&opt == 0 {
+		st.denied |= opt
+		c.stats.BudgetDenied++
+	}
+	return false
 }
 
 // forget gives back everything s holds, when it is dropped.

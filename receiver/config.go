@@ -138,6 +138,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// defaultMaxStateBytes is Config.MaxStateBytes's default.
+const defaultMaxStateBytes = 64 << 20
+
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("receiver: invalid config")
 
@@ -155,7 +158,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.MaxSessions, 64)
 	def(&c.MaxStreams, 64)
-	def(&c.MaxStateBytes, 64<<20)
+	def(&c.MaxStateBytes, defaultMaxStateBytes)
 	def(&c.Window, 1<<15)
 	def(&c.QueueMessages, 1<<16)
 	def(&c.ReorderCapacity, 8192)

@@ -123,6 +123,7 @@ type stream struct {
 	fecCharged int
 	// budgetDropped counts messages not held for want of budget.
 	budgetDropped uint64
+	denied        uint8 // optional parts the budget refused (opt*), counted once
 
 	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
 	haveMin   bool
@@ -409,7 +410,7 @@ func (c *Core) ensureDecoder(s *session, st *stream) {
 		panic(err)
 	}
 	n := dec.MemBytes() + int(unsafe.Sizeof([fecRecentLen]uint64{}))
-	if !c.reserve(s, n) {
+	if !c.reserveOpt(s, st, optFEC, n) {
 		return // counted; the stream goes on without FEC
 	}
 	st.decoder, st.fecCharged = dec, n
@@ -507,7 +508,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		// Jitter and delay describe the path, so only first
 		// transmissions feed them.
 		st.jitter.Observe(ts, now)
-		if st.delay == nil && c.reserve(s, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
+		if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
 			st.delay = new(stats.DelayHistogram)
 		}
 		if st.delay != nil {
@@ -572,6 +573,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	charge := 1 << (class(len(payload)) + minClassShift)
 	if !c.reserve(s, charge) {
 		st.budgetDropped++
+		c.stats.BudgetDenied++
 		c.pool.put(h)
 		return
 	}
@@ -821,7 +823,7 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 		rec = st.decoder
 	}
 	if st.nacks == nil {
-		if !c.reserve(s, reliability.DefaultMaxNACKRanges*int(unsafe.Sizeof(packet.Range{}))) {
+		if !c.reserveOpt(s, st, optNACKs, reliability.DefaultMaxNACKRanges*int(unsafe.Sizeof(packet.Range{}))) {
 			return // counted; asked again at the next tick
 		}
 		st.nacks = make([]packet.Range, 0, reliability.DefaultMaxNACKRanges)

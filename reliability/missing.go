@@ -28,6 +28,7 @@ const minRingSlots = 64
 type missingRing struct {
 	budget  Budget // asked before buf grows; nil: unmetered
 	evicted uint64 // live entries dropped (or refused) because the budget refused growth
+	refused bool   // the budget refused growth during the current addition: do not ask again
 	buf     []missEntry
 	head    int // index in buf of slot 0
 	n       int // slots in use, live and dead
@@ -61,7 +62,8 @@ func (m *missingRing) makeRoom() bool {
 	dead := m.n - m.live
 	if len(m.buf) < m.maxCap && (dead == 0 || dead < m.n/2) {
 		size := min(max(2*len(m.buf), minRingSlots), m.maxCap)
-		if m.budget != nil && !m.budget.Reserve((size-len(m.buf))*missEntrySize) {
+		if m.budget != nil && (m.refused || !m.budget.Reserve((size-len(m.buf))*missEntrySize)) {
+			m.refused = true
 			if dead == 0 {
 				return false
 			}
@@ -100,10 +102,12 @@ func (m *missingRing) compact() {
 // caller keeps live below maxLive.
 func (m *missingRing) pushBack(e missEntry) {
 	if m.n == len(m.buf) && !m.makeRoom() {
-		// Out of budget: the oldest entry makes way (counted in evicted).
-		m.kill(0)
+		m.evicted++ // out of budget: counted as given up
+		if m.live == 0 {
+			return // no room at all: e is given up
+		}
+		m.kill(0) // the oldest entry makes way
 		m.trim()
-		m.evicted++
 	}
 	*m.at(m.n) = e
 	m.n++

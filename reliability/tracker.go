@@ -304,6 +304,7 @@ func (t *Tracker) MemBytes() int { return 8*len(t.bits) + missEntrySize*len(t.mi
 // takeEvicted counts the missing sequences the set dropped for want of
 // budget as given up.
 func (t *Tracker) takeEvicted() {
+	t.miss.refused = false
 	if n := t.miss.evicted; n > 0 {
 		t.miss.evicted = 0
 		t.giveUpCount(n, &t.stats.GivenUpOverflow)

@@ -81,6 +81,7 @@ type Core struct {
 	// lost or not, from its newest sequence (reliability.Feedback).
 	accounted uint64
 	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
+	inLen     int   // length of the datagram being handled
 	log       zerolog.Logger
 	stats     Stats
 }
@@ -331,6 +332,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	from = unmap(from)
 	c.peers.OnReceive(from, len(b))
+	c.inLen = len(b)
 	if !c.decode(b, from, now) {
 		return
 	}
@@ -381,6 +383,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 		return
 	}
 	c.validate(from)
+	c.peers.OnProven(from, c.inLen)
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
 	// the future, from outside the times this stream's DATA was sent, or a
@@ -517,6 +520,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	proven := c.sec != nil || s != nil && p.Flags&packet.FlagProof != 0 && s.proves(p.ProofSeq, p.ProofTimestamp)
 	if proven {
 		c.validate(from)
+		c.peers.OnProven(from, c.inLen)
 	} else {
 		c.stats.NACKsUnproven++
 	}

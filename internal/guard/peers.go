@@ -106,6 +106,7 @@ type peer struct {
 	received   uint64
 	sent       uint64
 	unproven   uint64 // of sent, bytes answering requests that proved nothing
+	proven     uint64 // of received, bytes of requests that proved receipt
 	validated  bool
 	rtx        Bucket
 	prev, next int32
@@ -305,11 +306,23 @@ func (p *Peers) amplificationOK(e *peer, n int, proven bool) bool {
 	if proven && e.validated {
 		return true
 	}
-	sent := e.sent
-	if e.validated {
-		sent = e.unproven
+	if !e.validated {
+		return e.sent+uint64(max(n, 0)) <= e.received*uint64(p.cfg.Amplification)
 	}
-	return sent+uint64(max(n, 0)) <= e.received*uint64(p.cfg.Amplification)
+	// Validated, answering a request that proved nothing: only the bytes
+	// of such requests earn credit, so that a forger using the address
+	// cannot spend what the real peer's proven feedback brought in.
+	return e.unproven+uint64(max(n, 0)) <= (e.received-min(e.proven, e.received))*uint64(p.cfg.Amplification)
+}
+
+// OnProven records that n of the bytes counted by OnReceive from addr
+// were a request that proved its sender receives what is sent to addr:
+// they earn no credit for answers to requests that prove nothing (see
+// AllowSend).
+func (p *Peers) OnProven(addr netip.AddrPort, n int) {
+	if i := p.get(addr, false); i != none {
+		p.entries[i].proven += uint64(max(n, 0))
+	}
 }
 
 func (p *Peers) charge(e *peer, n int, proven bool) {

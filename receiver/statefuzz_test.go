@@ -188,6 +188,9 @@ func newRxHarness(t testing.TB, p *prog) *rxHarness {
 		DisableNACK:     b1&0x80 != 0,
 		QueueMessages:   1 + int(b2>>3)%48,
 		QueueBytes:      packet.MaxPayload + int(b2&7)*4096,
+		// 1 to 8 MiB: a quarter of it for unvalidated senders, which
+		// programs of a few hundred datagrams can fill.
+		MaxStateBytes: 1 << 20 << (b1 & 3),
 	}
 	c, err := NewCore(cfg)
 	if err != nil {

@@ -101,10 +101,14 @@ func attackAddr(p int) netip.AddrPort {
 }
 
 // attackDatagram is a valid-CRC 60-byte DATA of session 0xa0000+port, as
-// in issue #19: nothing in it is authenticated.
-func attackDatagram(t testing.TB, port int, stream uint32, seq uint64, buf []byte) []byte {
+// in issue #19: nothing in it is authenticated. Protected, it claims FEC
+// protection, which gives its stream an FEC decoder.
+func attackDatagram(t testing.TB, port int, stream uint32, seq uint64, protected bool, buf []byte) []byte {
 	p := packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 0xa0000 + uint64(port), Stream: stream},
 		Seq: seq, Timestamp: int64(seq) * 1000, Payload: make([]byte, 20)}
+	if protected {
+		p.Flags = packet.FlagProtected
+	}
 	b, err := p.AppendTo(buf[:0])
 	if err != nil {
 		t.Fatal(err)
@@ -137,15 +141,16 @@ func TestUnauthenticatedFloodMemoryBounded(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(n), 19))
 			buf := make([]byte, 0, 128)
 			// 4096: one datagram per (port, stream). More: each pair comes
-			// back with sequences spread over a reorder ring's span, to
-			// make every structure grow as far as it will.
+			// back with sequences spread over a reorder ring's span, half
+			// of them claiming FEC protection, to make every structure
+			// grow as far as it will.
 			for i := range n {
 				port, stream := i%64, uint32(i/64%64)
 				seq := uint64(i / 4096)
 				if n > 4096 {
 					seq = rng.Uint64N(8192)
 				}
-				l.rcv.Handle(attackDatagram(t, port, stream, seq, buf), attackAddr(port), l.now)
+				l.rcv.Handle(attackDatagram(t, port, stream, seq, n > 4096 && i%2 == 1, buf), attackAddr(port), l.now)
 				if i%50 == 0 {
 					l.send(a, payload)
 					sentA++

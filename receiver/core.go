@@ -119,8 +119,6 @@ type stream struct {
 	fecNext   int
 	fecEarly  uint64
 	nacks     []packet.Range // reused by AppendNACK; allocated by the first NACK
-	// fecCharged is what the decoder was last charged to the budget.
-	fecCharged int
 	// budgetDropped counts messages not held for want of budget.
 	budgetDropped uint64
 	denied        uint8 // optional parts the budget refused (opt*), counted once
@@ -397,43 +395,22 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
 // sender marks as protected or, from a sender that does not mark it, at
-// the first PARITY. A sender not yet trusted gets none (a decoder is the
-// largest state a stream has): FEC starts when it answers its challenge,
-// within a round trip. The decoder's tables are charged to the budget now,
-// its shard buffers as they grow, at each report (chargeFEC).
+// the first PARITY. The decoder starts with its tables (about 15 KiB,
+// charged to the budget now) and asks the session's meter before every
+// growth: ring pages as sequences come, shard and parity buffers, scratch.
 func (c *Core) ensureDecoder(s *session, st *stream) {
-	if st.decoder != nil || !c.trusted(s) {
+	if st.decoder != nil {
 		return
 	}
-	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
+	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks, Budget: &s.meter})
 	if err != nil { // the defaults are valid; this is a programming error
 		panic(err)
 	}
-	n := dec.MemBytes() + int(unsafe.Sizeof([fecRecentLen]uint64{}))
-	if !c.reserveOpt(s, st, optFEC, n) {
+	if !c.reserveOpt(s, st, optFEC, dec.MemBytes()+int(unsafe.Sizeof([fecRecentLen]uint64{}))) {
 		return // counted; the stream goes on without FEC
 	}
-	st.decoder, st.fecCharged = dec, n
+	st.decoder = dec
 	st.fecRecent = new([fecRecentLen]uint64)
-}
-
-// chargeFEC charges the growth of the stream's FEC shard buffers since
-// the last call. The growth has happened already, so it is charged even
-// over the budget (which then refuses new state until it is back under):
-// it is bounded by the decoder's own limits (FECMaxBlocks, its ring of
-// shards).
-func (c *Core) chargeFEC(s *session, st *stream) {
-	if st.decoder == nil {
-		return
-	}
-	n := st.decoder.MemBytes() + int(unsafe.Sizeof([fecRecentLen]uint64{}))
-	if d := n - st.fecCharged; d > 0 {
-		if !c.reserve(s, d) {
-			c.memUsed += int64(d)
-			s.bytes += int64(d)
-		}
-		st.fecCharged = n
-	}
 }
 
 // handleParity feeds a PARITY packet to the stream's FEC decoder and
@@ -442,7 +419,7 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 	c.stats.Parity++
 	c.ensureDecoder(s, st)
 	if st.decoder == nil {
-		c.stats.ParityUnvalidated++
+		c.stats.ParityDropped++ // the budget refused the stream a decoder
 		return
 	}
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
@@ -806,7 +783,6 @@ func (c *Core) Tick(now int64) {
 			continue
 		}
 		for _, st := range s.streams {
-			c.chargeFEC(s, st)
 			c.report(s, st, now)
 		}
 	}

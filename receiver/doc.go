@@ -26,17 +26,14 @@
 // doubles when messages spread out, up to ReorderCapacity; the missing set
 // doubles with the gaps, up to MaxMissing; the delay histogram (16 KiB)
 // comes with the first delay sample, the NACK buffer with the first NACK,
-// the FEC decoder with the first protected DATA or PARITY. Each growth, and
-// each held message's payload copy, is charged to one receiver-wide
-// budget, Config.MaxStateBytes (default 64 MiB), before it happens: at the
-// budget new sessions and streams are refused (Stats.BudgetRefused) and
-// growth is refused (Stats.BudgetDenied: a message not held, the oldest
-// gaps given up, a stream without FEC); Stats.StateBytes says what is
-// charged now. FEC shard buffers are the exception: they are charged at
-// each report interval after they grew, so the total may exceed the budget
-// by what decoders grew in one interval (each is bounded by FECMaxBlocks
-// and its ring of shards); the budget then refuses everything else until
-// it is back under.
+// the FEC decoder (about 15 KiB of tables) with the first protected DATA or
+// PARITY, and its ring of shards grows a page at a time with the sequences
+// it sees. Each growth, and each held message's payload copy, is charged
+// to one receiver-wide budget, Config.MaxStateBytes (default 64 MiB),
+// before it happens: at the budget new sessions and streams are refused
+// (Stats.BudgetRefused) and growth is refused (Stats.BudgetDenied: a
+// message not held, the oldest gaps given up, a shard not kept for FEC, a
+// stream without FEC); Stats.StateBytes says what is charged now.
 //
 // # Unauthenticated peers
 //
@@ -60,10 +57,9 @@
 // are refused. Challenges go in every REPORT until the sender answers,
 // and while a stream has no round trip measured.
 //
-// Until it has answered, a session gets no FEC decoder (the largest state
-// a stream has; its PARITY is counted in Stats.ParityUnvalidated and its
-// losses are NACKed instead), and all unvalidated sessions together share
-// a quarter of the budget: a flood of forged DATA from any number of
+// Until it has answered, a session is served as any other, but all
+// unvalidated sessions together share a quarter of the budget: a flood of
+// forged DATA from any number of
 // addresses, ports, sessions and streams claims at most MaxStateBytes/4
 // (16 MiB by default), and the rest stays for validated senders. When the
 // session table (MaxSessions) or the budget is full, a new sender may
@@ -79,9 +75,7 @@
 // MaxSessions, MaxStreams and the budget. A forged datagram with a new
 // session id from a real sender's address ends that sender's session (a
 // restart, as without validation). A forged tag is accepted with
-// probability 2^-32 per answer. FEC starts one round trip after a plain
-// sender's first datagrams, so losses in that first round trip are
-// repaired by retransmission. With a key (Config.KeyFile) every session is
+// probability 2^-32 per answer. With a key (Config.KeyFile) every session is
 // authenticated from its first datagram: none of this applies, and the
 // budget alone bounds memory.
 package receiver

@@ -40,7 +40,7 @@ type Stats struct {
 	Challenges            uint64 `json:"challenges"`              // REPORTs sent with a challenge
 	Answers               uint64 `json:"answers"`                 // valid answers to challenges
 	AnswersRejected       uint64 `json:"answers_rejected"`        // answers this receiver did not issue to that address and session, or too old
-	ParityUnvalidated     uint64 `json:"parity_unvalidated"`      // PARITY dropped: its sender is not validated yet, so it has no FEC state
+	ParityDropped         uint64 `json:"parity_dropped"`          // PARITY dropped: the budget refused its stream an FEC decoder
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused

@@ -97,12 +97,8 @@ func TestFECCutsRepairLatency(t *testing.T) {
 // leaves about 0.1% of messages to retransmission, so that percentile
 // lands on either side of the round trip with the seed. Losses are drawn
 // here, not by the link, so that each block's own losses are known.
-// Without a key the receiver gives a sender FEC state only once it has
-// answered its challenge (receiver package, "Unauthenticated peers"): the
-// blocks that start within that first round trip (and a margin) are left
-// to retransmission and not checked. From the first block after it on,
-// senders mark protected DATA, so the receiver's decoder holds each
-// block's data before its parity comes.
+// The stream's first block is included: senders mark protected DATA, so
+// the receiver's decoder holds that block's data before its parity comes.
 func TestFECRepairableLossWaitsNoRoundTrip(t *testing.T) {
 	const (
 		k, m     = 10, 3
@@ -113,9 +109,6 @@ func TestFECRepairableLossWaitsNoRoundTrip(t *testing.T) {
 	)
 	interval := time.Second / rate
 	deadline := int64(oneWay + k*interval + margin)
-	// The challenge goes out with the second datagram and its answer is
-	// back a round trip later; blocks starting before are not FEC's.
-	validated := uint64((2*oneWay + 5*time.Millisecond) / interval)
 	type block struct{ parityLost, dataLost int }
 	checked := 0
 	for _, seed := range []int64{1, 2, 3} {
@@ -163,8 +156,8 @@ func TestFECRepairableLossWaitsNoRoundTrip(t *testing.T) {
 		for seq := range lostFirst {
 			first := seq - seq%k
 			b := blocks[first]
-			if b == nil || b.dataLost+b.parityLost > m || first < validated {
-				continue // a block FEC cannot rebuild alone, or sent before the sender was validated
+			if b == nil || b.dataLost+b.parityLost > m {
+				continue // a block FEC cannot rebuild alone
 			}
 			checked++
 			if lat := latency[seq]; lat > deadline {

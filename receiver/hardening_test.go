@@ -9,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/internal/guard"
-	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 )
 
@@ -70,8 +69,6 @@ func TestMalformedPathAllocatesNothing(t *testing.T) {
 			}
 		}
 	}
-	_ = seal.ToReceiver
-	_ = packet.HeaderLen
 }
 
 // TestCorruptedKeyIDIsNotAMismatch: on a correctly keyed link, datagrams
@@ -100,5 +97,18 @@ func TestCorruptedKeyIDIsNotAMismatch(t *testing.T) {
 	st = c.Stats()
 	if st.KeyMismatch != 5-guard.MismatchRun+1 || !strings.Contains(logged.String(), "another key") {
 		t.Fatalf("another key not reported: %+v\n%s", st, logged.String())
+	}
+}
+
+// TestSizeClass: class gives the smallest class that holds n bytes.
+func TestSizeClass(t *testing.T) {
+	for n := 0; n <= packet.MaxPayload; n++ {
+		c := 0
+		for (1<<(c+minClassShift)) < n && c < len(heldPool{}.classes)-1 {
+			c++
+		}
+		if got := class(n); got != c {
+			t.Fatalf("class(%d) = %d, want %d", n, got, c)
+		}
 	}
 }

@@ -1,5 +1,7 @@
 package receiver
 
+import "math/bits"
+
 // held is a message waiting in ordered delivery, with the pooled buffer
 // its payload was copied into (nil while the payload still aliases the
 // datagram being handled).
@@ -65,11 +67,11 @@ func (p *heldPool) own(h *held) {
 	h.m.Payload = h.buf
 }
 
-// class returns the size class holding n bytes.
+// class returns the size class holding n bytes: the smallest c with
+// 64<<c >= n, at most the last class.
 func class(n int) int {
-	c := 0
-	for (1<<(c+minClassShift)) < n && c < len(heldPool{}.classes)-1 {
-		c++
+	if n <= 1<<minClassShift {
+		return 0
 	}
-	return c
+	return min(bits.Len(uint(n-1))-minClassShift, len(heldPool{}.classes)-1)
 }

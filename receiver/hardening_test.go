@@ -40,6 +40,7 @@ func malformedInputs(t *testing.T, sealed bool) [][]byte {
 // with logging off, at its default level and at debug: none allocates.
 func TestMalformedPathAllocatesNothing(t *testing.T) {
 	loggers := map[string]zerolog.Logger{
+		"zero":  {}, // Config.Logger's default
 		"nop":   zerolog.Nop(),
 		"info":  zerolog.New(os.Stderr).Level(zerolog.InfoLevel),
 		"warn":  zerolog.New(os.Stderr).Level(zerolog.WarnLevel),

@@ -161,3 +161,23 @@ func TestSpoofedReportsDoNotMoveRTT(t *testing.T) {
 			rtt, after.RTT, pace.DeliveryPerSec, after.Pacing.DeliveryPerSec, after.ReportsUnproven)
 	}
 }
+
+// TestMalformedFeedbackAllocatesNothing: junk and feedback for another
+// session cost the sender no allocation, logging at its default.
+func TestMalformedFeedbackAllocatesNothing(t *testing.T) {
+	c := newCore(t, Config{})
+	if err := c.Send(0, []byte("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	foreign := encode(t, &packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0x999}, Ranges: []packet.Range{{First: 0, Len: 1}}})
+	corrupt := append([]byte(nil), foreign...)
+	corrupt[len(corrupt)-1] ^= 1
+	in := [][]byte{foreign, corrupt, []byte("junk"), foreign[:30]}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		c.Handle(in[i%len(in)], rcvAddr, int64(2+i))
+		i++
+	}); n != 0 {
+		t.Fatalf("%.2f allocations per malformed datagram", n)
+	}
+}

@@ -107,7 +107,7 @@ const (
 	// counters and echo are current, while IntervalLossPPM and
 	// BurstMeanMilli repeat those of the last closed interval.
 	FlagEarly Flags = 1 << 0
-	// FlagChallenge marks a REPORT carrying a challenge (Report.Challenge,
+	// FlagChallenge marks a REPORT carrying a challenge (Packet.Challenge,
 	// ChallengeLen more bytes): a value the receiver chose and only a
 	// receiver of this REPORT knows. The sender answers it at once with a
 	// HEARTBEAT flagged FlagAnswer.
@@ -218,9 +218,6 @@ type Report struct {
 	Malformed       uint64 // datagrams from this sender's address rejected by the decoder
 	IntervalLossPPM uint32 // loss before repair in the last interval, parts per million (<= 1e6)
 	BurstMeanMilli  uint32 // mean length of loss bursts in the last interval, in thousandths of a packet
-	// Challenge is carried only with FlagChallenge (zero otherwise), after
-	// the fixed block: see FlagChallenge.
-	Challenge uint64
 }
 
 // Packet is one decoded or to-be-encoded telewire packet. Which fields
@@ -249,6 +246,9 @@ type Packet struct {
 	// NACK with FlagProof only (zero otherwise): see FlagProof.
 	ProofSeq       uint64
 	ProofTimestamp int64
+	// REPORT with FlagChallenge only (zero otherwise), after the fixed
+	// block: see FlagChallenge. (Report is the fixed block alone.)
+	Challenge uint64
 
 	rangeBuf [MaxRanges]Range
 }
@@ -315,7 +315,7 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 	case KindReport:
 		b = p.Report.appendTo(b)
 		if p.Flags&FlagChallenge != 0 {
-			b = binary.BigEndian.AppendUint64(b, p.Report.Challenge)
+			b = binary.BigEndian.AppendUint64(b, p.Challenge)
 		}
 	case KindHeartbeat:
 		b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Start)

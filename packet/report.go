@@ -58,8 +58,9 @@ func (p *Packet) parseReport(body []byte) error {
 		IntervalLossPPM: be.Uint32(body[152:]),
 		BurstMeanMilli:  be.Uint32(body[156:]),
 	}
+	p.Challenge = 0
 	if p.Flags&FlagChallenge != 0 {
-		r.Challenge = be.Uint64(body[ReportLen:])
+		p.Challenge = be.Uint64(body[ReportLen:])
 	}
 	return validateReport(r)
 }

@@ -1011,7 +1011,7 @@ func (c *Core) sendReport(s *session, st *stream, now int64, flags packet.Flags)
 	challenge := !c.trusted(s) || st.rtt.Samples() == 0
 	if challenge {
 		c.pkt.Flags |= packet.FlagChallenge
-		c.pkt.Report.Challenge = c.challenge(s.addr, s.id, now)
+		c.pkt.Challenge = c.challenge(s.addr, s.id, now)
 	}
 	if err := c.feedback(s, &c.pkt); err != nil {
 		if err != errAmplification {

@@ -498,7 +498,7 @@ func (h *rxHarness) takeOutbox() {
 		answers = append(answers, packet.Packet{
 			Header: packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: q.Session, Stream: q.Stream},
 			// Timestamp carries the source index to the deferred send.
-			Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: int64(src), Answer: q.Report.Challenge},
+			Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: int64(src), Answer: q.Challenge},
 		})
 	}
 }

@@ -372,7 +372,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Reports++
 	r := &p.Report
 	if p.Flags&packet.FlagChallenge != 0 {
-		c.answerChallenge(s, r.Challenge, now)
+		c.answerChallenge(s, p.Challenge, now)
 	}
 	// Without a key the REPORT's source address proves nothing: only one
 	// whose echo is the exact send time of a recent DATA comes from a

@@ -3,6 +3,7 @@ package fec
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/klauspost/reedsolomon"
 	"github.com/telewire/telewire/packet"
@@ -102,6 +103,13 @@ type DecoderConfig struct {
 	// stream still counts as FEC-protected for CanRecover. Default
 	// DefaultParityIdleNanos.
 	ParityIdleNanos int64
+	// Budget, if not nil, is asked before the Decoder's memory grows (the
+	// ring's pages as sequences are first seen, shard and parity buffers,
+	// a block's parity list, reconstruction scratch); MemBytes says what it
+	// holds. What a refusal would have kept is not (DataTooLong,
+	// ParityDropped, RecoveredDropped, or a block given up), and counted in
+	// BudgetDenied.
+	Budget Budget
 	// ParityTrailNanos is how long after a block's first parity shard its
 	// later shards may still arrive: a block's parity is sent back to
 	// back, so a shard missing after this is taken as lost, and CanRecover
@@ -171,7 +179,20 @@ type DecoderStats struct {
 	BlocksUnrecoverable uint64 // blocks given up with data missing (expired, evicted, inconsistent)
 	BlocksEvicted       uint64 // incomplete blocks pushed out of a full table
 	BlocksInconsistent  uint64 // blocks whose data or rebuilt shards contradicted their parity
+	BudgetDenied        uint64 // growths the DecoderConfig.Budget refused
 }
+
+// Budget meters a Decoder's memory; it has the shape of
+// reliability.Budget, so one meter can serve a stream's every structure.
+type Budget interface {
+	// Reserve asks for n more bytes and reports whether they are granted.
+	Reserve(n int) bool
+	// Release gives back n bytes reserved earlier.
+	Release(n int)
+}
+
+// ringPage is the number of ring slots allocated together (4 KiB).
+const ringPage = 64
 
 // Decoder rebuilds a stream's lost DATA packets from PARITY shards. Feed it
 // every DATA packet received (AddData) and every PARITY packet (AddParity);
@@ -187,7 +208,11 @@ type Decoder struct {
 	cfg  DecoderConfig
 	mask uint64
 
-	ring     []dslot
+	// ring holds the recent data shards by sequence, in pages of
+	// ringPage slots allocated when first written to (nil until then).
+	ring     [][]dslot
+	none     dslot // what peek returns for a slot of a page not allocated
+	budget   Budget
 	haveHigh bool
 	high     uint64 // highest data sequence seen
 	highAt   int64  // when it arrived
@@ -285,29 +310,73 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 		return nil, err
 	}
 	d := &Decoder{
-		cfg:     cfg,
-		mask:    uint64(cfg.RingSize - 1),
-		ring:    make([]dslot, cfg.RingSize),
-		blocks:  make([]block, cfg.MaxBlocks),
-		pool:    make([][]byte, cfg.ParityBuffers),
-		free:    make([]int32, 0, cfg.ParityBuffers),
-		present: make([][]byte, 0, 256),
-		presIdx: make([]int, 0, 256),
-		missing: make([]int, 0, 256),
-	}
-	held := make([]heldParity, cfg.MaxBlocks)
-	for i := range d.blocks {
-		d.blocks[i].held = &held[i]
+		cfg:    cfg,
+		mask:   uint64(cfg.RingSize - 1),
+		ring:   make([][]dslot, (cfg.RingSize+ringPage-1)/ringPage),
+		budget: cfg.Budget,
+		blocks: make([]block, cfg.MaxBlocks),
+		pool:   make([][]byte, cfg.ParityBuffers),
+		free:   make([]int32, 0, cfg.ParityBuffers),
 	}
 	d.Reset()
 	return d, nil
 }
 
+// reserve asks the budget for n bytes, counting a refusal.
+func (d *Decoder) reserve(n int) bool {
+	if d.budget == nil || n <= 0 || d.budget.Reserve(n) {
+		return true
+	}
+	d.stats.BudgetDenied++
+	return false
+}
+
+// grow is the package's grow, with the budget asked for any new capacity.
+func (d *Decoder) grow(b []byte, n int) ([]byte, bool) {
+	if cap(b) >= n {
+		return b[:n], true
+	}
+	if !d.reserve(n - cap(b)) {
+		return b, false
+	}
+	return grow(b, n), true
+}
+
+// peek returns the ring slot for seq to read: an unused one if its page
+// was never allocated. Do not write to it.
+func (d *Decoder) peek(seq uint64) *dslot {
+	i := seq & d.mask
+	p := d.ring[i/ringPage]
+	if p == nil {
+		d.none = dslot{}
+		return &d.none
+	}
+	return &p[i%ringPage]
+}
+
+// slotFor returns the ring slot for seq to write, allocating its page
+// (within the budget); nil if refused.
+func (d *Decoder) slotFor(seq uint64) *dslot {
+	i := seq & d.mask
+	p := d.ring[i/ringPage]
+	if p == nil {
+		n := min(ringPage, int(d.mask)+1)
+		if !d.reserve(n * int(unsafe.Sizeof(dslot{}))) {
+			return nil
+		}
+		p = make([]dslot, n)
+		d.ring[i/ringPage] = p
+	}
+	return &p[i%ringPage]
+}
+
 // Reset forgets every data shard, block and queued message, as for a new
 // session, keeping buffers and counters.
 func (d *Decoder) Reset() {
-	for i := range d.ring {
-		d.ring[i].used = false
+	for _, p := range d.ring {
+		for i := range p {
+			p[i].used = false
+		}
 	}
 	for i := range d.blocks {
 		d.blocks[i].state = stFree
@@ -332,16 +401,24 @@ func (d *Decoder) AddData(seq uint64, ts int64, payload []byte, now int64) {
 	if !d.haveHigh || packet.SeqLess(d.high, seq) {
 		d.haveHigh, d.high, d.highAt = true, seq, now
 	}
-	s := &d.ring[seq&d.mask]
-	if s.used && (s.seq == seq || packet.SeqLess(seq, s.seq)) {
+	if s := d.peek(seq); s.used && (s.seq == seq || packet.SeqLess(seq, s.seq)) {
 		return // duplicate, already rebuilt, or older than the ring
+	}
+	s := d.slotFor(seq)
+	if s == nil {
+		return // over budget: not kept (counted)
 	}
 	if len(payload) > d.cfg.MaxPayload {
 		d.stats.DataTooLong++
 		s.used = false
 		return
 	}
-	s.buf = grow(s.buf, ShardHeaderLen+len(payload))
+	buf, ok := d.grow(s.buf, ShardHeaderLen+len(payload))
+	if !ok {
+		s.used = false
+		return
+	}
+	s.buf = buf
 	copy(s.buf[ShardHeaderLen:], payload)
 	s.seq, s.used, s.at, s.ts, s.n = seq, true, now, ts, len(payload)
 	d.stats.DataShards++
@@ -435,9 +512,21 @@ func (d *Decoder) AddParity(par packet.Parity, shard []byte, now int64) error {
 		d.stats.ParityDropped++
 		return nil
 	}
+	if b.held == nil {
+		if !d.reserve(int(unsafe.Sizeof(heldParity{}))) {
+			d.stats.ParityDropped++
+			return nil
+		}
+		b.held = new(heldParity) // the table entry's own, for as long as the decoder lives
+	}
 	bi := d.free[len(d.free)-1]
+	buf, ok := d.grow(d.pool[bi], len(shard))
+	if !ok {
+		d.stats.ParityDropped++
+		return nil
+	}
 	d.free = d.free[:len(d.free)-1]
-	d.pool[bi] = grow(d.pool[bi], len(shard))
+	d.pool[bi] = buf
 	copy(d.pool[bi], shard)
 	b.held.idx[b.nPar], b.held.buf[b.nPar] = par.Index, bi
 	b.nPar++
@@ -467,7 +556,7 @@ func (d *Decoder) newBlock(par packet.Parity, shardLen int, now int64) (*block, 
 	nData := 0
 	for i := 0; i < int(par.K); i++ {
 		seq := par.First + uint64(i)*uint64(par.Stride)
-		if s := &d.ring[seq&d.mask]; s.used && s.seq == seq {
+		if s := d.peek(seq); s.used && s.seq == seq {
 			if ShardHeaderLen+s.n > shardLen {
 				return nil, ErrConflict
 			}
@@ -593,7 +682,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	d.present, d.presIdx, d.missing = d.present[:0], d.presIdx[:0], d.missing[:0]
 	for i := 0; i < k; i++ {
 		seq := b.seq(i)
-		s := &d.ring[seq&d.mask]
+		s := d.peek(seq)
 		if s.used && s.seq == seq {
 			if ShardHeaderLen+s.n > L {
 				// Only a message rebuilt for an overlapping block with
@@ -622,8 +711,12 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 		b.nData = k - e
 		return
 	}
-	// C and its inverse.
-	d.mat, d.inv = grow(d.mat, e*e), grow(d.inv, e*e)
+	// C and its inverse, and the syndromes and rebuilt shards: scratch
+	// that grows to the largest block seen, within the budget.
+	if !d.scratch(e, L) {
+		d.giveUp(b)
+		return
+	}
 	for a := 0; a < e; a++ {
 		for c, j := range d.missing {
 			d.mat[a*e+c] = coef(int(b.held.idx[a]), j)
@@ -634,12 +727,8 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 		d.giveUp(b)
 		return
 	}
-	for len(d.syn) < e {
-		d.syn = append(d.syn, nil)
-		d.out = append(d.out, nil)
-	}
 	for a := 0; a < e; a++ {
-		syn := grow(d.syn[a], L)
+		syn := d.syn[a][:L]
 		d.syn[a] = syn
 		copy(syn, d.pool[b.held.buf[a]])
 		r := int(b.held.idx[a])
@@ -648,7 +737,7 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 		}
 	}
 	for c := 0; c < e; c++ {
-		out := grow(d.out[c], L)
+		out := d.out[c][:L]
 		d.out[c] = out
 		d.ll.GalMulSlice(d.inv[c*e], d.syn[0], out)
 		for a := 1; a < e; a++ {
@@ -677,15 +766,49 @@ func (d *Decoder) reconstruct(b *block, now int64) {
 	d.giveUp(b)
 }
 
+// scratch grows the reconstruction scratch for e missing shards of L
+// bytes, within the budget; false if refused.
+func (d *Decoder) scratch(e, L int) bool {
+	var ok bool
+	if d.mat, ok = d.grow(d.mat, e*e); !ok {
+		return false
+	}
+	if d.inv, ok = d.grow(d.inv, e*e); !ok {
+		return false
+	}
+	for len(d.syn) < e {
+		d.syn = append(d.syn, nil)
+		d.out = append(d.out, nil)
+	}
+	for a := range e {
+		if d.syn[a], ok = d.grow(d.syn[a], L); !ok {
+			return false
+		}
+		if d.out[a], ok = d.grow(d.out[a], L); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // store puts a rebuilt message into the ring and queues it for
 // TakeRecovered, unless the ring holds it already or has moved past it.
 func (d *Decoder) store(seq uint64, ts int64, payload []byte, now int64) {
-	s := &d.ring[seq&d.mask]
-	if s.used && (s.seq == seq || packet.SeqLess(seq, s.seq)) {
+	if s := d.peek(seq); s.used && (s.seq == seq || packet.SeqLess(seq, s.seq)) {
 		d.stats.RecoveredDropped++
 		return
 	}
-	s.buf = grow(s.buf, ShardHeaderLen+len(payload))
+	s := d.slotFor(seq)
+	var buf []byte
+	ok := s != nil
+	if ok {
+		buf, ok = d.grow(s.buf, ShardHeaderLen+len(payload))
+	}
+	if !ok {
+		d.stats.RecoveredDropped++ // over budget
+		return
+	}
+	s.buf = buf
 	copy(s.buf[ShardHeaderLen:], payload)
 	s.seq, s.used, s.at, s.ts, s.n = seq, true, now, ts, len(payload)
 	d.stats.Recovered++
@@ -706,7 +829,7 @@ func (d *Decoder) TakeRecovered(fn func(seq uint64, ts int64, payload []byte)) i
 	for ; d.rqLen > 0; d.rqLen-- {
 		seq := d.rq[d.rqHead]
 		d.rqHead = (d.rqHead + 1) % recoveredCap
-		s := &d.ring[seq&d.mask]
+		s := d.peek(seq)
 		if !s.used || s.seq != seq {
 			d.stats.RecoveredDropped++
 			continue
@@ -739,7 +862,7 @@ func (d *Decoder) TakeRecovered(fn func(seq uint64, ts int64, payload []byte)) i
 //     ParityWaitNanos. (Parity reordered by the network costs at worst a
 //     NACK that was not needed.)
 func (d *Decoder) CanRecover(seq uint64, now int64) bool {
-	s := &d.ring[seq&d.mask]
+	s := d.peek(seq)
 	if s.used && s.seq == seq {
 		return false
 	}
@@ -774,11 +897,39 @@ func (d *Decoder) CanRecover(seq uint64, now int64) bool {
 		lim := min(packet.SeqDiff(d.high, seq), noticeScan)
 		for i := int64(1); i <= lim; i++ {
 			x := seq + uint64(i)
-			if t := &d.ring[x&d.mask]; t.used && t.seq == x {
+			if t := d.peek(x); t.used && t.seq == x {
 				noticed = t.at
 				break
 			}
 		}
 	}
 	return now-noticed < d.cfg.ParityWaitNanos
+}
+
+// MemBytes returns about how many bytes the Decoder holds: its tables,
+// the ring pages allocated and every buffer grown so far; with a Budget,
+// what it charged beyond the tables. It walks the ring: call it rarely.
+func (d *Decoder) MemBytes() int {
+	n := len(d.ring)*int(unsafe.Sizeof([]dslot(nil))) +
+		len(d.blocks)*int(unsafe.Sizeof(block{})) +
+		len(d.pool)*int(unsafe.Sizeof([]byte(nil))) + 4*cap(d.free) +
+		cap(d.mat) + cap(d.inv)
+	for _, p := range d.ring {
+		n += len(p) * int(unsafe.Sizeof(dslot{}))
+		for i := range p {
+			n += cap(p[i].buf)
+		}
+	}
+	for i := range d.blocks {
+		if d.blocks[i].held != nil {
+			n += int(unsafe.Sizeof(heldParity{}))
+		}
+	}
+	for _, b := range d.pool {
+		n += cap(b)
+	}
+	for i := range d.syn {
+		n += cap(d.syn[i]) + cap(d.out[i])
+	}
+	return n
 }

@@ -171,9 +171,11 @@ func checkFuzzInvariants(t *testing.T, d *Decoder, sc fuzzScenario) {
 			t.Fatalf("parity buffer of %d bytes", cap(d.pool[i]))
 		}
 	}
-	for i := range d.ring {
-		if cap(d.ring[i].buf) > d.cfg.MaxPayload+ShardHeaderLen {
-			t.Fatalf("ring buffer of %d bytes", cap(d.ring[i].buf))
+	for _, p := range d.ring {
+		for i := range p {
+			if cap(p[i].buf) > d.cfg.MaxPayload+ShardHeaderLen {
+				t.Fatalf("ring buffer of %d bytes", cap(p[i].buf))
+			}
 		}
 	}
 	if d.rqLen > recoveredCap {

@@ -64,10 +64,17 @@
 //	    26    2 reserved, must be 0
 //	    28 12*c ranges: first sequence (8 bytes), number of sequences (4 bytes, 1..MaxRangeLen)
 //
+//	 28+12*c  8 with [FlagProof] only: sequence of the newest DATA the receiver has received
+//	 36+12*c  8 with [FlagProof] only: that DATA's send timestamp (the proof)
+//
 // Ranges are in increasing sequence order and do not overlap or touch; the
-// whole NACK spans at most MaxNACKSpan sequences. Without flags it asks for
-// the listed sequences; with FlagUnavailable the sender says it no longer has
-// them, so the receiver stops asking.
+// whole NACK spans at most MaxNACKSpan sequences. Without FlagUnavailable it
+// asks for the listed sequences; with FlagUnavailable the sender says it no
+// longer has them, so the receiver stops asking. The proof of [FlagProof] is
+// a value only a receiver of the stream's DATA knows: without encryption a
+// sender answers a NACK beyond the amplification limit only when its proof
+// is, to the nanosecond, the send time of that sequence, sent lately,
+// whatever the NACK's source address says.
 //
 // # REPORT (kind 4), receiver to sender
 //
@@ -75,7 +82,9 @@
 // of [Report] in declaration order (int64/uint64 fields 8 bytes, uint32 fields
 // 4 bytes); see [Report] for units. Flag [FlagEarly] marks a report sent
 // before its interval closed (fast streams report every 256 packets): its
-// interval figures are the previous interval's.
+// interval figures are the previous interval's. Flag [FlagChallenge] adds 8
+// bytes after the block (offset 184): a challenge the receiver chose, which
+// the sender answers at once with a HEARTBEAT flagged [FlagAnswer].
 //
 // # HEARTBEAT (kind 5), sender to receiver
 //
@@ -83,9 +92,21 @@
 //	    24    8 start: first sequence number this stream sent
 //	    32    8 next: the sequence number the next DATA will carry
 //	    40    8 sender timestamp, nanoseconds
+//	    48    8 with [FlagAnswer] only: the challenge of the REPORT answered
+//	    56    8 with [FlagAnswer] only: ns between that REPORT's arrival and this HEARTBEAT (>= 0)
 //
 // Every sequence in [start, next) has been sent, so a receiver that has seen
-// less knows the tail of a burst was lost.
+// less knows the tail of a burst was lost. A HEARTBEAT with [FlagAnswer]
+// proves to the receiver that the sender's address receives what is sent to
+// it (only a receiver of the REPORT knows its challenge), and gives it a round
+// trip: the time since it sent the challenge, less the hold.
+//
+// # Optional fields
+//
+// The three optional fields above are the only variable parts besides
+// payloads and ranges; each is present exactly when its flag is set, so the
+// format keeps one encoding per packet. A peer from before they existed
+// rejects the flags (ErrBadFlags); the packets without them are unchanged.
 //
 // # Sequence numbers
 //

@@ -28,6 +28,12 @@ const (
 	ReportLen = 160
 	// HeartbeatLen is the size of a HEARTBEAT body.
 	HeartbeatLen = 24
+	// ChallengeLen is what FlagChallenge adds to a REPORT body.
+	ChallengeLen = 8
+	// AnswerLen is what FlagAnswer adds to a HEARTBEAT body.
+	AnswerLen = 16
+	// ProofLen is what FlagProof adds to a NACK body.
+	ProofLen = 16
 
 	// MaxPacketLen is the largest datagram telewire sends or accepts: the
 	// largest UDP payload over IPv4.
@@ -101,13 +107,31 @@ const (
 	// counters and echo are current, while IntervalLossPPM and
 	// BurstMeanMilli repeat those of the last closed interval.
 	FlagEarly Flags = 1 << 0
+	// FlagChallenge marks a REPORT carrying a challenge (Packet.Challenge,
+	// ChallengeLen more bytes): a value the receiver chose and only a
+	// receiver of this REPORT knows. The sender answers it at once with a
+	// HEARTBEAT flagged FlagAnswer.
+	FlagChallenge Flags = 1 << 1
+	// FlagAnswer marks a HEARTBEAT answering a REPORT's challenge
+	// (Heartbeat.Answer and AnswerHoldNanos, AnswerLen more bytes): it
+	// proves to the receiver that the sender's address receives its
+	// feedback, and times the round trip.
+	FlagAnswer Flags = 1 << 0
+	// FlagProof marks a NACK carrying the sequence and send timestamp of
+	// the newest DATA the receiver has received (Packet.ProofSeq and
+	// ProofTimestamp, ProofLen more bytes); the timestamp, to the
+	// nanosecond, is known only to a receiver of that DATA: without
+	// encryption, the sender answers a NACK beyond the amplification limit
+	// only if it proves that.
+	FlagProof Flags = 1 << 1
 )
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
-	KindData:   FlagRetransmit | FlagProtected,
-	KindNACK:   FlagUnavailable,
-	KindReport: FlagEarly,
+	KindData:      FlagRetransmit | FlagProtected,
+	KindNACK:      FlagUnavailable | FlagProof,
+	KindReport:    FlagEarly | FlagChallenge,
+	KindHeartbeat: FlagAnswer,
 }
 
 // Errors returned by Parse and AppendTo. They are sentinels so that callers
@@ -162,6 +186,11 @@ type Heartbeat struct {
 	Start     uint64 // first sequence the stream sent
 	Next      uint64 // sequence the next DATA will carry
 	Timestamp int64  // sender clock, nanoseconds
+	// With FlagAnswer only (zero otherwise): the challenge of the REPORT
+	// answered, and the time between that REPORT's arrival and this
+	// HEARTBEAT, ns.
+	Answer          uint64
+	AnswerHoldNanos int64
 }
 
 // Report is the body of a REPORT packet: the receiver's view of one stream,
@@ -214,6 +243,13 @@ type Packet struct {
 	Report    Report
 	Heartbeat Heartbeat
 
+	// NACK with FlagProof only (zero otherwise): see FlagProof.
+	ProofSeq       uint64
+	ProofTimestamp int64
+	// REPORT with FlagChallenge only (zero otherwise), after the fixed
+	// block: see FlagChallenge. (Report is the fixed block alone.)
+	Challenge uint64
+
 	rangeBuf [MaxRanges]Range
 }
 
@@ -225,11 +261,19 @@ func (p *Packet) EncodedLen() int {
 	case KindParity:
 		return HeaderLen + ParityHeaderLen + len(p.Payload)
 	case KindNACK:
-		return HeaderLen + NACKHeaderLen + RangeLen*len(p.Ranges)
+		return HeaderLen + NACKHeaderLen + RangeLen*len(p.Ranges) + p.optional(FlagProof, ProofLen)
 	case KindReport:
-		return HeaderLen + ReportLen
+		return HeaderLen + ReportLen + p.optional(FlagChallenge, ChallengeLen)
 	case KindHeartbeat:
-		return HeaderLen + HeartbeatLen
+		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+	}
+	return 0
+}
+
+// optional returns n if p carries flag f, else 0.
+func (p *Packet) optional(f Flags, n int) int {
+	if p.Flags&f != 0 {
+		return n
 	}
 	return 0
 }
@@ -264,12 +308,23 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, r.First)
 			b = binary.BigEndian.AppendUint32(b, r.Len)
 		}
+		if p.Flags&FlagProof != 0 {
+			b = binary.BigEndian.AppendUint64(b, p.ProofSeq)
+			b = binary.BigEndian.AppendUint64(b, uint64(p.ProofTimestamp))
+		}
 	case KindReport:
 		b = p.Report.appendTo(b)
+		if p.Flags&FlagChallenge != 0 {
+			b = binary.BigEndian.AppendUint64(b, p.Challenge)
+		}
 	case KindHeartbeat:
 		b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Start)
 		b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Next)
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.Timestamp))
+		if p.Flags&FlagAnswer != 0 {
+			b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Answer)
+			b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.AnswerHoldNanos))
+		}
 	}
 	pkt := b[start:]
 	binary.BigEndian.PutUint32(pkt[offCRC:], checksum(pkt))
@@ -315,6 +370,9 @@ func (p *Packet) validate() error {
 	case KindReport:
 		return validateReport(&p.Report)
 	case KindHeartbeat:
+		if p.Flags&FlagAnswer != 0 && p.Heartbeat.AnswerHoldNanos < 0 {
+			return ErrBadField
+		}
 		return validateHeartbeat(&p.Heartbeat)
 	}
 	return nil
@@ -457,11 +515,17 @@ func (p *Packet) parseNACK(body []byte) error {
 	if n == 0 || n > MaxRanges {
 		return ErrBadRanges
 	}
-	if len(body) != NACKHeaderLen+n*RangeLen {
-		if len(body) < NACKHeaderLen+n*RangeLen {
+	want := NACKHeaderLen + n*RangeLen + p.optional(FlagProof, ProofLen)
+	if len(body) != want {
+		if len(body) < want {
 			return ErrShort
 		}
 		return ErrLength
+	}
+	p.ProofSeq, p.ProofTimestamp = 0, 0
+	if p.Flags&FlagProof != 0 {
+		p.ProofSeq = binary.BigEndian.Uint64(body[want-ProofLen:])
+		p.ProofTimestamp = int64(binary.BigEndian.Uint64(body[want-8:]))
 	}
 	rs := p.rangeBuf[:n]
 	for i := range rs {
@@ -503,8 +567,9 @@ func validateRanges(rs []Range) error {
 }
 
 func (p *Packet) parseHeartbeat(body []byte) error {
-	if len(body) != HeartbeatLen {
-		if len(body) < HeartbeatLen {
+	want := HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+	if len(body) != want {
+		if len(body) < want {
 			return ErrShort
 		}
 		return ErrLength
@@ -513,6 +578,13 @@ func (p *Packet) parseHeartbeat(body []byte) error {
 		Start:     binary.BigEndian.Uint64(body),
 		Next:      binary.BigEndian.Uint64(body[8:]),
 		Timestamp: int64(binary.BigEndian.Uint64(body[16:])),
+	}
+	if p.Flags&FlagAnswer != 0 {
+		p.Heartbeat.Answer = binary.BigEndian.Uint64(body[24:])
+		p.Heartbeat.AnswerHoldNanos = int64(binary.BigEndian.Uint64(body[32:]))
+		if p.Heartbeat.AnswerHoldNanos < 0 {
+			return ErrBadField
+		}
 	}
 	return validateHeartbeat(&p.Heartbeat)
 }

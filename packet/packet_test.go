@@ -27,6 +27,9 @@ func samples() []*Packet {
 		}},
 		{Header: h(KindHeartbeat, 0), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789}},
 		{Header: h(KindData, FlagRetransmit|FlagProtected), Seq: 9, Timestamp: 3, Payload: []byte("protected")},
+		{Header: h(KindNACK, FlagProof), Ranges: []Range{{First: 10, Len: 2}}, ProofSeq: 42, ProofTimestamp: 1_000_000_007},
+		{Header: h(KindReport, FlagEarly|FlagChallenge), Report: Report{EchoTimestamp: 7, HighestSeq: 3, Received: 4}, Challenge: 0xfeedfacecafebeef},
+		{Header: h(KindHeartbeat, FlagAnswer), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Answer: 0xfeedfacecafebeef, AnswerHoldNanos: 250_000}},
 	}
 }
 
@@ -50,9 +53,9 @@ func equalPackets(a, b *Packet) bool {
 	case KindParity:
 		return a.Parity == b.Parity && bytes.Equal(a.Payload, b.Payload)
 	case KindNACK:
-		return reflect.DeepEqual(a.Ranges, b.Ranges)
+		return reflect.DeepEqual(a.Ranges, b.Ranges) && a.ProofSeq == b.ProofSeq && a.ProofTimestamp == b.ProofTimestamp
 	case KindReport:
-		return a.Report == b.Report
+		return a.Report == b.Report && a.Challenge == b.Challenge
 	case KindHeartbeat:
 		return a.Heartbeat == b.Heartbeat
 	}
@@ -226,7 +229,7 @@ func TestAppendToValidates(t *testing.T) {
 		want error
 	}{
 		{"no kind", Packet{}, ErrUnknownKind},
-		{"undefined flag on report", Packet{Header: Header{Kind: KindReport, Flags: 2}}, ErrBadFlags},
+		{"undefined flag on report", Packet{Header: Header{Kind: KindReport, Flags: 4}}, ErrBadFlags},
 		{"payload too large", Packet{Header: Header{Kind: KindData}, Payload: make([]byte, MaxPayload+1)}, ErrTooLarge},
 		{"empty nack", Packet{Header: Header{Kind: KindNACK}}, ErrBadRanges},
 		{"bad parity", Packet{Header: Header{Kind: KindParity}, Payload: []byte{1}}, ErrBadField},
@@ -330,7 +333,7 @@ func TestParseBodyRejectsBadHeader(t *testing.T) {
 	}{
 		{"kind zero", Header{}, body, ErrUnknownKind},
 		{"kind reserved", Header{Kind: 6}, body, ErrUnknownKind},
-		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 1}, body, ErrBadFlags},
+		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 2}, body, ErrBadFlags},
 		{"body too large", Header{Kind: KindData}, make([]byte, MaxPacketLen), ErrTooLarge},
 		{"body short", Header{Kind: KindHeartbeat}, body[:3], ErrShort},
 	}

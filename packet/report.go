@@ -25,8 +25,9 @@ func (r *Report) appendTo(b []byte) []byte {
 }
 
 func (p *Packet) parseReport(body []byte) error {
-	if len(body) != ReportLen {
-		if len(body) < ReportLen {
+	want := ReportLen + p.optional(FlagChallenge, ChallengeLen)
+	if len(body) != want {
+		if len(body) < want {
 			return ErrShort
 		}
 		return ErrLength
@@ -56,6 +57,10 @@ func (p *Packet) parseReport(body []byte) error {
 		Malformed:       u(18),
 		IntervalLossPPM: be.Uint32(body[152:]),
 		BurstMeanMilli:  be.Uint32(body[156:]),
+	}
+	p.Challenge = 0
+	if p.Flags&FlagChallenge != 0 {
+		p.Challenge = be.Uint64(body[ReportLen:])
 	}
 	return validateReport(r)
 }

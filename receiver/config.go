@@ -50,6 +50,17 @@ type Config struct {
 	MaxSessions int
 	// MaxStreams bounds the streams per session. Default 64.
 	MaxStreams int
+	// MaxStateBytes caps the bytes of all session and stream state
+	// together: loss tracking, reorder rings, held messages, delay
+	// histograms, FEC decoders. State starts small and grows with use,
+	// each growth charged here; at the cap new sessions and streams are
+	// refused (Stats.BudgetRefused) and growth is refused
+	// (Stats.BudgetDenied: a message not held, the oldest gaps given up, a
+	// stream without FEC). Senders not yet validated (plain mode: they
+	// have not answered a challenge) share a quarter of it. Default
+	// 64 MiB; at least 1 MiB. See "Unauthenticated peers" in the package
+	// documentation.
+	MaxStateBytes int
 	// Window is the number of sequence numbers tracked per stream for loss
 	// and duplicate detection (a power of two). Default 1<<15.
 	Window int
@@ -127,6 +138,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// defaultMaxStateBytes is Config.MaxStateBytes's default.
+const defaultMaxStateBytes = 64 << 20
+
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("receiver: invalid config")
 
@@ -144,6 +158,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.MaxSessions, 64)
 	def(&c.MaxStreams, 64)
+	def(&c.MaxStateBytes, defaultMaxStateBytes)
 	def(&c.Window, 1<<15)
 	def(&c.QueueMessages, 1<<16)
 	def(&c.ReorderCapacity, 8192)
@@ -177,6 +192,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: ReorderCapacity %d outside 1..%d", ErrConfig, c.ReorderCapacity, reliability.MaxDeliveryCapacity)
 	case c.BusyPoll < 0 || c.BusyPoll > time.Second: // udpio.MaxBusyPoll
 		return c, fmt.Errorf("%w: BusyPoll %v outside 0..1s", ErrConfig, c.BusyPoll)
+	case c.MaxStateBytes < 1<<20:
+		return c, fmt.Errorf("%w: MaxStateBytes %d below 1 MiB", ErrConfig, c.MaxStateBytes)
 	case c.QueueBytes < packet.MaxPayload:
 		return c, fmt.Errorf("%w: QueueBytes %d smaller than one maximal payload", ErrConfig, c.QueueBytes)
 	}

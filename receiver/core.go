@@ -1,10 +1,12 @@
 package receiver
 
 import (
+	"crypto/cipher"
 	"fmt"
 	"math/bits"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -84,14 +86,23 @@ const reorderFloor = 250 * time.Microsecond
 // that are counted as skipped.
 const startupHold = 50 * time.Millisecond
 
+// startupBackfill is how far before the first DATA heard a HEARTBEAT may
+// place the stream's start, during the startup hold, for the messages in
+// between to be taken as lost (and NACKed) rather than as history sent
+// before this receiver joined.
+const startupBackfill = 256
+
 // stream is the receiver's state for one stream of one session.
 type stream struct {
 	id       uint32
 	tracker  *reliability.Tracker
 	delivery *reliability.Delivery[*held]
 	jitter   stats.Jitter
-	delay    stats.DelayHistogram
-	rtt      reliability.RTT // NACK → retransmission, for NACK retry timing
+	delay    *stats.DelayHistogram // allocated by the first delay sample (16 KiB)
+	rtt      reliability.RTT       // NACK → retransmission, for NACK retry timing
+	// usedRTO is the longest retry timeout NACKs went out with since the
+	// retry times were last pulled in (retime).
+	usedRTO  int64
 	fecDelay reliability.RTT // loss found → rebuilt by FEC: how long parity takes to help
 	// The FEC block span of the latest PARITY (K × stride, in messages)
 	// and the mean send-time gap between messages (ns, gain 1/16): what a
@@ -104,10 +115,13 @@ type stream struct {
 	// fecRecent remembers the sequences FEC rebuilt lately. When the
 	// original of one arrives after all, it was reordered, not lost, and
 	// is taken out of the loss and FEC counts (fecEarly).
-	fecRecent [fecRecentLen]uint64
+	fecRecent *[fecRecentLen]uint64 // allocated with the decoder
 	fecNext   int
 	fecEarly  uint64
-	nacks     []packet.Range // reused by AppendNACK
+	nacks     []packet.Range // reused by AppendNACK; allocated by the first NACK
+	// budgetDropped counts messages not held for want of budget.
+	budgetDropped uint64
+	denied        uint8 // optional parts the budget refused (opt*), counted once
 
 	minOffset int64 // smallest receive time - send time seen: maps send times to deadlines
 	haveMin   bool
@@ -123,8 +137,9 @@ type stream struct {
 	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
 
-	echoTs int64 // newest sender timestamp seen
-	echoAt int64 // when it arrived
+	echoTs  int64  // newest sender timestamp seen
+	echoAt  int64  // when it arrived
+	echoSeq uint64 // the sequence that carried it
 
 	retransmits uint64
 	nacksSent   uint64
@@ -136,6 +151,8 @@ type stream struct {
 	lastBursts  uint64
 	lossPPM     uint32
 	burstMilli  uint32
+	// intervalClosed: a REPORT interval has closed, so lossPPM is measured.
+	intervalClosed bool
 
 	// Early REPORTs: a stream receiving fast reports every
 	// earlyReportPackets first transmissions (at most every
@@ -157,6 +174,15 @@ type session struct {
 	// Bytes received from and sent to the session's address: without a
 	// key, feedback stays within amplificationFactor times what arrived.
 	rxBytes, txBytes uint64
+
+	created int64
+	// validated: without a key, the sender answered a challenge, so its
+	// address receives what is sent to it (see Core.trusted).
+	validated  bool
+	challenged bool  // the opening challenge went out
+	bytes      int64 // state charged to the receiver's budget
+	meter      meter
+	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -165,6 +191,10 @@ type session struct {
 // reflector. A real sender sends far more than it is sent, so it never
 // meets the bound except on a very slow stream's first report.
 const amplificationFactor = 3
+
+// challengeCost is the feedback credit a session needs before its opening
+// challenge goes: the REPORT, and room left for a NACK of a few ranges.
+const challengeCost = packet.HeaderLen + packet.ReportLen + packet.ChallengeLen + 128
 
 // Core is the receiver's protocol state machine, free of sockets,
 // goroutines and clocks: Handle and Tick take the time as an argument,
@@ -184,6 +214,12 @@ type Core struct {
 	nextReport int64
 	reportsDue bool  // some stream owes an early REPORT
 	stats      Stats // global counters; per-stream figures are built on demand
+
+	// State budget (Config.MaxStateBytes): bytes charged by all sessions,
+	// and by those not yet trusted.
+	memUsed, memUnvalidated int64
+	mac                     cipher.Block // keys challenges
+	macBuf                  [32]byte
 }
 
 // NewCore returns a receiver Core. cfg.Listen, the socket settings and
@@ -203,9 +239,14 @@ func NewCore(cfg Config) (*Core, error) {
 			return nil, err
 		}
 	}
+	mac, err := newMAC()
+	if err != nil {
+		return nil, err
+	}
 	return &Core{
 		cfg:      cfg,
 		sec:      sec,
+		mac:      mac,
 		sessions: make(map[keyOf]*session),
 		queue:    newQueue(cfg.QueueMessages, cfg.QueueBytes),
 		// Feedback is small and paced by the report and NACK intervals.
@@ -238,7 +279,11 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		if s := c.sessions[keyOf{addr: from}]; s != nil {
 			s.malformed++
 		}
-		c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		if e := c.log.Debug(); e != nil {
+			// Built only when debug is on: boxing from for Stringer would
+			// allocate for every datagram of a flood of junk.
+			e.Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+		}
 		return
 	}
 	switch p.Kind {
@@ -262,17 +307,26 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	s.rxBytes += uint64(len(b))
 	st := s.stream(p.Stream, c)
 	if st == nil {
-		c.stats.StreamsRefused++
-		return
+		return // refused and counted
 	}
 	s.lastSeen = now
 	switch p.Kind {
 	case packet.KindHeartbeat:
+		if p.Flags&packet.FlagAnswer != 0 {
+			c.handleAnswer(s, &p.Heartbeat, from, now)
+		}
 		c.handleHeartbeat(st, &p.Heartbeat, now)
 	case packet.KindParity:
 		c.handleParity(s, st, p, from, now)
 	default:
 		c.handleData(s, st, p, from, now)
+	}
+	if !s.challenged && !c.trusted(s) && s.txBytes+challengeCost <= amplificationFactor*s.rxBytes {
+		// Challenge a new sender as soon as the amplification limit lets a
+		// REPORT go with room to spare for a first NACK (from its second
+		// or third datagram): its answer validates it and gives the first
+		// round trip.
+		c.sendReport(s, st, now, packet.FlagEarly)
 	}
 }
 
@@ -296,6 +350,25 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 	if n := st.tracker.OnHeartbeat(start, hb.Next, now); n > 0 {
 		st.bursts++
 	}
+	if st.started && st.holdUntil != 0 && !st.delivering {
+		// Ordered delivery holds the first arrivals in case the stream
+		// began earlier (its opening HEARTBEAT was lost). This one says
+		// where it began: at the first DATA heard, and nothing is missing
+		// before it; or a little earlier, and the first messages were
+		// lost: they become gaps, NACKed and waited for like any other.
+		// Either way the hold ends now, not a quarter of the latency
+		// budget after it began. (Further back, this receiver joined a
+		// running stream: its history is not asked for.)
+		if hb.Start == st.firstSeq {
+			st.holdUntil = now
+		} else if packet.SeqLess(hb.Start, st.firstSeq) && packet.SeqDiff(st.firstSeq, hb.Start) <= startupBackfill &&
+			st.delivery.StartAt(hb.Start) {
+			if n := st.tracker.OnHeartbeat(hb.Start, hb.Next, now); n > 0 {
+				st.bursts++
+			}
+			st.firstSeq, st.holdUntil = hb.Start, now
+		}
+	}
 	if !st.started && st.delivery.Len() == 0 {
 		// Delivery starts where the stream does (or, joining a running
 		// stream, at the next message), not at whichever message happens
@@ -310,7 +383,7 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 
 func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	if p.Flags&packet.FlagProtected != 0 {
-		c.ensureDecoder(st) // before accept hands the data to it
+		c.ensureDecoder(s, st) // before accept hands the data to it
 	}
 	origin := OriginFirst
 	if p.Flags&packet.FlagRetransmit != 0 {
@@ -322,27 +395,39 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
 // sender marks as protected or, from a sender that does not mark it, at
-// the first PARITY.
-func (c *Core) ensureDecoder(st *stream) {
+// the first PARITY. The decoder starts with its tables (about 15 KiB,
+// charged to the budget now) and asks the session's meter before every
+// growth: ring pages as sequences come, shard and parity buffers, scratch.
+func (c *Core) ensureDecoder(s *session, st *stream) {
 	if st.decoder != nil {
 		return
 	}
-	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks})
+	dec, err := fec.NewDecoder(fec.DecoderConfig{ParityWaitNanos: int64(parityWait), MaxBlocks: c.cfg.FECMaxBlocks, Budget: &s.meter})
 	if err != nil { // the defaults are valid; this is a programming error
 		panic(err)
 	}
+	if !c.reserveOpt(s, st, optFEC, dec.MemBytes()+int(unsafe.Sizeof([fecRecentLen]uint64{}))) {
+		return // counted; the stream goes on without FEC
+	}
 	st.decoder = dec
+	st.fecRecent = new([fecRecentLen]uint64)
 }
 
 // handleParity feeds a PARITY packet to the stream's FEC decoder and
 // delivers what it rebuilds.
 func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Parity++
-	c.ensureDecoder(st)
+	c.ensureDecoder(s, st)
+	if st.decoder == nil {
+		c.stats.ParityDropped++ // the budget refused the stream a decoder
+		return
+	}
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++
-		c.log.Debug().Err(err).Stringer("from", from).Msg("parity rejected")
+		if e := c.log.Debug(); e != nil {
+			e.Err(err).Stringer("from", from).Msg("parity rejected")
+		}
 		return
 	}
 	st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
@@ -385,7 +470,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 		return // duplicate or too old: counted by the tracker
 	}
-	if origin == OriginFEC && info.WasMissing {
+	if origin == OriginFEC && info.WasMissing && st.fecRecent != nil {
 		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
 		st.fecNext++
 		st.fecDelay.Observe(info.SinceDetectedNanos)
@@ -394,17 +479,23 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	case OriginRetransmit:
 		if info.SinceNACKNanos > 0 {
 			st.rtt.Observe(info.SinceNACKNanos)
+			c.retime(st)
 		}
 	case OriginFirst:
 		// Jitter and delay describe the path, so only first
 		// transmissions feed them.
 		st.jitter.Observe(ts, now)
-		st.delay.Observe(now - ts)
+		if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
+			st.delay = new(stats.DelayHistogram)
+		}
+		if st.delay != nil {
+			st.delay.Observe(now - ts)
+		}
 		if off := now - ts; !st.haveMin || off < st.minOffset {
 			st.minOffset, st.haveMin = off, true
 		}
 		if ts > st.echoTs || st.echoAt == 0 {
-			st.echoTs, st.echoAt = ts, now
+			st.echoTs, st.echoAt, st.echoSeq = ts, now, seq
 		}
 		if d := ts - st.gapTs; st.gapTs != 0 && packet.SeqLess(st.gapSeq, seq) && d > 0 {
 			// Send times are the sender's word: the gap is capped so that
@@ -454,7 +545,17 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if !st.haveMin {
 		offset = now - ts
 	}
+	// A message delivery holds is copied into a pooled buffer of its size
+	// class, charged to the budget before it is taken.
+	charge := 1 << (class(len(payload)) + minClassShift)
+	if !c.reserve(s, charge) {
+		st.budgetDropped++
+		c.stats.BudgetDenied++
+		c.pool.put(h)
+		return
+	}
 	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
+		c.unreserve(s, charge) // not held: nothing copied
 		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
 			// Sent before the first message delivered and overtaken by it
 			// past the startup hold: passed over like a gap, and counted
@@ -464,9 +565,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
 	}
-	if !c.drain(s, st, now, seq) {
-		c.pool.own(h) // held for ordering: copy it out of the borrowed buffer
+	if c.drain(s, st, now, seq) {
+		c.unreserve(s, charge) // delivered at once: nothing copied
+		return
 	}
+	c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
 }
 
 // fecRecentLen is how many FEC-rebuilt sequences a stream remembers to
@@ -475,6 +578,9 @@ const fecRecentLen = 256
 
 // rebuiltEarly reports whether FEC rebuilt seq lately, and forgets it.
 func (st *stream) rebuiltEarly(seq uint64) bool {
+	if st.fecRecent == nil {
+		return false
+	}
 	for i, v := range st.fecRecent {
 		if v == seq+1 {
 			st.fecRecent[i] = 0
@@ -511,7 +617,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		} else {
 			c.stats.QueueOverflow++
 		}
-		c.pool.put(h)
+		c.putHeld(s, h)
 	}
 	if from, ok := st.delivery.WantFrom(); ok {
 		st.tracker.GiveUpBefore(from)
@@ -548,18 +654,37 @@ func (c *Core) session(id uint64, from netip.AddrPort, now int64) *session {
 	if s != nil {
 		c.stats.SessionRestarts++
 		c.log.Info().Stringer("from", from).Str("old", hex64(s.id)).Str("new", hex64(id)).Msg("sender restarted")
-		c.release(s)
-	} else {
-		if len(c.sessions) >= c.cfg.MaxSessions {
-			c.stats.SessionsRefused++
-			c.log.Debug().Stringer("from", from).Msg("session table full, datagram dropped")
-			return nil
+		c.forget(s)
+		delete(c.sessions, keyOf{addr: from})
+	} else if len(c.sessions) >= c.cfg.MaxSessions && !c.evictStale(now) {
+		c.stats.SessionsRefused++
+		if e := c.log.Debug(); e != nil {
+			e.Stringer("from", from).Msg("session table full, datagram dropped")
 		}
-		c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
+		return nil
 	}
-	s = &session{addr: from, id: id, lastSeen: now}
+	s = c.newSession(id, from, now)
+	if s == nil {
+		return nil
+	}
+	c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender")
 	c.sessions[keyOf{addr: from}] = s
 	c.stats.Sessions++
+	return s
+}
+
+// newSession returns a new session charged to the state budget, evicting
+// a stale unvalidated session if the budget is short; nil (counted) if it
+// cannot be admitted.
+func (c *Core) newSession(id uint64, from netip.AddrPort, now int64) *session {
+	s := &session{addr: from, id: id, lastSeen: now, created: now}
+	s.meter = meter{c: c, s: s}
+	for !c.reserve(s, sessionBytes) {
+		if !c.evictStale(now) {
+			c.stats.BudgetRefused++
+			return nil
+		}
+	}
 	return s
 }
 
@@ -573,9 +698,18 @@ func (c *Core) release(s *session) {
 			if !ok {
 				break
 			}
-			c.pool.put(h)
+			c.putHeld(s, h)
 		}
 	}
+}
+
+// putHeld recycles a held message, giving back the bytes its copied
+// payload was charged.
+func (c *Core) putHeld(s *session, h *held) {
+	if h.buf != nil {
+		c.unreserve(s, cap(h.buf))
+	}
+	c.pool.put(h)
 }
 
 func (s *session) stream(id uint32, c *Core) *stream {
@@ -585,16 +719,25 @@ func (s *session) stream(id uint32, c *Core) *stream {
 		}
 	}
 	if len(s.streams) >= c.cfg.MaxStreams {
+		c.stats.StreamsRefused++
 		return nil
 	}
 	st := &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound
+			Budget:   &s.meter,
 		}),
-		nacks: make([]packet.Range, 0, reliability.DefaultMaxNACKRanges),
+	}
+	// The state grows with use from here, each growth charged as it comes.
+	if !c.reserve(s, streamBytes+st.tracker.MemBytes()+st.delivery.MemBytes()) {
+		c.stats.BudgetRefused++
+		return nil
+	}
+	if s.seedRTT != 0 {
+		st.rtt.Observe(s.seedRTT)
 	}
 	s.streams = append(s.streams, st)
 	return st
@@ -630,7 +773,7 @@ func (c *Core) Tick(now int64) {
 	}
 	for k, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
-			c.release(s)
+			c.forget(s)
 			if c.sec != nil {
 				c.sec.retire(s)
 			}
@@ -655,12 +798,25 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	if st.decoder != nil && st.holdForParity() {
 		rec = st.decoder
 	}
-	rs := st.tracker.AppendNACK(st.nacks[:0], now, c.retryTimeout(st), rec)
+	if st.nacks == nil {
+		if !c.reserveOpt(s, st, optNACKs, reliability.DefaultMaxNACKRanges*int(unsafe.Sizeof(packet.Range{}))) {
+			return // counted; asked again at the next tick
+		}
+		st.nacks = make([]packet.Range, 0, reliability.DefaultMaxNACKRanges)
+	}
+	rto := c.retryTimeout(st)
+	st.usedRTO = max(st.usedRTO, rto)
+	rs := st.tracker.AppendNACK(st.nacks[:0], now, rto, rec)
 	for len(rs) > 0 {
 		head, rest := reliability.SplitNACK(rs)
 		c.pkt = packet.Packet{
 			Header: packet.Header{Kind: packet.KindNACK, Session: s.id, Stream: st.id},
 			Ranges: head,
+		}
+		if st.echoAt != 0 && c.sec == nil {
+			// Proof of receipt: the sender answers a NACK beyond the
+			// amplification limit only with it (packet.FlagProof).
+			c.pkt.Flags, c.pkt.ProofSeq, c.pkt.ProofTimestamp = packet.FlagProof, st.echoSeq, st.echoTs
 		}
 		for range st.nackCopies() {
 			if err := c.feedback(s, &c.pkt); err != nil {
@@ -709,9 +865,19 @@ func (st *stream) holdForParity() bool {
 const redundantLossPPM = 20_000
 
 // nackCopies is how many copies of each NACK packet to send, from the loss
-// rate of the last report interval.
+// rate of the last report interval or, before one has closed, of the
+// stream so far (a stream's first interval is when ordered delivery can
+// least afford a lost NACK: see issue #19).
 func (st *stream) nackCopies() int {
-	if st.lossPPM >= redundantLossPPM {
+	ppm := uint64(st.lossPPM)
+	if !st.intervalClosed {
+		if highest, ok := st.tracker.Highest(); ok {
+			if n := packet.SeqDiff(highest, st.firstSeq) + 1; n > 0 {
+				ppm = st.tracker.Stats().Missing * packet.MaxLossPPM / uint64(n)
+			}
+		}
+	}
+	if ppm >= redundantLossPPM {
 		return 2
 	}
 	return 1
@@ -730,6 +896,21 @@ func (c *Core) retryTimeout(st *stream) int64 {
 	}
 	rto := st.rtt.Smoothed() + max(2*st.rtt.Variance(), int64(minRTO))
 	return min(max(rto, int64(minRTO)), int64(maxRTO))
+}
+
+// retime pulls in the retry times of the stream's NACKed sequences when a
+// new RTT sample makes the retry timeout clearly (by a quarter) shorter
+// than the one they were scheduled with: a NACK sent before the first
+// sample waited a quarter of the latency budget, which the first
+// retransmission's round trip shows is far too long. Retimes happen only
+// on such falls, so their cost (a walk of the missing set) stays rare.
+func (c *Core) retime(st *stream) {
+	rto := c.retryTimeout(st)
+	if st.usedRTO == 0 || 4*rto >= 3*st.usedRTO {
+		return
+	}
+	st.tracker.RetimeRetries(rto)
+	st.usedRTO = rto
 }
 
 // NextTimer returns when Tick next has work: a REPORT, a delivery deadline
@@ -813,6 +994,7 @@ func (c *Core) report(s *session, st *stream, now int64) {
 		st.burstMilli = uint32(min(1<<31, lost*1000/bursts))
 	}
 	st.lastHighest, st.lastLost, st.lastBursts = highest, settled, st.bursts
+	st.intervalClosed = true
 	st.reportDue = false
 	c.sendReport(s, st, now, 0)
 }
@@ -824,11 +1006,22 @@ func (c *Core) sendReport(s *session, st *stream, now int64, flags packet.Flags)
 		Header: packet.Header{Kind: packet.KindReport, Flags: flags, Session: s.id, Stream: st.id},
 		Report: c.reportBody(s, st, now),
 	}
+	// A sender not yet validated, or a stream with no round trip yet, is
+	// challenged: the answer validates the one and times the other.
+	challenge := !c.trusted(s) || st.rtt.Samples() == 0
+	if challenge {
+		c.pkt.Flags |= packet.FlagChallenge
+		c.pkt.Challenge = c.challenge(s.addr, s.id, now)
+	}
 	if err := c.feedback(s, &c.pkt); err != nil {
 		if err != errAmplification {
 			c.stats.FeedbackDropped++
 		}
 		return
+	}
+	if challenge {
+		s.challenged = true
+		c.stats.Challenges++
 	}
 	c.stats.Reports++
 }
@@ -837,7 +1030,10 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 	ts := st.tracker.Stats()
 	l := st.loss()
 	highest, _ := st.tracker.Highest()
-	d := st.delay.Summary()
+	var d stats.Summary
+	if st.delay != nil {
+		d = st.delay.Summary()
+	}
 	r := packet.Report{
 		HighestSeq:      highest,
 		Received:        ts.Received,
@@ -869,6 +1065,7 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 // Stats returns the counters and a snapshot of every live stream.
 func (c *Core) Stats() Stats {
 	st := c.stats
+	st.StateBytes, st.UnvalidatedStateBytes = uint64(c.memUsed), uint64(c.memUnvalidated)
 	st.Streams = []StreamStats{}
 	for _, s := range c.sessions {
 		for _, x := range s.streams {
@@ -898,14 +1095,16 @@ func (c *Core) Stats() Stats {
 				Held:         ds.Buffered,
 				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
 				JitterNanos:  x.jitter.Nanos(),
-				Delay:        x.delay.Summary(),
-				DelaySamples: x.delay.Count(),
 				NACKRTTNanos: x.rtt.Smoothed(),
 
 				ReorderDropped:  ds.Dropped,
 				MissingOverflow: ts.GivenUpOverflow,
 			}
-			ss.DelaySumNanos = x.delay.Cumulative(DelayBucketNanos[:], ss.DelayBuckets[:])
+			ss.BudgetDropped = x.budgetDropped
+			if x.delay != nil {
+				ss.Delay, ss.DelaySamples = x.delay.Summary(), x.delay.Count()
+				ss.DelaySumNanos = x.delay.Cumulative(DelayBucketNanos[:], ss.DelayBuckets[:])
+			}
 			if x.decoder != nil {
 				ds := x.decoder.Stats()
 				ss.ParityReceived = ds.ParityReceived

@@ -33,6 +33,34 @@ func dataPkt(t *testing.T, session uint64, stream uint32, seq uint64, ts int64) 
 	return b
 }
 
+// answer validates session id at from as its sender would: a HEARTBEAT
+// (start and next as given) answering a challenge issued at now, so that
+// FEC and the trusted budget apply to it.
+func answer(t *testing.T, c *Core, from netip.AddrPort, id uint64, stream uint32, start, next uint64, now int64) {
+	t.Helper()
+	p := packet.Packet{
+		Header:    packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: id, Stream: stream},
+		Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: now, Answer: c.challenge(from, id, now)},
+	}
+	b, err := p.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats().Answers
+	c.Handle(b, from, now)
+	if c.Stats().Answers != before+1 {
+		t.Fatalf("answer not taken: %+v", c.Stats())
+	}
+}
+
+// drainOutbox discards the feedback queued so far, such as the challenge
+// that opens every unauthenticated session.
+func drainOutbox(c *Core) {
+	if b := c.Outbox().Take(); b != nil {
+		c.Outbox().Give(b)
+	}
+}
+
 // reports drains the outbox and returns the REPORTs, by destination.
 func reports(t *testing.T, c *Core) map[netip.AddrPort][]packet.Report {
 	t.Helper()
@@ -80,6 +108,7 @@ func TestSessionExpiryAndReports(t *testing.T) {
 		}
 		c.Handle(dataPkt(t, 7, 0, seq, now-int64(time.Millisecond)), addr(1), now)
 	}
+	drainOutbox(c) // the opening challenge
 	at, _ := c.NextTimer()
 	c.Tick(at)
 	rs := reports(t, c)[addr(1)]
@@ -270,6 +299,7 @@ func TestGapNACKedWhenFound(t *testing.T) {
 	c.Handle(dataPkt(t, 7, 0, 0, now), addr(0), now)
 	now += int64(time.Millisecond)
 	c.Handle(dataPkt(t, 7, 0, 2, now), addr(0), now) // 1 missing
+	drainOutbox(c)                                   // the opening challenge
 	if at, ok := c.NextTimer(); !ok || at > now {
 		t.Fatalf("next timer %d %v, want the NACK due at once (%d)", at, ok, now)
 	}

@@ -1,5 +1,7 @@
 package receiver
 
+import "math/bits"
+
 // held is a message waiting in ordered delivery, with the pooled buffer
 // its payload was copied into (nil while the payload still aliases the
 // datagram being handled).
@@ -20,6 +22,10 @@ type heldPool struct {
 const (
 	minClassShift = 6
 	maxFree       = 4096
+	// maxFreeBytes bounds the free buffers kept per size class, so that a
+	// burst of large held messages returns its memory (64 buffers of the
+	// largest class, 4096 of 1 KiB and below).
+	maxFreeBytes = 4 << 20
 )
 
 func (p *heldPool) get() *held {
@@ -35,7 +41,7 @@ func (p *heldPool) get() *held {
 func (p *heldPool) put(h *held) {
 	if h.buf != nil {
 		c := class(cap(h.buf))
-		if len(p.classes[c]) < maxFree {
+		if len(p.classes[c]) < min(maxFree, maxFreeBytes>>(c+minClassShift)) {
 			p.classes[c] = append(p.classes[c], h.buf[:0])
 		}
 	}
@@ -61,11 +67,11 @@ func (p *heldPool) own(h *held) {
 	h.m.Payload = h.buf
 }
 
-// class returns the size class holding n bytes.
+// class returns the size class holding n bytes: the smallest c with
+// 64<<c >= n, at most the last class.
 func class(n int) int {
-	c := 0
-	for (1<<(c+minClassShift)) < n && c < len(heldPool{}.classes)-1 {
-		c++
+	if n <= 1<<minClassShift {
+		return 0
 	}
-	return c
+	return min(bits.Len(uint(n-1))-minClassShift, len(heldPool{}.classes)-1)
 }

@@ -38,6 +38,7 @@ type secure struct {
 	derive  guard.Bucket
 	scratch []byte // decrypted body; DATA payloads alias it until Handle returns
 	warned  bool   // key mismatch logged
+	foreign guard.ForeignKeys
 	// warnedPlain: an unencrypted datagram was logged.
 	warnedPlain bool
 	retired     [retiredLen]retired
@@ -136,6 +137,10 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		c.stats.Unexpected++
 		return nil
 	case info.KeyID != c.sec.key.ID():
+		if !c.sec.foreign.Observe(info.KeyID) {
+			c.stats.Corrupted++ // a damaged key id, until it repeats
+			return nil
+		}
 		c.stats.KeyMismatch++
 		if !c.sec.warned {
 			c.sec.warned = true
@@ -210,7 +215,7 @@ func (c *Core) newSealedSession(id uint64, keys *sessionKeys, from netip.AddrPor
 		if old.addr == from {
 			c.stats.SessionRestarts++
 			c.log.Info().Stringer("from", from).Str("old", hex64(old.id)).Str("new", hex64(id)).Msg("sender restarted")
-			c.release(old)
+			c.forget(old)
 			c.sec.retire(old)
 			delete(c.sessions, k)
 		}
@@ -232,7 +237,11 @@ func (c *Core) newSealedSession(id uint64, keys *sessionKeys, from netip.AddrPor
 	// Everything up to an ended session's highest counter was its own.
 	keys.floor, keys.hasFloor = c.sec.retiredHighest(id)
 	c.log.Info().Stringer("from", from).Str("session", hex64(id)).Msg("new sender (authenticated)")
-	s := &session{addr: from, id: id, lastSeen: now, keys: keys}
+	s := c.newSession(id, from, now) // charged to the state budget
+	if s == nil {
+		return nil
+	}
+	s.keys = keys
 	c.sessions[keyOf{id: id}] = s
 	c.stats.Sessions++
 	return s

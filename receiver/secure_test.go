@@ -184,7 +184,7 @@ func TestUnauthenticatedFloodCreatesNoState(t *testing.T) {
 	if st.Streams[0].Source != addr(0).String() {
 		t.Fatalf("session moved to %s", st.Streams[0].Source)
 	}
-	rejected := st.Unsealed + st.AuthFailed + st.DerivationsThrottled + st.Malformed + st.KeyMismatch
+	rejected := st.Unsealed + st.AuthFailed + st.DerivationsThrottled + st.Malformed + st.KeyMismatch + st.Corrupted
 	if rejected != uint64(n) {
 		t.Fatalf("%d of %d datagrams counted as rejected: %+v", rejected, n, st)
 	}

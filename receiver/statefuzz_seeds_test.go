@@ -133,12 +133,14 @@ func receiverSeeds() map[string][]byte {
 	}
 	a.pop(255).tick(true)
 	s["session_stream_flood"] = a.b
-	// An FEC-protected stream losing data and parity in patterns.
-	a = cfgOrdered().honest(8, 0x12, 0).honest(8, 0x03, 0x01).honest(8, 0x40, 0x02).honest(8, 0xff, 0)
+	// An FEC-protected stream losing data and parity in patterns; its
+	// sender answers the challenge its first two messages drew.
+	a = cfgOrdered().honest(2, 0, 0).honest(8, 0x12, 0).honest(8, 0x03, 0x01).honest(8, 0x40, 0x02).honest(8, 0xff, 0)
 	a.clock(30).tick(true).honest(4, 0x01, 0).clock(30).tick(true).pop(64).clock(300).tick(true).pop(64)
 	s["fec_honest"] = a.b
-	// Forged parity for a stream with a gap, then the gap's "unavailable".
-	a = cfgOrdered().run(0, 0, 0, 4).data(0, 0, 0, step(3), 0, 32)
+	// Forged parity for a stream with a gap (from a source that has
+	// answered its challenge), then the gap's "unavailable".
+	a = cfgOrdered().run(0, 0, 0, 4).data(0, 0, 0, step(3), 0, 32).tick(true)
 	a.parity(0, 0, 0, 6, 4, 2, 0, 1, bytes.Repeat([]byte{0xa5}, 46)).parity(0, 0, 0, 6, 4, 2, 1, 1, bytes.Repeat([]byte{0x5a}, 46))
 	a.parity(0, 0, 0, 6, 200, 56, 55, 1, []byte{1}).unavailable(0, 0, 0, 3, 2).clock(10).tick(true).pop(10)
 	s["forged_parity_unavailable"] = a.b

@@ -188,6 +188,9 @@ func newRxHarness(t testing.TB, p *prog) *rxHarness {
 		DisableNACK:     b1&0x80 != 0,
 		QueueMessages:   1 + int(b2>>3)%48,
 		QueueBytes:      packet.MaxPayload + int(b2&7)*4096,
+		// 1 to 8 MiB: a quarter of it for unvalidated senders, which
+		// programs of a few hundred datagrams can fill.
+		MaxStateBytes: 1 << 20 << (b1 & 3),
 	}
 	c, err := NewCore(cfg)
 	if err != nil {
@@ -404,6 +407,9 @@ func sealCRC(b []byte) {
 // honest sends up to eight messages of the honest stream through a real
 // FEC encoder, losing the DATA and PARITY packets the program says.
 func (h *rxHarness) honest(p *prog) {
+	// The honest sender answers the challenges it was sent before it
+	// sends more: its FEC is taken once it is validated.
+	h.takeOutbox()
 	n := 1 + int(p.u8()%8)
 	lossData, lossParity := p.u8(), p.u8()
 	src := fuzzSource(honestSrc)
@@ -437,24 +443,63 @@ func (h *rxHarness) honest(p *prog) {
 }
 
 // takeOutbox takes the feedback batch, as the socket loop would, and
-// checks every datagram in it.
+// checks every datagram in it. Challenges are answered as a sender would
+// (a HEARTBEAT saying where its stream is), for the honest stream and for
+// any stream the program has sent on: the sources here all receive their
+// feedback.
 func (h *rxHarness) takeOutbox() {
 	b := h.c.Outbox().Take()
 	if b == nil {
 		return
 	}
-	defer h.c.Outbox().Give(b)
+	var answers []packet.Packet
+	defer func() {
+		h.c.Outbox().Give(b)
+		for i := range answers {
+			a := &answers[i]
+			ab, err := a.AppendTo(nil)
+			if err != nil {
+				h.t.Fatalf("answer does not encode: %v", err)
+			}
+			h.handle(ab, fuzzSource(int(a.Heartbeat.Timestamp)))
+		}
+	}()
 	var q packet.Packet
 	for _, d := range b.Datagrams() {
 		if err := q.Parse(d.Data); err != nil {
 			h.t.Fatalf("receiver queued an invalid datagram: %v", err)
 		}
-		if q.Kind != packet.KindReport && !(q.Kind == packet.KindNACK && q.Flags == 0) {
+		if q.Kind != packet.KindReport && !(q.Kind == packet.KindNACK && q.Flags&^packet.FlagProof == 0) {
 			h.t.Fatalf("receiver queued a %v (flags %x)", q.Kind, q.Flags)
 		}
 		if !h.seenIDs[d.Addr][q.Session] {
 			h.t.Fatalf("feedback for session %x to %v, which never sent it", q.Session, d.Addr)
 		}
+		if q.Kind != packet.KindReport || q.Flags&packet.FlagChallenge == 0 {
+			continue
+		}
+		src := -1
+		for i := range fuzzSources {
+			if fuzzSource(i) == d.Addr {
+				src = i
+			}
+		}
+		if s := h.c.sessions[keyOf{addr: d.Addr}]; s == nil || s.id != q.Session {
+			continue // a sender answers for its current session only
+		}
+		start, next := uint64(0), uint64(0)
+		if k := (streamKey{d.Addr, q.Session, q.Stream}); src == honestSrc && q.Session == honestSession && q.Stream == honestStream {
+			start, next = honestStart, h.honestSeq
+		} else if c, ok := h.cur[k]; ok && src >= 0 {
+			start, next = c+1, c+1
+		} else {
+			continue
+		}
+		answers = append(answers, packet.Packet{
+			Header: packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: q.Session, Stream: q.Stream},
+			// Timestamp carries the source index to the deferred send.
+			Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: int64(src), Answer: q.Challenge},
+		})
 	}
 }
 
@@ -598,9 +643,27 @@ func (h *rxHarness) check() {
 		t.Fatalf("counters %+v; fed %d datagrams, %d malformed, %d heartbeats, %d parity",
 			s, h.datagrams, h.malformed, h.heartbeats, h.parity)
 	}
-	if s.Sessions-s.SessionRestarts-s.SessionsExpired != uint64(len(c.sessions)) {
-		t.Fatalf("sessions started %d - restarts %d - expired %d != live %d",
-			s.Sessions, s.SessionRestarts, s.SessionsExpired, len(c.sessions))
+	if s.Sessions-s.SessionRestarts-s.SessionsExpired-s.SessionsEvicted != uint64(len(c.sessions)) {
+		t.Fatalf("sessions started %d - restarts %d - expired %d - evicted %d != live %d",
+			s.Sessions, s.SessionRestarts, s.SessionsExpired, s.SessionsEvicted, len(c.sessions))
+	}
+	// The state budget adds up: what the sessions hold is what is charged,
+	// and only FEC shard growth (charged after the fact) may overshoot.
+	var held, unvalidated int64
+	for _, x := range c.sessions {
+		held += x.bytes
+		if !c.trusted(x) {
+			unvalidated += x.bytes
+		}
+		if x.bytes < 0 {
+			t.Fatalf("session charged %d bytes", x.bytes)
+		}
+	}
+	if held != c.memUsed || unvalidated != c.memUnvalidated {
+		t.Fatalf("sessions hold %d (%d unvalidated), budget says %d (%d)", held, unvalidated, c.memUsed, c.memUnvalidated)
+	}
+	if c.memUnvalidated > int64(c.cfg.MaxStateBytes/unvalidatedShare) {
+		t.Fatalf("unvalidated state %d over its share of %d", c.memUnvalidated, c.cfg.MaxStateBytes)
 	}
 }
 

@@ -30,9 +30,23 @@ type Stats struct {
 	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
 	FeedbackBlocked uint64 `json:"feedback_blocked"` // feedback withheld: over 3x the bytes received from an unauthenticated sender
 
+	// State budget (Config.MaxStateBytes) and unauthenticated senders (see
+	// the package documentation, "Unauthenticated peers"):
+	StateBytes            uint64 `json:"state_bytes"`             // bytes of session and stream state charged now (a gauge)
+	UnvalidatedStateBytes uint64 `json:"unvalidated_state_bytes"` // of them, held by senders not yet validated (a gauge)
+	BudgetRefused         uint64 `json:"budget_refused"`          // new sessions or streams refused: the budget was spent
+	BudgetDenied          uint64 `json:"budget_denied"`           // growths of existing state refused by the budget (messages not held, gaps given up, no FEC)
+	SessionsEvicted       uint64 `json:"sessions_evicted"`        // unvalidated sessions dropped after their grace time to admit a new one
+	SessionsValidated     uint64 `json:"sessions_validated"`      // plain-mode senders that answered a challenge
+	Challenges            uint64 `json:"challenges"`              // REPORTs sent with a challenge
+	Answers               uint64 `json:"answers"`                 // valid answers to challenges
+	AnswersRejected       uint64 `json:"answers_rejected"`        // answers this receiver did not issue to that address and session, or too old
+	ParityDropped         uint64 `json:"parity_dropped"`          // PARITY dropped: the budget refused its stream an FEC decoder
+
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused
-	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key
+	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key (the same foreign key id guard.MismatchRun times in a row)
+	Corrupted            uint64 `json:"corrupted"`             // datagrams with a foreign key id that did not repeat: damaged on the way, not another key
 	AuthFailed           uint64 `json:"auth_failed"`           // datagrams that failed authentication
 	Replayed             uint64 `json:"replayed"`              // authentic datagrams seen before (or older than the replay window)
 	DerivationsThrottled uint64 `json:"derivations_throttled"` // datagrams naming a new session while key derivations were over their rate
@@ -63,6 +77,8 @@ type StreamStats struct {
 	Superseded   uint64 `json:"superseded"`  // latest mode: dropped for newer data
 	Held         uint64 `json:"held"`        // waiting in ordered delivery now
 	NACKRTTNanos int64  `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
+	// Messages not held for ordering because the state budget was spent.
+	BudgetDropped uint64 `json:"budget_dropped"`
 
 	ParityReceived         uint64 `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
 	FECBlocksUnrecoverable uint64 `json:"fec_blocks_unrecoverable"` // blocks given up with data missing

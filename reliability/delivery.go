@@ -3,6 +3,7 @@ package reliability
 import (
 	"math"
 	"math/bits"
+	"unsafe"
 
 	"github.com/telewire/telewire/packet"
 )
@@ -14,6 +15,10 @@ const (
 	DefaultDeliveryCapacity = 1024
 	// MaxDeliveryCapacity is the largest Delivery capacity.
 	MaxDeliveryCapacity = 1 << 20
+	// InitialDeliverySlots is the ring a Delivery starts with (or its
+	// capacity, if smaller): the ring doubles as messages spread out, so a
+	// stream that never reorders much never pays for its full capacity.
+	InitialDeliverySlots = 16
 )
 
 // Mode is a Delivery's ordering discipline.
@@ -52,8 +57,13 @@ type DeliveryConfig struct {
 	// most MaxDeliveryCapacity; 0 means DefaultDeliveryCapacity (1024). In
 	// ModeOrdered it is also the furthest a message may be ahead of the
 	// next one to deliver: size it to the packets that arrive within the
-	// longest deadline.
+	// longest deadline. The ring starts at InitialDeliverySlots and
+	// doubles when a message needs more room, up to Capacity.
 	Capacity int
+	// Budget, if not nil, is asked before the ring grows (MemBytes tells
+	// what the Delivery holds now). A refused growth is treated as the
+	// ring being full: PushDropped.
+	Budget Budget
 }
 
 // PushResult says what Push did with a message.
@@ -123,10 +133,12 @@ type dslot[T any] struct {
 //
 // A Delivery is not safe for concurrent use.
 type Delivery[T any] struct {
-	mode  Mode
-	mask  uint64
-	slots []dslot[T]
-	occ   []uint64 // ordered: occupancy bitmap of slots
+	mode   Mode
+	mask   uint64 // len(slots)-1
+	limit  uint64 // the configured capacity: the ring grows up to it
+	budget Budget
+	slots  []dslot[T]
+	occ    []uint64 // ordered: occupancy bitmap of slots
 
 	count int
 	head  int // unordered: index of the oldest message
@@ -148,7 +160,8 @@ type Delivery[T any] struct {
 	stats DeliveryStats
 }
 
-// NewDelivery returns a Delivery holding messages of type T.
+// NewDelivery returns a Delivery holding messages of type T. Its ring
+// starts small (InitialDeliverySlots) and grows with use.
 func NewDelivery[T any](cfg DeliveryConfig) *Delivery[T] {
 	c := cfg.Capacity
 	if c <= 0 {
@@ -159,17 +172,70 @@ func NewDelivery[T any](cfg DeliveryConfig) *Delivery[T] {
 	if mode > ModeLatest {
 		mode = ModeOrdered
 	}
-	d := &Delivery[T]{mode: mode, mask: uint64(c - 1), minDL: math.MaxInt64}
-	switch mode {
-	case ModeOrdered:
-		d.slots = make([]dslot[T], c)
-		d.occ = make([]uint64, (c+63)/64)
-	case ModeUnordered:
-		d.slots = make([]dslot[T], c)
-	case ModeLatest:
-		d.slots = make([]dslot[T], 1)
+	d := &Delivery[T]{mode: mode, limit: uint64(c), budget: cfg.Budget, minDL: math.MaxInt64}
+	n := min(c, InitialDeliverySlots)
+	if mode == ModeLatest {
+		n, d.limit = 1, 1
 	}
+	d.alloc(n)
 	return d
+}
+
+// alloc gives the delivery an empty ring of n slots (a power of two).
+func (d *Delivery[T]) alloc(n int) {
+	d.slots = make([]dslot[T], n)
+	d.mask = uint64(n - 1)
+	if d.mode == ModeOrdered {
+		d.occ = make([]uint64, (n+63)/64)
+	}
+}
+
+// MemBytes returns the bytes of the Delivery's ring and bitmap (not of
+// the items it holds).
+func (d *Delivery[T]) MemBytes() int {
+	return len(d.slots)*int(unsafe.Sizeof(dslot[T]{})) + 8*len(d.occ)
+}
+
+// grow enlarges the ring to hold at least n messages (ordered: n
+// sequences from next), within the configured capacity and the budget. It
+// reports whether the ring now has that room.
+func (d *Delivery[T]) grow(n uint64) bool {
+	if n <= d.mask+1 {
+		return true
+	}
+	if n > d.limit {
+		return false
+	}
+	size := uint64(1) << bits.Len64(n-1)
+	oldBytes := d.MemBytes()
+	old, oldOcc, oldMask := d.slots, d.occ, d.mask
+	newBytes := int(size) * int(unsafe.Sizeof(dslot[T]{}))
+	if d.mode == ModeOrdered {
+		newBytes += 8 * int((size+63)/64)
+	}
+	if d.budget != nil && !d.budget.Reserve(newBytes-oldBytes) {
+		return false
+	}
+	d.alloc(int(size))
+	switch d.mode {
+	case ModeOrdered:
+		for w, word := range oldOcc {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &= word - 1
+				s := old[w<<6|b]
+				i := s.seq & d.mask
+				d.slots[i] = s
+				d.occ[i>>6] |= 1 << (i & 63)
+			}
+		}
+	case ModeUnordered:
+		for k := range d.count {
+			d.slots[k] = old[(uint64(d.head)+uint64(k))&oldMask]
+		}
+		d.head = 0
+	}
+	return true
 }
 
 // Mode returns the delivery's mode.
@@ -191,7 +257,7 @@ func (d *Delivery[T]) Stats() DeliveryStats {
 func (d *Delivery[T]) Push(seq uint64, item T, deadline int64) PushResult {
 	switch d.mode {
 	case ModeUnordered:
-		if d.count == len(d.slots) {
+		if d.count == len(d.slots) && !d.grow(uint64(d.count)+1) {
 			d.stats.Dropped++
 			return PushDropped
 		}
@@ -233,20 +299,24 @@ func (d *Delivery[T]) pushLatest(seq uint64, item T, deadline int64) PushResult 
 }
 
 func (d *Delivery[T]) pushOrdered(seq uint64, item T, deadline int64) PushResult {
-	capacity := d.mask + 1
 	if !d.started {
 		d.started, d.next, d.top = true, seq, seq
 	}
 	if packet.SeqLess(seq, d.next) {
 		// Before anything is delivered the start may still move down, if
 		// the held messages stay within capacity.
-		if d.fixed || (d.count > 0 && d.top-seq >= capacity) {
+		if d.fixed || (d.count > 0 && (d.top-seq >= d.limit || !d.grow(d.top-seq+1))) {
 			d.stats.Late++
 			return PushLate
 		}
 		d.next = seq
 	}
-	if ahead := seq - d.next; ahead >= capacity {
+	ahead := seq - d.next
+	if ahead > d.mask && ahead < d.limit {
+		d.grow(ahead + 1) // if refused, handled below as beyond capacity
+	}
+	capacity := d.mask + 1
+	if ahead >= capacity {
 		if d.count > 0 {
 			d.stats.Dropped++
 			d.flushTo, d.flushing = seq-capacity+1, true
@@ -394,6 +464,23 @@ func (d *Delivery[T]) WantFrom() (uint64, bool) {
 		return d.last + 1, d.haveLast
 	}
 	return 0, false
+}
+
+// StartAt moves the start of ordered delivery down to seq, before anything
+// was delivered or skipped: the stream is known to begin there, so Pop
+// waits for the messages from seq on (until a held message's deadline)
+// rather than delivering from the lowest held. It reports false, doing
+// nothing, in the other modes, once delivery has begun, when seq is not
+// below the start, or when the held messages would no longer fit.
+func (d *Delivery[T]) StartAt(seq uint64) bool {
+	if d.mode != ModeOrdered || d.fixed || !d.started || !packet.SeqLess(seq, d.next) {
+		return false
+	}
+	if d.count > 0 && (d.top-seq >= d.limit || !d.grow(d.top-seq+1)) {
+		return false
+	}
+	d.next = seq
+	return true
 }
 
 // Flush makes Pop deliver every held message at once, skipping the gaps

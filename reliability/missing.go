@@ -26,6 +26,9 @@ const minRingSlots = 64
 // array grows on demand up to maxLive*3/2 slots, so that compaction, when
 // needed, frees at least maxLive/2 slots and costs O(1) amortized per entry.
 type missingRing struct {
+	budget  Budget // asked before buf grows; nil: unmetered
+	evicted uint64 // live entries dropped (or refused) because the budget refused growth
+	refused bool   // the budget refused growth during the current addition: do not ask again
 	buf     []missEntry
 	head    int // index in buf of slot 0
 	n       int // slots in use, live and dead
@@ -53,11 +56,21 @@ func (m *missingRing) reset() {
 }
 
 // makeRoom ensures at least one free slot, by compacting tombstones away or
-// by growing the backing array.
-func (m *missingRing) makeRoom() {
+// by growing the backing array. It reports false when the array is full of
+// live entries and the budget refused to let it grow.
+func (m *missingRing) makeRoom() bool {
 	dead := m.n - m.live
 	if len(m.buf) < m.maxCap && (dead == 0 || dead < m.n/2) {
-		nb := make([]missEntry, min(max(2*len(m.buf), minRingSlots), m.maxCap))
+		size := min(max(2*len(m.buf), minRingSlots), m.maxCap)
+		if m.budget != nil && (m.refused || !m.budget.Reserve((size-len(m.buf))*missEntrySize)) {
+			m.refused = true
+			if dead == 0 {
+				return false
+			}
+			m.compact()
+			return true
+		}
+		nb := make([]missEntry, size)
 		k := 0
 		for i := range m.n {
 			if e := m.at(i); e.live {
@@ -66,9 +79,15 @@ func (m *missingRing) makeRoom() {
 			}
 		}
 		m.buf, m.head, m.n = nb, 0, k
-		return
+		return true
 	}
-	// Compact in place: the write position never passes the read position.
+	m.compact()
+	return true
+}
+
+// compact drops the tombstones in place: the write position never passes
+// the read position.
+func (m *missingRing) compact() {
 	k := 0
 	for i := range m.n {
 		if e := m.at(i); e.live {
@@ -82,8 +101,13 @@ func (m *missingRing) makeRoom() {
 // pushBack appends e, which must follow every entry in sequence order. The
 // caller keeps live below maxLive.
 func (m *missingRing) pushBack(e missEntry) {
-	if m.n == len(m.buf) {
-		m.makeRoom()
+	if m.n == len(m.buf) && !m.makeRoom() {
+		m.evicted++ // out of budget: counted as given up
+		if m.live == 0 {
+			return // no room at all: e is given up
+		}
+		m.kill(0) // the oldest entry makes way
+		m.trim()
 	}
 	*m.at(m.n) = e
 	m.n++
@@ -93,8 +117,9 @@ func (m *missingRing) pushBack(e missEntry) {
 // pushFront prepends e, which must precede every entry in sequence order.
 // The caller keeps live below maxLive.
 func (m *missingRing) pushFront(e missEntry) {
-	if m.n == len(m.buf) {
-		m.makeRoom()
+	if m.n == len(m.buf) && !m.makeRoom() {
+		m.evicted++ // out of budget: e, the oldest of all, is given up
+		return
 	}
 	m.head--
 	if m.head < 0 {

@@ -163,6 +163,30 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 	return dst
 }
 
+// RetimeRetries pulls in the retry time of every requested sequence that
+// waits longer than rto (with its backoff) since its last request: the
+// caller's retransmission timeout has fallen since it was requested, as
+// when the first round trip is measured after NACKs went out with a
+// default timeout. Retry times never move later. It walks the missing
+// set: call it when the timeout falls, not per packet.
+func (t *Tracker) RetimeRetries(rto int64) {
+	if rto <= 0 {
+		return
+	}
+	rto = min(rto, maxRTO)
+	m := &t.miss
+	for i := range m.n {
+		e := m.at(i)
+		if !e.live || e.tries == 0 {
+			continue
+		}
+		if due := e.lastNACK + backoff(rto, e.tries); due < e.due {
+			e.due = due
+			t.nextRetry = min(t.nextRetry, due)
+		}
+	}
+}
+
 // NextNACKAt returns when AppendNACK should next be called, ns: the
 // earliest time a pending sequence becomes due, a repeated request no
 // earlier than NACKInterval after the last round that repeated one. ok is

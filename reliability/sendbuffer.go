@@ -429,6 +429,25 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 	}
 }
 
+// Unresend takes back a sequence OnNACK put in NACKResult.Resend that the
+// caller did not send after all (its queue was full, or the request's
+// source was over its amplification limit): it is not suppressed as
+// recently resent, and its bytes go back to the retransmit budget. So a
+// request that could not be answered, perhaps a forged one, does not hold
+// back the answer to the next.
+func (b *SendBuffer) Unresend(seq uint64) {
+	e := b.entry(seq)
+	if e == nil || !e.resent {
+		return
+	}
+	e.resent = false
+	if b.cfg.RetransmitShare >= 0 {
+		b.tokens += float64(e.n)
+	}
+	b.stats.Resent--
+	b.stats.ResentBytes -= uint64(e.n)
+}
+
 // unavailable adds n sequences from first to res.Unavailable, merging with
 // the previous range and keeping the list a valid FlagUnavailable NACK.
 func (b *SendBuffer) unavailable(res *NACKResult, first, n uint64) {

@@ -98,6 +98,10 @@ type TrackerConfig struct {
 	// due gaps wait for the next round. 0 means DefaultMaxNACKRanges (256,
 	// four packets).
 	MaxNACKRanges int
+	// Budget, if not nil, is asked before the missing set grows (MemBytes
+	// tells what the Tracker holds). When it refuses, the oldest missing
+	// sequences are given up to make room (GivenUpOverflow).
+	Budget Budget
 }
 
 // normalize returns cfg with defaults filled in and values clamped.
@@ -282,12 +286,28 @@ type Tracker struct {
 func NewTracker(cfg TrackerConfig) *Tracker {
 	cfg = cfg.normalize()
 	w := uint64(cfg.Window)
-	return &Tracker{
+	t := &Tracker{
 		cfg:  cfg,
 		w:    w,
 		mask: w - 1,
 		bits: make([]uint64, w/64),
 		miss: newMissingRing(cfg.MaxMissing),
+	}
+	t.miss.budget = cfg.Budget
+	return t
+}
+
+// MemBytes returns the bytes the Tracker holds: its window bitmap and its
+// missing set.
+func (t *Tracker) MemBytes() int { return 8*len(t.bits) + missEntrySize*len(t.miss.buf) }
+
+// takeEvicted counts the missing sequences the set dropped for want of
+// budget as given up.
+func (t *Tracker) takeEvicted() {
+	t.miss.refused = false
+	if n := t.miss.evicted; n > 0 {
+		t.miss.evicted = 0
+		t.giveUpCount(n, &t.stats.GivenUpOverflow)
 	}
 }
 
@@ -518,6 +538,7 @@ func (t *Tracker) addMissingBack(first, n uint64, now int64) {
 	for i := range n {
 		m.pushBack(missEntry{seq: first + i, detected: now, due: due, live: true})
 	}
+	t.takeEvicted()
 }
 
 // addMissingFront records the n sequences from first as missing; they
@@ -550,6 +571,7 @@ func (t *Tracker) addMissingFront(first, n uint64, now int64) {
 	for i := n; i > 0; i-- {
 		m.pushFront(missEntry{seq: first + i - 1, detected: now, due: due, live: true})
 	}
+	t.takeEvicted()
 }
 
 // giveUpOldest gives up the k oldest pending sequences.

@@ -45,9 +45,16 @@ type stream struct {
 	adaptive *fec.Adaptive           // nil unless FEC is automatic
 
 	firstTs, lastTs int64 // send times of the first and the latest DATA: echoes must lie between
+	// sentTs holds the send time of each of the last sentTsLen DATA
+	// (index seq mod sentTsLen): the echoes and proofs a receiver sends
+	// must name one of them exactly (see proves).
+	sentTs []int64
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
+	// intervalSeen: a REPORT closing an interval (not FlagEarly) arrived,
+	// so report.IntervalLossPPM is measured.
+	intervalSeen bool
 }
 
 // Core is the sender's protocol state machine, free of sockets, goroutines
@@ -74,6 +81,7 @@ type Core struct {
 	// lost or not, from its newest sequence (reliability.Feedback).
 	accounted uint64
 	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
+	inLen     int   // length of the datagram being handled
 	log       zerolog.Logger
 	stats     Stats
 
@@ -149,7 +157,7 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 	if len(c.streams) >= c.cfg.MaxStreams {
 		return nil, ErrTooManyStreams
 	}
-	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq}
+	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq, sentTs: make([]int64, sentTsLen)}
 	if !c.cfg.DisableRetransmit {
 		s.retained = reliability.NewSendBuffer(reliability.SendBufferConfig{
 			Capacity:        c.cfg.RetransmitPackets,
@@ -305,6 +313,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		s.firstTs = now
 	}
 	s.lastTs = now
+	s.sentTs[s.next%sentTsLen] = now
 	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
 		c.sendParity(s)
 	}
@@ -331,13 +340,16 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	from = unmap(from)
 	c.peers.OnReceive(from, len(b))
+	c.inLen = len(b)
 	if !c.decode(b, from, now) {
 		return
 	}
 	p := &c.pkt
 	if p.Session != c.session {
 		c.stats.ForeignSession++
-		c.log.Debug().Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
+		if e := c.log.Debug(); e != nil { // boxing from allocates: only when debug is on
+			e.Uint64("session", p.Session).Stringer("from", from).Msg("feedback for another session dropped")
+		}
 		return
 	}
 	switch p.Kind {
@@ -368,7 +380,19 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.Reports++
 	c.heard, c.feedbackAt = true, now
 	r := &p.Report
-	c.validate(s, r, from)
+	if p.Flags&packet.FlagChallenge != 0 {
+		c.answerChallenge(s, p.Challenge, now)
+	}
+	// Without a key the REPORT's source address proves nothing: only one
+	// whose echo is the exact send time of a recent DATA comes from a
+	// receiver of the data. One that is not touches nothing: no RTT
+	// sample, no pacing, no FEC change, no validation.
+	if c.sec == nil && !s.proves(r.HighestSeq, r.EchoTimestamp) {
+		c.stats.ReportsUnproven++
+		return
+	}
+	c.validate(from)
+	c.peers.OnProven(from, c.inLen)
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
 	// the future, from outside the times this stream's DATA was sent, or a
@@ -384,13 +408,16 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 			sample = 0
 		}
 	}
-	if c.pace != nil && c.peers.Validated(from) {
-		// Only feedback from an address that proved it receives the
-		// data (or authentic feedback, sealed) may slow the sender.
+	if c.pace != nil {
+		// Only feedback that proved it comes from a receiver of the data
+		// (or authentic feedback, sealed) gets here to move the pacer.
 		c.feedPacer(s, r, sample, now)
 	}
 	s.report = *r
 	s.reportAt = now
+	if p.Flags&packet.FlagEarly == 0 {
+		s.intervalSeen = true
+	}
 	if s.adaptive != nil && p.Flags&packet.FlagEarly == 0 {
 		// Early REPORTs repeat the interval figures adaptive FEC reads.
 		s.adaptive.Update(*r, now)
@@ -435,29 +462,52 @@ func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 	c.pace.OnFeedback(now, reliability.Feedback{RTT: sample, Delivered: c.delivered, Accounted: c.accounted, Echo: echo})
 }
 
-// validate marks the address a REPORT came from as one that receives
-// this sender's data, lifting the amplification limit on answers to it
-// (RFC 9000 §8): the report must echo the send timestamp, to the
-// nanosecond, of the DATA packet it names as the highest received, which
-// only a receiver of that packet knows. With encryption any authentic
-// feedback proves as much. The configured receiver is validated from the
+// sentTsLen is how many recent DATA send times a stream keeps for
+// checking echoes and proofs: a receiver's newest DATA may be at most this
+// many messages behind the sender (4096: 40 ms at 100 000 messages/s).
+const sentTsLen = 4096
+
+// proves reports whether ts is, to the nanosecond, the send time of DATA
+// seq, one of the stream's last sentTsLen: a value only a receiver of that
+// packet knows (send times are nanoseconds of the sender's monotonic
+// clock). A REPORT echoes it for its highest sequence; a NACK carries it
+// as its proof.
+func (s *stream) proves(seq uint64, ts int64) bool {
+	back := s.next - 1 - seq // how far seq lies behind the newest DATA
+	return ts > 0 && s.next != s.start && back < min(uint64(sentTsLen), s.next-s.start) &&
+		s.sentTs[seq%sentTsLen] == ts
+}
+
+// validate marks the address proven feedback came from (a REPORT whose
+// echo or a NACK whose proof names a DATA sent lately, or with encryption
+// any authentic feedback) as one that receives this sender's data,
+// lifting the amplification limit on answers to it that carry no proof of
+// their own (RFC 9000 §8). The configured receiver is validated from the
 // start; this is for feedback that comes back by another address, as
 // through a relay or a NAT that maps the two directions apart.
-func (c *Core) validate(s *stream, r *packet.Report, from netip.AddrPort) {
-	if c.sec != nil {
-		c.peers.Validate(from)
-		return
-	}
-	if s.retained == nil || c.peers.Validated(from) || r.EchoTimestamp == 0 {
-		return
-	}
-	data, ok := s.retained.Get(r.HighestSeq, 0)
-	if !ok || c.probe.Parse(data) != nil || c.probe.Timestamp != r.EchoTimestamp {
+func (c *Core) validate(from netip.AddrPort) {
+	if c.peers.Validated(from) {
 		return
 	}
 	c.peers.Validate(from)
-	c.stats.AddressesValidated++
-	c.log.Info().Stringer("addr", from).Msg("feedback address validated")
+	if c.sec == nil {
+		c.stats.AddressesValidated++
+		c.log.Info().Stringer("addr", from).Msg("feedback address validated")
+	}
+}
+
+// answerChallenge answers a REPORT's challenge at once with a HEARTBEAT flagged
+// packet.FlagAnswer, sent where the data goes: the receiver learns that
+// this address receives its feedback and times the round trip.
+func (c *Core) answerChallenge(s *stream, challenge uint64, now int64) {
+	p := &c.probe // c.pkt holds the REPORT being handled
+	p.Header = packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: c.session, Stream: s.id}
+	p.Heartbeat = packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now, Answer: challenge}
+	if c.queue(p, c.remote) != nil {
+		c.stats.FeedbackDropped++
+		return
+	}
+	c.stats.Answers++
 }
 
 // handleNACK answers a NACK from the retransmit buffer: the sequences it
@@ -473,8 +523,19 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	c.stats.NACKs++
 	c.heard, c.feedbackAt = true, now
 	s := c.findStream(p.Stream)
+	// Without a key, a NACK is answered beyond the amplification limit of
+	// its source only if it proves its sender receives the data, whatever
+	// address it claims to come from: the configured receiver's own
+	// address is as easy to forge as any.
+	proven := c.sec != nil || s != nil && p.Flags&packet.FlagProof != 0 && s.proves(p.ProofSeq, p.ProofTimestamp)
+	if proven {
+		c.validate(from)
+		c.peers.OnProven(from, c.inLen)
+	} else {
+		c.stats.NACKsUnproven++
+	}
 	if s == nil || s.retained == nil {
-		c.unavailable(p, p.Ranges, from)
+		c.unavailable(p, p.Ranges, from, proven)
 		return
 	}
 	// Ranges are sorted (Parse checks it); one that reaches the next
@@ -495,23 +556,28 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	out := c.out.Current()
 	grow := c.overhead()
 	copies := 1
-	if s.reportAt != 0 && s.report.IntervalLossPPM >= redundantLossPPM {
+	if s.reportAt != 0 && s.lossPPM() >= redundantLossPPM {
 		copies = 2
 	}
+	sent := 0 // of res.Resend, the sequences sent at least once
 resend:
-	for _, seq := range res.Resend {
+	for i, seq := range res.Resend {
 		data, ok := s.retained.Get(seq, now)
 		if !ok {
 			continue
 		}
-		for range copies {
+		sent = i
+		for k := range copies {
 			if !out.Room(len(data) + grow) {
 				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
 				break resend
 			}
-			if !c.peers.AllowRetransmit(from, len(data)+grow, c.rtt.Smoothed(), now) {
+			if !c.peers.AllowRetransmit(from, len(data)+grow, c.rtt.Smoothed(), now, proven) {
 				c.stats.RetransmitsBlocked++ // amplification limit or per-RTT budget
 				break resend
+			}
+			if k == 0 {
+				sent = i + 1
 			}
 			_ = out.AppendRaw(data, from)
 			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
@@ -522,10 +588,28 @@ resend:
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))
 		}
+		sent = i + 1
+	}
+	for _, seq := range res.Resend[sent:] {
+		s.retained.Unresend(seq) // not sent: neither suppressed nor charged
 	}
 	if len(res.Unavailable) > 0 {
-		c.unavailable(p, res.Unavailable, from)
+		c.unavailable(p, res.Unavailable, from, proven)
 	}
+}
+
+// lossPPM is the receiver's loss rate for the stream: its last closed
+// report interval's or, until an interval has closed (only early REPORTs so
+// far, at a stream's start), the loss of the stream so far.
+func (s *stream) lossPPM() uint64 {
+	if s.intervalSeen {
+		return uint64(s.report.IntervalLossPPM)
+	}
+	n := packet.SeqDiff(s.report.HighestSeq, s.start) + 1
+	if n <= 0 {
+		return 0
+	}
+	return min(s.report.Lost, uint64(n)) * packet.MaxLossPPM / uint64(n)
 }
 
 // maxSuppression caps the latest-RTT term of retransmit suppression, so a
@@ -539,13 +623,13 @@ const redundantLossPPM = 20_000
 
 // unavailable tells the receiver at to that the sequences in rs will never
 // be resent. p is reused for the encoding; its header names the stream.
-func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPort) {
+func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPort, proven bool) {
 	p.Flags = packet.FlagUnavailable
 	if len(rs) > packet.MaxRanges {
 		rs = rs[:packet.MaxRanges]
 	}
 	p.Ranges = rs
-	if !c.peers.AllowSend(to, p.EncodedLen()+c.overhead()) {
+	if !c.peers.AllowSend(to, p.EncodedLen()+c.overhead(), proven) {
 		c.stats.AnswersBlocked++
 		return
 	}

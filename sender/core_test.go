@@ -204,6 +204,16 @@ func nackFor(t *testing.T, rs ...packet.Range) []byte {
 	return encode(t, &packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: rs})
 }
 
+// provenNACK is nackFor as a real receiver of stream 0 sends it: with the
+// sequence and exact send time of the newest DATA as proof of receipt.
+func provenNACK(t *testing.T, c *Core, rs ...packet.Range) []byte {
+	t.Helper()
+	s := c.findStream(0)
+	seq := s.next - 1
+	return encode(t, &packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Flags: packet.FlagProof, Session: 0xabc},
+		Ranges: rs, ProofSeq: seq, ProofTimestamp: s.sentTs[seq%sentTsLen]})
+}
+
 func TestNACKIsAnsweredWithRetransmission(t *testing.T) {
 	c := newCore(t, Config{})
 	for i := range 3 {

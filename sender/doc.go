@@ -16,4 +16,22 @@
 // stream sends HEARTBEATs carrying the next sequence, backing off from
 // Config.HeartbeatInterval, so the receiver sees losses at the start and
 // at the tail of a burst.
+//
+// # Feedback without a key
+//
+// Without a key, feedback's source address proves nothing: anyone may
+// forge the configured receiver's. A REPORT counts (RTT sample, pacing,
+// adaptive FEC, validating a new feedback address) only if its echo is the
+// send time, to the nanosecond, of the sequence it names as its highest
+// received: a value only a receiver of that DATA knows (the last 4096
+// DATA per stream are remembered for the check). Others are counted
+// (Stats.ReportsUnproven) and ignored. A NACK is answered beyond three
+// times the bytes of unproven feedback from its source only if it carries
+// the same kind of proof (packet.FlagProof); answers to unproven NACKs
+// stay within that limit whatever the address, validated or not, and what
+// could not be sent is taken back from the retransmit buffer, so that a
+// forged NACK does not suppress the real one. A REPORT carrying a
+// challenge (packet.FlagChallenge) is answered at once with a HEARTBEAT
+// (packet.FlagAnswer) to the configured receiver: see the receiver
+// package's "Unauthenticated peers".
 package sender

@@ -207,7 +207,7 @@ func TestRetransmitBudgetThrottles(t *testing.T) {
 		for j := uint64(0); j < 64 && base+2*j < 4000; j++ {
 			rs = append(rs, packet.Range{First: base + 2*j, Len: 1})
 		}
-		c.Handle(nackFor(t, rs...), rcvAddr, now+ms)
+		c.Handle(provenNACK(t, c, rs...), rcvAddr, now+ms)
 		drain(t, c)
 	}
 	st := c.Stats()

@@ -40,6 +40,7 @@ type secure struct {
 	derive  guard.Bucket
 	scratch []byte // decrypted feedback body
 	warned  bool   // key mismatch logged
+	foreign guard.ForeignKeys
 	// warnedPlain: unencrypted feedback was logged.
 	warnedPlain bool
 }
@@ -119,7 +120,9 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 	if c.sec == nil {
 		if err := c.pkt.Parse(b); err != nil {
 			c.stats.Malformed++
-			c.log.Debug().Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+			if e := c.log.Debug(); e != nil { // boxing from allocates: only when debug is on
+				e.Err(err).Stringer("from", from).Int("len", len(b)).Msg("malformed datagram dropped")
+			}
 			return false
 		}
 		return true
@@ -140,6 +143,10 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 		c.stats.ForeignSession++
 		return false
 	case info.KeyID != c.sec.key.ID():
+		if !c.sec.foreign.Observe(info.KeyID) {
+			c.stats.Corrupted++ // a damaged key id, until it repeats
+			return false
+		}
 		c.stats.KeyMismatch++
 		if !c.sec.warned {
 			c.sec.warned = true

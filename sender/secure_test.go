@@ -134,7 +134,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	c.Handle(other.seal(t, &rep), rcvAddr, 3_000_004)
 
 	st := c.Stats()
-	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RTT.Samples != 1 {
+	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch+st.Corrupted != 1 || st.RTT.Samples != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -318,8 +318,22 @@ func TestReportEchoValidatesAnotherAddress(t *testing.T) {
 	}
 	guess.Report.EchoTimestamp = 1_000_019
 	c.Handle(encode(t, &guess), relay, 3_000_001)
-	c.Handle(nackFor(t, packet.Range{First: 10, Len: 10}), relay, 4_000_000)
-	if st := c.Stats(); st.AddressesValidated != 1 || st.Retransmits != 10 {
+	if st := c.Stats(); st.AddressesValidated != 1 {
 		t.Fatalf("after a true echo: %+v", st)
+	}
+	// Validated, the address still gets no more than 3x for a NACK that
+	// proves nothing (its source may be forged), and everything for one
+	// that proves receipt.
+	c.Handle(nackFor(t, packet.Range{First: 10, Len: 10}), relay, 4_000_000)
+	ps, _ := c.peers.Peer(relay)
+	st := c.Stats()
+	if st.Retransmits == 10 || st.RetransmitBytes > 3*ps.Received || st.NACKsUnproven != 2 {
+		t.Fatalf("an unproven NACK from a validated address drew %d bytes for %d received: %+v", st.RetransmitBytes, ps.Received, st)
+	}
+	// The proven NACK gets the rest: what the unproven one could not be
+	// answered is not held back as recently resent.
+	c.Handle(provenNACK(t, c, packet.Range{First: 10, Len: 10}), relay, 4_000_001)
+	if st := c.Stats(); st.Retransmits != 10 {
+		t.Fatalf("a proven NACK: %+v", st)
 	}
 }

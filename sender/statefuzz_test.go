@@ -175,7 +175,7 @@ func (h *txHarness) handle(b []byte, from netip.AddrPort) {
 		h.foreign++
 	case q.Kind == packet.KindReport:
 		h.reports++
-	case q.Kind == packet.KindNACK && q.Flags == 0:
+	case q.Kind == packet.KindNACK && q.Flags&^packet.FlagProof == 0:
 		if s := h.c.findStream(q.Stream); s != nil {
 			for _, r := range q.Ranges {
 				// Count the sent sequences the range names.
@@ -315,10 +315,18 @@ func (h *txHarness) run(p *prog) {
 				body = binary.BigEndian.AppendUint32(body, l)
 				first += uint64(l) + uint64(p.u8())
 			}
+			// The receiver's address proves receipt, as a real receiver
+			// does (packet.FlagProof); other sources do not.
+			var flags packet.Flags
+			if s := h.c.findStream(id); s != nil && from == rcvAddr && s.next != s.start {
+				flags = packet.FlagProof
+				body = binary.BigEndian.AppendUint64(body, s.next-1)
+				body = binary.BigEndian.AppendUint64(body, uint64(s.sentTs[(s.next-1)%sentTsLen]))
+			}
 			if t := p.u8(); t&7 == 0 {
 				body = body[:len(body)-int(t>>3)%(len(body)+1)] // truncated
 			}
-			h.buf = rawPacket(h.buf[:0], packet.KindNACK, 0, session, id, body)
+			h.buf = rawPacket(h.buf[:0], packet.KindNACK, flags, session, id, body)
 			h.handle(h.buf, from)
 		case txOther:
 			id := h.streamID(p)

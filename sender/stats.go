@@ -44,10 +44,15 @@ type Stats struct {
 	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget
 	AnswersBlocked     uint64 `json:"answers_blocked"`     // "unavailable" answers refused by the amplification limit
 	AddressesValidated uint64 `json:"addresses_validated"` // feedback addresses other than the configured one that proved they receive the data
+	// Without a key (see "Unauthenticated peers" in the receiver package):
+	ReportsUnproven uint64 `json:"reports_unproven"` // REPORTs whose echo is no recent DATA's send time: ignored (no RTT, pacing or FEC change)
+	NACKsUnproven   uint64 `json:"nacks_unproven"`   // NACKs without a valid proof of receipt: answered only within 3x the bytes their source sent
+	Answers         uint64 `json:"answers"`          // challenges answered (HEARTBEATs with packet.FlagAnswer)
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed             uint64        `json:"unsealed"`              // plain feedback refused
-	KeyMismatch          uint64        `json:"key_mismatch"`          // feedback sealed under another key
+	KeyMismatch          uint64        `json:"key_mismatch"`          // feedback sealed under another key (the same foreign key id guard.MismatchRun times in a row)
+	Corrupted            uint64        `json:"corrupted"`             // feedback with a foreign key id that did not repeat: damaged on the way, not another key
 	AuthFailed           uint64        `json:"auth_failed"`           // feedback that failed authentication
 	Replayed             uint64        `json:"replayed"`              // authentic feedback seen before (or older than the replay window)
 	DerivationsThrottled uint64        `json:"derivations_throttled"` // datagrams naming a new receiver salt while key derivations were over their rate

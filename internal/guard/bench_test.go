@@ -21,7 +21,7 @@ func BenchmarkPeers(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		p.OnReceive(a, 40)
-		p.AllowRetransmit(a, 100, 1e7, int64(i)*1000)
+		p.AllowRetransmit(a, 100, 1e7, int64(i)*1000, true)
 	}
 }
 
@@ -35,6 +35,6 @@ func BenchmarkPeersFlood(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		a := addrs[i&4095] // every call a new address: an eviction
 		p.OnReceive(a, 40)
-		p.AllowSend(a, 100)
+		p.AllowSend(a, 100, true)
 	}
 }

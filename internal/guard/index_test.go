@@ -96,11 +96,11 @@ func FuzzPeers(f *testing.F) {
 				p.OnReceive(a, n)
 				recv[a] += uint64(n)
 			case 1:
-				if p.AllowSend(a, n) {
+				if p.AllowSend(a, n, true) {
 					sent[a] += uint64(n)
 				}
 			case 2:
-				if p.AllowRetransmit(a, n, int64(op)*1e5, now) {
+				if p.AllowRetransmit(a, n, int64(op)*1e5, now, true) {
 					sent[a] += uint64(n)
 				}
 			default:

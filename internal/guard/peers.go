@@ -105,6 +105,8 @@ type peer struct {
 	addr       netip.AddrPort
 	received   uint64
 	sent       uint64
+	unproven   uint64 // of sent, bytes answering requests that proved nothing
+	proven     uint64 // of received, bytes of requests that proved receipt
 	validated  bool
 	rtx        Bucket
 	prev, next int32
@@ -282,35 +284,64 @@ func (p *Peers) Credit(addr netip.AddrPort) int64 {
 }
 
 // AllowSend reports whether n bytes may be sent to addr now and, if so,
-// counts them as sent. An address never heard from gets nothing.
-func (p *Peers) AllowSend(addr netip.AddrPort, n int) bool {
+// counts them as sent. An address never heard from gets nothing. proven
+// says the request being answered proved that its sender receives what is
+// sent to addr (a REPORT's echo, a NACK's proof, authentic feedback):
+// then a validated address is not limited. A request that proved nothing
+// may have a forged source, so its answers stay within Amplification
+// times the bytes received from addr, validated or not (they are counted
+// apart from the proven ones, which do not eat into that allowance).
+func (p *Peers) AllowSend(addr netip.AddrPort, n int, proven bool) bool {
 	i := p.get(addr, false)
-	if i == none || !p.amplificationOK(&p.entries[i], n) {
+	if i == none || !p.amplificationOK(&p.entries[i], n, proven) {
 		p.stats.BlockedPackets++
 		p.stats.BlockedBytes += uint64(max(n, 0))
 		return false
 	}
-	p.charge(&p.entries[i], n)
+	p.charge(&p.entries[i], n, proven)
 	return true
 }
 
-func (p *Peers) amplificationOK(e *peer, n int) bool {
-	return e.validated || e.sent+uint64(max(n, 0)) <= e.received*uint64(p.cfg.Amplification)
+func (p *Peers) amplificationOK(e *peer, n int, proven bool) bool {
+	if proven && e.validated {
+		return true
+	}
+	if !e.validated {
+		return e.sent+uint64(max(n, 0)) <= e.received*uint64(p.cfg.Amplification)
+	}
+	// Validated, answering a request that proved nothing: only the bytes
+	// of such requests earn credit, so that a forger using the address
+	// cannot spend what the real peer's proven feedback brought in.
+	return e.unproven+uint64(max(n, 0)) <= (e.received-min(e.proven, e.received))*uint64(p.cfg.Amplification)
 }
 
-func (p *Peers) charge(e *peer, n int) {
+// OnProven records that n of the bytes counted by OnReceive from addr
+// were a request that proved its sender receives what is sent to addr:
+// they earn no credit for answers to requests that prove nothing (see
+// AllowSend).
+func (p *Peers) OnProven(addr netip.AddrPort, n int) {
+	if i := p.get(addr, false); i != none {
+		p.entries[i].proven += uint64(max(n, 0))
+	}
+}
+
+func (p *Peers) charge(e *peer, n int, proven bool) {
 	e.sent += uint64(max(n, 0))
+	if !proven {
+		e.unproven += uint64(max(n, 0))
+	}
 	p.stats.SentBytes += uint64(max(n, 0))
 }
 
 // AllowRetransmit reports whether a retransmission of n bytes may be sent
 // to addr at now, given the smoothed round-trip time rttNanos (clamped to
 // [MinRTT, MaxRTT]; 0 before any is measured counts as MaxRTT): it must
-// pass the amplification limit and the address's budget of
-// RetransmitBytesPerRTT per round trip. If it may, both are charged.
-func (p *Peers) AllowRetransmit(addr netip.AddrPort, n int, rttNanos, now int64) bool {
+// pass the amplification limit (as AllowSend, with proven) and the
+// address's budget of RetransmitBytesPerRTT per round trip. If it may,
+// both are charged.
+func (p *Peers) AllowRetransmit(addr netip.AddrPort, n int, rttNanos, now int64, proven bool) bool {
 	i := p.get(addr, false)
-	if i == none || !p.amplificationOK(&p.entries[i], n) {
+	if i == none || !p.amplificationOK(&p.entries[i], n, proven) {
 		p.stats.BlockedPackets++
 		p.stats.BlockedBytes += uint64(max(n, 0))
 		return false
@@ -325,7 +356,7 @@ func (p *Peers) AllowRetransmit(addr netip.AddrPort, n int, rttNanos, now int64)
 		p.stats.ThrottledBytes += uint64(max(n, 0))
 		return false
 	}
-	p.charge(e, n)
+	p.charge(e, n, proven)
 	return true
 }
 

@@ -24,25 +24,25 @@ func mustPeers(t testing.TB, cfg PeersConfig) *Peers {
 func TestAmplificationLimit(t *testing.T) {
 	p := mustPeers(t, PeersConfig{})
 	a := addr(1)
-	if p.AllowSend(a, 1) {
+	if p.AllowSend(a, 1, true) {
 		t.Fatal("sent to an address never heard from")
 	}
 	p.OnReceive(a, 40) // one 40-byte NACK
 	if c := p.Credit(a); c != 120 {
 		t.Fatalf("credit %d, want 120", c)
 	}
-	if !p.AllowSend(a, 100) || p.AllowSend(a, 21) || !p.AllowSend(a, 20) || p.AllowSend(a, 1) {
+	if !p.AllowSend(a, 100, true) || p.AllowSend(a, 21, true) || !p.AllowSend(a, 20, true) || p.AllowSend(a, 1, true) {
 		t.Fatal("3x limit not applied exactly")
 	}
 	if c := p.Credit(a); c != 0 {
 		t.Fatalf("credit %d after spending it", c)
 	}
 	p.OnReceive(a, 10)
-	if !p.AllowSend(a, 30) || p.AllowSend(a, 1) {
+	if !p.AllowSend(a, 30, true) || p.AllowSend(a, 1, true) {
 		t.Fatal("credit from new bytes")
 	}
 	p.Validate(a)
-	if !p.Validated(a) || p.Credit(a) != -1 || !p.AllowSend(a, 1<<20) {
+	if !p.Validated(a) || p.Credit(a) != -1 || !p.AllowSend(a, 1<<20, true) {
 		t.Fatal("validated address still limited")
 	}
 	st := p.Stats()
@@ -77,7 +77,7 @@ func TestSpoofedFloodBoundHoldsAcrossEvictions(t *testing.T) {
 		recv[a] += uint64(n)
 		// The sender tries to answer with retransmissions of 1200 bytes.
 		for range 8 {
-			if p.AllowRetransmit(a, 1200, rtt, now) {
+			if p.AllowRetransmit(a, 1200, rtt, now, true) {
 				sent[a] += 1200
 			}
 		}
@@ -127,7 +127,7 @@ func TestEvictionOrder(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	// An evicted address starts from nothing.
-	if p.Validated(addr(1)) || p.AllowSend(addr(1), 1) {
+	if p.Validated(addr(1)) || p.AllowSend(addr(1), 1, true) {
 		t.Fatal("evicted address kept its standing")
 	}
 }
@@ -142,7 +142,7 @@ func TestRetransmitBudgetPerRTT(t *testing.T) {
 	now := int64(time.Second)
 	sentIn := func(from, to int64) (n int) {
 		for t := from; t < to; t += int64(100 * time.Microsecond) {
-			for p.AllowRetransmit(a, 1000, rtt, t) {
+			for p.AllowRetransmit(a, 1000, rtt, t, true) {
 				n += 1000
 			}
 		}
@@ -166,10 +166,10 @@ func TestRetransmitBudgetPerRTT(t *testing.T) {
 	// Unvalidated: the amplification limit applies first.
 	b := addr(10)
 	p.OnReceive(b, 400)
-	if !p.AllowRetransmit(b, 1200, 0, now) || p.AllowRetransmit(b, 1, 0, now) {
+	if !p.AllowRetransmit(b, 1200, 0, now, true) || p.AllowRetransmit(b, 1, 0, now, true) {
 		t.Fatal("retransmission beyond 3x to an unvalidated address")
 	}
-	if p.AllowRetransmit(addr(11), 1, 0, now) {
+	if p.AllowRetransmit(addr(11), 1, 0, now, true) {
 		t.Fatal("retransmission to an unknown address")
 	}
 }
@@ -205,8 +205,8 @@ func TestPeersZeroAllocs(t *testing.T) {
 	step := func() {
 		a := addrs[i%len(addrs)]
 		p.OnReceive(a, 100)
-		p.AllowSend(a, 50)
-		p.AllowRetransmit(a, 200, 1e6, now)
+		p.AllowSend(a, 50, true)
+		p.AllowRetransmit(a, 200, 1e6, now, true)
 		i++
 		now += 1000
 	}
@@ -225,5 +225,32 @@ func TestPeersZeroAllocs(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(1000, step); a != 0 {
 		t.Fatalf("%v allocs per packet", a)
+	}
+}
+
+// TestUnprovenRequestsStayWithinAmplification: answers to requests that
+// prove nothing stay within 3x what the address sent, even once it is
+// validated, and proven answers neither eat that allowance nor are held
+// to it.
+func TestUnprovenRequestsStayWithinAmplification(t *testing.T) {
+	p, err := NewPeers(PeersConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addr(9)
+	p.Validate(a)
+	p.OnReceive(a, 100)
+	if !p.AllowSend(a, 1<<20, true) {
+		t.Fatal("proven answer to a validated address refused")
+	}
+	if !p.AllowSend(a, 300, false) || p.AllowSend(a, 1, false) {
+		t.Fatal("unproven answers not held to 3x")
+	}
+	if !p.AllowRetransmit(a, 1200, 1e6, 0, true) || p.AllowRetransmit(a, 1200, 1e6, 0, false) {
+		t.Fatal("retransmissions: proven refused or unproven let through")
+	}
+	p.OnReceive(a, 400)
+	if !p.AllowRetransmit(a, 1200, 1e6, 1, false) {
+		t.Fatal("unproven retransmission within 3x refused")
 	}
 }

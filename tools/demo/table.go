@@ -63,7 +63,7 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
 	if s.Encrypted {
 		fmt.Fprintf(t.w, "  encryption: every packet sealed (AES-256-GCM); refused unopened: receiver %d, sender %d\n",
-			s.Rejected, s.Sender.Unsealed+s.Sender.KeyMismatch+s.Sender.AuthFailed+s.Sender.Replayed)
+			s.Rejected, s.Sender.Unsealed+s.Sender.KeyMismatch+s.Sender.Corrupted+s.Sender.AuthFailed+s.Sender.Replayed)
 	}
 }
 

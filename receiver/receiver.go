@@ -118,6 +118,21 @@ func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 	}
 }
 
+// TryRecv returns the next delivered message if one is waiting, without
+// blocking; ok is false when none is (Recv would block), including after
+// Close once everything delivered was taken. It lets a reader that writes
+// messages out coalesce while more are already there and flush as soon
+// as none is: take one with Recv, then more with TryRecv until it reports
+// false, then flush. The Payload rule is Recv's: valid until the next Recv
+// or TryRecv. It does not allocate. Call it from the goroutine that calls
+// Recv.
+func (r *Receiver) TryRecv() (m Message, ok bool) {
+	r.loop.Mu.Lock()
+	m, ok = r.core.Pop()
+	r.loop.Mu.Unlock()
+	return m, ok
+}
+
 // Stats returns a snapshot of the receiver's statistics.
 func (r *Receiver) Stats() Stats {
 	r.loop.Mu.Lock()

@@ -40,7 +40,6 @@ func sameList(a, b []string) bool {
 	return true
 }
 
-
 // TestGapMarkersDeadline: with DeliverGaps, a gap skipped at its deadline
 // comes out as one marker between the messages around it, and the markers
 // add up to the stream's Skipped; without it Recv sees messages only.

@@ -268,7 +268,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "receiver: %d messages written in %s; %d datagrams, %d malformed, %d queue overflow, %d kernel drops",
 		rw.messages-rw.refused, elapsed.Round(time.Millisecond), st.Datagrams, st.Malformed, st.QueueOverflow, st.KernelDrops)
-	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped uint64
+	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped, fecUnrecoverable, resyncs uint64
 	for _, x := range st.Streams {
 		skipped += x.Skipped
 		late += x.Late
@@ -280,6 +280,8 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 		stale += x.Stale
 		fecEvicted += x.FECBlocksEvicted
 		fecParityDropped += x.FECParityDropped
+		fecUnrecoverable += x.FECBlocksUnrecoverable
+		resyncs += x.Resyncs
 	}
 	var refused []string
 	add := func(n uint64, what string) {
@@ -298,6 +300,8 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(missingOverflow, "gaps given up: missing-set full")
 	add(fecEvicted, "FEC blocks evicted")
 	add(fecParityDropped, "FEC parity shards not kept")
+	add(fecUnrecoverable, "FEC blocks given up with data missing")
+	add(st.ParityRejected, "parity packets rejected (contradicted their block)")
 	add(held, "messages still held for ordering at exit (not delivered)")
 	add(st.SessionsRefused, "datagrams refused: session table full")
 	add(st.StreamsRefused, "datagrams refused: stream table full")
@@ -308,14 +312,22 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(st.Replayed, "replayed datagrams")
 	add(st.DerivationsThrottled, "datagrams refused: key derivations throttled")
 	add(st.FeedbackDropped, "feedback packets dropped: outbox full")
-	add(st.FeedbackBlocked, "feedback packets withheld (unauthenticated sender)")
 	add(st.WriteErrors, "feedback packets the kernel refused")
-	add(st.SessionsExpired, "sessions expired after silence")
-	add(st.SessionRestarts, "sender restarts")
 	if len(refused) == 0 {
 		b.WriteString("\n  nothing refused, dropped or skipped")
 	} else {
 		b.WriteString("\n  refused, dropped or skipped: " + strings.Join(refused, ", "))
+	}
+	// Events that lose no data but explain what happened.
+	refused = refused[:0]
+	add(st.FeedbackBlocked, "feedback packets withheld until the sender had sent more (anti-amplification)")
+	add(st.SessionsExpired, "sessions expired after silence")
+	add(st.SessionRestarts, "sender restarts")
+	add(st.AddressChanges, "sender address changes")
+	add(st.Unavailable, "\"unavailable\" answers from senders (asked too late to retransmit)")
+	add(resyncs, "stream resyncs (jumps beyond the window)")
+	if len(refused) > 0 {
+		b.WriteString("\n  also: " + strings.Join(refused, ", "))
 	}
 	if rw.gaps > 0 {
 		fmt.Fprintf(&b, "\n  %d gap records written (%d sequences)", rw.gaps, rw.skipped)

@@ -623,11 +623,18 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 // for reason why (Config.DeliverGaps). If the queue has no room, the range
 // joins the one a full queue lost, reported once room returns.
 func (c *Core) pushGap(s *session, st *stream, first, last uint64, why GapReason, now int64) {
+	m := Message{Source: s.addr, Session: s.id, Stream: st.id, Seq: first, GapLast: last, Gap: why, ReceiveNanos: now}
+	if why == GapStart {
+		// Out of sequence order by nature, so it does not wait behind a
+		// queue_full range nor join one (that would cover delivered
+		// messages); without room it is only counted (Skipped).
+		c.queue.push(&m)
+		return
+	}
 	if st.queueLost && !c.pushQueueLost(s, st, now) {
 		c.queueFull(st, first, last)
 		return
 	}
-	m := Message{Source: s.addr, Session: s.id, Stream: st.id, Seq: first, GapLast: last, Gap: why, ReceiveNanos: now}
 	if !c.queue.push(&m) {
 		c.queueFull(st, first, last)
 	}

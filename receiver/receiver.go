@@ -19,7 +19,8 @@ var ErrClosed = fmt.Errorf("receiver: closed")
 // for what FEC cannot rebuild), sends REPORTs, and delivers messages
 // through Recv.
 //
-// Delivery is pull-based: one goroutine calls Recv in a loop. Messages come
+// Delivery is pull-based: one goroutine calls Recv in a loop (and TryRecv
+// to take what is already waiting without blocking). Messages come
 // in the order Config.Mode sets (ordered by default, within the latency
 // budget), once each: duplicates are dropped. If the reader falls behind by
 // more than the configured queue, the newest messages are dropped and

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -185,5 +186,132 @@ func TestGapMarkersAllocateNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("Handle+Tick+Pop with gap markers allocates %.1f times per datagram", n)
+	}
+}
+
+// TestGapMarkersCoverEverySequence: over random traffic (loss, reordering,
+// duplicates, jumps beyond the window, a stream's first messages coming
+// late, a small reorder buffer, a small queue, ticks at random times), the messages and gap markers Pop hands
+// out cover each stream's sequences from the first delivered on exactly
+// once and in order, and the markers add up to what Stats counts.
+func TestGapMarkersCoverEverySequence(t *testing.T) {
+	reasons := map[GapReason]int{}
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 77))
+			cfg := Config{
+				DeliverGaps: true, DisableNACK: true, Window: 1024,
+				Latency:         time.Duration(5+rng.IntN(50)) * time.Millisecond,
+				ReorderCapacity: 16 << rng.IntN(4),
+			}
+			smallQueue := seed%3 == 0
+			if smallQueue {
+				cfg.QueueMessages = 8 + rng.IntN(32)
+			}
+			c := newCore(t, cfg)
+			type key struct {
+				session uint64
+				stream  uint32
+			}
+			next := map[key]uint64{}
+			var delivered, markerSeqs, startSeqs uint64
+			drain := func() {
+				for i := 0; ; i++ {
+					if smallQueue && i >= 4 && rng.IntN(2) == 0 {
+						return // a slow reader: the queue fills
+					}
+					m, ok := c.Pop()
+					if !ok {
+						return
+					}
+					k := key{m.Session, m.Stream}
+					first, last := m.Seq, m.Seq
+					if m.Gap != GapNone {
+						last = m.GapLast
+						if packet.SeqLess(last, first) {
+							t.Fatalf("marker %d-%d backwards", first, last)
+						}
+						markerSeqs += last - first + 1
+						reasons[m.Gap]++
+						if m.Gap == GapStart {
+							startSeqs += last - first + 1
+							if want, ok := next[k]; ok && !packet.SeqLess(last, want) {
+								t.Fatalf("start marker %d-%d not before the delivered run (next %d)", first, last, want)
+							}
+							continue
+						}
+					} else {
+						delivered++
+					}
+					if want, ok := next[k]; ok && first != want {
+						t.Fatalf("%v %d-%d follows %d: a sequence missed or repeated", m.Gap, first, last, want-1)
+					}
+					next[k] = last + 1
+				}
+			}
+			now := int64(time.Second)
+			for _, stream := range []uint32{1, 2} {
+				seq := uint64(rng.IntN(1 << 20))
+				held := seq // the stream's first two messages come late
+				seq += 2
+				for i := range 3000 {
+					if i == 500 {
+						c.Handle(dataPkt(t, 9, stream, held, now), addr(0), now)
+						c.Handle(dataPkt(t, 9, stream, held+1, now), addr(0), now)
+					}
+					now += int64(rng.IntN(300)) * int64(time.Microsecond)
+					switch r := rng.IntN(1000); {
+					case r < 100: // lost
+					case r < 101: // jump beyond the window
+						seq += 5000
+					default:
+						s := seq
+						if rng.IntN(10) == 0 && s > 3 { // reordered: an earlier one now
+							s -= uint64(1 + rng.IntN(3))
+						}
+						c.Handle(dataPkt(t, 9, stream, s, now), addr(0), now)
+						if rng.IntN(20) == 0 {
+							c.Handle(dataPkt(t, 9, stream, s, now), addr(0), now) // duplicate
+						}
+					}
+					seq++
+					if rng.IntN(8) == 0 {
+						c.Tick(now)
+					}
+					drain()
+				}
+			}
+			for range 100 { // let every deadline pass and drain fully
+				now += int64(10 * time.Millisecond)
+				c.Tick(now)
+				drain()
+			}
+			for _, ok := true, true; ok; {
+				var m Message
+				if m, ok = c.Pop(); ok && m.Gap == GapNone {
+					delivered++
+				}
+			}
+			st := c.Stats()
+			var skipped uint64
+			for _, s := range st.Streams {
+				skipped += s.Skipped
+			}
+			if delivered != st.Delivered {
+				t.Fatalf("popped %d messages, Delivered %d", delivered, st.Delivered)
+			}
+			if !smallQueue && (markerSeqs != skipped || st.QueueOverflow != 0) {
+				t.Fatalf("markers cover %d sequences (%d start), Skipped %d, queue overflow %d", markerSeqs, startSeqs, skipped, st.QueueOverflow)
+			}
+			if smallQueue && markerSeqs > skipped+st.QueueOverflow {
+				t.Fatalf("markers cover %d sequences, more than Skipped %d + QueueOverflow %d", markerSeqs, skipped, st.QueueOverflow)
+			}
+		})
+	}
+	t.Logf("markers by reason: %v", reasons)
+	for _, r := range []GapReason{GapDeadline, GapOverflow, GapResync, GapStart, GapQueueFull} {
+		if reasons[r] == 0 {
+			t.Errorf("no %v marker in any run: the scenarios do not exercise it", r)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -132,7 +133,11 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 	sin.Close()
 	t.Cleanup(func() { send.Process.Kill(); send.Wait() })
 
-	sent := make([]time.Time, n) // written before the line, read after it
+	// When each line went into send's stdin, in ns since base. Atomic: the
+	// reader's read comes after the write only through the children, which
+	// the race detector cannot see.
+	base := time.Now()
+	sent := make([]atomic.Int64, n)
 	res := pipeTimes{endToEnd: make([]time.Duration, n)}
 	done := make(chan error, 1)
 	go func() {
@@ -144,6 +149,7 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 				return
 			}
 			at := time.Now()
+			since := at.Sub(base)
 			if bytes.IndexByte(line, '{') == 0 {
 				var m struct {
 					Payload      string `json:"payload"`
@@ -161,7 +167,7 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 				done <- fmt.Errorf("line %q: %v", line, err)
 				return
 			}
-			res.endToEnd[k] = at.Sub(sent[k])
+			res.endToEnd[k] = since - time.Duration(sent[k].Load())
 		}
 		done <- nil
 	}()
@@ -171,7 +177,7 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 		if d := time.Until(start.Add(time.Duration(i) * gap)); d > 0 {
 			time.Sleep(d)
 		}
-		sent[i] = time.Now()
+		sent[i].Store(int64(time.Since(base)))
 		if _, err := fmt.Fprintf(sinW, "m%d\n", i); err != nil {
 			t.Fatal(err)
 		}

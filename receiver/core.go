@@ -86,7 +86,9 @@ const (
 	GapStart
 	// GapQueueFull: Recv fell behind and the queue (Config.QueueMessages,
 	// QueueBytes) was full, so these messages, or markers for them, were
-	// dropped (counted in Stats.QueueOverflow).
+	// dropped (the messages counted in Stats.QueueOverflow). The marker
+	// comes once there is room again: before the stream's next message or
+	// marker, or at the next timer tick.
 	GapQueueFull
 )
 
@@ -627,8 +629,11 @@ func (c *Core) pushGap(s *session, st *stream, first, last uint64, why GapReason
 	if why == GapStart {
 		// Out of sequence order by nature, so it does not wait behind a
 		// queue_full range nor join one (that would cover delivered
-		// messages); without room it is only counted (Skipped).
-		c.queue.push(&m)
+		// messages); without room it is dropped and counted as a record
+		// the reader lost by falling behind.
+		if !c.queue.push(&m) {
+			c.stats.QueueOverflow++
+		}
 		return
 	}
 	if st.queueLost && !c.pushQueueLost(s, st, now) {
@@ -756,6 +761,9 @@ func (c *Core) Tick(now int64) {
 		for _, st := range s.streams {
 			if st.decoder != nil {
 				st.decoder.Expire(now)
+			}
+			if st.queueLost { // the reader may have made room since
+				c.pushQueueLost(s, st, now)
 			}
 			c.drain(s, st, now, 0)
 			if !c.cfg.DisableNACK {

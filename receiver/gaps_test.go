@@ -189,11 +189,87 @@ func TestGapMarkersAllocateNothing(t *testing.T) {
 	}
 }
 
+// gapChecker pops a Core's output and checks that, per stream, messages
+// and gap markers cover the sequences from the first delivered on exactly
+// once and in order (start markers, out of order by nature, must lie
+// before that run), and counts what it saw.
+type gapChecker struct {
+	t       testing.TB
+	c       *Core
+	next    map[gapKey]uint64
+	reasons map[GapReason]int
+
+	delivered, markerSeqs, startSeqs uint64
+}
+
+type gapKey struct {
+	session uint64
+	stream  uint32
+}
+
+func newGapChecker(t testing.TB, c *Core) *gapChecker {
+	return &gapChecker{t: t, c: c, next: map[gapKey]uint64{}, reasons: map[GapReason]int{}}
+}
+
+// pop takes one message or marker and checks it; false when none waits.
+func (g *gapChecker) pop() bool {
+	m, ok := g.c.Pop()
+	if !ok {
+		return false
+	}
+	k := gapKey{m.Session, m.Stream}
+	first, last := m.Seq, m.Seq
+	if m.Gap != GapNone {
+		last = m.GapLast
+		if packet.SeqLess(last, first) || len(m.Payload) != 0 || m.SentNanos != 0 || m.Gap > GapQueueFull {
+			g.t.Fatalf("bad marker %+v", m)
+		}
+		g.markerSeqs += last - first + 1
+		g.reasons[m.Gap]++
+		if m.Gap == GapStart {
+			g.startSeqs += last - first + 1
+			if want, ok := g.next[k]; ok && !packet.SeqLess(last, want) {
+				g.t.Fatalf("start marker %d-%d not before the delivered run (next %d)", first, last, want)
+			}
+			return true
+		}
+	} else {
+		g.delivered++
+	}
+	if want, ok := g.next[k]; ok && first != want {
+		g.t.Fatalf("%v %d-%d follows %d: a sequence missed or repeated", m.Gap, first, last, want-1)
+	}
+	g.next[k] = last + 1
+	return true
+}
+
+// finish drains the core and checks the counts against its Stats: exact
+// when the queue never overflowed.
+func (g *gapChecker) finish() {
+	for g.pop() {
+	}
+	st := g.c.Stats()
+	var skipped uint64
+	for _, s := range st.Streams {
+		skipped += s.Skipped
+	}
+	if g.delivered != st.Delivered {
+		g.t.Fatalf("popped %d messages, Delivered %d", g.delivered, st.Delivered)
+	}
+	if st.QueueOverflow == 0 && g.markerSeqs != skipped {
+		g.t.Fatalf("markers cover %d sequences (%d start), Skipped %d", g.markerSeqs, g.startSeqs, skipped)
+	}
+	if g.markerSeqs > skipped+st.QueueOverflow {
+		g.t.Fatalf("markers cover %d sequences, more than Skipped %d + QueueOverflow %d", g.markerSeqs, skipped, st.QueueOverflow)
+	}
+}
+
 // TestGapMarkersCoverEverySequence: over random traffic (loss, reordering,
 // duplicates, jumps beyond the window, a stream's first messages coming
-// late, a small reorder buffer, a small queue, ticks at random times), the messages and gap markers Pop hands
-// out cover each stream's sequences from the first delivered on exactly
-// once and in order, and the markers add up to what Stats counts.
+// late, a small reorder buffer, a small queue, ticks at random times), the
+// messages and gap markers Pop hands out cover each stream's sequences
+// from the first delivered on exactly once and in order, and the markers
+// add up to what Stats counts.
 func TestGapMarkersCoverEverySequence(t *testing.T) {
 	reasons := map[GapReason]int{}
 	for seed := range uint64(40) {
@@ -209,44 +285,15 @@ func TestGapMarkersCoverEverySequence(t *testing.T) {
 				cfg.QueueMessages = 8 + rng.IntN(32)
 			}
 			c := newCore(t, cfg)
-			type key struct {
-				session uint64
-				stream  uint32
-			}
-			next := map[key]uint64{}
-			var delivered, markerSeqs, startSeqs uint64
+			g := newGapChecker(t, c)
 			drain := func() {
 				for i := 0; ; i++ {
 					if smallQueue && i >= 4 && rng.IntN(2) == 0 {
 						return // a slow reader: the queue fills
 					}
-					m, ok := c.Pop()
-					if !ok {
+					if !g.pop() {
 						return
 					}
-					k := key{m.Session, m.Stream}
-					first, last := m.Seq, m.Seq
-					if m.Gap != GapNone {
-						last = m.GapLast
-						if packet.SeqLess(last, first) {
-							t.Fatalf("marker %d-%d backwards", first, last)
-						}
-						markerSeqs += last - first + 1
-						reasons[m.Gap]++
-						if m.Gap == GapStart {
-							startSeqs += last - first + 1
-							if want, ok := next[k]; ok && !packet.SeqLess(last, want) {
-								t.Fatalf("start marker %d-%d not before the delivered run (next %d)", first, last, want)
-							}
-							continue
-						}
-					} else {
-						delivered++
-					}
-					if want, ok := next[k]; ok && first != want {
-						t.Fatalf("%v %d-%d follows %d: a sequence missed or repeated", m.Gap, first, last, want-1)
-					}
-					next[k] = last + 1
 				}
 			}
 			now := int64(time.Second)
@@ -281,30 +328,17 @@ func TestGapMarkersCoverEverySequence(t *testing.T) {
 					drain()
 				}
 			}
-			for range 100 { // let every deadline pass and drain fully
+			for range 100 { // let every deadline pass
 				now += int64(10 * time.Millisecond)
 				c.Tick(now)
 				drain()
 			}
-			for _, ok := true, true; ok; {
-				var m Message
-				if m, ok = c.Pop(); ok && m.Gap == GapNone {
-					delivered++
-				}
+			g.finish()
+			if !smallQueue && c.Stats().QueueOverflow != 0 {
+				t.Fatal("the queue overflowed without a slow reader")
 			}
-			st := c.Stats()
-			var skipped uint64
-			for _, s := range st.Streams {
-				skipped += s.Skipped
-			}
-			if delivered != st.Delivered {
-				t.Fatalf("popped %d messages, Delivered %d", delivered, st.Delivered)
-			}
-			if !smallQueue && (markerSeqs != skipped || st.QueueOverflow != 0) {
-				t.Fatalf("markers cover %d sequences (%d start), Skipped %d, queue overflow %d", markerSeqs, startSeqs, skipped, st.QueueOverflow)
-			}
-			if smallQueue && markerSeqs > skipped+st.QueueOverflow {
-				t.Fatalf("markers cover %d sequences, more than Skipped %d + QueueOverflow %d", markerSeqs, skipped, st.QueueOverflow)
+			for r, n := range g.reasons {
+				reasons[r] += n
 			}
 		})
 	}
@@ -314,4 +348,62 @@ func TestGapMarkersCoverEverySequence(t *testing.T) {
 			t.Errorf("no %v marker in any run: the scenarios do not exercise it", r)
 		}
 	}
+}
+
+// FuzzGapMarkers drives a Core with gap markers on through a program of
+// arrivals, jumps, ticks and pops read from the input, and checks after
+// every step that what Pop hands out covers each stream exactly once.
+func FuzzGapMarkers(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 0, 3, 0, 5, 1, 200, 2, 9})
+	f.Add([]byte{3, 17, 40, 0, 0, 0, 2, 1, 0, 1, 3, 10, 0, 2, 1, 250, 2, 255})
+	f.Add([]byte{255, 255, 255, 0, 9, 3, 5, 0, 0, 1, 255, 2, 4, 0, 1, 1, 99})
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		at := 0
+		u8 := func() byte {
+			if at >= len(prog) {
+				return 0
+			}
+			at++
+			return prog[at-1]
+		}
+		b0, b1, b2 := u8(), u8(), u8()
+		cfg := Config{
+			DeliverGaps: true, DisableNACK: true,
+			SessionTimeout:  1000 * time.Hour, // so that Stats still has the stream at the end
+			Window:          64 << (b0 % 4),
+			Latency:         time.Duration(1+int(b1)) * time.Millisecond,
+			ReorderCapacity: 1 + int(b2)%64,
+			QueueMessages:   1 + int(b0>>2)%64,
+			QueueBytes:      packet.MaxPayload, // the least: a fresh Core per run must be cheap
+		}
+		c := newCore(t, cfg)
+		g := newGapChecker(t, c)
+		now := int64(time.Second)
+		var cursor uint64
+		for at < len(prog) {
+			op, arg := u8(), u8()
+			stream := uint32(op >> 6)
+			switch op % 5 {
+			case 0: // the next message of the cursor, on time
+				c.Handle(dataPkt(t, 1, stream, cursor, now), addr(0), now)
+				cursor++
+			case 1: // a message arg behind or ahead of the cursor
+				c.Handle(dataPkt(t, 1, stream, cursor+uint64(arg)-128, now-int64(arg)*int64(time.Millisecond)), addr(0), now)
+			case 2: // time passes
+				now += int64(arg) * int64(100*time.Microsecond)
+				c.Tick(now)
+			case 3: // the reader takes up to arg
+				for range int(arg) {
+					if !g.pop() {
+						break
+					}
+				}
+			case 4: // a jump
+				cursor += uint64(arg) * 64
+			}
+		}
+		now += int64(time.Hour) // past every deadline
+		c.Tick(now)
+		g.finish()
+	})
 }

@@ -118,7 +118,7 @@ type pipeTimes struct {
 func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs ...string) pipeTimes {
 	t.Helper()
 	rd, wr := pipe(t)
-	recv, addr, rerr := startRecvOut(t, wr, append([]string{"--count", fmt.Sprint(n)}, framingArgs...)...)
+	recv, addr, rerr := startRecvOut(t, wr, append([]string{"--count", fmt.Sprint(n + 1)}, framingArgs...)...)
 	wr.Close() // the child holds its own copy
 	if link != "" {
 		_, addr, _ = startNetem(t, addr, "--fwd", link, "--seed", "7")
@@ -140,9 +140,10 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 	sent := make([]atomic.Int64, n)
 	res := pipeTimes{endToEnd: make([]time.Duration, n)}
 	done := make(chan error, 1)
+	warm := make(chan struct{}) // closed when the warm-up line is read
 	go func() {
 		br := bufio.NewReader(rd)
-		for i := range n {
+		for i := range n + 1 {
 			line, err := br.ReadSlice('\n')
 			if err != nil {
 				done <- fmt.Errorf("after %d lines: %v", i, err)
@@ -162,6 +163,10 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 				res.output = append(res.output, at.Sub(time.Unix(0, m.ReceiveNanos)))
 				line = []byte(m.Payload)
 			}
+			if bytes.HasPrefix(line, []byte("warmup")) {
+				close(warm)
+				continue
+			}
 			var k int
 			if _, err := fmt.Sscanf(string(line), "m%d", &k); err != nil || k < 0 || k >= n {
 				done <- fmt.Errorf("line %q: %v", line, err)
@@ -171,6 +176,17 @@ func pipeLatencies(t *testing.T, n int, rate float64, link string, framingArgs .
 		}
 		done <- nil
 	}()
+	// A first line, not timed, so that the processes' start-up is not
+	// counted. A recv that holds its output does not pass it on; then the
+	// timed lines start after a while all the same.
+	if _, err := io.WriteString(sinW, "warmup\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-warm:
+	case <-time.After(5 * time.Second):
+		t.Log("the warm-up line did not come through within 5 s")
+	}
 	start := time.Now()
 	gap := time.Duration(float64(time.Second) / rate)
 	for i := range n {

@@ -45,10 +45,6 @@ type Message struct {
 	SentNanos    int64 // sender's clock when it was sent
 	ReceiveNanos int64 // receiver's clock when it arrived
 	Origin       Origin
-	// Payload aliases the receiver's delivery buffer: it is valid until the
-	// next call to Recv (or TryRecv). Copy it to keep it.
-	Payload []byte
-
 	// Gap is GapNone for a message. Only with Config.DeliverGaps, Recv
 	// also returns gap markers, with Gap saying why ordered delivery
 	// passed over sequences Seq through GapLast (inclusive) of the stream
@@ -58,6 +54,9 @@ type Message struct {
 	Gap GapReason
 	// GapLast is the last sequence a gap marker covers; 0 for a message.
 	GapLast uint64
+	// Payload aliases the receiver's delivery buffer: it is valid until the
+	// next call to Recv (or TryRecv). Copy it to keep it.
+	Payload []byte
 
 	off int // payload offset in the queue's ring
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -93,6 +94,49 @@ func TestRecvWriteAllocatesNothing(t *testing.T) {
 		})
 		if n != 0 {
 			t.Errorf("%s: %.1f allocations per message", f, n)
+		}
+	}
+}
+
+// BenchmarkRecvBatch measures recv's output path into a real pipe, per
+// message, by how many messages each flush carries: 1 is a slow stream
+// (a write per message), larger batches are what the receiver has ready
+// under load.
+func BenchmarkRecvBatch(b *testing.B) {
+	for _, f := range []framing.Framing{framing.Line, framing.JSON} {
+		for _, batch := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("%s/batch%d", f, batch), func(b *testing.B) {
+				rd, wr, err := os.Pipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				drained := make(chan struct{})
+				go func() { io.Copy(io.Discard, rd); close(drained) }()
+				m := receiver.Message{
+					Source: netip.MustParseAddrPort("127.0.0.1:4000"), Session: 9, Stream: 1,
+					Origin: receiver.OriginFirst, Payload: []byte("AAPL 187.25 1765000000123456789"),
+				}
+				clk := newWallClock()
+				rw := recvWriter{w: framing.NewWriter(wr, f), wall: clk.Wall, stderr: io.Discard}
+				b.ReportAllocs()
+				b.SetBytes(int64(len(m.Payload)))
+				i := 0
+				for b.Loop() {
+					m.Seq++
+					if err := rw.write(&m); err != nil {
+						b.Fatal(err)
+					}
+					if i++; i%batch == 0 {
+						if err := rw.flush(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				rw.flush()
+				wr.Close()
+				<-drained
+				rd.Close()
+			})
 		}
 	}
 }

@@ -98,6 +98,15 @@ type Config struct {
 	// says it is unavailable, or delivery no longer wants it.
 	DisableNACK bool
 
+	// DeliverGaps makes Recv return, besides messages, a gap marker for
+	// each range of sequences ordered delivery passes over for good
+	// (Message.Gap says why: the deadline, the reorder buffer, a resync, a
+	// late start, a full queue), in order with the messages, so that a
+	// reader sees loss where it happened. Only ModeOrdered skips; the other
+	// modes never produce markers. A marker takes a queue slot and no
+	// payload bytes. Default false: Recv returns messages only.
+	DeliverGaps bool
+
 	// QueueMessages bounds the messages waiting for Recv. Default 65536.
 	QueueMessages int
 	// QueueBytes bounds the payload bytes waiting for Recv. Default 32 MiB.

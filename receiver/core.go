@@ -47,11 +47,61 @@ type Message struct {
 	SentNanos    int64 // sender's clock when it was sent
 	ReceiveNanos int64 // receiver's clock when it arrived
 	Origin       Origin
+	// Gap is GapNone for a message. Only with Config.DeliverGaps, Recv
+	// also returns gap markers, with Gap saying why ordered delivery
+	// passed over sequences Seq through GapLast (inclusive) of the stream
+	// for good. A marker comes in order with the messages around it
+	// (GapStart excepted, see there); its Payload is empty, SentNanos and
+	// Origin are zero and ReceiveNanos is when delivery passed the gap.
+	Gap GapReason
+	// GapLast is the last sequence a gap marker covers; 0 for a message.
+	GapLast uint64
 	// Payload aliases the receiver's delivery buffer: it is valid until the
-	// next call to Recv. Copy it to keep it.
+	// next call to Recv (or TryRecv). Copy it to keep it.
 	Payload []byte
 
 	off int // payload offset in the queue's ring
+}
+
+// GapReason says why ordered delivery passed over a range of sequences;
+// see Message.Gap.
+type GapReason uint8
+
+// Gap reasons. Their sum over a stream's markers is StreamStats.Skipped,
+// plus the messages QueueOverflow counted for the stream.
+const (
+	// GapNone marks an ordinary message.
+	GapNone GapReason = iota
+	// GapDeadline: a later message reached its deadline (Config.Latency)
+	// while these were still missing.
+	GapDeadline
+	// GapOverflow: a message arrived further ahead than the reorder
+	// buffer (Config.ReorderCapacity) reaches, so delivery moved on.
+	GapOverflow
+	// GapResync: the stream jumped beyond the tracking window (or its
+	// sender restarted its sequence) and delivery restarted past them.
+	GapResync
+	// GapStart: sent before the first message delivered on the stream but
+	// arrived after it (beyond the startup hold). Such a marker comes when
+	// the late message arrives, after messages with higher sequences.
+	GapStart
+	// GapQueueFull: Recv fell behind and the queue (Config.QueueMessages,
+	// QueueBytes) was full, so these messages, or markers for them, were
+	// dropped (the messages counted in Stats.QueueOverflow). The marker
+	// comes once there is room again: before the stream's next message or
+	// marker, or at the next timer tick.
+	GapQueueFull
+)
+
+var gapNames = [...]string{"none", "deadline", "overflow", "resync", "start", "queue_full"}
+
+// String returns "none", "deadline", "overflow", "resync", "start" or
+// "queue_full".
+func (g GapReason) String() string {
+	if int(g) < len(gapNames) {
+		return gapNames[g]
+	}
+	return "unknown"
 }
 
 // RTO bounds for NACK retries, and the value used before the receiver has
@@ -136,6 +186,13 @@ type stream struct {
 	skippedAtStart uint64
 	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
+
+	// With Config.DeliverGaps: why delivery skips while it is flushing,
+	// and a range dropped for a full queue, not yet reported by a marker.
+	flushCause       GapReason
+	queueLost        bool
+	queueLostFrom    uint64
+	queueLostThrough uint64
 
 	echoTs  int64  // newest sender timestamp seen
 	echoAt  int64  // when it arrived
@@ -455,10 +512,14 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	case reliability.ArrivalResync:
 		// The stream jumped beyond the window: deliver what is held and
 		// restart ordering at this sequence, without requesting the jump.
+		st.flushCause = GapResync
 		st.delivery.Flush()
 		c.drain(s, st, now, 0)
 		if from, ok := st.delivery.WantFrom(); ok && c.cfg.Mode == ModeOrdered && packet.SeqLess(from, seq) {
 			st.skippedResync += uint64(packet.SeqDiff(seq, from)) // jumped over: never delivered
+			if c.cfg.DeliverGaps {
+				c.pushGap(s, st, from, seq-1, GapResync, now)
+			}
 		}
 		st.delivery.Resync(seq)
 		if st.decoder != nil {
@@ -554,16 +615,36 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		c.pool.put(h)
 		return
 	}
-	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
+	gaps := c.cfg.DeliverGaps && c.cfg.Mode == ModeOrdered
+	var wantFrom uint64
+	var fixed bool
+	if gaps {
+		wantFrom, fixed = st.delivery.WantFrom()
+	}
+	res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency))
+	if res != reliability.PushAccepted {
 		c.unreserve(s, charge) // not held: nothing copied
 		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
 			// Sent before the first message delivered and overtaken by it
 			// past the startup hold: passed over like a gap, and counted
 			// so (Delivery counts only gaps after its start).
 			st.skippedAtStart++
+			if gaps {
+				c.pushGap(s, st, seq, seq, GapStart, now)
+			}
+		}
+		if res == reliability.PushDropped {
+			st.flushCause = GapOverflow // delivery now skips the gaps in its way
 		}
 		c.pool.put(h) // late, superseded, duplicate or over capacity: counted by Delivery
 		return
+	}
+	if fixed {
+		// With nothing held, a message beyond the reorder buffer's reach
+		// moves delivery straight to it.
+		if from, _ := st.delivery.WantFrom(); from != wantFrom {
+			c.pushGap(s, st, wantFrom, from-1, GapOverflow, now)
+		}
 	}
 	if c.drain(s, st, now, seq) {
 		c.unreserve(s, charge) // delivered at once: nothing copied
@@ -601,10 +682,24 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		st.holdUntil = 0
 	}
 	found := false
+	gaps := c.cfg.DeliverGaps && c.cfg.Mode == ModeOrdered
 	for {
+		var from uint64
+		var fixed, flushing bool
+		if gaps {
+			from, fixed = st.delivery.WantFrom()
+			flushing = st.delivery.Flushing()
+		}
 		seq, h, ok := st.delivery.Pop(now)
 		if !ok {
 			break
+		}
+		if fixed && seq != from {
+			why := GapDeadline
+			if flushing {
+				why = st.flushCause
+			}
+			c.pushGap(s, st, from, seq-1, why, now)
 		}
 		if seq == want {
 			found = true
@@ -612,9 +707,15 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		if !st.delivering {
 			st.delivering, st.firstDelivered = true, seq
 		}
-		if c.queue.push(&h.m) {
+		if gaps && st.queueLost && !c.pushQueueLost(s, st, now) {
+			c.queueFull(st, seq, seq)
+			c.stats.QueueOverflow++
+		} else if c.queue.push(&h.m) {
 			c.stats.Delivered++
 		} else {
+			if gaps {
+				c.queueFull(st, seq, seq)
+			}
 			c.stats.QueueOverflow++
 		}
 		c.putHeld(s, h)
@@ -623,6 +724,55 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		st.tracker.GiveUpBefore(from)
 	}
 	return found
+}
+
+// pushGap queues a marker for sequences first..last of st passed over
+// for reason why (Config.DeliverGaps). If the queue has no room, the range
+// joins the one a full queue lost, reported once room returns.
+func (c *Core) pushGap(s *session, st *stream, first, last uint64, why GapReason, now int64) {
+	m := Message{Source: s.addr, Session: s.id, Stream: st.id, Seq: first, GapLast: last, Gap: why, ReceiveNanos: now}
+	if why == GapStart {
+		// Out of sequence order by nature, so it does not wait behind a
+		// queue_full range nor join one (that would cover delivered
+		// messages); without room it is dropped and counted as a record
+		// the reader lost by falling behind.
+		if !c.queue.push(&m) {
+			c.stats.QueueOverflow++
+		}
+		return
+	}
+	if st.queueLost && !c.pushQueueLost(s, st, now) {
+		c.queueFull(st, first, last)
+		return
+	}
+	if !c.queue.push(&m) {
+		c.queueFull(st, first, last)
+	}
+}
+
+// queueFull adds first..last to the range of st a full queue lost.
+func (c *Core) queueFull(st *stream, first, last uint64) {
+	if !st.queueLost {
+		st.queueLost, st.queueLostFrom, st.queueLostThrough = true, first, last
+		return
+	}
+	if packet.SeqLess(first, st.queueLostFrom) {
+		st.queueLostFrom = first
+	}
+	if packet.SeqLess(st.queueLostThrough, last) {
+		st.queueLostThrough = last
+	}
+}
+
+// pushQueueLost queues the marker of the range a full queue lost; it
+// reports false if there is still no room.
+func (c *Core) pushQueueLost(s *session, st *stream, now int64) bool {
+	m := Message{Source: s.addr, Session: s.id, Stream: st.id, Seq: st.queueLostFrom, GapLast: st.queueLostThrough, Gap: GapQueueFull, ReceiveNanos: now}
+	if !c.queue.push(&m) {
+		return false
+	}
+	st.queueLost = false
+	return true
 }
 
 // handleUnavailable takes the sender's word that it cannot retransmit the
@@ -753,6 +903,9 @@ func (c *Core) Tick(now int64) {
 		for _, st := range s.streams {
 			if st.decoder != nil {
 				st.decoder.Expire(now)
+			}
+			if st.queueLost { // the reader may have made room since
+				c.pushQueueLost(s, st, now)
 			}
 			c.drain(s, st, now, 0)
 			if !c.cfg.DisableNACK {

@@ -19,7 +19,8 @@ var ErrClosed = fmt.Errorf("receiver: closed")
 // for what FEC cannot rebuild), sends REPORTs, and delivers messages
 // through Recv.
 //
-// Delivery is pull-based: one goroutine calls Recv in a loop. Messages come
+// Delivery is pull-based: one goroutine calls Recv in a loop (and TryRecv
+// to take what is already waiting without blocking). Messages come
 // in the order Config.Mode sets (ordered by default, within the latency
 // budget), once each: duplicates are dropped. If the reader falls behind by
 // more than the configured queue, the newest messages are dropped and
@@ -116,6 +117,21 @@ func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 			return Message{}, ErrClosed
 		}
 	}
+}
+
+// TryRecv returns the next delivered message if one is waiting, without
+// blocking; ok is false when none is (Recv would block), including after
+// Close once everything delivered was taken. It lets a reader that writes
+// messages out coalesce while more are already there and flush as soon
+// as none is: take one with Recv, then more with TryRecv until it reports
+// false, then flush. The Payload rule is Recv's: valid until the next Recv
+// or TryRecv. It does not allocate. Call it from the goroutine that calls
+// Recv.
+func (r *Receiver) TryRecv() (m Message, ok bool) {
+	r.loop.Mu.Lock()
+	m, ok = r.core.Pop()
+	r.loop.Mu.Unlock()
+	return m, ok
 }
 
 // Stats returns a snapshot of the receiver's statistics.

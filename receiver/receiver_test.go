@@ -215,3 +215,44 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("bad address accepted")
 	}
 }
+
+// TestTryRecv: TryRecv hands out what is waiting without blocking, reports
+// false when nothing is, and does not allocate.
+func TestTryRecv(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Mode: receiver.ModeUnordered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok := r.TryRecv(); ok {
+		t.Fatal("TryRecv returned a message before any was sent")
+	}
+	s := dial(t, ctx, sender.Config{To: r.Addr().String()})
+	const n = 50
+	for i := range n {
+		if err := s.Send(fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := 0
+	testutil.Eventually(t, 10*time.Second, "all messages taken with TryRecv", func() bool {
+		for m, ok := r.TryRecv(); ok; m, ok = r.TryRecv() {
+			if want := fmt.Sprintf("m%d", got); string(m.Payload) != want {
+				t.Fatalf("got %q, want %q", m.Payload, want)
+			}
+			got++
+		}
+		return got == n
+	})
+	if n := testing.AllocsPerRun(100, func() { r.TryRecv() }); n != 0 {
+		t.Fatalf("TryRecv allocates %.1f times", n)
+	}
+	s.Close()
+	r.Close()
+	if _, ok := r.TryRecv(); ok {
+		t.Fatal("TryRecv returned a message after everything was taken and the receiver closed")
+	}
+}

@@ -13,7 +13,7 @@ type Stats struct {
 	Unexpected      uint64 `json:"unexpected"`       // valid packets a receiver does not take
 	Heartbeats      uint64 `json:"heartbeats"`       // HEARTBEATs received
 	Delivered       uint64 `json:"delivered"`        // messages queued for Recv
-	QueueOverflow   uint64 `json:"queue_overflow"`   // messages dropped: Recv fell behind
+	QueueOverflow   uint64 `json:"queue_overflow"`   // messages dropped: Recv fell behind (with Config.DeliverGaps, also "start" gap markers that found no room)
 	Reports         uint64 `json:"reports"`          // REPORTs queued to senders
 	NACKs           uint64 `json:"nacks"`            // NACK packets queued to senders
 	Parity          uint64 `json:"parity"`           // PARITY packets received

@@ -491,6 +491,12 @@ func (d *Delivery[T]) Flush() {
 	}
 }
 
+// Flushing reports whether ordered delivery is skipping gaps at once
+// (after Flush, or after Push returned PushDropped) rather than waiting for
+// their deadline. A caller that reports skipped gaps reads it before Pop
+// to tell the two causes apart.
+func (d *Delivery[T]) Flushing() bool { return d.flushing }
+
 // Resync restarts ordered delivery at seq, as when the Tracker reports
 // ArrivalResync: messages still held are discarded (counted in Dropped;
 // call Flush and drain Pop first to deliver them instead) and the jump is

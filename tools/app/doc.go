@@ -9,6 +9,15 @@
 // into the option structs here, so everything the command does can be
 // driven from a test in-process.
 //
+// # Prompt output
+//
+// [Recv] writes what the receiver has ready as one batch (Recv, then
+// TryRecv until nothing more is ready) and flushes the batch, and the
+// pcap copy, at once: a message never waits in recv for a later one, and
+// under load the batches grow, so a burst still costs one write. With
+// json framing the receiver's gap markers (receiver.Config.DeliverGaps)
+// are written in band; see docs/cli.md.
+//
 // # Captures in and out
 //
 // [Replay] sends each UDP datagram of a pcap or pcapng file as one

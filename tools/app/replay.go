@@ -714,17 +714,42 @@ type pcapSink struct {
 // mapping LoadFlows reads; local is the receiver's address; wall converts a
 // receive time to wall-clock time.
 func openPcapSink(path, flowsFile string, local netip.AddrPort, wall func(int64) time.Time) (*pcapSink, error) {
-	p := &pcapSink{path: path, flowsFile: flowsFile, local: local, wall: wall}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	p.f, p.bw = f, bufio.NewWriterSize(f, 256<<10)
-	if p.w, err = capture.NewWriter(p.bw, capture.WriterOptions{Nanosecond: true}); err != nil {
+	p, err := openPcapSinkTo(f, path, flowsFile, local, wall)
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	p.f = f
 	return p, nil
+}
+
+// openPcapSinkTo is openPcapSink onto w (which it does not close), named
+// name in messages. The file header is flushed at once, so that a reader
+// of a pipe (wireshark -k -i -) starts before the first datagram.
+func openPcapSinkTo(w io.Writer, name, flowsFile string, local netip.AddrPort, wall func(int64) time.Time) (*pcapSink, error) {
+	p := &pcapSink{path: name, flowsFile: flowsFile, local: local, wall: wall}
+	p.bw = bufio.NewWriterSize(w, 256<<10)
+	var err error
+	if p.w, err = capture.NewWriter(p.bw, capture.WriterOptions{Nanosecond: true}); err != nil {
+		return nil, err
+	}
+	if err := p.flush(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// flush hands what was written to the kernel; recv calls it with each
+// batch of output.
+func (p *pcapSink) flush() error {
+	if err := p.bw.Flush(); err != nil {
+		return fmt.Errorf("recv: --pcap-out %s: %w", p.path, err)
+	}
+	return nil
 }
 
 // write appends m as one datagram (several records if the Writer
@@ -788,11 +813,13 @@ func fallbackAddrs(from netip.AddrPort, stream uint32, local netip.AddrPort) (sr
 	return netip.AddrPortFrom(sa, uint16(stream&math.MaxUint16)), netip.AddrPortFrom(la, local.Port())
 }
 
-// close flushes and closes the file.
+// close flushes and closes the file (not a writer given to openPcapSinkTo).
 func (p *pcapSink) close() error {
 	err := p.bw.Flush()
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
+	if p.f != nil { // nil: a writer given to openPcapSinkTo, not ours to close
+		if cerr := p.f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("recv: --pcap-out %s: %w", p.path, err)

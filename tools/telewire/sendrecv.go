@@ -156,13 +156,18 @@ func sendExit(err error, to string) error {
 
 func runRecv(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("recv", "--listen HOST:PORT [flags] > messages",
-		`Receives telewire messages on --listen and writes each payload to stdout. Exits on
-SIGINT/SIGTERM, after --count messages, or after --idle without data once data has
-arrived, then prints the receiver's statistics (loss, duplicates, reordering, jitter,
-one-way delay percentiles).`, stderr)
+		`Receives telewire messages on --listen and writes each payload to stdout (or
+--output). Prints the address it listens on ("telewire recv: listening on ...") on
+stderr at start, so --listen 127.0.0.1:0 is usable. Each message is handed on at
+once: what is ready is written as one batch, and the batch goes to the kernel as
+soon as nothing more is ready. Exits on SIGINT/SIGTERM, after --count messages, or
+after --idle without data once data has arrived, then prints the receiver's
+statistics (loss, duplicates, reordering, jitter, one-way delay percentiles) and
+everything refused, dropped or skipped.`, stderr)
 	var o app.RecvOptions
-	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required)")
-	fr := fs.String("framing", "line", "stdout framing: line (payload + newline) or len32 (4-byte big-endian length + payload)")
+	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start)")
+	fs.StringVar(&o.Output, "output", "-", "write the messages to `FILE` (- = stdout)")
+	fr := fs.String("framing", "line", "output framing: line (payload + newline; a payload containing a newline is refused and counted), len32 (4-byte big-endian length + payload) or json (one object per line per message with its metadata, and one per skipped gap; see docs/cli.md)")
 	fs.Uint64Var(&o.Count, "count", 0, "exit after this many messages (0 = no limit)")
 	fs.DurationVar(&o.Idle, "idle", 0, "exit after this long without data, once data has arrived (0 = never)")
 	stats := addStatsFlags(fs, true)
@@ -170,7 +175,7 @@ one-way delay percentiles).`, stderr)
 	mode := fs.String("mode", "ordered", "delivery: ordered (in sequence, waiting for repairs up to --latency), unordered (on arrival), latest (only newer than the last delivered)")
 	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
 	nack := fs.String("nack", "on", "request retransmission of lost messages: on or off")
-	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE`, stamped with its receive time (addresses: see --flows)")
+	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE` (- = stdout, with --output elsewhere), stamped with its receive time, flushed with the output (addresses: see --flows)")
 	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); mapped streams are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
@@ -185,9 +190,12 @@ one-way delay percentiles).`, stderr)
 	if err := checkAddr(fs, "listen", o.Listen); err != nil {
 		return err
 	}
-	f, err := framing.Parse(*fr)
+	f, err := framing.ParseOutput(*fr)
 	if err != nil {
 		return usageError(fs, "--framing: %v", err)
+	}
+	if o.PcapOut == "-" && (o.Output == "" || o.Output == "-") {
+		return usageError(fs, "--pcap-out - and the messages cannot both go to stdout: add --output FILE (or --output /dev/null)")
 	}
 	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond || o.Receiver.Latency < time.Millisecond {
 		return usageError(fs, "--idle must not be negative; --report-interval and --latency must be at least 1ms")

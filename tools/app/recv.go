@@ -287,7 +287,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "receiver: %d messages written in %s; %d datagrams, %d malformed, %d queue overflow, %d kernel drops",
 		rw.messages-rw.refused, elapsed.Round(time.Millisecond), st.Datagrams, st.Malformed, st.QueueOverflow, st.KernelDrops)
-	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped, fecUnrecoverable, resyncs uint64
+	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped, fecUnrecoverable, resyncs, budgetDropped uint64
 	for _, x := range st.Streams {
 		skipped += x.Skipped
 		late += x.Late
@@ -301,6 +301,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 		fecParityDropped += x.FECParityDropped
 		fecUnrecoverable += x.FECBlocksUnrecoverable
 		resyncs += x.Resyncs
+		budgetDropped += x.BudgetDropped
 	}
 	var refused []string
 	add := func(n uint64, what string) {
@@ -330,6 +331,13 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(st.AuthFailed, "datagrams failed authentication")
 	add(st.Replayed, "replayed datagrams")
 	add(st.DerivationsThrottled, "datagrams refused: key derivations throttled")
+	add(st.BudgetRefused, "sessions or streams refused: state budget spent (--max-state)")
+	add(st.BudgetDenied, "state growths refused by the budget (messages not held, gaps given up, no FEC)")
+	add(budgetDropped, "messages not held for ordering: state budget spent")
+	add(st.ParityDropped, "parity packets dropped: no FEC decoder within the budget")
+	add(st.SessionsEvicted, "unvalidated sessions evicted to admit new ones")
+	add(st.Corrupted, "datagrams damaged on the way (foreign key id that did not repeat)")
+	add(st.AnswersRejected, "challenge answers rejected (not issued here, or too old)")
 	add(st.FeedbackDropped, "feedback packets dropped: outbox full")
 	add(st.WriteErrors, "feedback packets the kernel refused")
 	if len(refused) == 0 {

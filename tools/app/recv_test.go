@@ -22,7 +22,9 @@ import (
 func TestRecvSummaryListsEveryRefusal(t *testing.T) {
 	traffic := map[string]bool{
 		"Datagrams": true, "ReadSyscalls": true, "Heartbeats": true, "Delivered": true, "Reports": true,
-		"NACKs": true, "Parity": true, "Sessions": true,
+		"NACKs": true, "Parity": true, "Sessions": true, "BytesRead": true,
+		// the state budget's gauges and the plain-mode challenge's progress
+		"StateBytes": true, "UnvalidatedStateBytes": true, "SessionsValidated": true, "Challenges": true, "Answers": true,
 		// per stream
 		"HighestSeq": true, "Received": true, "Lost": true, "RecoveredRTX": true, "RecoveredFEC": true,
 		"Duplicates": true, "Reordered": true, "Retransmits": true, "ParityReceived": true, "DelaySamples": true,

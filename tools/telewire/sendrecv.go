@@ -106,9 +106,14 @@ one-way delay percentiles).`, stderr)
 	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); mapped streams are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
+	fs.IntVar(&o.Receiver.MaxSessions, "max-sessions", 64, "senders (sessions) taken at once; datagrams of further ones are dropped and counted")
+	fs.IntVar(&o.Receiver.MaxStreams, "max-streams", 64, "streams taken per sender; datagrams of further ones are dropped and counted")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if o.Receiver.MaxSessions < 1 || o.Receiver.MaxStreams < 1 {
+		return usageError(fs, "--max-sessions and --max-streams must be positive")
 	}
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")

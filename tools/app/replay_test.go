@@ -437,10 +437,21 @@ func TestParseFlows(t *testing.T) {
 		`{"flows":[{"stream":0,"src":"10.0.0.1","dst":"10.0.0.2:2"}]}`,
 		`{"flows":[{"stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`,
 		`{"flows":[{"stream":-1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"xyz","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"-1","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"00000000000000000a","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"0a","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"session":"0a","stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`,
 	} {
 		if _, err := parseFlows([]byte(bad)); !errors.Is(err, ErrFlowsFile) {
 			t.Errorf("%q: %v, want ErrFlowsFile", bad, err)
 		}
+	}
+	// The same stream in two sessions is two flows; a session is up to 16
+	// hex digits.
+	two := `{"flows":[{"sender":0,"session":"0123456789abcdef","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},` +
+		`{"sender":1,"session":"a","stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`
+	if flows, err := parseFlows([]byte(two)); err != nil || len(flows) != 2 || flows[1].Sender != 1 || flows[0].Session != "0123456789abcdef" {
+		t.Fatalf("two sessions: %v %+v", err, flows)
 	}
 	dir := t.TempDir()
 	if _, err := LoadFlows(filepath.Join(dir, "none.json")); !errors.Is(err, os.ErrNotExist) {
@@ -459,6 +470,7 @@ func FuzzParseFlows(f *testing.F) {
 	f.Add([]byte(`{"flows":[{"stream":0,"src":"10.0.0.1:1","dst":"10.0.0.2:2","packets":1,"bytes":5}]}`))
 	f.Add([]byte(`{"flows":[{"stream":4294967295,"src":"[::1]:0","dst":"[::]:65535"}]}`))
 	f.Add([]byte(`{"flows":[]}`))
+	f.Add([]byte(`{"flows":[{"sender":3,"session":"00000000deadbeef","stream":2,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"session":"1","stream":2,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`))
 	f.Add([]byte(`{"flows":[{"stream":1,"src":"1.2.3.4:5","dst":"[::ffff:1.2.3.4]:6"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		flows, err := parseFlows(b)

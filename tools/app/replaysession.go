@@ -154,7 +154,11 @@ func deliveryText(st *ReplayStats) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "the receiver confirmed %d of %d datagrams", d.Confirmed, d.Sent)
 	if d.Lost+d.Unconfirmed == 0 {
-		b.WriteString(", every flow whole")
+		if st.Interrupted {
+			b.WriteString(", every datagram sent arrived")
+		} else {
+			b.WriteString(", every flow whole")
+		}
 		return b.String()
 	}
 	fmt.Fprintf(&b, "; %d lost (missing after repair, or too late for delivery), %d unconfirmed (no report covered them when the linger ended); %d flows incomplete",

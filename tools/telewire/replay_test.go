@@ -758,3 +758,41 @@ func TestReplayIncomplete(t *testing.T) {
 		t.Logf("replay said:\n%s", lastLines(serr.String(), 4))
 	})
 }
+
+// TestReplayInterrupted: SIGINT stops a replay mid-capture; it still
+// lingers until the receiver confirms what was sent, says it was
+// interrupted, and exits 0 because everything it sent arrived.
+func TestReplayInterrupted(t *testing.T) {
+	frames, _, _ := manyFlows(t, 4, 3, 20*time.Second) // one pass takes 1 s per gap capped: several seconds
+	capPath := filepath.Join(t.TempDir(), "slow.pcap")
+	writePcapgo(t, capPath, frames, nil)
+	recv, addr, rerr := startRecv(t, io.Discard, "--idle", "2s")
+	stats := filepath.Join(t.TempDir(), "replay.json")
+	serr := new(lockedBuffer)
+	cmd := exec.Command(telewireBin, "replay", capPath, "--to", addr, "--stats", stats)
+	cmd.Stderr = serr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(rerr.String(), "new sender") { // the first datagram has arrived
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("nothing arrived:\n%s\n%s", serr, rerr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	start := time.Now()
+	code := exitStatus(t, cmd, serr, 30*time.Second)
+	t.Logf("exit %d %v after SIGINT; replay said:\n%s", code, time.Since(start).Round(time.Millisecond), lastLines(serr.String(), 8))
+	if code != 0 || !strings.Contains(serr.String(), "interrupted before the end") || !strings.Contains(serr.String(), "every datagram sent arrived") {
+		t.Fatalf("exit status %d, want 0, with the interruption and the delivery in the summary:\n%s", code, serr)
+	}
+	st := readJSON(t, stats)
+	if st["interrupted"] != true || st["packets"].(float64) >= float64(len(frames)) {
+		t.Fatalf("stats: interrupted %v, %v packets of %d", st["interrupted"], st["packets"], len(frames))
+	}
+	recv.Process.Signal(os.Interrupt)
+	wait(t, recv, rerr, 30*time.Second)
+}

@@ -144,6 +144,9 @@ type stream struct {
 	sinceReport uint32
 	reportedAt  int64
 	reportDue   bool
+	// The figures of the last REPORT queued: a stream with no news is not
+	// reported every interval (see quiet).
+	lastSig reportSig
 }
 
 // session is the state for one sender (address and session id).
@@ -640,9 +643,35 @@ func (c *Core) Tick(now int64) {
 			continue
 		}
 		for _, st := range s.streams {
-			c.report(s, st, now)
+			if !c.quiet(st, now) {
+				c.report(s, st, now)
+			}
 		}
 	}
+}
+
+// reportSig is what a stream's REPORT says that changes only with news:
+// a datagram received, a loss found, repaired or given up, a late arrival.
+type reportSig struct {
+	highest, received, duplicates, lost, unrecovered, late uint64
+}
+
+func (st *stream) sig() reportSig {
+	ts := st.tracker.Stats()
+	l := st.loss()
+	highest, _ := st.tracker.Highest()
+	return reportSig{highest, ts.Received, ts.Duplicates, l.lost, l.unrecovered, st.delivery.Stats().Late}
+}
+
+// quiet reports whether the periodic REPORT of st may be left out: its
+// figures are those of the last REPORT queued, and that was less than
+// half a SessionTimeout ago. A sender of many idle streams (a capture
+// replay of thousands of short flows) then gets news, not ten copies a
+// second of every stream's old figures, which would fill the feedback
+// outbox and, without a key, spend the amplification budget so that the
+// report a sender waits for never goes out.
+func (c *Core) quiet(st *stream, now int64) bool {
+	return st.reportedAt != 0 && now-st.reportedAt < int64(c.cfg.SessionTimeout)/2 && st.sig() == st.lastSig
 }
 
 // nack sends the stream's due NACKs, all gaps at once, cut into packets.
@@ -830,6 +859,7 @@ func (c *Core) sendReport(s *session, st *stream, now int64, flags packet.Flags)
 		}
 		return
 	}
+	st.lastSig = st.sig()
 	c.stats.Reports++
 }
 

@@ -796,3 +796,32 @@ func TestReplayInterrupted(t *testing.T) {
 	recv.Process.Signal(os.Interrupt)
 	wait(t, recv, rerr, 30*time.Second)
 }
+
+// TestReplaySparseFlows: a capture of many flows of one tiny datagram
+// each, spread over seconds (DNS-like), replays whole into a receiver
+// without a key: the receiver reports a stream when it has news, so its
+// amplification budget (3 bytes of feedback per byte received) is not
+// spent re-reporting idle streams, and the report confirming the last
+// flows goes out.
+func TestReplaySparseFlows(t *testing.T) {
+	const flows = 80
+	var frames []frame
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	dst := netip.MustParseAddrPort("10.9.9.9:53")
+	want := map[string][][]byte{}
+	var keys []string
+	for i := range flows {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1000)
+		p := []byte{byte(i)}
+		frames = append(frames, frame{at: t0.Add(time.Duration(i) * 50 * time.Millisecond), data: ethernetFrame(t, src, dst, p, false)})
+		k := flowKey(src, dst)
+		want[k], keys = [][]byte{p}, append(keys, k)
+	}
+	capPath := filepath.Join(t.TempDir(), "sparse.pcap")
+	writePcapgo(t, capPath, frames, nil)
+	res := replayInto(t, capPath, nil, nil, nil)
+	if res.replayCode != 0 {
+		t.Fatalf("replay exit status %d, want 0:\n%s\nreceiver feedback blocked: %v", res.replayCode, lastLines(res.replayErr, 12), readJSON(t, res.recvStats)["feedback_blocked"])
+	}
+	sameFlows(t, "out.pcap", pcapFlows(t, res.pcap), want, keys)
+}

@@ -879,31 +879,36 @@ const flowsRetryNanos = int64(100 * time.Millisecond)
 // pcapSink writes delivered messages as UDP datagrams in a pcap file for
 // `telewire recv --pcap-out`.
 //
-// Addresses: a stream listed in the flows mapping (from `telewire replay`)
-// is written with its original source and destination; any other stream
-// with source = the sender's IP address and port = the stream id (its low
-// 16 bits), destination = the receiver's address. Timestamps are the
-// receive times.
+// Addresses: a message whose session and stream the flows mapping (from
+// `telewire replay`) lists is written with its original source and
+// destination (an entry without a session matches its stream in any
+// session); any other message with source = the sender's IP address and
+// port = the stream id (its low 16 bits), destination = the receiver's
+// address. Timestamps are the receive times.
 //
 // The mapping file is read when the first message arrives, not at start:
 // a receiver is started before the replay, and the replay writes its
 // --flows-out file before it sends anything (atomically, by rename), so on
 // one host the file read is the current replay's, never one left by an
-// earlier run. While the file does not exist, it is looked for again every
-// 100 ms as messages arrive; those written meanwhile get the fallback
-// addresses.
+// earlier run. While a message finds no flow, the file is looked at again
+// at most every 100 ms, and read again when it has changed (another
+// replay into the same receiver): its flows join those already known (up
+// to maxTrackedFlows; past that the new file replaces them). Messages
+// written before their mapping appeared get the fallback addresses.
 type pcapSink struct {
 	path      string
 	f         *os.File
 	bw        *bufio.Writer
 	w         *capture.Writer
-	flowsFile string // "" once loaded, or when there is none
-	nextTry   int64  // receive time of the next attempt to load it
-	flows     map[flowID]Flow
-	local     netip.AddrPort
-	wall      func(nanos int64) time.Time
-	written   uint64
-	mapped    uint64 // of written, with the original addresses
+	flowsFile string      // "" when there is none
+	nextTry   int64       // receive time of the next look at it
+	flowsInfo fs.FileInfo // of the file last read, nil before
+
+	flows   map[flowID]Flow
+	local   netip.AddrPort
+	wall    func(nanos int64) time.Time
+	written uint64
+	mapped  uint64 // of written, with the original addresses
 }
 
 // openPcapSink creates the pcap file at path. flowsFile, if set, is the
@@ -948,9 +953,19 @@ func (p *pcapSink) write(m *receiver.Message) error {
 	return nil
 }
 
-// loadFlows reads the mapping file if it exists; a file that exists but is
-// not a mapping is an error.
+// loadFlows reads the mapping file if it exists and changed since it was
+// last read; a file that exists but is not a mapping is an error.
 func (p *pcapSink) loadFlows() error {
+	fi, err := os.Stat(p.flowsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recv: --flows: %w", err)
+	}
+	if old := p.flowsInfo; old != nil && os.SameFile(fi, old) && fi.ModTime().Equal(old.ModTime()) && fi.Size() == old.Size() {
+		return nil // unchanged (replay writes a new file and renames it)
+	}
 	flows, err := LoadFlows(p.flowsFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -958,12 +973,14 @@ func (p *pcapSink) loadFlows() error {
 	if err != nil {
 		return fmt.Errorf("recv: --flows: %w", err)
 	}
-	p.flows = make(map[flowID]Flow, len(flows))
+	if p.flows == nil || len(p.flows)+len(flows) > maxTrackedFlows {
+		p.flows = make(map[flowID]Flow, len(flows))
+	}
 	for _, f := range flows {
 		id, _ := f.id() // checked by LoadFlows
 		p.flows[id] = f
 	}
-	p.flowsFile = ""
+	p.flowsInfo = fi
 	return nil
 }
 
@@ -1010,7 +1027,7 @@ func (p *pcapSink) close() error {
 // summary is the line recv prints about the pcap file.
 func (p *pcapSink) summary() string {
 	s := fmt.Sprintf("pcap: %d datagrams written to %s, %d of them with their original addresses", p.written, p.path, p.mapped)
-	if p.flowsFile != "" {
+	if p.flowsFile != "" && p.flowsInfo == nil {
 		s += fmt.Sprintf(" (--flows %s never appeared)", p.flowsFile)
 	}
 	return s

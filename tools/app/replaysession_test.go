@@ -210,3 +210,42 @@ func TestPcapSinkSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestPcapSinkReload: a second replay into the same receiver writes a new
+// mapping file; the sink reads it when a message of an unknown session
+// arrives (at most every flowsRetryNanos) and keeps the first replay's
+// flows too.
+func TestPcapSinkReload(t *testing.T) {
+	dir := t.TempDir()
+	flowsPath := filepath.Join(dir, "flows.json")
+	ap := netip.MustParseAddrPort
+	first := flowsDoc{Flows: []Flow{{Session: "aa", Stream: 0, Src: ap("10.0.0.1:1"), Dst: ap("10.0.0.2:2")}}}
+	second := flowsDoc{Flows: []Flow{{Session: "bb", Stream: 0, Src: ap("10.0.0.3:3"), Dst: ap("10.0.0.4:4")}}}
+	if err := writeJSON(flowsPath, first); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := openPcapSink(filepath.Join(dir, "out.pcap"), flowsPath, ap("127.0.0.1:9000"), func(n int64) time.Time { return time.Unix(0, n) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.close()
+	write := func(session uint64, at int64) {
+		t.Helper()
+		if err := sink.write(&receiver.Message{Source: ap("127.0.0.1:5"), Session: session, ReceiveNanos: at, Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0xaa, 0)
+	if err := writeJSON(flowsPath, second); err != nil {
+		t.Fatal(err)
+	}
+	write(0xbb, 1)               // too soon to look again: fallback
+	write(0xbb, flowsRetryNanos) // reads the new file
+	write(0xaa, flowsRetryNanos+1)
+	if sink.written != 4 || sink.mapped != 3 {
+		t.Fatalf("written %d, mapped %d; want 4 and 3", sink.written, sink.mapped)
+	}
+	if _, ok := sink.lookup(&receiver.Message{Session: 0xaa}); !ok {
+		t.Fatal("the first replay's flows were forgotten")
+	}
+}

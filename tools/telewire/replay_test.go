@@ -279,6 +279,7 @@ func TestReplayCaptures(t *testing.T) {
 		capPath := strings.TrimSuffix(g, ".golden")
 		name := filepath.Base(capPath)
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each waits most of its time for recv's --idle
 			want, keys := goldenFlows(t, g)
 			res := replayInto(t, capPath, nil, nil, []string{"--max-gap", "2ms"})
 			if res.replayCode != 0 {

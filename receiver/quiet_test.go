@@ -19,54 +19,128 @@ func bigData(t *testing.T, stream uint32, seq uint64, ts int64) []byte {
 	return b
 }
 
-// TestQuietStreamReports: a stream with no news since its last REPORT is
-// not reported every interval — only again after half the session
-// timeout — while a stream that received something is; and a REPORT the
-// amplification limit blocked is tried again at the next interval.
+// heartbeat is a HEARTBEAT of stream: next is the sequence the next DATA
+// will carry.
+func heartbeat(t *testing.T, stream uint32, next uint64, ts int64) []byte {
+	t.Helper()
+	p := packet.Packet{Header: packet.Header{Kind: packet.KindHeartbeat, Session: 1, Stream: stream}, Heartbeat: packet.Heartbeat{Start: 0, Next: next, Timestamp: ts}}
+	b, err := p.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// reportedStreams drains the outbox and returns the streams it held
+// REPORTs for, in order.
+func reportedStreams(t *testing.T, c *Core) []uint32 {
+	t.Helper()
+	b := c.Outbox().Take()
+	if b == nil {
+		return nil
+	}
+	defer c.Outbox().Give(b)
+	var out []uint32
+	var p packet.Packet
+	for _, d := range b.Datagrams() {
+		if err := p.Parse(d.Data); err != nil || p.Kind != packet.KindReport {
+			t.Fatalf("outbox holds %v %v", p.Kind, err)
+		}
+		out = append(out, p.Stream)
+	}
+	return out
+}
+
+// TestQuietStreamReports: a stream whose sender is idle (its latest
+// datagram a HEARTBEAT) and that has no news since its last REPORT is
+// reported again after 1, 2, 4, 8, ... intervals, up to half the session
+// timeout, instead of every interval; news reports it at the next interval
+// and restarts its schedule; a stream whose latest datagram was DATA is
+// reported every interval, news or not (its data may be stuck on the
+// path: the sender's congestion controller needs to hear that nothing
+// arrived); a REPORT the amplification limit blocked is tried again at
+// the next interval.
 func TestQuietStreamReports(t *testing.T) {
-	c := newCore(t, Config{Mode: ModeUnordered, DisableNACK: true, SessionTimeout: 2 * time.Second})
+	c := newCore(t, Config{Mode: ModeUnordered, DisableNACK: true, SessionTimeout: 1600 * time.Millisecond})
 	now := int64(time.Second)
 	c.Tick(now) // starts the report clock
-	for id := range uint32(2) {
-		c.Handle(bigData(t, id, 0, now), addr(0), now)
+	next := [3]uint64{}
+	data := func(id uint32) {
+		c.Handle(bigData(t, id, next[id], now), addr(0), now)
+		next[id]++
 	}
-	tick := func() int {
+	idle := func(id uint32) { c.Handle(heartbeat(t, id, next[id], now), addr(0), now) }
+	for id := range uint32(3) {
+		data(id)
+	}
+	idle(0)
+	idle(1) // stream 2 stays "busy": DATA last
+	got := map[uint32][]int{}
+	for i := 1; i <= 40; i++ {
+		if i%5 == 0 { // keep the session alive; nothing new
+			idle(0)
+			idle(1)
+		}
+		if i == 20 { // news on stream 1 only
+			data(1)
+			idle(1)
+		}
 		now += 100 * ms
 		c.Tick(now)
-		return len(reports(t, c)[addr(0)])
-	}
-	if n := tick(); n != 2 {
-		t.Fatalf("first interval: %d REPORTs, want one per stream", n)
-	}
-	for i := range 8 {
-		if n := tick(); n != 0 {
-			t.Fatalf("idle interval %d: %d REPORTs, want none", i, n)
+		for _, id := range reportedStreams(t, c) {
+			got[id] = append(got[id], i)
 		}
 	}
-	c.Handle(bigData(t, 1, 1, now), addr(0), now) // news on stream 1
-	if n := tick(); n != 1 {
-		t.Fatalf("after news on one stream: %d REPORTs, want 1", n)
+	// Both idle streams: news reported at tick 1, repeated at 2, 4, 8,
+	// then every 8 (half the 1.6 s session timeout): 16, 24, 32, 40.
+	// Stream 1's news before tick 20 is reported at 20 and repeated at 21,
+	// 23, 27, 35.
+	want := map[uint32][]int{0: {1, 2, 4, 8, 16, 24, 32, 40}, 1: {1, 2, 4, 8, 16, 20, 21, 23, 27, 35}}
+	for id, w := range want {
+		if !equal(got[id], w) {
+			t.Errorf("stream %d reported at ticks %v, want %v", id, got[id], w)
+		}
 	}
-	// Half the session timeout (1 s) after stream 0's last REPORT, it is
-	// reported again though nothing changed. Heartbeat-free silence of 1 s
-	// is within the session timeout.
-	n := 0
-	for range 2 {
-		n += tick()
-	}
-	if n != 1 {
-		t.Fatalf("at half the session timeout: %d REPORTs, want stream 0's keepalive", n)
+	if len(got[2]) != 40 {
+		t.Errorf("stream 2 (DATA last) reported at ticks %v, want every tick", got[2])
 	}
 
 	// A REPORT over the amplification limit is not recorded as sent.
 	s := c.sessions[keyOf{addr: addr(0)}]
-	c.Handle(bigData(t, 0, 1, now), addr(0), now)
+	data(0)
+	idle(0)
 	s.txBytes = amplificationFactor * s.rxBytes
-	if n := tick(); n != 0 {
-		t.Fatalf("over the amplification limit: %d REPORTs", n)
+	now += 100 * ms
+	if c.Tick(now); len(reportedStreams(t, c)) != 0 {
+		t.Fatal("a REPORT went over the amplification limit")
 	}
 	s.txBytes = 0
-	if n := tick(); n != 1 {
-		t.Fatalf("after a blocked REPORT: %d REPORTs, want it tried again", n)
+	now += 100 * ms
+	if c.Tick(now); !equal32(reportedStreams(t, c), []uint32{0, 2}) {
+		t.Fatal("a blocked REPORT was not tried again")
 	}
+}
+
+func equal32(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

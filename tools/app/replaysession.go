@@ -149,7 +149,7 @@ func deliveryText(st *ReplayStats) string {
 	d := st.Delivery
 	if d.Sent > 0 && d.Reports == 0 {
 		return fmt.Sprintf("no report from the receiver: nothing confirms that any of the %d datagrams arrived "+
-			"(no receiver at %s? a key on one end only, or different keys? a firewall?)", d.Sent, st.To)
+			"(no receiver at %s? a key on one end only, or different keys? a firewall? or a receiver that stopped before its first report, like recv --count)", d.Sent, st.To)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "the receiver confirmed %d of %d datagrams", d.Confirmed, d.Sent)
@@ -161,7 +161,7 @@ func deliveryText(st *ReplayStats) string {
 		}
 		return b.String()
 	}
-	fmt.Fprintf(&b, "; %d lost (missing after repair, or too late for delivery), %d unconfirmed (no report covered them when the linger ended); %d flows incomplete",
+	fmt.Fprintf(&b, "; %d lost (missing after repair, or too late for delivery), %d unconfirmed (no report covered them when the linger ended: the receiver stopped or refused them, or its reports were lost); %d flows incomplete",
 		d.Lost, d.Unconfirmed, d.FlowsIncomplete)
 	if d.SessionsUnreported > 0 {
 		fmt.Fprintf(&b, "\n  the receiver never reported on %d of %d sender sessions: it bounds the senders it takes (recv --max-sessions)",

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -247,5 +248,44 @@ func TestPcapSinkReload(t *testing.T) {
 	}
 	if _, ok := sink.lookup(&receiver.Message{Session: 0xaa}); !ok {
 		t.Fatal("the first replay's flows were forgotten")
+	}
+}
+
+// TestSessionsSendAllocs: sending a datagram on a flow's stream through
+// the sessions allocates nothing once the streams exist.
+func TestSessionsSendAllocs(t *testing.T) {
+	flows := make([]Flow, 5)
+	for i := range flows {
+		flows[i].Packets, flows[i].Bytes = 1000, 100_000
+	}
+	o := ReplayOptions{To: "127.0.0.1:9", SessionStreams: 2, Sender: sender.Config{DisableCongestionControl: true}}
+	ss, err := startSessions(context.Background(), o, flows, newWallClock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.close()
+	if len(ss.senders) != 3 || flows[4].Session == "" || flows[4].Session == flows[0].Session {
+		t.Fatalf("%d senders; sessions %q %q", len(ss.senders), flows[0].Session, flows[4].Session)
+	}
+	payload := make([]byte, 100)
+	for i := range uint32(5) {
+		if err := ss.send(i, payload); err != nil { // creates the streams
+			t.Fatal(err)
+		}
+	}
+	i := uint32(0)
+	allocs := testing.AllocsPerRun(500, func() {
+		if err := ss.send(i%5, payload); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("send allocates %v times", allocs)
+	}
+	for k, st := range ss.stats() {
+		if want := []int{2, 2, 1}[k]; len(st.Streams) != want {
+			t.Fatalf("sender %d has %d streams, want %d", k, len(st.Streams), want)
+		}
 	}
 }

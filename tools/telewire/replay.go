@@ -39,7 +39,8 @@ confirm every datagram, then prints what they confirm. Exit status:
   1  an error (unreadable capture, bad address, ...)
   2  bad usage
   3  no report came back from the receiver: nothing confirms delivery (no receiver
-     at --to, a key on one end only, a firewall)
+     at --to, a key on one end only, a firewall, or a receiver that stopped before
+     reporting: end recv with --idle, not --count)
   4  incomplete: datagrams lost (missing after repair, or too late for delivery),
      unconfirmed when the linger ended, or not sent (over the largest telewire
      payload, or beyond 65536 flows); the summary lists the flows

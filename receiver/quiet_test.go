@@ -148,31 +148,7 @@ func TestQuietStreamReports(t *testing.T) {
 	}
 	s.txBytes = 0
 	now += 100 * ms
-	if c.Tick(now); !equal32(reportedStreams(t, c), []uint32{0, 2}) {
+	if c.Tick(now); !slices.Equal(reportedStreams(t, c), []uint32{0, 2}) {
 		t.Fatal("a blocked REPORT was not tried again")
 	}
-}
-
-func equal32(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

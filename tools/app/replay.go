@@ -252,7 +252,7 @@ func Replay(ctx context.Context, o ReplayOptions, stderr io.Writer) (ReplayStats
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := newWallClock()
-	ss, err := startSessions(sctx, o, st.Flows, clk)
+	ss, err := startSessions(sctx, o, st.Flows, clk, passNanos(o, sc))
 	if err != nil {
 		return st, err
 	}
@@ -449,6 +449,18 @@ func sessionStreams(o ReplayOptions) int {
 		return DefaultSessionStreams
 	}
 	return o.SessionStreams
+}
+
+// passNanos is how long one pass over the capture takes when sent, 0 when
+// unknown (top speed).
+func passNanos(o ReplayOptions, sc *scan) int64 {
+	switch {
+	case o.Timing.TopSpeed:
+		return 0
+	case o.Timing.PPS > 0:
+		return int64(float64(sc.sendable) / o.Timing.PPS * 1e9)
+	}
+	return sc.passEndNanos
 }
 
 // sessionCount is the number of sessions that carry flows flows, per to a

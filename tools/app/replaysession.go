@@ -227,17 +227,15 @@ type sessions struct {
 }
 
 // startSessions starts the senders that carry flows, per to a session,
-// and records each one's session id in its flows.
-func startSessions(ctx context.Context, o ReplayOptions, flows []Flow, clk wallClock) (*sessions, error) {
+// and records each one's session id in its flows. passNanos is how long
+// one pass over the capture takes, 0 if unknown (top speed).
+func startSessions(ctx context.Context, o ReplayOptions, flows []Flow, clk wallClock, passNanos int64) (*sessions, error) {
 	per := sessionStreams(o)
 	ss := &sessions{per: per, clock: clk}
 	if o.Sender.Clock != nil {
 		ss.clock = o.Sender.Clock
 	}
-	passes := uint64(max(o.Timing.Loops, 1))
-	if o.Timing.Loops == replay.Forever {
-		passes = math.MaxUint32
-	}
+	passes := retainedPasses(o, passNanos)
 	share := min(maxStreamRetransmit, max(minStreamRetransmit, retransmitBudget/len(flows)))
 	for first := 0; first < len(flows); first += per {
 		group := flows[first:min(first+per, len(flows))]
@@ -255,6 +253,25 @@ func startSessions(ctx context.Context, o ReplayOptions, flows []Flow, clk wallC
 		}
 	}
 	return ss, nil
+}
+
+// retainedPasses is how many passes of a flow's traffic its retransmit
+// buffer may have to hold: every pass asked for, but no more than the
+// traffic of twice RetransmitMaxAge (1 s by default) when a pass takes
+// passNanos (0: unknown, top speed); older packets are not kept anyway.
+func retainedPasses(o ReplayOptions, passNanos int64) uint64 {
+	passes := uint64(max(o.Timing.Loops, 1))
+	if o.Timing.Loops == replay.Forever {
+		passes = math.MaxUint32
+	}
+	if passNanos > 0 {
+		window := int64(o.Sender.RetransmitMaxAge)
+		if window <= 0 {
+			window = int64(time.Second)
+		}
+		passes = min(passes, 1+uint64(2*window/passNanos))
+	}
+	return passes
 }
 
 // sessionConfig is the sender configuration of the session carrying group:

@@ -134,6 +134,30 @@ func TestSessionConfig(t *testing.T) {
 	}
 }
 
+// TestRetainedPasses: the passes a retransmit buffer is sized for.
+func TestRetainedPasses(t *testing.T) {
+	sec := int64(time.Second)
+	for _, c := range []struct {
+		loops int
+		pass  int64
+		age   time.Duration
+		want  uint64
+	}{
+		{0, 0, 0, 1},
+		{3, 0, 0, 3},
+		{replay.Forever, 0, 0, 1<<32 - 1}, // top speed without end: the sender's bounds cap it
+		{replay.Forever, 10 * sec, 0, 1},  // a 10 s pass: 2 s of it at most
+		{replay.Forever, sec / 10, 0, 21}, // 100 ms passes: 2 s is 20 of them, and one more
+		{5, sec / 10, 0, 5},
+		{replay.Forever, sec / 10, 2 * time.Second, 41},
+	} {
+		o := ReplayOptions{Timing: replay.Config{Loops: c.loops}, Sender: sender.Config{RetransmitMaxAge: c.age}}
+		if got := retainedPasses(o, c.pass); got != c.want {
+			t.Errorf("loops %d, pass %v, max age %v: %d passes, want %d", c.loops, time.Duration(c.pass), c.age, got, c.want)
+		}
+	}
+}
+
 // TestSessionsNumbering: the scan numbers flows in order of first
 // appearance into sessions of SessionStreams streams.
 func TestSessionsNumbering(t *testing.T) {
@@ -259,7 +283,7 @@ func TestSessionsSendAllocs(t *testing.T) {
 		flows[i].Packets, flows[i].Bytes = 1000, 100_000
 	}
 	o := ReplayOptions{To: "127.0.0.1:9", SessionStreams: 2, Sender: sender.Config{DisableCongestionControl: true}}
-	ss, err := startSessions(context.Background(), o, flows, newWallClock())
+	ss, err := startSessions(context.Background(), o, flows, newWallClock(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

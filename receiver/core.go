@@ -218,6 +218,16 @@ type stream struct {
 	sinceReport uint32
 	reportedAt  int64
 	reportDue   bool
+	// The figures of the last REPORT queued and the gap before they are
+	// repeated: a stream with no news is not reported every interval (see
+	// quiet).
+	lastSig reportSig
+	idleGap int64
+	// senderIdle: the stream's latest datagram was a HEARTBEAT, so its
+	// sender has had nothing new to send (a stream whose data is stuck in
+	// a queue on the path is not idle, and its unchanged REPORTs are what
+	// tell the sender's congestion controller that delivery stalled).
+	senderIdle bool
 }
 
 // session is the state for one sender (address and session id).
@@ -367,6 +377,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		return // refused and counted
 	}
 	s.lastSeen = now
+	st.senderIdle = p.Kind == packet.KindHeartbeat
 	switch p.Kind {
 	case packet.KindHeartbeat:
 		if p.Flags&packet.FlagAnswer != 0 {
@@ -936,9 +947,50 @@ func (c *Core) Tick(now int64) {
 			continue
 		}
 		for _, st := range s.streams {
-			c.report(s, st, now)
+			if !c.quiet(st, now) {
+				c.report(s, st, now)
+			}
 		}
 	}
+}
+
+// reportSig is what a stream's REPORT says that changes only with news:
+// a datagram received, a loss found, repaired or given up, a late arrival.
+type reportSig struct {
+	highest, received, duplicates, lost, unrecovered, late uint64
+}
+
+func (st *stream) sig() reportSig {
+	ts := st.tracker.Stats()
+	l := st.loss()
+	highest, _ := st.tracker.Highest()
+	return reportSig{highest, ts.Received, ts.Duplicates, l.lost, l.unrecovered, st.delivery.Stats().Late}
+}
+
+// quiet reports whether the periodic REPORT of st may be left out: its
+// sender is idle (its latest datagram was a HEARTBEAT), its figures are
+// those of the last REPORT queued, and the stream's idle gap since that
+// REPORT has not passed. The gap starts at one ReportInterval
+// when the figures change and doubles with each REPORT that repeats them,
+// up to half the SessionTimeout: news is repeated at 1, 3, 7, 15, ...
+// intervals (a REPORT lost on the way back is soon made good), while an
+// idle stream costs a few REPORTs, not ten a second. A sender of many idle
+// streams (a capture replay of thousands of short flows) would otherwise
+// get ten copies a second of every stream's old figures, which fill the
+// feedback outbox and, without a key, spend the amplification budget so
+// that the REPORT a sender waits for never goes out.
+func (c *Core) quiet(st *stream, now int64) bool {
+	return st.senderIdle && st.idleGap != 0 && now-st.reportedAt < st.idleGap-int64(c.cfg.ReportInterval)/2 && st.sig() == st.lastSig
+}
+
+// reported records the figures of a REPORT just queued, and sets the
+// stream's idle gap (see quiet).
+func (c *Core) reported(st *stream) {
+	if sig := st.sig(); sig != st.lastSig || st.idleGap == 0 {
+		st.lastSig, st.idleGap = sig, int64(c.cfg.ReportInterval)
+		return
+	}
+	st.idleGap = min(2*st.idleGap, max(int64(c.cfg.SessionTimeout)/2, int64(c.cfg.ReportInterval)))
 }
 
 // nack sends the stream's due NACKs, all gaps at once, cut into packets.
@@ -1176,6 +1228,7 @@ func (c *Core) sendReport(s *session, st *stream, now int64, flags packet.Flags)
 		s.challenged = true
 		c.stats.Challenges++
 	}
+	c.reported(st)
 	c.stats.Reports++
 }
 

@@ -110,6 +110,7 @@ type ReceiverView struct {
 	Received        uint64  `json:"received"`
 	Lost            uint64  `json:"lost"`
 	Unrecovered     uint64  `json:"unrecovered"`
+	Late            uint64  `json:"late"` // received after their delivery deadline: not delivered
 	Duplicates      uint64  `json:"duplicates"`
 	Reordered       uint64  `json:"reordered"`
 	IntervalLoss    float64 `json:"interval_loss"` // fraction 0..1, last report interval
@@ -133,6 +134,7 @@ func receiverView(r *packet.Report, ok bool) ReceiverView {
 		Received:        r.Received,
 		Lost:            r.Lost,
 		Unrecovered:     r.Unrecovered,
+		Late:            r.Late,
 		Duplicates:      r.Duplicates,
 		Reordered:       r.Reordered,
 		IntervalLoss:    float64(r.IntervalLossPPM) / packet.MaxLossPPM,

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,25 +27,31 @@ import (
 
 // Replay limits and defaults.
 const (
-	// DefaultMaxFlows is the default number of flows replayed, one stream
-	// each: the receiver's default bound on streams per sender
-	// (receiver.Config.MaxStreams), so that a default `telewire recv`
-	// accepts every stream.
-	DefaultMaxFlows = 64
-	// MaxFlowsLimit caps ReplayOptions.MaxFlows.
-	MaxFlowsLimit = 1024
+	// DefaultSessionStreams is the default number of flows one sender
+	// session carries, one stream each: the receiver's default bound on
+	// streams per sender (receiver.Config.MaxStreams), so that a default
+	// `telewire recv` accepts every stream of every session.
+	DefaultSessionStreams = 64
+	// MaxSessionStreams caps ReplayOptions.SessionStreams.
+	MaxSessionStreams = 1 << 16
+	// MaxFlowsLimit is the most flows one replay sends (and caps
+	// ReplayOptions.MaxFlows): datagrams of further flows are not sent, and
+	// the replay is incomplete.
+	MaxFlowsLimit = 1 << 16
 	// maxTrackedFlows bounds the distinct flows a replay remembers, mapped
 	// or not: beyond it, datagrams of new flows are skipped and counted
 	// without remembering their flow (memory stays a few MiB whatever the
 	// capture holds).
-	maxTrackedFlows = 1 << 16
+	maxTrackedFlows = 2 * MaxFlowsLimit
 	// retransmitBudget is the retransmit memory a replay spreads over its
 	// streams when the sender's RetransmitBytes is left at its default.
 	retransmitBudget = 64 << 20
 	// minStreamRetransmit and maxStreamRetransmit bound each stream's
-	// share of retransmitBudget.
+	// share of retransmitBudget; a stream never gets more than its flow
+	// sends, nor less than one largest packet (minRetransmitFloor).
 	minStreamRetransmit = 256 << 10
 	maxStreamRetransmit = 8 << 20
+	minRetransmitFloor  = 64 << 10
 	// spinNanos is how close to a send time the pacer stops sleeping and
 	// polls the clock: a sleep overshoots by tens of microseconds, a poll
 	// by well under one.
@@ -53,6 +60,12 @@ const (
 	maxSleepNanos = int64(50 * time.Millisecond)
 	// maxFlowsFileBytes bounds the JSON read by LoadFlows.
 	maxFlowsFileBytes = 64 << 20
+	// maxMappingLines bounds the flows the mapping printed at the start
+	// lists one by one; the files hold them all.
+	maxMappingLines = 64
+	// defaultReceiverSessions is the receiver's default bound on senders
+	// (receiver.Config.MaxSessions).
+	defaultReceiverSessions = 64
 )
 
 // ErrFlowsFile is wrapped by LoadFlows's errors for a file that is not a
@@ -67,34 +80,59 @@ type ReplayOptions struct {
 	// Timing paces the datagrams: Speed, TopSpeed, PPS, Loops (0 = 1,
 	// replay.Forever = without end) and MaxGapNanos. LoopGapNanos is
 	// honoured too.
-	Timing    replay.Config
-	MaxFlows  int           // flows replayed, one stream each; 0 = DefaultMaxFlows
-	Linger    time.Duration // keep answering feedback after the last message
-	StatsFile string        // write the final ReplayStats as JSON here, if set
-	FlowsFile string        // write the stream mapping as JSON here, if set
-	Progress  bool          // live progress bar on stderr each second
+	Timing replay.Config
+	// MaxFlows replays only the first MaxFlows flows (in order of first
+	// appearance); the datagrams of the others are skipped by choice and
+	// counted. 0 = every flow, up to MaxFlowsLimit.
+	MaxFlows int
+	// SessionStreams is the number of flows one sender session carries,
+	// one stream each; a capture with more flows is sent by
+	// ceil(flows/SessionStreams) sessions. It must not exceed the
+	// receiver's streams per sender (receiver.Config.MaxStreams). 0 =
+	// DefaultSessionStreams (64).
+	SessionStreams int
+	// Linger is how long, at most, the senders keep answering feedback
+	// after the last message: it ends as soon as the receiver's reports
+	// confirm every datagram sent.
+	Linger    time.Duration
+	StatsFile string // write the final ReplayStats as JSON here, if set
+	FlowsFile string // write the stream mapping as JSON here, if set
+	Progress  bool   // live progress bar on stderr each second
 	// Settings are the command's effective settings, written into the
 	// StatsFile JSON beside the build's version.
 	Settings map[string]string
 
-	// Sender holds further sender settings; To, MaxStreams and Logger are
-	// filled in, and RetransmitBytes, if zero, is set to share 64 MiB
-	// among the streams (between 256 KiB and 8 MiB each).
+	// Sender holds further sender settings, for every session; To,
+	// MaxStreams and Logger are filled in. Left at zero,
+	// RetransmitPackets, RetransmitBytes and QueueBytes are sized from what
+	// each session's flows send (RetransmitBytes within a share of 64 MiB
+	// over all streams, between 256 KiB and 8 MiB a stream).
 	Sender sender.Config
 	Logger zerolog.Logger
-	// OnSender, if set, is called with the sender once it exists (to
-	// export its statistics, for instance).
+	// OnSender, if set, is called with each session's sender once it
+	// exists (to export its statistics, for instance).
 	OnSender func(*sender.Sender)
 }
 
 // Flow is one original UDP flow (source and destination address and port;
-// the protocol is UDP) and the telewire stream its datagrams are sent on.
+// the protocol is UDP) and the sender session and stream its datagrams are
+// sent on.
 type Flow struct {
+	// Sender numbers the replay's sender sessions from 0; Session is that
+	// sender's session id (16 hex digits), which the receiver sees
+	// (receiver.Message.Session). A mapping without a session (written
+	// before replays had several) names the stream of any session.
+	Sender  int            `json:"sender"`
+	Session string         `json:"session,omitempty"`
 	Stream  uint32         `json:"stream"`
 	Src     netip.AddrPort `json:"src"`
 	Dst     netip.AddrPort `json:"dst"`
 	Packets uint64         `json:"packets"` // datagrams in one pass over the capture
 	Bytes   uint64         `json:"bytes"`   // their payload bytes
+	// Lost and Unconfirmed are the flow's share of ReplayStats.Delivery
+	// (the --stats file only: --flows-out is written before sending).
+	Lost        uint64 `json:"lost,omitempty"`
+	Unconfirmed uint64 `json:"unconfirmed,omitempty"`
 }
 
 // ReplayStats is what a replay did; Replay prints it and writes it as JSON.
@@ -108,6 +146,9 @@ type ReplayStats struct {
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 	Passes  int    `json:"passes"`
+	// Interrupted is set when the replay was stopped (a signal) before
+	// its last pass ended; Delivery then covers what was sent.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// ElapsedNanos is the time from the first send to the last.
 	ElapsedNanos int64 `json:"elapsed_ns"`
 	// PacketsPerSecond is Packets over ElapsedNanos (0 for one packet).
@@ -115,12 +156,20 @@ type ReplayStats struct {
 
 	// Flows is the stream mapping, in order of first appearance.
 	Flows []Flow `json:"flows"`
-	// UnmappedFlows counts the distinct flows beyond MaxFlows, which are
-	// not replayed (counted up to 65 536 flows in all).
-	UnmappedFlows uint64 `json:"unmapped_flows"`
-	// SkippedFlowLimit counts datagrams not sent because their flow has no
-	// stream; SkippedTooLarge those over the sender's MaxPayload. Both over all
-	// passes.
+	// SessionStreams is the flows per sender session; Sessions the number
+	// of sessions (ceil(len(Flows)/SessionStreams)).
+	SessionStreams int `json:"session_streams"`
+	Sessions       int `json:"sessions"`
+	// SkippedFlows counts the distinct flows not replayed because
+	// MaxFlows asked for fewer (a choice), UnsentFlows those beyond
+	// MaxFlowsLimit (counted up to twice the limit in all).
+	SkippedFlows uint64 `json:"skipped_flows"`
+	UnsentFlows  uint64 `json:"unsent_flows"`
+	// SkippedMaxFlows counts the datagrams of the SkippedFlows,
+	// SkippedFlowLimit those of the UnsentFlows and of flows beyond
+	// tracking, SkippedTooLarge those over the sender's MaxPayload. All
+	// over all passes.
+	SkippedMaxFlows  uint64 `json:"skipped_max_flows"`
 	SkippedFlowLimit uint64 `json:"skipped_flow_limit"`
 	SkippedTooLarge  uint64 `json:"skipped_too_large"`
 	// Capture is what the reader did in one pass: records, datagrams,
@@ -135,7 +184,11 @@ type ReplayStats struct {
 	// TopSpeed, where every datagram is due at once.
 	Accuracy replay.AccuracySummary `json:"accuracy"`
 
-	Sender sender.Stats `json:"sender"`
+	// Delivery is what the receiver's reports say about the datagrams
+	// sent, when the linger ended.
+	Delivery Delivery `json:"delivery"`
+	// Senders are the statistics of each sender session, in order.
+	Senders []sender.Stats `json:"senders"`
 }
 
 // flowsDoc is the JSON document of a FlowsFile.
@@ -144,22 +197,31 @@ type flowsDoc struct {
 }
 
 // Replay runs `telewire replay`: it reads the capture once to map its flows
-// to streams (printed to stderr), then sends each UDP datagram's payload as
-// one telewire message on its flow's stream, at the capture's timing as
-// o.Timing scales it, for the passes asked; then the sender lingers for
-// feedback, and the summary (packets, bytes, flows, skips by reason, timing
-// accuracy and the sender's statistics) goes to stderr. A cancelled ctx is
-// a normal end, not an error.
+// to sender sessions and streams (printed to stderr), starts the sessions,
+// then sends each UDP datagram's payload as one telewire message on its
+// flow's stream, at the capture's timing as o.Timing scales it, for the
+// passes asked; then the senders linger for feedback until the receiver's
+// reports confirm every datagram or o.Linger ends, and the summary
+// (packets, bytes, flows, skips by reason, delivery, timing accuracy and
+// the senders' statistics) goes to stderr.
+//
+// A cancelled ctx stops the sending, not the linger: the summary and the
+// verdict cover what was sent. The error is an *IncompleteError when the
+// replay was not whole: datagrams lost or unconfirmed, or not sent because
+// of a limit (see ReplayStats.Delivery).
 func Replay(ctx context.Context, o ReplayOptions, stderr io.Writer) (ReplayStats, error) {
 	st := ReplayStats{File: o.File, To: o.To, Mode: modeName(o.Timing)}
 	if o.File == "" || o.To == "" {
 		return st, errors.New("replay: a capture file and --to are required")
 	}
-	if o.MaxFlows == 0 {
-		o.MaxFlows = DefaultMaxFlows
+	if o.MaxFlows < 0 || o.MaxFlows > MaxFlowsLimit {
+		return st, fmt.Errorf("replay: --max-flows %d outside 0..%d", o.MaxFlows, MaxFlowsLimit)
 	}
-	if o.MaxFlows < 1 || o.MaxFlows > MaxFlowsLimit {
-		return st, fmt.Errorf("replay: --max-flows %d outside 1..%d", o.MaxFlows, MaxFlowsLimit)
+	if o.SessionStreams == 0 {
+		o.SessionStreams = DefaultSessionStreams
+	}
+	if o.SessionStreams < 1 || o.SessionStreams > MaxSessionStreams {
+		return st, fmt.Errorf("replay: --session-streams %d outside 1..%d", o.SessionStreams, MaxSessionStreams)
 	}
 	if o.Linger < 0 {
 		return st, fmt.Errorf("replay: --linger %v is negative", o.Linger)
@@ -167,50 +229,48 @@ func Replay(ctx context.Context, o ReplayOptions, stderr io.Writer) (ReplayStats
 	if _, err := replay.New(o.Timing, 0); err != nil {
 		return st, err
 	}
+	st.SessionStreams = o.SessionStreams
 
 	// Pass 0: map the flows, count the datagrams, find the schedule's end.
 	sc, err := scanCapture(o)
 	if err != nil {
 		return st, err
 	}
-	st.Flows, st.Capture, st.UnmappedFlows = sc.table.flows, sc.capture, sc.table.unmapped
+	st.Flows, st.Capture = sc.table.flows, sc.capture
+	st.SkippedFlows, st.UnsentFlows = sc.table.skipped, sc.table.unsent
+	st.Sessions = sessionCount(len(st.Flows), o.SessionStreams)
 	if sc.fileErr != nil {
 		st.FileError = sc.fileErr.Error()
 		o.Logger.Warn().Err(sc.fileErr).Msg("capture cut short; replaying what it holds")
 	}
+	if len(st.Flows) == 0 || sc.sendable == 0 {
+		fmt.Fprint(stderr, mappingText(o, sc))
+		if o.FlowsFile != "" {
+			if err := writeJSON(o.FlowsFile, flowsDoc{Flows: st.Flows}); err != nil {
+				return st, err
+			}
+		}
+		fmt.Fprintln(stderr, "replay: nothing to replay")
+		return st, finishStats(o, &st, stderr, nil)
+	}
+
+	// The senders outlive ctx by the linger time, so they get their own.
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := newWallClock()
+	ss, err := startSessions(sctx, o, st.Flows, clk, passNanos(o, sc))
+	if err != nil {
+		return st, err
+	}
+	defer ss.close()
 	fmt.Fprint(stderr, mappingText(o, sc))
 	if o.FlowsFile != "" {
 		if err := writeJSON(o.FlowsFile, flowsDoc{Flows: st.Flows}); err != nil {
 			return st, err
 		}
 	}
-	if len(st.Flows) == 0 || sc.sendable == 0 {
-		fmt.Fprintln(stderr, "replay: nothing to replay")
-		return st, finishStats(o, &st, stderr, nil)
-	}
 
-	cfg := o.Sender
-	cfg.To, cfg.Logger, cfg.MaxStreams = o.To, o.Logger, len(st.Flows)
-	if cfg.RetransmitBytes == 0 {
-		cfg.RetransmitBytes = min(maxStreamRetransmit, max(minStreamRetransmit, retransmitBudget/len(st.Flows)))
-	}
-	clk := newWallClock()
-	if cfg.Clock == nil {
-		cfg.Clock = clk
-	}
-	// The sender outlives ctx by the linger time, so it gets its own.
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := sender.New(sctx, cfg)
-	if err != nil {
-		return st, err
-	}
-	defer s.Close()
-	if o.OnSender != nil {
-		o.OnSender(s)
-	}
-
-	run, err := newReplayRun(o, sc, cfg.Clock, s.SendStream)
+	run, err := newReplayRun(o, sc, ss.clock, ss.send)
 	if err != nil {
 		return st, err
 	}
@@ -227,22 +287,24 @@ func Replay(ctx context.Context, o ReplayOptions, stderr io.Writer) (ReplayStats
 	if runErr != nil {
 		return st, runErr
 	}
+	st.Interrupted = ctx.Err() != nil && run.unfinished()
 	o.Logger.Info().Uint64("messages", st.Packets).Msg("replay done, lingering for feedback")
-	select {
-	case <-time.After(o.Linger):
-	case <-ctx.Done():
-	}
+	ss.linger(o.Linger)
 	// Close flushes what is still queued, so the statistics count it.
-	closeErr := s.Close()
-	st.Sender = s.Stats()
+	closeErr := ss.close()
+	st.Senders = ss.stats()
+	st.Delivery = judge(st.Flows, st.Senders, o.SessionStreams)
+	if closeErr == nil {
+		closeErr = verdict(&st)
+	}
 	return st, finishStats(o, &st, stderr, closeErr)
 }
 
 // finishStats prints the summary and writes the stats file.
 func finishStats(o ReplayOptions, st *ReplayStats, stderr io.Writer, err error) error {
 	fmt.Fprintln(stderr, replaySummary(st))
-	if st.Sender.Packets > 0 {
-		fmt.Fprintln(stderr, sendSummary(st.Sender, time.Duration(st.ElapsedNanos)))
+	if len(st.Senders) > 0 {
+		fmt.Fprintln(stderr, sendersSummary(st.Senders, time.Duration(st.ElapsedNanos)))
 	}
 	if o.StatsFile != "" {
 		if werr := writeJSONWith(o.StatsFile, st, o.Settings); werr != nil && err == nil {
@@ -268,26 +330,37 @@ func modeName(cfg replay.Config) string {
 // flowKey is a UDP flow: the protocol is always UDP.
 type flowKey struct{ src, dst netip.AddrPort }
 
-// flowTable maps flows to streams in order of first appearance, up to max
-// streams, and remembers at most maxTrackedFlows flows in all.
+// flowTable numbers flows in order of first appearance, up to max flows,
+// and remembers at most maxTrackedFlows flows in all. A flow's number
+// names its sender session and stream (sessionOf).
 type flowTable struct {
 	max      int
-	ids      map[flowKey]int32 // stream id, or -1 for a flow beyond max
+	chosen   bool              // max was asked for (ReplayOptions.MaxFlows), not the limit
+	ids      map[flowKey]int32 // flow number, or -1 for a flow beyond max
 	flows    []Flow
-	unmapped uint64 // distinct flows with id -1
+	skipped  uint64 // distinct flows beyond max when chosen
+	unsent   uint64 // distinct flows beyond max when not chosen (MaxFlowsLimit)
+	untraced bool   // some flows were beyond maxTrackedFlows
 }
 
-func newFlowTable(max int) *flowTable {
-	return &flowTable{max: max, ids: make(map[flowKey]int32)}
+// newFlowTable returns a table of up to maxFlows flows (0 = MaxFlowsLimit).
+func newFlowTable(maxFlows int) *flowTable {
+	t := &flowTable{max: maxFlows, chosen: maxFlows > 0 && maxFlows < MaxFlowsLimit, ids: make(map[flowKey]int32)}
+	if maxFlows <= 0 || maxFlows > MaxFlowsLimit {
+		t.max = MaxFlowsLimit
+	}
+	return t
 }
 
-// add returns the stream of d's flow, mapping a new flow if there is room.
+// add returns the number of d's flow, numbering a new flow if there is
+// room.
 func (t *flowTable) add(d *capture.Datagram) (uint32, bool) {
 	k := flowKey{d.Src, d.Dst}
 	id, ok := t.ids[k]
 	switch {
 	case ok:
 	case len(t.ids) >= maxTrackedFlows:
+		t.untraced = true
 		return 0, false
 	case len(t.flows) < t.max:
 		id = int32(len(t.flows))
@@ -296,7 +369,11 @@ func (t *flowTable) add(d *capture.Datagram) (uint32, bool) {
 	default:
 		id = -1
 		t.ids[k] = id
-		t.unmapped++
+		if t.chosen {
+			t.skipped++
+		} else {
+			t.unsent++
+		}
 	}
 	if id < 0 {
 		return 0, false
@@ -306,10 +383,17 @@ func (t *flowTable) add(d *capture.Datagram) (uint32, bool) {
 	return uint32(id), true
 }
 
-// lookup returns the stream of the flow src → dst, if it has one.
+// lookup returns the number of the flow src → dst, if it has one.
 func (t *flowTable) lookup(src, dst netip.AddrPort) (uint32, bool) {
 	id, ok := t.ids[flowKey{src, dst}]
 	return uint32(id), ok && id >= 0
+}
+
+// known reports whether the flow src → dst was seen by the scan (mapped
+// or not): a datagram of an unknown flow is beyond maxTrackedFlows.
+func (t *flowTable) known(src, dst netip.AddrPort) bool {
+	_, ok := t.ids[flowKey{src, dst}]
+	return ok
 }
 
 // scan is what a first pass over the capture found.
@@ -358,22 +442,78 @@ func scanCapture(o ReplayOptions) (*scan, error) {
 		sc.passEndNanos = sched.Next(d.Time.UnixNano())
 	}
 	sc.capture = r.Stats()
+	per := sessionStreams(o)
+	for i := range sc.table.flows {
+		sc.table.flows[i].Sender, sc.table.flows[i].Stream = i/per, uint32(i%per)
+	}
 	return sc, nil
 }
 
-// mappingText is the stream mapping printed before the replay starts.
+// sessionStreams is o.SessionStreams with its default.
+func sessionStreams(o ReplayOptions) int {
+	if o.SessionStreams <= 0 {
+		return DefaultSessionStreams
+	}
+	return o.SessionStreams
+}
+
+// passNanos is how long one pass over the capture takes when sent, 0 when
+// unknown (top speed).
+func passNanos(o ReplayOptions, sc *scan) int64 {
+	switch {
+	case o.Timing.TopSpeed:
+		return 0
+	case o.Timing.PPS > 0:
+		return int64(float64(sc.sendable) / o.Timing.PPS * 1e9)
+	}
+	return sc.passEndNanos
+}
+
+// sessionCount is the number of sessions that carry flows flows, per to a
+// session.
+func sessionCount(flows, per int) int { return (flows + per - 1) / per }
+
+// mappingText is the stream mapping printed before the replay starts: up
+// to maxMappingLines flows one by one (the files list them all).
 func mappingText(o ReplayOptions, sc *scan) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "replay: %s: %d datagrams in %d flows", o.File, sc.capture.Datagrams, len(sc.table.flows)+int(sc.table.unmapped))
+	t := sc.table
+	all := uint64(len(t.flows)) + t.skipped + t.unsent
+	fmt.Fprintf(&b, "replay: %s: %d datagrams in %d flows", o.File, sc.capture.Datagrams, all)
+	if t.untraced {
+		b.WriteString(" and more")
+	}
 	if !o.Timing.TopSpeed && o.Timing.PPS == 0 {
 		fmt.Fprintf(&b, ", one pass takes %s", time.Duration(sc.passEndNanos).Round(time.Millisecond))
 	}
-	fmt.Fprintf(&b, "; sending to %s (%s)\n", o.To, modeName(o.Timing))
-	for _, f := range sc.table.flows {
-		fmt.Fprintf(&b, "  stream %d: %s -> %s (%d datagrams, %d bytes)\n", f.Stream, f.Src, f.Dst, f.Packets, f.Bytes)
+	fmt.Fprintf(&b, "; sending to %s (%s)", o.To, modeName(o.Timing))
+	per := sessionStreams(o)
+	sessions := sessionCount(len(t.flows), per)
+	if sessions > 1 {
+		fmt.Fprintf(&b, " from %d sender sessions of up to %d streams", sessions, per)
 	}
-	if sc.table.unmapped > 0 {
-		fmt.Fprintf(&b, "  %d further flows exceed --max-flows %d: their datagrams are skipped and counted\n", sc.table.unmapped, o.MaxFlows)
+	b.WriteByte('\n')
+	for i, f := range t.flows {
+		if i == maxMappingLines {
+			fmt.Fprintf(&b, "  ... and %d more flows (all listed in --flows-out and --stats)\n", len(t.flows)-i)
+			break
+		}
+		if sessions > 1 {
+			fmt.Fprintf(&b, "  sender %d ", f.Sender)
+		} else {
+			b.WriteString("  ")
+		}
+		fmt.Fprintf(&b, "stream %d: %s -> %s (%d datagrams, %d bytes)\n", f.Stream, f.Src, f.Dst, f.Packets, f.Bytes)
+	}
+	if t.skipped > 0 {
+		fmt.Fprintf(&b, "  %d further flows exceed --max-flows %d: their datagrams are skipped and counted\n", t.skipped, o.MaxFlows)
+	}
+	if sessions > defaultReceiverSessions {
+		fmt.Fprintf(&b, "  note: %d sender sessions; a receiver with default limits takes %d senders of %d streams: start it with --max-sessions %d, or use --session-streams N with recv --max-streams N\n",
+			sessions, defaultReceiverSessions, DefaultSessionStreams, sessions)
+	}
+	if t.unsent > 0 || t.untraced {
+		fmt.Fprintf(&b, "  further flows exceed the %d flows one replay sends: their datagrams are NOT sent, and the replay will be incomplete (split the capture with --filter)\n", MaxFlowsLimit)
 	}
 	return b.String()
 }
@@ -399,15 +539,16 @@ type replayRun struct {
 	o     ReplayOptions
 	sc    *scan
 	clk   nanoClock
-	send  func(stream uint32, payload []byte) error
+	send  func(flow uint32, payload []byte) error   // flow: the number flowTable gave
 	wait  func(ctx context.Context, at int64) error // returns at or after at, or ctx.Err()
 	sched *replay.Scheduler
 	acc   replay.Accuracy
 	timed bool // record accuracy: not TopSpeed
 
-	start, first, last int64
-	sent, bytes        atomic.Uint64
-	skipFlow, skipBig  uint64
+	start, first, last            int64
+	sent, bytes                   atomic.Uint64
+	skipChosen, skipFlow, skipBig uint64
+	passDone                      bool // the last pass ended (not cut short by ctx)
 }
 
 func newReplayRun(o ReplayOptions, sc *scan, clk nanoClock, send func(uint32, []byte) error) (*replayRun, error) {
@@ -428,7 +569,11 @@ func (r *replayRun) replayAll(ctx context.Context) error {
 			}
 			return err
 		}
-		if ctx.Err() != nil || !r.sched.NextPass() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !r.sched.NextPass() {
+			r.passDone = true
 			return nil
 		}
 	}
@@ -441,7 +586,11 @@ func (r *replayRun) pass(ctx context.Context) error {
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer rd.Close()
-	for {
+	for i := 0; ; i++ {
+		// A wait notices cancellation; at top speed nothing waits.
+		if i%1024 == 1023 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		d, err := rd.Next()
 		if errors.Is(err, io.EOF) || errors.Is(err, capture.ErrFileTruncated) {
 			return nil
@@ -457,9 +606,13 @@ func (r *replayRun) pass(ctx context.Context) error {
 
 // step sends one datagram at its time. It does not allocate.
 func (r *replayRun) step(ctx context.Context, d *capture.Datagram) error {
-	stream, ok := r.sc.table.lookup(d.Src, d.Dst)
+	flow, ok := r.sc.table.lookup(d.Src, d.Dst)
 	if !ok {
-		r.skipFlow++
+		if r.sc.table.chosen && r.sc.table.known(d.Src, d.Dst) {
+			r.skipChosen++
+		} else {
+			r.skipFlow++
+		}
 		return nil
 	}
 	if len(d.Payload) > r.o.Sender.MaxPayload() {
@@ -471,7 +624,7 @@ func (r *replayRun) step(ctx context.Context, d *capture.Datagram) error {
 		return err
 	}
 	now := r.clk.Now()
-	if err := r.send(stream, d.Payload); err != nil {
+	if err := r.send(flow, d.Payload); err != nil {
 		return fmt.Errorf("replay: send: %w", err)
 	}
 	if r.timed {
@@ -508,7 +661,7 @@ func (r *replayRun) sleepUntil(ctx context.Context, at int64) error {
 // fill copies the run's results into st.
 func (r *replayRun) fill(st *ReplayStats) {
 	st.Packets, st.Bytes = r.sent.Load(), r.bytes.Load()
-	st.SkippedFlowLimit, st.SkippedTooLarge = r.skipFlow, r.skipBig
+	st.SkippedMaxFlows, st.SkippedFlowLimit, st.SkippedTooLarge = r.skipChosen, r.skipFlow, r.skipBig
 	st.Schedule = r.sched.Stats()
 	st.Passes = st.Schedule.Passes
 	if st.Packets > 1 {
@@ -521,6 +674,10 @@ func (r *replayRun) fill(st *ReplayStats) {
 		st.Accuracy = r.acc.Summary()
 	}
 }
+
+// unfinished reports whether passes the replay asked for were left unsent
+// (the context was cancelled first).
+func (r *replayRun) unfinished() bool { return !r.passDone }
 
 // total returns the datagrams the whole replay sends, 0 if without end.
 func (r *replayRun) total() uint64 {
@@ -574,12 +731,22 @@ func (r *replayRun) eta(sent, total uint64, pps float64, now int64) string {
 // replaySummary is the end-of-run text.
 func replaySummary(st *ReplayStats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "replay: sent %d messages, %d payload bytes, %d flows, passes %d, in %s (%.0f packets/s, %s)",
-		st.Packets, st.Bytes, len(st.Flows), st.Passes, time.Duration(st.ElapsedNanos).Round(time.Millisecond), st.PacketsPerSecond, st.Mode)
+	fmt.Fprintf(&b, "replay: sent %d messages, %d payload bytes, %d flows", st.Packets, st.Bytes, len(st.Flows))
+	if st.Sessions > 1 {
+		fmt.Fprintf(&b, " from %d sender sessions", st.Sessions)
+	}
+	fmt.Fprintf(&b, ", passes %d, in %s (%.0f packets/s, %s)",
+		st.Passes, time.Duration(st.ElapsedNanos).Round(time.Millisecond), st.PacketsPerSecond, st.Mode)
+	if st.Interrupted {
+		b.WriteString("; interrupted before the end")
+	}
 	c := st.Capture
 	fmt.Fprintf(&b, "\n  capture: %d records, %d UDP datagrams (%d reassembled from fragments), %d filtered out",
 		c.Records, c.Datagrams, c.Reassembled, c.Filtered)
 	fmt.Fprintf(&b, "\n  skipped: %s", skippedText(st))
+	if ns := notSentText(st); ns != "" {
+		fmt.Fprintf(&b, "\n  NOT sent: %s", ns)
+	}
 	if st.FileError != "" {
 		fmt.Fprintf(&b, "\n  the capture ends early: %s", st.FileError)
 	}
@@ -591,16 +758,21 @@ func replaySummary(st *ReplayStats) string {
 		fmt.Fprintf(&b, "\n  schedule: %d gaps capped (%s removed), %d backward time steps sent without a gap",
 			s.CappedGaps, time.Duration(s.CappedNanos).Round(time.Millisecond), s.BackwardSteps)
 	}
+	if st.Packets > 0 {
+		fmt.Fprintf(&b, "\n  delivery: %s", deliveryText(st))
+	}
 	return b.String()
 }
 
-// skippedText lists every non-zero skip count by reason, or "none".
+// skippedText lists every non-zero count of what the replay left out by
+// choice (--filter, --max-flows) or because the capture does not hold a
+// whole UDP datagram, by reason, or "none". The capture's counts are of
+// one pass.
 func skippedText(st *ReplayStats) string {
 	c := st.Capture
-	reasons := []struct {
-		n    uint64
-		what string
-	}{
+	return countsText([]reason{
+		{c.Filtered, "filtered out by --filter"},
+		{st.SkippedMaxFlows, "of flows beyond --max-flows"},
 		{c.NotIP, "not IP"},
 		{c.NotUDP, "not UDP"},
 		{c.Truncated, "truncated (captured shorter than sent)"},
@@ -608,10 +780,27 @@ func skippedText(st *ReplayStats) string {
 		{c.UnsupportedLinkType, "unsupported link type"},
 		{c.FragmentsInvalid, "invalid fragments"},
 		{c.FragmentsDuplicate, "duplicate fragments"},
-		{c.FragmentsExpired, "incomplete fragmented datagrams"},
-		{st.SkippedFlowLimit, "beyond --max-flows"},
+		{c.FragmentsExpired, "incomplete fragmented datagrams (not reassembled)"},
+	}, "none")
+}
+
+// notSentText lists the whole UDP datagrams of the capture that a limit
+// kept from being sent, or "": any makes the replay incomplete.
+func notSentText(st *ReplayStats) string {
+	return countsText([]reason{
+		{st.SkippedFlowLimit, fmt.Sprintf("of flows beyond the %d flows one replay sends", MaxFlowsLimit)},
 		{st.SkippedTooLarge, "over the largest telewire payload"},
-	}
+	}, "")
+}
+
+// reason is a count and what it counts.
+type reason struct {
+	n    uint64
+	what string
+}
+
+// countsText joins the non-zero reasons, or returns none.
+func countsText(reasons []reason, none string) string {
 	var parts []string
 	for _, r := range reasons {
 		if r.n > 0 {
@@ -619,7 +808,7 @@ func skippedText(st *ReplayStats) string {
 		}
 	}
 	if len(parts) == 0 {
-		return "none"
+		return none
 	}
 	return strings.Join(parts, ", ")
 }
@@ -662,18 +851,43 @@ func parseFlows(b []byte) ([]Flow, error) {
 	if len(flows) > maxTrackedFlows {
 		return nil, fmt.Errorf("%w: %d flows, at most %d", ErrFlowsFile, len(flows), maxTrackedFlows)
 	}
-	seen := make(map[uint32]bool, len(flows))
+	seen := make(map[flowID]bool, len(flows))
 	for _, f := range flows {
 		src, dst := f.Src.Addr().Unmap(), f.Dst.Addr().Unmap()
 		if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
 			return nil, fmt.Errorf("%w: stream %d: %v -> %v are not two addresses of one family", ErrFlowsFile, f.Stream, f.Src, f.Dst)
 		}
-		if seen[f.Stream] {
-			return nil, fmt.Errorf("%w: stream %d listed twice", ErrFlowsFile, f.Stream)
+		id, err := f.id()
+		if err != nil {
+			return nil, err
 		}
-		seen[f.Stream] = true
+		if seen[id] {
+			return nil, fmt.Errorf("%w: session %q stream %d listed twice", ErrFlowsFile, f.Session, f.Stream)
+		}
+		seen[id] = true
 	}
 	return flows, nil
+}
+
+// flowID is what names a flow on the receiving side: its session id and
+// stream, or only the stream when the mapping has no session (any
+// session).
+type flowID struct {
+	session    uint64
+	stream     uint32
+	anySession bool
+}
+
+// id parses f's session into its flowID.
+func (f *Flow) id() (flowID, error) {
+	if f.Session == "" {
+		return flowID{stream: f.Stream, anySession: true}, nil
+	}
+	v, err := strconv.ParseUint(f.Session, 16, 64)
+	if err != nil || len(f.Session) > 16 {
+		return flowID{}, fmt.Errorf("%w: stream %d: session %q is not up to 16 hex digits", ErrFlowsFile, f.Stream, f.Session)
+	}
+	return flowID{session: v, stream: f.Stream}, nil
 }
 
 // flowsRetryNanos is how often a recv whose --flows file does not exist yet
@@ -683,31 +897,36 @@ const flowsRetryNanos = int64(100 * time.Millisecond)
 // pcapSink writes delivered messages as UDP datagrams in a pcap file for
 // `telewire recv --pcap-out`.
 //
-// Addresses: a stream listed in the flows mapping (from `telewire replay`)
-// is written with its original source and destination; any other stream
-// with source = the sender's IP address and port = the stream id (its low
-// 16 bits), destination = the receiver's address. Timestamps are the
-// receive times.
+// Addresses: a message whose session and stream the flows mapping (from
+// `telewire replay`) lists is written with its original source and
+// destination (an entry without a session matches its stream in any
+// session); any other message with source = the sender's IP address and
+// port = the stream id (its low 16 bits), destination = the receiver's
+// address. Timestamps are the receive times.
 //
 // The mapping file is read when the first message arrives, not at start:
 // a receiver is started before the replay, and the replay writes its
 // --flows-out file before it sends anything (atomically, by rename), so on
 // one host the file read is the current replay's, never one left by an
-// earlier run. While the file does not exist, it is looked for again every
-// 100 ms as messages arrive; those written meanwhile get the fallback
-// addresses.
+// earlier run. While a message finds no flow, the file is looked at again
+// at most every 100 ms, and read again when it has changed (another
+// replay into the same receiver): its flows join those already known (up
+// to maxTrackedFlows; past that the new file replaces them). Messages
+// written before their mapping appeared get the fallback addresses.
 type pcapSink struct {
 	path      string
 	f         *os.File
 	bw        *bufio.Writer
 	w         *capture.Writer
-	flowsFile string // "" once loaded, or when there is none
-	nextTry   int64  // receive time of the next attempt to load it
-	flows     map[uint32]Flow
-	local     netip.AddrPort
-	wall      func(nanos int64) time.Time
-	written   uint64
-	mapped    uint64 // of written, with the original addresses
+	flowsFile string      // "" when there is none
+	nextTry   int64       // receive time of the next look at it
+	flowsInfo fs.FileInfo // of the file last read, nil before
+
+	flows   map[flowID]Flow
+	local   netip.AddrPort
+	wall    func(nanos int64) time.Time
+	written uint64
+	mapped  uint64 // of written, with the original addresses
 }
 
 // openPcapSink creates the pcap file at path. flowsFile, if set, is the
@@ -756,13 +975,13 @@ func (p *pcapSink) flush() error {
 // fragments; it does not). It does not allocate.
 func (p *pcapSink) write(m *receiver.Message) error {
 	d := capture.Datagram{Time: p.wall(m.ReceiveNanos), Payload: m.Payload}
-	f, ok := p.flows[m.Stream]
+	f, ok := p.lookup(m)
 	if !ok && p.flowsFile != "" && m.ReceiveNanos >= p.nextTry {
 		if err := p.loadFlows(); err != nil {
 			return err
 		}
 		p.nextTry = m.ReceiveNanos + flowsRetryNanos
-		f, ok = p.flows[m.Stream]
+		f, ok = p.lookup(m)
 	}
 	if ok {
 		d.Src, d.Dst = f.Src, f.Dst
@@ -777,9 +996,19 @@ func (p *pcapSink) write(m *receiver.Message) error {
 	return nil
 }
 
-// loadFlows reads the mapping file if it exists; a file that exists but is
-// not a mapping is an error.
+// loadFlows reads the mapping file if it exists and changed since it was
+// last read; a file that exists but is not a mapping is an error.
 func (p *pcapSink) loadFlows() error {
+	fi, err := os.Stat(p.flowsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recv: --flows: %w", err)
+	}
+	if old := p.flowsInfo; old != nil && os.SameFile(fi, old) && fi.ModTime().Equal(old.ModTime()) && fi.Size() == old.Size() {
+		return nil // unchanged (replay writes a new file and renames it)
+	}
 	flows, err := LoadFlows(p.flowsFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -787,12 +1016,25 @@ func (p *pcapSink) loadFlows() error {
 	if err != nil {
 		return fmt.Errorf("recv: --flows: %w", err)
 	}
-	p.flows = make(map[uint32]Flow, len(flows))
-	for _, f := range flows {
-		p.flows[f.Stream] = f
+	if p.flows == nil || len(p.flows)+len(flows) > maxTrackedFlows {
+		p.flows = make(map[flowID]Flow, len(flows))
 	}
-	p.flowsFile = ""
+	for _, f := range flows {
+		id, _ := f.id() // checked by LoadFlows
+		p.flows[id] = f
+	}
+	p.flowsInfo = fi
 	return nil
+}
+
+// lookup returns the flow of m's session and stream, or of its stream in
+// any session when the mapping names no session.
+func (p *pcapSink) lookup(m *receiver.Message) (Flow, bool) {
+	if f, ok := p.flows[flowID{session: m.Session, stream: m.Stream}]; ok {
+		return f, true
+	}
+	f, ok := p.flows[flowID{stream: m.Stream, anySession: true}]
+	return f, ok
 }
 
 // fallbackAddrs returns the addresses of a stream without a mapping: the
@@ -830,7 +1072,7 @@ func (p *pcapSink) close() error {
 // summary is the line recv prints about the pcap file.
 func (p *pcapSink) summary() string {
 	s := fmt.Sprintf("pcap: %d datagrams written to %s, %d of them with their original addresses", p.written, p.path, p.mapped)
-	if p.flowsFile != "" {
+	if p.flowsFile != "" && p.flowsInfo == nil {
 		s += fmt.Sprintf(" (--flows %s never appeared)", p.flowsFile)
 	}
 	return s

@@ -112,8 +112,8 @@ func TestFlowTable(t *testing.T) {
 	if want := []int{0, 1, 99, 99, 0, 1, 99, 99}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("streams %v, want %v", got, want)
 	}
-	if len(ft.flows) != 2 || ft.unmapped != 2 {
-		t.Fatalf("%d flows, %d unmapped; want 2 and 2", len(ft.flows), ft.unmapped)
+	if len(ft.flows) != 2 || ft.skipped != 2 || ft.unsent != 0 {
+		t.Fatalf("%d flows, %d skipped, %d unsent; want 2, 2 and 0", len(ft.flows), ft.skipped, ft.unsent)
 	}
 	f := ft.flows[1]
 	if f.Src != dgs[1].Src || f.Dst != dgs[1].Dst || f.Packets != 2 || f.Bytes != uint64(len(dgs[1].Payload)+len(dgs[5].Payload)) {
@@ -139,8 +139,8 @@ func TestFlowTableBound(t *testing.T) {
 		d.Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
 		ft.add(&d)
 	}
-	if len(ft.ids) != maxTrackedFlows || ft.unmapped != maxTrackedFlows-3 || len(ft.flows) != 3 {
-		t.Fatalf("tracked %d, unmapped %d, mapped %d", len(ft.ids), ft.unmapped, len(ft.flows))
+	if len(ft.ids) != maxTrackedFlows || ft.skipped != maxTrackedFlows-3 || len(ft.flows) != 3 || !ft.untraced {
+		t.Fatalf("tracked %d, skipped %d, mapped %d, untraced %v", len(ft.ids), ft.skipped, len(ft.flows), ft.untraced)
 	}
 }
 
@@ -234,12 +234,18 @@ func TestReplaySkips(t *testing.T) {
 	}
 	var st ReplayStats
 	r.fill(&st)
-	if len(*out) != 3 || st.SkippedFlowLimit != 4 || st.SkippedTooLarge != 1 || st.Accuracy.Count != 0 {
-		t.Fatalf("sent %d, skipped %d (flow) %d (large), accuracy %+v", len(*out), st.SkippedFlowLimit, st.SkippedTooLarge, st.Accuracy)
+	if len(*out) != 3 || st.SkippedMaxFlows != 4 || st.SkippedFlowLimit != 0 || st.SkippedTooLarge != 1 || st.Accuracy.Count != 0 {
+		t.Fatalf("sent %d, skipped %d (--max-flows) %d (flow limit) %d (large), accuracy %+v", len(*out), st.SkippedMaxFlows, st.SkippedFlowLimit, st.SkippedTooLarge, st.Accuracy)
 	}
 	st.Capture = r.sc.capture
-	if txt := skippedText(&st); !strings.Contains(txt, "4 beyond --max-flows") || !strings.Contains(txt, "1 over the largest") {
+	if txt := skippedText(&st); !strings.Contains(txt, "4 of flows beyond --max-flows") || strings.Contains(txt, "largest") {
 		t.Fatalf("skipped text %q", txt)
+	}
+	if txt := notSentText(&st); txt != "1 over the largest telewire payload" {
+		t.Fatalf("not-sent text %q", txt)
+	}
+	if err := verdict(&st); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("a datagram too large to send: verdict %v", err)
 	}
 }
 
@@ -431,10 +437,21 @@ func TestParseFlows(t *testing.T) {
 		`{"flows":[{"stream":0,"src":"10.0.0.1","dst":"10.0.0.2:2"}]}`,
 		`{"flows":[{"stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`,
 		`{"flows":[{"stream":-1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"xyz","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"-1","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"00000000000000000a","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`,
+		`{"flows":[{"session":"0a","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"session":"0a","stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`,
 	} {
 		if _, err := parseFlows([]byte(bad)); !errors.Is(err, ErrFlowsFile) {
 			t.Errorf("%q: %v, want ErrFlowsFile", bad, err)
 		}
+	}
+	// The same stream in two sessions is two flows; a session is up to 16
+	// hex digits.
+	two := `{"flows":[{"sender":0,"session":"0123456789abcdef","stream":1,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},` +
+		`{"sender":1,"session":"a","stream":1,"src":"10.0.0.3:1","dst":"10.0.0.2:2"}]}`
+	if flows, err := parseFlows([]byte(two)); err != nil || len(flows) != 2 || flows[1].Sender != 1 || flows[0].Session != "0123456789abcdef" {
+		t.Fatalf("two sessions: %v %+v", err, flows)
 	}
 	dir := t.TempDir()
 	if _, err := LoadFlows(filepath.Join(dir, "none.json")); !errors.Is(err, os.ErrNotExist) {
@@ -453,6 +470,7 @@ func FuzzParseFlows(f *testing.F) {
 	f.Add([]byte(`{"flows":[{"stream":0,"src":"10.0.0.1:1","dst":"10.0.0.2:2","packets":1,"bytes":5}]}`))
 	f.Add([]byte(`{"flows":[{"stream":4294967295,"src":"[::1]:0","dst":"[::]:65535"}]}`))
 	f.Add([]byte(`{"flows":[]}`))
+	f.Add([]byte(`{"flows":[{"sender":3,"session":"00000000deadbeef","stream":2,"src":"10.0.0.1:1","dst":"10.0.0.2:2"},{"session":"1","stream":2,"src":"10.0.0.1:1","dst":"10.0.0.2:2"}]}`))
 	f.Add([]byte(`{"flows":[{"stream":1,"src":"1.2.3.4:5","dst":"[::ffff:1.2.3.4]:6"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		flows, err := parseFlows(b)
@@ -614,8 +632,16 @@ func TestPcapSinkAllocs(t *testing.T) {
 // IPv6, a reversed flow, empty payloads and fragmented datagrams arrives
 // on its own stream, and the pcap recv writes holds, per original flow,
 // the same payloads byte for byte, twice (two passes), with the original
-// addresses.
+// addresses. It runs with one sender session, and with two into a
+// receiver that takes 3 streams per sender; the receiver's reports
+// confirm every datagram, so Replay returns no error.
 func TestReplayLoopback(t *testing.T) {
+	for _, per := range []int{0, 3} {
+		t.Run(fmt.Sprintf("session-streams-%d", per), func(t *testing.T) { testReplayLoopback(t, per) })
+	}
+}
+
+func testReplayLoopback(t *testing.T, per int) {
 	testutil.NoLeaks(t)
 	dir := t.TempDir()
 	dgs := genDatagrams(10, 400, 3000, 50*time.Microsecond)
@@ -629,8 +655,9 @@ func TestReplayLoopback(t *testing.T) {
 	var recvErr bytes.Buffer
 	go func() {
 		recvDone <- Recv(ctx, RecvOptions{
-			Listen: "127.0.0.1:0", Count: uint64(2 * len(dgs)), PcapOut: out, FlowsFile: flows,
-			Logger: zerolog.Nop(), Ready: func(a string) { ready <- a },
+			Listen: "127.0.0.1:0", Idle: 300 * time.Millisecond, PcapOut: out, FlowsFile: flows,
+			Receiver: receiver.Config{MaxStreams: max(per, 4)},
+			Logger:   zerolog.Nop(), Ready: func(a string) { ready <- a },
 		}, io.Discard, &recvErr)
 	}()
 	var addr string
@@ -641,8 +668,8 @@ func TestReplayLoopback(t *testing.T) {
 	}
 	var replayErr bytes.Buffer
 	st, err := Replay(ctx, ReplayOptions{
-		File: src, To: addr, Timing: replay.Config{PPS: 20000, Loops: 2},
-		FlowsFile: flows, StatsFile: stats, Linger: 50 * time.Millisecond, Logger: zerolog.Nop(),
+		File: src, To: addr, Timing: replay.Config{PPS: 20000, Loops: 2}, SessionStreams: per,
+		FlowsFile: flows, StatsFile: stats, Linger: 10 * time.Second, Logger: zerolog.Nop(),
 	}, &replayErr)
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, replayErr.String())
@@ -651,17 +678,29 @@ func TestReplayLoopback(t *testing.T) {
 		t.Fatalf("recv: %v\n%s", err, recvErr.String())
 	}
 	t.Logf("replay:\n%s\nrecv:\n%s", replayErr.String(), recvErr.String())
-	if st.Packets != uint64(2*len(dgs)) || len(st.Flows) != len(testEnds) || st.Capture.Reassembled == 0 || st.Accuracy.Count != st.Packets {
+	sessions := 1
+	if per == 3 {
+		sessions = 2
+	}
+	if st.Packets != uint64(2*len(dgs)) || len(st.Flows) != len(testEnds) || st.Capture.Reassembled == 0 || st.Accuracy.Count != st.Packets ||
+		st.Sessions != sessions || len(st.Senders) != sessions || st.Delivery.Confirmed != st.Packets || st.Delivery.Sent != st.Packets {
 		t.Fatalf("replay stats: %+v", st)
 	}
-	for _, want := range []string{"stream 3: 10.0.0.2:5000 -> 10.0.0.1:40000", "timing: |scheduled - actual| p50"} {
+	if st.Senders[0].Session == st.Senders[sessions-1].Session && sessions > 1 {
+		t.Fatalf("two senders share session %x", st.Senders[0].Session)
+	}
+	stream3 := "  stream 3: 10.0.0.2:5000 -> 10.0.0.1:40000"
+	if sessions > 1 {
+		stream3 = "sender 1 stream 0: 10.0.0.2:5000 -> 10.0.0.1:40000"
+	}
+	for _, want := range []string{stream3, "timing: |scheduled - actual| p50", "the receiver confirmed 800 of 800 datagrams, every flow whole"} {
 		if !strings.Contains(replayErr.String(), want) {
 			t.Fatalf("replay output lacks %q", want)
 		}
 	}
 	var doc ReplayStats
 	b, _ := os.ReadFile(stats)
-	if err := json.Unmarshal(b, &doc); err != nil || doc.Packets != st.Packets || len(doc.Flows) != len(testEnds) || doc.Sender.Packets != st.Packets {
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Packets != st.Packets || len(doc.Flows) != len(testEnds) || len(doc.Senders) != sessions || doc.Delivery != st.Delivery {
 		t.Fatalf("stats file: %v %+v", err, doc)
 	}
 	want := flowPayloads(t, src)

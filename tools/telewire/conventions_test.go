@@ -233,7 +233,9 @@ func TestReplayStdin(t *testing.T) {
 		want = append(want, string(p))
 	}
 	var out bytes.Buffer
-	recv, addr, rerr := startRecv(t, &out, "--count", fmt.Sprint(len(want)), "--framing", "len32")
+	// --idle, not --count: replay waits for the receiver's report of the
+	// last datagram, which a recv that exits at its count may never send.
+	recv, addr, rerr := startRecv(t, &out, "--idle", "1s", "--framing", "len32")
 	capFile, err := os.Open(capPath)
 	if err != nil {
 		t.Fatal(err)

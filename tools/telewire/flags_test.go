@@ -86,7 +86,7 @@ func TestBadFlagsOneLine(t *testing.T) {
 		{append([]string{"replay", capFile, "--loop", "-1"}, to...), "--loop"},
 		{append([]string{"replay", capFile, "--max-gap", "-1s"}, to...), "--max-gap"},
 		{append([]string{"replay", capFile, "--linger", "-1s"}, to...), "--linger"},
-		{append([]string{"replay", capFile, "--max-flows", "0"}, to...), "--max-flows"},
+		{append([]string{"replay", capFile, "--max-flows", "-1"}, to...), "--max-flows"},
 		{append([]string{"replay", capFile, "--filter", "port"}, to...), "--filter"},
 		{append([]string{"replay", capFile, "--stats", unwritable}, to...), "--stats"},
 		{append([]string{"replay", capFile, "--flows-out", unwritable}, to...), "--flows-out"},

@@ -27,6 +27,10 @@ type command struct {
 	run           func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
 }
 
+// exitCoder is an error that names its own exit status (such as
+// app.IncompleteError: replay exits 3 or 4).
+type exitCoder interface{ ExitCode() int }
+
 // errUsage marks a command-line mistake; the flag package has already said
 // what it was.
 var errUsage = errors.New("usage")
@@ -87,9 +91,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// ExitCode returns the exit status; it makes exitError an exitCoder.
+func (e *exitError) ExitCode() int { return e.code }
+
 // run executes the command line and returns the exit status: 0 on
-// success (including an end by signal), 1 on failure, 2 on bad usage,
-// or the status of an exitError.
+// success (including an end by signal), 1 on failure, 2 on bad usage, or
+// the status an exitCoder error names.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -111,19 +118,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			continue
 		}
 		err := c.run(ctx, args[1:], stdin, stdout, stderr)
+		var ec exitCoder
+		var ee *exitError
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
-		}
-		var ee *exitError
-		switch {
-		case errors.As(err, &ee):
-			if !ee.quiet {
-				fmt.Fprintf(stderr, "telewire %s: %v\n", name, ee.err)
-			}
-			return ee.code
+		case errors.As(err, &ee) && ee.quiet:
+			return ee.code // the command has said why
+		case errors.As(err, &ec):
+			fmt.Fprintf(stderr, "telewire %s: %v\n", name, err)
+			return ec.ExitCode()
 		default:
 			fmt.Fprintf(stderr, "telewire %s: %v\n", name, err)
 			return 1

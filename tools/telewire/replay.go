@@ -18,20 +18,39 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		`Replays the UDP datagrams of a capture (pcap or pcapng, optionally gzip-compressed;
 FILE "-" reads it from stdin, to its end, before sending) through telewire: each datagram's payload becomes one telewire message, sent at the
 capture's timing (or scaled, or at a fixed rate, or as fast as possible). Each flow
-(source and destination address and port) gets its own stream id, in order of first
-appearance, up to --max-flows; the mapping is printed at the start and written into
---stats and --flows-out.
+(source and destination address and port) gets its own stream, in order of first
+appearance; every flow is replayed, however many the capture holds (up to 65536):
+flows are spread over several sender sessions of up to --session-streams streams
+each (64, what a default recv accepts per sender), so 1000 flows go out from 16
+sessions. The mapping is printed at the start and written into --stats and
+--flows-out.
 
 The capture is read twice: once to map the flows and count the datagrams (so the
 progress bar has an ETA), then to send. Link types Ethernet, Linux SLL/SLL2, raw IP
 and BSD loopback are read, with VLAN tags; IPv4/IPv6 fragments are reassembled.
-Frames that are not UDP, or captured shorter than they were sent, are skipped and
-counted by reason in the summary, as are flows beyond --max-flows.
+Frames that are not UDP, captured shorter than they were sent, or fragments that
+never complete a datagram are skipped and counted by reason in the summary, as are
+datagrams left out by --filter or --max-flows.
+
+After the last message, replay lingers (up to --linger) until the receiver's reports
+confirm every datagram, then prints what they confirm. Exit status:
+  0  every datagram sent, and the receiver confirmed every one (or interrupted by a
+     signal with everything sent so far confirmed)
+  1  an error (unreadable capture, bad address, ...)
+  2  bad usage
+  3  no report came back from the receiver: nothing confirms delivery (no receiver
+     at --to, a key on one end only, a firewall, or a receiver that stopped before
+     reporting: end recv with --idle, not --count)
+  4  incomplete: datagrams lost (missing after repair, or too late for delivery),
+     unconfirmed when the linger ended, or not sent (over the largest telewire
+     payload, or beyond 65536 flows); the summary lists the flows
 
 A receiver writes what it delivers back into a capture with
   telewire recv --listen HOST:PORT --pcap-out out.pcap --flows flows.json
 where flows.json is this command's --flows-out (or --stats) file, so out.pcap
-carries the original addresses and ports.
+carries the original addresses and ports. A default recv takes 64 senders: a
+capture of more than 4096 flows needs recv --max-sessions N (replay says how many),
+or recv --max-streams S with replay --session-streams S.
 
 --filter takes a tcpdump-like expression over UDP datagrams:
   udp port 5000 and dst 233.54.12.0/24
@@ -50,8 +69,9 @@ every datagram).`, stderr)
 	pps := fs.Float64("pps", 0, "send at this fixed rate in packets per second, ignoring capture timestamps")
 	loops := fs.Int("loop", 1, "passes over the capture (0 = until interrupted)")
 	maxGap := fs.Duration("max-gap", time.Second, "cap on one gap between consecutive datagrams, in capture time (0 = no cap)")
-	fs.IntVar(&o.MaxFlows, "max-flows", app.DefaultMaxFlows, "flows replayed, one stream each; datagrams of further flows are skipped and counted (a default recv accepts 64 streams per sender)")
-	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")
+	fs.IntVar(&o.MaxFlows, "max-flows", 0, "replay only the first N flows; datagrams of further flows are skipped and counted (0 = every flow)")
+	fs.IntVar(&o.SessionStreams, "session-streams", app.DefaultSessionStreams, "flows per sender session, one stream each: at most the receiver's streams per sender (recv --max-streams)")
+	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback until the receiver confirms every datagram, this long at most")
 	fs.StringVar(&o.StatsFile, "stats", "", "write the final statistics, stream mapping included, as JSON to `FILE` (\"-\" = stdout)")
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	fs.StringVar(&o.FlowsFile, "flows-out", "", "write the stream mapping as JSON to `FILE` (\"-\" = stdout) before sending (for recv --flows)")
@@ -103,8 +123,10 @@ every datagram).`, stderr)
 		return usageError(fs, "--speed must be positive and --pps not negative")
 	case *loops < 0 || *maxGap < 0 || o.Linger < 0:
 		return usageError(fs, "--loop, --max-gap and --linger must not be negative")
-	case o.MaxFlows < 1 || o.MaxFlows > app.MaxFlowsLimit:
-		return usageError(fs, "--max-flows must be in 1..%d", app.MaxFlowsLimit)
+	case o.MaxFlows < 0 || o.MaxFlows > app.MaxFlowsLimit:
+		return usageError(fs, "--max-flows must be in 0..%d", app.MaxFlowsLimit)
+	case o.SessionStreams < 1 || o.SessionStreams > app.MaxSessionStreams:
+		return usageError(fs, "--session-streams must be in 1..%d", app.MaxSessionStreams)
 	}
 	o.Timing = replay.Config{TopSpeed: *topSpeed, PPS: *pps, Loops: *loops, MaxGapNanos: int64(*maxGap)}
 	if !*topSpeed && *pps == 0 {

@@ -176,13 +176,18 @@ everything refused, dropped or skipped.`, stderr)
 	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
 	nack := fs.String("nack", "on", "request retransmission of lost messages: on or off")
 	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE` (- = stdout, with --output elsewhere), stamped with its receive time, flushed with the output (addresses: see --flows)")
-	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); mapped streams are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
+	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); messages of the sessions and streams it maps are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
+	fs.IntVar(&o.Receiver.MaxSessions, "max-sessions", 64, "senders (sessions) taken at once; datagrams of further ones are dropped and counted")
+	fs.IntVar(&o.Receiver.MaxStreams, "max-streams", 64, "streams taken per sender; datagrams of further ones are dropped and counted")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if o.Receiver.MaxSessions < 1 || o.Receiver.MaxStreams < 1 {
+		return usageError(fs, "--max-sessions and --max-streams must be positive")
 	}
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")

@@ -1174,6 +1174,19 @@ func (c *Core) reportEarly(now int64) {
 	}
 }
 
+// ReportNow queues a REPORT for every stream, so that a sender hears about the tail of its data from a
+// receiver about to close (Receiver.Close calls it) instead of waiting for
+// a report that never comes. Amplification limits and the feedback outbox
+// bound it as they bound every REPORT.
+func (c *Core) ReportNow(now int64) {
+	for _, s := range c.sessions {
+		for _, st := range s.streams {
+			st.reportDue = false
+			c.sendReport(s, st, now, packet.FlagEarly)
+		}
+	}
+}
+
 // report closes the stream's interval and queues a REPORT to its sender.
 func (c *Core) report(s *session, st *stream, now int64) {
 	l := st.loss()

@@ -150,11 +150,17 @@ func (r *Receiver) Stats() Stats {
 // Addr returns the address the receiver is bound to.
 func (r *Receiver) Addr() netip.AddrPort { return r.conn.LocalAddr() }
 
-// Close stops receiving, closes the socket and wakes a blocked Recv.
+// Close sends each sender a last REPORT of what arrived since the previous
+// one, stops receiving, closes the socket and wakes a blocked Recv.
 // Messages already delivered can still be taken with Recv. It is safe to
 // call more than once.
 func (r *Receiver) Close() error {
 	r.closeOnce.Do(func() {
+		// A last REPORT, flushed by the loop's writer as it stops, tells
+		// each sender what arrived since the previous one.
+		r.loop.Mu.Lock()
+		r.core.ReportNow(r.cfg.Clock.Now())
+		r.loop.Mu.Unlock()
 		r.closeErr = r.loop.Close()
 		close(r.done)
 		r.cancel()

@@ -256,3 +256,38 @@ func TestTryRecv(t *testing.T) {
 		t.Fatal("TryRecv returned a message after everything was taken and the receiver closed")
 	}
 }
+
+// TestCloseSendsLastReport: a receiver that closes right after the last
+// message (recv --count) still tells the sender what arrived, so the sender
+// does not take a complete transfer for one the receiver never reported.
+// The periodic REPORT is seconds away and early REPORTs come every 64
+// messages, so only the one Close sends can carry the final count.
+func TestCloseSendsLastReport(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", ReportInterval: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := dial(t, ctx, sender.Config{To: r.Addr().String()})
+	const n = 10
+	for i := range n {
+		if err := s.Send(fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if _, err := r.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the sender hears the final count", func() bool {
+		st := s.Stats()
+		return len(st.Streams) == 1 && st.Streams[0].Receiver.Reported && st.Streams[0].Receiver.Received == n
+	})
+}

@@ -181,6 +181,7 @@ everything refused, dropped or skipped.`, stderr)
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
 	fs.IntVar(&o.Receiver.MaxSessions, "max-sessions", 64, "senders (sessions) taken at once; datagrams of further ones are dropped and counted")
 	fs.IntVar(&o.Receiver.MaxStreams, "max-streams", 64, "streams taken per sender; datagrams of further ones are dropped and counted")
+	maxState := fs.Int("max-state", 64, "cap on the `MiB` of all session and stream state (held messages, reorder and FEC buffers); new senders or streams beyond it are refused and counted (at least 1)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	hw := addWebFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -192,6 +193,10 @@ everything refused, dropped or skipped.`, stderr)
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")
 	}
+	if *maxState < 1 || *maxState > 1<<20 {
+		return usageError(fs, "--max-state %d: between 1 and %d MiB", *maxState, 1<<20)
+	}
+	o.Receiver.MaxStateBytes = *maxState << 20
 	if err := checkAddr(fs, "listen", o.Listen); err != nil {
 		return err
 	}

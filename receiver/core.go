@@ -154,6 +154,7 @@ type session struct {
 	lastSeen  int64
 	malformed uint64
 	keys      *sessionKeys // nil without encryption
+	rttSeed   int64        // a first round trip (the handshake's), for streams yet to come; 0 if none
 	// Bytes received from and sent to the session's address: without a
 	// key, feedback stays within amplificationFactor times what arrived.
 	rxBytes, txBytes uint64
@@ -596,8 +597,28 @@ func (s *session) stream(id uint32, c *Core) *stream {
 		}),
 		nacks: make([]packet.Range, 0, reliability.DefaultMaxNACKRanges),
 	}
+	if s.rttSeed > 0 {
+		st.rtt.Observe(s.rttSeed)
+	}
 	s.streams = append(s.streams, st)
 	return st
+}
+
+// seedRTT gives session s a first round-trip sample measured outside the
+// NACK path (the handshake's WELCOME to CONFIRM, with a key): streams that
+// have no sample yet, and streams created later, start their NACK retry
+// timeout from it instead of a quarter of the latency budget. Samples of
+// zero or less, or beyond maxRTO, are ignored.
+func (c *Core) seedRTT(s *session, sample int64) {
+	if sample <= 0 || sample > int64(maxRTO) {
+		return
+	}
+	s.rttSeed = sample
+	for _, st := range s.streams {
+		if st.rtt.Samples() == 0 {
+			st.rtt.Observe(sample)
+		}
+	}
 }
 
 // Tick delivers what has reached its deadline, sends the NACKs that are
@@ -631,9 +652,6 @@ func (c *Core) Tick(now int64) {
 	for k, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
 			c.release(s)
-			if c.sec != nil {
-				c.sec.retire(s)
-			}
 			delete(c.sessions, k)
 			c.stats.SessionsExpired++
 			c.log.Info().Stringer("from", s.addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")

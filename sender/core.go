@@ -244,7 +244,8 @@ const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
 // Room reports whether a payload of n bytes fits in the queue now, on any
 // stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
-	return c.out.Current().RoomFor(2, packet.HeaderLen+packet.DataHeaderLen+n+heartbeatLen+2*c.overhead())
+	size := packet.HeaderLen + packet.DataHeaderLen + n + heartbeatLen + 2*c.overhead()
+	return c.out.Current().RoomFor(2, size) && c.roomHeld(2, size)
 }
 
 // Send stamps payload with the stream's next sequence number and the time
@@ -254,12 +255,20 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if len(payload) > c.MaxPayload() {
 		return ErrTooLarge
 	}
+	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
+	if c.sec != nil {
+		// With a key, nothing goes out before a handshake: packets are
+		// held (boundedly) until it completes.
+		c.secureStart(now)
+		if !c.roomHeld(2, dataLen+heartbeatLen) {
+			return ErrQueueFull
+		}
+	}
 	s, err := c.stream(streamID, now)
 	if err != nil {
 		return err
 	}
 	out := c.out.Current()
-	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
 	if !s.opened {
 		// Announce the stream before its first DATA: a HEARTBEAT with
 		// nothing sent yet tells the receiver where the stream starts, so
@@ -547,8 +556,10 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 }
 
 // Tick sends HEARTBEATs for streams idle past their heartbeat time and the
-// parity of FEC blocks whose time limit has passed.
+// parity of FEC blocks whose time limit has passed, and, with a key, runs
+// the handshake: the first one, its retries, and rekeying.
 func (c *Core) Tick(now int64) {
+	c.secureTick(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -587,6 +598,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		if !ok || t < at {
 			at, ok = t, true
 		}
+	}
+	if t, due := c.secureTimer(); due {
+		consider(t)
 	}
 	for _, s := range c.streams {
 		if s.heartbeatAt != 0 {

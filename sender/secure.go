@@ -3,6 +3,7 @@ package sender
 import (
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/telewire/telewire/internal/guard"
 	"github.com/telewire/telewire/internal/outbox"
@@ -10,56 +11,111 @@ import (
 	"github.com/telewire/telewire/packet"
 )
 
-// Bounds of the sender's encryption state that feedback can push on.
+// The sender's handshake schedule and bounds (see docs/security.md).
 const (
-	// maxSalts is how many receiver salts (receiver starts) a session
-	// keeps keys for; a new one replaces the least recently heard.
-	maxSalts = 4
-	// derivationsPerSecond caps how often a sealed datagram naming an
-	// unknown receiver salt may cost a key derivation, so that a flood of
-	// forged salts costs HMACs at this rate and nothing else.
-	derivationsPerSecond = 32
+	// firstHandshakeTimeout is how long the first HELLO waits for its
+	// WELCOME before a new attempt; each further attempt waits twice as
+	// long, up to maxHandshakeTimeout, and attempts never stop while the
+	// sender runs (each is counted).
+	firstHandshakeTimeout = int64(200 * time.Millisecond)
+	maxHandshakeTimeout   = int64(3 * time.Second)
+	// RekeyAfter and RekeyAfterPackets: a session makes a new handshake
+	// (new ephemeral keys, new traffic keys) after this long or this many
+	// packets under one key, whichever comes first; packets keep flowing
+	// under the old keys until the new ones are in place.
+	RekeyAfter        = 2 * time.Minute
+	RekeyAfterPackets = 1 << 32
+	// keyOverlap is how long the previous keys still open feedback after
+	// a rekey.
+	keyOverlap = int64(5 * time.Second)
+	// heldPackets and heldBytes bound what the sender holds while it has
+	// no traffic keys (before the first handshake completes, or after a
+	// RETRY): Send returns ErrQueueFull beyond them. Nothing is sent
+	// before the handshake: 0-RTT data could be replayed.
+	heldPackets = 1024
+	heldBytes   = 256 << 10
 )
 
-// feedbackKey opens the feedback of one receiver (one salt) and holds its
-// anti-replay window.
-type feedbackKey struct {
-	salt   uint64
-	opener *seal.Opener
-	window *guard.Window
-	used   int64 // when it last opened a datagram
+// txKeys is one handshake's keys at the sender.
+type txKeys struct {
+	tag    uint32
+	sealer *seal.Sealer  // DATA, PARITY, HEARTBEAT, CONFIRM, unavailable NACKs
+	opener *seal.Opener  // feedback
+	window *guard.Window // anti-replay over the receiver's counters
+	since  int64         // when they took over
 }
+
+// heldPacket is a plain packet waiting for traffic keys, in secure.held;
+// all go to the configured receiver (without keys no feedback is taken, so
+// nothing is answered elsewhere).
+type heldPacket struct{ off, n int }
 
 // secure is the sender's encryption state; nil in Core when encryption is
 // off.
 type secure struct {
-	key     *seal.Key
-	sealer  *seal.Sealer
-	grow    int // bytes sealing adds to a packet
-	keys    []*feedbackKey
-	derive  guard.Bucket
-	scratch []byte // decrypted feedback body
-	warned  bool   // key mismatch logged
+	key       *seal.Key
+	hs        *seal.Handshaker
+	cur, prev *txKeys
+	prevUntil int64
+	attempt   *seal.Initiation // the HELLO awaiting its WELCOME; nil if none
+	retryAt   int64            // when the next attempt goes if no WELCOME came
+	timeout   int64            // the current attempt's wait
+	lastHello int64            // timestamp of the latest HELLO: each is newer
+	grow      int              // bytes sealing adds to a packet
+	// Plain packets held until keys exist, in order.
+	held     []heldPacket
+	heldBuf  []byte
+	holding  holdSealer
+	scratch  []byte // decrypted feedback body
+	warned   bool   // key mismatch logged
+	pkt      packet.Packet
 	// warnedPlain: unencrypted feedback was logged.
 	warnedPlain bool
 }
 
 func newSecure(key *seal.Key, session uint64) (*secure, error) {
-	first, err := seal.RandomCounter()
-	if err != nil {
-		return nil, err
-	}
-	sealer, err := key.NewSealer(seal.Params{Session: session, Dir: seal.ToReceiver}, first)
-	if err != nil {
-		return nil, err
-	}
-	return &secure{
+	sec := &secure{
 		key:     key,
-		sealer:  sealer,
+		hs:      key.NewHandshaker(nil),
 		grow:    seal.ToReceiver.Overhead(),
-		derive:  guard.Bucket{Depth: derivationsPerSecond, PeriodNanos: 1e9},
 		scratch: make([]byte, 0, packet.MaxPacketLen),
-	}, nil
+		held:    make([]heldPacket, 0, heldPackets),
+		heldBuf: make([]byte, 0, heldBytes),
+	}
+	sec.holding.sec = sec
+	return sec, nil
+}
+
+// errHeld says a datagram went to the held queue instead of the wire.
+var errHeld = errors.New("sender: held for the handshake")
+
+// holdSealer is an outbox.InPlaceSealer that copies the plain datagram to
+// the held queue and refuses it, so that SealLast takes it out of the
+// batch: nothing unsealed is ever written.
+type holdSealer struct{ sec *secure }
+
+func (h holdSealer) SealInPlace(pkt []byte) ([]byte, error) {
+	sec := h.sec
+	if len(sec.held) == cap(sec.held) || len(sec.heldBuf)+len(pkt) > cap(sec.heldBuf) {
+		return pkt, outbox.ErrFull
+	}
+	sec.held = append(sec.held, heldPacket{off: len(sec.heldBuf), n: len(pkt)})
+	sec.heldBuf = append(sec.heldBuf, pkt...)
+	return pkt, errHeld
+}
+
+// holding reports whether packets go to the held queue: there are no
+// traffic keys, or packets held earlier are not all out yet.
+func (sec *secure) holdingPackets() bool { return sec.cur == nil || len(sec.held) > 0 }
+
+// roomHeld reports whether k more packets of n bytes in all fit the held
+// queue (always, when packets are not being held).
+func (c *Core) roomHeld(k, n int) bool {
+	sec := c.sec
+	if sec == nil || !sec.holdingPackets() {
+		return true
+	}
+	return len(sec.held)+k <= cap(sec.held) && len(sec.heldBuf)+n <= cap(sec.heldBuf)
 }
 
 // overhead returns the bytes sealing adds to each packet (0 when off).
@@ -71,12 +127,23 @@ func (c *Core) overhead() int {
 }
 
 // sealLast seals the datagram just queued in out, if encryption is on.
-// On error the datagram is gone from the batch.
+// Without traffic keys yet it moves the datagram to the held queue, sent
+// sealed once the handshake completes. On error the datagram is gone from
+// the batch.
 func (c *Core) sealLast(out *outbox.Batch) error {
 	if c.sec == nil {
 		return nil
 	}
-	if err := out.SealLast(c.sec.sealer, c.sec.grow); err != nil {
+	if c.sec.holdingPackets() {
+		err := out.SealLast(c.sec.holding, 0)
+		if errors.Is(err, errHeld) {
+			c.stats.Held++
+			return nil
+		}
+		c.stats.HeldDropped++
+		return outbox.ErrFull
+	}
+	if err := out.SealLast(c.sec.cur.sealer, c.sec.grow); err != nil {
 		if !errors.Is(err, outbox.ErrFull) {
 			c.stats.SealErrors++
 			c.log.Error().Err(err).Msg("sealing failed, packet dropped")
@@ -84,6 +151,194 @@ func (c *Core) sealLast(out *outbox.Batch) error {
 		return err
 	}
 	return nil
+}
+
+// releaseHeld seals and queues the held packets, in order, as far as the
+// outbox takes them.
+func (c *Core) releaseHeld() {
+	sec := c.sec
+	if sec.cur == nil || len(sec.held) == 0 {
+		return
+	}
+	out := c.out.Current()
+	done := 0
+	for _, h := range sec.held {
+		if !out.Room(h.n + sec.grow) {
+			break
+		}
+		if out.AppendRaw(sec.heldBuf[h.off:h.off+h.n], c.remote) != nil {
+			break
+		}
+		done++
+		if err := out.SealLast(sec.cur.sealer, sec.grow); err != nil {
+			c.stats.SealErrors++
+		}
+	}
+	if done == len(sec.held) {
+		sec.held, sec.heldBuf = sec.held[:0], sec.heldBuf[:0]
+		return
+	}
+	// Keep the rest at the front; the buffers are reused in place.
+	rest := sec.held[done:]
+	base := rest[0].off
+	n := copy(sec.heldBuf, sec.heldBuf[base:])
+	sec.heldBuf = sec.heldBuf[:n]
+	k := copy(sec.held, rest)
+	sec.held = sec.held[:k]
+	for i := range sec.held {
+		sec.held[i].off -= base
+	}
+}
+
+// secureStart begins a handshake if there is none and no keys.
+func (c *Core) secureStart(now int64) {
+	if c.sec != nil && c.sec.cur == nil && c.sec.attempt == nil {
+		c.sec.timeout = firstHandshakeTimeout
+		c.hello(now)
+	}
+}
+
+// secureTick runs the handshake's timers: the first handshake, retries
+// with back-off, rekeying; and releases held packets.
+func (c *Core) secureTick(now int64) {
+	sec := c.sec
+	if sec == nil {
+		return
+	}
+	if sec.prev != nil && now > sec.prevUntil {
+		sec.prev = nil
+	}
+	switch {
+	case sec.attempt != nil:
+		if now >= sec.retryAt {
+			sec.timeout = min(2*sec.timeout, maxHandshakeTimeout)
+			c.hello(now)
+		}
+	case sec.cur == nil:
+		c.secureStart(now)
+	case now-sec.cur.since >= int64(RekeyAfter) || sec.cur.sealer.Next() >= RekeyAfterPackets:
+		sec.timeout = firstHandshakeTimeout
+		c.hello(now)
+	}
+	c.releaseHeld()
+}
+
+// secureTimer returns when secureTick next has work.
+func (c *Core) secureTimer() (int64, bool) {
+	sec := c.sec
+	switch {
+	case sec == nil:
+		return 0, false
+	case sec.attempt != nil:
+		return sec.retryAt, true
+	case sec.cur == nil:
+		return 0, true
+	case len(sec.held) > 0:
+		return 0, true
+	}
+	return sec.cur.since + int64(RekeyAfter), true
+}
+
+// hello starts a handshake attempt: a new ephemeral key and a HELLO to
+// the receiver, whose WELCOME is awaited until retryAt.
+func (c *Core) hello(now int64) {
+	sec := c.sec
+	ts := max(now, sec.lastHello+1) // strictly newer than the last, for the receiver's replay check
+	in, err := sec.hs.Initiate(c.session, ts)
+	if err != nil {
+		c.log.Error().Err(err).Msg("no randomness for a handshake")
+		return
+	}
+	sec.attempt, sec.lastHello, sec.retryAt = in, ts, now+sec.timeout
+	if err := c.out.Current().AppendRaw(in.Hello(), c.remote); err != nil {
+		c.stats.FeedbackDropped++ // queue full: the retry timer sends another
+		return
+	}
+	c.stats.HandshakeAttempts++
+}
+
+// handleWelcome completes the handshake in progress.
+func (c *Core) handleWelcome(b []byte, now int64) {
+	sec := c.sec
+	if sec.attempt == nil {
+		c.stats.Unexpected++ // a late or repeated WELCOME
+		return
+	}
+	t, err := sec.hs.Finish(sec.attempt, b)
+	if err != nil {
+		c.countHandshakeError(err)
+		return
+	}
+	defer t.Clear()
+	keys := &txKeys{tag: t.Tag(), window: guard.NewWindow(guard.DefaultWindow), since: now}
+	if keys.sealer, err = t.NewSealer(seal.Params{Session: c.session, Dir: seal.ToReceiver}, 0); err == nil {
+		keys.opener, err = t.NewOpener(seal.Params{Session: c.session, Dir: seal.ToSender})
+	}
+	if err != nil {
+		c.log.Error().Err(err).Msg("traffic keys unusable")
+		return
+	}
+	if sample := now - sec.attempt.Timestamp(); sample > 0 {
+		c.rtt.Observe(sample)
+		c.stats.HandshakeRTTNanos = sample
+	}
+	if sec.cur != nil {
+		sec.prev, sec.prevUntil = sec.cur, now+keyOverlap
+		c.stats.Rekeys++
+	}
+	sec.cur, sec.attempt = keys, nil
+	c.stats.Handshakes++
+	// CONFIRM first, under the new keys: it tells the receiver they are
+	// in use and gives it the round trip. Then what was held.
+	sec.pkt.Header = packet.Header{Kind: packet.KindConfirm, Session: c.session}
+	if len(sec.held) == 0 {
+		_ = c.queue(&sec.pkt, c.remote)
+	} else if out := c.out.Current(); out.Room(seal.ConfirmLen) && out.Append(&sec.pkt, c.remote) == nil {
+		_ = out.SealLast(sec.cur.sealer, sec.grow)
+	}
+	c.releaseHeld()
+}
+
+// handleRetry starts a new handshake when the receiver says it holds no
+// keys for a packet sealed under the current ones (it restarted). The
+// RETRY must name the current key tag and a counter already used, so a
+// recorded RETRY replayed later does nothing.
+func (c *Core) handleRetry(b []byte, now int64) {
+	sec := c.sec
+	session, tag, counter, err := sec.hs.OpenRetry(b)
+	if err != nil {
+		c.countHandshakeError(err)
+		return
+	}
+	switch {
+	case session != c.session:
+		c.stats.ForeignSession++
+		return
+	case sec.cur == nil || tag != sec.cur.tag || counter >= sec.cur.sealer.Next() || sec.attempt != nil:
+		c.stats.RetriesIgnored++ // stale, or a handshake is already under way
+		return
+	}
+	c.log.Info().Msg("receiver holds no keys for this session (restarted?): handshaking again")
+	c.stats.Rehandshakes++
+	sec.cur, sec.prev = nil, nil
+	c.secureStart(now)
+}
+
+func (c *Core) countHandshakeError(err error) {
+	switch {
+	case errors.Is(err, seal.ErrKeyMismatch):
+		c.stats.KeyMismatch++
+		if !c.sec.warned {
+			c.sec.warned = true
+			c.log.Warn().Msg("handshake answered under another key: check that both ends use the same key file")
+		}
+	case errors.Is(err, seal.ErrAuth), errors.Is(err, seal.ErrHandshake):
+		c.stats.AuthFailed++ // forged, corrupted, or the answer to an earlier attempt
+	case errors.Is(err, seal.ErrSession):
+		c.stats.ForeignSession++
+	default:
+		c.stats.Malformed++
+	}
 }
 
 // queue encodes p for to into the outbox, sealed when encryption is on.
@@ -114,7 +369,8 @@ func (c *Core) queueTrailing(p *packet.Packet, to netip.AddrPort) error {
 
 // decode parses feedback datagram b into c.pkt: plainly, or, with
 // encryption on, by authenticating and decrypting it first. It reports
-// whether b is a packet to act on; everything else is counted.
+// whether b is a packet to act on; everything else (the handshake's
+// WELCOME and RETRY included) is handled or counted here.
 func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 	if c.sec == nil {
 		if err := c.pkt.Parse(b); err != nil {
@@ -139,32 +395,29 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 	case info.Dir != seal.ToSender || info.Session != c.session:
 		c.stats.ForeignSession++
 		return false
-	case info.KeyID != c.sec.key.ID():
-		c.stats.KeyMismatch++
-		if !c.sec.warned {
-			c.sec.warned = true
-			c.log.Warn().Stringer("from", from).Msg("feedback sealed under another key: check that both ends use the same key file")
+	case info.Kind == packet.KindWelcome:
+		c.handleWelcome(b, now)
+		return false
+	case info.Kind == packet.KindRetry:
+		c.handleRetry(b, now)
+		return false
+	}
+	keys := c.sec.cur
+	if keys == nil || keys.tag != info.KeyID {
+		if keys = c.sec.prev; keys == nil || keys.tag != info.KeyID || now > c.sec.prevUntil {
+			c.stats.NoKeys++ // an earlier handshake's, or forged
+			return false
 		}
-		return false
 	}
-	fk, fresh := c.feedbackKey(info.Salt, now)
-	if fk == nil {
-		c.stats.AuthFailed++ // could not even try: derivations throttled
-		return false
-	}
-	body, counter, err := fk.opener.Open(c.sec.scratch[:0], b)
+	body, counter, err := keys.opener.Open(c.sec.scratch[:0], b)
 	if err != nil {
 		c.stats.AuthFailed++
 		return false
 	}
-	if fresh {
-		c.keepFeedbackKey(fk)
-	}
-	if fk.window.Accept(counter) != guard.Fresh {
+	if keys.window.Accept(counter) != guard.Fresh {
 		c.stats.Replayed++
 		return false
 	}
-	fk.used = now
 	h, _ := packet.PeekHeader(b) // Peek checked magic and version
 	if err := c.pkt.ParseBody(h, body); err != nil {
 		c.stats.Malformed++ // authentic but malformed: a receiver bug
@@ -172,41 +425,4 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 		return false
 	}
 	return true
-}
-
-// feedbackKey finds the opener for a receiver salt or derives a new one
-// (fresh = true), which the caller keeps only once a datagram opened with
-// it. It returns nil when derivations are over their rate.
-func (c *Core) feedbackKey(salt uint64, now int64) (fk *feedbackKey, fresh bool) {
-	for _, k := range c.sec.keys {
-		if k.salt == salt {
-			return k, false
-		}
-	}
-	if !c.sec.derive.Allow(1, now) {
-		c.stats.DerivationsThrottled++
-		return nil, false
-	}
-	o, err := c.sec.key.NewOpener(seal.Params{Session: c.session, Dir: seal.ToSender, Salt: salt})
-	if err != nil {
-		c.log.Error().Err(err).Msg("deriving a feedback key failed")
-		return nil, false
-	}
-	return &feedbackKey{salt: salt, opener: o, window: guard.NewWindow(guard.DefaultWindow)}, true
-}
-
-// keepFeedbackKey adds fk, replacing the least recently used key when
-// maxSalts are kept.
-func (c *Core) keepFeedbackKey(fk *feedbackKey) {
-	if len(c.sec.keys) < maxSalts {
-		c.sec.keys = append(c.sec.keys, fk)
-		return
-	}
-	old := 0
-	for i, k := range c.sec.keys {
-		if k.used < c.sec.keys[old].used {
-			old = i
-		}
-	}
-	c.sec.keys[old] = fk
 }

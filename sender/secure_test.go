@@ -22,24 +22,40 @@ func testKey(t *testing.T, psk []byte) *seal.Key {
 }
 
 // receiverSide seals feedback and opens data as a receiver of session
-// 0xabc with salt 77 would.
+// 0xabc would, under the keys of a handshake with a sender core.
 type receiverSide struct {
+	hs     *seal.Handshaker
 	sealer *seal.Sealer
 	opener *seal.Opener
 }
 
-func newReceiverSide(t *testing.T, psk []byte) *receiverSide {
+// newReceiverSide answers c's HELLO (c's first Tick at 0 sends it) and
+// takes the CONFIRM that follows, so that c's outbox is empty and c has
+// traffic keys when it returns.
+func newReceiverSide(t *testing.T, c *Core, psk []byte) *receiverSide {
 	t.Helper()
-	k := testKey(t, psk)
-	s, err := k.NewSealer(seal.Params{Session: 0xabc, Dir: seal.ToSender, Salt: 77}, 1)
+	r := &receiverSide{hs: testKey(t, psk).NewHandshaker(nil)}
+	c.Tick(0)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatal("no HELLO")
+	}
+	welcome, tr, err := r.hs.Respond(nil, b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := k.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
-	if err != nil {
+	if r.sealer, err = tr.NewSealer(seal.Params{Session: 0xabc, Dir: seal.ToSender}, 1); err != nil {
 		t.Fatal(err)
 	}
-	return &receiverSide{sealer: s, opener: o}
+	if r.opener, err = tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver}); err != nil {
+		t.Fatal(err)
+	}
+	c.Handle(welcome, rcvAddr, 0)
+	if pkts, _ := r.open(t, c); len(pkts) != 1 || pkts[0].Kind != packet.KindConfirm {
+		t.Fatalf("after the WELCOME: %+v", pkts)
+	}
+	return r
 }
 
 func (r *receiverSide) seal(t *testing.T, p *packet.Packet) []byte {
@@ -87,7 +103,7 @@ func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
 
 func TestSealedDataAndFeedback(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	if got, want := c.MaxPayload(), packet.MaxPayload-seal.ToReceiver.Overhead(); got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
 	}
@@ -130,18 +146,19 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	forged := bytes.Clone(r.seal(t, &rep))
 	forged[len(forged)-1] ^= 1
 	c.Handle(forged, rcvAddr, 3_000_003)
-	other := newReceiverSide(t, bytes.Repeat([]byte{1}, seal.KeyLen))
+	other := newReceiverSide(t, newCore(t, Config{Key: bytes.Repeat([]byte{1}, seal.KeyLen)}), bytes.Repeat([]byte{1}, seal.KeyLen))
 	c.Handle(other.seal(t, &rep), rcvAddr, 3_000_004)
 
 	st := c.Stats()
-	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RTT.Samples != 1 {
+	// RTT samples: the handshake's (0 here, so none) and the REPORT's.
+	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.NoKeys != 1 || st.RTT.Samples != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 func TestSealedRetransmissionAllocatesNothing(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	payload := make([]byte, 200)
 	now := int64(1)
 	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 0, Len: 1}}}
@@ -227,7 +244,7 @@ func TestSpoofedNACKFloodIsBoundByAmplification(t *testing.T) {
 // each is resent at most once per round trip.
 func TestAuthenticatedNACKFloodResendsOncePerRTT(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	for i := range 10 {
 		_ = c.Send(0, []byte{byte(i)}, int64(i+1)*int64(time.Millisecond))
 	}

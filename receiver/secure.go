@@ -74,6 +74,10 @@ type keySet struct {
 	opener *seal.Opener
 	window *guard.Window // anti-replay over the sender's counters under this key
 	sealer *seal.Sealer  // for this receiver's feedback
+	// welcomeAt is when the WELCOME went out; the first CONFIRM under
+	// these keys measures the round trip from it (seeded says it has).
+	welcomeAt int64
+	seeded    bool
 }
 
 // sessionKeys is a session's encryption state: its current traffic keys
@@ -232,10 +236,7 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		}
 		s.keys.cur = ks
 		s.keys.helloTs = p.helloTs
-		if c.pkt.Kind == packet.KindConfirm {
-			// Sent as soon as the WELCOME arrived: a round trip.
-			c.seedRTT(s, now-p.sentAt)
-		}
+		ks.welcomeAt = p.sentAt
 		*p = pendingHandshake{}
 		c.stats.Handshakes++
 	}
@@ -254,6 +255,12 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		}
 	}
 	if c.pkt.Kind == packet.KindConfirm {
+		if !ks.seeded {
+			// Sent as soon as the WELCOME arrived (twice, around what
+			// the sender held): a round trip.
+			ks.seeded = true
+			c.seedRTT(s, now-ks.welcomeAt)
+		}
 		s.lastSeen = now
 		return nil // its work is done
 	}
@@ -301,7 +308,10 @@ func (c *Core) handleHello(b []byte, from netip.AddrPort, now int64) {
 	p, same := c.sec.slotFor(session)
 	if same {
 		if bytes.Equal(p.hello[:], b) {
+			// The WELCOME (or the HELLO's first copy) was lost: the
+			// same answer again, no new key agreement.
 			c.stats.HelloRepeats++
+			p.sentAt = now
 			c.queueRaw(p.welcome[:], from)
 			return
 		}

@@ -13,16 +13,21 @@ import (
 
 // The sender's handshake schedule and bounds (see docs/security.md).
 const (
-	// firstHandshakeTimeout is how long the first HELLO waits for its
-	// WELCOME before a new attempt; each further attempt waits twice as
-	// long, up to maxHandshakeTimeout, and attempts never stop while the
-	// sender runs (each is counted).
-	firstHandshakeTimeout = int64(200 * time.Millisecond)
-	maxHandshakeTimeout   = int64(3 * time.Second)
-	// RekeyAfter and RekeyAfterPackets: a session makes a new handshake
-	// (new ephemeral keys, new traffic keys) after this long or this many
-	// packets under one key, whichever comes first; packets keep flowing
-	// under the old keys until the new ones are in place.
+	// firstHandshakeTimeout is how long a HELLO waits for its WELCOME
+	// before it is sent again (the same HELLO: the receiver answers a
+	// repeat with the same WELCOME, at no new cost, so whichever copy's
+	// answer arrives completes the handshake). Each further wait is half
+	// as long again, up to maxHandshakeTimeout; attempts never stop while
+	// the sender runs (each is counted). With a round trip measured, the
+	// first wait is three of them instead (at least minHandshakeTimeout).
+	firstHandshakeTimeout = int64(100 * time.Millisecond)
+	minHandshakeTimeout   = int64(20 * time.Millisecond)
+	maxHandshakeTimeout   = int64(2 * time.Second)
+	// RekeyAfter and RekeyAfterPackets are the defaults of
+	// Config.RekeyInterval and Config.RekeyPackets: a session makes a new
+	// handshake (new ephemeral keys, new traffic keys) after this long or
+	// this many packets under one key, whichever comes first; packets keep
+	// flowing under the old keys until the new ones are in place.
 	RekeyAfter        = 2 * time.Minute
 	RekeyAfterPackets = 1 << 32
 	// keyOverlap is how long the previous keys still open feedback after
@@ -61,6 +66,7 @@ type secure struct {
 	retryAt   int64            // when the next attempt goes if no WELCOME came
 	timeout   int64            // the current attempt's wait
 	lastHello int64            // timestamp of the latest HELLO: each is newer
+	helloAt   int64            // when the current handshake's HELLO was first sent
 	grow      int              // bytes sealing adds to a packet
 	// Plain packets held until keys exist, in order.
 	held     []heldPacket
@@ -193,9 +199,16 @@ func (c *Core) releaseHeld() {
 // secureStart begins a handshake if there is none and no keys.
 func (c *Core) secureStart(now int64) {
 	if c.sec != nil && c.sec.cur == nil && c.sec.attempt == nil {
-		c.sec.timeout = firstHandshakeTimeout
 		c.hello(now)
 	}
+}
+
+// firstTimeout is the wait of a new handshake's first HELLO.
+func (c *Core) firstTimeout() int64 {
+	if c.rtt.Samples() == 0 {
+		return firstHandshakeTimeout
+	}
+	return min(max(3*c.rtt.Smoothed(), minHandshakeTimeout), maxHandshakeTimeout)
 }
 
 // secureTick runs the handshake's timers: the first handshake, retries
@@ -211,13 +224,13 @@ func (c *Core) secureTick(now int64) {
 	switch {
 	case sec.attempt != nil:
 		if now >= sec.retryAt {
-			sec.timeout = min(2*sec.timeout, maxHandshakeTimeout)
-			c.hello(now)
+			sec.timeout = min(sec.timeout+sec.timeout/2, maxHandshakeTimeout)
+			sec.retryAt = now + sec.timeout
+			c.sendHello()
 		}
 	case sec.cur == nil:
 		c.secureStart(now)
-	case now-sec.cur.since >= int64(RekeyAfter) || sec.cur.sealer.Next() >= RekeyAfterPackets:
-		sec.timeout = firstHandshakeTimeout
+	case now-sec.cur.since >= int64(c.cfg.RekeyInterval) || sec.cur.sealer.Next() >= c.cfg.RekeyPackets:
 		c.hello(now)
 	}
 	c.releaseHeld()
@@ -236,11 +249,11 @@ func (c *Core) secureTimer() (int64, bool) {
 	case len(sec.held) > 0:
 		return 0, true
 	}
-	return sec.cur.since + int64(RekeyAfter), true
+	return sec.cur.since + int64(c.cfg.RekeyInterval), true
 }
 
-// hello starts a handshake attempt: a new ephemeral key and a HELLO to
-// the receiver, whose WELCOME is awaited until retryAt.
+// hello starts a handshake: a new ephemeral key and a HELLO to the
+// receiver, sent again at retryAt until its WELCOME arrives.
 func (c *Core) hello(now int64) {
 	sec := c.sec
 	ts := max(now, sec.lastHello+1) // strictly newer than the last, for the receiver's replay check
@@ -249,9 +262,16 @@ func (c *Core) hello(now int64) {
 		c.log.Error().Err(err).Msg("no randomness for a handshake")
 		return
 	}
+	sec.timeout = c.firstTimeout()
 	sec.attempt, sec.lastHello, sec.retryAt = in, ts, now+sec.timeout
-	if err := c.out.Current().AppendRaw(in.Hello(), c.remote); err != nil {
-		c.stats.FeedbackDropped++ // queue full: the retry timer sends another
+	sec.helloAt = now
+	c.sendHello()
+}
+
+// sendHello queues the current HELLO.
+func (c *Core) sendHello() {
+	if err := c.out.Current().AppendRaw(c.sec.attempt.Hello(), c.remote); err != nil {
+		c.stats.FeedbackDropped++ // queue full: the retry timer sends it again
 		return
 	}
 	c.stats.HandshakeAttempts++
@@ -278,9 +298,13 @@ func (c *Core) handleWelcome(b []byte, now int64) {
 		c.log.Error().Err(err).Msg("traffic keys unusable")
 		return
 	}
-	if sample := now - sec.attempt.Timestamp(); sample > 0 {
-		c.rtt.Observe(sample)
-		c.stats.HandshakeRTTNanos = sample
+	if sec.retryAt-sec.timeout == sec.helloAt {
+		// Only an answer to the first copy of the HELLO measures a
+		// round trip: after a retry, which copy was answered is unknown.
+		if sample := now - sec.helloAt; sample > 0 {
+			c.rtt.Observe(sample)
+			c.stats.HandshakeRTTNanos = sample
+		}
 	}
 	if sec.cur != nil {
 		sec.prev, sec.prevUntil = sec.cur, now+keyOverlap
@@ -289,14 +313,21 @@ func (c *Core) handleWelcome(b []byte, now int64) {
 	sec.cur, sec.attempt = keys, nil
 	c.stats.Handshakes++
 	// CONFIRM first, under the new keys: it tells the receiver they are
-	// in use and gives it the round trip. Then what was held.
+	// in use and gives it the round trip. Then what was held, and a
+	// second CONFIRM behind it in case the first is lost.
+	c.confirm()
+	c.releaseHeld()
+	c.confirm()
+}
+
+// confirm queues a sealed CONFIRM under the current keys, ahead of any
+// packets still held.
+func (c *Core) confirm() {
+	sec := c.sec
 	sec.pkt.Header = packet.Header{Kind: packet.KindConfirm, Session: c.session}
-	if len(sec.held) == 0 {
-		_ = c.queue(&sec.pkt, c.remote)
-	} else if out := c.out.Current(); out.Room(seal.ConfirmLen) && out.Append(&sec.pkt, c.remote) == nil {
+	if out := c.out.Current(); out.Room(seal.ConfirmLen) && out.Append(&sec.pkt, c.remote) == nil {
 		_ = out.SealLast(sec.cur.sealer, sec.grow)
 	}
-	c.releaseHeld()
 }
 
 // handleRetry starts a new handshake when the receiver says it holds no

@@ -69,12 +69,12 @@ type secure struct {
 	helloAt   int64            // when the current handshake's HELLO was first sent
 	grow      int              // bytes sealing adds to a packet
 	// Plain packets held until keys exist, in order.
-	held     []heldPacket
-	heldBuf  []byte
-	holding  holdSealer
-	scratch  []byte // decrypted feedback body
-	warned   bool   // key mismatch logged
-	pkt      packet.Packet
+	held    []heldPacket
+	heldBuf []byte
+	holding holdSealer
+	scratch []byte // decrypted feedback body
+	warned  bool   // key mismatch logged
+	pkt     packet.Packet
 	// warnedPlain: unencrypted feedback was logged.
 	warnedPlain bool
 }
@@ -313,11 +313,15 @@ func (c *Core) handleWelcome(b []byte, now int64) {
 	sec.cur, sec.attempt = keys, nil
 	c.stats.Handshakes++
 	// CONFIRM first, under the new keys: it tells the receiver they are
-	// in use and gives it the round trip. Then what was held, and a
-	// second CONFIRM behind it in case the first is lost.
+	// in use and gives it the round trip. Then what was held, and, when
+	// something was, a second CONFIRM behind it in case the first is
+	// lost: the receiver's first NACKs are for that burst.
+	held := len(sec.held) > 0
 	c.confirm()
 	c.releaseHeld()
-	c.confirm()
+	if held {
+		c.confirm()
+	}
 }
 
 // confirm queues a sealed CONFIRM under the current keys, ahead of any

@@ -140,7 +140,10 @@ func TestRekeyLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Sender.Rekeys < 15 || r.Receiver.Rekeys != r.Sender.Rekeys || r.Receiver.NoKeys != 0 || r.Sender.NoKeys != 0 {
+	// The receiver may not have seen a packet under the last rekey's keys
+	// when the run ends (its CONFIRM lost, the stream idle).
+	if r.Sender.Rekeys < 15 || r.Receiver.Rekeys+1 < r.Sender.Rekeys || r.Receiver.Rekeys > r.Sender.Rekeys ||
+		r.Receiver.NoKeys != 0 || r.Sender.NoKeys != 0 {
 		t.Fatalf("rekeys sender %d receiver %d, no-key packets at receiver %d, at sender %d",
 			r.Sender.Rekeys, r.Receiver.Rekeys, r.Receiver.NoKeys, r.Sender.NoKeys)
 	}

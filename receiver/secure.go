@@ -176,7 +176,7 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		c.stats.Unsealed++
 		if !c.sec.warnedPlain {
 			c.sec.warnedPlain = true
-			c.log.Warn().Stringer("from", from).Msg("unencrypted datagram refused: this receiver has a key; give the sender the same --key-file")
+			c.log.Warn().Str("from", from.String()).Msg("unencrypted datagram refused: this receiver has a key; give the sender the same --key-file")
 		}
 		return nil
 	case err != nil:
@@ -214,7 +214,7 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 	h, _ := packet.PeekHeader(b) // Peek checked magic and version
 	if err := c.pkt.ParseBody(h, body); err != nil {
 		c.stats.Malformed++ // authentic but malformed: a sender bug
-		c.log.Warn().Err(err).Stringer("from", from).Msg("authenticated datagram does not decode")
+		c.log.Warn().Err(err).Str("from", from.String()).Msg("authenticated datagram does not decode")
 		return nil
 	}
 	if p != nil {
@@ -250,7 +250,7 @@ func (c *Core) openSealed(b []byte, from netip.AddrPort, now int64) *session {
 		// old one is not the sender's current address.
 		if top, _ := ks.window.Highest(); top == counter {
 			c.stats.AddressChanges++
-			c.log.Info().Stringer("from", s.addr).Stringer("to", from).Str("session", hex64(s.id)).Msg("sender moved")
+			c.log.Info().Stringer("from", s.addr).Str("to", from.String()).Str("session", hex64(s.id)).Msg("sender moved")
 			s.addr = from
 		}
 	}
@@ -291,7 +291,7 @@ func (c *Core) handleHello(b []byte, from netip.AddrPort, now int64) {
 		c.stats.KeyMismatch++
 		if !c.sec.warned {
 			c.sec.warned = true
-			c.log.Warn().Stringer("from", from).Msg("handshake under another key: check that both ends use the same key file")
+			c.log.Warn().Str("from", from.String()).Msg("handshake under another key: check that both ends use the same key file")
 		}
 		return
 	case errors.Is(err, seal.ErrAuth):

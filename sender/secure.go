@@ -421,7 +421,7 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 		c.stats.Unsealed++
 		if !c.sec.warnedPlain {
 			c.sec.warnedPlain = true
-			c.log.Warn().Stringer("from", from).Msg("unencrypted feedback refused: this sender has a key; give the receiver the same --key-file")
+			c.log.Warn().Str("from", from.String()).Msg("unencrypted feedback refused: this sender has a key; give the receiver the same --key-file")
 		}
 		return false
 	case err != nil:
@@ -456,7 +456,7 @@ func (c *Core) decode(b []byte, from netip.AddrPort, now int64) bool {
 	h, _ := packet.PeekHeader(b) // Peek checked magic and version
 	if err := c.pkt.ParseBody(h, body); err != nil {
 		c.stats.Malformed++ // authentic but malformed: a receiver bug
-		c.log.Warn().Err(err).Stringer("from", from).Msg("authenticated feedback does not decode")
+		c.log.Warn().Err(err).Str("from", from.String()).Msg("authenticated feedback does not decode")
 		return false
 	}
 	return true

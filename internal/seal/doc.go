@@ -69,9 +69,9 @@
 // exchange with the PSK mixed in before the first message) with the PSK
 // authenticating both messages by MAC rather than by an AEAD over an empty
 // payload, and the PSK entering the key schedule as well: compare the
-// Noise specification (rev. 34, §9) and WireGuard's use of a PSK on top of
-// its handshake (Donenfeld, NDSS 2017, §5.2). There are no static keys, so
-// there is no identity beyond "holds the PSK".
+// Noise Protocol Framework's pre-shared key patterns and WireGuard's
+// optional PSK mixed into its handshake (Donenfeld, NDSS 2017). There are
+// no static keys, so there is no identity beyond "holds the PSK".
 //
 // What each property rests on:
 //

@@ -203,7 +203,7 @@ loop:
 		Sender:    snd.Stats(),
 		Link:      relay.Stats(),
 		Encrypted: o.KeyFile != "",
-		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.AuthFailed + rst.Replayed,
+		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.AuthFailed + rst.Replayed + rst.NoKeys,
 	}
 	t.summary(sum, time.Since(start))
 	return sum, nil

@@ -71,6 +71,12 @@ func TestHandshakeCostsOneRoundTrip(t *testing.T) {
 		t.Fatalf("handshake RTT %v, attempts %d, delivered %d of %d",
 			time.Duration(r.Sender.HandshakeRTTNanos), r.Sender.HandshakeAttempts, r.Unique, r.Sent)
 	}
+	// The receiver's NACK retry timer starts from the handshake's round
+	// trip (WELCOME to CONFIRM), not from a quarter of the latency budget:
+	// on this lossless link no NACK ever replaced it.
+	if got := r.Receiver.Streams[0].NACKRTTNanos; got != int64(20*time.Millisecond) {
+		t.Fatalf("receiver's first RTT %v, want the handshake's 20ms", time.Duration(got))
+	}
 }
 
 // The receiver restarts mid-stream (a new process: no keys). The sender's
@@ -81,11 +87,17 @@ func TestSealedReceiverRestart(t *testing.T) {
 	const rate, restart = 2000, 5000
 	const oneWay = 10 * time.Millisecond
 	var recvNoKeys uint64
+	var rehandshakeAt, resumedAt time.Duration // since the start
 	r, err := Run(sealedCfg(Config{
 		Sender: nackOnly, Messages: 10_000, Rate: rate, RestartReceiverAt: restart,
 		Fwd: spec(t, "delay 10ms"), Rev: spec(t, "delay 10ms"),
-		Observe: func(_ time.Duration, _ *sender.Core, rcv *receiver.Core) {
+		Observe: func(el time.Duration, snd *sender.Core, rcv *receiver.Core) {
 			recvNoKeys = max(recvNoKeys, rcv.Stats().NoKeys)
+			if st := snd.Stats(); st.Rehandshakes > 0 && rehandshakeAt == 0 {
+				rehandshakeAt = el
+			} else if st.Handshakes == 2 && resumedAt == 0 {
+				resumedAt = el
+			}
 		},
 		ObserveEvery: time.Millisecond,
 	}))
@@ -109,7 +121,16 @@ func TestSealedReceiverRestart(t *testing.T) {
 			t.Fatalf("message %d lost, far from the restart at %d", i, restart)
 		}
 	}
-	t.Logf("lost %d messages (bound %d), the new receiver saw %d packets under the old keys", len(r.Missed), bound, recvNoKeys)
+	// The restart happens just before message 5000 is sent (2.5 s in):
+	// the sender's next packet reaches the new receiver one way later and
+	// its RETRY comes back one way after that; the new handshake takes one
+	// more round trip. Allow a millisecond of sampling.
+	restartAt := time.Duration(restart) * time.Second / rate
+	if rehandshakeAt == 0 || rehandshakeAt > restartAt+2*oneWay+time.Millisecond || resumedAt > restartAt+4*oneWay+2*time.Millisecond {
+		t.Fatalf("restart at %v: re-handshake began at %v, completed at %v", restartAt, rehandshakeAt, resumedAt)
+	}
+	t.Logf("lost %d messages (bound %d), the new receiver saw %d packets under the old keys; re-handshake %v after the restart, keys again %v after",
+		len(r.Missed), bound, recvNoKeys, rehandshakeAt-restartAt, resumedAt-restartAt)
 }
 
 // A sender restart with a key: the new session handshakes, the receiver

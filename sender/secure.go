@@ -236,7 +236,10 @@ func (c *Core) secureTick(now int64) {
 	c.releaseHeld()
 }
 
-// secureTimer returns when secureTick next has work.
+// secureTimer returns when secureTick next has work: the next HELLO of a
+// handshake under way, or the rekey. (Held packets that did not fit the
+// outbox go with the next Tick, which follows every write of it; the
+// first handshake starts at the first Tick or Send.)
 func (c *Core) secureTimer() (int64, bool) {
 	sec := c.sec
 	switch {
@@ -244,12 +247,10 @@ func (c *Core) secureTimer() (int64, bool) {
 		return 0, false
 	case sec.attempt != nil:
 		return sec.retryAt, true
-	case sec.cur == nil:
-		return 0, true
-	case len(sec.held) > 0:
-		return 0, true
+	case sec.cur != nil:
+		return sec.cur.since + int64(c.cfg.RekeyInterval), true
 	}
-	return sec.cur.since + int64(c.cfg.RekeyInterval), true
+	return 0, false
 }
 
 // hello starts a handshake: a new ephemeral key and a HELLO to the

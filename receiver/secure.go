@@ -27,10 +27,12 @@ const (
 	// packets it holds no keys for (one HMAC each).
 	retriesPerSecond = 64
 	// pendingLen is how many answered but unconfirmed handshakes the
-	// receiver remembers: a fixed table, allocated once, the oldest entry
-	// replaced. At handshakesPerSecond a legitimate entry survives at
-	// least (pendingLen - handshakesPerSecond) / handshakesPerSecond = 3 s
-	// of a flood, far longer than the round trip that confirms it.
+	// receiver remembers: a fixed table, allocated once; when no slot is
+	// free, slots are replaced in turn (round robin). New entries need a
+	// key agreement, at most handshakesPerSecond, so a legitimate entry
+	// survives at least (pendingLen - handshakesPerSecond) /
+	// handshakesPerSecond = 3 s of a flood, far longer than the round trip
+	// that confirms it.
 	pendingLen = 256
 	// keyOverlap is how long a session's previous traffic keys keep
 	// opening packets after new ones took over: the packets in flight
@@ -62,7 +64,7 @@ type secure struct {
 	scratch []byte       // decrypted body; DATA payloads alias it until Handle returns
 	msg     []byte       // a WELCOME or RETRY being built
 	pending [pendingLen]pendingHandshake
-	oldest  int  // next pending slot to replace when none is free
+	oldest  int  // next pending slot to replace when none is free (round robin)
 	warned  bool // key mismatch logged
 	// warnedPlain: an unencrypted datagram was logged.
 	warnedPlain bool
@@ -143,8 +145,8 @@ func (sec *secure) findPending(session uint64, tag uint32) *pendingHandshake {
 	return nil
 }
 
-// slotFor returns the pending slot of session, or a free one, or the
-// oldest.
+// slotFor returns the pending slot of session, or a free one, or the next
+// in turn.
 func (sec *secure) slotFor(session uint64) (p *pendingHandshake, same bool) {
 	free := -1
 	for i := range sec.pending {

@@ -112,7 +112,7 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if key != nil {
-		if c.sec, err = newSecure(key, session); err != nil {
+		if c.sec, err = newSecure(key); err != nil {
 			return nil, err
 		}
 	}

@@ -79,7 +79,7 @@ type secure struct {
 	warnedPlain bool
 }
 
-func newSecure(key *seal.Key, session uint64) (*secure, error) {
+func newSecure(key *seal.Key) (*secure, error) {
 	sec := &secure{
 		key:     key,
 		hs:      key.NewHandshaker(nil),

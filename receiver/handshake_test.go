@@ -209,3 +209,52 @@ func TestRetriesAreRateLimited(t *testing.T) {
 	}
 	t.Logf("%d packets (%d bytes) under unknown keys drew %d RETRYs (%d bytes)", st.NoKeys, bytesIn, sent, bytesOut)
 }
+
+// A sender's handshake answered just before a flood of recorded HELLOs
+// (from 2000 sessions, at 100 000/s) is still confirmed 2.5 s into the
+// flood: the flood can replace pending answers only at the key agreement
+// rate, oldest first.
+func TestPendingHandshakeSurvivesFlood(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
+	now := int64(time.Second)
+	k, _ := seal.NewKey(testPSK)
+	h := k.NewHandshaker(nil)
+	in, err := h.Initiate(0x77, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Handle(in.Hello(), addr(0), now)
+	b := c.Outbox().Take()
+	tr, err := h.Finish(in, b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, _ := tr.NewSealer(seal.Params{Session: 0x77, Dir: seal.ToReceiver}, 0)
+	confirm := packet.Packet{Header: packet.Header{Kind: packet.KindConfirm, Session: 0x77}}
+	cb, _ := confirm.AppendTo(make([]byte, 0, seal.ConfirmLen))
+	if cb, err = sealer.SealInPlace(cb); err != nil {
+		t.Fatal(err)
+	}
+
+	hellos := make([][]byte, 2000)
+	for i := range hellos {
+		in, _ := h.Initiate(uint64(1000+i), int64(i+1))
+		hellos[i] = bytes.Clone(in.Hello())
+	}
+	from := addr(1)
+	end := now + int64(2500*time.Millisecond)
+	for i := 0; now < end; i++ {
+		now += int64(10 * time.Microsecond)
+		c.Handle(hellos[i%len(hellos)], from, now)
+		if i%256 == 0 {
+			if b := c.Outbox().Take(); b != nil {
+				c.Outbox().Give(b)
+			}
+		}
+	}
+	c.Handle(cb, addr(0), now)
+	if st := c.Stats(); st.Handshakes != 1 || st.Sessions != 1 || st.Welcomes < 150 {
+		t.Fatalf("the pending handshake did not survive: %d handshakes, %d sessions, %d agreements in the flood", st.Handshakes, st.Sessions, st.Welcomes)
+	}
+}

@@ -28,8 +28,8 @@ const (
 	retriesPerSecond = 64
 	// pendingLen is how many answered but unconfirmed handshakes the
 	// receiver remembers: a fixed table, allocated once; when no slot is
-	// free, slots are replaced in turn (round robin). New entries need a
-	// key agreement, at most handshakesPerSecond, so a legitimate entry
+	// free the one answered longest ago is replaced. New entries need a key
+	// agreement, at most handshakesPerSecond, so a legitimate entry
 	// survives at least (pendingLen - handshakesPerSecond) /
 	// handshakesPerSecond = 3 s of a flood, far longer than the round trip
 	// that confirms it.
@@ -48,7 +48,8 @@ type pendingHandshake struct {
 	hello   [seal.HelloLen]byte // to recognise a HELLO sent again
 	welcome [seal.WelcomeLen]byte
 	helloTs int64 // the HELLO's timestamp
-	sentAt  int64 // when the WELCOME was queued
+	firstAt int64 // when the WELCOME was first queued: replacement order
+	sentAt  int64 // when it was last queued (a repeat resends it)
 	traffic seal.Traffic
 	used    bool
 }
@@ -64,7 +65,6 @@ type secure struct {
 	scratch []byte       // decrypted body; DATA payloads alias it until Handle returns
 	msg     []byte       // a WELCOME or RETRY being built
 	pending [pendingLen]pendingHandshake
-	oldest  int  // next pending slot to replace when none is free (round robin)
 	warned  bool // key mismatch logged
 	// warnedPlain: an unencrypted datagram was logged.
 	warnedPlain bool
@@ -145,10 +145,10 @@ func (sec *secure) findPending(session uint64, tag uint32) *pendingHandshake {
 	return nil
 }
 
-// slotFor returns the pending slot of session, or a free one, or the next
-// in turn.
+// slotFor returns the pending slot of session, or a free one, or the one
+// answered longest ago.
 func (sec *secure) slotFor(session uint64) (p *pendingHandshake, same bool) {
-	free := -1
+	free, oldest := -1, 0
 	for i := range sec.pending {
 		q := &sec.pending[i]
 		if q.used && q.session == session {
@@ -157,10 +157,12 @@ func (sec *secure) slotFor(session uint64) (p *pendingHandshake, same bool) {
 		if !q.used && free < 0 {
 			free = i
 		}
+		if q.firstAt < sec.pending[oldest].firstAt {
+			oldest = i
+		}
 	}
 	if free < 0 {
-		free = sec.oldest
-		sec.oldest = (sec.oldest + 1) % pendingLen
+		free = oldest
 	}
 	return &sec.pending[free], false
 }
@@ -331,7 +333,7 @@ func (c *Core) handleHello(b []byte, from netip.AddrPort, now int64) {
 		c.stats.AuthFailed++ // a point with no shared secret
 		return
 	}
-	*p = pendingHandshake{session: session, helloTs: ts, sentAt: now, traffic: *t, used: true}
+	*p = pendingHandshake{session: session, helloTs: ts, firstAt: now, sentAt: now, traffic: *t, used: true}
 	t.Clear()
 	copy(p.hello[:], b)
 	copy(p.welcome[:], welcome)

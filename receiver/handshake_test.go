@@ -210,23 +210,53 @@ func TestRetriesAreRateLimited(t *testing.T) {
 	t.Logf("%d packets (%d bytes) under unknown keys drew %d RETRYs (%d bytes)", st.NoKeys, bytesIn, sent, bytesOut)
 }
 
-// A sender's handshake answered just before a flood of recorded HELLOs
-// (from 2000 sessions, at 100 000/s) is still confirmed 2.5 s into the
-// flood: the flood can replace pending answers only at the key agreement
-// rate, oldest first.
+// A sender's handshake answered in the middle of a flood of recorded
+// HELLOs (from 2000 sessions, at 100 000/s, long enough to have filled
+// the pending table) is still confirmed 2.5 s later: the flood replaces
+// pending answers only at the key agreement rate, oldest first.
 func TestPendingHandshakeSurvivesFlood(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
-	now := int64(time.Second)
 	k, _ := seal.NewKey(testPSK)
 	h := k.NewHandshaker(nil)
+	hellos := make([][]byte, 2000)
+	for i := range hellos {
+		in, _ := h.Initiate(uint64(1000+i), int64(i+1))
+		hellos[i] = bytes.Clone(in.Hello())
+	}
+	from := addr(1)
+	now := int64(time.Second)
+	i := 0
+	flood := func(d time.Duration) {
+		for end := now + int64(d); now < end; i++ {
+			now += int64(10 * time.Microsecond)
+			c.Handle(hellos[i%len(hellos)], from, now)
+			if i%256 == 0 {
+				if b := c.Outbox().Take(); b != nil {
+					c.Outbox().Give(b)
+				}
+			}
+		}
+	}
+	flood(5 * time.Second) // 64 + 5*64 agreements: the 256-entry table is full
+
 	in, err := h.Initiate(0x77, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Handle(in.Hello(), addr(0), now)
+	before := c.Stats().Welcomes
+	for c.Stats().Welcomes == before { // the sender retries until a token is free
+		now += int64(20 * time.Millisecond)
+		c.Handle(in.Hello(), addr(0), now)
+	}
+	var welcome []byte
 	b := c.Outbox().Take()
-	tr, err := h.Finish(in, b.Datagrams()[0].Data)
+	for _, d := range b.Datagrams() {
+		if d.Addr == addr(0) {
+			welcome = bytes.Clone(d.Data)
+		}
+	}
 	c.Outbox().Give(b)
+	tr, err := h.Finish(in, welcome)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,24 +267,9 @@ func TestPendingHandshakeSurvivesFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hellos := make([][]byte, 2000)
-	for i := range hellos {
-		in, _ := h.Initiate(uint64(1000+i), int64(i+1))
-		hellos[i] = bytes.Clone(in.Hello())
-	}
-	from := addr(1)
-	end := now + int64(2500*time.Millisecond)
-	for i := 0; now < end; i++ {
-		now += int64(10 * time.Microsecond)
-		c.Handle(hellos[i%len(hellos)], from, now)
-		if i%256 == 0 {
-			if b := c.Outbox().Take(); b != nil {
-				c.Outbox().Give(b)
-			}
-		}
-	}
+	flood(2500 * time.Millisecond)
 	c.Handle(cb, addr(0), now)
-	if st := c.Stats(); st.Handshakes != 1 || st.Sessions != 1 || st.Welcomes < 150 {
+	if st := c.Stats(); st.Handshakes != 1 || st.Sessions != 1 || st.Welcomes < 400 {
 		t.Fatalf("the pending handshake did not survive: %d handshakes, %d sessions, %d agreements in the flood", st.Handshakes, st.Sessions, st.Welcomes)
 	}
 }

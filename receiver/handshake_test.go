@@ -127,7 +127,7 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 	}
 	now := int64(time.Second)
 	const gap = int64(10 * time.Microsecond) // 100 000 HELLOs per second
-	authentic := 0
+	authentic, answers := 0, 0
 	for i := range n {
 		now += gap
 		if i%3 != 0 {
@@ -144,17 +144,22 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 		if i%256 == 0 {
 			c.Tick(now)
 			if b := c.Outbox().Take(); b != nil {
+				answers += b.Len()
 				c.Outbox().Give(b)
 			}
 		}
+	}
+	if b := c.Outbox().Take(); b != nil {
+		answers += b.Len()
+		c.Outbox().Give(b)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	st := c.Stats()
 	elapsed := float64(now-int64(time.Second)) / 1e9
 	maxAgreements := uint64(handshakesPerSecond + handshakesPerSecond*elapsed + 1)
-	t.Logf("%d HELLOs over %.2f s: %d key agreements (bound %d), %d throttled, %d repeats, %d forged; heap %+d bytes",
-		n, elapsed, st.Welcomes, maxAgreements, st.HandshakesThrottled, st.HelloRepeats, st.AuthFailed, int64(after.HeapAlloc)-int64(before.HeapAlloc))
+	t.Logf("%d HELLOs over %.2f s: %d key agreements (bound %d), %d throttled, %d repeats, %d forged, %d WELCOMEs sent; heap %+d bytes",
+		n, elapsed, st.Welcomes, maxAgreements, st.HandshakesThrottled, st.HelloRepeats, st.AuthFailed, answers, int64(after.HeapAlloc)-int64(before.HeapAlloc))
 	if st.Welcomes > maxAgreements || st.Welcomes == 0 {
 		t.Fatalf("%d key agreements in %.2f s, bound %d", st.Welcomes, elapsed, maxAgreements)
 	}
@@ -169,6 +174,11 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 	// throttled, or refused as older than the one pending for its session.
 	if got := st.Welcomes + st.HandshakesThrottled + st.HelloRepeats + st.Replayed; got != uint64(authentic) {
 		t.Fatalf("authentic HELLOs accounted %d of %d: %+v", got, authentic, st)
+	}
+	// Answers: one WELCOME per key agreement, and stored WELCOMEs sent
+	// again for repeated HELLOs at most repeatsPerSecond.
+	if maxAnswers := int(st.Welcomes) + int(repeatsPerSecond*(1+elapsed)) + 1; answers > maxAnswers {
+		t.Fatalf("%d WELCOMEs sent, bound %d", answers, maxAnswers)
 	}
 	// The pending table is allocated with the core: a flood adds nothing
 	// that stays. A generous bound for the runtime's own noise.

@@ -34,6 +34,12 @@ const (
 	// handshakesPerSecond = 3 s of a flood, far longer than the round trip
 	// that confirms it.
 	pendingLen = 256
+	// repeatGap is the least time between two answers to the same HELLO
+	// (the sender waits at least 20 ms before sending it again), and
+	// repeatsPerSecond caps such answers in all: a replayed HELLO cannot
+	// make the receiver reflect WELCOMEs at the replayer's rate.
+	repeatGap        = int64(10 * time.Millisecond)
+	repeatsPerSecond = 256
 	// keyOverlap is how long a session's previous traffic keys keep
 	// opening packets after new ones took over: the packets in flight
 	// across a rekey are not lost.
@@ -61,6 +67,7 @@ type secure struct {
 	hs      *seal.Handshaker
 	agree   guard.Bucket // key agreements
 	retry   guard.Bucket // RETRYs
+	repeat  guard.Bucket // WELCOMEs sent again
 	grow    int          // bytes sealing adds to a feedback packet
 	scratch []byte       // decrypted body; DATA payloads alias it until Handle returns
 	msg     []byte       // a WELCOME or RETRY being built
@@ -96,6 +103,7 @@ func newSecure(key *seal.Key) (*secure, error) {
 		hs:      key.NewHandshaker(nil),
 		agree:   guard.Bucket{Depth: handshakesPerSecond, PeriodNanos: 1e9},
 		retry:   guard.Bucket{Depth: retriesPerSecond, PeriodNanos: 1e9},
+		repeat:  guard.Bucket{Depth: repeatsPerSecond, PeriodNanos: 1e9},
 		grow:    seal.ToSender.Overhead(),
 		scratch: make([]byte, 0, packet.MaxPacketLen),
 		msg:     make([]byte, 0, seal.HelloLen),
@@ -313,10 +321,13 @@ func (c *Core) handleHello(b []byte, from netip.AddrPort, now int64) {
 	if same {
 		if bytes.Equal(p.hello[:], b) {
 			// The WELCOME (or the HELLO's first copy) was lost: the
-			// same answer again, no new key agreement.
+			// same answer again, no new key agreement; at most one per
+			// repeatGap, and repeatsPerSecond in all.
 			c.stats.HelloRepeats++
-			p.sentAt = now
-			c.queueRaw(p.welcome[:], from)
+			if now-p.sentAt >= repeatGap && c.sec.repeat.Allow(1, now) {
+				p.sentAt = now
+				c.queueRaw(p.welcome[:], from)
+			}
 			return
 		}
 		if ts <= p.helloTs {

@@ -198,7 +198,9 @@
 // with a key agreement (a token bucket; a repeat of a pending HELLO costs
 // none), remembers at most 256 answers in a table allocated once, and
 // allocates no session before key confirmation. A WELCOME is no longer
-// than its HELLO, a RETRY no longer than the packet that drew it. What is
+// than its HELLO, a RETRY no longer than the packet that drew it, and the
+// receiver rations RETRYs and repeated WELCOMEs too, so a replayed HELLO
+// with a forged source reflects little and amplifies nothing. What is
 // not done: WireGuard's cookie reply under load, which would let the
 // receiver tell a flood of replayed HELLOs from a live sender's before the
 // key agreement; a sustained flood of distinct recorded HELLOs can

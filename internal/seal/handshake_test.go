@@ -3,8 +3,14 @@ package seal
 import (
 	"bytes"
 	"crypto/ecdh"
+	"encoding/hex"
 	"errors"
+	"flag"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -322,4 +328,76 @@ func FuzzOpenRetry(f *testing.F) {
 			t.Fatalf("accepted a RETRY that was not made with the key: %x", b)
 		}
 	})
+}
+
+var update = flag.Bool("update", false, "rewrite ../../testdata/seal/handshake.golden")
+
+// TestHandshakeGolden pins the sealed wire format: a HELLO, its WELCOME, a
+// CONFIRM and a DATA packet sealed under the keys they agree, and a RETRY,
+// made from a fixed key and fixed "random" ephemerals, must match
+// ../../testdata/seal/handshake.golden byte for byte. Run with -update
+// only when the change is intended.
+func TestHandshakeGolden(t *testing.T) {
+	psk := make([]byte, KeyLen)
+	for i := range psk {
+		psk[i] = byte(i + 1)
+	}
+	k, err := NewKey(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := k.NewHandshaker(detRand(11)).Initiate(0x0123456789abcdef, 1_000_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	welcome, tr, err := k.NewHandshaker(detRand(12)).Respond(nil, in.Hello())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := tr.NewSealer(Params{Session: 0x0123456789abcdef, Dir: ToReceiver}, 0)
+	confirm := packet.Packet{Header: packet.Header{Kind: packet.KindConfirm, Session: 0x0123456789abcdef}}
+	cb, _ := confirm.AppendTo(nil)
+	cs, err := s.Seal(nil, cb[:packet.HeaderLen], cb[packet.HeaderLen:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := encode(t, packet.KindData, 0x0123456789abcdef, []byte("golden"))
+	ds, err := s.Seal(nil, data[:packet.HeaderLen], data[packet.HeaderLen:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry := k.NewHandshaker(nil).AppendRetry(nil, 0x0123456789abcdef, tr.Tag(), 1)
+	var sb strings.Builder
+	for _, l := range []struct {
+		name string
+		b    []byte
+	}{{"HELLO", in.Hello()}, {"WELCOME", welcome}, {"CONFIRM", cs}, {"DATA", ds}, {"RETRY", retry}} {
+		fmt.Fprintf(&sb, "%s %s\n", l.name, hex.EncodeToString(l.b))
+	}
+	path := filepath.Join("..", "..", "testdata", "seal", "handshake.golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestHandshakeGolden -update to create it)", err)
+	}
+	if string(want) != sb.String() {
+		t.Fatalf("handshake differs from %s:\n got\n%s\nwant\n%s", path, sb.String(), want)
+	}
+	// And the golden messages still work: the WELCOME completes the
+	// HELLO's handshake and the sealed packets open.
+	got, err := k.NewHandshaker(nil).Finish(in, welcome)
+	if err != nil || *got != *tr {
+		t.Fatalf("golden WELCOME: %v", err)
+	}
+	o, _ := tr.NewOpener(Params{Session: 0x0123456789abcdef, Dir: ToReceiver})
+	if body, _, err := o.Open(nil, ds); err != nil || string(body[packet.DataHeaderLen:]) != "golden" {
+		t.Fatalf("golden DATA: %v", err)
+	}
 }

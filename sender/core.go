@@ -80,8 +80,10 @@ type Core struct {
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,
 // the socket settings and Clock are not used by a Core: the caller owns
-// the socket and the time. With a key (cfg.KeyFile or cfg.Key) every
-// packet is sealed and only sealed feedback is taken.
+// the socket and the time. With a key (cfg.KeyFile or cfg.Key) the Core
+// first makes a handshake with remote (its first Tick or Send sends the
+// HELLO), holds what is sent until it completes, then seals every packet
+// and takes only sealed feedback.
 func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -325,9 +327,10 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // another session, or of a kind a sender does not expect is counted and
 // dropped.
 //
-// With encryption on, only feedback sealed under the key for this session
-// is taken; the rest is counted (Unsealed, KeyMismatch, AuthFailed,
-// Replayed) before anything else looks at it. Every datagram counts
+// With encryption on, only feedback sealed under this session's traffic
+// keys is taken, besides the handshake's WELCOME and RETRY; the rest is
+// counted (Unsealed, KeyMismatch, AuthFailed, NoKeys, Replayed) before
+// anything else looks at it. Every datagram counts
 // towards the amplification limit of its source address.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	from = unmap(from)

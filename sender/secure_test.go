@@ -2,6 +2,7 @@ package sender
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -339,4 +340,126 @@ func TestReportEchoValidatesAnotherAddress(t *testing.T) {
 	if st := c.Stats(); st.AddressesValidated != 1 || st.Retransmits != 10 {
 		t.Fatalf("after a true echo: %+v", st)
 	}
+}
+
+// Before the handshake nothing but the HELLO leaves: what is sent is
+// held, in order, up to its bound (then Send says ErrQueueFull), and goes
+// out sealed, behind a CONFIRM, the moment the WELCOME arrives.
+func TestHeldUntilHandshake(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	payload := make([]byte, 1000)
+	sent := 0
+	for ; sent < 10_000; sent++ {
+		payload[0] = byte(sent)
+		if err := c.Send(0, payload, int64(sent+1)); err != nil {
+			if !errors.Is(err, ErrQueueFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if sent == 0 || sent*(len(payload)+64) < heldBytes/2 || c.Room(len(payload)) {
+		t.Fatalf("held %d messages of %d bytes before refusing; Room says %v", sent, len(payload), c.Room(len(payload)))
+	}
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatalf("before the WELCOME the outbox holds %v datagrams, want the HELLO alone", b)
+	}
+	hello := bytes.Clone(b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	if info, err := seal.Peek(hello); err != nil || info.Kind != packet.KindHello {
+		t.Fatalf("first datagram %+v %v", info, err)
+	}
+	h := testKey(t, testPSK).NewHandshaker(nil)
+	welcome, tr, err := h.Respond(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
+	c.Handle(welcome, rcvAddr, int64(time.Millisecond))
+	var kinds []packet.Kind
+	var seqs []uint64
+	for b := c.Outbox().Take(); b != nil; b = c.Outbox().Take() {
+		for _, d := range b.Datagrams() {
+			body, _, err := o.Open(nil, d.Data)
+			if err != nil {
+				t.Fatalf("released datagram does not open: %v", err)
+			}
+			var p packet.Packet
+			hd, _ := packet.PeekHeader(d.Data)
+			if err := p.ParseBody(hd, body); err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, p.Kind)
+			if p.Kind == packet.KindData {
+				seqs = append(seqs, p.Seq)
+			}
+		}
+		c.Outbox().Give(b)
+		c.Tick(int64(time.Millisecond)) // what did not fit goes with the next Tick
+	}
+	if len(kinds) < 3 || kinds[0] != packet.KindConfirm || kinds[1] != packet.KindHeartbeat || kinds[len(kinds)-1] != packet.KindConfirm {
+		t.Fatalf("released %d datagrams: first %v, last %v", len(kinds), kinds[:min(3, len(kinds))], kinds[len(kinds)-1])
+	}
+	if len(seqs) != sent {
+		t.Fatalf("released %d of %d held messages", len(seqs), sent)
+	}
+	for i, s := range seqs {
+		if s != uint64(i) {
+			t.Fatalf("held message %d released as sequence %d", i, s)
+		}
+	}
+	if st := c.Stats(); st.Held != uint64(sent)+1 || st.Handshakes != 1 || st.HandshakeRTTNanos != int64(time.Millisecond)-1 {
+		t.Fatalf("stats: held %d (want %d + the heartbeat), handshakes %d, rtt %d", st.Held, sent, st.Handshakes, st.HandshakeRTTNanos)
+	}
+}
+
+// A RETRY starts a new handshake only when it is authentic, names the
+// current keys and a counter already used, and no handshake is under way.
+func TestRetryHandling(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	r := newReceiverSide(t, c, testPSK)
+	for i := range 3 {
+		_ = c.Send(0, []byte{byte(i)}, int64(i+1))
+	}
+	_, ctrs := r.open(t, c)
+	tag := c.sec.cur.tag
+	k := testKey(t, testPSK)
+	other := testKey(t, bytes.Repeat([]byte{9}, seal.KeyLen))
+	forged := k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[0])
+	forged[len(forged)-1] ^= 1
+	for _, b := range [][]byte{
+		forged,
+		other.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[0]),         // another key file
+		k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag^1, ctrs[0]),           // other keys
+		k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[len(ctrs)-1]+1), // a counter never used
+		k.NewHandshaker(nil).AppendRetry(nil, 0xdef, tag, ctrs[0]),             // another session
+	} {
+		c.Handle(b, rcvAddr, 10)
+	}
+	st := c.Stats()
+	if st.Rehandshakes != 0 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RetriesIgnored != 2 || st.ForeignSession != 1 {
+		t.Fatalf("bad RETRYs: %+v", st)
+	}
+	if b := c.Outbox().Take(); b != nil {
+		t.Fatalf("bad RETRYs drew %d datagrams", b.Len())
+	}
+	good := k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[1])
+	c.Handle(good, rcvAddr, 20)
+	c.Handle(good, rcvAddr, 21) // again, mid-handshake: ignored
+	st = c.Stats()
+	if st.Rehandshakes != 1 || st.RetriesIgnored != 3 || st.HandshakeAttempts != 2 {
+		t.Fatalf("good RETRY: %+v", st)
+	}
+	// Until the new handshake completes, packets are held, not sealed
+	// under keys the receiver no longer has.
+	_ = c.Send(0, []byte("after"), 30)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatalf("after a RETRY: %v datagrams, want the new HELLO alone", b)
+	}
+	if info, _ := seal.Peek(b.Datagrams()[0].Data); info.Kind != packet.KindHello {
+		t.Fatalf("after a RETRY the sender sent %v", info.Kind)
+	}
+	c.Outbox().Give(b)
 }

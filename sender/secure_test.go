@@ -13,7 +13,7 @@ import (
 
 var testPSK = bytes.Repeat([]byte{0x5a}, seal.KeyLen)
 
-func testKey(t *testing.T, psk []byte) *seal.Key {
+func testKey(t testing.TB, psk []byte) *seal.Key {
 	t.Helper()
 	k, err := seal.NewKey(psk)
 	if err != nil {
@@ -33,7 +33,7 @@ type receiverSide struct {
 // newReceiverSide answers c's HELLO (c's first Tick at 0 sends it) and
 // takes the CONFIRM that follows, so that c's outbox is empty and c has
 // traffic keys when it returns.
-func newReceiverSide(t *testing.T, c *Core, psk []byte) *receiverSide {
+func newReceiverSide(t testing.TB, c *Core, psk []byte) *receiverSide {
 	t.Helper()
 	r := &receiverSide{hs: testKey(t, psk).NewHandshaker(nil)}
 	c.Tick(0)
@@ -74,7 +74,7 @@ func (r *receiverSide) seal(t *testing.T, p *packet.Packet) []byte {
 
 // open opens every datagram the core queued, returning the packets and
 // the counters they were sealed with.
-func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
+func (r *receiverSide) open(t testing.TB, c *Core) ([]packet.Packet, []uint64) {
 	t.Helper()
 	b := c.Outbox().Take()
 	if b == nil {

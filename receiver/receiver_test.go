@@ -251,6 +251,9 @@ func BenchmarkFirstMessage(b *testing.B) {
 				}
 				b.StopTimer()
 				s.Close()
+				// Stay under the receiver's 64 key agreements a second,
+				// or the benchmark measures that limit.
+				time.Sleep(20 * time.Millisecond)
 				b.StartTimer()
 			}
 		})

@@ -306,6 +306,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
+	c.noteSealed(s.id, s.next)
 	c.spend(dataLen)
 	if s.next == s.start {
 		s.firstTs = now

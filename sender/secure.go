@@ -39,7 +39,19 @@ const (
 	// before the handshake: 0-RTT data could be replayed.
 	heldPackets = 1024
 	heldBytes   = 256 << 10
+	// sentRing is how many DATA first transmissions the sender remembers
+	// the counter of, so that after a RETRY it can resend, under the new
+	// keys, what it sent under keys the receiver had lost.
+	sentRing = 1024
 )
+
+// sentRef names the DATA sealed under a key tag with a counter.
+type sentRef struct {
+	tag    uint32
+	ctr    uint64
+	stream uint32
+	seq    uint64
+}
 
 // txKeys is one handshake's keys at the sender.
 type txKeys struct {
@@ -75,6 +87,12 @@ type secure struct {
 	scratch []byte // decrypted feedback body
 	warned  bool   // key mismatch logged
 	pkt     packet.Packet
+	// sent remembers the latest DATA sealed (a ring); resend holds, after
+	// a RETRY, those sealed from the counter it named on, to go again
+	// once the new handshake completes.
+	sent   [sentRing]sentRef
+	sentN  uint64
+	resend []sentRef
 	// warnedPlain: unencrypted feedback was logged.
 	warnedPlain bool
 }
@@ -87,6 +105,7 @@ func newSecure(key *seal.Key) (*secure, error) {
 		scratch: make([]byte, 0, packet.MaxPacketLen),
 		held:    make([]heldPacket, 0, heldPackets),
 		heldBuf: make([]byte, 0, heldBytes),
+		resend:  make([]sentRef, 0, sentRing),
 	}
 	sec.holding.sec = sec
 	return sec, nil
@@ -157,6 +176,60 @@ func (c *Core) sealLast(out *outbox.Batch) error {
 		return err
 	}
 	return nil
+}
+
+// noteSealed remembers the counter the DATA just sealed took (nothing
+// when it was held: it is sealed later, under new keys).
+func (c *Core) noteSealed(stream uint32, seq uint64) {
+	sec := c.sec
+	if sec == nil || sec.holdingPackets() {
+		return
+	}
+	sec.sent[sec.sentN%sentRing] = sentRef{tag: sec.cur.tag, ctr: sec.cur.sealer.Next() - 1, stream: stream, seq: seq}
+	sec.sentN++
+}
+
+// lostFrom collects, for a RETRY naming counter ctr of the keys tagged
+// tag, the DATA sealed under them from that counter on: the receiver that
+// sent the RETRY could open none of it.
+func (sec *secure) lostFrom(tag uint32, ctr uint64) {
+	sec.resend = sec.resend[:0]
+	first := sec.sentN - min(sec.sentN, sentRing)
+	for i := first; i < sec.sentN; i++ {
+		if r := sec.sent[i%sentRing]; r.tag == tag && r.ctr >= ctr {
+			sec.resend = append(sec.resend, r)
+		}
+	}
+}
+
+// resendLost queues again, sealed under the new keys and flagged as
+// retransmissions, the DATA a RETRY said was lost (as far as the
+// retransmit buffer still holds it and the outbox takes it): a receiver
+// that restarted then misses only what the old one received and died
+// with.
+func (c *Core) resendLost(now int64) {
+	sec := c.sec
+	out := c.out.Current()
+	for _, r := range sec.resend {
+		s := c.findStream(r.stream)
+		if s == nil || s.retained == nil {
+			continue
+		}
+		data, ok := s.retained.Get(r.seq, now)
+		if !ok {
+			continue
+		}
+		if !out.Room(len(data)+sec.grow) || out.AppendRaw(data, c.remote) != nil {
+			break
+		}
+		_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
+		if err := out.SealLast(sec.cur.sealer, sec.grow); err != nil {
+			c.stats.SealErrors++
+			continue
+		}
+		c.stats.Resent++
+	}
+	sec.resend = sec.resend[:0]
 }
 
 // releaseHeld seals and queues the held packets, in order, as far as the
@@ -317,8 +390,9 @@ func (c *Core) handleWelcome(b []byte, now int64) {
 	// in use and gives it the round trip. Then what was held, and, when
 	// something was, a second CONFIRM behind it in case the first is
 	// lost: the receiver's first NACKs are for that burst.
-	held := len(sec.held) > 0
+	held := len(sec.held) > 0 || len(sec.resend) > 0
 	c.confirm()
+	c.resendLost(now)
 	c.releaseHeld()
 	if held {
 		c.confirm()
@@ -356,6 +430,7 @@ func (c *Core) handleRetry(b []byte, now int64) {
 	}
 	c.log.Info().Msg("receiver holds no keys for this session (restarted?): handshaking again")
 	c.stats.Rehandshakes++
+	sec.lostFrom(tag, counter)
 	sec.cur, sec.prev = nil, nil
 	c.secureStart(now)
 }

@@ -3,6 +3,7 @@ package sender
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -458,8 +459,36 @@ func TestRetryHandling(t *testing.T) {
 	if b == nil || b.Len() != 1 {
 		t.Fatalf("after a RETRY: %v datagrams, want the new HELLO alone", b)
 	}
-	if info, _ := seal.Peek(b.Datagrams()[0].Data); info.Kind != packet.KindHello {
+	hello := bytes.Clone(b.Datagrams()[0].Data)
+	if info, _ := seal.Peek(hello); info.Kind != packet.KindHello {
 		t.Fatalf("after a RETRY the sender sent %v", info.Kind)
 	}
 	c.Outbox().Give(b)
+
+	// The new handshake completes: CONFIRM, then the DATA sealed from the
+	// RETRY's counter on (the receiver could open none of it) again,
+	// flagged, under the new keys, then what was held, then a CONFIRM.
+	welcome, tr, err := k.NewHandshaker(nil).Respond(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.opener, _ = tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
+	c.Handle(welcome, rcvAddr, 40)
+	pkts, _ := r.open(t, c)
+	var got []string
+	for _, p := range pkts {
+		switch p.Kind {
+		case packet.KindData:
+			got = append(got, fmt.Sprintf("DATA %d %q rtx=%v", p.Seq, p.Payload, p.Flags&packet.FlagRetransmit != 0))
+		default:
+			got = append(got, p.Kind.String())
+		}
+	}
+	want := []string{"CONFIRM", `DATA 0 "\x00" rtx=true`, `DATA 1 "\x01" rtx=true`, `DATA 2 "\x02" rtx=true`, `DATA 3 "after" rtx=false`, "CONFIRM"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the new handshake:\n got %q\nwant %q", got, want)
+	}
+	if st := c.Stats(); st.Resent != 3 {
+		t.Fatalf("resent %d", st.Resent)
+	}
 }

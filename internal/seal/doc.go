@@ -127,8 +127,10 @@
 // is a replay) answers with a RETRY naming the packet's key tag and
 // counter, MACed with the PSK; the sender handshakes again if the RETRY
 // names its current key tag and a counter it has used, and ignores it
-// otherwise. So a receiver restart costs the packets in flight and those
-// sent before the first RETRY returns, one round trip's worth. The RETRY's
+// otherwise; once the new handshake completes it resends, under the new
+// keys, the DATA it had sealed from that counter on. So a receiver restart
+// delays the packets in flight and those sent before the first RETRY
+// returns (one round trip's worth) rather than losing them. The RETRY's
 // MAC keeps anyone without the PSK from forcing a handshake; a recorded
 // RETRY names keys no longer in use and is ignored. A PSK holder can force
 // handshakes, one per round trip, which is no more than it could do by

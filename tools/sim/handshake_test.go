@@ -80,9 +80,11 @@ func TestHandshakeCostsOneRoundTrip(t *testing.T) {
 }
 
 // The receiver restarts mid-stream (a new process: no keys). The sender's
-// next packets draw a RETRY, it handshakes again, and the stream resumes:
-// what is lost is what was in flight to the old receiver plus what the
-// sender sent before the RETRY reached it, a round trip's worth.
+// next packets draw a RETRY naming the first of them the new receiver
+// could not open; the sender handshakes again and resends, under the new
+// keys, everything it sealed from that packet on. So nothing is lost: the
+// packets in flight at the restart and those sent before the RETRY came
+// back (a round trip's worth, 41 here) all arrive, only later.
 func TestSealedReceiverRestart(t *testing.T) {
 	const rate, restart = 2000, 5000
 	const oneWay = 10 * time.Millisecond
@@ -108,18 +110,9 @@ func TestSealedReceiverRestart(t *testing.T) {
 	if s.Rehandshakes != 1 || s.Handshakes != 2 || r.Receiver.Handshakes != 1 {
 		t.Fatalf("rehandshakes %d, handshakes %d (receiver %d)", s.Rehandshakes, s.Handshakes, r.Receiver.Handshakes)
 	}
-	// In flight at the restart: one one-way delay of messages. Sent before
-	// the RETRY arrived: one round trip. A few more for the CONFIRM's
-	// scheduling.
-	inFlight := int(rate * oneWay.Seconds())
-	bound := inFlight + int(rate*(2*oneWay).Seconds()) + 4
-	if len(r.Missed) > bound {
-		t.Fatalf("lost %d messages across the receiver restart, bound %d", len(r.Missed), bound)
-	}
-	for _, i := range r.Missed {
-		if i < restart-inFlight-1 || i > restart+bound {
-			t.Fatalf("message %d lost, far from the restart at %d", i, restart)
-		}
+	if len(r.Missed) != 0 || s.Resent != recvNoKeys || r.Corrupt+r.Duplicates+r.OutOfOrder != 0 {
+		t.Fatalf("lost %d messages across the receiver restart (resent %d of the %d the new receiver could not open), corrupt %d, duplicates %d, out of order %d",
+			len(r.Missed), s.Resent, recvNoKeys, r.Corrupt, r.Duplicates, r.OutOfOrder)
 	}
 	// The restart happens just before message 5000 is sent (2.5 s in):
 	// the sender's next packet reaches the new receiver one way later and
@@ -129,8 +122,8 @@ func TestSealedReceiverRestart(t *testing.T) {
 	if rehandshakeAt == 0 || rehandshakeAt > restartAt+2*oneWay+time.Millisecond || resumedAt > restartAt+4*oneWay+2*time.Millisecond {
 		t.Fatalf("restart at %v: re-handshake began at %v, completed at %v", restartAt, rehandshakeAt, resumedAt)
 	}
-	t.Logf("lost %d messages (bound %d), the new receiver saw %d packets under the old keys; re-handshake %v after the restart, keys again %v after",
-		len(r.Missed), bound, recvNoKeys, rehandshakeAt-restartAt, resumedAt-restartAt)
+	t.Logf("the new receiver saw %d packets under the old keys, all resent; re-handshake %v after the restart, keys again %v after, p99 latency %.1f ms",
+		recvNoKeys, rehandshakeAt-restartAt, resumedAt-restartAt, float64(r.LatencyP99)/1e6)
 }
 
 // A sender restart with a key: the new session handshakes, the receiver

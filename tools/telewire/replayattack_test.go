@@ -169,3 +169,65 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// TestSealedReceiverRestartProcess: a sealed `telewire send` streams into
+// `telewire recv`, which is stopped and replaced by a new recv process on
+// the same address with the same key. The sender's next packets draw a
+// RETRY from the new process, the sender handshakes again, resends what
+// the new receiver could not open, and the stream goes on: between them
+// the two receivers deliver everything except what was sent while no
+// process was listening.
+func TestSealedReceiverRestartProcess(t *testing.T) {
+	const n, rate = 5000, 1000
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	var o bytes.Buffer
+	if code := run(t.Context(), []string{"keygen", key}, nil, &o, &o); code != 0 {
+		t.Fatalf("keygen: %s", o.String())
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+
+	var out1, out2 lockedBuffer
+	recv1, _, rerr1 := startRecv(t, &out1, "--listen", addr, "--key-file", key, "--stats", filepath.Join(dir, "recv1.json"))
+	serr := new(lockedBuffer)
+	send := exec.Command(telewireBin, "send", "--to", addr, "--gen", "market", "--count", fmt.Sprint(n), "--rate", fmt.Sprint(rate),
+		"--key-file", key, "--linger", "500ms", "--stats", filepath.Join(dir, "send.json"))
+	send.Stderr = serr
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	_ = recv1.Process.Signal(os.Interrupt)
+	stopped := time.Now()
+	wait(t, recv1, rerr1, 30*time.Second)
+	recv2, _, rerr2 := startRecv(t, &out2, "--listen", addr, "--key-file", key, "--stats", filepath.Join(dir, "recv2.json"))
+	gap := time.Since(stopped)
+	wait(t, send, serr, 60*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	_ = recv2.Process.Signal(os.Interrupt)
+	wait(t, recv2, rerr2, 30*time.Second)
+
+	s1, s2 := readJSON(t, filepath.Join(dir, "recv1.json")), readJSON(t, filepath.Join(dir, "recv2.json"))
+	ss := readJSON(t, filepath.Join(dir, "send.json"))
+	d1, d2 := s1["delivered"].(float64), s2["delivered"].(float64)
+	t.Logf("no receiver for %v; first receiver delivered %v, second %v (handshakes %v, no_keys %v, retries %v); sender: rehandshakes %v, resent %v, handshakes %v",
+		gap.Round(time.Millisecond), d1, d2, s2["handshakes"], s2["no_keys"], s2["retries"], ss["rehandshakes"], ss["resent"], ss["handshakes"])
+	if ss["rehandshakes"].(float64) != 1 || s2["handshakes"].(float64) != 1 || s2["sessions"].(float64) != 1 {
+		t.Fatalf("no re-handshake with the new receiver: sender rehandshakes %v, new receiver handshakes %v sessions %v\nsend: %s\nrecv2: %s",
+			ss["rehandshakes"], s2["handshakes"], s2["sessions"], serr, rerr2)
+	}
+	// Messages sent while no process was bound are gone (the kernel drops
+	// them); allow for the gap at the sending rate, and a margin for the
+	// time the first receiver took to stop reading.
+	if lost := n - d1 - d2; lost > rate*(gap.Seconds()+0.1) {
+		t.Fatalf("lost %v of %d messages across a %v restart", lost, n, gap)
+	}
+	if d2 == 0 || float64(strings.Count(out2.String(), "\n")) != d2 {
+		t.Fatalf("second receiver delivered %v, wrote %d lines", d2, strings.Count(out2.String(), "\n"))
+	}
+}

@@ -1,5 +1,6 @@
 // Package packet is telewire's wire format, version 1: the header every
-// datagram carries, the five packet kinds, their encoding and decoding, and
+// datagram carries, the five data and feedback kinds and the four kinds of
+// sealed mode's key exchange, their encoding and decoding, and
 // sequence arithmetic.
 //
 // The package is pure logic over byte slices: no sockets, no goroutines, no
@@ -15,7 +16,8 @@
 //	offset size field
 //	     0    2 magic 0x54 0x57 ("TW"); anything else is foreign traffic
 //	     2    1 version, 1
-//	     3    1 kind: 1 DATA, 2 PARITY, 3 NACK, 4 REPORT, 5 HEARTBEAT (6..255 reserved)
+//	     3    1 kind: 1 DATA, 2 PARITY, 3 NACK, 4 REPORT, 5 HEARTBEAT,
+//	              6 HELLO, 7 WELCOME, 8 CONFIRM, 9 RETRY (10..255 reserved)
 //	     4    1 flags (per kind; unknown bits are rejected)
 //	     5    1 envelope: 0 plain; 1 or 2 sealed (see below)
 //	     6    2 length of the whole packet in bytes, header included; must equal the datagram length
@@ -25,11 +27,11 @@
 //
 // A sealed packet (encryption on, see internal/seal) keeps this layout with
 // three differences: the envelope byte says which way it was sealed (1
-// sender to receiver, 2 receiver to sender), the CRC field carries the key
-// id (the AEAD tag replaces the checksum), and the encrypted body follows an
-// 8-byte counter (and, receiver to sender, an 8-byte receiver salt). Parse
-// refuses a sealed datagram with ErrSealed; the opener hands the decrypted
-// body to ParseBody.
+// sender to receiver, 2 receiver to sender), the CRC field carries a key
+// tag (the AEAD tag or a MAC replaces the checksum), and the body is
+// encrypted after an 8-byte counter or, for the key exchange, followed by
+// a MAC. Parse refuses a sealed datagram with ErrSealed; the opener hands
+// the decrypted or authenticated body to ParseBody.
 //
 // The checksum lets a receiver tell a corrupted datagram from a good one
 // before any state moves. UDP's own checksum is optional over IPv4 and is not
@@ -107,6 +109,29 @@
 // payloads and ranges; each is present exactly when its flag is set, so the
 // format keeps one encoding per packet. A peer from before they existed
 // rejects the flags (ErrBadFlags); the packets without them are unchanged.
+//
+// # Key exchange (kinds 6 to 9), sealed mode only
+//
+// These kinds exist only inside seal's envelope: package seal adds the
+// MAC or AEAD tag and says what each field means cryptographically. A
+// plain receiver or sender counts them as unexpected. Flags must be 0.
+//
+// HELLO (kind 6), sender to receiver, and WELCOME (kind 7), receiver to
+// sender:
+//
+//	offset size field
+//	    24   32 ephemeral X25519 public key (RFC 7748)
+//	    56    8 timestamp: HELLO, the sender's clock in nanoseconds;
+//	              WELCOME, the HELLO's timestamp echoed
+//
+// CONFIRM (kind 8), sender to receiver: an empty body.
+//
+// RETRY (kind 9), receiver to sender:
+//
+//	offset size field
+//	    24    4 key tag of the sealed packet the receiver holds no key for
+//	    28    4 reserved, must be 0
+//	    32    8 counter of that packet
 //
 // # Sequence numbers
 //

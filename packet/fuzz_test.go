@@ -76,6 +76,10 @@ func FuzzParityBody(f *testing.F)    { fuzzBody(f, KindParity) }
 func FuzzNACKBody(f *testing.F)      { fuzzBody(f, KindNACK) }
 func FuzzReportBody(f *testing.F)    { fuzzBody(f, KindReport) }
 func FuzzHeartbeatBody(f *testing.F) { fuzzBody(f, KindHeartbeat) }
+func FuzzHelloBody(f *testing.F)     { fuzzBody(f, KindHello) }
+func FuzzWelcomeBody(f *testing.F)   { fuzzBody(f, KindWelcome) }
+func FuzzConfirmBody(f *testing.F)   { fuzzBody(f, KindConfirm) }
+func FuzzRetryBody(f *testing.F)     { fuzzBody(f, KindRetry) }
 
 // FuzzParse feeds whole datagrams, header included, to Parse.
 func FuzzParse(f *testing.F) {

@@ -34,6 +34,12 @@ const (
 	AnswerLen = 16
 	// ProofLen is what FlagProof adds to a NACK body.
 	ProofLen = 16
+	// EphemeralLen is the size of an X25519 public key in a handshake.
+	EphemeralLen = 32
+	// HelloLen is the size of a HELLO body and of a WELCOME body.
+	HelloLen = EphemeralLen + 8
+	// RetryLen is the size of a RETRY body.
+	RetryLen = 16
 
 	// MaxPacketLen is the largest datagram telewire sends or accepts: the
 	// largest UDP payload over IPv4.
@@ -67,17 +73,27 @@ const (
 // Kind says what a packet carries.
 type Kind uint8
 
-// The packet kinds of wire format v1. Values 6 to 255 are reserved.
+// The packet kinds of wire format v1. Values 10 to 255 are reserved.
+// Kinds 6 to 9 are the key exchange of sealed mode (see package seal); a
+// plain receiver or sender never sends them and treats them as unexpected.
 const (
 	KindData      Kind = 1 // application payload, sender to receiver
 	KindParity    Kind = 2 // FEC parity shard, sender to receiver
 	KindNACK      Kind = 3 // missing ranges (receiver to sender) or unavailable ranges (sender to receiver)
 	KindReport    Kind = 4 // receiver statistics, receiver to sender
 	KindHeartbeat Kind = 5 // highest sequence sent, sender to receiver
-	kindMax            = KindHeartbeat
+	KindHello     Kind = 6 // handshake initiation: the sender's ephemeral key, sender to receiver
+	KindWelcome   Kind = 7 // handshake response: the receiver's ephemeral key, receiver to sender
+	KindConfirm   Kind = 8 // first packet under new traffic keys, empty, sender to receiver
+	KindRetry     Kind = 9 // "I hold no key for this packet: handshake again", receiver to sender
+	kindMax            = KindRetry
 )
 
-var kindNames = [...]string{"INVALID", "DATA", "PARITY", "NACK", "REPORT", "HEARTBEAT"}
+var kindNames = [...]string{"INVALID", "DATA", "PARITY", "NACK", "REPORT", "HEARTBEAT", "HELLO", "WELCOME", "CONFIRM", "RETRY"}
+
+// IsHandshake reports whether k is one of the key-exchange kinds (HELLO,
+// WELCOME, CONFIRM, RETRY).
+func (k Kind) IsHandshake() bool { return k >= KindHello && k <= KindRetry }
 
 // String returns the kind's name, e.g. "DATA".
 func (k Kind) String() string {
@@ -193,6 +209,20 @@ type Heartbeat struct {
 	AnswerHoldNanos int64
 }
 
+// Handshake is the body of the key-exchange kinds. Which fields matter
+// depends on the kind:
+//
+//	HELLO    Ephemeral (the sender's), Timestamp (the sender's clock)
+//	WELCOME  Ephemeral (the receiver's), Timestamp (the HELLO's, echoed)
+//	RETRY    KeyTag and Counter of the sealed packet the receiver could not open
+//	CONFIRM  nothing: the body is empty
+type Handshake struct {
+	Ephemeral [EphemeralLen]byte // X25519 public key
+	Timestamp int64              // nanoseconds of the sender's clock
+	KeyTag    uint32
+	Counter   uint64
+}
+
 // Report is the body of a REPORT packet: the receiver's view of one stream,
 // sent every report interval. Counters are cumulative since the receiver
 // first saw the session; figures named Nanos are durations in nanoseconds.
@@ -228,6 +258,7 @@ type Report struct {
 //	NACK      Ranges
 //	REPORT    Report
 //	HEARTBEAT Heartbeat
+//	HELLO, WELCOME, CONFIRM, RETRY Handshake
 //
 // The zero value is empty and ready for Parse. A Packet is meant to be reused
 // across datagrams: Parse overwrites only the fields of the parsed kind, and
@@ -242,6 +273,7 @@ type Packet struct {
 	Ranges    []Range // after Parse, aliases storage inside the Packet
 	Report    Report
 	Heartbeat Heartbeat
+	Handshake Handshake
 
 	// NACK with FlagProof only (zero otherwise): see FlagProof.
 	ProofSeq       uint64
@@ -266,6 +298,12 @@ func (p *Packet) EncodedLen() int {
 		return HeaderLen + ReportLen + p.optional(FlagChallenge, ChallengeLen)
 	case KindHeartbeat:
 		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+	case KindHello, KindWelcome:
+		return HeaderLen + HelloLen
+	case KindConfirm:
+		return HeaderLen
+	case KindRetry:
+		return HeaderLen + RetryLen
 	}
 	return 0
 }
@@ -325,6 +363,13 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Answer)
 			b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.AnswerHoldNanos))
 		}
+	case KindHello, KindWelcome:
+		b = append(b, p.Handshake.Ephemeral[:]...)
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Handshake.Timestamp))
+	case KindRetry:
+		b = binary.BigEndian.AppendUint32(b, p.Handshake.KeyTag)
+		b = binary.BigEndian.AppendUint32(b, 0)
+		b = binary.BigEndian.AppendUint64(b, p.Handshake.Counter)
 	}
 	pkt := b[start:]
 	binary.BigEndian.PutUint32(pkt[offCRC:], checksum(pkt))
@@ -462,9 +507,38 @@ func (p *Packet) parseBody(body []byte) error {
 		return p.parseNACK(body)
 	case KindReport:
 		return p.parseReport(body)
-	default: // KindHeartbeat
+	case KindHeartbeat:
 		return p.parseHeartbeat(body)
+	default: // the handshake kinds
+		return p.parseHandshake(body)
 	}
+}
+
+// parseHandshake decodes the fixed-size bodies of HELLO, WELCOME, CONFIRM
+// and RETRY.
+func (p *Packet) parseHandshake(body []byte) error {
+	want := p.EncodedLen() - HeaderLen
+	if len(body) != want {
+		if len(body) < want {
+			return ErrShort
+		}
+		return ErrLength
+	}
+	h := &p.Handshake
+	switch p.Kind {
+	case KindHello, KindWelcome:
+		copy(h.Ephemeral[:], body)
+		h.Timestamp = int64(binary.BigEndian.Uint64(body[EphemeralLen:]))
+		h.KeyTag, h.Counter = 0, 0
+	case KindRetry:
+		if binary.BigEndian.Uint32(body[4:]) != 0 {
+			return ErrBadField
+		}
+		*h = Handshake{KeyTag: binary.BigEndian.Uint32(body), Counter: binary.BigEndian.Uint64(body[8:])}
+	default: // KindConfirm
+		*h = Handshake{}
+	}
+	return nil
 }
 
 func (p *Packet) parseData(body []byte) error {

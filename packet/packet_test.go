@@ -30,6 +30,10 @@ func samples() []*Packet {
 		{Header: h(KindNACK, FlagProof), Ranges: []Range{{First: 10, Len: 2}}, ProofSeq: 42, ProofTimestamp: 1_000_000_007},
 		{Header: h(KindReport, FlagEarly|FlagChallenge), Report: Report{EchoTimestamp: 7, HighestSeq: 3, Received: 4}, Challenge: 0xfeedfacecafebeef},
 		{Header: h(KindHeartbeat, FlagAnswer), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Answer: 0xfeedfacecafebeef, AnswerHoldNanos: 250_000}},
+		{Header: h(KindHello, 0), Handshake: Handshake{Ephemeral: [32]byte{1, 2, 3, 31: 0xff}, Timestamp: 1_000_000_000}},
+		{Header: h(KindWelcome, 0), Handshake: Handshake{Ephemeral: [32]byte{0: 0xee, 31: 9}, Timestamp: 1_000_000_000}},
+		{Header: h(KindConfirm, 0)},
+		{Header: h(KindRetry, 0), Handshake: Handshake{KeyTag: 0xdeadbeef, Counter: 1 << 40}},
 	}
 }
 
@@ -58,6 +62,8 @@ func equalPackets(a, b *Packet) bool {
 		return a.Report == b.Report && a.Challenge == b.Challenge
 	case KindHeartbeat:
 		return a.Heartbeat == b.Heartbeat
+	case KindHello, KindWelcome, KindConfirm, KindRetry:
+		return a.Handshake == b.Handshake
 	}
 	return false
 }
@@ -134,7 +140,7 @@ func TestRejects(t *testing.T) {
 		{"foreign", []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n"), ErrBadMagic},
 		{"bad version", mut(func(b []byte) []byte { b[offVersion] = 2; return b }), ErrBadVersion},
 		{"kind zero", mut(func(b []byte) []byte { b[offKind] = 0; return b }), ErrUnknownKind},
-		{"kind reserved", mut(func(b []byte) []byte { b[offKind] = 6; return b }), ErrUnknownKind},
+		{"kind reserved", mut(func(b []byte) []byte { b[offKind] = 10; return b }), ErrUnknownKind},
 		{"undefined flag", mut(func(b []byte) []byte { b[offFlags] = 0x80; return reseal(b) }), ErrBadFlags},
 		{"sealed envelope", mut(func(b []byte) []byte { b[offEnvelope] = 1; return reseal(b) }), ErrSealed},
 		{"length too small", mut(func(b []byte) []byte { b[offLength+1]--; return b }), ErrLength},
@@ -213,6 +219,12 @@ func TestRejectsBadBodies(t *testing.T) {
 		{"report negative hold", raw(KindReport, negHold), ErrBadField},
 		{"heartbeat short", raw(KindHeartbeat, make([]byte, HeartbeatLen-1)), ErrShort},
 		{"heartbeat next before start", raw(KindHeartbeat, hb(10, 9)), ErrBadField},
+		{"hello short", raw(KindHello, make([]byte, HelloLen-1)), ErrShort},
+		{"hello long", raw(KindHello, make([]byte, HelloLen+1)), ErrLength},
+		{"welcome short", raw(KindWelcome, make([]byte, EphemeralLen)), ErrShort},
+		{"confirm not empty", raw(KindConfirm, []byte{0}), ErrLength},
+		{"retry short", raw(KindRetry, make([]byte, RetryLen-1)), ErrShort},
+		{"retry reserved", raw(KindRetry, []byte{0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}), ErrBadField},
 	}
 	for _, c := range cases {
 		var p Packet
@@ -268,8 +280,13 @@ func TestPeekHeader(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	if KindData.String() != "DATA" || Kind(9).String() != "KIND(9)" {
-		t.Fatalf("got %q %q", KindData, Kind(9))
+	if KindData.String() != "DATA" || KindRetry.String() != "RETRY" || Kind(10).String() != "KIND(10)" {
+		t.Fatalf("got %q %q %q", KindData, KindRetry, Kind(10))
+	}
+	for k := Kind(0); k < 12; k++ {
+		if want := k >= 6 && k <= 9; k.IsHandshake() != want {
+			t.Errorf("%v.IsHandshake() = %v", k, !want)
+		}
 	}
 }
 
@@ -332,7 +349,7 @@ func TestParseBodyRejectsBadHeader(t *testing.T) {
 		want error
 	}{
 		{"kind zero", Header{}, body, ErrUnknownKind},
-		{"kind reserved", Header{Kind: 6}, body, ErrUnknownKind},
+		{"kind reserved", Header{Kind: 10}, body, ErrUnknownKind},
 		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 2}, body, ErrBadFlags},
 		{"body too large", Header{Kind: KindData}, make([]byte, MaxPacketLen), ErrTooLarge},
 		{"body short", Header{Kind: KindHeartbeat}, body[:3], ErrShort},

@@ -238,9 +238,16 @@ func (c *Core) SeedRTT(id uint64, from netip.AddrPort, rttNanos, now int64) bool
 	return true
 }
 
-// seedRTT records a round trip measured outside the NACK loop: streams
-// created later start from it, and streams with no sample take it now.
+// seedRTT records a round trip measured outside the NACK loop (a plain
+// sender's answer to a challenge, or the handshake's WELCOME to CONFIRM
+// with a key): streams created later start their NACK retry timeout from
+// it instead of a quarter of the latency budget, and streams with no
+// sample take it now. Samples of zero or less, or beyond maxRTO, are
+// ignored.
 func (c *Core) seedRTT(s *session, rttNanos, now int64) {
+	if rttNanos <= 0 || rttNanos > int64(maxRTO) {
+		return
+	}
 	if s.seedRTT == 0 {
 		s.seedRTT = rttNanos
 	}

@@ -52,7 +52,7 @@ func benchmarkHandleSealed(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := newSenderSide(&testing.T{}, testPSK, 1, 0)
+	s := newSenderSide(b, c, testPSK, 1, 0)
 	from := addr(0)
 	p := packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 1}, Payload: make([]byte, 200)}
 	buf := make([]byte, 0, p.EncodedLen()+64)

@@ -131,10 +131,13 @@ type Config struct {
 
 	// KeyFile names a file holding the 32-byte pre-shared key that turns
 	// encryption on (format: internal/seal.LoadKeyFile; `telewire keygen`
-	// writes one). Every packet is then sealed with AES-256-GCM, and
-	// anything not sealed under the same key is dropped and counted before
-	// it touches any state. The sender must use the same key. Empty with Key
-	// nil: no encryption.
+	// writes one). Each sender then makes an X25519 handshake with the
+	// receiver, authenticated by the key, and every packet is sealed with
+	// AES-256-GCM under that handshake's traffic keys; anything else is
+	// dropped and counted before it touches any state, and no session
+	// exists before a packet under the new keys arrives. The sender must
+	// use the same key. Empty with Key nil: no encryption. See
+	// docs/security.md.
 	KeyFile string
 	// Key is the pre-shared key itself (32 bytes), for programs that keep
 	// it elsewhere than in a file. Set KeyFile or Key, not both.

@@ -329,10 +329,10 @@ func (c *Core) Outbox() *outbox.Pair { return c.out }
 func (c *Core) Pop() (Message, bool) { return c.queue.pop() }
 
 // Handle processes one datagram received at now. With encryption on, a
-// datagram is authenticated, checked against its session's replay window
-// and decrypted before anything else looks at it; one that fails is
-// counted (Unsealed, KeyMismatch, AuthFailed, Replayed) and creates no
-// state.
+// HELLO is answered, and any other datagram is authenticated, checked
+// against its keys' replay window and decrypted before anything else
+// looks at it; one that fails is counted (Unsealed, KeyMismatch,
+// AuthFailed, NoKeys, Replayed) and creates no state.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	c.stats.Datagrams++
 	p := &c.pkt
@@ -938,9 +938,6 @@ func (c *Core) Tick(now int64) {
 	for k, s := range c.sessions {
 		if now-s.lastSeen > int64(c.cfg.SessionTimeout) {
 			c.forget(s)
-			if c.sec != nil {
-				c.sec.retire(s)
-			}
 			delete(c.sessions, k)
 			c.stats.SessionsExpired++
 			c.log.Info().Stringer("from", s.addr).Str("session", hex64(s.id)).Msg("sender silent, session expired")

@@ -9,13 +9,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/internal/guard"
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 )
 
 // malformedInputs are datagrams that fail before touching any state: bad
-// magic, short, wrong length, bad checksum, and (for a keyed receiver)
-// sealed under a foreign key id or with a corrupted tag.
-func malformedInputs(t *testing.T, sealed bool) [][]byte {
+// magic, short, wrong length, bad checksum, and (for a keyed receiver c)
+// a sealed DATA with a corrupted tag and a HELLO with a damaged key id.
+func malformedInputs(t *testing.T, c *Core, sealed bool) [][]byte {
 	t.Helper()
 	good := dataPkt(t, 7, 1, 3, 100)
 	corrupt := append([]byte(nil), good...)
@@ -25,15 +26,30 @@ func malformedInputs(t *testing.T, sealed bool) [][]byte {
 	magic[0] = 'X'
 	in := [][]byte{corrupt, short, magic, good[:len(good)-1]}
 	if sealed {
-		s := newSenderSide(t, testPSK, 7, 0)
+		s := newSenderSide(t, c, testPSK, 7, 0)
 		sb := s.data(1, 100)
 		tag := append([]byte(nil), sb...)
-		tag[len(tag)-1] ^= 1 // auth failure, key id intact
-		keyid := append([]byte(nil), sb...)
-		keyid[20] ^= 0x04 // corrupted key id byte
-		in = append(in, tag, keyid)
+		tag[len(tag)-1] ^= 1 // auth failure, key tag intact
+		in = append(in, tag, damagedHello(t, testPSK, 9, 0))
 	}
 	return in
+}
+
+// damagedHello is a HELLO of session under psk with bit i%32 of its key id
+// flipped.
+func damagedHello(t *testing.T, psk []byte, session uint64, i int) []byte {
+	t.Helper()
+	k, err := seal.NewKey(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := k.NewHandshaker(nil).Initiate(session, int64(1+i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte(nil), in.Hello()...)
+	b[20+i%4] ^= byte(1 << (i % 8)) // a bit of the key id
+	return b
 }
 
 // TestMalformedPathAllocatesNothing feeds malformed datagrams to a Core
@@ -53,7 +69,7 @@ func TestMalformedPathAllocatesNothing(t *testing.T) {
 				cfg.Key = testPSK
 			}
 			c := newCore(t, cfg)
-			in := malformedInputs(t, sealed)
+			in := malformedInputs(t, c, sealed)
 			from := addr(1)
 			// The first of each may log once (a sampled warning); the
 			// steady state must not allocate.
@@ -72,28 +88,31 @@ func TestMalformedPathAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestCorruptedKeyIDIsNotAMismatch: on a correctly keyed link, datagrams
-// whose key id byte was damaged are counted as corrupted, and nothing is
-// logged about another key; a sender with another key is called so after
-// guard.MismatchRun datagrams.
+// TestCorruptedKeyIDIsNotAMismatch: on a correctly keyed link, HELLOs
+// (the only datagrams that carry the pre-shared key's id) whose key id was
+// damaged on the way are counted as corrupted, and nothing is logged about
+// another key; a sender with another key, which retries the same HELLO, is
+// called so after guard.MismatchRun of them.
 func TestCorruptedKeyIDIsNotAMismatch(t *testing.T) {
 	var logged bytes.Buffer
 	c := newCore(t, Config{Key: testPSK, Logger: zerolog.New(&logged)})
-	s := newSenderSide(t, testPSK, 7, 0)
-	for i := range 50 {
-		b := s.data(uint64(i), int64(100+i))
-		if i%5 == 4 {
-			b[20+i%4] ^= byte(1 << (i % 8)) // a bit of the key id
-		}
-		c.Handle(b, addr(1), int64(1000+i))
+	for i := range 10 {
+		c.Handle(damagedHello(t, testPSK, uint64(100+i), i), addr(1), int64(1000+i))
 	}
 	st := c.Stats()
 	if st.KeyMismatch != 0 || st.Corrupted != 10 || strings.Contains(logged.String(), "another key") {
 		t.Fatalf("corruption reported as a key mismatch: %+v\n%s", st, logged.String())
 	}
-	other := newSenderSide(t, bytes.Repeat([]byte{9}, len(testPSK)), 8, 0)
+	k, err := seal.NewKey(bytes.Repeat([]byte{9}, len(testPSK)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := k.NewHandshaker(nil).Initiate(8, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 5 {
-		c.Handle(other.data(uint64(i), int64(200+i)), addr(2), int64(2000+i))
+		c.Handle(in.Hello(), addr(2), int64(2000+i))
 	}
 	st = c.Stats()
 	if st.KeyMismatch != 5-guard.MismatchRun+1 || !strings.Contains(logged.String(), "another key") {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/telewire/telewire/internal/guard"
+	"github.com/telewire/telewire/internal/outbox"
 	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/sender"
@@ -14,24 +15,44 @@ import (
 
 var testPSK = bytes.Repeat([]byte{0x5a}, seal.KeyLen)
 
-// senderSide seals packets of one session as a sender would.
+// senderSide seals packets of one session as a sender would, under the
+// keys of a handshake it made with a receiver core.
 type senderSide struct {
-	t       *testing.T
+	t       testing.TB
 	session uint64
+	traffic *seal.Traffic
 	sealer  *seal.Sealer
 }
 
-func newSenderSide(t *testing.T, psk []byte, session, first uint64) *senderSide {
+// newSenderSide handshakes with c (from addr(0)) for session and returns
+// the sender's side, its sealer counting from first. The receiver has no
+// session until the first packet under the new keys arrives.
+func newSenderSide(t testing.TB, c *Core, psk []byte, session, first uint64) *senderSide {
 	t.Helper()
 	k, err := seal.NewKey(psk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := k.NewSealer(seal.Params{Session: session, Dir: seal.ToReceiver}, first)
+	h := k.NewHandshaker(nil)
+	in, err := h.Initiate(session, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &senderSide{t: t, session: session, sealer: s}
+	c.Handle(in.Hello(), addr(0), 0)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatal("no WELCOME")
+	}
+	tr, err := h.Finish(in, b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tr.NewSealer(seal.Params{Session: session, Dir: seal.ToReceiver}, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &senderSide{t: t, session: session, traffic: tr, sealer: s}
 }
 
 func (s *senderSide) data(seq uint64, ts int64) []byte {
@@ -61,7 +82,7 @@ func popAll(c *Core) []Message {
 
 func TestSealedDeliveryAndSealedFeedback(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
-	s := newSenderSide(t, testPSK, 0x77, 1000)
+	s := newSenderSide(t, c, testPSK, 0x77, 1000)
 	for i := range 5 {
 		c.Handle(s.data(uint64(i), int64(i+1)), addr(0), int64(i+2))
 	}
@@ -75,15 +96,12 @@ func TestSealedDeliveryAndSealedFeedback(t *testing.T) {
 	if b == nil || b.Len() == 0 {
 		t.Fatal("no feedback queued")
 	}
-	k, _ := seal.NewKey(testPSK)
-	var salt uint64
 	for _, d := range b.Datagrams() {
 		info, err := seal.Peek(d.Data)
-		if err != nil || info.Dir != seal.ToSender || info.Session != 0x77 {
+		if err != nil || info.Dir != seal.ToSender || info.Session != 0x77 || info.KeyID != s.traffic.Tag() {
 			t.Fatalf("feedback not sealed for the sender: %+v, %v", info, err)
 		}
-		salt = info.Salt
-		o, err := k.NewOpener(seal.Params{Session: 0x77, Dir: seal.ToSender, Salt: salt})
+		o, err := s.traffic.NewOpener(seal.Params{Session: 0x77, Dir: seal.ToSender})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +123,7 @@ func TestSealedDeliveryAndSealedFeedback(t *testing.T) {
 func TestSealedReplayWindow(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered, Window: 1 << 16})
 	const w = guard.DefaultWindow
-	s := newSenderSide(t, testPSK, 0x77, 0)
+	s := newSenderSide(t, c, testPSK, 0x77, 0)
 	first := s.data(0, 1) // counter 0
 	// Seal (window+1) packets; keep the one at counter 1 and the one at
 	// counter 2 to send after the newest (counter w+1).
@@ -148,7 +166,7 @@ func TestUnauthenticatedFloodCreatesNoState(t *testing.T) {
 		n = 100_000
 	}
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
-	s := newSenderSide(t, testPSK, 0x77, 0)
+	s := newSenderSide(t, c, testPSK, 0x77, 0)
 	c.Handle(s.data(0, 1), addr(0), 1) // one real session
 	popAll(c)
 	before := c.Stats()
@@ -184,7 +202,7 @@ func TestUnauthenticatedFloodCreatesNoState(t *testing.T) {
 	if st.Streams[0].Source != addr(0).String() {
 		t.Fatalf("session moved to %s", st.Streams[0].Source)
 	}
-	rejected := st.Unsealed + st.AuthFailed + st.DerivationsThrottled + st.Malformed + st.KeyMismatch + st.Corrupted
+	rejected := st.Unsealed + st.AuthFailed + st.NoKeys + st.Malformed + st.KeyMismatch + st.Corrupted
 	if rejected != uint64(n) {
 		t.Fatalf("%d of %d datagrams counted as rejected: %+v", rejected, n, st)
 	}
@@ -197,7 +215,7 @@ func TestUnauthenticatedFloodCreatesNoState(t *testing.T) {
 // move the session; the sender's next datagram from a new address does.
 func TestReplayFromNewAddressDoesNotMoveSession(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
-	s := newSenderSide(t, testPSK, 0x77, 0)
+	s := newSenderSide(t, c, testPSK, 0x77, 0)
 	d := s.data(0, 1)
 	c.Handle(d, addr(0), 1)
 	c.Handle(d, addr(9), 2)
@@ -214,17 +232,17 @@ func TestReplayFromNewAddressDoesNotMoveSession(t *testing.T) {
 
 // A restarted sender (new session id, same address) replaces the old
 // session; the old session's datagrams replayed afterwards do not bring it
-// back.
+// back: no keys for them are left.
 func TestSealedRestartRetiresOldSession(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
-	old := newSenderSide(t, testPSK, 0x77, 0)
+	old := newSenderSide(t, c, testPSK, 0x77, 0)
 	var recorded [][]byte
 	for i := range 3 {
 		d := old.data(uint64(i), 1)
 		recorded = append(recorded, d)
 		c.Handle(d, addr(0), 1)
 	}
-	fresh := newSenderSide(t, testPSK, 0x88, 0)
+	fresh := newSenderSide(t, c, testPSK, 0x88, 0)
 	c.Handle(fresh.data(0, 2), addr(0), 2)
 	st := c.Stats()
 	if st.SessionRestarts != 1 || len(st.Streams) != 1 || st.Streams[0].Session != hex64(0x88) {
@@ -235,7 +253,7 @@ func TestSealedRestartRetiresOldSession(t *testing.T) {
 		c.Handle(d, addr(5), 3)
 	}
 	st = c.Stats()
-	if st.Replayed != 3 || len(st.Streams) != 1 || len(popAll(c)) != 0 {
+	if st.NoKeys != 3 || st.Retries != 3 || len(st.Streams) != 1 || len(popAll(c)) != 0 {
 		t.Fatalf("old session replayed: %+v", st)
 	}
 }
@@ -248,6 +266,7 @@ func TestSealedFECRebuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCore(t, Config{Key: testPSK, Mode: ModeUnordered})
+	handshakeCores(t, snd, c, 0)
 	// Two blocks in two batches: the receiver's FEC decoder starts with
 	// the first parity it sees, so the loss is in the second block.
 	data := 0
@@ -275,5 +294,38 @@ func TestSealedFECRebuilds(t *testing.T) {
 	}
 	if s := st.Streams[0]; s.RecoveredFEC != 1 || s.ParityReceived != 6 {
 		t.Fatalf("stream %+v", s)
+	}
+}
+
+// exchange moves everything queued in from's outbox to to's Handle, as if
+// over a lossless link; it returns how many datagrams moved.
+func exchange(from interface{ Outbox() *outbox.Pair }, to func(b []byte, now int64), now int64) int {
+	n := 0
+	for {
+		b := from.Outbox().Take()
+		if b == nil {
+			return n
+		}
+		for _, d := range b.Datagrams() {
+			to(d.Data, now)
+			n++
+		}
+		from.Outbox().Give(b)
+	}
+}
+
+// handshakeCores runs a sealed sender core's handshake with receiver c
+// over a lossless link at now: HELLO, WELCOME, CONFIRM.
+func handshakeCores(t testing.TB, snd *sender.Core, c *Core, now int64) {
+	t.Helper()
+	snd.Tick(now)
+	for range 4 {
+		exchange(snd, func(b []byte, now int64) { c.Handle(b, addr(0), now) }, now)
+		if exchange(c, func(b []byte, now int64) { snd.Handle(b, addr(9), now) }, now) == 0 {
+			break
+		}
+	}
+	if st := snd.Stats(); st.Handshakes == 0 {
+		t.Fatalf("handshake did not complete: %+v", st)
 	}
 }

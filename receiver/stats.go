@@ -44,13 +44,20 @@ type Stats struct {
 	ParityDropped         uint64 `json:"parity_dropped"`          // PARITY dropped: the budget refused its stream an FEC decoder
 
 	// With encryption on (Config.KeyFile or Key):
-	Unsealed             uint64 `json:"unsealed"`              // plain datagrams refused
-	KeyMismatch          uint64 `json:"key_mismatch"`          // datagrams sealed under another key (the same foreign key id guard.MismatchRun times in a row)
-	Corrupted            uint64 `json:"corrupted"`             // datagrams with a foreign key id that did not repeat: damaged on the way, not another key
-	AuthFailed           uint64 `json:"auth_failed"`           // datagrams that failed authentication
-	Replayed             uint64 `json:"replayed"`              // authentic datagrams seen before (or older than the replay window)
-	DerivationsThrottled uint64 `json:"derivations_throttled"` // datagrams naming a new session while key derivations were over their rate
-	AddressChanges       uint64 `json:"address_changes"`       // authenticated senders seen moving to a new address
+	Unsealed            uint64 `json:"unsealed"`             // plain datagrams refused
+	KeyMismatch         uint64 `json:"key_mismatch"`         // HELLOs made with another pre-shared key
+	Corrupted           uint64 `json:"corrupted"`            // HELLOs whose pre-shared key id did not repeat: damaged on the way, not another key
+	AuthFailed          uint64 `json:"auth_failed"`          // datagrams that failed authentication
+	Replayed            uint64 `json:"replayed"`             // authentic datagrams (or HELLOs) seen before, or older than the replay window
+	NoKeys              uint64 `json:"no_keys"`              // sealed datagrams under traffic keys this receiver does not hold (restart, replay)
+	Retries             uint64 `json:"retries"`              // RETRYs sent: "handshake again"
+	RetriesThrottled    uint64 `json:"retries_throttled"`    // RETRYs not sent: over their rate
+	Welcomes            uint64 `json:"welcomes"`             // HELLOs answered with a new key agreement
+	HelloRepeats        uint64 `json:"hello_repeats"`        // HELLOs seen again, answered with the same WELCOME
+	HandshakesThrottled uint64 `json:"handshakes_throttled"` // authentic HELLOs not answered: key agreements over their rate
+	Handshakes          uint64 `json:"handshakes"`           // handshakes completed (a packet under the new keys arrived)
+	Rekeys              uint64 `json:"rekeys"`               // of Handshakes, those that replaced a live session's keys
+	AddressChanges      uint64 `json:"address_changes"`      // authenticated senders seen moving to a new address
 
 	Streams []StreamStats `json:"streams"`
 }

@@ -23,9 +23,12 @@ func BenchmarkSend(b *testing.B) {
 		{"fec=off/sealed", FECConfig{Mode: FECOff}, true, testPSK},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			core, err := NewCore(Config{FEC: c.fec, DisableRetransmit: !c.rtx, Key: c.key, QueuePackets: 4096, QueueBytes: 4 << 20}, 1, rcvAddr)
+			core, err := NewCore(Config{FEC: c.fec, DisableRetransmit: !c.rtx, Key: c.key, QueuePackets: 4096, QueueBytes: 4 << 20}, 0xabc, rcvAddr)
 			if err != nil {
 				b.Fatal(err)
+			}
+			if c.key != nil {
+				newReceiverSide(b, core, c.key) // the handshake first
 			}
 			payload := make([]byte, 200)
 			now := int64(1)

@@ -110,14 +110,25 @@ type Config struct {
 
 	// KeyFile names a file holding the 32-byte pre-shared key that turns
 	// encryption on (format: internal/seal.LoadKeyFile; `telewire keygen`
-	// writes one). Every packet is then sealed with AES-256-GCM, and
-	// anything not sealed under the same key is dropped and counted before
-	// it touches any state. The receiver must use the same key. Empty with Key
-	// nil: no encryption.
+	// writes one). The sender then makes an X25519 handshake with the
+	// receiver, authenticated by the key, before anything else (packets
+	// sent meanwhile are held, bounded, for one round trip); every packet
+	// is sealed with AES-256-GCM under the handshake's traffic keys, and
+	// anything not sealed under them is dropped and counted before it
+	// touches any state. The receiver must use the same key. Empty with
+	// Key nil: no encryption. See docs/security.md.
 	KeyFile string
 	// Key is the pre-shared key itself (32 bytes), for programs that keep
 	// it elsewhere than in a file. Set KeyFile or Key, not both.
 	Key []byte
+	// RekeyInterval is how long one handshake's traffic keys are used
+	// before a new handshake replaces them (with a key only); default
+	// RekeyAfter (2 minutes). RekeyPackets likewise bounds the packets
+	// sealed under one key; default RekeyAfterPackets (2^32). Packets in
+	// flight across a rekey are not lost: the old keys keep working for a
+	// few seconds.
+	RekeyInterval time.Duration
+	RekeyPackets  uint64
 
 	// Clock supplies monotonic time; default the real monotonic clock.
 	Clock clock.Clock
@@ -164,10 +175,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RetransmitMaxAge == 0 {
 		c.RetransmitMaxAge = time.Second
 	}
+	if c.RekeyInterval == 0 {
+		c.RekeyInterval = RekeyAfter
+	}
+	if c.RekeyPackets == 0 {
+		c.RekeyPackets = RekeyAfterPackets
+	}
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
 	switch {
+	case c.RekeyInterval < 0:
+		return c, fmt.Errorf("%w: RekeyInterval %v < 0", ErrConfig, c.RekeyInterval)
 	case c.QueuePackets < 1:
 		return c, fmt.Errorf("%w: QueuePackets %d < 1", ErrConfig, c.QueuePackets)
 	case c.QueueBytes < packet.MaxPacketLen:

@@ -93,8 +93,10 @@ type Core struct {
 
 // NewCore returns a Core for session sending to remote. cfg.To, Local,
 // the socket settings and Clock are not used by a Core: the caller owns
-// the socket and the time. With a key (cfg.KeyFile or cfg.Key) every
-// packet is sealed and only sealed feedback is taken.
+// the socket and the time. With a key (cfg.KeyFile or cfg.Key) the Core
+// first makes a handshake with remote (its first Tick or Send sends the
+// HELLO), holds what is sent until it completes, then seals every packet
+// and takes only sealed feedback.
 func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -125,7 +127,7 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if key != nil {
-		if c.sec, err = newSecure(key, session); err != nil {
+		if c.sec, err = newSecure(key); err != nil {
 			return nil, err
 		}
 	}
@@ -257,7 +259,8 @@ const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
 // Room reports whether a payload of n bytes fits in the queue now, on any
 // stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
-	return c.out.Current().RoomFor(2, packet.HeaderLen+packet.DataHeaderLen+n+heartbeatLen+2*c.overhead())
+	size := packet.HeaderLen + packet.DataHeaderLen + n + heartbeatLen + 2*c.overhead()
+	return c.out.Current().RoomFor(2, size) && c.roomHeld(2, size)
 }
 
 // Send stamps payload with the stream's next sequence number and the time
@@ -267,12 +270,20 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if len(payload) > c.MaxPayload() {
 		return ErrTooLarge
 	}
+	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
+	if c.sec != nil {
+		// With a key, nothing goes out before a handshake: packets are
+		// held (boundedly) until it completes.
+		c.secureStart(now)
+		if !c.roomHeld(2, dataLen+heartbeatLen) {
+			return ErrQueueFull
+		}
+	}
 	s, err := c.stream(streamID, now)
 	if err != nil {
 		return err
 	}
 	out := c.out.Current()
-	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
 	if !s.opened {
 		// Announce the stream before its first DATA: a HEARTBEAT with
 		// nothing sent yet tells the receiver where the stream starts, so
@@ -308,6 +319,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
+	c.noteSealed(s.id, s.next)
 	c.spend(dataLen)
 	if s.next == s.start {
 		s.firstTs = now
@@ -333,9 +345,10 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // another session, or of a kind a sender does not expect is counted and
 // dropped.
 //
-// With encryption on, only feedback sealed under the key for this session
-// is taken; the rest is counted (Unsealed, KeyMismatch, AuthFailed,
-// Replayed) before anything else looks at it. Every datagram counts
+// With encryption on, only feedback sealed under this session's traffic
+// keys is taken, besides the handshake's WELCOME and RETRY; the rest is
+// counted (Unsealed, KeyMismatch, AuthFailed, NoKeys, Replayed) before
+// anything else looks at it. Every datagram counts
 // towards the amplification limit of its source address.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	from = unmap(from)
@@ -641,8 +654,10 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 }
 
 // Tick sends HEARTBEATs for streams idle past their heartbeat time and the
-// parity of FEC blocks whose time limit has passed.
+// parity of FEC blocks whose time limit has passed, and, with a key, runs
+// the handshake: the first one, its retries, and rekeying.
 func (c *Core) Tick(now int64) {
+	c.secureTick(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -681,6 +696,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		if !ok || t < at {
 			at, ok = t, true
 		}
+	}
+	if t, due := c.secureTimer(); due {
+		consider(t)
 	}
 	for _, s := range c.streams {
 		if s.heartbeatAt != 0 {

@@ -2,6 +2,8 @@ package sender
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ import (
 
 var testPSK = bytes.Repeat([]byte{0x5a}, seal.KeyLen)
 
-func testKey(t *testing.T, psk []byte) *seal.Key {
+func testKey(t testing.TB, psk []byte) *seal.Key {
 	t.Helper()
 	k, err := seal.NewKey(psk)
 	if err != nil {
@@ -22,24 +24,40 @@ func testKey(t *testing.T, psk []byte) *seal.Key {
 }
 
 // receiverSide seals feedback and opens data as a receiver of session
-// 0xabc with salt 77 would.
+// 0xabc would, under the keys of a handshake with a sender core.
 type receiverSide struct {
+	hs     *seal.Handshaker
 	sealer *seal.Sealer
 	opener *seal.Opener
 }
 
-func newReceiverSide(t *testing.T, psk []byte) *receiverSide {
+// newReceiverSide answers c's HELLO (c's first Tick at 0 sends it) and
+// takes the CONFIRM that follows, so that c's outbox is empty and c has
+// traffic keys when it returns.
+func newReceiverSide(t testing.TB, c *Core, psk []byte) *receiverSide {
 	t.Helper()
-	k := testKey(t, psk)
-	s, err := k.NewSealer(seal.Params{Session: 0xabc, Dir: seal.ToSender, Salt: 77}, 1)
+	r := &receiverSide{hs: testKey(t, psk).NewHandshaker(nil)}
+	c.Tick(0)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatal("no HELLO")
+	}
+	welcome, tr, err := r.hs.Respond(nil, b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := k.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
-	if err != nil {
+	if r.sealer, err = tr.NewSealer(seal.Params{Session: 0xabc, Dir: seal.ToSender}, 1); err != nil {
 		t.Fatal(err)
 	}
-	return &receiverSide{sealer: s, opener: o}
+	if r.opener, err = tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver}); err != nil {
+		t.Fatal(err)
+	}
+	c.Handle(welcome, rcvAddr, 0)
+	if pkts, _ := r.open(t, c); len(pkts) != 1 || pkts[0].Kind != packet.KindConfirm {
+		t.Fatalf("after the WELCOME: %+v", pkts)
+	}
+	return r
 }
 
 func (r *receiverSide) seal(t *testing.T, p *packet.Packet) []byte {
@@ -57,7 +75,7 @@ func (r *receiverSide) seal(t *testing.T, p *packet.Packet) []byte {
 
 // open opens every datagram the core queued, returning the packets and
 // the counters they were sealed with.
-func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
+func (r *receiverSide) open(t testing.TB, c *Core) ([]packet.Packet, []uint64) {
 	t.Helper()
 	b := c.Outbox().Take()
 	if b == nil {
@@ -87,7 +105,7 @@ func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
 
 func TestSealedDataAndFeedback(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	if got, want := c.MaxPayload(), packet.MaxPayload-seal.ToReceiver.Overhead(); got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
 	}
@@ -130,18 +148,19 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	forged := bytes.Clone(r.seal(t, &rep))
 	forged[len(forged)-1] ^= 1
 	c.Handle(forged, rcvAddr, 3_000_003)
-	other := newReceiverSide(t, bytes.Repeat([]byte{1}, seal.KeyLen))
+	other := newReceiverSide(t, newCore(t, Config{Key: bytes.Repeat([]byte{1}, seal.KeyLen)}), bytes.Repeat([]byte{1}, seal.KeyLen))
 	c.Handle(other.seal(t, &rep), rcvAddr, 3_000_004)
 
 	st := c.Stats()
-	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.KeyMismatch+st.Corrupted != 1 || st.RTT.Samples != 1 {
+	// RTT samples: the handshake's (0 here, so none) and the REPORT's.
+	if st.Reports != 1 || st.Replayed != 1 || st.Unsealed != 1 || st.AuthFailed != 1 || st.NoKeys != 1 || st.RTT.Samples != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 func TestSealedRetransmissionAllocatesNothing(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	payload := make([]byte, 200)
 	now := int64(1)
 	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 0, Len: 1}}}
@@ -227,7 +246,7 @@ func TestSpoofedNACKFloodIsBoundByAmplification(t *testing.T) {
 // each is resent at most once per round trip.
 func TestAuthenticatedNACKFloodResendsOncePerRTT(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
-	r := newReceiverSide(t, testPSK)
+	r := newReceiverSide(t, c, testPSK)
 	for i := range 10 {
 		_ = c.Send(0, []byte{byte(i)}, int64(i+1)*int64(time.Millisecond))
 	}
@@ -335,5 +354,155 @@ func TestReportEchoValidatesAnotherAddress(t *testing.T) {
 	c.Handle(provenNACK(t, c, packet.Range{First: 10, Len: 10}), relay, 4_000_001)
 	if st := c.Stats(); st.Retransmits != 10 {
 		t.Fatalf("a proven NACK: %+v", st)
+	}
+}
+
+// Before the handshake nothing but the HELLO leaves: what is sent is
+// held, in order, up to its bound (then Send says ErrQueueFull), and goes
+// out sealed, behind a CONFIRM, the moment the WELCOME arrives.
+func TestHeldUntilHandshake(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	payload := make([]byte, 1000)
+	sent := 0
+	for ; sent < 10_000; sent++ {
+		payload[0] = byte(sent)
+		if err := c.Send(0, payload, int64(sent+1)); err != nil {
+			if !errors.Is(err, ErrQueueFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if sent == 0 || sent*(len(payload)+64) < heldBytes/2 || c.Room(len(payload)) {
+		t.Fatalf("held %d messages of %d bytes before refusing; Room says %v", sent, len(payload), c.Room(len(payload)))
+	}
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatalf("before the WELCOME the outbox holds %v datagrams, want the HELLO alone", b)
+	}
+	hello := bytes.Clone(b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	if info, err := seal.Peek(hello); err != nil || info.Kind != packet.KindHello {
+		t.Fatalf("first datagram %+v %v", info, err)
+	}
+	h := testKey(t, testPSK).NewHandshaker(nil)
+	welcome, tr, err := h.Respond(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
+	c.Handle(welcome, rcvAddr, int64(time.Millisecond))
+	var kinds []packet.Kind
+	var seqs []uint64
+	for b := c.Outbox().Take(); b != nil; b = c.Outbox().Take() {
+		for _, d := range b.Datagrams() {
+			body, _, err := o.Open(nil, d.Data)
+			if err != nil {
+				t.Fatalf("released datagram does not open: %v", err)
+			}
+			var p packet.Packet
+			hd, _ := packet.PeekHeader(d.Data)
+			if err := p.ParseBody(hd, body); err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, p.Kind)
+			if p.Kind == packet.KindData {
+				seqs = append(seqs, p.Seq)
+			}
+		}
+		c.Outbox().Give(b)
+		c.Tick(int64(time.Millisecond)) // what did not fit goes with the next Tick
+	}
+	if len(kinds) < 3 || kinds[0] != packet.KindConfirm || kinds[1] != packet.KindHeartbeat || kinds[len(kinds)-1] != packet.KindConfirm {
+		t.Fatalf("released %d datagrams: first %v, last %v", len(kinds), kinds[:min(3, len(kinds))], kinds[len(kinds)-1])
+	}
+	if len(seqs) != sent {
+		t.Fatalf("released %d of %d held messages", len(seqs), sent)
+	}
+	for i, s := range seqs {
+		if s != uint64(i) {
+			t.Fatalf("held message %d released as sequence %d", i, s)
+		}
+	}
+	if st := c.Stats(); st.Held != uint64(sent)+1 || st.Handshakes != 1 || st.HandshakeRTTNanos != int64(time.Millisecond)-1 {
+		t.Fatalf("stats: held %d (want %d + the heartbeat), handshakes %d, rtt %d", st.Held, sent, st.Handshakes, st.HandshakeRTTNanos)
+	}
+}
+
+// A RETRY starts a new handshake only when it is authentic, names the
+// current keys and a counter already used, and no handshake is under way.
+func TestRetryHandling(t *testing.T) {
+	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
+	r := newReceiverSide(t, c, testPSK)
+	for i := range 3 {
+		_ = c.Send(0, []byte{byte(i)}, int64(i+1))
+	}
+	_, ctrs := r.open(t, c)
+	tag := c.sec.cur.tag
+	k := testKey(t, testPSK)
+	other := testKey(t, bytes.Repeat([]byte{9}, seal.KeyLen))
+	forged := k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[0])
+	forged[len(forged)-1] ^= 1
+	for _, b := range [][]byte{
+		forged,
+		other.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[0]),         // another key file
+		k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag^1, ctrs[0]),           // other keys
+		k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[len(ctrs)-1]+1), // a counter never used
+		k.NewHandshaker(nil).AppendRetry(nil, 0xdef, tag, ctrs[0]),             // another session
+	} {
+		c.Handle(b, rcvAddr, 10)
+	}
+	st := c.Stats()
+	if st.Rehandshakes != 0 || st.AuthFailed != 1 || st.KeyMismatch != 1 || st.RetriesIgnored != 2 || st.ForeignSession != 1 {
+		t.Fatalf("bad RETRYs: %+v", st)
+	}
+	if b := c.Outbox().Take(); b != nil {
+		t.Fatalf("bad RETRYs drew %d datagrams", b.Len())
+	}
+	good := k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[1])
+	c.Handle(good, rcvAddr, 20)
+	c.Handle(good, rcvAddr, 21) // again, mid-handshake: ignored
+	st = c.Stats()
+	if st.Rehandshakes != 1 || st.RetriesIgnored != 3 || st.HandshakeAttempts != 2 {
+		t.Fatalf("good RETRY: %+v", st)
+	}
+	// Until the new handshake completes, packets are held, not sealed
+	// under keys the receiver no longer has.
+	_ = c.Send(0, []byte("after"), 30)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatalf("after a RETRY: %v datagrams, want the new HELLO alone", b)
+	}
+	hello := bytes.Clone(b.Datagrams()[0].Data)
+	if info, _ := seal.Peek(hello); info.Kind != packet.KindHello {
+		t.Fatalf("after a RETRY the sender sent %v", info.Kind)
+	}
+	c.Outbox().Give(b)
+
+	// The new handshake completes: CONFIRM, then the DATA sealed from the
+	// RETRY's counter on (the receiver could open none of it) again,
+	// flagged, under the new keys, then what was held, then a CONFIRM.
+	welcome, tr, err := k.NewHandshaker(nil).Respond(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.opener, _ = tr.NewOpener(seal.Params{Session: 0xabc, Dir: seal.ToReceiver})
+	c.Handle(welcome, rcvAddr, 40)
+	pkts, _ := r.open(t, c)
+	var got []string
+	for _, p := range pkts {
+		switch p.Kind {
+		case packet.KindData:
+			got = append(got, fmt.Sprintf("DATA %d %q rtx=%v", p.Seq, p.Payload, p.Flags&packet.FlagRetransmit != 0))
+		default:
+			got = append(got, p.Kind.String())
+		}
+	}
+	want := []string{"CONFIRM", `DATA 0 "\x00" rtx=true`, `DATA 1 "\x01" rtx=true`, `DATA 2 "\x02" rtx=true`, `DATA 3 "after" rtx=false`, "CONFIRM"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the new handshake:\n got %q\nwant %q", got, want)
+	}
+	if st := c.Stats(); st.Resent != 3 {
+		t.Fatalf("resent %d", st.Resent)
 	}
 }

@@ -129,7 +129,14 @@ func (l *Loop) FlushOrWake() {
 			l.Mu.Lock()
 			l.cfg.Core.Outbox().Give(b)
 			l.Space.Broadcast()
+			// What the reader queued while this batch was out (an answer
+			// to it, say) could not be taken by the writer, which may
+			// have gone back to sleep: wake it.
+			more := l.cfg.Core.Outbox().Current().Len() > 0
 			l.Mu.Unlock()
+			if more {
+				l.Wake()
+			}
 			return
 		}
 	}

@@ -105,15 +105,40 @@ func BenchmarkOpen(b *testing.B) {
 	})
 }
 
-// BenchmarkNewOpener is the cost of deriving a session's key: paid once
-// per session and direction, and by a receiver for every datagram naming a
-// session it has not authenticated yet.
-func BenchmarkNewOpener(b *testing.B) {
+// BenchmarkRespond is a receiver's cost of answering one authentic HELLO
+// (MAC check, X25519 key generation and agreement, key schedule): what
+// the handshake token bucket rations.
+func BenchmarkRespond(b *testing.B) {
 	k := testKey(b, 33)
+	in, err := k.NewHandshaker(nil).Initiate(1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := k.NewHandshaker(nil)
+	dst := make([]byte, 0, WelcomeLen)
 	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if _, err := k.NewOpener(Params{Session: uint64(i), Dir: ToReceiver}); err != nil {
+	for b.Loop() {
+		if _, _, err := h.Respond(dst[:0], in.Hello()); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpenHelloForged is the cost of rejecting a forged HELLO: one
+// HMAC, no allocation.
+func BenchmarkOpenHelloForged(b *testing.B) {
+	k := testKey(b, 34)
+	in, err := k.NewHandshaker(nil).Initiate(1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	forged := append([]byte(nil), in.Hello()...)
+	forged[30] ^= 1
+	h := k.NewHandshaker(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := h.OpenHello(forged); err == nil {
+			b.Fatal("forgery accepted")
 		}
 	}
 }

@@ -17,12 +17,13 @@ import (
 	"runtime"
 )
 
-// HKDF labels. Changing any of them changes every key: they are part of
-// wire format v1.
+// HKDF labels for what is derived from the pre-shared key alone. Changing
+// any of them changes every key: they are part of the wire format. (The
+// handshake's labels are in handshake.go.)
 const (
 	labelExtract = "telewire/v1 psk"
 	labelKeyID   = "telewire/v1 key id"
-	labelPacket  = "telewire/v1 packet key"
+	labelMAC     = "telewire/v2 handshake mac"
 )
 
 // maxKeyFileSize bounds what LoadKeyFile reads: a key file is one short
@@ -56,10 +57,11 @@ func (e *KeyFileError) Error() string { return fmt.Sprintf("seal: key file %q: %
 func (e *KeyFileError) Unwrap() error { return e.Err }
 
 // Key is a loaded pre-shared key, kept only as its HKDF pseudorandom key,
-// from which every session's packet keys are derived. A Key is immutable
-// and safe for concurrent use.
+// which authenticates the handshake and enters every traffic key. A Key is
+// immutable and safe for concurrent use.
 type Key struct {
 	prk []byte
+	mac []byte // HMAC key of the handshake messages
 	id  uint32
 }
 
@@ -81,23 +83,17 @@ func NewKey(psk []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Key{prk: prk, id: binary.BigEndian.Uint32(id)}, nil
+	mac, err := hkdf.Expand(sha256.New, prk, labelMAC, KeyLen)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{prk: prk, mac: mac, id: binary.BigEndian.Uint32(id)}, nil
 }
 
 // ID returns the key id: 32 bits derived from the key, carried in every
-// sealed header so that a peer with another key is told apart from a
+// handshake message so that a peer with another key is told apart from a
 // forger. It is not secret and says nothing about the key.
 func (k *Key) ID() uint32 { return k.id }
-
-// packetKey derives the AES-256 key for p; the caller clears it.
-func (k *Key) packetKey(p Params) ([]byte, error) {
-	var info [len(labelPacket) + 1 + 8 + 8]byte
-	n := copy(info[:], labelPacket)
-	info[n] = byte(p.Dir)
-	binary.BigEndian.PutUint64(info[n+1:], p.Session)
-	binary.BigEndian.PutUint64(info[n+9:], p.Salt)
-	return hkdf.Expand(sha256.New, k.prk, string(info[:]), KeyLen)
-}
 
 // ParseKey reads a key in key-file format (see [LoadKeyFile]).
 func ParseKey(text []byte) (*Key, error) {

@@ -3,7 +3,6 @@ package seal
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,30 +41,25 @@ func (d Direction) valid() bool { return d == ToReceiver || d == ToSender }
 const (
 	// CounterLen is the size of the counter carried after the header.
 	CounterLen = 8
-	// SaltLen is the size of the receiver salt carried by ToSender packets.
-	SaltLen = 8
 	// TagLen is the size of the GCM authentication tag.
 	TagLen = 16
+	// MACLen is the size of the MAC that ends a HELLO, WELCOME or RETRY.
+	MACLen = 16
 	// NonceLen is the size of the AES-GCM nonce.
 	NonceLen = 12
-	// KeyLen is the size of the pre-shared key and of every packet key.
+	// KeyLen is the size of the pre-shared key and of every traffic key.
 	KeyLen = 32
-	// MaxOverhead is the most bytes sealing adds to a packet (ToSender).
-	MaxOverhead = SaltLen + CounterLen + TagLen
+	// MaxOverhead is the most bytes sealing adds to a packet.
+	MaxOverhead = CounterLen + TagLen
 )
 
 // PrefixLen returns the bytes between the header and the encrypted body:
-// the counter, preceded by the salt for ToSender.
-func (d Direction) PrefixLen() int {
-	if d == ToSender {
-		return SaltLen + CounterLen
-	}
-	return CounterLen
-}
+// the counter, in both directions.
+func (d Direction) PrefixLen() int { return CounterLen }
 
-// Overhead returns the bytes sealing adds to a packet in this direction:
-// 24 for ToReceiver, 32 for ToSender. A sender's largest payload shrinks by
-// as much, since a sealed datagram must still fit packet.MaxPacketLen.
+// Overhead returns the bytes sealing adds to a packet: 24 in either
+// direction. A sender's largest payload shrinks by as much, since a sealed
+// datagram must still fit packet.MaxPacketLen.
 func (d Direction) Overhead() int { return d.PrefixLen() + TagLen }
 
 // Header offsets this package reads and writes; the rest of the layout is
@@ -94,14 +88,16 @@ var (
 	ErrDirection = errors.New("seal: packet sealed for another direction")
 	// ErrSession: the header's session is not the one this key is for.
 	ErrSession = errors.New("seal: packet for another session")
-	// ErrSalt: a ToSender packet carries another receiver's salt.
-	ErrSalt = errors.New("seal: packet carries another receiver salt")
-	// ErrKeyMismatch: the packet was sealed under a different pre-shared key.
-	ErrKeyMismatch = errors.New("seal: packet sealed under a different pre-shared key")
+	// ErrKeyTag: the packet was sealed under traffic keys other than
+	// this opener's (another handshake's, or none this end knows).
+	ErrKeyTag = errors.New("seal: packet sealed under other traffic keys")
+	// ErrKeyMismatch: a handshake message made with a different
+	// pre-shared key.
+	ErrKeyMismatch = errors.New("seal: handshake under a different pre-shared key")
 	// ErrAuth: the tag does not verify; the packet is forged or corrupted.
 	ErrAuth = errors.New("seal: authentication failed")
-	// ErrExhausted: the sealer has used its last counter; the session
-	// must end (a new session id gives a new key).
+	// ErrExhausted: the sealer has used its last counter; a new handshake
+	// must give new keys.
 	ErrExhausted = errors.New("seal: counter exhausted, session must be renewed")
 	// ErrHeader: Seal was given something other than a plain header of
 	// this sealer's session.
@@ -112,70 +108,62 @@ var (
 	ErrParams = errors.New("seal: invalid parameters")
 )
 
-// Params names one packet key: a session, a direction and, for ToSender,
-// the receiver's salt.
+// Params names what a traffic key seals: one session in one direction.
 type Params struct {
 	Session uint64
 	Dir     Direction
-	// Salt is the receiver's salt ([RandomSalt]) for ToSender and must be
-	// zero for ToReceiver, where the session id serves as salt.
-	Salt uint64
 }
 
 func (p Params) validate() error {
 	if !p.Dir.valid() {
 		return fmt.Errorf("%w: direction %d", ErrParams, uint8(p.Dir))
 	}
-	if p.Dir == ToReceiver && p.Salt != 0 {
-		return fmt.Errorf("%w: a to-receiver key takes no salt", ErrParams)
-	}
 	return nil
 }
 
-// newAEAD derives the packet key for p and returns its AES-256-GCM.
-func (k *Key) newAEAD(p Params) (cipher.AEAD, error) {
+// newAEAD returns the AES-256-GCM of t's key for p's direction.
+func (t *Traffic) newAEAD(p Params) (cipher.AEAD, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	key, err := k.packetKey(p)
-	if err != nil {
-		return nil, err
+	key := &t.toReceiver
+	if p.Dir == ToSender {
+		key = &t.toSender
 	}
-	defer clear(key)
-	block, err := aes.NewCipher(key)
+	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, err
 	}
 	return cipher.NewGCM(block)
 }
 
-// Sealer seals the packets of one session in one direction. It owns the
-// counter that makes every nonce unique, so there must be exactly one
-// Sealer per key: one per session at a sender, one per session and salt at
-// a receiver. A Sealer is not safe for concurrent use.
+// Sealer seals the packets of one session in one direction under the
+// traffic keys of one handshake. It owns the counter that makes every
+// nonce unique, so there must be exactly one Sealer per traffic key and
+// direction. A Sealer is not safe for concurrent use.
 type Sealer struct {
 	aead  cipher.AEAD
 	p     Params
 	keyID [4]byte
 	next  uint64
 	nonce [NonceLen]byte
-	ad    [packet.HeaderLen + SaltLen + CounterLen]byte
+	ad    [packet.HeaderLen + CounterLen]byte
 }
 
-// NewSealer returns a Sealer for p whose first packet carries counter
-// first. Pass [RandomCounter]'s value in production (see the package
-// documentation for why) and a fixed value in tests.
-func (k *Key) NewSealer(p Params, first uint64) (*Sealer, error) {
-	aead, err := k.newAEAD(p)
+// NewSealer returns a Sealer for p under t whose first packet carries
+// counter first: 0 in production (each handshake's keys are new, see the
+// package documentation), any value in tests.
+func (t *Traffic) NewSealer(p Params, first uint64) (*Sealer, error) {
+	aead, err := t.newAEAD(p)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sealer{aead: aead, p: p, next: first}
-	binary.BigEndian.PutUint32(s.keyID[:], k.id)
+	binary.BigEndian.PutUint32(s.keyID[:], t.tag)
 	return s, nil
 }
 
-// Params returns the key's session, direction and salt.
+// Params returns the key's session and direction.
 func (s *Sealer) Params() Params { return s.p }
 
 // Next returns the counter the next sealed packet will carry.
@@ -222,12 +210,7 @@ func (s *Sealer) Seal(dst, header, body []byte) ([]byte, error) {
 	ad[offEnvelope] = byte(s.p.Dir)
 	binary.BigEndian.PutUint16(ad[offLength:], uint16(total))
 	copy(ad[offKeyID:], s.keyID[:])
-	off := packet.HeaderLen
-	if s.p.Dir == ToSender {
-		binary.BigEndian.PutUint64(ad[off:], s.p.Salt)
-		off += SaltLen
-	}
-	binary.BigEndian.PutUint64(ad[off:], ctr)
+	binary.BigEndian.PutUint64(ad[packet.HeaderLen:], ctr)
 	putNonce(&s.nonce, s.p.Dir, header[offKind], ctr)
 
 	dst = append(dst, ad...)
@@ -278,34 +261,34 @@ func putNonce(n *[NonceLen]byte, dir Direction, kind byte, ctr uint64) {
 // holds no state that a datagram can change: Open either returns the
 // plaintext or an error, and the anti-replay check on the returned counter
 // is the caller's next step. An Opener is not safe for concurrent use (it
-// has scratch space); one per session (and salt) is the intended use.
+// has scratch space); one per session is the intended use.
 type Opener struct {
 	aead  cipher.AEAD
 	p     Params
 	keyID [4]byte
 	nonce [NonceLen]byte
-	ad    [packet.HeaderLen + SaltLen + CounterLen]byte
+	ad    [packet.HeaderLen + CounterLen]byte
 }
 
-// NewOpener returns an Opener for the key named by p.
-func (k *Key) NewOpener(p Params) (*Opener, error) {
-	aead, err := k.newAEAD(p)
+// NewOpener returns an Opener for p under t.
+func (t *Traffic) NewOpener(p Params) (*Opener, error) {
+	aead, err := t.newAEAD(p)
 	if err != nil {
 		return nil, err
 	}
 	o := &Opener{aead: aead, p: p}
-	binary.BigEndian.PutUint32(o.keyID[:], k.id)
+	binary.BigEndian.PutUint32(o.keyID[:], t.tag)
 	return o, nil
 }
 
-// Params returns the key's session, direction and salt.
+// Params returns the key's session and direction.
 func (o *Opener) Params() Params { return o.p }
 
 // Open authenticates and decrypts the sealed datagram b. It appends the
 // plaintext body (what followed the header before sealing) to dst and
 // returns it with the packet's counter. It checks, in order: length,
 // magic and version, that the packet is sealed, its direction, the length
-// field, the session, the salt (ToSender), the key id and the tag.
+// field, the session, the key tag and the GCM tag.
 //
 // Any error means the datagram must be dropped and counted; nothing about
 // it may be trusted or recorded. On error the spare capacity of dst may
@@ -336,16 +319,10 @@ func (o *Opener) Open(dst, b []byte) (body []byte, counter uint64, err error) {
 	if binary.BigEndian.Uint64(b[offSession:]) != o.p.Session {
 		return dst, 0, ErrSession
 	}
-	off := packet.HeaderLen
-	if o.p.Dir == ToSender {
-		if binary.BigEndian.Uint64(b[off:]) != o.p.Salt {
-			return dst, 0, ErrSalt
-		}
-		off += SaltLen
-	}
 	if [4]byte(b[offKeyID:offKeyID+4]) != o.keyID {
-		return dst, 0, ErrKeyMismatch
+		return dst, 0, ErrKeyTag
 	}
+	off := packet.HeaderLen
 	ctr := binary.BigEndian.Uint64(b[off:])
 	off += CounterLen
 	ad := o.ad[:off]
@@ -367,9 +344,10 @@ type Info struct {
 	Kind    packet.Kind
 	Session uint64
 	Stream  uint32
-	Salt    uint64 // ToSender only
-	Counter uint64
-	KeyID   uint32
+	Counter uint64 // sealed packets; meaningless for HELLO, WELCOME, RETRY
+	// KeyID is the traffic key tag of a sealed packet, or the pre-shared
+	// key's id ([Key.ID]) on HELLO, WELCOME and RETRY.
+	KeyID uint32
 }
 
 // Peek reads the unauthenticated routing fields of the sealed datagram b.
@@ -402,12 +380,7 @@ func Peek(b []byte) (Info, error) {
 		Stream:  binary.BigEndian.Uint32(b[offSession+8:]),
 		KeyID:   binary.BigEndian.Uint32(b[offKeyID:]),
 	}
-	off := packet.HeaderLen
-	if d == ToSender {
-		in.Salt = binary.BigEndian.Uint64(b[off:])
-		off += SaltLen
-	}
-	in.Counter = binary.BigEndian.Uint64(b[off:])
+	in.Counter = binary.BigEndian.Uint64(b[packet.HeaderLen:])
 	return in, nil
 }
 
@@ -415,25 +388,4 @@ func Peek(b []byte) (Info, error) {
 // non-zero). It checks only that b is long enough to have a header.
 func IsSealed(b []byte) bool {
 	return len(b) >= packet.HeaderLen && b[offEnvelope] != 0
-}
-
-// RandomCounter returns a starting counter for a Sealer: uniformly random
-// in [0, 2^63), so that at least 2^63 packets can be sealed before the
-// counter is exhausted.
-func RandomCounter() (uint64, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(b[:]) >> 1, nil
-}
-
-// RandomSalt returns a receiver salt: 64 random bits, drawn once per
-// receiver start.
-func RandomSalt() (uint64, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(b[:]), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -33,7 +34,7 @@ func testKey(t testing.TB, seed byte) *Key {
 
 func mustSealer(t testing.TB, k *Key, p Params, first uint64) *Sealer {
 	t.Helper()
-	s, err := k.NewSealer(p, first)
+	s, err := trafficOf(t, k).NewSealer(p, first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func mustSealer(t testing.TB, k *Key, p Params, first uint64) *Sealer {
 
 func mustOpener(t testing.TB, k *Key, p Params) *Opener {
 	t.Helper()
-	o, err := k.NewOpener(p)
+	o, err := trafficOf(t, k).NewOpener(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func mustOpener(t testing.TB, k *Key, p Params) *Opener {
 
 var (
 	toReceiver = Params{Session: testSession, Dir: ToReceiver}
-	toSender   = Params{Session: testSession, Dir: ToSender, Salt: 0xfeedfacecafebeef}
+	toSender   = Params{Session: testSession, Dir: ToSender}
 )
 
 // encode returns a real plain packet of the given kind, as the cores
@@ -112,7 +113,7 @@ func TestRoundTripEveryKindBothDirections(t *testing.T) {
 				}
 				info, err := Peek(sealed)
 				if err != nil || info.Dir != p.Dir || info.Kind != kind || info.Session != testSession ||
-					info.Salt != p.Salt || info.Counter != want || info.KeyID != k.ID() || info.Stream != 7 {
+					info.Counter != want || info.KeyID != trafficOf(t, k).Tag() || info.Stream != 7 {
 					t.Fatalf("Peek: %+v, %v", info, err)
 				}
 				body, ctr, err := o.Open(nil, sealed)
@@ -195,31 +196,30 @@ func TestOpenRejects(t *testing.T) {
 		want error
 	}{
 		{"plain", plain, ErrNotSealed},
-		{"other key", seal(other, toSender), ErrKeyMismatch},
+		{"other key", seal(other, toSender), ErrKeyTag},
 		{"other direction", seal(k, Params{Session: testSession, Dir: ToReceiver}), ErrDirection},
 		{"unknown direction", mod(func(b []byte) { b[offEnvelope] = 9 }), ErrDirection},
-		{"other salt", seal(k, Params{Session: testSession, Dir: ToSender, Salt: 1}), ErrSalt},
 		{"other session", mod(func(b []byte) { b[offSession] ^= 1 }), ErrSession},
 		{"bad magic", mod(func(b []byte) { b[0] = 'X' }), ErrMalformed},
 		{"bad version", mod(func(b []byte) { b[offVersion] = 2 }), ErrMalformed},
 		{"length field", mod(func(b []byte) { b[offLength+1]++ }), ErrMalformed},
-		{"key id forged", mod(func(b []byte) { b[offKeyID] ^= 0x80 }), ErrKeyMismatch},
+		{"key tag forged", mod(func(b []byte) { b[offKeyID] ^= 0x80 }), ErrKeyTag},
 		{"kind", mod(func(b []byte) { b[offKind] = byte(packet.KindNACK) }), ErrAuth},
 		{"flags", mod(func(b []byte) { b[4] = 1 }), ErrAuth},
 		{"stream", mod(func(b []byte) { b[16] ^= 1 }), ErrAuth},
-		{"counter", mod(func(b []byte) { b[packet.HeaderLen+SaltLen+7]++ }), ErrAuth},
+		{"counter", mod(func(b []byte) { b[packet.HeaderLen+7]++ }), ErrAuth},
 		{"body", mod(func(b []byte) { b[60] ^= 4 }), ErrAuth},
 		{"tag", mod(func(b []byte) { b[len(b)-1] ^= 1 }), ErrAuth},
 	}
-	// A packet sealed under another key but wearing this key's id is a
+	// A packet sealed under another key but wearing this key tag is a
 	// forgery: the tag catches it.
 	forged := seal(other, toSender)
-	binary.BigEndian.PutUint32(forged[offKeyID:], k.ID())
+	binary.BigEndian.PutUint32(forged[offKeyID:], trafficOf(t, k).Tag())
 	cases = append(cases, struct {
 		name string
 		b    []byte
 		want error
-	}{"other key, this key id", forged, ErrAuth})
+	}{"other key, this key tag", forged, ErrAuth})
 	for _, c := range cases {
 		dst := make([]byte, 0, 512)
 		body, _, err := o.Open(dst, c.b)
@@ -308,12 +308,11 @@ func TestParams(t *testing.T) {
 	for _, p := range []Params{
 		{Session: 1, Dir: 0},
 		{Session: 1, Dir: 3},
-		{Session: 1, Dir: ToReceiver, Salt: 5},
 	} {
-		if _, err := k.NewSealer(p, 0); !errors.Is(err, ErrParams) {
+		if _, err := trafficOf(t, k).NewSealer(p, 0); !errors.Is(err, ErrParams) {
 			t.Errorf("NewSealer(%+v): %v", p, err)
 		}
-		if _, err := k.NewOpener(p); !errors.Is(err, ErrParams) {
+		if _, err := trafficOf(t, k).NewOpener(p); !errors.Is(err, ErrParams) {
 			t.Errorf("NewOpener(%+v): %v", p, err)
 		}
 	}
@@ -432,7 +431,8 @@ func TestCounterExhaustion(t *testing.T) {
 	}
 }
 
-// The derivation documented in doc.go, computed independently with HMAC.
+// The derivation documented in doc.go, computed independently with HMAC
+// from the handshake's messages and the ephemeral private keys.
 func TestKeyDerivationAsDocumented(t *testing.T) {
 	psk := bytes.Repeat([]byte{0x5c, 0x11}, 16)
 	k, err := NewKey(psk)
@@ -450,54 +450,62 @@ func TestKeyDerivationAsDocumented(t *testing.T) {
 	if id := binary.BigEndian.Uint32(mac(prk, []byte("telewire/v1 key id"), []byte{1})); id != k.ID() {
 		t.Fatalf("key id %08x, want %08x", k.ID(), id)
 	}
-	p := toSender
-	info := []byte("telewire/v1 packet key")
-	info = append(info, byte(p.Dir))
-	info = binary.BigEndian.AppendUint64(info, p.Session)
-	info = binary.BigEndian.AppendUint64(info, p.Salt)
-	pk := mac(prk, info, []byte{1}) // 32 bytes: one HKDF-Expand block
-	block, _ := aes.NewCipher(pk)
-	gcm, _ := cipher.NewGCM(block)
-
-	plain := encode(t, packet.KindNACK, testSession, nil)
-	const ctr = 0x1122334455667788
-	got, err := mustSealer(t, k, p, ctr).Seal(nil, plain[:24], plain[24:])
+	macKey := mac(prk, []byte("telewire/v2 handshake mac"), []byte{1})
+	ri, rr := detRand(1), detRand(2)
+	in, err := k.NewHandshaker(ri).Initiate(testSession, 77)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ad := got[:packet.HeaderLen+16]
-	nonce := []byte{byte(p.Dir), byte(packet.KindNACK), 0, 0}
+	hello := in.Hello()
+	welcome, tr, err := k.NewHandshaker(rr).Respond(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(hello[64:], mac(macKey, []byte("telewire/v2 hello"), hello[:64])[:16]) ||
+		!bytes.Equal(welcome[64:], mac(macKey, []byte("telewire/v2 welcome"), hello, welcome[:64])[:16]) {
+		t.Fatal("handshake MACs differ from the documented ones")
+	}
+	// The receiver's ephemeral private key: the same draw, redone.
+	var rpriv [32]byte
+	_, _ = detRand(2).Read(rpriv[:])
+	priv, _ := ecdh.X25519().NewPrivateKey(rpriv[:])
+	pub, _ := ecdh.X25519().NewPublicKey(hello[24:56])
+	dh, err := priv.ECDH(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := sha256.Sum256(append(append([]byte("telewire/v2 transcript"), hello...), welcome...))
+	secret := mac(th[:], dh, prk)
+	k1 := mac(secret, []byte("telewire/v2 to-receiver"), []byte{1})
+	tag := binary.BigEndian.Uint32(mac(secret, []byte("telewire/v2 key tag"), []byte{1}))
+	if tag != tr.Tag() {
+		t.Fatalf("key tag %08x, want %08x", tr.Tag(), tag)
+	}
+	block, _ := aes.NewCipher(k1)
+	gcm, _ := cipher.NewGCM(block)
+
+	p := toReceiver
+	plain := encode(t, packet.KindData, testSession, []byte("documented"))
+	const ctr = 0x1122334455667788
+	s, err := tr.NewSealer(p, ctr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Seal(nil, plain[:24], plain[24:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := got[:packet.HeaderLen+8]
+	nonce := []byte{byte(p.Dir), byte(packet.KindData), 0, 0}
 	nonce = binary.BigEndian.AppendUint64(nonce, ctr)
 	want := gcm.Seal(append([]byte(nil), ad...), nonce, plain[24:], ad)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("sealed packet differs from the documented construction\n got %x\nwant %x", got, want)
 	}
 	// And the header fields the documentation promises.
-	if got[offEnvelope] != 2 || binary.BigEndian.Uint16(got[offLength:]) != uint16(len(got)) ||
-		binary.BigEndian.Uint32(got[offKeyID:]) != k.ID() ||
-		binary.BigEndian.Uint64(got[24:]) != p.Salt || binary.BigEndian.Uint64(got[32:]) != ctr {
-		t.Fatalf("sealed header %x", got[:40])
-	}
-}
-
-func TestRandomCounterAndSalt(t *testing.T) {
-	var or uint64
-	for range 64 {
-		c, err := RandomCounter()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c >= 1<<63 {
-			t.Fatalf("RandomCounter %d leaves less than 2^63 packets", c)
-		}
-		s, err := RandomSalt()
-		if err != nil {
-			t.Fatal(err)
-		}
-		or |= s
-	}
-	if or>>63 == 0 {
-		t.Fatal("RandomSalt never sets the top bit in 64 draws")
+	if got[offEnvelope] != 1 || binary.BigEndian.Uint16(got[offLength:]) != uint16(len(got)) ||
+		binary.BigEndian.Uint32(got[offKeyID:]) != tr.Tag() || binary.BigEndian.Uint64(got[24:]) != ctr {
+		t.Fatalf("sealed header %x", got[:32])
 	}
 }
 

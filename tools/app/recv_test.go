@@ -24,6 +24,7 @@ func TestRecvSummaryListsEveryRefusal(t *testing.T) {
 		"Datagrams": true, "ReadSyscalls": true, "Heartbeats": true, "Delivered": true, "Reports": true,
 		"NACKs": true, "Parity": true, "Sessions": true, "BytesRead": true,
 		// the state budget's gauges and the plain-mode challenge's progress
+		"Retries": true, "Welcomes": true, "HelloRepeats": true, "Handshakes": true,
 		"StateBytes": true, "UnvalidatedStateBytes": true, "SessionsValidated": true, "Challenges": true, "Answers": true,
 		// per stream
 		"HighestSeq": true, "Received": true, "Lost": true, "RecoveredRTX": true, "RecoveredFEC": true,

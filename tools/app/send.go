@@ -344,10 +344,13 @@ func refusedLine(st sender.Stats) string {
 		{st.ForeignSession, "feedback for another session"},
 		{st.Unexpected, "unexpected packets"},
 		{st.Unsealed, "unencrypted feedback refused"},
-		{st.KeyMismatch, "feedback under another key refused"},
+		{st.KeyMismatch, "handshake answers under another key refused"},
+		{st.Corrupted, "handshake answers damaged on the way"},
 		{st.AuthFailed, "feedback failing authentication"},
 		{st.Replayed, "replayed feedback"},
-		{st.DerivationsThrottled, "feedback over the key-derivation rate"},
+		{st.NoKeys, "feedback under keys this sender does not hold"},
+		{st.HeldDropped, "messages dropped while waiting for the handshake (held queue full)"},
+		{st.RetriesIgnored, "RETRYs ignored (stale, or during a handshake)"},
 	}
 	var b strings.Builder
 	for _, it := range items {

@@ -213,7 +213,7 @@ loop:
 		Sender:    snd.Stats(),
 		Link:      relay.Stats(),
 		Encrypted: o.KeyFile != "",
-		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.Corrupted + rst.AuthFailed + rst.Replayed,
+		Rejected:  rst.Unsealed + rst.KeyMismatch + rst.Corrupted + rst.AuthFailed + rst.Replayed + rst.NoKeys,
 	}
 	sum.ReceiverAll = rst
 	t.summary(sum, time.Since(start))

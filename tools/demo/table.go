@@ -62,8 +62,8 @@ func (t *table) summary(s Summary, elapsed time.Duration) {
 	fmt.Fprintf(t.w, "  link: forward dropped %d of %d, reverse dropped %d of %d\n",
 		s.Link.Fwd.Dropped, s.Link.Fwd.Received, s.Link.Rev.Dropped, s.Link.Rev.Received)
 	if s.Encrypted {
-		fmt.Fprintf(t.w, "  encryption: every packet sealed (AES-256-GCM); refused unopened: receiver %d, sender %d\n",
-			s.Rejected, s.Sender.Unsealed+s.Sender.KeyMismatch+s.Sender.Corrupted+s.Sender.AuthFailed+s.Sender.Replayed)
+		fmt.Fprintf(t.w, "  encryption: X25519 handshake, every packet sealed (AES-256-GCM); refused unopened: receiver %d, sender %d\n",
+			s.Rejected, s.Sender.Unsealed+s.Sender.KeyMismatch+s.Sender.Corrupted+s.Sender.AuthFailed+s.Sender.Replayed+s.Sender.NoKeys)
 	}
 }
 

@@ -133,7 +133,9 @@ func (c *ReceiverCollector) Collect(ch chan<- prometheus.Metric) {
 		{"key_mismatch", st.KeyMismatch},
 		{"auth_failed", st.AuthFailed},
 		{"replayed", st.Replayed},
-		{"derivations_throttled", st.DerivationsThrottled},
+		{"corrupted", st.Corrupted},
+		{"no_keys", st.NoKeys},
+		{"handshakes_throttled", st.HandshakesThrottled},
 	} {
 		emit(ch, c.refused, r.n, r.reason)
 	}

@@ -147,7 +147,9 @@ func (c *SenderCollector) Collect(ch chan<- prometheus.Metric) {
 		{"key_mismatch", st.KeyMismatch},
 		{"auth_failed", st.AuthFailed},
 		{"replayed", st.Replayed},
-		{"derivations_throttled", st.DerivationsThrottled},
+		{"corrupted", st.Corrupted},
+		{"no_keys", st.NoKeys},
+		{"held_dropped", st.HeldDropped},
 	} {
 		emit(ch, c.refused, r.n, r.reason)
 	}

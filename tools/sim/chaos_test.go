@@ -76,7 +76,16 @@ type chaosRow struct {
 	linkPL float64 // loss the forward link applied
 }
 
-func TestChaosMatrix(t *testing.T) {
+func TestChaosMatrix(t *testing.T) { runChaosMatrix(t, nil) }
+
+// TestChaosMatrixSealed is the matrix with a pre-shared key on both ends:
+// the handshake runs first (messages wait for it), every packet is
+// sealed, and each cell must deliver what it does without a key.
+func TestChaosMatrixSealed(t *testing.T) { runChaosMatrix(t, chaosKey) }
+
+var chaosKey = []byte("0123456789abcdef0123456789abcdef")
+
+func runChaosMatrix(t *testing.T, key []byte) {
 	const rate = 1000
 	var rows []chaosRow
 	for i, cell := range chaosCells() {
@@ -93,6 +102,8 @@ func TestChaosMatrix(t *testing.T) {
 				Fwd: clean, Rev: clean,
 				FwdChanges: []Change{{At: chaosWarmup, Spec: impaired}},
 				RevChanges: []Change{{At: chaosWarmup, Spec: impaired}},
+				Sender:     sender.Config{Key: key},
+				Receiver:   receiver.Config{Key: key},
 			}
 			var dark [2]int // indexes of the messages sent into the blackhole
 			if cell.blackhole > 0 {
@@ -161,9 +172,26 @@ func checkChaos(t *testing.T, cell chaosCell, r Result, dark [2]int) {
 	unseen := func(corrupted, malformed uint64, queued int) bool {
 		return malformed > corrupted || corrupted-malformed > uint64(queued)
 	}
-	if unseen(r.FwdLink.Corrupted, r.Receiver.Malformed, r.FwdQueued) || unseen(r.RevLink.Corrupted, r.Sender.Malformed, r.RevQueued) {
-		t.Errorf("corrupted copies forward %d (%d still queued), reverse %d (%d still queued); malformed at receiver %d, at sender %d",
-			r.FwdLink.Corrupted, r.FwdQueued, r.RevLink.Corrupted, r.RevQueued, r.Receiver.Malformed, r.Sender.Malformed)
+	rm, sm := r.Receiver.Malformed, r.Sender.Malformed
+	if sealed := r.Sender.Handshakes > 0; sealed {
+		// Sealed, a corrupted copy fails where the flipped bit lands:
+		// the tag (auth_failed), the key tag or session (no_keys, or a
+		// foreign session at the sender), the header (malformed,
+		// unexpected, or unsealed when the envelope byte became 0). A copy whose key tag or session was hit also
+		// draws a RETRY, which the sender counts as well, so only the
+		// lower bound holds: none went uncounted.
+		rm += r.Receiver.AuthFailed + r.Receiver.NoKeys + r.Receiver.Unexpected + r.Receiver.KeyMismatch + r.Receiver.Unsealed
+		sm += r.Sender.AuthFailed + r.Sender.NoKeys + r.Sender.Unexpected + r.Sender.KeyMismatch + r.Sender.ForeignSession + r.Sender.Unsealed
+		unseen = func(corrupted, rejected uint64, queued int) bool {
+			return rejected+uint64(queued) < corrupted
+		}
+		if r.Sender.Handshakes != 1 || r.Sender.Rehandshakes != 0 || r.Receiver.Handshakes != 1 {
+			t.Errorf("handshakes: sender %d (%d forced again), receiver %d; want 1", r.Sender.Handshakes, r.Sender.Rehandshakes, r.Receiver.Handshakes)
+		}
+	}
+	if unseen(r.FwdLink.Corrupted, rm, r.FwdQueued) || unseen(r.RevLink.Corrupted, sm, r.RevQueued) {
+		t.Errorf("corrupted copies forward %d (%d still queued), reverse %d (%d still queued); rejected at receiver %d, at sender %d",
+			r.FwdLink.Corrupted, r.FwdQueued, r.RevLink.Corrupted, r.RevQueued, rm, sm)
 	}
 	if cell.link == "delay 20ms" && st.Lost != 0 {
 		t.Errorf("clean link: receiver counted %d lost", st.Lost)

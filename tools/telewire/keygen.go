@@ -12,7 +12,8 @@ func runKeygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs := newFlagSet("keygen", "FILE",
 		`Writes a new random 32-byte pre-shared key to FILE (64 hex digits, mode 0600) for
 --key-file. It refuses to overwrite an existing file. Give the same file to both ends:
-with a key every packet is sealed with AES-256-GCM (see the README's security section).`, stderr)
+with a key the ends make an X25519 handshake and every packet is sealed with AES-256-GCM
+(see docs/security.md).`, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

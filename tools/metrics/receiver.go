@@ -136,6 +136,7 @@ func (c *ReceiverCollector) Collect(ch chan<- prometheus.Metric) {
 		{"corrupted", st.Corrupted},
 		{"no_keys", st.NoKeys},
 		{"handshakes_throttled", st.HandshakesThrottled},
+		{"state_budget", st.BudgetRefused},
 	} {
 		emit(ch, c.refused, r.n, r.reason)
 	}

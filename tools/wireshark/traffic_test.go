@@ -3,11 +3,13 @@ package wireshark
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,7 +114,11 @@ func (r *recorder) stop() []frame {
 // retransmissions happen), without and with a key, and decodes the
 // capture with tshark: every frame's every field must be what the code's
 // decoders read, no valid frame may carry expert info, and the datagrams
-// of each kind must add up to what the sender and receiver counted.
+// of each kind must add up to what the sender and receiver counted. With
+// a key the capture starts with the handshake (HELLO, WELCOME, CONFIRM),
+// and two thirds of the way the receiver is replaced by a new one on the
+// same address: the sender's next packets draw a RETRY, and a second
+// handshake follows.
 func TestTsharkRealTraffic(t *testing.T) {
 	tshark(t)
 	for _, keyed := range []bool{false, true} {
@@ -128,15 +134,34 @@ func TestTsharkRealTraffic(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Key: psk, ReportInterval: 20 * time.Millisecond})
+			cfg := receiver.Config{Listen: "127.0.0.1:0", Key: psk, ReportInterval: 20 * time.Millisecond}
+			rcv, err := receiver.Listen(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
+			server := rcv.Addr()
+			cfg.Listen = server.String()
+			var delivered atomic.Int64
+			consume := func(r *receiver.Receiver) chan struct{} {
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for {
+						if _, err := r.Recv(ctx); err != nil {
+							return
+						}
+						delivered.Add(1)
+					}
+				}()
+				return done
+			}
+			rcvs := []*receiver.Receiver{rcv}
+			dones := []chan struct{}{consume(rcv)}
 			// Drop every 37th datagram towards the receiver, and a burst of
 			// 40 in the middle: FEC repairs some, NACKs the rest, and the
 			// small retransmit buffer answers some NACKs "unavailable".
 			n := 0
-			rec := startRecorder(t, rcv.Addr(), func(b []byte) bool {
+			rec := startRecorder(t, server, func(b []byte) bool {
 				n++
 				return n%37 == 0 || (n > 800 && n <= 840)
 			})
@@ -148,18 +173,18 @@ func TestTsharkRealTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			const messages = 1500
-			got := make(chan int)
-			go func() {
-				k := 0
-				for {
-					if _, err := rcv.Recv(ctx); err != nil {
-						got <- k
-						return
-					}
-					k++
-				}
-			}()
 			for i := range messages {
+				if keyed && i == messages*2/3 {
+					// Replace the receiver: it loses the traffic keys.
+					time.Sleep(50 * time.Millisecond)
+					rcv.Close()
+					<-dones[0]
+					if rcv, err = receiver.Listen(ctx, cfg); err != nil {
+						t.Fatal(err)
+					}
+					rcvs = append(rcvs, rcv)
+					dones = append(dones, consume(rcv))
+				}
 				if err := snd.Send([]byte("tick " + strconv.Itoa(i))); err != nil {
 					t.Fatal(err)
 				}
@@ -176,21 +201,54 @@ func TestTsharkRealTraffic(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			rcv.Close()
 			cancel()
-			delivered := <-got
-			rs := rcv.Stats()
+			for _, d := range dones {
+				<-d
+			}
+			var rs receiver.Stats
+			for _, r := range rcvs {
+				x := r.Stats()
+				rs.NACKs += x.NACKs
+				rs.Reports += x.Reports
+				rs.Malformed += x.Malformed
+				rs.AuthFailed += x.AuthFailed
+				rs.Retries += x.Retries
+				rs.Welcomes += x.Welcomes
+				rs.HelloRepeats += x.HelloRepeats
+				rs.Handshakes += x.Handshakes
+			}
 			frames := rec.stop()
-			t.Logf("delivered %d of %d; sender %d DATA + %d retransmitted, %d PARITY, %d HEARTBEAT, %d unavailable; receiver %d NACK, %d REPORT",
-				delivered, messages, ss.Packets, ss.Retransmits, ss.Parity, ss.Heartbeats, ss.Unavailable, rs.NACKs, rs.Reports)
+			t.Logf("delivered %d of %d; sender %d DATA + %d retransmitted + %d resent, %d PARITY, %d HEARTBEAT + %d answers, %d unavailable, %d HELLO, %d handshakes (%d after a RETRY); receivers %d NACK, %d REPORT, %d WELCOME, %d RETRY",
+				delivered.Load(), messages, ss.Packets, ss.Retransmits, ss.Resent, ss.Parity, ss.Heartbeats, ss.Answers, ss.Unavailable,
+				ss.HandshakeAttempts, ss.Handshakes, ss.Rehandshakes, rs.NACKs, rs.Reports, rs.Welcomes, rs.Retries)
 
 			decodedFrames := runTshark(t, writePcap(t, t.TempDir(), frames))
 			if len(decodedFrames) != len(frames) {
 				t.Fatalf("tshark decoded %d frames, recorded %d", len(decodedFrames), len(frames))
 			}
-			count := map[string]int{} // "from kind" -> datagrams
+			count := map[string]int{} // "from kind" -> datagrams; optional field abbrev -> datagrams with it
+			type nonce struct {
+				tag     uint32
+				dir     uint8
+				counter uint64
+			}
+			nonces := map[nonce]bool{}
+			tags := map[uint32]bool{}
+			var retries []nonce
 			for i, fr := range frames {
 				var w want
 				if keyed {
-					w = sealedWant(t, key, fr.b)
+					w = envelopeWant(t, key, nil, fr.b)
+					if !layoutOf(t, fr.b[3]).MAC {
+						in, _ := seal.Peek(fr.b)
+						k := nonce{in.KeyID, uint8(in.Dir), in.Counter}
+						if nonces[k] {
+							t.Errorf("frame %d: key tag %#x direction %d counter %d used twice", i+1, k.tag, k.dir, k.counter)
+						}
+						nonces[k] = true
+						tags[in.KeyID] = true
+					} else if packet.Kind(fr.b[3]) == packet.KindRetry {
+						retries = append(retries, nonce{binary.BigEndian.Uint32(fr.b[24:]), uint8(seal.ToReceiver), binary.BigEndian.Uint64(fr.b[32:])})
+					}
 				} else {
 					w = plainWant(t, fr.b)
 				}
@@ -199,24 +257,56 @@ func TestTsharkRealTraffic(t *testing.T) {
 					t.Errorf("frame %d: session %v, the sender's is %d", i+1, got, session)
 				}
 				from := "receiver"
-				if fr.dst == rcv.Addr() {
+				if fr.dst == server {
 					from = "sender"
 				}
 				count[from+" "+packet.Kind(fr.b[3]).String()]++
+				for _, f := range layoutOf(t, fr.b[3]).Optional {
+					if len(decodedFrames[i].fields["telewire."+f.Abbrev]) > 0 {
+						count[f.Abbrev]++
+					}
+				}
 			}
-			for what, want := range map[string]uint64{
-				"sender DATA":      ss.Packets + ss.Retransmits,
+			wantCounts := map[string]uint64{
+				"sender DATA":      ss.Packets + ss.Retransmits + ss.Resent,
 				"sender PARITY":    ss.Parity,
-				"sender HEARTBEAT": ss.Heartbeats,
+				"sender HEARTBEAT": ss.Heartbeats + ss.Answers,
 				"sender NACK":      ss.Unavailable,
 				"receiver NACK":    rs.NACKs,
 				"receiver REPORT":  rs.Reports,
-			} {
-				if uint64(count[what]) != want {
-					t.Errorf("%s: %d datagrams in the capture, the %s counted %d", what, count[what], what[:8], want)
+			}
+			exercised := []string{"sender DATA", "sender PARITY", "sender HEARTBEAT", "receiver NACK", "receiver REPORT"}
+			if !keyed {
+				// Without a key the receiver proves receipt in its NACKs and
+				// challenges the sender in its REPORTs, which answers.
+				wantCounts["heartbeat.answer"] = ss.Answers
+				exercised = append(exercised, "nack.proof_seq", "report.challenge", "heartbeat.answer")
+			}
+			if keyed {
+				wantCounts["sender HELLO"] = ss.HandshakeAttempts
+				wantCounts["receiver RETRY"] = rs.Retries
+				exercised = append(exercised, "sender HELLO", "receiver WELCOME", "sender CONFIRM", "receiver RETRY")
+				if w := uint64(count["receiver WELCOME"]); w < rs.Welcomes || w > rs.Welcomes+rs.HelloRepeats {
+					t.Errorf("%d WELCOMEs in the capture, the receivers answered %d HELLOs anew and %d repeats", w, rs.Welcomes, rs.HelloRepeats)
+				}
+				if c := uint64(count["sender CONFIRM"]); c < ss.Handshakes || c > 2*ss.Handshakes {
+					t.Errorf("%d CONFIRMs in the capture for %d handshakes", c, ss.Handshakes)
+				}
+				if len(tags) != int(ss.Handshakes) || ss.Handshakes != 2 || ss.Rehandshakes != 1 {
+					t.Errorf("%d key tags in the capture; the sender completed %d handshakes, %d after a RETRY; want 2 and 1", len(tags), ss.Handshakes, ss.Rehandshakes)
+				}
+				for _, r := range retries {
+					if !nonces[r] {
+						t.Errorf("RETRY names key tag %#x counter %d, which no sealed packet in the capture carries", r.tag, r.counter)
+					}
 				}
 			}
-			for _, kind := range []string{"sender DATA", "sender PARITY", "sender HEARTBEAT", "receiver NACK", "receiver REPORT"} {
+			for what, want := range wantCounts {
+				if uint64(count[what]) != want {
+					t.Errorf("%s: %d datagrams in the capture, the ends counted %d", what, count[what], want)
+				}
+			}
+			for _, kind := range exercised {
 				if count[kind] == 0 {
 					t.Errorf("no %s in the capture: the test did not exercise every kind", kind)
 				}

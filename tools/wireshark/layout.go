@@ -52,7 +52,8 @@ type Flag struct {
 	Go     string // the packet constant, as the docs cite it: "FlagProof"
 }
 
-// Info is one value a kind shows in the info column: "label=value".
+// Info is one value a kind shows in the info column: "label=value"; an
+// optional field's only when its flag is set.
 type Info struct {
 	Label  string
 	Abbrev string // a field of the layout
@@ -169,6 +170,7 @@ var Layouts = []Layout{
 			{Abbrev: "nack.flags.proof", Name: "Proof (newest DATA received follows the ranges)", Mask: uint8(packet.FlagProof), Go: "FlagProof"},
 		},
 		Dirs: []uint8{ToReceiver, ToSender},
+		Info: []Info{{"proof", "nack.proof_seq"}},
 	},
 	{
 		Kind: 4, Name: "REPORT", Doc: "REPORT (kind 4)", BodyLen: packet.ReportLen, Exact: true,
@@ -181,6 +183,7 @@ var Layouts = []Layout{
 			{Abbrev: "report.flags.challenge", Name: "Challenge (answer with a HEARTBEAT)", Mask: uint8(packet.FlagChallenge), Go: "FlagChallenge"},
 		},
 		Dirs: []uint8{ToSender},
+		Info: []Info{{"challenge", "report.challenge"}},
 	},
 	{
 		Kind: 5, Name: "HEARTBEAT", Doc: "HEARTBEAT (kind 5)", BodyLen: packet.HeartbeatLen, Exact: true,
@@ -195,7 +198,7 @@ var Layouts = []Layout{
 		},
 		Flags: []Flag{{Abbrev: "heartbeat.flags.answer", Name: "Answer (to a REPORT's challenge)", Mask: uint8(packet.FlagAnswer), Go: "FlagAnswer"}},
 		Dirs:  []uint8{ToReceiver},
-		Info:  []Info{{"next", "heartbeat.next"}},
+		Info:  []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}},
 	},
 	{
 		Kind: 6, Name: "HELLO", Doc: "HELLO (kind 6)", BodyLen: packet.HelloLen, Exact: true, MAC: true,

@@ -200,6 +200,7 @@ local LAYOUTS = {
 		},
 		dirs = {[1] = true, [2] = true, },
 		info = {
+			{ "proof", { "nack.proof_seq", 0, 8, "uint64", false, false, 2 }, },
 		},
 		range = {
 			len = 12, count_off = 24, max = 64,
@@ -243,6 +244,7 @@ local LAYOUTS = {
 		},
 		dirs = {[2] = true, },
 		info = {
+			{ "challenge", { "report.challenge", 0, 8, "uint64", true, false, 2 }, },
 		},
 	},
 	[5] = {
@@ -262,6 +264,7 @@ local LAYOUTS = {
 		dirs = {[1] = true, },
 		info = {
 			{ "next", { "heartbeat.next", 32, 8, "uint64", false, false, 0 }, },
+			{ "answer", { "heartbeat.answer", 0, 8, "uint64", true, false, 1 }, },
 		},
 	},
 	[6] = {
@@ -458,7 +461,11 @@ local function dissect_body(buf, sub, layout, flags, stop)
 	end
 	for _, in_ in ipairs(layout.info) do
 		local d = in_[2]
-		info = info .. " " .. in_[1] .. "=" .. text(value(buf, d[2], d), d)
+		if d[7] == 0 then
+			info = info .. " " .. in_[1] .. "=" .. text(value(buf, d[2], d), d)
+		elseif bit32.band(flags, d[7]) ~= 0 then
+			info = info .. " " .. in_[1] .. "=" .. text(value(buf, obase + d[2], d), d)
+		end
 	end
 	if layout.name == "PARITY" then
 		local k, m, idx = buf(32, 1):uint(), buf(33, 1):uint(), buf(34, 1):uint()

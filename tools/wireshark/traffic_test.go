@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -221,7 +223,13 @@ func TestTsharkRealTraffic(t *testing.T) {
 				delivered.Load(), messages, ss.Packets, ss.Retransmits, ss.Resent, ss.Parity, ss.Heartbeats, ss.Answers, ss.Unavailable,
 				ss.HandshakeAttempts, ss.Handshakes, ss.Rehandshakes, rs.NACKs, rs.Reports, rs.Welcomes, rs.Retries)
 
-			decodedFrames := runTshark(t, writePcap(t, t.TempDir(), frames))
+			pcap := writePcap(t, t.TempDir(), frames)
+			if dir := os.Getenv("TELEWIRE_TRAFFIC_PCAP_DIR"); dir != "" { // keep the capture, e.g. for the docs' sample output
+				if b, err := os.ReadFile(pcap); err == nil {
+					_ = os.WriteFile(filepath.Join(dir, t.Name()[len("TestTsharkRealTraffic/"):]+".pcap"), b, 0o644)
+				}
+			}
+			decodedFrames := runTshark(t, pcap)
 			if len(decodedFrames) != len(frames) {
 				t.Fatalf("tshark decoded %d frames, recorded %d", len(decodedFrames), len(frames))
 			}

@@ -87,6 +87,7 @@ type decoded struct {
 	fields  map[string][]string
 	experts []string
 	proto   string
+	info    string
 }
 
 // runTshark decodes path with the dissector and returns each frame's
@@ -100,7 +101,7 @@ func runTshark(t *testing.T, path string) []decoded {
 	}
 	sort.Strings(names)
 	names = append(names, expertFields...)
-	names = append(names, "_ws.malformed", "_ws.col.Protocol", "_ws.expert.message")
+	names = append(names, "_ws.malformed", "_ws.col.Protocol", "_ws.col.Info", "_ws.expert.message")
 	args := []string{"-r", path, "-X", "lua_script:telewire.lua", "-o", "udp.try_heuristic_first:TRUE",
 		"-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|"}
 	for _, n := range names {
@@ -132,6 +133,8 @@ func runTshark(t *testing.T, path string) []decoded {
 			switch {
 			case n == "_ws.col.Protocol":
 				d.proto = cols[i]
+			case n == "_ws.col.Info":
+				d.info = cols[i]
 			case n == "_ws.expert.message":
 				if strings.Contains(cols[i], "Lua Error") {
 					t.Errorf("frame %d: the dissector failed: %s", len(frames)+1, cols[i])
@@ -395,6 +398,30 @@ func check(t *testing.T, i int, got decoded, w want) {
 	}
 	if len(got.experts) > 0 {
 		t.Errorf("frame %d (%s): expert info %v on a valid datagram", i+1, w["telewire.kind"], got.experts)
+	}
+	// The info column: the kind, the envelope, and the layout's info
+	// fields as the tree shows them.
+	kind, _ := strconv.Atoi(w["telewire.kind"][0])
+	l := layoutOf(t, uint8(kind))
+	prefix := l.Name
+	for _, e := range Envelopes {
+		if w["telewire.envelope"][0] == strconv.Itoa(int(e.Value)) {
+			prefix += " [" + e.Name + "]"
+		}
+	}
+	if !strings.HasPrefix(got.info, prefix+" ") {
+		t.Errorf("frame %d: info column %q does not start with %q", i+1, got.info, prefix)
+	}
+	for _, in := range l.InfoFields() {
+		for _, v := range w["telewire."+in.Abbrev] {
+			if in.Hex {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				v = fmt.Sprintf("0x%0*x", 2*in.Size, n)
+			}
+			if !strings.Contains(got.info, " "+in.Label+"="+v+" ") {
+				t.Errorf("frame %d: info column %q lacks %s=%s", i+1, got.info, in.Label, v)
+			}
+		}
 	}
 	if !reflect.DeepEqual(map[string][]string(w), got.fields) {
 		for k, v := range w {

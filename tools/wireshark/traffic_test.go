@@ -29,11 +29,16 @@ type recorder struct {
 	server netip.AddrPort
 	drop   func(b []byte) bool // drops client→server datagrams (after recording)
 
-	mu     sync.Mutex
-	frames []frame
-	client netip.AddrPort
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	frames  []frame
+	client  netip.AddrPort
+	wg      sync.WaitGroup
+	drained [2]chan struct{} // a reader saw the drain marker: client side, server side
 }
+
+// drainMarker goes through each of the recorder's sockets after the
+// ends have closed; a reader that sees it has read everything before it.
+var drainMarker = []byte("recorder: drained")
 
 func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) *recorder {
 	t.Helper()
@@ -48,7 +53,7 @@ func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) 
 	for _, c := range []*net.UDPConn{ln, up} {
 		c.SetReadBuffer(8 << 20)
 	}
-	r := &recorder{ln: ln, up: up, server: server, drop: drop}
+	r := &recorder{ln: ln, up: up, server: server, drop: drop, drained: [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}}
 	r.wg.Add(2)
 	go func() { // client → server
 		defer r.wg.Done()
@@ -57,6 +62,10 @@ func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) 
 			n, from, err := ln.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
+			}
+			if bytes.Equal(buf[:n], drainMarker) {
+				r.drained[0] <- struct{}{}
+				continue
 			}
 			b := bytes.Clone(buf[:n])
 			r.mu.Lock()
@@ -79,6 +88,10 @@ func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) 
 				}
 				continue // ICMP errors while the server is gone
 			}
+			if bytes.Equal(buf[:n], drainMarker) {
+				r.drained[1] <- struct{}{}
+				continue
+			}
 			b := bytes.Clone(buf[:n])
 			r.mu.Lock()
 			client := r.client
@@ -92,18 +105,36 @@ func startRecorder(t *testing.T, server netip.AddrPort, drop func([]byte) bool) 
 
 func (r *recorder) addr() netip.AddrPort { return r.ln.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// stop waits until nothing has arrived for 200 ms (the last datagrams
-// the ends wrote may still be in the sockets), then closes the relay and
-// returns what it recorded.
-func (r *recorder) stop() []frame {
-	for last := -1; ; time.Sleep(200 * time.Millisecond) {
-		r.mu.Lock()
-		n := len(r.frames)
-		r.mu.Unlock()
-		if n == last {
-			break
+// stop, called once both ends have closed, sends a marker through each
+// socket (to the server side from the server's now free address, since
+// that socket takes datagrams from the server only) and waits until the
+// readers have seen them: a socket delivers in order, so everything the
+// ends wrote has then been recorded, however late the readers run on a
+// loaded machine. It then closes the relay and returns the frames.
+func (r *recorder) stop(t *testing.T) []frame {
+	t.Helper()
+	cl, err := net.DialUDP("udp", nil, r.ln.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	srv, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(r.server))
+	if err != nil {
+		t.Fatalf("the server's address is not free after the receiver closed: %v", err)
+	}
+	defer srv.Close()
+	for i, send := range []func() error{
+		func() error { _, err := cl.Write(drainMarker); return err },
+		func() error { _, err := srv.WriteToUDP(drainMarker, r.up.LocalAddr().(*net.UDPAddr)); return err },
+	} {
+		if err := send(); err != nil {
+			t.Fatal(err)
 		}
-		last = n
+		select {
+		case <-r.drained[i]:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("recorder: socket %d not drained after 30 s", i)
+		}
 	}
 	r.ln.Close()
 	r.up.Close()
@@ -207,7 +238,7 @@ func TestTsharkRealTraffic(t *testing.T) {
 				<-d
 			}
 			var rs receiver.Stats
-			for _, r := range rcvs {
+			for i, r := range rcvs {
 				x := r.Stats()
 				rs.NACKs += x.NACKs
 				rs.Reports += x.Reports
@@ -217,8 +248,10 @@ func TestTsharkRealTraffic(t *testing.T) {
 				rs.Welcomes += x.Welcomes
 				rs.HelloRepeats += x.HelloRepeats
 				rs.Handshakes += x.Handshakes
+				rs.WriteErrors += x.WriteErrors
+				t.Logf("receiver %d: %d REPORT, %d NACK, %d RETRY, %d write errors", i+1, x.Reports, x.NACKs, x.Retries, x.WriteErrors)
 			}
-			frames := rec.stop()
+			frames := rec.stop(t)
 			t.Logf("delivered %d of %d; sender %d DATA + %d retransmitted + %d resent, %d PARITY, %d HEARTBEAT + %d answers, %d unavailable, %d HELLO, %d handshakes (%d after a RETRY); receivers %d NACK, %d REPORT, %d WELCOME, %d RETRY",
 				delivered.Load(), messages, ss.Packets, ss.Retransmits, ss.Resent, ss.Parity, ss.Heartbeats, ss.Answers, ss.Unavailable,
 				ss.HandshakeAttempts, ss.Handshakes, ss.Rehandshakes, rs.NACKs, rs.Reports, rs.Welcomes, rs.Retries)
@@ -241,6 +274,7 @@ func TestTsharkRealTraffic(t *testing.T) {
 			}
 			nonces := map[nonce]bool{}
 			tags := map[uint32]bool{}
+			reportsByTag := map[uint32]int{}
 			var retries []nonce
 			for i, fr := range frames {
 				var w want
@@ -254,6 +288,9 @@ func TestTsharkRealTraffic(t *testing.T) {
 						}
 						nonces[k] = true
 						tags[in.KeyID] = true
+						if in.Kind == packet.KindReport {
+							reportsByTag[in.KeyID]++
+						}
 					} else if packet.Kind(fr.b[3]) == packet.KindRetry {
 						retries = append(retries, nonce{binary.BigEndian.Uint32(fr.b[24:]), uint8(seal.ToReceiver), binary.BigEndian.Uint64(fr.b[32:])})
 					}
@@ -311,7 +348,7 @@ func TestTsharkRealTraffic(t *testing.T) {
 			}
 			for what, want := range wantCounts {
 				if uint64(count[what]) != want {
-					t.Errorf("%s: %d datagrams in the capture, the ends counted %d", what, count[what], want)
+					t.Errorf("%s: %d datagrams in the capture, the ends counted %d (REPORTs by key tag %v)", what, count[what], want, reportsByTag)
 				}
 			}
 			for _, kind := range exercised {

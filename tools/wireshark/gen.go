@@ -23,18 +23,19 @@ func Lua() []byte {
 	err := t.Execute(&b, struct {
 		Header       []Field
 		Layouts      []Layout
-		Sealed       []SealedLayout
-		KeyID        Field
+		Sealed       SealedLayout
+		Envelopes    []Envelope
 		Versions     []int
 		HeaderLen    int
 		MaxPacketLen int
 		TagLen       int
+		MACLen       int
 		Magic        string
 		AllFields    []Field
 		AllFlags     []Flag
 	}{
-		Header: Header, Layouts: Layouts, Sealed: Sealed, KeyID: KeyID, Versions: Versions,
-		HeaderLen: packet.HeaderLen, MaxPacketLen: packet.MaxPacketLen, TagLen: TagLen,
+		Header: Header, Layouts: Layouts, Sealed: Sealed, Envelopes: Envelopes, Versions: Versions,
+		HeaderLen: packet.HeaderLen, MaxPacketLen: packet.MaxPacketLen, TagLen: TagLen, MACLen: MACLen,
 		Magic: fmt.Sprintf("0x%04x", packet.Magic), AllFields: allFields(), AllFlags: allFlags(),
 	})
 	if err != nil {
@@ -43,8 +44,7 @@ func Lua() []byte {
 	return b.Bytes()
 }
 
-// allFields lists every field once (the sealed counter appears in both
-// directions).
+// allFields lists every field once.
 func allFields() []Field {
 	seen := map[string]bool{}
 	var out []Field
@@ -57,15 +57,14 @@ func allFields() []Field {
 		}
 	}
 	add(Header...)
-	add(KeyID)
+	add(KeyTag, KeyID, MAC)
 	for _, l := range Layouts {
 		add(l.Fields...)
 		add(l.Range...)
+		add(l.Optional...)
 	}
-	for _, s := range Sealed {
-		add(s.Fields...)
-		add(s.Body, s.Tag)
-	}
+	add(Sealed.Fields...)
+	add(Sealed.Body, Sealed.Tag)
 	return out
 }
 
@@ -73,6 +72,38 @@ func allFlags() []Flag {
 	var out []Flag
 	for _, l := range Layouts {
 		out = append(out, l.Flags...)
+	}
+	return out
+}
+
+// field returns l's field (fixed, range or optional) named abbrev.
+func (l Layout) field(abbrev string) (Field, bool) {
+	for _, fs := range [][]Field{l.Fields, l.Range, l.Optional} {
+		for _, f := range fs {
+			if f.Abbrev == abbrev {
+				return f, true
+			}
+		}
+	}
+	return Field{}, false
+}
+
+// InfoField is an Info item resolved for the template.
+type InfoField struct {
+	Label string
+	Field
+}
+
+// InfoFields resolves l.Info to its fields; an unknown abbreviation is a
+// bug in the table, caught by the tests.
+func (l Layout) InfoFields() []InfoField {
+	var out []InfoField
+	for _, in := range l.Info {
+		f, ok := l.field(in.Abbrev)
+		if !ok {
+			panic("wireshark: " + l.Name + " info names unknown field " + in.Abbrev)
+		}
+		out = append(out, InfoField{in.Label, f})
 	}
 	return out
 }
@@ -93,4 +124,13 @@ func protoField(f Field) string {
 		return fmt.Sprintf("ProtoField.%s(%q, %q, %s)", f.Type, "telewire."+f.Abbrev, f.Name, base)
 	}
 	panic("wireshark: field " + f.Abbrev + " has unknown type " + f.Type)
+}
+
+// CountOffset is the datagram offset of the field that counts l's ranges.
+func (l Layout) CountOffset() int {
+	f, ok := l.field(l.CountAbbrev)
+	if !ok {
+		panic("wireshark: " + l.Name + " counts its ranges in unknown field " + l.CountAbbrev)
+	}
+	return f.Offset
 }

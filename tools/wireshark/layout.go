@@ -21,20 +21,27 @@ type Field struct {
 	// the docs describe in prose (REPORT's) or not at all.
 	Doc string
 	// Offset is from the start of the datagram (for a Range field, from
-	// the start of the range).
+	// the start of the range; for an Optional field, from the end of the
+	// fixed body and any ranges).
 	Offset int
 	// Size is the field's length in bytes; 0 means up to the end of the
-	// datagram (before Trailer bytes, see Layout).
+	// body.
 	Size int
 	// Type is the ProtoField type: uint8, uint16, uint32, uint64, int64
 	// or bytes.
 	Type string
 	// Hex shows the value in hexadecimal.
 	Hex bool
+	// Zero says the field is reserved: anything but zero is malformed.
+	Zero bool
 	// Go is the path of the packet.Packet field the value comes from (e.g.
 	// "Parity.K"), for the test that reads encoded packets back; empty
-	// for fields the encoder fills in itself (magic, length, checksum).
+	// for fields the encoder fills in itself (magic, length, checksum,
+	// reserved bytes).
 	Go string
+	// Flag, on an Optional field, is the flag bit whose presence adds the
+	// field.
+	Flag uint8
 }
 
 // Flag is one flag bit of a packet kind.
@@ -42,19 +49,36 @@ type Flag struct {
 	Abbrev string // after "telewire.", e.g. "data.flags.retransmit"
 	Name   string
 	Mask   uint8
+	Go     string // the packet constant, as the docs cite it: "FlagProof"
 }
+
+// Info is one value a kind shows in the info column: "label=value"; an
+// optional field's only when its flag is set.
+type Info struct {
+	Label  string
+	Abbrev string // a field of the layout
+}
+
+// Direction values of the envelope byte (see internal/seal).
+const (
+	ToReceiver = 1 // sender to receiver
+	ToSender   = 2 // receiver to sender
+)
 
 // Layout is one packet kind's body.
 type Layout struct {
 	Kind uint8
 	Name string // as packet.Kind.String() says it
-	// Doc is the heading of the kind's section in packet/doc.go.
+	// Doc is the heading of the kind's section in packet/doc.go, or the
+	// line introducing its byte table. For a kind with no fields, the
+	// sentence that says its body is empty.
 	Doc string
 	// Fields follow the header, in order.
 	Fields []Field
 	// BodyLen is the size of the body before any variable part.
 	BodyLen int
-	// Exact says the body is exactly BodyLen bytes.
+	// Exact says the body is exactly BodyLen bytes (plus the Optional
+	// fields whose flags are set).
 	Exact bool
 	// MinTail is the least number of bytes the variable part (the Size 0
 	// field) must have.
@@ -65,7 +89,23 @@ type Layout struct {
 	RangeLen    int
 	CountAbbrev string
 	MaxCount    int
-	Flags       []Flag
+	// Optional fields end the body when their flag is set, and are absent
+	// otherwise; their offsets count from the end of the fixed body and
+	// the ranges. All of a kind's optional fields hang on one flag (the
+	// tests enforce it: with two, their order would need a rule).
+	Optional []Field
+	Flags    []Flag
+	// Dirs are the directions (envelope bytes) the kind travels in
+	// seal's envelope.
+	Dirs []uint8
+	// MAC says that in seal's envelope the body travels in clear,
+	// followed by a MAC, with the pre-shared key's id in the header (the
+	// handshake's HELLO, WELCOME, RETRY). Every other kind is sealed:
+	// counter, encrypted body, GCM tag, with the traffic key tag in the
+	// header.
+	MAC bool
+	// Info are the fields shown in the info column.
+	Info []Info
 }
 
 // Header is the common header of every packet, plain or sealed.
@@ -91,9 +131,11 @@ var Layouts = []Layout{
 			{Abbrev: "data.payload", Name: "Payload", Doc: "payload", Offset: 40, Type: "bytes", Go: "Payload"},
 		},
 		Flags: []Flag{
-			{Abbrev: "data.flags.retransmit", Name: "Retransmission", Mask: uint8(packet.FlagRetransmit)},
-			{Abbrev: "data.flags.protected", Name: "Protected by FEC", Mask: uint8(packet.FlagProtected)},
+			{Abbrev: "data.flags.retransmit", Name: "Retransmission", Mask: uint8(packet.FlagRetransmit), Go: "FlagRetransmit"},
+			{Abbrev: "data.flags.protected", Name: "Protected by FEC", Mask: uint8(packet.FlagProtected), Go: "FlagProtected"},
 		},
+		Dirs: []uint8{ToReceiver},
+		Info: []Info{{"seq", "data.seq"}},
 	},
 	{
 		Kind: 2, Name: "PARITY", Doc: "PARITY (kind 2)", BodyLen: packet.ParityHeaderLen, MinTail: 1,
@@ -105,24 +147,43 @@ var Layouts = []Layout{
 			{Abbrev: "parity.stride", Name: "Stride", Doc: "stride", Offset: 35, Size: 1, Type: "uint8", Go: "Parity.Stride"},
 			{Abbrev: "parity.shard", Name: "Parity shard", Doc: "parity shard", Offset: 36, Type: "bytes", Go: "Payload"},
 		},
+		Dirs: []uint8{ToReceiver},
+		Info: []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
 	},
 	{
 		Kind: 3, Name: "NACK", Doc: "NACK (kind 3)", BodyLen: packet.NACKHeaderLen,
 		Fields: []Field{
 			{Abbrev: "nack.count", Name: "Ranges", Doc: "count of ranges", Offset: 24, Size: 2, Type: "uint16"},
-			{Abbrev: "nack.reserved", Name: "Reserved", Doc: "reserved", Offset: 26, Size: 2, Type: "uint16", Hex: true},
+			{Abbrev: "nack.reserved", Name: "Reserved", Doc: "reserved", Offset: 26, Size: 2, Type: "uint16", Hex: true, Zero: true},
 		},
 		Range: []Field{
 			{Abbrev: "nack.range.first", Name: "First sequence", Doc: "first sequence", Offset: 0, Size: 8, Type: "uint64", Go: "First"},
 			{Abbrev: "nack.range.len", Name: "Sequences", Doc: "number of sequences", Offset: 8, Size: 4, Type: "uint32", Go: "Len"},
 		},
 		RangeLen: packet.RangeLen, CountAbbrev: "nack.count", MaxCount: packet.MaxRanges,
-		Flags: []Flag{{Abbrev: "nack.flags.unavailable", Name: "Unavailable (sender: no longer buffered)", Mask: uint8(packet.FlagUnavailable)}},
+		Optional: []Field{
+			{Abbrev: "nack.proof_seq", Name: "Proof: newest sequence received", Doc: "with [FlagProof] only: sequence", Offset: 0, Size: 8, Type: "uint64", Go: "ProofSeq", Flag: uint8(packet.FlagProof)},
+			{Abbrev: "nack.proof_timestamp", Name: "Proof: its sender timestamp (ns)", Doc: "with [FlagProof] only: that DATA's send timestamp", Offset: 8, Size: 8, Type: "int64", Go: "ProofTimestamp", Flag: uint8(packet.FlagProof)},
+		},
+		Flags: []Flag{
+			{Abbrev: "nack.flags.unavailable", Name: "Unavailable (sender: no longer buffered)", Mask: uint8(packet.FlagUnavailable), Go: "FlagUnavailable"},
+			{Abbrev: "nack.flags.proof", Name: "Proof (newest DATA received follows the ranges)", Mask: uint8(packet.FlagProof), Go: "FlagProof"},
+		},
+		Dirs: []uint8{ToReceiver, ToSender},
+		Info: []Info{{"proof", "nack.proof_seq"}},
 	},
 	{
 		Kind: 4, Name: "REPORT", Doc: "REPORT (kind 4)", BodyLen: packet.ReportLen, Exact: true,
 		Fields: reportFields(),
-		Flags:  []Flag{{Abbrev: "report.flags.early", Name: "Early (interval figures repeat the last interval)", Mask: uint8(packet.FlagEarly)}},
+		Optional: []Field{
+			{Abbrev: "report.challenge", Name: "Challenge", Offset: 0, Size: 8, Type: "uint64", Hex: true, Go: "Challenge", Flag: uint8(packet.FlagChallenge)},
+		},
+		Flags: []Flag{
+			{Abbrev: "report.flags.early", Name: "Early (interval figures repeat the last interval)", Mask: uint8(packet.FlagEarly), Go: "FlagEarly"},
+			{Abbrev: "report.flags.challenge", Name: "Challenge (answer with a HEARTBEAT)", Mask: uint8(packet.FlagChallenge), Go: "FlagChallenge"},
+		},
+		Dirs: []uint8{ToSender},
+		Info: []Info{{"challenge", "report.challenge"}},
 	},
 	{
 		Kind: 5, Name: "HEARTBEAT", Doc: "HEARTBEAT (kind 5)", BodyLen: packet.HeartbeatLen, Exact: true,
@@ -131,6 +192,45 @@ var Layouts = []Layout{
 			{Abbrev: "heartbeat.next", Name: "Next sequence", Doc: "next", Offset: 32, Size: 8, Type: "uint64", Go: "Heartbeat.Next"},
 			{Abbrev: "heartbeat.timestamp", Name: "Sender timestamp (ns)", Doc: "sender timestamp", Offset: 40, Size: 8, Type: "int64", Go: "Heartbeat.Timestamp"},
 		},
+		Optional: []Field{
+			{Abbrev: "heartbeat.answer", Name: "Answer (the REPORT's challenge)", Doc: "with [FlagAnswer] only: the challenge", Offset: 0, Size: 8, Type: "uint64", Hex: true, Go: "Heartbeat.Answer", Flag: uint8(packet.FlagAnswer)},
+			{Abbrev: "heartbeat.answer_hold", Name: "Answer hold (ns)", Doc: "with [FlagAnswer] only: ns between", Offset: 8, Size: 8, Type: "int64", Go: "Heartbeat.AnswerHoldNanos", Flag: uint8(packet.FlagAnswer)},
+		},
+		Flags: []Flag{{Abbrev: "heartbeat.flags.answer", Name: "Answer (to a REPORT's challenge)", Mask: uint8(packet.FlagAnswer), Go: "FlagAnswer"}},
+		Dirs:  []uint8{ToReceiver},
+		Info:  []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}},
+	},
+	{
+		Kind: 6, Name: "HELLO", Doc: "HELLO (kind 6)", BodyLen: packet.HelloLen, Exact: true, MAC: true,
+		Fields: []Field{
+			{Abbrev: "hello.ephemeral", Name: "Sender's ephemeral X25519 key", Doc: "ephemeral X25519 public key", Offset: 24, Size: packet.EphemeralLen, Type: "bytes", Go: "Handshake.Ephemeral"},
+			{Abbrev: "hello.timestamp", Name: "Sender timestamp (ns)", Doc: "timestamp", Offset: 56, Size: 8, Type: "int64", Go: "Handshake.Timestamp"},
+		},
+		Dirs: []uint8{ToReceiver},
+		Info: []Info{{"ts", "hello.timestamp"}},
+	},
+	{
+		Kind: 7, Name: "WELCOME", Doc: "HELLO (kind 6)", BodyLen: packet.HelloLen, Exact: true, MAC: true,
+		Fields: []Field{
+			{Abbrev: "welcome.ephemeral", Name: "Receiver's ephemeral X25519 key", Doc: "ephemeral X25519 public key", Offset: 24, Size: packet.EphemeralLen, Type: "bytes", Go: "Handshake.Ephemeral"},
+			{Abbrev: "welcome.timestamp", Name: "HELLO's timestamp, echoed (ns)", Doc: "timestamp", Offset: 56, Size: 8, Type: "int64", Go: "Handshake.Timestamp"},
+		},
+		Dirs: []uint8{ToSender},
+		Info: []Info{{"ts", "welcome.timestamp"}},
+	},
+	{
+		Kind: 8, Name: "CONFIRM", Doc: "CONFIRM (kind 8), sender to receiver: an empty body.", Exact: true,
+		Dirs: []uint8{ToReceiver},
+	},
+	{
+		Kind: 9, Name: "RETRY", Doc: "RETRY (kind 9)", BodyLen: packet.RetryLen, Exact: true, MAC: true,
+		Fields: []Field{
+			{Abbrev: "retry.key_tag", Name: "Key tag not held", Doc: "key tag", Offset: 24, Size: 4, Type: "uint32", Hex: true, Go: "Handshake.KeyTag"},
+			{Abbrev: "retry.reserved", Name: "Reserved", Doc: "reserved", Offset: 28, Size: 4, Type: "uint32", Hex: true, Zero: true},
+			{Abbrev: "retry.counter", Name: "Counter of that packet", Doc: "counter", Offset: 32, Size: 8, Type: "uint64", Go: "Handshake.Counter"},
+		},
+		Dirs: []uint8{ToSender},
+		Info: []Info{{"key_tag", "retry.key_tag"}, {"counter", "retry.counter"}},
 	},
 }
 
@@ -183,13 +283,23 @@ func words(s string) string {
 	return strings.ToUpper(w[:1]) + strings.ReplaceAll(w[1:], "_", " ") + unit
 }
 
-// SealedLayout is the clear part of a sealed datagram for one direction:
-// the header (with the key id in place of the CRC) and what follows it.
+// Envelope is one value of the header's envelope byte other than 0
+// (plain): the direction seal's envelope was made for.
+type Envelope struct {
+	Value uint8
+	Name  string
+}
+
+// Envelopes are the directions of seal's envelope.
+var Envelopes = []Envelope{
+	{ToReceiver, "sealed, sender to receiver"},
+	{ToSender, "sealed, receiver to sender"},
+}
+
+// SealedLayout is what follows the header of a sealed datagram (any kind
+// without MAC), in both directions.
 type SealedLayout struct {
-	Envelope uint8
-	Name     string
-	// Doc is the line introducing the direction's table in
-	// internal/seal/doc.go.
+	// Doc is the line introducing the table in internal/seal/doc.go.
 	Doc string
 	// Fields after the header; the encrypted body runs from the end of
 	// the last one to TagLen bytes before the end.
@@ -201,26 +311,28 @@ type SealedLayout struct {
 // TagLen is the size of a sealed datagram's GCM tag.
 const TagLen = 16
 
-// KeyID is the header field a sealed datagram carries in place of the CRC.
-var KeyID = Field{Abbrev: "key_id", Name: "Key id", Doc: "header", Offset: 20, Size: 4, Type: "uint32", Hex: true}
+// MACLen is the size of the MAC that ends a HELLO, WELCOME or RETRY in
+// seal's envelope.
+const MACLen = 16
 
-// Sealed are the two sealed envelopes.
-var Sealed = []SealedLayout{
-	{
-		Envelope: 1, Name: "sealed, sender to receiver", Doc: "Sender to receiver (direction 1)",
-		Fields: []Field{{Abbrev: "sealed.counter", Name: "Counter", Doc: "counter", Offset: 24, Size: 8, Type: "uint64"}},
-		Body:   Field{Abbrev: "sealed.body", Name: "Encrypted body", Doc: "body, encrypted", Offset: 32, Type: "bytes"},
-		Tag:    Field{Abbrev: "sealed.tag", Name: "GCM tag", Doc: "GCM tag", Size: TagLen, Type: "bytes"},
-	},
-	{
-		Envelope: 2, Name: "sealed, receiver to sender", Doc: "Receiver to sender (direction 2)",
-		Fields: []Field{
-			{Abbrev: "sealed.salt", Name: "Receiver salt", Doc: "receiver salt", Offset: 24, Size: 8, Type: "uint64", Hex: true},
-			{Abbrev: "sealed.counter", Name: "Counter", Doc: "counter", Offset: 32, Size: 8, Type: "uint64"},
-		},
-		Body: Field{Abbrev: "sealed.body", Name: "Encrypted body", Doc: "body, encrypted", Offset: 40, Type: "bytes"},
-		Tag:  Field{Abbrev: "sealed.tag", Name: "GCM tag", Doc: "GCM tag", Size: TagLen, Type: "bytes"},
-	},
+// KeyTag is the header field a sealed datagram carries in place of the
+// CRC: the tag of the traffic keys it was sealed under.
+var KeyTag = Field{Abbrev: "key_tag", Name: "Traffic key tag", Doc: "header", Offset: 20, Size: 4, Type: "uint32", Hex: true}
+
+// KeyID is the header field a HELLO, WELCOME or RETRY carries in place
+// of the CRC: the pre-shared key's id.
+var KeyID = Field{Abbrev: "key_id", Name: "Pre-shared key id", Offset: 20, Size: 4, Type: "uint32", Hex: true}
+
+// MAC is the field that ends a HELLO, WELCOME or RETRY in seal's
+// envelope.
+var MAC = Field{Abbrev: "mac", Name: "MAC (HMAC-SHA256, truncated)", Size: MACLen, Type: "bytes"}
+
+// Sealed is the sealed envelope.
+var Sealed = SealedLayout{
+	Doc:    "Both directions, overhead 24 bytes:",
+	Fields: []Field{{Abbrev: "sealed.counter", Name: "Counter", Doc: "counter", Offset: 24, Size: 8, Type: "uint64"}},
+	Body:   Field{Abbrev: "sealed.body", Name: "Encrypted body", Doc: "body, encrypted", Offset: 32, Type: "bytes"},
+	Tag:    Field{Abbrev: "sealed.tag", Name: "GCM tag", Doc: "GCM tag", Size: TagLen, Type: "bytes"},
 }
 
 // Versions are the wire versions the dissector accepts.

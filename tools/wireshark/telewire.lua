@@ -2,9 +2,10 @@
 -- and tools/wireshark/telewire.lua.tmpl; DO NOT EDIT.
 --
 -- Wireshark dissector for telewire, a transport for real-time telemetry over UDP.
--- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT,
--- HEARTBEAT) and the clear part of sealed (encrypted) datagrams, checks the
--- CRC-32C and the lengths, and flags what is wrong with expert info.
+-- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT, HEARTBEAT, HELLO, WELCOME, CONFIRM, RETRY),
+-- the optional fields their flags add, the handshake messages of sealed mode
+-- and the clear part of sealed (encrypted) datagrams; checks the CRC-32C, the
+-- lengths and the directions, and flags what is wrong with expert info.
 --
 --   tshark -X lua_script:tools/wireshark/telewire.lua -r capture.pcap
 --
@@ -18,6 +19,7 @@ local MAGIC = 0x5457
 local HEADER_LEN = 24
 local MAX_PACKET_LEN = 65507
 local TAG_LEN = 16
+local MAC_LEN = 16
 local VERSIONS = {[1] = true, }
 
 local KINDS = {
@@ -26,10 +28,18 @@ local KINDS = {
 	[3] = "NACK",
 	[4] = "REPORT",
 	[5] = "HEARTBEAT",
+	[6] = "HELLO",
+	[7] = "WELCOME",
+	[8] = "CONFIRM",
+	[9] = "RETRY",
 }
 
-local ENVELOPES = {
+local ENVELOPE_NAMES = {
 	[0] = "plain",
+	[1] = "sealed, sender to receiver",
+	[2] = "sealed, receiver to sender",
+}
+local ENVELOPES = {
 	[1] = "sealed, sender to receiver",
 	[2] = "sealed, receiver to sender",
 }
@@ -45,7 +55,9 @@ F["length"] = ProtoField.uint16("telewire.length", "Length", base.DEC)
 F["session"] = ProtoField.uint64("telewire.session", "Session", base.HEX)
 F["stream"] = ProtoField.uint32("telewire.stream", "Stream", base.DEC)
 F["crc"] = ProtoField.uint32("telewire.crc", "CRC-32C", base.HEX)
-F["key_id"] = ProtoField.uint32("telewire.key_id", "Key id", base.HEX)
+F["key_tag"] = ProtoField.uint32("telewire.key_tag", "Traffic key tag", base.HEX)
+F["key_id"] = ProtoField.uint32("telewire.key_id", "Pre-shared key id", base.HEX)
+F["mac"] = ProtoField.bytes("telewire.mac", "MAC (HMAC-SHA256, truncated)")
 F["data.seq"] = ProtoField.uint64("telewire.data.seq", "Sequence", base.DEC)
 F["data.timestamp"] = ProtoField.int64("telewire.data.timestamp", "Sender timestamp (ns)", base.DEC)
 F["data.payload"] = ProtoField.bytes("telewire.data.payload", "Payload")
@@ -59,6 +71,8 @@ F["nack.count"] = ProtoField.uint16("telewire.nack.count", "Ranges", base.DEC)
 F["nack.reserved"] = ProtoField.uint16("telewire.nack.reserved", "Reserved", base.HEX)
 F["nack.range.first"] = ProtoField.uint64("telewire.nack.range.first", "First sequence", base.DEC)
 F["nack.range.len"] = ProtoField.uint32("telewire.nack.range.len", "Sequences", base.DEC)
+F["nack.proof_seq"] = ProtoField.uint64("telewire.nack.proof_seq", "Proof: newest sequence received", base.DEC)
+F["nack.proof_timestamp"] = ProtoField.int64("telewire.nack.proof_timestamp", "Proof: its sender timestamp (ns)", base.DEC)
 F["report.echo_timestamp"] = ProtoField.int64("telewire.report.echo_timestamp", "Echo timestamp", base.DEC)
 F["report.echo_hold_nanos"] = ProtoField.int64("telewire.report.echo_hold_nanos", "Echo hold (ns)", base.DEC)
 F["report.highest_seq"] = ProtoField.uint64("telewire.report.highest_seq", "Highest seq", base.DEC)
@@ -80,19 +94,31 @@ F["report.delay_max_nanos"] = ProtoField.uint64("telewire.report.delay_max_nanos
 F["report.malformed"] = ProtoField.uint64("telewire.report.malformed", "Malformed", base.DEC)
 F["report.interval_loss_ppm"] = ProtoField.uint32("telewire.report.interval_loss_ppm", "Interval loss (ppm)", base.DEC)
 F["report.burst_mean_milli"] = ProtoField.uint32("telewire.report.burst_mean_milli", "Burst mean (1/1000 packet)", base.DEC)
+F["report.challenge"] = ProtoField.uint64("telewire.report.challenge", "Challenge", base.HEX)
 F["heartbeat.start"] = ProtoField.uint64("telewire.heartbeat.start", "First sequence sent", base.DEC)
 F["heartbeat.next"] = ProtoField.uint64("telewire.heartbeat.next", "Next sequence", base.DEC)
 F["heartbeat.timestamp"] = ProtoField.int64("telewire.heartbeat.timestamp", "Sender timestamp (ns)", base.DEC)
+F["heartbeat.answer"] = ProtoField.uint64("telewire.heartbeat.answer", "Answer (the REPORT's challenge)", base.HEX)
+F["heartbeat.answer_hold"] = ProtoField.int64("telewire.heartbeat.answer_hold", "Answer hold (ns)", base.DEC)
+F["hello.ephemeral"] = ProtoField.bytes("telewire.hello.ephemeral", "Sender's ephemeral X25519 key")
+F["hello.timestamp"] = ProtoField.int64("telewire.hello.timestamp", "Sender timestamp (ns)", base.DEC)
+F["welcome.ephemeral"] = ProtoField.bytes("telewire.welcome.ephemeral", "Receiver's ephemeral X25519 key")
+F["welcome.timestamp"] = ProtoField.int64("telewire.welcome.timestamp", "HELLO's timestamp, echoed (ns)", base.DEC)
+F["retry.key_tag"] = ProtoField.uint32("telewire.retry.key_tag", "Key tag not held", base.HEX)
+F["retry.reserved"] = ProtoField.uint32("telewire.retry.reserved", "Reserved", base.HEX)
+F["retry.counter"] = ProtoField.uint64("telewire.retry.counter", "Counter of that packet", base.DEC)
 F["sealed.counter"] = ProtoField.uint64("telewire.sealed.counter", "Counter", base.DEC)
 F["sealed.body"] = ProtoField.bytes("telewire.sealed.body", "Encrypted body")
 F["sealed.tag"] = ProtoField.bytes("telewire.sealed.tag", "GCM tag")
-F["sealed.salt"] = ProtoField.uint64("telewire.sealed.salt", "Receiver salt", base.HEX)
 F["data.flags.retransmit"] = ProtoField.bool("telewire.data.flags.retransmit", "Retransmission", 8, nil, 1)
 F["data.flags.protected"] = ProtoField.bool("telewire.data.flags.protected", "Protected by FEC", 8, nil, 2)
 F["nack.flags.unavailable"] = ProtoField.bool("telewire.nack.flags.unavailable", "Unavailable (sender: no longer buffered)", 8, nil, 1)
+F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (newest DATA received follows the ranges)", 8, nil, 2)
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
+F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge", "Challenge (answer with a HEARTBEAT)", 8, nil, 2)
+F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
 F["kind"] = ProtoField.uint8("telewire.kind", "Kind", base.DEC, KINDS)
-F["envelope"] = ProtoField.uint8("telewire.envelope", "Envelope", base.DEC, ENVELOPES)
+F["envelope"] = ProtoField.uint8("telewire.envelope", "Envelope", base.DEC, ENVELOPE_NAMES)
 F["crc.status"] = ProtoField.string("telewire.crc.status", "CRC status")
 
 local field_list = {}
@@ -104,124 +130,222 @@ local E = {
 	bad_length = ProtoExpert.new("telewire.bad_length", "Length disagrees with the datagram or the packet kind", expert.group.MALFORMED, expert.severity.ERROR),
 	bad_field = ProtoExpert.new("telewire.bad_field", "Field value out of range", expert.group.MALFORMED, expert.severity.ERROR),
 	bad_flags = ProtoExpert.new("telewire.bad_flags", "Flag bits not defined for this kind", expert.group.MALFORMED, expert.severity.ERROR),
+	bad_direction = ProtoExpert.new("telewire.bad_direction", "Envelope direction this kind never travels", expert.group.MALFORMED, expert.severity.ERROR),
 	unknown_kind = ProtoExpert.new("telewire.unknown_kind", "Packet kind not known to this dissector", expert.group.UNDECODED, expert.severity.WARN),
 	truncated = ProtoExpert.new("telewire.truncated", "Captured datagram shorter than sent; checks skipped", expert.group.UNDECODED, expert.severity.NOTE),
 }
-tw.experts = { E.bad_crc, E.bad_length, E.bad_field, E.bad_flags, E.unknown_kind, E.truncated }
+tw.experts = { E.bad_crc, E.bad_length, E.bad_field, E.bad_flags, E.bad_direction, E.unknown_kind, E.truncated }
 
--- Body layouts by kind: fields (abbrev, offset, size; size 0 = up to the end),
--- the fixed body length, and the repeated NACK ranges.
+-- A field: { abbrev, offset, size (0 = up to the end of the body), type, hex, must be zero, flag }.
+
+-- Body layouts by kind: the fixed fields (offsets from the start of the
+-- datagram), the repeated NACK ranges, the optional fields a flag adds after
+-- them (offsets from their start), the flag bits, the directions the kind
+-- travels in seal's envelope, whether it travels there in clear with a MAC
+-- (the handshake) rather than encrypted, and what the info column shows.
 local LAYOUTS = {
 	[1] = {
-		name = "DATA", body_len = 16, exact = false, min_tail = 0,
+		name = "DATA", body_len = 16, exact = false, min_tail = 0, mac = false,
 		fields = {
-			{ "data.seq", 24, 8 },
-			{ "data.timestamp", 32, 8 },
-			{ "data.payload", 40, 0 },
+			{ "data.seq", 24, 8, "uint64", false, false, 0 },
+			{ "data.timestamp", 32, 8, "int64", false, false, 0 },
+			{ "data.payload", 40, 0, "bytes", false, false, 0 },
+		},
+		optional = {
 		},
 		flags = {
 			{ "data.flags.retransmit", 1 },
 			{ "data.flags.protected", 2 },
 		},
+		dirs = {[1] = true, },
+		info = {
+			{ "seq", { "data.seq", 24, 8, "uint64", false, false, 0 }, },
+		},
 	},
 	[2] = {
-		name = "PARITY", body_len = 12, exact = false, min_tail = 1,
+		name = "PARITY", body_len = 12, exact = false, min_tail = 1, mac = false,
 		fields = {
-			{ "parity.first", 24, 8 },
-			{ "parity.k", 32, 1 },
-			{ "parity.m", 33, 1 },
-			{ "parity.index", 34, 1 },
-			{ "parity.stride", 35, 1 },
-			{ "parity.shard", 36, 0 },
+			{ "parity.first", 24, 8, "uint64", false, false, 0 },
+			{ "parity.k", 32, 1, "uint8", false, false, 0 },
+			{ "parity.m", 33, 1, "uint8", false, false, 0 },
+			{ "parity.index", 34, 1, "uint8", false, false, 0 },
+			{ "parity.stride", 35, 1, "uint8", false, false, 0 },
+			{ "parity.shard", 36, 0, "bytes", false, false, 0 },
+		},
+		optional = {
 		},
 		flags = {
+		},
+		dirs = {[1] = true, },
+		info = {
+			{ "first", { "parity.first", 24, 8, "uint64", false, false, 0 }, },
+			{ "k", { "parity.k", 32, 1, "uint8", false, false, 0 }, },
+			{ "m", { "parity.m", 33, 1, "uint8", false, false, 0 }, },
+			{ "index", { "parity.index", 34, 1, "uint8", false, false, 0 }, },
 		},
 	},
 	[3] = {
-		name = "NACK", body_len = 4, exact = false, min_tail = 0,
+		name = "NACK", body_len = 4, exact = false, min_tail = 0, mac = false,
 		fields = {
-			{ "nack.count", 24, 2 },
-			{ "nack.reserved", 26, 2 },
+			{ "nack.count", 24, 2, "uint16", false, false, 0 },
+			{ "nack.reserved", 26, 2, "uint16", true, true, 0 },
+		},
+		optional = {
+			{ "nack.proof_seq", 0, 8, "uint64", false, false, 2 },
+			{ "nack.proof_timestamp", 8, 8, "int64", false, false, 2 },
 		},
 		flags = {
 			{ "nack.flags.unavailable", 1 },
+			{ "nack.flags.proof", 2 },
+		},
+		dirs = {[1] = true, [2] = true, },
+		info = {
+			{ "proof", { "nack.proof_seq", 0, 8, "uint64", false, false, 2 }, },
 		},
 		range = {
-			len = 12, count = "nack.count", max = 64,
+			len = 12, count_off = 24, max = 64,
 			fields = {
-				{ "nack.range.first", 0, 8 },
-				{ "nack.range.len", 8, 4 },
+				{ "nack.range.first", 0, 8, "uint64", false, false, 0 },
+				{ "nack.range.len", 8, 4, "uint32", false, false, 0 },
 			},
 		},
 	},
 	[4] = {
-		name = "REPORT", body_len = 160, exact = true, min_tail = 0,
+		name = "REPORT", body_len = 160, exact = true, min_tail = 0, mac = false,
 		fields = {
-			{ "report.echo_timestamp", 24, 8 },
-			{ "report.echo_hold_nanos", 32, 8 },
-			{ "report.highest_seq", 40, 8 },
-			{ "report.received", 48, 8 },
-			{ "report.lost", 56, 8 },
-			{ "report.unrecovered", 64, 8 },
-			{ "report.recovered_rtx", 72, 8 },
-			{ "report.recovered_fec", 80, 8 },
-			{ "report.duplicates", 88, 8 },
-			{ "report.reordered", 96, 8 },
-			{ "report.late", 104, 8 },
-			{ "report.nacks_sent", 112, 8 },
-			{ "report.retransmits", 120, 8 },
-			{ "report.jitter_nanos", 128, 8 },
-			{ "report.delay_p50_nanos", 136, 8 },
-			{ "report.delay_p90_nanos", 144, 8 },
-			{ "report.delay_p99_nanos", 152, 8 },
-			{ "report.delay_max_nanos", 160, 8 },
-			{ "report.malformed", 168, 8 },
-			{ "report.interval_loss_ppm", 176, 4 },
-			{ "report.burst_mean_milli", 180, 4 },
+			{ "report.echo_timestamp", 24, 8, "int64", false, false, 0 },
+			{ "report.echo_hold_nanos", 32, 8, "int64", false, false, 0 },
+			{ "report.highest_seq", 40, 8, "uint64", false, false, 0 },
+			{ "report.received", 48, 8, "uint64", false, false, 0 },
+			{ "report.lost", 56, 8, "uint64", false, false, 0 },
+			{ "report.unrecovered", 64, 8, "uint64", false, false, 0 },
+			{ "report.recovered_rtx", 72, 8, "uint64", false, false, 0 },
+			{ "report.recovered_fec", 80, 8, "uint64", false, false, 0 },
+			{ "report.duplicates", 88, 8, "uint64", false, false, 0 },
+			{ "report.reordered", 96, 8, "uint64", false, false, 0 },
+			{ "report.late", 104, 8, "uint64", false, false, 0 },
+			{ "report.nacks_sent", 112, 8, "uint64", false, false, 0 },
+			{ "report.retransmits", 120, 8, "uint64", false, false, 0 },
+			{ "report.jitter_nanos", 128, 8, "uint64", false, false, 0 },
+			{ "report.delay_p50_nanos", 136, 8, "uint64", false, false, 0 },
+			{ "report.delay_p90_nanos", 144, 8, "uint64", false, false, 0 },
+			{ "report.delay_p99_nanos", 152, 8, "uint64", false, false, 0 },
+			{ "report.delay_max_nanos", 160, 8, "uint64", false, false, 0 },
+			{ "report.malformed", 168, 8, "uint64", false, false, 0 },
+			{ "report.interval_loss_ppm", 176, 4, "uint32", false, false, 0 },
+			{ "report.burst_mean_milli", 180, 4, "uint32", false, false, 0 },
+		},
+		optional = {
+			{ "report.challenge", 0, 8, "uint64", true, false, 2 },
 		},
 		flags = {
 			{ "report.flags.early", 1 },
+			{ "report.flags.challenge", 2 },
+		},
+		dirs = {[2] = true, },
+		info = {
+			{ "challenge", { "report.challenge", 0, 8, "uint64", true, false, 2 }, },
 		},
 	},
 	[5] = {
-		name = "HEARTBEAT", body_len = 24, exact = true, min_tail = 0,
+		name = "HEARTBEAT", body_len = 24, exact = true, min_tail = 0, mac = false,
 		fields = {
-			{ "heartbeat.start", 24, 8 },
-			{ "heartbeat.next", 32, 8 },
-			{ "heartbeat.timestamp", 40, 8 },
+			{ "heartbeat.start", 24, 8, "uint64", false, false, 0 },
+			{ "heartbeat.next", 32, 8, "uint64", false, false, 0 },
+			{ "heartbeat.timestamp", 40, 8, "int64", false, false, 0 },
+		},
+		optional = {
+			{ "heartbeat.answer", 0, 8, "uint64", true, false, 1 },
+			{ "heartbeat.answer_hold", 8, 8, "int64", false, false, 1 },
+		},
+		flags = {
+			{ "heartbeat.flags.answer", 1 },
+		},
+		dirs = {[1] = true, },
+		info = {
+			{ "next", { "heartbeat.next", 32, 8, "uint64", false, false, 0 }, },
+			{ "answer", { "heartbeat.answer", 0, 8, "uint64", true, false, 1 }, },
+		},
+	},
+	[6] = {
+		name = "HELLO", body_len = 40, exact = true, min_tail = 0, mac = true,
+		fields = {
+			{ "hello.ephemeral", 24, 32, "bytes", false, false, 0 },
+			{ "hello.timestamp", 56, 8, "int64", false, false, 0 },
+		},
+		optional = {
 		},
 		flags = {
 		},
+		dirs = {[1] = true, },
+		info = {
+			{ "ts", { "hello.timestamp", 56, 8, "int64", false, false, 0 }, },
+		},
+	},
+	[7] = {
+		name = "WELCOME", body_len = 40, exact = true, min_tail = 0, mac = true,
+		fields = {
+			{ "welcome.ephemeral", 24, 32, "bytes", false, false, 0 },
+			{ "welcome.timestamp", 56, 8, "int64", false, false, 0 },
+		},
+		optional = {
+		},
+		flags = {
+		},
+		dirs = {[2] = true, },
+		info = {
+			{ "ts", { "welcome.timestamp", 56, 8, "int64", false, false, 0 }, },
+		},
+	},
+	[8] = {
+		name = "CONFIRM", body_len = 0, exact = true, min_tail = 0, mac = false,
+		fields = {
+		},
+		optional = {
+		},
+		flags = {
+		},
+		dirs = {[1] = true, },
+		info = {
+		},
+	},
+	[9] = {
+		name = "RETRY", body_len = 16, exact = true, min_tail = 0, mac = true,
+		fields = {
+			{ "retry.key_tag", 24, 4, "uint32", true, false, 0 },
+			{ "retry.reserved", 28, 4, "uint32", true, true, 0 },
+			{ "retry.counter", 32, 8, "uint64", false, false, 0 },
+		},
+		optional = {
+		},
+		flags = {
+		},
+		dirs = {[2] = true, },
+		info = {
+			{ "key_tag", { "retry.key_tag", 24, 4, "uint32", true, false, 0 }, },
+			{ "counter", { "retry.counter", 32, 8, "uint64", false, false, 0 }, },
+		},
 	},
 }
 
--- Sealed envelopes: the fields between the header and the encrypted body.
+-- The sealed envelope: the fields between the header and the encrypted body.
 local SEALED = {
-	[1] = {
-		fields = {
-			{ "sealed.counter", 24, 8 },
-		},
-		body = 32,
+	fields = {
+		{ "sealed.counter", 24, 8, "uint64", false, false, 0 },
 	},
-	[2] = {
-		fields = {
-			{ "sealed.salt", 24, 8 },
-			{ "sealed.counter", 32, 8 },
-		},
-		body = 40,
-	},
+	body = 32,
 }
 
 local HEADER = {
-	{ "magic", 0, 2 },
-	{ "version", 2, 1 },
-	{ "kind", 3, 1 },
-	{ "flags", 4, 1 },
-	{ "envelope", 5, 1 },
-	{ "length", 6, 2 },
-	{ "session", 8, 8 },
-	{ "stream", 16, 4 },
-	{ "crc", 20, 4 },
+	{ "magic", 0, 2, "uint16", true, false, 0 },
+	{ "version", 2, 1, "uint8", false, false, 0 },
+	{ "kind", 3, 1, "uint8", false, false, 0 },
+	{ "flags", 4, 1, "uint8", true, false, 0 },
+	{ "envelope", 5, 1, "uint8", false, false, 0 },
+	{ "length", 6, 2, "uint16", false, false, 0 },
+	{ "session", 8, 8, "uint64", true, false, 0 },
+	{ "stream", 16, 4, "uint32", false, false, 0 },
+	{ "crc", 20, 4, "uint32", true, false, 0 },
 }
 
 -- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table driven.
@@ -249,17 +373,110 @@ local function crc32c(buf, ranges)
 	return bit32.bnot(crc)
 end
 
--- add_fields adds fields laid out from base; size 0 runs to stop.
+-- value reads the integer field d at off; text shows it as the tree does.
+local function value(buf, off, d)
+	if d[4] == "int64" then return buf(off, 8):int64() end
+	if d[3] == 8 then return buf(off, 8):uint64() end
+	return buf(off, d[3]):uint()
+end
+
+local function text(v, d)
+	if not d[5] then return tostring(v) end
+	if d[3] == 8 then return "0x" .. v:tohex() end
+	return string.format("0x%0" .. (2 * d[3]) .. "x", v)
+end
+
+-- add_fields adds fields laid out from base; size 0 runs to stop. A field
+-- marked "must be zero" that is not raises expert info.
 local function add_fields(buf, tree, fields, base, stop)
 	for _, d in ipairs(fields) do
 		local off, size = base + d[2], d[3]
 		if size == 0 then size = stop - off end -- an empty payload shows no field
-		if size > 0 then tree:add(F[d[1]], buf(off, size)) end
+		if size > 0 then
+			local item = tree:add(F[d[1]], buf(off, size))
+			if d[6] and tostring(value(buf, off, d)) ~= "0" then
+				item:add_proto_expert_info(E.bad_field, "reserved bytes not zero")
+			end
+		end
 	end
 end
 
-local function dissect_plain(buf, pinfo, tree, kind, flags, length, complete)
-	local layout = LAYOUTS[kind]
+-- opt_len is the size of the optional fields flags adds to a body.
+local function opt_len(layout, flags)
+	local n = 0
+	for _, d in ipairs(layout.optional) do
+		if bit32.band(flags, d[7]) ~= 0 then n = math.max(n, d[2] + d[3]) end
+	end
+	return n
+end
+
+-- dissect_body shows a body that runs from HEADER_LEN to stop: a plain
+-- packet's, or the clear body of a handshake message. It returns the text
+-- for the info column, or nil after raising expert info.
+local function dissect_body(buf, sub, layout, flags, stop)
+	local body = stop - HEADER_LEN
+	local opt = opt_len(layout, flags)
+	if body < layout.body_len then
+		sub:add_proto_expert_info(E.bad_length, string.format("%s body of %d bytes, at least %d needed", layout.name, body, layout.body_len + opt))
+		return nil
+	end
+	local r, count = layout.range, 0
+	if r then
+		count = buf(r.count_off, 2):uint()
+		if count < 1 or count > r.max then
+			add_fields(buf, sub, layout.fields, 0, stop)
+			sub:add_proto_expert_info(E.bad_field, "range count " .. count)
+			return nil
+		end
+	end
+	local fixed = layout.body_len + count * (r and r.len or 0) + opt
+	local ok = body == fixed
+	if not (layout.exact or r) then ok = body >= fixed + layout.min_tail end
+	if not ok then
+		local what = string.format("%s body of %d bytes", layout.name, body)
+		if r then what = string.format("%d ranges need %d body bytes, have %d", count, fixed, body) end
+		if opt > 0 then what = what .. string.format(" (%d of them optional, for the flags set)", opt) end
+		sub:add_proto_expert_info(E.bad_length, what)
+		return nil
+	end
+	add_fields(buf, sub, layout.fields, 0, stop - opt)
+	local info = ""
+	if r then
+		local parts = {}
+		for i = 0, count - 1 do
+			local base = HEADER_LEN + layout.body_len + i * r.len
+			local rt = sub:add(tw, buf(base, r.len), "Range " .. (i + 1))
+			add_fields(buf, rt, r.fields, base, stop)
+			local first, n = buf(base, 8):uint64(), buf(base + 8, 4):uint()
+			parts[#parts + 1] = tostring(first) .. "+" .. n
+			if n == 0 then rt:add_proto_expert_info(E.bad_field, "empty range") end
+		end
+		info = " " .. table.concat(parts, ",")
+	end
+	local obase = stop - opt
+	for _, d in ipairs(layout.optional) do
+		if bit32.band(flags, d[7]) ~= 0 then
+			add_fields(buf, sub, { d }, obase, stop)
+		end
+	end
+	for _, in_ in ipairs(layout.info) do
+		local d = in_[2]
+		if d[7] == 0 then
+			info = info .. " " .. in_[1] .. "=" .. text(value(buf, d[2], d), d)
+		elseif bit32.band(flags, d[7]) ~= 0 then
+			info = info .. " " .. in_[1] .. "=" .. text(value(buf, obase + d[2], d), d)
+		end
+	end
+	if layout.name == "PARITY" then
+		local k, m, idx = buf(32, 1):uint(), buf(33, 1):uint(), buf(34, 1):uint()
+		if k == 0 or m == 0 or k + m > 256 or idx >= m or buf(35, 1):uint() == 0 then
+			sub:add_proto_expert_info(E.bad_field, "FEC block parameters")
+		end
+	end
+	return info
+end
+
+local function dissect_plain(buf, tree, layout, flags, length, complete)
 	local crc_item = tree:add(F["crc"], buf(20, 4))
 	if complete then
 		local want = crc32c(buf, { { 0, 20 }, { HEADER_LEN, length - HEADER_LEN } })
@@ -273,70 +490,59 @@ local function dissect_plain(buf, pinfo, tree, kind, flags, length, complete)
 			crc_item:add_proto_expert_info(E.bad_crc)
 		end
 	end
-	if layout == nil then
-		tree:add_proto_expert_info(E.unknown_kind, "kind " .. kind)
-		return
-	end
-	local body = length - HEADER_LEN
-	local ok = body >= layout.body_len + layout.min_tail and (not layout.exact or body == layout.body_len)
+	if layout == nil then return nil end
 	local sub = tree:add(tw, buf(HEADER_LEN, math.max(buf:len() - HEADER_LEN, 0)), layout.name)
-	if not ok or buf:len() < length then
-		sub:add_proto_expert_info(E.bad_length, string.format("%s body of %d bytes", layout.name, body))
-		return layout.name
+	if buf:len() < length then
+		sub:add_proto_expert_info(E.bad_length, string.format("%s body of %d bytes captured, %d sent", layout.name, buf:len() - HEADER_LEN, length - HEADER_LEN))
+		return nil
 	end
-	add_fields(buf, sub, layout.fields, 0, length)
-	local info = layout.name
-	if layout.range then
-		local r = layout.range
-		local count = buf(HEADER_LEN, 2):uint()
-		if count < 1 or count > r.max then
-			sub:add_proto_expert_info(E.bad_field, "range count " .. count)
-			return info
-		end
-		if body ~= layout.body_len + count * r.len then
-			sub:add_proto_expert_info(E.bad_length, string.format("%d ranges need %d body bytes, have %d", count, layout.body_len + count * r.len, body))
-			return info
-		end
-		if buf(HEADER_LEN + 2, 2):uint() ~= 0 then
-			sub:add_proto_expert_info(E.bad_field, "reserved bytes not zero")
-		end
-		local parts = {}
-		for i = 0, count - 1 do
-			local base = HEADER_LEN + layout.body_len + i * r.len
-			local rt = sub:add(tw, buf(base, r.len), "Range " .. (i + 1))
-			add_fields(buf, rt, r.fields, base, length)
-			local first, n = buf(base, 8):uint64(), buf(base + 8, 4):uint()
-			parts[#parts + 1] = tostring(first) .. "+" .. n
-			if n == 0 then rt:add_proto_expert_info(E.bad_field, "empty range") end
-		end
-		info = info .. " " .. table.concat(parts, ",")
-	end
-	if kind == 1 then
-		info = info .. " seq=" .. tostring(buf(24, 8):uint64())
-	elseif kind == 2 then
-		local k, m, idx = buf(32, 1):uint(), buf(33, 1):uint(), buf(34, 1):uint()
-		info = info .. string.format(" first=%s k=%d m=%d index=%d", tostring(buf(24, 8):uint64()), k, m, idx)
-		if k == 0 or m == 0 or k + m > 256 or idx >= m or buf(35, 1):uint() == 0 then
-			sub:add_proto_expert_info(E.bad_field, "FEC block parameters")
-		end
-	elseif kind == 5 then
-		info = info .. " next=" .. tostring(buf(32, 8):uint64())
-	end
-	return info
+	return dissect_body(buf, sub, layout, flags, length)
 end
 
-local function dissect_sealed(buf, tree, envelope, length)
-	local s = SEALED[envelope]
-	tree:add(F["key_id"], buf(20, 4))
-	local min = s.body + TAG_LEN
+-- sealed_fits says whether an encrypted body of n bytes can be layout's
+-- with these flags (a NACK's range count is encrypted too).
+local function sealed_fits(layout, flags, n)
+	local fixed = layout.body_len + opt_len(layout, flags)
+	if layout.range then
+		local rest = n - fixed
+		return rest >= layout.range.len and rest % layout.range.len == 0
+	end
+	if layout.exact then return n == fixed end
+	return n >= fixed + layout.min_tail
+end
+
+-- dissect_sealed shows a sealed datagram: the key tag, counter, encrypted
+-- body and GCM tag.
+local function dissect_sealed(buf, tree, layout, flags, length)
+	tree:add(F["key_tag"], buf(20, 4))
+	local min = SEALED.body + TAG_LEN
 	local sub = tree:add(tw, buf(HEADER_LEN, math.max(buf:len() - HEADER_LEN, 0)), "Sealed envelope (body encrypted)")
 	if length < min or buf:len() < length then
 		sub:add_proto_expert_info(E.bad_length, string.format("sealed datagram of %d bytes, at least %d needed", length, min))
-		return
+		return nil
 	end
-	add_fields(buf, sub, s.fields, 0, length)
-	sub:add(F["sealed.body"], buf(s.body, length - TAG_LEN - s.body))
+	add_fields(buf, sub, SEALED.fields, 0, length)
+	local n = length - TAG_LEN - SEALED.body
+	if n > 0 then sub:add(F["sealed.body"], buf(SEALED.body, n)) end
 	sub:add(F["sealed.tag"], buf(length - TAG_LEN, TAG_LEN))
+	if layout and not sealed_fits(layout, flags, n) then
+		sub:add_proto_expert_info(E.bad_length, string.format("encrypted %s body of %d bytes", layout.name, n))
+	end
+	return " ctr=" .. tostring(buf(24, 8):uint64())
+end
+
+-- dissect_handshake shows a HELLO, WELCOME or RETRY in seal's envelope:
+-- the pre-shared key's id, the clear body and the MAC.
+local function dissect_handshake(buf, tree, layout, flags, length)
+	tree:add(F["key_id"], buf(20, 4))
+	local sub = tree:add(tw, buf(HEADER_LEN, math.max(buf:len() - HEADER_LEN, 0)), layout.name .. " (clear, authenticated by its MAC)")
+	if length < HEADER_LEN + MAC_LEN or buf:len() < length then
+		sub:add_proto_expert_info(E.bad_length, string.format("%s of %d bytes", layout.name, length))
+		return nil
+	end
+	local info = dissect_body(buf, sub, layout, flags, length - MAC_LEN)
+	sub:add(F["mac"], buf(length - MAC_LEN, MAC_LEN))
+	return info
 end
 
 local function dissect(buf, pinfo, root)
@@ -344,11 +550,11 @@ local function dissect(buf, pinfo, root)
 	local tree = root:add(tw, buf(), "telewire")
 	local kind, flags, envelope = buf(3, 1):uint(), buf(4, 1):uint(), buf(5, 1):uint()
 	local length = buf(6, 2):uint()
+	local layout = LAYOUTS[kind]
 	for _, d in ipairs(HEADER) do
 		if d[1] ~= "crc" then
 			local item = tree:add(F[d[1]], buf(d[2], d[3]))
 			if d[1] == "flags" then
-				local layout = LAYOUTS[kind]
 				local known = 0
 				if layout then
 					for _, fl in ipairs(layout.flags) do
@@ -359,6 +565,8 @@ local function dissect(buf, pinfo, root)
 				if bit32.band(flags, bit32.bnot(known)) ~= 0 then
 					item:add_proto_expert_info(E.bad_flags)
 				end
+			elseif d[1] == "envelope" and envelope ~= 0 and layout and not layout.dirs[envelope] then
+				item:add_proto_expert_info(E.bad_direction, string.format("%s %s", layout.name, ENVELOPES[envelope] or envelope))
 			elseif d[1] == "length" and (length ~= buf:reported_length_remaining() or length > MAX_PACKET_LEN) then
 				item:add_proto_expert_info(E.bad_length, string.format("length field %d, datagram %d bytes", length, buf:reported_length_remaining()))
 			end
@@ -371,16 +579,22 @@ local function dissect(buf, pinfo, root)
 	local name = KINDS[kind] or ("KIND(" .. kind .. ")")
 	local info
 	if envelope == 0 then
-		info = dissect_plain(buf, pinfo, tree, kind, flags, length, complete) or name
-	elseif SEALED[envelope] then
-		dissect_sealed(buf, tree, envelope, length)
-		info = name .. " [" .. ENVELOPES[envelope] .. "]"
+		info = dissect_plain(buf, tree, layout, flags, length, complete)
+	elseif ENVELOPES[envelope] then
+		if layout and layout.mac then
+			info = dissect_handshake(buf, tree, layout, flags, length)
+		else
+			info = dissect_sealed(buf, tree, layout, flags, length)
+		end
+		name = name .. " [" .. ENVELOPES[envelope] .. "]"
 	else
 		tree:add_proto_expert_info(E.bad_field, "envelope " .. envelope)
-		info = name
 	end
-	tree:append_text(string.format(", %s, stream %d", name, buf(16, 4):uint()))
-	pinfo.cols.info = string.format("%s stream=%d session=%s", info, buf(16, 4):uint(), buf(8, 8):uint64():tohex())
+	if layout == nil then
+		tree:add_proto_expert_info(E.unknown_kind, "kind " .. kind)
+	end
+	tree:append_text(string.format(", %s, stream %d", KINDS[kind] or name, buf(16, 4):uint()))
+	pinfo.cols.info = string.format("%s%s stream=%d session=%s", name, info or "", buf(16, 4):uint(), buf(8, 8):uint64():tohex())
 	return buf:len()
 end
 
@@ -394,7 +608,7 @@ local function heuristic(buf, pinfo, root)
 	if buf:len() < HEADER_LEN then return false end
 	if buf(0, 2):uint() ~= MAGIC or not VERSIONS[buf(2, 1):uint()] then return false end
 	local envelope = buf(5, 1):uint()
-	if envelope ~= 0 and SEALED[envelope] == nil then return false end
+	if envelope ~= 0 and ENVELOPES[envelope] == nil then return false end
 	dissect(buf, pinfo, root)
 	pinfo.conversation = tw
 	return true

@@ -32,6 +32,9 @@ type RecvOptions struct {
 	// while it does not exist.
 	PcapOut   string
 	FlowsFile string // with PcapOut: the stream mapping, see PcapOut
+	// Publish, if set, also puts every delivered message into NATS
+	// JetStream (see PublishOptions and tools/bridge).
+	Publish *PublishOptions
 
 	Receiver receiver.Config // further receiver settings; Listen is filled in
 	Logger   zerolog.Logger
@@ -68,6 +71,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	var sink *pcapSink
 	if o.PcapOut != "" {
 		if sink, err = openPcapSink(o.PcapOut, o.FlowsFile, r.Addr(), wall); err != nil {
+			return err
+		}
+	}
+	var nsink *natsSink
+	if o.Publish != nil {
+		if nsink, err = openNATSSink(rctx, *o.Publish, o.Logger); err != nil {
 			return err
 		}
 	}
@@ -118,6 +127,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 				break
 			}
 		}
+		if nsink != nil {
+			if err := nsink.put(&m); err != nil {
+				loopErr = err
+				break
+			}
+		}
 		got++
 	}
 	idleStop.stop()
@@ -128,8 +143,16 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	if err := w.Flush(); err != nil && loopErr == nil {
 		loopErr = fmt.Errorf("recv: writing output: %w", err)
 	}
+	if nsink != nil {
+		if err := nsink.close(); err != nil && loopErr == nil {
+			loopErr = err
+		}
+	}
 	st := r.Stats()
 	fmt.Fprintln(stderr, recvSummary(st, got, time.Since(start)))
+	if nsink != nil {
+		fmt.Fprintln(stderr, nsink.summary())
+	}
 	if sink != nil {
 		if err := sink.close(); err != nil && loopErr == nil {
 			loopErr = err
@@ -137,7 +160,7 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, sink.summary())
 	}
 	if o.StatsFile != "" {
-		if err := writeJSON(o.StatsFile, st); err != nil && loopErr == nil {
+		if err := writeJSON(o.StatsFile, nsink.withNATS(st)); err != nil && loopErr == nil {
 			loopErr = err
 		}
 	}

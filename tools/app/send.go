@@ -29,6 +29,10 @@ type SendOptions struct {
 	Size  int      // with Gen: message size in bytes (0 = natural size)
 	Seed  uint64   // with Gen: random seed
 
+	// From, if set, takes the messages from NATS instead of stdin (see
+	// ForwardOptions and tools/bridge); Rate and Gen do not apply.
+	From *ForwardOptions
+
 	Sender sender.Config // further sender settings; To and Stream are filled in
 	Logger zerolog.Logger
 }
@@ -47,8 +51,16 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	if o.Rate < 0 {
 		return fmt.Errorf("send: --rate %v is negative", o.Rate)
 	}
-	next, err := source(o, stdin)
-	if err != nil {
+	var next func() ([]byte, error)
+	var nsrc *natsSource
+	var err error
+	if o.From != nil {
+		o.From.Forwarder.SendStream = o.Stream
+		if nsrc, err = openNATSSource(*o.From, o.Logger); err != nil {
+			return err
+		}
+		defer nsrc.close()
+	} else if next, err = source(o, stdin); err != nil {
 		return err
 	}
 	cfg := o.Sender
@@ -70,7 +82,12 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 			fmt.Fprintf(stderr, "\r%s", sendLine(st, time.Since(start)))
 		})
 	}
-	sent, err := pump(ctx, o, next, s)
+	var sent uint64
+	if nsrc != nil {
+		sent, err = nsrc.fwd.Run(ctx, s)
+	} else {
+		sent, err = pump(ctx, o, next, s)
+	}
 	progress.stop()
 	if o.Progress {
 		fmt.Fprintln(stderr)
@@ -87,8 +104,11 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	closeErr := s.Close()
 	st := s.Stats()
 	fmt.Fprintln(stderr, sendSummary(st, time.Since(start)))
+	if nsrc != nil {
+		fmt.Fprintln(stderr, nsrc.summary())
+	}
 	if o.StatsFile != "" {
-		if err := writeJSON(o.StatsFile, st); err != nil {
+		if err := writeJSON(o.StatsFile, nsrc.withNATS(st)); err != nil {
 			return err
 		}
 	}

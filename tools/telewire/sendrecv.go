@@ -38,12 +38,16 @@ reported).`, stderr)
 	maxMbit := fs.Float64("max-mbit", 0, "with --cc on: cap the pacing rate at this many Mbit/s on the wire, headers, parity and retransmissions included (0 = no cap)")
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	from := addFromFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	on, err := onOff(*nack)
 	if err != nil {
 		return usageError(fs, "--nack: %v", err)
+	}
+	if o.From, err = from.options(o.Count); err != nil {
+		return usageError(fs, "%v", err)
 	}
 	o.Sender.DisableRetransmit = !on
 	ccOn, err := onOff(*cc)
@@ -73,7 +77,7 @@ reported).`, stderr)
 	if *stream > 1<<32-1 {
 		return usageError(fs, "--stream %d does not fit in 32 bits", *stream)
 	}
-	if *g == "" && (o.Count != 0 || o.Size != 0) {
+	if *g == "" && o.From == nil && (o.Count != 0 || o.Size != 0) {
 		return usageError(fs, "--count and --size go with --gen")
 	}
 	if o.Rate < 0 || o.Count < 0 || o.Size < 0 || o.Linger < 0 {
@@ -107,8 +111,13 @@ one-way delay percentiles).`, stderr)
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	fs.StringVar(&o.Receiver.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
+	publish := addPublishFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var err error
+	if o.Publish, err = publish.options(); err != nil {
+		return usageError(fs, "%v", err)
 	}
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")

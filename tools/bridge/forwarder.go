@@ -268,7 +268,11 @@ func (f *Forwarder) runJetStream(ctx context.Context, s *sender.Sender) (uint64,
 			return 0, nil // nothing to replay
 		}
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(min(f.cfg.MaxAckPending, 1024)))
+	batch := min(f.cfg.MaxAckPending, 1024)
+	if f.cfg.Count > 0 {
+		batch = int(min(uint64(batch), f.cfg.Count))
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(batch))
 	if err != nil {
 		return 0, fmt.Errorf("bridge: consume: %w", err)
 	}
@@ -318,7 +322,16 @@ func (f *Forwarder) runJetStream(ctx context.Context, s *sender.Sender) (uint64,
 			break
 		}
 	}
-	iter.Stop()
+	// Messages fetched but not sent would wait out AckWait before anyone
+	// got them again: hand them back at once.
+	iter.Drain()
+	for {
+		m, err := iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			break
+		}
+		_ = m.Nak()
+	}
 	close(acks)
 	<-ackerDone
 	// Acknowledgements are published without waiting; make sure they left.

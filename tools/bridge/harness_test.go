@@ -247,3 +247,12 @@ func checkStored(t testing.TB, msgs []stored, n uint64) {
 		}
 	}
 }
+
+func mustUint(t testing.TB, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return v
+}

@@ -30,7 +30,7 @@ type SendOptions struct {
 	Seed  uint64   // with Gen: random seed
 
 	// From, if set, takes the messages from NATS instead of stdin (see
-	// ForwardOptions and tools/bridge); Rate and Gen do not apply.
+	// ForwardOptions and tools/bridge); Rate applies, Gen does not.
 	From *ForwardOptions
 
 	Sender sender.Config // further sender settings; To and Stream are filled in
@@ -55,7 +55,7 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	var nsrc *natsSource
 	var err error
 	if o.From != nil {
-		o.From.Forwarder.SendStream = o.Stream
+		o.From.Forwarder.SendStream, o.From.Forwarder.Rate = o.Stream, o.Rate
 		if nsrc, err = openNATSSource(*o.From, o.Logger); err != nil {
 			return err
 		}

@@ -146,7 +146,10 @@ func (cfg ConnConfig) options() ([]nats.Option, *Conn, error) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats connected")
 			c.signal()
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close, not a loss
+			}
 			c.disconnects.Add(1)
 			log.Warn().Err(err).Msg("nats disconnected; reconnecting")
 		}),

@@ -60,9 +60,14 @@ type ForwarderConfig struct {
 
 	// Count stops Run after this many messages (0 = no limit).
 	Count uint64
-	// UntilEmpty stops Run once the consumer has delivered every message
-	// the stream held (a JetStream message reporting nothing pending).
+	// UntilEmpty stops Run once the consumer has nothing left: no message
+	// waiting and none delivered but unacknowledged (JetStream delivers a
+	// crashed bridge's unacknowledged messages again after AckWait, and
+	// Run waits for those too).
 	UntilEmpty bool
+	// Rate caps the messages sent per second (0 = as fast as the sender
+	// takes them).
+	Rate float64
 
 	// SendStream is the telewire stream id the messages are sent on. The
 	// Forwarder must be the only one sending on it through its sender.
@@ -91,7 +96,7 @@ func (c ForwarderConfig) withDefaults() (ForwarderConfig, error) {
 	if c.AckGrace == 0 {
 		c.AckGrace = 2 * time.Second
 	}
-	if c.CoreBuffer < 1 || c.MaxAckPending < 1 || c.AckWait < 0 || c.AckGrace < 0 {
+	if c.CoreBuffer < 1 || c.MaxAckPending < 1 || c.AckWait < 0 || c.AckGrace < 0 || c.Rate < 0 {
 		return c, fmt.Errorf("%w: negative size or duration", ErrConfig)
 	}
 	if c.Core && (c.AckDelivered || c.Stream != "" || c.UntilEmpty || !c.StartTime.IsZero() || c.StartSeq != 0) {
@@ -174,6 +179,7 @@ func (f *Forwarder) runCore(ctx context.Context, s *sender.Sender) (uint64, erro
 		return 0, err
 	}
 	var sent uint64
+	pace := newPacer(f.cfg.Rate)
 	for f.cfg.Count == 0 || sent < f.cfg.Count {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
@@ -186,6 +192,7 @@ func (f *Forwarder) runCore(ctx context.Context, s *sender.Sender) (uint64, erro
 			return sent, fmt.Errorf("bridge: %w", err)
 		}
 		f.count(func(st *ForwarderStats) { st.Received++ })
+		pace.wait(ctx)
 		if err := s.SendStream(f.cfg.SendStream, m.Data); err != nil {
 			if errors.Is(err, sender.ErrClosed) {
 				return sent, err
@@ -283,45 +290,40 @@ func (f *Forwarder) runJetStream(ctx context.Context, s *sender.Sender) (uint64,
 		f.acker(s, acks)
 	}()
 
-	var sent uint64
-	var base uint64 // the sender's sequence number of the first message
+	fw := forwarding{f: f, s: s, acks: acks, pace: newPacer(f.cfg.Rate)}
 	var runErr error
-	for f.cfg.Count == 0 || sent < f.cfg.Count {
-		m, err := iter.Next(jetstream.NextContext(ctx))
+	caughtUp := false // UntilEmpty: a message said nothing more is waiting
+	for f.cfg.Count == 0 || fw.sent < f.cfg.Count {
+		nctx, cancel := ctx, context.CancelFunc(func() {})
+		if caughtUp {
+			// Wait briefly for more, then ask whether anything is still out.
+			nctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		}
+		m, err := iter.Next(jetstream.NextContext(nctx))
+		cancel()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				runErr = fmt.Errorf("bridge: consume: %w", err)
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
 			}
+			if caughtUp && errors.Is(err, context.DeadlineExceeded) {
+				if f.finished(ctx, cons) {
+					break
+				}
+				continue
+			}
+			runErr = fmt.Errorf("bridge: consume: %w", err)
 			break
 		}
 		meta, _ := m.Metadata()
-		f.count(func(st *ForwarderStats) {
-			st.Received++
-			if meta != nil && meta.NumDelivered > 1 {
-				st.Redelivered++
-			}
-		})
-		if err := s.SendStream(f.cfg.SendStream, m.Data()); err != nil {
-			if errors.Is(err, sender.ErrClosed) {
-				runErr = err
-				break
-			}
-			// Too large for telewire: it will never go; say so and move on.
-			f.count(func(st *ForwarderStats) { st.SendErrors++ })
-			f.cfg.Logger.Warn().Err(err).Msg("message not sendable; acknowledged and skipped")
-			_ = m.Term()
-			continue
-		}
-		if sent == 0 {
-			base = nextSeq(s.Stats(), f.cfg.SendStream) - 1
-		}
-		acks <- pendingAck{msg: m, seq: base + sent}
-		sent++
-		f.count(func(st *ForwarderStats) { st.Sent++ })
-		if f.cfg.UntilEmpty && meta != nil && meta.NumPending == 0 {
+		if err := fw.forward(ctx, m, meta); err != nil {
+			runErr = err
 			break
 		}
+		if f.cfg.UntilEmpty && meta != nil && meta.NumPending == 0 {
+			caughtUp = true
+		}
 	}
+	sent := fw.sent
 	// Messages fetched but not sent would wait out AckWait before anyone
 	// got them again: hand them back at once.
 	iter.Drain()
@@ -337,6 +339,92 @@ func (f *Forwarder) runJetStream(ctx context.Context, s *sender.Sender) (uint64,
 	// Acknowledgements are published without waiting; make sure they left.
 	_ = f.conn.FlushTimeout(2 * time.Second)
 	return sent, runErr
+}
+
+// forwarding is the state of one JetStream Run.
+type forwarding struct {
+	f    *Forwarder
+	s    *sender.Sender
+	acks chan<- pendingAck
+	pace *pacer
+	sent uint64
+	base uint64 // the sender's sequence number of the first message sent
+}
+
+// forward sends m and queues it for acknowledgement. Only a closed sender
+// is an error; a message telewire cannot carry (too large) is terminated
+// in JetStream, counted and skipped.
+func (fw *forwarding) forward(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata) error {
+	f := fw.f
+	f.count(func(st *ForwarderStats) {
+		st.Received++
+		if meta != nil && meta.NumDelivered > 1 {
+			st.Redelivered++
+		}
+	})
+	fw.pace.wait(ctx)
+	if err := fw.s.SendStream(f.cfg.SendStream, m.Data()); err != nil {
+		if errors.Is(err, sender.ErrClosed) {
+			_ = m.Nak()
+			return err
+		}
+		f.count(func(st *ForwarderStats) { st.SendErrors++ })
+		f.cfg.Logger.Warn().Err(err).Msg("message not sendable; terminated and skipped")
+		_ = m.Term()
+		return nil
+	}
+	if fw.sent == 0 {
+		fw.base = nextSeq(fw.s.Stats(), f.cfg.SendStream) - 1
+	}
+	fw.acks <- pendingAck{msg: m, seq: fw.base + fw.sent}
+	fw.sent++
+	f.count(func(st *ForwarderStats) { st.Sent++ })
+	return nil
+}
+
+// finished asks JetStream whether the consumer has nothing left: nothing
+// waiting, nothing delivered and unacknowledged. Run's own messages are
+// acknowledged within moments; a crashed predecessor's come again after
+// AckWait.
+func (f *Forwarder) finished(ctx context.Context, cons jetstream.Consumer) bool {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// pacer spaces sends at a rate: message i is due at start + i/rate. A
+// nil *pacer does not wait.
+type pacer struct {
+	interval time.Duration
+	start    time.Time
+	n        int64
+}
+
+func newPacer(rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
+	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+func (p *pacer) wait(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	if p.n == 0 {
+		p.start = time.Now()
+	}
+	due := p.start.Add(time.Duration(p.n) * p.interval)
+	p.n++
+	if ahead := time.Until(due); ahead > time.Millisecond {
+		t := time.NewTimer(ahead)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // nextSeq returns the sender's next sequence number on stream.

@@ -31,8 +31,9 @@ type ForwardOptions struct {
 
 // natsSink publishes what recv delivers.
 type natsSink struct {
-	conn *bridge.Conn
-	pub  *bridge.Publisher
+	conn  *bridge.Conn
+	pub   *bridge.Publisher
+	final *bridge.PublisherStats // set by close
 }
 
 // openNATSSink connects, creates the stream if asked, and starts the
@@ -91,11 +92,20 @@ func (n *natsSink) put(m *receiver.Message) error { return n.pub.Put(m) }
 // close drains the publisher (up to its DrainTimeout) and disconnects.
 func (n *natsSink) close() error {
 	err := n.pub.Close()
+	st := n.pub.Stats() // before the connection goes: Connected still says how it ended
+	n.final = &st
 	n.conn.Close()
 	return err
 }
 
-func (n *natsSink) summary() string { return natsPublishSummary(n.pub.Stats()) }
+func (n *natsSink) stats() bridge.PublisherStats {
+	if n.final != nil {
+		return *n.final
+	}
+	return n.pub.Stats()
+}
+
+func (n *natsSink) summary() string { return natsPublishSummary(n.stats()) }
 
 func natsPublishSummary(st bridge.PublisherStats) string {
 	return fmt.Sprintf("nats: %d offered, %d published (%d already stored), %d dropped (buffer full), %d rejected, %d abandoned, %d still buffered; %d republished, %d ack failures, %d disconnects, %d reconnects",
@@ -122,7 +132,7 @@ func (n *natsSink) withNATS(st receiver.Stats) any {
 	if n == nil {
 		return st
 	}
-	return recvStatsJSON{Stats: st, NATS: n.pub.Stats()}
+	return recvStatsJSON{Stats: st, NATS: n.stats()}
 }
 
 // natsSource feeds send from NATS.

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,4 +172,17 @@ func (f *fromFlags) options(count int) (*app.ForwardOptions, error) {
 		return nil, fmt.Errorf("--core has no acknowledgements or stream: it does not go with --ack-delivered, --until-empty, --nats-stream, --since or --start-seq")
 	}
 	return o, nil
+}
+
+// parseSession parses send's --session: 16 hex digits, not all zero; empty
+// means random (0).
+func parseSession(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || len(s) != 16 || v == 0 {
+		return 0, fmt.Errorf("%q is not 16 hex digits (and not zero)", s)
+	}
+	return v, nil
 }

@@ -39,6 +39,7 @@ reported).`, stderr)
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	from := addFromFlags(fs)
+	session := fs.String("session", "", "session id, 16 hex digits (default: random): two senders of one feed with the same --session, --stream and messages are the A/B pattern, whose copies a NATS bridge stores once")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -48,6 +49,9 @@ reported).`, stderr)
 	}
 	if o.From, err = from.options(o.Count); err != nil {
 		return usageError(fs, "%v", err)
+	}
+	if o.Sender.Session, err = parseSession(*session); err != nil {
+		return usageError(fs, "--session: %v", err)
 	}
 	o.Sender.DisableRetransmit = !on
 	ccOn, err := onOff(*cc)

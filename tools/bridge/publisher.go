@@ -167,7 +167,10 @@ type entry struct {
 // oldest unacknowledged message once the connection is back: the
 // Nats-Msg-Id header keeps the stream free of duplicates.
 //
-// Put may be called from one goroutine at a time; Stats and Close from any.
+// Put, Stats, Flush and Close are safe for concurrent use. Put does not
+// allocate once the buffer's slots have grown to the payload sizes seen;
+// publishing allocates the NATS message, its headers and a copy of the
+// payload per message (the NATS client's API takes them so).
 type Publisher struct {
 	cfg  PublisherConfig
 	conn *Conn

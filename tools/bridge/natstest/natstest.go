@@ -46,11 +46,22 @@ func Start(t testing.TB) *Embedded {
 // it is shut down at the end of the test (or earlier by Shutdown).
 func StartOn(t testing.TB, port int, dir string) *Embedded {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
+	return StartWith(t, port, dir, nil)
+}
+
+// StartWith is StartOn with the server's options changed by configure
+// (authentication, TLS) before it starts, if configure is not nil.
+func StartWith(t testing.TB, port int, dir string, configure func(*server.Options)) *Embedded {
+	t.Helper()
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: port,
 		JetStream: true, StoreDir: dir,
 		NoLog: true, NoSigs: true,
-	})
+	}
+	if configure != nil {
+		configure(opts)
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}

@@ -34,7 +34,10 @@ type Config struct {
 	// Stream is the stream id Send uses. Default 0.
 	Stream uint32
 	// Session is the session id; default: random at start (crypto/rand), so
-	// that a receiver recognises a restarted sender. Set it only in tests.
+	// that a receiver recognises a restarted sender. Set it only for two
+	// senders of one feed (the A/B pattern: the same messages on two paths,
+	// which NATS bridges de-duplicate by session, stream and sequence), or
+	// in tests.
 	Session uint64
 	// FirstSeq is the first sequence number of each stream. Default 0.
 	FirstSeq uint64

@@ -202,3 +202,26 @@ func (s *Sender) Close() error {
 	})
 	return s.closeErr
 }
+
+// Flush blocks until every packet queued before the call has been handed
+// to the kernel (written with sendmmsg), or the sender closes. A program
+// that must not lose what it passed to Send if it crashes afterwards (a
+// bridge that acknowledges its source only once a message has left) calls
+// Flush before acknowledging; the receiver's REPORTs (Stats) tell what
+// arrived.
+func (s *Sender) Flush() error {
+	l := s.loop
+	l.Mu.Lock()
+	defer l.Mu.Unlock()
+	// What is queued sits in the batch being filled and perhaps in the one
+	// the writer holds. Each batch handed back broadcasts Space; after two
+	// (the held batch, then the one that was filling) both are written.
+	for gives := 0; gives < 2 && !s.core.Outbox().Idle(); gives++ {
+		if l.Closing() {
+			return ErrClosed
+		}
+		l.Wake()
+		l.Space.Wait()
+	}
+	return nil
+}

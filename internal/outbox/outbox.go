@@ -305,6 +305,10 @@ func (p *Pair) Take() *Batch {
 	return b
 }
 
+// Idle reports whether nothing is queued and no batch is out with the
+// writer: everything ever queued has been given back written.
+func (p *Pair) Idle() bool { return !p.taken && p.cur.Len()+p.cur.Trailing() == 0 }
+
 // Give hands back a batch returned by Take once it has been written.
 func (p *Pair) Give(b *Batch) {
 	b.Reset()

@@ -188,3 +188,24 @@ func TestSealLastTrailing(t *testing.T) {
 		t.Fatalf("after a failed seal: %d trailing, %d bytes", b.Trailing(), b.Bytes())
 	}
 }
+
+func TestPairIdle(t *testing.T) {
+	p := NewPair(4, 1<<12)
+	if !p.Idle() {
+		t.Fatal("a new pair is not idle")
+	}
+	if err := p.Current().Append(data(1), dst); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Fatal("idle with a datagram queued")
+	}
+	b := p.Take()
+	if p.Idle() {
+		t.Fatal("idle with a batch out with the writer")
+	}
+	p.Give(b)
+	if !p.Idle() {
+		t.Fatal("not idle after everything was given back")
+	}
+}

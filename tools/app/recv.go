@@ -38,6 +38,9 @@ type RecvOptions struct {
 	// while it does not exist.
 	PcapOut   string
 	FlowsFile string // with PcapOut: the stream mapping, see PcapOut
+	// Publish, if set, also puts every delivered message into NATS
+	// JetStream (see PublishOptions and tools/bridge).
+	Publish *PublishOptions
 
 	Receiver receiver.Config // further receiver settings; Listen is filled in
 	Logger   zerolog.Logger
@@ -127,6 +130,12 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "telewire recv: listening on %s\n", r.Addr())
+	var nsink *natsSink
+	if o.Publish != nil {
+		if nsink, err = openNATSSink(rctx, *o.Publish, o.Logger); err != nil {
+			return err
+		}
+	}
 	if o.Ready != nil {
 		o.Ready(r.Addr().String())
 	}
@@ -167,6 +176,11 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 			if loopErr = rw.write(&m); loopErr != nil {
 				break
 			}
+			if nsink != nil && m.Gap == receiver.GapNone {
+				if loopErr = nsink.put(&m); loopErr != nil {
+					break
+				}
+			}
 			if o.Count != 0 && rw.messages >= o.Count {
 				break
 			}
@@ -186,8 +200,16 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	if err := rw.flush(); err != nil && loopErr == nil {
 		loopErr = err
 	}
+	if nsink != nil {
+		if err := nsink.close(); err != nil && loopErr == nil {
+			loopErr = err
+		}
+	}
 	st := r.Stats()
 	fmt.Fprintln(stderr, recvSummary(st, &rw, time.Since(start)))
+	if nsink != nil {
+		fmt.Fprintln(stderr, nsink.summary())
+	}
 	if sink != nil {
 		if err := sink.close(); err != nil && loopErr == nil {
 			loopErr = err
@@ -199,7 +221,7 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 			loopErr = fmt.Errorf("recv: --output: %w", err)
 		}
 	}
-	if err := statsRun.finish(recvSample(st, rw.written.Load()), st); err != nil && loopErr == nil {
+	if err := statsRun.finish(recvSample(st, rw.written.Load()), nsink.withNATS(st)); err != nil && loopErr == nil {
 		loopErr = err
 	}
 	if err := r.Close(); err != nil && loopErr == nil {

@@ -31,6 +31,10 @@ type SendOptions struct {
 	Size  int      // with Gen: message size in bytes (0 = natural size)
 	Seed  uint64   // with Gen: random seed
 
+	// From, if set, takes the messages from NATS instead of stdin (see
+	// ForwardOptions and tools/bridge); Rate applies, Gen does not.
+	From *ForwardOptions
+
 	Sender sender.Config // further sender settings; To and Stream are filled in
 	Logger zerolog.Logger
 
@@ -85,13 +89,22 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	if o.Rate < 0 {
 		return fmt.Errorf("send: --rate %v is negative", o.Rate)
 	}
+	var err error
+	var nsrc *natsSource
+	if o.From != nil {
+		o.From.Forwarder.SendStream, o.From.Forwarder.Rate = o.Stream, o.Rate
+		if nsrc, err = openNATSSource(*o.From, o.Logger); err != nil {
+			return err
+		}
+		defer nsrc.close()
+	}
 	statsOut, err := openStatsOption(o.Stats, o.StatsFile)
 	if err != nil {
 		return err
 	}
 	defer statsOut.Close()
 	var gen func() ([]byte, error)
-	if o.Gen != "" {
+	if o.Gen != "" && nsrc == nil {
 		if gen, err = generator(o); err != nil {
 			return err
 		}
@@ -112,7 +125,7 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	maxMsg := o.Sender.MaxPayload()
 	next := func(context.Context) ([]byte, error) { return gen() }
 	var in *inputReader
-	if gen == nil {
+	if gen == nil && nsrc == nil {
 		in = newInputReader(stdin, o.Framing, maxMsg)
 		defer in.Stop()
 		next = in.Next
@@ -122,7 +135,14 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	statsRun := statsOut.begin(func() sample { return sendSample(s.Stats()) })
 	defer statsRun.stop()
 	mon := startMonitor(s, o, stderr, start)
-	sent, held, inErr := pump(ctx, o, next, s)
+	var sent uint64
+	var held int
+	var inErr error
+	if nsrc != nil {
+		sent, inErr = nsrc.fwd.Run(ctx, s)
+	} else {
+		sent, held, inErr = pump(ctx, o, next, s)
+	}
 	if errors.Is(inErr, framing.ErrTooLong) {
 		inErr = tooLong(o.Framing, sent+1, maxMsg, inErr)
 	}
@@ -146,7 +166,10 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	closeErr := s.Close()
 	st := s.Stats()
 	fmt.Fprintln(stderr, sendSummary(st, time.Since(start)))
-	if err := statsRun.finish(sendSample(st), st); err != nil {
+	if nsrc != nil {
+		fmt.Fprintln(stderr, nsrc.summary())
+	}
+	if err := statsRun.finish(sendSample(st), nsrc.withNATS(st)); err != nil {
 		return errors.Join(inErr, err)
 	}
 	switch {

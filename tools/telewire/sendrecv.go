@@ -57,12 +57,20 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax,
 	fs.StringVar(&o.Sender.KeyFile, "key-file", "", keyFileUsage)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	hw := addWebFlags(fs)
+	from := addFromFlags(fs)
+	session := fs.String("session", "", "session id, 16 hex digits (default: random): two senders of one feed with the same --session, --stream and messages are the A/B pattern, whose copies a NATS bridge stores once")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	on, err := onOff(*nack)
 	if err != nil {
 		return usageError(fs, "--nack: %v", err)
+	}
+	if o.From, err = from.options(o.Count); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if o.Sender.Session, err = parseSession(*session); err != nil {
+		return usageError(fs, "--session: %v", err)
 	}
 	o.Sender.DisableRetransmit = !on
 	ccOn, err := onOff(*cc)
@@ -98,7 +106,7 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax,
 	if *stream > 1<<32-1 {
 		return usageError(fs, "--stream %d does not fit in 32 bits", *stream)
 	}
-	if *g == "" && (o.Count != 0 || o.Size != 0) {
+	if *g == "" && o.From == nil && (o.Count != 0 || o.Size != 0) {
 		return usageError(fs, "--count and --size go with --gen")
 	}
 	if *g != "" {
@@ -184,11 +192,16 @@ everything refused, dropped or skipped.`, stderr)
 	maxState := fs.Int("max-state", 64, "cap on the `MiB` of all session and stream state (held messages, reorder and FEC buffers); new senders or streams beyond it are refused and counted (at least 1)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	hw := addWebFlags(fs)
+	publish := addPublishFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if o.Receiver.MaxSessions < 1 || o.Receiver.MaxStreams < 1 {
 		return usageError(fs, "--max-sessions and --max-streams must be positive")
+	}
+	var err error
+	if o.Publish, err = publish.options(); err != nil {
+		return usageError(fs, "%v", err)
 	}
 	if o.Listen == "" {
 		return usageError(fs, "--listen is required")

@@ -59,7 +59,8 @@ func backoff(rto int64, tries uint16) int64 {
 // retransmission timeout, ns (e.g. from an RTT estimator); non-positive
 // means 100 ms. A due sequence that rec (if not nil) says it can recover
 // is skipped and looked at again one tolerance later; a due sequence
-// already requested MaxNACKRetries times is given up instead.
+// already requested MaxNACKRetries times, and missing for RetrySpan, is
+// given up instead.
 //
 // At most MaxNACKRanges ranges are emitted per call, oldest first. A call
 // within NACKInterval of the last call that repeated a request emits first
@@ -100,7 +101,7 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 			note(e)
 			continue
 		}
-		if e.tries >= maxTries {
+		if e.tries >= maxTries && now-e.detected >= t.cfg.RetrySpan {
 			m.kill(i)
 			t.giveUpCount(1, &t.stats.GivenUpRetries)
 			continue

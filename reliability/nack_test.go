@@ -36,7 +36,7 @@ type nackStep struct {
 }
 
 func TestNACKTiming(t *testing.T) {
-	cfg := TrackerConfig{ReorderFloor: 2 * ms, NACKInterval: 5 * ms, MaxNACKRetries: 3}
+	cfg := TrackerConfig{ReorderFloor: 2 * ms, NACKInterval: 5 * ms, MaxNACKRetries: 3, RetrySpan: 1}
 	cases := []struct {
 		name  string
 		setup func(tr *Tracker, s uint64) // runs at t=10ms

@@ -35,6 +35,8 @@ const (
 	// DefaultMaxNACKRetries is the default number of times a sequence is
 	// requested before it is given up.
 	DefaultMaxNACKRetries = 8
+	// DefaultRetrySpan is TrackerConfig.RetrySpan's default, ns: 1 s.
+	DefaultRetrySpan int64 = 1e9
 	// DefaultMaxNACKRanges is the default most ranges one AppendNACK call
 	// emits: four full NACK packets.
 	DefaultMaxNACKRanges = 4 * packet.MaxRanges
@@ -91,9 +93,19 @@ type TrackerConfig struct {
 	// bounded by the arrivals that find gaps (each finds at most one).
 	NACKInterval int64
 	// MaxNACKRetries is how many times one sequence is requested before it
-	// is given up (GivenUpRetries); 0 means DefaultMaxNACKRetries (8), at
-	// most 1000.
+	// is given up (GivenUpRetries), provided it has been missing for
+	// RetrySpan; 0 means DefaultMaxNACKRetries (8), at most 1000.
 	MaxNACKRetries int
+	// RetrySpan is the least time, ns, a sequence is requested for before
+	// MaxNACKRetries may give it up: until then it is requested again at
+	// the longest backoff. The retries of a short round trip (8 within 70
+	// ms at the 2 ms floor) would otherwise all fall inside the sender's
+	// once-per-round-trip suppression when a loaded host stretches its
+	// round trip, and a repair the sender could still make would be
+	// abandoned. 0 means DefaultRetrySpan (1 s, the sender's default
+	// retransmit buffer age); delivery's own deadline still ends the wait
+	// sooner in ordered mode.
+	RetrySpan int64
 	// MaxNACKRanges is the most ranges one AppendNACK call emits; further
 	// due gaps wait for the next round. 0 means DefaultMaxNACKRanges (256,
 	// four packets).
@@ -131,6 +143,9 @@ func (cfg TrackerConfig) normalize() TrackerConfig {
 		cfg.MaxNACKRetries = DefaultMaxNACKRetries
 	}
 	cfg.MaxNACKRetries = min(cfg.MaxNACKRetries, 1000)
+	if cfg.RetrySpan <= 0 {
+		cfg.RetrySpan = DefaultRetrySpan
+	}
 	if cfg.MaxNACKRanges <= 0 {
 		cfg.MaxNACKRanges = DefaultMaxNACKRanges
 	}

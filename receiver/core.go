@@ -47,6 +47,11 @@ type Message struct {
 	SentNanos    int64 // sender's clock when it was sent
 	ReceiveNanos int64 // receiver's clock when it arrived
 	Origin       Origin
+	// Index is the message's place among those packed into the datagram
+	// Seq (0 for the first or only one). Seq and Index together name a
+	// message within its stream; a message sent in fragments has the
+	// sequence of its first fragment.
+	Index uint16
 	// Payload aliases the receiver's delivery buffer: it is valid until the
 	// next call to Recv. Copy it to keep it.
 	Payload []byte
@@ -119,6 +124,11 @@ type stream struct {
 	fecNext   int
 	fecEarly  uint64
 	nacks     []packet.Range // reused by AppendNACK; allocated by the first NACK
+	// mapped: the sender flags its DATA packet.FlagMessages, so payloads
+	// FEC rebuilds carry message maps too.
+	mapped           bool
+	reasm            reassembly // messages arriving in fragments
+	packedSuperseded uint64     // latest mode: packed messages not delivered for a newer one in the same datagram
 	// budgetDropped counts messages not held for want of budget.
 	budgetDropped uint64
 	denied        uint8 // optional parts the budget refused (opt*), counted once
@@ -183,6 +193,7 @@ type session struct {
 	bytes      int64 // state charged to the receiver's budget
 	meter      meter
 	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
+	reasmBytes int   // bytes in reassembly over all its streams
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -390,7 +401,9 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 		st.retransmits++
 		origin = OriginRetransmit
 	}
-	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, origin, now)
+	mapped := p.Flags&packet.FlagMessages != 0
+	st.mapped = st.mapped || mapped
+	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
 }
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
@@ -423,6 +436,9 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 		return
 	}
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
+	// The flag says the block's data shards carry message maps: what the
+	// decoder rebuilds is read so (a sender flags all its DATA or none).
+	st.mapped = st.mapped || p.Flags&packet.FlagMessages != 0
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++
 		if e := c.log.Debug(); e != nil {
@@ -431,14 +447,19 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 		return
 	}
 	st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
-		c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+		c.accept(s, st, from, seq, ts, payload, st.mapped, OriginFEC, now)
 	})
 }
 
 // accept takes one DATA message, arrived or rebuilt, through loss
 // tracking, statistics, the FEC decoder and delivery. payload is only
 // borrowed: accept copies it if delivery holds the message.
-func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, ts int64, payload []byte, origin Origin, now int64) {
+//
+// With mapped, payload begins with a message map (packet.FlagMessages):
+// whole messages are held as the datagram and unpacked when delivered;
+// a fragment goes into reassembly, and the message it completes, if any,
+// is held in its place.
+func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, ts int64, payload []byte, mapped bool, origin Origin, now int64) {
 	src := reliability.SourceOriginal
 	switch origin {
 	case OriginRetransmit:
@@ -518,7 +539,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if st.decoder != nil && origin != OriginFEC {
 		st.decoder.AddData(seq, ts, payload, now)
 		st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
-			c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+			c.accept(s, st, from, seq, ts, payload, st.mapped, OriginFEC, now)
 		})
 	}
 	if !st.started {
@@ -530,7 +551,37 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 			st.holdUntil = now + min(int64(c.cfg.Latency)/4, int64(startupHold))
 		}
 	}
+	offset := st.minOffset
+	if !st.haveMin {
+		offset = now - ts
+	}
+	deadline := ts + offset + int64(c.cfg.Latency)
+	kind := heldWhole
+	if mapped {
+		if packet.ValidateMap(payload, ts) != nil {
+			// Only a rebuilt payload can get here (Parse checked the
+			// rest): a sender that mapped some blocks and not others.
+			st.reasm.refused++
+			kind, payload = heldNone, nil
+		} else if payload[0] == packet.MapFragment {
+			var f packet.Fragment
+			_ = packet.ParseFragment(payload, &f) // validated above
+			if h := c.addFragment(s, st, from, &f, seq, ts, origin, deadline, now); h != nil {
+				c.holdComplete(s, st, seq, h, deadline, now)
+				return
+			}
+			kind, payload = heldNone, nil
+		} else if msg, ok := packet.OnlyMessage(payload); ok {
+			payload = msg
+		} else {
+			kind = heldPacked
+		}
+		if kind == heldNone && c.cfg.Mode != ModeOrdered {
+			return // only ordered delivery needs the place kept
+		}
+	}
 	h := c.pool.get()
+	h.kind = kind
 	h.m = Message{
 		Source:       from,
 		Session:      s.id,
@@ -541,20 +592,19 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		Origin:       origin,
 		Payload:      payload, // borrowed until owned
 	}
-	offset := st.minOffset
-	if !st.haveMin {
-		offset = now - ts
-	}
 	// A message delivery holds is copied into a pooled buffer of its size
 	// class, charged to the budget before it is taken.
-	charge := 1 << (class(len(payload)) + minClassShift)
+	charge := 0
+	if kind != heldNone {
+		charge = 1 << (class(len(payload)) + minClassShift)
+	}
 	if !c.reserve(s, charge) {
 		st.budgetDropped++
 		c.stats.BudgetDenied++
 		c.pool.put(h)
 		return
 	}
-	if res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency)); res != reliability.PushAccepted {
+	if res := st.delivery.Push(seq, h, deadline); res != reliability.PushAccepted {
 		c.unreserve(s, charge) // not held: nothing copied
 		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
 			// Sent before the first message delivered and overtaken by it
@@ -569,7 +619,20 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		c.unreserve(s, charge) // delivered at once: nothing copied
 		return
 	}
-	c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
+	if kind != heldNone {
+		c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
+	}
+}
+
+// holdComplete hands delivery a message reassembly completed at the
+// arrival of sequence seq (h owns its buffer and the buffer's charge),
+// in that arrival's place.
+func (c *Core) holdComplete(s *session, st *stream, seq uint64, h *held, deadline, now int64) {
+	if res := st.delivery.Push(seq, h, deadline); res != reliability.PushAccepted {
+		c.putHeld(s, h) // late, superseded or over capacity: counted by Delivery
+		return
+	}
+	c.drain(s, st, now, seq)
 }
 
 // fecRecentLen is how many FEC-rebuilt sequences a stream remembers to
@@ -612,11 +675,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		if !st.delivering {
 			st.delivering, st.firstDelivered = true, seq
 		}
-		if c.queue.push(&h.m) {
-			c.stats.Delivered++
-		} else {
-			c.stats.QueueOverflow++
-		}
+		c.deliver(st, h)
 		c.putHeld(s, h)
 	}
 	if from, ok := st.delivery.WantFrom(); ok {
@@ -755,6 +814,9 @@ func (c *Core) Tick(now int64) {
 				st.decoder.Expire(now)
 			}
 			c.drain(s, st, now, 0)
+			if len(st.reasm.parts) > 0 {
+				c.expireReassembly(s, st, now)
+			}
 			if !c.cfg.DisableNACK {
 				c.nack(s, st, now)
 			}
@@ -929,6 +991,9 @@ func (c *Core) NextTimer() (int64, bool) {
 			if st.holdUntil != 0 && st.holdUntil < at {
 				at = st.holdUntil
 			}
+			if t, ok := st.nextReassemblyDeadline(); ok && t < at {
+				at = t
+			}
 			if c.cfg.DisableNACK {
 				continue
 			}
@@ -1091,7 +1156,7 @@ func (c *Core) Stats() Stats {
 				NACKs:        x.nacksSent,
 				Skipped:      ds.Skipped + x.skippedAtStart + x.skippedResync,
 				Late:         ds.Late,
-				Superseded:   ds.Superseded,
+				Superseded:   ds.Superseded + x.packedSuperseded,
 				Held:         ds.Buffered,
 				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
 				JitterNanos:  x.jitter.Nanos(),
@@ -1101,6 +1166,11 @@ func (c *Core) Stats() Stats {
 				MissingOverflow: ts.GivenUpOverflow,
 			}
 			ss.BudgetDropped = x.budgetDropped
+			ss.Reassembled = x.reasm.reassembled
+			ss.ReassemblyDropped = x.reasm.dropped
+			ss.ReassemblyExpired = x.reasm.expired
+			ss.FragmentsRefused = x.reasm.refused
+			ss.ReassemblyBytes = uint64(x.reasm.bytes)
 			if x.delay != nil {
 				ss.Delay, ss.DelaySamples = x.delay.Summary(), x.delay.Count()
 				ss.DelaySumNanos = x.delay.Cumulative(DelayBucketNanos[:], ss.DelayBuckets[:])

@@ -6,8 +6,9 @@ import "math/bits"
 // its payload was copied into (nil while the payload still aliases the
 // datagram being handled).
 type held struct {
-	m   Message
-	buf []byte
+	m    Message
+	buf  []byte
+	kind heldKind
 }
 
 // heldPool recycles held messages and their payload buffers, so that
@@ -39,7 +40,7 @@ func (p *heldPool) get() *held {
 
 // put recycles h and its buffer.
 func (p *heldPool) put(h *held) {
-	if h.buf != nil {
+	if h.buf != nil && cap(h.buf) <= 1<<(len(p.classes)-1+minClassShift) { // a reassembled message's may be larger
 		c := class(cap(h.buf))
 		if len(p.classes[c]) < min(maxFree, maxFreeBytes>>(c+minClassShift)) {
 			p.classes[c] = append(p.classes[c], h.buf[:0])

@@ -80,6 +80,13 @@ type StreamStats struct {
 	// Messages not held for ordering because the state budget was spent.
 	BudgetDropped uint64 `json:"budget_dropped"`
 
+	// Messages sent in fragments (see Config.MaxMessage).
+	Reassembled       uint64 `json:"reassembled"`        // messages reassembled whole
+	ReassemblyDropped uint64 `json:"reassembly_dropped"` // incomplete messages dropped for room: MaxReassemblyBytes, MaxSessionReassemblyBytes or 64 at once hit
+	ReassemblyExpired uint64 `json:"reassembly_expired"` // incomplete messages lost: a fragment missing at the deadline, or (latest) superseded
+	FragmentsRefused  uint64 `json:"fragments_refused"`  // fragments not taken: message over MaxMessage, lengths disagreeing, budget spent
+	ReassemblyBytes   uint64 `json:"reassembly_bytes"`   // bytes held in reassembly now (a gauge)
+
 	ParityReceived         uint64 `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
 	FECBlocksUnrecoverable uint64 `json:"fec_blocks_unrecoverable"` // blocks given up with data missing
 

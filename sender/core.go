@@ -21,9 +21,10 @@ var (
 	// ErrQueueFull is returned by Send when DropWhenFull is set and the
 	// queue has no room.
 	ErrQueueFull = errors.New("sender: queue full")
-	// ErrTooLarge is returned for a payload over [Core.MaxPayload]:
-	// packet.MaxPayload, less 24 bytes with encryption.
-	ErrTooLarge = errors.New("sender: payload larger than the largest a packet carries")
+	// ErrTooLarge is returned for a message over [Core.MaxPayload]
+	// (Config.MaxMessage), or one whose fragments a queue configured
+	// smaller could never hold.
+	ErrTooLarge = errors.New("sender: message larger than the largest the sender takes")
 	// ErrTooManyStreams is returned when a new stream would exceed MaxStreams.
 	ErrTooManyStreams = errors.New("sender: too many streams")
 	// ErrClosed is returned after Close.
@@ -80,10 +81,15 @@ type Core struct {
 	// accounted estimates the wire bytes the receiver knows were sent,
 	// lost or not, from its newest sequence (reliability.Feedback).
 	accounted uint64
-	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
-	inLen     int   // length of the datagram being handled
-	log       zerolog.Logger
-	stats     Stats
+	lastRTT   int64  // the latest RTT sample (capped): see handleNACK
+	room      int    // DATA payload per datagram: Config.DataRoom
+	body      []byte // a DATA payload being encoded, reused
+	// While Send queues a message's fragments: the datagrams and bytes
+	// those still to come need, which parity must leave free.
+	resvK, resvBytes int
+	inLen            int // length of the datagram being handled
+	log              zerolog.Logger
+	stats            Stats
 
 	// When the first DATA was queued and when feedback (a REPORT or a
 	// NACK) last came; see FeedbackSilence.
@@ -116,7 +122,9 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
 		peers:   peers,
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		room:    cfg.DataRoom(remote.Addr().IsLoopback()),
 	}
+	c.body = make([]byte, 0, c.room)
 	if !cfg.DisableCongestionControl {
 		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
 	}
@@ -138,9 +146,8 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// MaxPayload returns the largest payload Send takes: packet.MaxPayload,
-// less the sealing overhead when encryption is on.
-func (c *Core) MaxPayload() int { return packet.MaxPayload - c.overhead() }
+// MaxPayload returns the largest message Send takes: Config.MaxMessage.
+func (c *Core) MaxPayload() int { return c.cfg.MaxMessage }
 
 // Outbox returns the queue datagrams are encoded into.
 func (c *Core) Outbox() *outbox.Pair { return c.out }
@@ -223,6 +230,12 @@ func (c *Core) sendParity(s *stream) {
 	c.pkt.Header = packet.Header{Kind: packet.KindParity, Session: c.session, Stream: s.id}
 	s.encoder.TakeParity(func(par packet.Parity, shard []byte) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
+		// Parity made in the middle of a fragmented message leaves room
+		// for the message's remaining fragments, which Send has counted.
+		if !c.out.Current().RoomFor(1+c.resvK, c.pkt.EncodedLen()+c.overhead()+c.resvBytes) {
+			c.stats.ParityDropped++
+			return
+		}
 		if err := c.queueTrailing(&c.pkt, c.remote); err != nil {
 			c.stats.ParityDropped++
 			return
@@ -254,50 +267,117 @@ func (c *Core) PaceDelay(now int64) int64 {
 // heartbeatLen is the encoded size of a HEARTBEAT.
 const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
 
-// Room reports whether a payload of n bytes fits in the queue now, on any
+// Room reports whether a message of n bytes fits in the queue now, on any
 // stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
-	return c.out.Current().RoomFor(2, packet.HeaderLen+packet.DataHeaderLen+n+heartbeatLen+2*c.overhead())
+	k, bytes := c.cfg.fragmentsOf(n, c.room)
+	return c.out.Current().RoomFor(k+1, bytes+heartbeatLen+c.overhead())
 }
 
-// Send stamps payload with the stream's next sequence number and the time
-// now and queues it. It returns ErrQueueFull when the queue has no room
-// (the caller decides whether to wait), leaving the sequence unused.
+// DataRoom returns the DATA payload, message map included, that one
+// datagram carries: Config.MTU less every header (see Config.DataRoom).
+func (c *Core) DataRoom() int { return c.room }
+
+// Send stamps payload with the time now and queues it on the stream: in
+// one DATA datagram of its own when it fits in DataRoom, else split into
+// fragments, one DATA datagram each, every one with a sequence number of
+// its own. It returns ErrQueueFull when the queue has no room for all of
+// it (the caller decides whether to wait), leaving the sequences unused,
+// and ErrTooLarge for a message over MaxMessage or one whose fragments
+// the queue could never hold.
 func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
-	if len(payload) > c.MaxPayload() {
+	if len(payload) > c.cfg.MaxMessage {
 		return ErrTooLarge
+	}
+	k, bytes := c.cfg.fragmentsOf(len(payload), c.room)
+	if k+1 > c.cfg.QueuePackets || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
+		return ErrTooLarge // the queue could never hold it whole
 	}
 	s, err := c.stream(streamID, now)
 	if err != nil {
 		return err
 	}
 	out := c.out.Current()
-	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
 	if !s.opened {
 		// Announce the stream before its first DATA: a HEARTBEAT with
 		// nothing sent yet tells the receiver where the stream starts, so
 		// losing the first messages is seen and repaired like any gap.
 		// Both must fit, or neither is queued.
-		if !out.RoomFor(2, dataLen+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
+		if !out.RoomFor(k+1, bytes+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
 			return ErrQueueFull
 		}
 		s.opened = true
 	}
-	if !out.Room(dataLen) {
+	// The parity the message's datagrams will complete must fit too
+	// (unless the queue could never hold both): dropped for want of room,
+	// it would leave the message unprotected.
+	needK, need := k, bytes
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes <= c.cfg.QueueBytes {
+		needK, need = k+pk, bytes+pbytes
+	}
+	if !out.RoomFor(needK, need) {
 		return ErrQueueFull
 	}
+	if k == 1 {
+		b := packet.AppendMessagesHeader(c.body[:0], 1)
+		c.body = packet.AppendEntry(b, 0, payload)
+		if err := c.queueData(s, c.body, now); err != nil {
+			return err
+		}
+	} else {
+		chunk := c.room - packet.FragmentHeaderLen
+		f := packet.Fragment{Length: uint32(len(payload))}
+		perFrag := packet.HeaderLen + packet.DataHeaderLen + packet.FragmentHeaderLen + c.overhead()
+		for off := 0; off < len(payload); off += chunk {
+			f.Offset, f.Data = uint32(off), payload[off:min(off+chunk, len(payload))]
+			c.body = packet.AppendFragment(c.body[:0], &f)
+			rest := len(payload) - off - len(f.Data)
+			c.resvK, c.resvBytes = (rest+chunk-1)/chunk, rest+(rest+chunk-1)/chunk*perFrag
+			err := c.queueData(s, c.body, now)
+			c.resvK, c.resvBytes = 0, 0
+			if err != nil {
+				return err // only a sealing failure: the session must end
+			}
+			f.Index++
+		}
+		c.stats.Fragmented++
+	}
+	c.stats.Messages++
+	c.stats.PayloadBytes += uint64(len(payload))
+	return nil
+}
+
+// parityFor returns the most PARITY datagrams, and their bytes, that k
+// more DATA datagrams of s can complete: a block in progress and those
+// the k begin.
+func (c *Core) parityFor(s *stream, k int) (n, bytes int) {
+	if s.encoder == nil {
+		return 0, 0
+	}
+	bk, m, _ := s.encoder.Params()
+	if m == 0 || bk == 0 {
+		return 0, 0
+	}
+	n = ((k-1)/bk + 1) * m // k packets complete at most this many blocks
+	return n, n * (c.room + packet.HeaderLen + packet.ParityHeaderLen + fec.ShardHeaderLen + c.overhead())
+}
+
+// queueData queues one DATA datagram of s carrying body, a DATA payload
+// with its message map, stamped now; the caller checked the room.
+func (c *Core) queueData(s *stream, body []byte, now int64) error {
+	out := c.out.Current()
 	// Fields set one by one: a Packet literal would clear its range
 	// buffer (a kilobyte) for every message.
 	p := &c.pkt
-	p.Header = packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID}
+	p.Header = packet.Header{Kind: packet.KindData, Flags: packet.FlagMessages, Session: c.session, Stream: s.id}
 	if s.encoder != nil {
 		if _, m, _ := s.encoder.Params(); m > 0 {
-			p.Flags = packet.FlagProtected
+			p.Flags |= packet.FlagProtected
 		}
 	}
-	p.Seq, p.Timestamp, p.Payload = s.next, now, payload
-	err = out.Append(p, c.remote)
-	c.pkt.Payload = nil // do not keep the caller's buffer alive
+	p.Seq, p.Timestamp, p.Payload = s.next, now, body
+	err := out.Append(p, c.remote)
+	c.pkt.Payload = nil
 	if err != nil {
 		return err
 	}
@@ -308,13 +388,13 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
-	c.spend(dataLen)
+	c.spend(packet.HeaderLen + packet.DataHeaderLen + len(body) + c.overhead())
 	if s.next == s.start {
 		s.firstTs = now
 	}
 	s.lastTs = now
 	s.sentTs[s.next%sentTsLen] = now
-	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
+	if s.encoder != nil && s.encoder.Add(s.next, now, body, now) {
 		c.sendParity(s)
 	}
 	s.next++
@@ -324,7 +404,6 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
 	c.stats.Packets++
-	c.stats.PayloadBytes += uint64(len(payload))
 	return nil
 }
 

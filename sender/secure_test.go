@@ -88,7 +88,7 @@ func (r *receiverSide) open(t *testing.T, c *Core) ([]packet.Packet, []uint64) {
 func TestSealedDataAndFeedback(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
 	r := newReceiverSide(t, testPSK)
-	if got, want := c.MaxPayload(), packet.MaxPayload-seal.ToReceiver.Overhead(); got != want {
+	if got, want := c.MaxPayload(), DefaultMaxMessage; got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
 	}
 	if err := c.Send(0, make([]byte, c.MaxPayload()+1), 1); err != ErrTooLarge {
@@ -100,7 +100,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 		}
 	}
 	pkts, ctrs := r.open(t, c)
-	if len(pkts) != 4 || pkts[0].Kind != packet.KindHeartbeat || pkts[2].Seq != 1 || string(pkts[2].Payload) != "b" {
+	if len(pkts) != 4 || pkts[0].Kind != packet.KindHeartbeat || pkts[2].Seq != 1 || string(msgOf(&pkts[2])) != "b" {
 		t.Fatalf("sealed stream %+v", pkts)
 	}
 
@@ -109,7 +109,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 1, Len: 1}}}
 	c.Handle(r.seal(t, &nack), rcvAddr, 2_000_000)
 	again, rctr := r.open(t, c)
-	if len(again) != 1 || again[0].Seq != 1 || again[0].Flags != packet.FlagRetransmit || string(again[0].Payload) != "b" {
+	if len(again) != 1 || again[0].Seq != 1 || again[0].Flags != packet.FlagRetransmit|packet.FlagMessages || string(msgOf(&again[0])) != "b" {
 		t.Fatalf("retransmission %+v", again)
 	}
 	for _, used := range ctrs {

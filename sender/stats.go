@@ -6,7 +6,9 @@ import "github.com/telewire/telewire/packet"
 // start; figures named Nanos are durations in nanoseconds.
 type Stats struct {
 	Session         uint64 `json:"session"`
-	Packets         uint64 `json:"packets"`          // DATA packets queued for sending
+	Packets         uint64 `json:"packets"`          // DATA packets queued for sending (first transmissions)
+	Messages        uint64 `json:"messages"`         // messages Send queued, in those packets
+	Fragmented      uint64 `json:"fragmented"`       // messages among them split across several packets
 	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
 	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
 	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)

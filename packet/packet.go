@@ -625,3 +625,20 @@ func MarkRetransmit(b []byte) error {
 	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
 	return nil
 }
+
+// Refinish rewrites the length field and the checksum of the encoded
+// packet b, whose body was changed or grown in place since it was
+// encoded: a sender packing one more message into a DATA datagram it has
+// queued. It returns ErrShort if b is shorter than a header and
+// ErrTooLarge if it is longer than MaxPacketLen.
+func Refinish(b []byte) error {
+	if len(b) < HeaderLen {
+		return ErrShort
+	}
+	if len(b) > MaxPacketLen {
+		return ErrTooLarge
+	}
+	binary.BigEndian.PutUint16(b[offLength:], uint16(len(b)))
+	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	return nil
+}

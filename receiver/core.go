@@ -504,13 +504,19 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 	case OriginFirst:
 		// Jitter and delay describe the path, so only first
-		// transmissions feed them.
-		st.jitter.Observe(ts, now)
-		if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
-			st.delay = new(stats.DelayHistogram)
-		}
-		if st.delay != nil {
-			st.delay.Observe(now - ts)
+		// transmissions feed them, message by message: each packed
+		// message with its own send time, a fragmented one when it is
+		// complete (addFragment).
+		switch {
+		case !mapped:
+			c.observe(s, st, ts, now)
+		case len(payload) > 0 && payload[0] == packet.MapMessages:
+			var it packet.Messages
+			if it.Init(payload, ts) == nil {
+				for mts, _, ok := it.Next(); ok; mts, _, ok = it.Next() {
+					c.observe(s, st, mts, now)
+				}
+			}
 		}
 		if off := now - ts; !st.haveMin || off < st.minOffset {
 			st.minOffset, st.haveMin = off, true
@@ -633,6 +639,18 @@ func (c *Core) holdComplete(s *session, st *stream, seq uint64, h *held, deadlin
 		return
 	}
 	c.drain(s, st, now, seq)
+}
+
+// observe feeds one message's send time and arrival to the stream's
+// jitter and delay figures.
+func (c *Core) observe(s *session, st *stream, ts, now int64) {
+	st.jitter.Observe(ts, now)
+	if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
+		st.delay = new(stats.DelayHistogram)
+	}
+	if st.delay != nil {
+		st.delay.Observe(now - ts)
+	}
 }
 
 // fecRecentLen is how many FEC-rebuilt sequences a stream remembers to

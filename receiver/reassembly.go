@@ -95,6 +95,9 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 		Payload:      p.buf,
 	}
 	h.buf = p.buf
+	if p.origin == OriginFirst {
+		c.observe(s, st, p.ts, now) // the path's delay for the whole message
+	}
 	r.bytes -= n
 	s.reasmBytes -= n
 	r.remove(i)

@@ -53,6 +53,14 @@ type Config struct {
 	// The receiver's MaxMessage must be at least as large.
 	MaxMessage int
 
+	// DisablePacking sends every message that fits in a datagram in one
+	// of its own. Default false: messages Send queues while the writer is
+	// busy with the previous batch are packed into one DATA datagram, up
+	// to the MTU, which multiplies the message rate of small messages;
+	// an idle sender's message is written at once, alone, so packing
+	// never adds latency.
+	DisablePacking bool
+
 	// QueuePackets bounds the datagrams queued between Send and the socket
 	// (per half of the double buffer). Default 1024, or more if that does
 	// not hold the fragments of a MaxMessage message and their parity. Send queues a

@@ -87,7 +87,8 @@ type Core struct {
 	// While Send queues a message's fragments: the datagrams and bytes
 	// those still to come need, which parity must leave free.
 	resvK, resvBytes int
-	inLen            int // length of the datagram being handled
+	open             openDatagram // the DATA datagram Send packs into
+	inLen            int          // length of the datagram being handled
 	log              zerolog.Logger
 	stats            Stats
 
@@ -125,6 +126,7 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		room:    cfg.DataRoom(remote.Addr().IsLoopback()),
 	}
 	c.body = make([]byte, 0, c.room)
+	c.out.BeforeTake = c.finishOpen
 	if !cfg.DisableCongestionControl {
 		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
 	}
@@ -271,7 +273,13 @@ const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
 // stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
 	k, bytes := c.cfg.fragmentsOf(n, c.room)
-	return c.out.Current().RoomFor(k+1, bytes+heartbeatLen+c.overhead())
+	needK, need := k, bytes
+	for _, s := range c.streams {
+		if a, b := c.need(s, k, bytes); a > needK || b > need {
+			needK, need = max(needK, a), max(need, b)
+		}
+	}
+	return c.out.Current().RoomFor(needK+1, need+heartbeatLen+c.overhead())
 }
 
 // DataRoom returns the DATA payload, message map included, that one
@@ -297,6 +305,20 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	if err != nil {
 		return err
 	}
+	if k == 1 && !c.cfg.DisablePacking && c.pack(s, payload, now) {
+		// Packed into the datagram still queued: the writer is busy, so
+		// the message would have waited for it anyway.
+		c.stats.Messages++
+		c.stats.Packed++
+		c.stats.PayloadBytes += uint64(len(payload))
+		return nil
+	}
+	if !c.sentAny {
+		c.sentAny, c.firstSendAt = true, now
+	}
+	if err := c.finishData(); err != nil {
+		return err
+	}
 	out := c.out.Current()
 	if !s.opened {
 		// Announce the stream before its first DATA: a HEARTBEAT with
@@ -311,18 +333,21 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	// The parity the message's datagrams will complete must fit too
 	// (unless the queue could never hold both): dropped for want of room,
 	// it would leave the message unprotected.
-	needK, need := k, bytes
-	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes <= c.cfg.QueueBytes {
-		needK, need = k+pk, bytes+pbytes
-	}
-	if !out.RoomFor(needK, need) {
+	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK, need) {
 		return ErrQueueFull
 	}
 	if k == 1 {
+		// Left open: messages sent before the writer takes the batch
+		// are packed into it (Core.pack).
 		b := packet.AppendMessagesHeader(c.body[:0], 1)
 		c.body = packet.AppendEntry(b, 0, payload)
-		if err := c.queueData(s, c.body, now); err != nil {
+		if err := c.openData(s, c.body, now); err != nil {
 			return err
+		}
+		if c.cfg.DisablePacking {
+			if err := c.finishData(); err != nil {
+				return err
+			}
 		}
 	} else {
 		chunk := c.room - packet.FragmentHeaderLen
@@ -347,6 +372,16 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	return nil
 }
 
+// need returns the datagrams and bytes Send needs free to queue a
+// message of k datagrams, bytes in all, on s: with the parity they will
+// complete, unless the queue could never hold both.
+func (c *Core) need(s *stream, k, bytes int) (int, int) {
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
+		return k + pk, bytes + pbytes
+	}
+	return k, bytes
+}
+
 // parityFor returns the most PARITY datagrams, and their bytes, that k
 // more DATA datagrams of s can complete: a block in progress and those
 // the k begin.
@@ -363,8 +398,19 @@ func (c *Core) parityFor(s *stream, k int) (n, bytes int) {
 }
 
 // queueData queues one DATA datagram of s carrying body, a DATA payload
-// with its message map, stamped now; the caller checked the room.
+// with its message map, stamped now, and finishes it; the caller checked
+// the room.
 func (c *Core) queueData(s *stream, body []byte, now int64) error {
+	if err := c.openData(s, body, now); err != nil {
+		return err
+	}
+	return c.finishData()
+}
+
+// openData queues one DATA datagram of s carrying body, stamped now, and
+// leaves it open (c.open): more messages may be packed into it until
+// finishData. The caller checked the room and finished any open one.
+func (c *Core) openData(s *stream, body []byte, now int64) error {
 	out := c.out.Current()
 	// Fields set one by one: a Packet literal would clear its range
 	// buffer (a kilobyte) for every message.
@@ -381,14 +427,85 @@ func (c *Core) queueData(s *stream, body []byte, now int64) error {
 	if err != nil {
 		return err
 	}
+	c.open = openDatagram{s: s, ts: now, count: 1}
+	return nil
+}
+
+// openDatagram is the DATA datagram the sender is still packing: the last
+// one queued in order in the current batch, its sequence s.next not yet
+// taken. It is finished (checksum, sealing, retransmit buffer, FEC,
+// sequence) by finishData, before anything else is queued and when the
+// batch is taken for writing.
+type openDatagram struct {
+	s     *stream // nil: none open
+	ts    int64   // its timestamp: the send time of its first message
+	count int     // messages in it
+}
+
+// pack adds a message of payload sent now to the open datagram, if it is
+// s's and the message fits, and reports whether it did.
+func (c *Core) pack(s *stream, payload []byte, now int64) bool {
+	if c.open.s != s || c.open.count >= packet.MaxMessagesPerDatagram {
+		return false
+	}
+	out := c.out.Current()
+	dgs := out.Datagrams()
+	if len(dgs) == 0 {
+		return false
+	}
+	delta := now - c.open.ts
+	e := packet.EntryLen(len(payload), delta)
+	cur := len(dgs[len(dgs)-1].Data)
+	if cur-packet.HeaderLen-packet.DataHeaderLen+e > c.room || !out.RoomFor(0, e+c.overhead()) {
+		return false
+	}
+	data, ok := out.ExtendLast(e)
+	if !ok {
+		return false
+	}
+	packet.AppendEntry(data[:cur], delta, payload)
+	c.open.count++
+	packet.SetMessageCount(data[packet.HeaderLen+packet.DataHeaderLen:], uint16(c.open.count))
+	return true
+}
+
+// finishOpen finishes the open DATA datagram, if any, before something
+// else is queued or the batch is taken. A failure (sealing's counter
+// exhausted) is counted; the session must end, as Send then reports.
+func (c *Core) finishOpen() {
+	if err := c.finishData(); err != nil {
+		c.stats.SealErrors++
+	}
+}
+
+// finishData finishes the open DATA datagram, if any: see openDatagram.
+func (c *Core) finishData() error {
+	s := c.open.s
+	if s == nil {
+		return nil
+	}
+	now := c.open.ts
+	c.open = openDatagram{}
+	out := c.out.Current()
+	data := out.Datagrams()[out.Len()-1].Data
+	if err := packet.Refinish(data); err != nil {
+		return err // cannot happen: the room was checked
+	}
+	body := data[packet.HeaderLen+packet.DataHeaderLen:]
+	if s.encoder != nil {
+		// Sealing encrypts the datagram in place: FEC codes the plain
+		// payload, kept aside.
+		c.body = append(c.body[:0], body...)
+		body = c.body
+	}
 	if s.retained != nil {
 		// The plain packet is kept: every retransmission is sealed anew.
-		s.retained.Put(s.next, out.Datagrams()[out.Len()-1].Data, now)
+		s.retained.Put(s.next, data, now)
 	}
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
-	c.spend(packet.HeaderLen + packet.DataHeaderLen + len(body) + c.overhead())
+	c.spend(len(data) + c.overhead())
 	if s.next == s.start {
 		s.firstTs = now
 	}
@@ -398,9 +515,6 @@ func (c *Core) queueData(s *stream, body []byte, now int64) error {
 		c.sendParity(s)
 	}
 	s.next++
-	if !c.sentAny {
-		c.sentAny, c.firstSendAt = true, now
-	}
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
 	c.stats.Packets++
@@ -417,6 +531,7 @@ func (c *Core) queueData(s *stream, body []byte, now int64) error {
 // Replayed) before anything else looks at it. Every datagram counts
 // towards the amplification limit of its source address.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
+	c.finishOpen()
 	from = unmap(from)
 	c.peers.OnReceive(from, len(b))
 	c.inLen = len(b)
@@ -722,6 +837,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 // Tick sends HEARTBEATs for streams idle past their heartbeat time and the
 // parity of FEC blocks whose time limit has passed.
 func (c *Core) Tick(now int64) {
+	c.finishOpen()
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {

@@ -13,6 +13,9 @@ var rcvAddr = netip.MustParseAddrPort("127.0.0.1:9000")
 
 func newCore(t *testing.T, cfg Config) *Core {
 	t.Helper()
+	// These tests are about what each message's datagram does; packing
+	// has tests of its own (pack_test.go).
+	cfg.DisablePacking = true
 	c, err := NewCore(cfg, 0xabc, rcvAddr)
 	if err != nil {
 		t.Fatal(err)

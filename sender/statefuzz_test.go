@@ -148,6 +148,7 @@ func newTxHarness(t testing.TB, p *prog) *txHarness {
 	if b2>>6&1 != 0 {
 		cfg.FirstSeq = 1<<64 - 20 // across the wrap
 	}
+	cfg.DisablePacking = true // the harness names each message by its sequence
 	c, err := NewCore(cfg, fuzzSession, rcvAddr)
 	if err != nil {
 		t.Fatalf("config %+v: %v", cfg, err)

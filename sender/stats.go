@@ -9,6 +9,7 @@ type Stats struct {
 	Packets         uint64 `json:"packets"`          // DATA packets queued for sending (first transmissions)
 	Messages        uint64 `json:"messages"`         // messages Send queued, in those packets
 	Fragmented      uint64 `json:"fragmented"`       // messages among them split across several packets
+	Packed          uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
 	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
 	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
 	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)

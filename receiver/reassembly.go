@@ -48,6 +48,10 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 	first := seq - uint64(f.Index)
 	i := r.find(first)
 	if i < 0 {
+		if from, ok := st.delivery.WantFrom(); ok && c.cfg.Mode == ModeLatest && packet.SeqLess(first, from) {
+			r.refused++ // older than what latest delivery has delivered: superseded already
+			return nil
+		}
 		// A new message: make room under the caps, oldest first.
 		for len(r.parts) > 0 && (len(r.parts) >= maxPartials || r.bytes+n > c.cfg.MaxReassemblyBytes) {
 			c.dropPartial(s, st, 0)

@@ -93,6 +93,7 @@ var Layouts = []Layout{
 		Flags: []Flag{
 			{Abbrev: "data.flags.retransmit", Name: "Retransmission", Mask: uint8(packet.FlagRetransmit)},
 			{Abbrev: "data.flags.protected", Name: "Protected by FEC", Mask: uint8(packet.FlagProtected)},
+			{Abbrev: "data.flags.messages", Name: "Message map (packed messages or a fragment)", Mask: uint8(packet.FlagMessages)},
 		},
 	},
 	{
@@ -105,6 +106,7 @@ var Layouts = []Layout{
 			{Abbrev: "parity.stride", Name: "Stride", Doc: "stride", Offset: 35, Size: 1, Type: "uint8", Go: "Parity.Stride"},
 			{Abbrev: "parity.shard", Name: "Parity shard", Doc: "parity shard", Offset: 36, Type: "bytes", Go: "Payload"},
 		},
+		Flags: []Flag{{Abbrev: "parity.flags.messages", Name: "Block's DATA carry message maps", Mask: uint8(packet.FlagMessages)}},
 	},
 	{
 		Kind: 3, Name: "NACK", Doc: "NACK (kind 3)", BodyLen: packet.NACKHeaderLen,

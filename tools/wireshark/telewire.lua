@@ -89,6 +89,8 @@ F["sealed.tag"] = ProtoField.bytes("telewire.sealed.tag", "GCM tag")
 F["sealed.salt"] = ProtoField.uint64("telewire.sealed.salt", "Receiver salt", base.HEX)
 F["data.flags.retransmit"] = ProtoField.bool("telewire.data.flags.retransmit", "Retransmission", 8, nil, 1)
 F["data.flags.protected"] = ProtoField.bool("telewire.data.flags.protected", "Protected by FEC", 8, nil, 2)
+F["data.flags.messages"] = ProtoField.bool("telewire.data.flags.messages", "Message map (packed messages or a fragment)", 8, nil, 4)
+F["parity.flags.messages"] = ProtoField.bool("telewire.parity.flags.messages", "Block's DATA carry message maps", 8, nil, 4)
 F["nack.flags.unavailable"] = ProtoField.bool("telewire.nack.flags.unavailable", "Unavailable (sender: no longer buffered)", 8, nil, 1)
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
 F["kind"] = ProtoField.uint8("telewire.kind", "Kind", base.DEC, KINDS)
@@ -122,6 +124,7 @@ local LAYOUTS = {
 		flags = {
 			{ "data.flags.retransmit", 1 },
 			{ "data.flags.protected", 2 },
+			{ "data.flags.messages", 4 },
 		},
 	},
 	[2] = {
@@ -135,6 +138,7 @@ local LAYOUTS = {
 			{ "parity.shard", 36, 0 },
 		},
 		flags = {
+			{ "parity.flags.messages", 4 },
 		},
 	},
 	[3] = {

@@ -154,6 +154,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// DefaultMaxMessage is Config.MaxMessage's default: 1 MiB.
+const DefaultMaxMessage = 1 << 20
+
 // defaultMaxStateBytes is Config.MaxStateBytes's default.
 const defaultMaxStateBytes = 64 << 20
 
@@ -184,7 +187,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Latency = 200 * time.Millisecond
 	}
 	def(&c.QueueBytes, 32<<20)
-	def(&c.MaxMessage, min(1<<20, max(c.QueueBytes, 1)))
+	def(&c.MaxMessage, min(DefaultMaxMessage, max(c.QueueBytes, 1)))
 	def(&c.MaxReassemblyBytes, 4*c.MaxMessage)
 	def(&c.MaxSessionReassemblyBytes, 8*c.MaxMessage)
 	if c.Clock == nil {

@@ -128,6 +128,7 @@ type stream struct {
 	// FEC rebuilds carry message maps too.
 	mapped           bool
 	reasm            reassembly // messages arriving in fragments
+	delivered        uint64     // messages into the queue
 	packedSuperseded uint64     // latest mode: packed messages not delivered for a newer one in the same datagram
 	// budgetDropped counts messages not held for want of budget.
 	budgetDropped uint64
@@ -1184,6 +1185,7 @@ func (c *Core) Stats() Stats {
 				MissingOverflow: ts.GivenUpOverflow,
 			}
 			ss.BudgetDropped = x.budgetDropped
+			ss.Delivered = x.delivered
 			ss.Reassembled = x.reasm.reassembled
 			ss.ReassemblyDropped = x.reasm.dropped
 			ss.ReassemblyExpired = x.reasm.expired

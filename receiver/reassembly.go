@@ -206,7 +206,7 @@ func (c *Core) deliver(st *stream, h *held) {
 	case heldNone:
 		return
 	case heldWhole:
-		c.push(&h.m)
+		c.push(st, &h.m)
 		return
 	}
 	var it packet.Messages
@@ -224,13 +224,14 @@ func (c *Core) deliver(st *stream, h *held) {
 			continue
 		}
 		m.SentNanos, m.Payload, m.Index = ts, msg, uint16(k)
-		c.push(&m)
+		c.push(st, &m)
 	}
 }
 
-func (c *Core) push(m *Message) {
+func (c *Core) push(st *stream, m *Message) {
 	if c.queue.push(m) {
 		c.stats.Delivered++
+		st.delivered++
 	} else {
 		c.stats.QueueOverflow++
 	}

@@ -61,7 +61,8 @@ type StreamStats struct {
 	Session      string `json:"session"` // hex
 	Stream       uint32 `json:"stream"`
 	HighestSeq   uint64 `json:"highest_seq"`
-	Received     uint64 `json:"received"`    // distinct sequences received
+	Received     uint64 `json:"received"`    // distinct sequences (DATA packets) received
+	Delivered    uint64 `json:"delivered"`   // messages delivered to the queue Recv reads
 	Lost         uint64 `json:"lost"`        // lost on the path (before repair); reordering is not loss
 	Unrecovered  uint64 `json:"unrecovered"` // of Lost, not repaired
 	RecoveredRTX uint64 `json:"recovered_rtx"`

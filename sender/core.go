@@ -49,7 +49,8 @@ type stream struct {
 	// sentTs holds the send time of each of the last sentTsLen DATA
 	// (index seq mod sentTsLen): the echoes and proofs a receiver sends
 	// must name one of them exactly (see proves).
-	sentTs []int64
+	sentTs   []int64
+	messages uint64 // messages Send queued on the stream
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
@@ -309,6 +310,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// Packed into the datagram still queued: the writer is busy, so
 		// the message would have waited for it anyway.
 		c.stats.Messages++
+		s.messages++
 		c.stats.Packed++
 		c.stats.PayloadBytes += uint64(len(payload))
 		return nil
@@ -368,6 +370,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		c.stats.Fragmented++
 	}
 	c.stats.Messages++
+	s.messages++
 	c.stats.PayloadBytes += uint64(len(payload))
 	return nil
 }
@@ -934,6 +937,7 @@ func (c *Core) Stats() Stats {
 			Stream:   s.id,
 			NextSeq:  s.next,
 			Sent:     s.next - s.start,
+			Messages: s.messages,
 			Receiver: receiverView(&s.report, s.reportAt != 0),
 		}
 		if s.retained != nil {

@@ -90,7 +90,8 @@ type RTTStats struct {
 type StreamStats struct {
 	Stream   uint32       `json:"stream"`
 	NextSeq  uint64       `json:"next_seq"`
-	Sent     uint64       `json:"sent"`
+	Sent     uint64       `json:"sent"`     // DATA packets (sequences) sent
+	Messages uint64       `json:"messages"` // messages sent, packed or fragmented into those
 	Receiver ReceiverView `json:"receiver"`
 
 	// FEC in use now (M = 0: no parity) and what it has cost.

@@ -19,6 +19,10 @@ type partial struct {
 	ts       int64  // send time (every fragment carries the message's)
 	deadline int64  // receiver clock: past it the message is lost
 	origin   Origin // OriginFirst unless a fragment was repaired (the last repair's origin)
+	// firstAt is when the latest fragment sent once (not repaired)
+	// arrived: the message's path delay, its original transmission
+	// complete, ends there.
+	firstAt int64
 }
 
 // reassembly is one stream's messages in reassembly, oldest first. Its
@@ -82,6 +86,8 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 	p.got += copy(p.buf[f.Offset:], f.Data)
 	if origin != OriginFirst {
 		p.origin = origin
+	} else {
+		p.firstAt = now
 	}
 	if p.got < n {
 		return nil
@@ -99,8 +105,11 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 		Payload:      p.buf,
 	}
 	h.buf = p.buf
-	if p.origin == OriginFirst {
-		c.observe(s, st, p.ts, now) // the path's delay for the whole message
+	if p.firstAt != 0 {
+		// The path's delay for the whole message: until the last of its
+		// fragments that came first time (a repaired message's repair
+		// time is the NACK round trip's, counted there).
+		c.observe(s, st, p.ts, p.firstAt)
 	}
 	r.bytes -= n
 	s.reasmBytes -= n

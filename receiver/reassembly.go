@@ -23,6 +23,31 @@ type partial struct {
 	// arrived: the message's path delay, its original transmission
 	// complete, ends there.
 	firstAt int64
+	// chunk is the piece size of every fragment but the last (0 until a
+	// fragment tells it): fragment i must start at i·chunk, so that
+	// pieces of distinct fragments never overlap and the message is
+	// complete exactly when its bytes are all in.
+	chunk int
+}
+
+// pieceFits reports whether f is a piece of p's message as the sender
+// cut it: every piece but the last chunk bytes, piece i at i·chunk. It
+// learns the chunk from the first fragment that tells it.
+func (p *partial) pieceFits(f *packet.Fragment) bool {
+	c := len(f.Data)
+	if f.Last() {
+		if f.Index == 0 {
+			c = len(p.buf) // the whole message in one piece
+		} else if f.Offset%f.Index != 0 {
+			return false
+		} else {
+			c = int(f.Offset / f.Index)
+		}
+	}
+	if p.chunk == 0 {
+		p.chunk = c
+	}
+	return c == p.chunk && len(f.Data) <= c && uint64(f.Offset) == uint64(f.Index)*uint64(c)
 }
 
 // reassembly is one stream's messages in reassembly, oldest first. Its
@@ -79,8 +104,8 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 		i = len(r.parts) - 1
 	}
 	p := &r.parts[i]
-	if len(p.buf) != n {
-		r.refused++ // fragments of one message disagree on its length
+	if len(p.buf) != n || !p.pieceFits(f) {
+		r.refused++ // fragments of one message disagree on its length or its cut
 		return nil
 	}
 	p.got += copy(p.buf[f.Offset:], f.Data)

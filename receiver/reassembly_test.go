@@ -185,3 +185,19 @@ func TestLatestDropsSupersededIncomplete(t *testing.T) {
 		t.Fatalf("a superseded message's late fragment held %d bytes", st.ReassemblyBytes)
 	}
 }
+
+// TestOverlappingPiecesRefused: pieces that do not follow one cut (piece
+// i at i·chunk) are refused, so a sender cannot make a message look
+// complete with bytes missing.
+func TestOverlappingPiecesRefused(t *testing.T) {
+	c := newCore(t, Config{Mode: ModeUnordered})
+	c.Handle(fragPkt(t, 7, 0, 0, 1, 1000, 0, 0, make([]byte, 500)), addr(1), 1)
+	c.Handle(fragPkt(t, 7, 0, 1, 1, 1000, 250, 1, make([]byte, 750)), addr(1), 1) // overlaps the first
+	c.Handle(fragPkt(t, 7, 0, 2, 1, 1000, 500, 2, make([]byte, 250)), addr(1), 1) // index 2 would start at 1000
+	if got := popAll(c); len(got) != 0 {
+		t.Fatalf("delivered a message of %d bytes from overlapping pieces", len(got[0].Payload))
+	}
+	if st := c.Stats().Streams[0]; st.FragmentsRefused != 2 {
+		t.Fatalf("refused %d fragments, want 2", st.FragmentsRefused)
+	}
+}

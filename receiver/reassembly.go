@@ -91,16 +91,19 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 				break
 			}
 		}
-		if r.bytes+n > c.cfg.MaxReassemblyBytes || s.reasmBytes+n > c.cfg.MaxSessionReassemblyBytes || !c.reserve(s, n) {
+		buf := c.pool.getBig(n)
+		m := cap(buf) // what is held, and charged
+		if r.bytes+m > c.cfg.MaxReassemblyBytes || s.reasmBytes+m > c.cfg.MaxSessionReassemblyBytes || !c.reserve(s, m) {
 			r.refused++
-			if s.reasmBytes+n <= c.cfg.MaxSessionReassemblyBytes && r.bytes+n <= c.cfg.MaxReassemblyBytes {
+			if s.reasmBytes+m <= c.cfg.MaxSessionReassemblyBytes && r.bytes+m <= c.cfg.MaxReassemblyBytes {
 				c.stats.BudgetDenied++
 			}
+			c.pool.putBig(buf)
 			return nil
 		}
-		r.parts = append(r.parts, partial{first: first, buf: make([]byte, n), ts: ts, deadline: deadline})
-		r.bytes += n
-		s.reasmBytes += n
+		r.parts = append(r.parts, partial{first: first, buf: buf, ts: ts, deadline: deadline})
+		r.bytes += m
+		s.reasmBytes += m
 		i = len(r.parts) - 1
 	}
 	p := &r.parts[i]
@@ -130,6 +133,7 @@ func (c *Core) addFragment(s *session, st *stream, from netip.AddrPort, f *packe
 		Payload:      p.buf,
 	}
 	h.buf = p.buf
+	n = cap(p.buf)
 	if p.firstAt != 0 {
 		// The path's delay for the whole message: until the last of its
 		// fragments that came first time (a repaired message's repair
@@ -172,11 +176,12 @@ func (r *reassembly) remove(i int) {
 // memory.
 func (c *Core) dropPartial(s *session, st *stream, i int) {
 	r := &st.reasm
-	n := cap(r.parts[i].buf)
-	r.bytes -= n
-	s.reasmBytes -= n
-	c.unreserve(s, n)
+	buf := r.parts[i].buf
+	r.bytes -= cap(buf)
+	s.reasmBytes -= cap(buf)
+	c.unreserve(s, cap(buf))
 	r.remove(i)
+	c.pool.putBig(buf)
 }
 
 // dropOldestInSession drops the oldest incomplete message of s, across

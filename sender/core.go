@@ -51,6 +51,13 @@ type stream struct {
 	// must name one of them exactly (see proves).
 	sentTs   []int64
 	messages uint64 // messages Send queued on the stream
+	// wire counts the stream's wire bytes: its DATA, their parity and
+	// retransmissions. wireAt holds its value when each of the last
+	// sentTsLen DATA was finished (index seq mod sentTsLen), so that the
+	// bytes a run of sequences stood for are known exactly: with packing
+	// and fragments, datagrams differ in size too much for a mean.
+	wire   uint64
+	wireAt []uint64
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
@@ -167,7 +174,7 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 	if len(c.streams) >= c.cfg.MaxStreams {
 		return nil, ErrTooManyStreams
 	}
-	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq, sentTs: make([]int64, sentTsLen)}
+	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq, sentTs: make([]int64, sentTsLen), wireAt: make([]uint64, sentTsLen)}
 	if !c.cfg.DisableRetransmit {
 		s.retained = reliability.NewSendBuffer(reliability.SendBufferConfig{
 			Capacity:        c.cfg.RetransmitPackets,
@@ -244,6 +251,7 @@ func (c *Core) sendParity(s *stream) {
 			return
 		}
 		c.spend(c.pkt.EncodedLen() + c.overhead())
+		s.wire += uint64(c.pkt.EncodedLen() + c.overhead())
 		c.stats.Parity++
 	})
 	c.pkt.Payload = nil
@@ -509,14 +517,16 @@ func (c *Core) finishData() error {
 		return err // counter exhausted: the session must end
 	}
 	c.spend(len(data) + c.overhead())
+	s.wire += uint64(len(data) + c.overhead())
 	if s.next == s.start {
 		s.firstTs = now
 	}
 	s.lastTs = now
 	s.sentTs[s.next%sentTsLen] = now
 	if s.encoder != nil && s.encoder.Add(s.next, now, body, now) {
-		c.sendParity(s)
+		c.sendParity(s) // the parity this DATA completes counts with it
 	}
+	s.wireAt[s.next%sentTsLen] = s.wire
 	s.next++
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
@@ -632,31 +642,67 @@ func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 	if s.reportAt != 0 {
 		prev = s.report.Received
 	}
-	if r.Received > prev && c.stats.Packets > 0 {
-		// Each DATA received stands for its share of every byte sent,
-		// parity and retransmissions included, so that delivery and the
-		// pacer's rate (wire bytes) compare like for like.
-		mean := uint64(c.pace.Sent()) / c.stats.Packets
-		c.delivered += (r.Received - prev) * mean
-	}
 	if c.stats.Packets > 0 {
-		// Everything up to the newest sequence the receiver has seen was
-		// sent and is accounted for, arrived or lost: unlike Received,
-		// its rate matches the send rate on a lossy path. A stream's
-		// first report counts from its first sequence.
-		prevHighest := s.start - 1
-		if s.reportAt != 0 {
-			prevHighest = s.report.HighestSeq
-		}
-		if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
-			c.accounted += uint64(d) * (uint64(c.pace.Sent()) / c.stats.Packets)
-		}
+		c.account(s, r, prev)
 	}
 	echo := r.EchoTimestamp
 	if sample == 0 {
 		echo = 0 // an echo that gave no sample proves nothing about when
 	}
 	c.pace.OnFeedback(now, reliability.Feedback{RTT: sample, Delivered: c.delivered, Accounted: c.accounted, Echo: echo})
+}
+
+// account adds what REPORT r (after one with prev received) says arrived
+// and was accounted for to the pacer's byte counts.
+func (c *Core) account(s *stream, r *packet.Report, prev uint64) {
+	// Each DATA stands for its share of every byte sent, parity and
+	// retransmissions included, so that delivery and the pacer's rate
+	// (wire bytes) compare like for like: exactly, from the stream's
+	// byte counts at each sequence, while the sequences reported are
+	// recent; else at the mean over everything sent.
+	mean := uint64(c.pace.Sent()) / c.stats.Packets
+	// Everything up to the newest sequence the receiver has seen was sent
+	// and is accounted for, arrived or lost: unlike Received, its rate
+	// matches the send rate on a lossy path. A stream's first report
+	// counts from its first sequence.
+	prevHighest := s.start - 1
+	if s.reportAt != 0 {
+		prevHighest = s.report.HighestSeq
+	}
+	if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
+		if b, ok := s.wireBetween(prevHighest, r.HighestSeq); ok {
+			c.accounted += b
+			mean = b / uint64(d) // the recent datagrams' size, for Received too
+		} else {
+			c.accounted += uint64(d) * mean
+		}
+	}
+	if r.Received > prev {
+		c.delivered += (r.Received - prev) * mean
+	}
+}
+
+// wireBetween returns the stream's wire bytes for sequences (a, b], both
+// sent, and whether the ring still holds what that needs (a may be the
+// sequence before the stream's first).
+func (s *stream) wireBetween(a, b uint64) (uint64, bool) {
+	sent := uint64(packet.SeqDiff(s.next, s.start))
+	back := func(x uint64) uint64 { return s.next - 1 - x } // how far x is behind the newest
+	if back(b) >= min(sentTsLen, sent) {
+		return 0, false
+	}
+	from := uint64(0)
+	if a != s.start-1 {
+		if back(a) >= min(sentTsLen, sent) {
+			return 0, false
+		}
+		from = s.wireAt[a%sentTsLen]
+	}
+	to := s.wireAt[b%sentTsLen]
+	if to < from {
+		return 0, false
+	}
+	return to - from, true
 }
 
 // sentTsLen is how many recent DATA send times a stream keeps for
@@ -782,6 +828,7 @@ resend:
 				break resend
 			}
 			c.spend(len(data) + grow)
+			s.wire += uint64(len(data) + grow)
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))
 		}

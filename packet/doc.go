@@ -1,6 +1,7 @@
 // Package packet is telewire's wire format, version 1: the header every
 // datagram carries, the five data and feedback kinds and the four kinds of
-// sealed mode's key exchange, their encoding and decoding, and
+// sealed mode's key exchange, their encoding and decoding, the message map
+// that packs messages into and splits them across DATA datagrams, and
 // sequence arithmetic.
 //
 // The package is pure logic over byte slices: no sockets, no goroutines, no
@@ -47,7 +48,9 @@
 //	    40    n payload (n = length - 40, at most MaxPayload)
 //
 // Flag [FlagRetransmit] marks a retransmission: same sequence and timestamp as
-// the original.
+// the original. Flag [FlagMessages] says the payload begins with a message
+// map (see "Messages and datagrams"); without it the payload is one whole
+// message, as senders from before the flag send it.
 //
 // # PARITY (kind 2), sender to receiver
 //
@@ -58,6 +61,10 @@
 //	    34    1 index of this parity shard (0..M-1)
 //	    35    1 stride: the block's data sequences are first, first+stride, ... (1..255)
 //	    36    n parity shard (n = length - 36, at least 1)
+//
+// Flag [FlagMessages] on a PARITY says the block's DATA carry message maps,
+// so that a receiver reads a payload FEC rebuilds (which has no header)
+// right. A sender flags all its DATA and PARITY, or none.
 //
 // # NACK (kind 3), receiver to sender; with [FlagUnavailable], sender to receiver
 //
@@ -102,6 +109,61 @@
 // proves to the receiver that the sender's address receives what is sent to
 // it (only a receiver of the REPORT knows its challenge), and gives it a round
 // trip: the time since it sent the challenge, less the hold.
+//
+// # Messages and datagrams
+//
+// A sequence number names a DATA datagram: the unit of loss detection,
+// NACK, retransmission and FEC, whatever it carries. Messages map onto
+// datagrams in two ways, both inside the payload of a DATA flagged
+// [FlagMessages], so that a lost datagram is repaired as one unit and FEC
+// rebuilds the map with the messages:
+//
+// Whole messages (map byte [MapMessages]): one or more messages that fit
+// in one datagram. A sender packs the messages queued on one stream while
+// its writer is busy; an idle sender's message goes out at once, alone.
+//
+//	offset size field (from the start of the payload)
+//	     0    1 map: 0
+//	     1    2 count of messages, 1..65535
+//	     3      count entries, each:
+//	          v   varint (LEB128) of length<<1 | d
+//	          v   with d = 1 only: signed (zig-zag) varint, the message's
+//	              send time less the DATA timestamp, ns (never 0)
+//	          n   the message (length bytes)
+//
+// The DATA timestamp is the first message's send time; a message sent at
+// the same nanosecond as the DATA timestamp has no delta. Varints are in
+// their shortest form and the entries fill the payload exactly, so each
+// list has one encoding.
+//
+// A fragment (map byte [MapFragment]): one piece of a message too large
+// for a datagram. A message of n bytes goes out in consecutive sequences,
+// one piece each, every piece but the last as large as the datagram
+// allows; every fragment carries the message's send time.
+//
+//	offset size field (from the start of the payload)
+//	     0    1 map: 1
+//	     1    4 length of the whole message, 1..MaxMessageLimit (16 MiB)
+//	     5    4 offset of this piece in the message
+//	     9    4 index: this fragment's sequence less the first fragment's
+//	    13    p the piece, at least 1 byte; offset + p <= length
+//
+// The index is 0 exactly when the offset is 0, and at most the offset.
+// The receiver reassembles between repair and delivery: a message is
+// delivered whole, with the sequence of its first fragment, when its last
+// missing piece arrives; past its deadline, or pushed out by the memory
+// caps on reassembly, it is dropped and counted. Delivery and statistics
+// (delay, jitter, delivered, late, superseded) are per message; loss and
+// repair counts (Lost, RecoveredRTX, RecoveredFEC, the REPORT's loss
+// figures that drive adaptive FEC and pacing) stay per datagram, the unit
+// that is lost and repaired. In latest mode only the newest message of a
+// packed datagram is delivered, and an incomplete message is dropped when
+// a newer one completes, its missing fragments no longer asked for.
+//
+// Compatibility: the wire version stays 1. A receiver from before
+// FlagMessages rejects such a DATA or PARITY with ErrBadFlags, a typed
+// error, rather than misparse it; this receiver still takes unflagged DATA
+// as one whole message.
 //
 // # Optional fields
 //

@@ -115,6 +115,13 @@ const (
 	// message, rather than from the first PARITY, which comes a block
 	// too late to rebuild that block's losses.
 	FlagProtected Flags = 1 << 1
+	// FlagMessages marks a DATA packet whose payload begins with a message
+	// map (MapMessages: one or more whole messages; MapFragment: a piece of
+	// one), and a PARITY packet whose block's DATA all do. Every DATA and
+	// PARITY of this version carries it; a receiver from before it
+	// rejects them (ErrBadFlags), and a DATA without it is one whole
+	// message, as before. See "Messages and datagrams".
+	FlagMessages Flags = 1 << 2
 	// FlagUnavailable marks a NACK sent by the sender: the listed sequences
 	// are no longer buffered and will never be retransmitted.
 	FlagUnavailable Flags = 1 << 0
@@ -144,7 +151,8 @@ const (
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
-	KindData:      FlagRetransmit | FlagProtected,
+	KindData:      FlagRetransmit | FlagProtected | FlagMessages,
+	KindParity:    FlagMessages,
 	KindNACK:      FlagUnavailable | FlagProof,
 	KindReport:    FlagEarly | FlagChallenge,
 	KindHeartbeat: FlagAnswer,
@@ -405,6 +413,9 @@ func (p *Packet) validate() error {
 		if len(p.Payload) > MaxPayload {
 			return ErrTooLarge
 		}
+		if p.Flags&FlagMessages != 0 {
+			return validateMap(p.Payload, p.Timestamp)
+		}
 	case KindParity:
 		if len(p.Payload) > MaxShard {
 			return ErrTooLarge
@@ -548,6 +559,9 @@ func (p *Packet) parseData(body []byte) error {
 	p.Seq = binary.BigEndian.Uint64(body)
 	p.Timestamp = int64(binary.BigEndian.Uint64(body[8:]))
 	p.Payload = body[DataHeaderLen:]
+	if p.Flags&FlagMessages != 0 {
+		return validateMap(p.Payload, p.Timestamp)
+	}
 	return nil
 }
 
@@ -682,6 +696,23 @@ func MarkRetransmit(b []byte) error {
 		return ErrUnknownKind
 	}
 	b[offFlags] |= byte(FlagRetransmit)
+	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	return nil
+}
+
+// Refinish rewrites the length field and the checksum of the encoded
+// packet b, whose body was changed or grown in place since it was
+// encoded: a sender packing one more message into a DATA datagram it has
+// queued. It returns ErrShort if b is shorter than a header and
+// ErrTooLarge if it is longer than MaxPacketLen.
+func Refinish(b []byte) error {
+	if len(b) < HeaderLen {
+		return ErrShort
+	}
+	if len(b) > MaxPacketLen {
+		return ErrTooLarge
+	}
+	binary.BigEndian.PutUint16(b[offLength:], uint16(len(b)))
 	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
 	return nil
 }

@@ -34,6 +34,13 @@ func samples() []*Packet {
 		{Header: h(KindWelcome, 0), Handshake: Handshake{Ephemeral: [32]byte{0: 0xee, 31: 9}, Timestamp: 1_000_000_000}},
 		{Header: h(KindConfirm, 0)},
 		{Header: h(KindRetry, 0), Handshake: Handshake{KeyTag: 0xdeadbeef, Counter: 1 << 40}},
+		// Message maps (FlagMessages): one message; three packed, the
+		// later two sent 1.5 µs and 40 µs after the first; a fragment.
+		{Header: h(KindData, FlagMessages), Seq: 43, Timestamp: 1_000_000_008, Payload: AppendEntry(AppendMessagesHeader(nil, 1), 0, []byte("tick"))},
+		{Header: h(KindData, FlagMessages|FlagProtected), Seq: 44, Timestamp: 1_000_000_009, Payload: AppendEntry(AppendEntry(AppendEntry(
+			AppendMessagesHeader(nil, 3), 0, []byte("a")), 1500, []byte("bb")), 40_000, []byte{})},
+		{Header: h(KindData, FlagMessages), Seq: 46, Timestamp: 1_000_000_010, Payload: AppendFragment(nil, &Fragment{Length: 3000, Offset: 1200, Index: 1, Data: []byte("0123456789")})},
+		{Header: h(KindParity, FlagMessages), Parity: Parity{First: 44, K: 2, M: 1, Index: 0, Stride: 1}, Payload: bytes.Repeat([]byte{0x5a}, 40)},
 	}
 }
 

@@ -107,6 +107,22 @@ type Config struct {
 	// payload bytes. Default false: Recv returns messages only.
 	DeliverGaps bool
 
+	// MaxMessage is the largest message taken, in bytes: a sender splits
+	// larger messages than its datagrams carry into fragments, and the
+	// receiver reassembles them; fragments of a message announced larger
+	// are refused (StreamStats.FragmentsRefused). Default 1 MiB (or
+	// QueueBytes, if smaller), at most packet.MaxMessageLimit (16 MiB) and
+	// at most QueueBytes.
+	MaxMessage int
+	// MaxReassemblyBytes caps, per stream, the bytes of messages being
+	// reassembled from fragments; MaxSessionReassemblyBytes caps them per
+	// session. A message whose first fragment would pass either drops the
+	// oldest incomplete message first (StreamStats.ReassemblyDropped).
+	// Both are charged to MaxStateBytes too. Defaults 4 and 8 times
+	// MaxMessage; at least MaxMessage.
+	MaxReassemblyBytes        int
+	MaxSessionReassemblyBytes int
+
 	// QueueMessages bounds the messages waiting for Recv. Default 65536.
 	QueueMessages int
 	// QueueBytes bounds the payload bytes waiting for Recv. Default 32 MiB.
@@ -150,6 +166,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// DefaultMaxMessage is Config.MaxMessage's default: 1 MiB.
+const DefaultMaxMessage = 1 << 20
+
 // defaultMaxStateBytes is Config.MaxStateBytes's default.
 const defaultMaxStateBytes = 64 << 20
 
@@ -180,6 +199,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.Latency = 200 * time.Millisecond
 	}
 	def(&c.QueueBytes, 32<<20)
+	def(&c.MaxMessage, min(DefaultMaxMessage, max(c.QueueBytes, 1)))
+	def(&c.MaxReassemblyBytes, 4*c.MaxMessage)
+	def(&c.MaxSessionReassemblyBytes, 8*c.MaxMessage)
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
@@ -206,8 +228,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: BusyPoll %v outside 0..1s", ErrConfig, c.BusyPoll)
 	case c.MaxStateBytes < 1<<20:
 		return c, fmt.Errorf("%w: MaxStateBytes %d below 1 MiB", ErrConfig, c.MaxStateBytes)
-	case c.QueueBytes < packet.MaxPayload:
-		return c, fmt.Errorf("%w: QueueBytes %d smaller than one maximal payload", ErrConfig, c.QueueBytes)
+	case c.MaxMessage < 1 || c.MaxMessage > packet.MaxMessageLimit:
+		return c, fmt.Errorf("%w: MaxMessage %d outside 1..%d", ErrConfig, c.MaxMessage, packet.MaxMessageLimit)
+	case c.MaxReassemblyBytes < c.MaxMessage || c.MaxSessionReassemblyBytes < c.MaxMessage:
+		return c, fmt.Errorf("%w: reassembly caps %d (stream), %d (session) below MaxMessage %d", ErrConfig,
+			c.MaxReassemblyBytes, c.MaxSessionReassemblyBytes, c.MaxMessage)
+	case c.QueueBytes < packet.MaxPayload || c.QueueBytes < c.MaxMessage:
+		return c, fmt.Errorf("%w: QueueBytes %d smaller than one maximal message", ErrConfig, c.QueueBytes)
 	}
 	return c, nil
 }

@@ -47,6 +47,11 @@ type Message struct {
 	SentNanos    int64 // sender's clock when it was sent
 	ReceiveNanos int64 // receiver's clock when it arrived
 	Origin       Origin
+	// Index is the message's place among those packed into the datagram
+	// Seq (0 for the first or only one). Seq and Index together name a
+	// message within its stream; a message sent in fragments has the
+	// sequence of its first fragment.
+	Index uint16
 	// Gap is GapNone for a message. Only with Config.DeliverGaps, Recv
 	// also returns gap markers, with Gap saying why ordered delivery
 	// passed over sequences Seq through GapLast (inclusive) of the stream
@@ -169,6 +174,12 @@ type stream struct {
 	fecNext   int
 	fecEarly  uint64
 	nacks     []packet.Range // reused by AppendNACK; allocated by the first NACK
+	// mapped: the sender flags its DATA packet.FlagMessages, so payloads
+	// FEC rebuilds carry message maps too.
+	mapped           bool
+	reasm            reassembly // messages arriving in fragments
+	delivered        uint64     // messages into the queue
+	packedSuperseded uint64     // latest mode: packed messages not delivered for a newer one in the same datagram
 	// budgetDropped counts messages not held for want of budget.
 	budgetDropped uint64
 	denied        uint8 // optional parts the budget refused (opt*), counted once
@@ -250,6 +261,7 @@ type session struct {
 	bytes      int64 // state charged to the receiver's budget
 	meter      meter
 	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
+	reasmBytes int   // bytes in reassembly over all its streams
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -458,7 +470,9 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 		st.retransmits++
 		origin = OriginRetransmit
 	}
-	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, origin, now)
+	mapped := p.Flags&packet.FlagMessages != 0
+	st.mapped = st.mapped || mapped
+	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
 }
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
@@ -491,6 +505,9 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 		return
 	}
 	st.fecSpan = int64(p.Parity.K) * int64(max(p.Parity.Stride, 1))
+	// The flag says the block's data shards carry message maps: what the
+	// decoder rebuilds is read so (a sender flags all its DATA or none).
+	st.mapped = st.mapped || p.Flags&packet.FlagMessages != 0
 	if err := st.decoder.AddParity(p.Parity, p.Payload, now); err != nil {
 		c.stats.ParityRejected++
 		if e := c.log.Debug(); e != nil {
@@ -499,14 +516,19 @@ func (c *Core) handleParity(s *session, st *stream, p *packet.Packet, from netip
 		return
 	}
 	st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
-		c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+		c.accept(s, st, from, seq, ts, payload, st.mapped, OriginFEC, now)
 	})
 }
 
 // accept takes one DATA message, arrived or rebuilt, through loss
 // tracking, statistics, the FEC decoder and delivery. payload is only
 // borrowed: accept copies it if delivery holds the message.
-func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, ts int64, payload []byte, origin Origin, now int64) {
+//
+// With mapped, payload begins with a message map (packet.FlagMessages):
+// whole messages are held as the datagram and unpacked when delivered;
+// a fragment goes into reassembly, and the message it completes, if any,
+// is held in its place.
+func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, ts int64, payload []byte, mapped bool, origin Origin, now int64) {
 	src := reliability.SourceOriginal
 	switch origin {
 	case OriginRetransmit:
@@ -555,13 +577,19 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 	case OriginFirst:
 		// Jitter and delay describe the path, so only first
-		// transmissions feed them.
-		st.jitter.Observe(ts, now)
-		if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
-			st.delay = new(stats.DelayHistogram)
-		}
-		if st.delay != nil {
-			st.delay.Observe(now - ts)
+		// transmissions feed them, message by message: each packed
+		// message with its own send time, a fragmented one when it is
+		// complete (addFragment).
+		switch {
+		case !mapped:
+			c.observe(s, st, ts, now)
+		case len(payload) > 0 && payload[0] == packet.MapMessages:
+			var it packet.Messages
+			if it.Init(payload, ts) == nil {
+				for mts, _, ok := it.Next(); ok; mts, _, ok = it.Next() {
+					c.observe(s, st, mts, now)
+				}
+			}
 		}
 		if off := now - ts; !st.haveMin || off < st.minOffset {
 			st.minOffset, st.haveMin = off, true
@@ -590,7 +618,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if st.decoder != nil && origin != OriginFEC {
 		st.decoder.AddData(seq, ts, payload, now)
 		st.decoder.TakeRecovered(func(seq uint64, ts int64, payload []byte) {
-			c.accept(s, st, from, seq, ts, payload, OriginFEC, now)
+			c.accept(s, st, from, seq, ts, payload, st.mapped, OriginFEC, now)
 		})
 	}
 	if !st.started {
@@ -602,7 +630,37 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 			st.holdUntil = now + min(int64(c.cfg.Latency)/4, int64(startupHold))
 		}
 	}
+	offset := st.minOffset
+	if !st.haveMin {
+		offset = now - ts
+	}
+	deadline := ts + offset + int64(c.cfg.Latency)
+	kind := heldWhole
+	if mapped {
+		if packet.ValidateMap(payload, ts) != nil {
+			// Only a rebuilt payload can get here (Parse checked the
+			// rest): a sender that mapped some blocks and not others.
+			st.reasm.refused++
+			kind, payload = heldNone, nil
+		} else if payload[0] == packet.MapFragment {
+			var f packet.Fragment
+			_ = packet.ParseFragment(payload, &f) // validated above
+			if h := c.addFragment(s, st, from, &f, seq, ts, origin, deadline, now); h != nil {
+				c.holdComplete(s, st, seq, h, deadline, now)
+				return
+			}
+			kind, payload = heldNone, nil
+		} else if msg, ok := packet.OnlyMessage(payload); ok {
+			payload = msg
+		} else {
+			kind = heldPacked
+		}
+		if kind == heldNone && c.cfg.Mode != ModeOrdered {
+			return // only ordered delivery needs the place kept
+		}
+	}
 	h := c.pool.get()
+	h.kind = kind
 	h.m = Message{
 		Source:       from,
 		Session:      s.id,
@@ -613,13 +671,12 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		Origin:       origin,
 		Payload:      payload, // borrowed until owned
 	}
-	offset := st.minOffset
-	if !st.haveMin {
-		offset = now - ts
-	}
 	// A message delivery holds is copied into a pooled buffer of its size
 	// class, charged to the budget before it is taken.
-	charge := 1 << (class(len(payload)) + minClassShift)
+	charge := 0
+	if kind != heldNone {
+		charge = 1 << (class(len(payload)) + minClassShift)
+	}
 	if !c.reserve(s, charge) {
 		st.budgetDropped++
 		c.stats.BudgetDenied++
@@ -632,7 +689,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 	if gaps {
 		wantFrom, fixed = st.delivery.WantFrom()
 	}
-	res := st.delivery.Push(seq, h, ts+offset+int64(c.cfg.Latency))
+	res := st.delivery.Push(seq, h, deadline)
 	if res != reliability.PushAccepted {
 		c.unreserve(s, charge) // not held: nothing copied
 		if res == reliability.PushLate && st.delivering && packet.SeqLess(seq, st.firstDelivered) {
@@ -661,7 +718,32 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		c.unreserve(s, charge) // delivered at once: nothing copied
 		return
 	}
-	c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
+	if kind != heldNone {
+		c.pool.own(h) // held for ordering: copy it out of the borrowed buffer (charge is its size)
+	}
+}
+
+// holdComplete hands delivery a message reassembly completed at the
+// arrival of sequence seq (h owns its buffer and the buffer's charge),
+// in that arrival's place.
+func (c *Core) holdComplete(s *session, st *stream, seq uint64, h *held, deadline, now int64) {
+	if res := st.delivery.Push(seq, h, deadline); res != reliability.PushAccepted {
+		c.putHeld(s, h) // late, superseded or over capacity: counted by Delivery
+		return
+	}
+	c.drain(s, st, now, seq)
+}
+
+// observe feeds one message's send time and arrival to the stream's
+// jitter and delay figures.
+func (c *Core) observe(s *session, st *stream, ts, now int64) {
+	st.jitter.Observe(ts, now)
+	if st.delay == nil && c.reserveOpt(s, st, optDelay, int(unsafe.Sizeof(stats.DelayHistogram{}))) {
+		st.delay = new(stats.DelayHistogram)
+	}
+	if st.delay != nil {
+		st.delay.Observe(now - ts)
+	}
 }
 
 // fecRecentLen is how many FEC-rebuilt sequences a stream remembers to
@@ -718,17 +800,13 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		if !st.delivering {
 			st.delivering, st.firstDelivered = true, seq
 		}
-		if gaps && st.queueLost && !c.pushQueueLost(s, st, now) {
-			c.queueFull(st, seq, seq)
-			c.stats.QueueOverflow++
-		} else if c.queue.push(&h.m) {
-			c.stats.Delivered++
-		} else {
-			if gaps {
-				c.queueFull(st, seq, seq)
-			}
-			c.stats.QueueOverflow++
+		if gaps && st.queueLost {
+			// A range dropped for a full queue is reported before what
+			// follows it; without room for its marker there is none for
+			// the messages either, and they join the range (push).
+			c.pushQueueLost(s, st, now)
 		}
+		c.deliver(st, h)
 		c.putHeld(s, h)
 	}
 	if from, ok := st.delivery.WantFrom(); ok {
@@ -919,6 +997,9 @@ func (c *Core) Tick(now int64) {
 				c.pushQueueLost(s, st, now)
 			}
 			c.drain(s, st, now, 0)
+			if len(st.reasm.parts) > 0 {
+				c.expireReassembly(s, st, now)
+			}
 			if !c.cfg.DisableNACK {
 				c.nack(s, st, now)
 			}
@@ -1131,6 +1212,9 @@ func (c *Core) NextTimer() (int64, bool) {
 			if st.holdUntil != 0 && st.holdUntil < at {
 				at = st.holdUntil
 			}
+			if t, ok := st.nextReassemblyDeadline(); ok && t < at {
+				at = t
+			}
 			if c.cfg.DisableNACK {
 				continue
 			}
@@ -1307,7 +1391,7 @@ func (c *Core) Stats() Stats {
 				NACKs:        x.nacksSent,
 				Skipped:      ds.Skipped + x.skippedAtStart + x.skippedResync,
 				Late:         ds.Late,
-				Superseded:   ds.Superseded,
+				Superseded:   ds.Superseded + x.packedSuperseded,
 				Held:         ds.Buffered,
 				IntervalLoss: float64(x.lossPPM) / packet.MaxLossPPM,
 				JitterNanos:  x.jitter.Nanos(),
@@ -1317,6 +1401,12 @@ func (c *Core) Stats() Stats {
 				MissingOverflow: ts.GivenUpOverflow,
 			}
 			ss.BudgetDropped = x.budgetDropped
+			ss.Delivered = x.delivered
+			ss.Reassembled = x.reasm.reassembled
+			ss.ReassemblyDropped = x.reasm.dropped
+			ss.ReassemblyExpired = x.reasm.expired
+			ss.FragmentsRefused = x.reasm.refused
+			ss.ReassemblyBytes = uint64(x.reasm.bytes)
 			if x.delay != nil {
 				ss.Delay, ss.DelaySamples = x.delay.Summary(), x.delay.Count()
 				ss.DelaySumNanos = x.delay.Cumulative(DelayBucketNanos[:], ss.DelayBuckets[:])

@@ -12,8 +12,10 @@ import (
 )
 
 // A receiver and a sender on loopback: the sender stamps each message with
-// a sequence number and its send time, the receiver delivers them and
-// measures loss, jitter and one-way delay, and reports back.
+// its send time and sends it in a numbered DATA datagram (messages sent
+// while the socket is busy share one: m.Seq and m.Index name a message),
+// the receiver delivers them in order and measures loss, jitter and
+// one-way delay, and reports back.
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // closes both ends
@@ -37,15 +39,15 @@ func Example() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("stream %d seq %d: %s\n", m.Stream, m.Seq, m.Payload)
+		fmt.Printf("stream %d: %s\n", m.Stream, m.Payload)
 	}
 	st := r.Stats().Streams[0]
-	fmt.Printf("received %d, lost %d\n", st.Received, st.Lost)
+	fmt.Printf("delivered %d, lost %d\n", st.Delivered, st.Lost)
 	// Output:
-	// stream 0 seq 0: AAPL 187.25
-	// stream 0 seq 1: MSFT 411.10
-	// stream 0 seq 2: NVDA 131.42
-	// received 3, lost 0
+	// stream 0: AAPL 187.25
+	// stream 0: MSFT 411.10
+	// stream 0: NVDA 131.42
+	// delivered 3, lost 0
 }
 
 // A reader that passes messages on in batches: it blocks in Recv for the

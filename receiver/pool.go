@@ -6,8 +6,9 @@ import "math/bits"
 // its payload was copied into (nil while the payload still aliases the
 // datagram being handled).
 type held struct {
-	m   Message
-	buf []byte
+	m    Message
+	buf  []byte
+	kind heldKind
 }
 
 // heldPool recycles held messages and their payload buffers, so that
@@ -17,6 +18,36 @@ type held struct {
 type heldPool struct {
 	free    []*held
 	classes [11][][]byte // 64 B << i, up to 64 KiB
+	// big keeps buffers of reassembled messages, larger than the
+	// classes, for the next messages: at most maxBigFree bytes.
+	big      [][]byte
+	bigBytes int
+}
+
+// maxBigFree bounds the bytes of the reassembly buffers kept for reuse.
+const maxBigFree = 4 << 20
+
+// getBig returns a buffer of n bytes for a message in reassembly: a kept
+// one of capacity n to 2n, or a new one.
+func (p *heldPool) getBig(n int) []byte {
+	for i, b := range p.big {
+		if cap(b) >= n && cap(b) <= 2*n {
+			last := len(p.big) - 1
+			p.big[i], p.big[last] = p.big[last], nil
+			p.big = p.big[:last]
+			p.bigBytes -= cap(b)
+			return b[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+// putBig keeps b for getBig if there is room.
+func (p *heldPool) putBig(b []byte) {
+	if b != nil && p.bigBytes+cap(b) <= maxBigFree {
+		p.big = append(p.big, b[:0])
+		p.bigBytes += cap(b)
+	}
 }
 
 const (
@@ -39,7 +70,9 @@ func (p *heldPool) get() *held {
 
 // put recycles h and its buffer.
 func (p *heldPool) put(h *held) {
-	if h.buf != nil {
+	if h.buf != nil && cap(h.buf) > 1<<(len(p.classes)-1+minClassShift) {
+		p.putBig(h.buf) // a reassembled message's
+	} else if h.buf != nil {
 		c := class(cap(h.buf))
 		if len(p.classes[c]) < min(maxFree, maxFreeBytes>>(c+minClassShift)) {
 			p.classes[c] = append(p.classes[c], h.buf[:0])

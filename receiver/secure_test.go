@@ -261,7 +261,7 @@ func TestSealedRestartRetiresOldSession(t *testing.T) {
 // A sealed stream with FEC 10,3 from a real sender core: a DATA packet
 // dropped on the way is rebuilt from sealed parity, and nothing is refused.
 func TestSealedFECRebuilds(t *testing.T) {
-	snd, err := sender.NewCore(sender.Config{Key: testPSK, FEC: sender.FECConfig{Mode: sender.FECFixed, K: 10, M: 3}}, 0x77, addr(9))
+	snd, err := sender.NewCore(sender.Config{Key: testPSK, FEC: sender.FECConfig{Mode: sender.FECFixed, K: 10, M: 3}, DisablePacking: true}, 0x77, addr(9))
 	if err != nil {
 		t.Fatal(err)
 	}

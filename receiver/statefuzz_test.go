@@ -142,16 +142,18 @@ type reset struct {
 
 // rxHarness drives one receiver Core through a fuzz program.
 type rxHarness struct {
-	t    testing.TB
-	c    *Core
-	cfg  Config
-	now  int64
-	buf  []byte
-	pay  []byte
-	tmp  []byte // scratch for payload comparisons
-	pkt  packet.Packet
-	cur  map[streamKey]uint64 // per stream: the highest sequence sent so far
-	hist map[streamKey]*seqHistory
+	t   testing.TB
+	c   *Core
+	cfg Config
+	now int64
+	buf []byte
+	pay []byte
+	// mapped is a DATA payload with its message map (packet.FlagMessages).
+	mapped []byte
+	tmp    []byte // scratch for payload comparisons
+	pkt    packet.Packet
+	cur    map[streamKey]uint64 // per stream: the highest sequence sent so far
+	hist   map[streamKey]*seqHistory
 
 	sessPtr map[netip.AddrPort]*session // the incarnation last seen per source
 	resets  []reset
@@ -227,8 +229,12 @@ func (h *rxHarness) handle(b []byte, from netip.AddrPort) {
 			h.parity++
 		case packet.KindData:
 			k := streamKey{from, q.Session, q.Stream}
-			h.tmp = canonical(h.tmp[:0], q.Session, q.Stream, q.Seq, len(q.Payload))
-			if !bytes.Equal(q.Payload, h.tmp) {
+			msg, ok := q.Payload, true
+			if q.Flags&packet.FlagMessages != 0 {
+				msg, ok = packet.OnlyMessage(q.Payload)
+			}
+			h.tmp = canonical(h.tmp[:0], q.Session, q.Stream, q.Seq, len(msg))
+			if !ok || !bytes.Equal(msg, h.tmp) {
 				// Raw bytes that happen to be a valid DATA packet with
 				// another payload: do not check that sequence's content.
 				if h.tainted[k] == nil {
@@ -313,6 +319,13 @@ func (h *rxHarness) run(p *prog) {
 			h.pkt = packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: k.session, Stream: k.stream}, Seq: seq, Timestamp: ts, Payload: h.pay}
 			if fl&1 != 0 {
 				h.pkt.Flags = packet.FlagRetransmit
+			}
+			if fl&8 != 0 {
+				// The same message behind a message map, as this
+				// version's sender sends it: delivered the same.
+				h.mapped = packet.AppendEntry(packet.AppendMessagesHeader(h.mapped[:0], 1), 0, h.pay)
+				h.pkt.Flags |= packet.FlagMessages
+				h.pkt.Payload = h.mapped
 			}
 			if b, ok := h.encode(&h.pkt); ok {
 				h.handle(b, k.src)

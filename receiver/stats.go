@@ -68,7 +68,8 @@ type StreamStats struct {
 	Session      string `json:"session"` // hex
 	Stream       uint32 `json:"stream"`
 	HighestSeq   uint64 `json:"highest_seq"`
-	Received     uint64 `json:"received"`    // distinct sequences received
+	Received     uint64 `json:"received"`    // distinct sequences (DATA packets) received
+	Delivered    uint64 `json:"delivered"`   // messages delivered to the queue Recv reads
 	Lost         uint64 `json:"lost"`        // lost on the path (before repair); reordering is not loss
 	Unrecovered  uint64 `json:"unrecovered"` // of Lost, not repaired
 	RecoveredRTX uint64 `json:"recovered_rtx"`
@@ -86,6 +87,13 @@ type StreamStats struct {
 	NACKRTTNanos int64  `json:"nack_rtt_ns"` // smoothed NACK-to-retransmission time
 	// Messages not held for ordering because the state budget was spent.
 	BudgetDropped uint64 `json:"budget_dropped"`
+
+	// Messages sent in fragments (see Config.MaxMessage).
+	Reassembled       uint64 `json:"reassembled"`        // messages reassembled whole
+	ReassemblyDropped uint64 `json:"reassembly_dropped"` // incomplete messages dropped for room: MaxReassemblyBytes, MaxSessionReassemblyBytes or 64 at once hit
+	ReassemblyExpired uint64 `json:"reassembly_expired"` // incomplete messages lost: a fragment missing at the deadline, or (latest) superseded
+	FragmentsRefused  uint64 `json:"fragments_refused"`  // fragments not taken: message over MaxMessage, lengths disagreeing, budget spent
+	ReassemblyBytes   uint64 `json:"reassembly_bytes"`   // bytes held in reassembly now (a gauge)
 
 	ParityReceived         uint64 `json:"parity_received"`          // PARITY shards accepted by the FEC decoder
 	FECBlocksUnrecoverable uint64 `json:"fec_blocks_unrecoverable"` // blocks given up with data missing

@@ -42,10 +42,37 @@ type Config struct {
 	// FirstSeq is the first sequence number of each stream. Default 0.
 	FirstSeq uint64
 
+	// MTU is the largest IP packet the sender emits, in bytes: every DATA
+	// datagram, headers of IP (taken as IPv6's 40 bytes, whatever the
+	// family) and UDP (8) included, fits in it, so that IP never
+	// fragments one. Larger messages are split into fragments of their
+	// own sequence numbers; smaller ones queued together are packed into
+	// one datagram. Default 1280 (the IPv6 minimum, QUIC's choice), or
+	// DefaultLoopbackMTU when To is a loopback address. Between MinMTU
+	// and MaxMTU.
+	MTU int
+	// MaxMessage is the largest message Send takes, in bytes. Default
+	// DefaultMaxMessage (1 MiB), at most packet.MaxMessageLimit (16 MiB).
+	// The receiver's MaxMessage must be at least as large.
+	MaxMessage int
+
+	// DisablePacking sends every message that fits in a datagram in one
+	// of its own. Default false: messages Send queues while the writer is
+	// busy with the previous batch are packed into one DATA datagram, up
+	// to the MTU, which multiplies the message rate of small messages;
+	// an idle sender's message is written at once, alone, so packing
+	// never adds latency.
+	DisablePacking bool
+
 	// QueuePackets bounds the datagrams queued between Send and the socket
-	// (per half of the double buffer). Default 1024.
+	// (per half of the double buffer). Default 1024, or more if that does
+	// not hold the fragments of a MaxMessage message and their parity. Send queues a
+	// message's fragments all at once or not at all, so a message whose
+	// fragments a set bound cannot hold is refused (ErrTooLarge).
 	QueuePackets int
-	// QueueBytes bounds the bytes so queued (per half). Default 4 MiB.
+	// QueueBytes bounds the bytes so queued (per half). Default 4 MiB, or
+	// more if that does not hold the fragments of a MaxMessage message
+	// and their parity.
 	QueueBytes int
 	// DropWhenFull selects the back-pressure policy when the queue is full:
 	// false (default) makes Send block until the writer frees room; true
@@ -66,10 +93,12 @@ type Config struct {
 	// once. Default false: NACKs are answered from the retransmit buffer.
 	DisableRetransmit bool
 	// RetransmitPackets bounds the packets kept per stream for
-	// retransmission (rounded up to a power of two). Default 16384.
+	// retransmission (rounded up to a power of two). Default 16384, or
+	// four MaxMessage messages' fragments if more.
 	RetransmitPackets int
 	// RetransmitBytes bounds the bytes kept per stream for retransmission,
-	// allocated when the stream starts. Default 8 MiB.
+	// allocated when the stream starts. Default 8 MiB, or four
+	// MaxMessage messages' fragments if more.
 	RetransmitBytes int
 	// RetransmitMaxAge bounds how long a packet is kept for
 	// retransmission; a NACK for an older one is answered "unavailable".
@@ -140,26 +169,99 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// MaxPayload returns the largest payload a sender with this configuration
-// takes: packet.MaxPayload, less the 24 bytes sealing adds when a key is
-// set.
+// Message and datagram sizes.
+const (
+	// DefaultMTU is Config.MTU's default on paths other than loopback.
+	DefaultMTU = 1280
+	// DefaultLoopbackMTU is Config.MTU's default when To is a loopback
+	// address: loopback carries 64 KiB packets, but a DATA payload of
+	// this size (8 104 bytes) stays within the FEC decoder's default
+	// protected payload (fec.DefaultMaxPayload, 8 KiB), so that FEC
+	// repairs every datagram.
+	DefaultLoopbackMTU = 8192
+	// MinMTU and MaxMTU bound Config.MTU.
+	MinMTU = 576
+	MaxMTU = 65535
+	// IPUDPOverhead is what the sender subtracts from the MTU for the IP
+	// and UDP headers: IPv6 (40) and UDP (8), on IPv4 paths too.
+	IPUDPOverhead = 48
+	// DefaultMaxMessage is Config.MaxMessage's default: 1 MiB.
+	DefaultMaxMessage = 1 << 20
+)
+
+// MaxPayload returns the largest message a sender with this configuration
+// takes: MaxMessage (default 1 MiB).
 func (c Config) MaxPayload() int {
-	if c.KeyFile != "" || c.Key != nil {
-		return packet.MaxPayload - seal.ToReceiver.Overhead()
+	if c.MaxMessage == 0 {
+		return DefaultMaxMessage
 	}
-	return packet.MaxPayload
+	return c.MaxMessage
+}
+
+// sealOverhead returns what sealing adds to a datagram.
+func (c Config) sealOverhead() int {
+	if c.KeyFile != "" || c.Key != nil {
+		return seal.ToReceiver.Overhead()
+	}
+	return 0
+}
+
+// DataRoom returns the DATA payload (message map included) one datagram
+// to remote carries under this configuration: the MTU less the IP, UDP,
+// telewire and DATA headers and, with a key, the sealing overhead.
+func (c Config) DataRoom(remoteLoopback bool) int {
+	mtu := c.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+		if remoteLoopback {
+			mtu = DefaultLoopbackMTU
+		}
+	}
+	return min(mtu-IPUDPOverhead, packet.MaxPacketLen) - packet.HeaderLen - packet.DataHeaderLen - c.sealOverhead()
+}
+
+// fragmentsOf returns how many datagrams a message of n bytes takes, and
+// their wire bytes in all, with DATA payloads of room bytes.
+func (c Config) fragmentsOf(n, room int) (count, bytes int) {
+	if packet.MessagesHeaderLen+packet.EntryLen(n, 0) <= room {
+		return 1, packet.HeaderLen + packet.DataHeaderLen + packet.MessagesHeaderLen + packet.EntryLen(n, 0) + c.sealOverhead()
+	}
+	chunk := room - packet.FragmentHeaderLen
+	count = (n + chunk - 1) / chunk
+	return count, n + count*(packet.HeaderLen+packet.DataHeaderLen+packet.FragmentHeaderLen+c.sealOverhead())
 }
 
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("sender: invalid config")
 
 func (c Config) withDefaults() (Config, error) {
+	if c.MaxMessage == 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.MTU != 0 && (c.MTU < MinMTU || c.MTU > MaxMTU) {
+		return c, fmt.Errorf("%w: MTU %d outside %d..%d", ErrConfig, c.MTU, MinMTU, MaxMTU)
+	}
+	if c.MaxMessage < 0 || c.MaxMessage > packet.MaxMessageLimit {
+		return c, fmt.Errorf("%w: MaxMessage %d outside 0..%d", ErrConfig, c.MaxMessage, packet.MaxMessageLimit)
+	}
+	// The queue must hold a largest message's fragments at once, and the
+	// parity they make (as much again, at the most FEC overhead FECAuto
+	// and the default K,M use): Send queues them all or none. The
+	// smallest room (a path other than loopback) decides.
+	frags, fragBytes := c.fragmentsOf(c.MaxMessage, c.DataRoom(false))
 	if c.QueuePackets == 0 {
-		c.QueuePackets = 1024
+		c.QueuePackets = max(1024, 2*frags+64)
 	}
 	if c.QueueBytes == 0 {
-		c.QueueBytes = 4 << 20
+		c.QueueBytes = max(4<<20, 2*fragBytes+64<<10)
 	}
+	if c.RetransmitPackets == 0 {
+		c.RetransmitPackets = max(16384, 4*frags)
+	}
+	if c.RetransmitBytes == 0 {
+		c.RetransmitBytes = max(8<<20, 4*fragBytes)
+	}
+
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 20 * time.Millisecond
 	}
@@ -168,12 +270,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 256
-	}
-	if c.RetransmitPackets == 0 {
-		c.RetransmitPackets = 16384
-	}
-	if c.RetransmitBytes == 0 {
-		c.RetransmitBytes = 8 << 20
 	}
 	if c.RetransmitMaxAge == 0 {
 		c.RetransmitMaxAge = time.Second

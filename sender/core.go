@@ -21,9 +21,10 @@ var (
 	// ErrQueueFull is returned by Send when DropWhenFull is set and the
 	// queue has no room.
 	ErrQueueFull = errors.New("sender: queue full")
-	// ErrTooLarge is returned for a payload over [Core.MaxPayload]:
-	// packet.MaxPayload, less 24 bytes with encryption.
-	ErrTooLarge = errors.New("sender: payload larger than the largest a packet carries")
+	// ErrTooLarge is returned for a message over [Core.MaxPayload]
+	// (Config.MaxMessage), or one whose fragments a queue configured
+	// smaller could never hold.
+	ErrTooLarge = errors.New("sender: message larger than the largest the sender takes")
 	// ErrTooManyStreams is returned when a new stream would exceed MaxStreams.
 	ErrTooManyStreams = errors.New("sender: too many streams")
 	// ErrClosed is returned after Close.
@@ -48,7 +49,15 @@ type stream struct {
 	// sentTs holds the send time of each of the last sentTsLen DATA
 	// (index seq mod sentTsLen): the echoes and proofs a receiver sends
 	// must name one of them exactly (see proves).
-	sentTs []int64
+	sentTs   []int64
+	messages uint64 // messages Send queued on the stream
+	// wire counts the stream's wire bytes: its DATA, their parity and
+	// retransmissions. wireAt holds its value when each of the last
+	// sentTsLen DATA was finished (index seq mod sentTsLen), so that the
+	// bytes a run of sequences stood for are known exactly: with packing
+	// and fragments, datagrams differ in size too much for a mean.
+	wire   uint64
+	wireAt []uint64
 
 	report   packet.Report // latest REPORT from the receiver
 	reportAt int64         // when it arrived, 0 if never
@@ -80,10 +89,16 @@ type Core struct {
 	// accounted estimates the wire bytes the receiver knows were sent,
 	// lost or not, from its newest sequence (reliability.Feedback).
 	accounted uint64
-	lastRTT   int64 // the latest RTT sample (capped): see handleNACK
-	inLen     int   // length of the datagram being handled
-	log       zerolog.Logger
-	stats     Stats
+	lastRTT   int64  // the latest RTT sample (capped): see handleNACK
+	room      int    // DATA payload per datagram: Config.DataRoom
+	body      []byte // a DATA payload being encoded, reused
+	// While Send queues a message's fragments: the datagrams and bytes
+	// those still to come need, which parity must leave free.
+	resvK, resvBytes int
+	open             openDatagram // the DATA datagram Send packs into
+	inLen            int          // length of the datagram being handled
+	log              zerolog.Logger
+	stats            Stats
 
 	// When the first DATA was queued and when feedback (a REPORT or a
 	// NACK) last came; see FeedbackSilence.
@@ -118,7 +133,10 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
 		peers:   peers,
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		room:    cfg.DataRoom(remote.Addr().IsLoopback()),
 	}
+	c.body = make([]byte, 0, c.room)
+	c.out.BeforeTake = c.finishOpen
 	if !cfg.DisableCongestionControl {
 		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
 	}
@@ -140,9 +158,8 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// MaxPayload returns the largest payload Send takes: packet.MaxPayload,
-// less the sealing overhead when encryption is on.
-func (c *Core) MaxPayload() int { return packet.MaxPayload - c.overhead() }
+// MaxPayload returns the largest message Send takes: Config.MaxMessage.
+func (c *Core) MaxPayload() int { return c.cfg.MaxMessage }
 
 // Outbox returns the queue datagrams are encoded into.
 func (c *Core) Outbox() *outbox.Pair { return c.out }
@@ -159,7 +176,7 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 	if len(c.streams) >= c.cfg.MaxStreams {
 		return nil, ErrTooManyStreams
 	}
-	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq, sentTs: make([]int64, sentTsLen)}
+	s := &stream{id: id, start: c.cfg.FirstSeq, next: c.cfg.FirstSeq, sentTs: make([]int64, sentTsLen), wireAt: make([]uint64, sentTsLen)}
 	if !c.cfg.DisableRetransmit {
 		s.retained = reliability.NewSendBuffer(reliability.SendBufferConfig{
 			Capacity:        c.cfg.RetransmitPackets,
@@ -225,11 +242,18 @@ func (c *Core) sendParity(s *stream) {
 	c.pkt.Header = packet.Header{Kind: packet.KindParity, Session: c.session, Stream: s.id}
 	s.encoder.TakeParity(func(par packet.Parity, shard []byte) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
+		// Parity made in the middle of a fragmented message leaves room
+		// for the message's remaining fragments, which Send has counted.
+		if !c.out.Current().RoomFor(1+c.resvK, c.pkt.EncodedLen()+c.overhead()+c.resvBytes) {
+			c.stats.ParityDropped++
+			return
+		}
 		if err := c.queueTrailing(&c.pkt, c.remote); err != nil {
 			c.stats.ParityDropped++
 			return
 		}
 		c.spend(c.pkt.EncodedLen() + c.overhead())
+		s.wire += uint64(c.pkt.EncodedLen() + c.overhead())
 		c.stats.Parity++
 	})
 	c.pkt.Payload = nil
@@ -256,31 +280,63 @@ func (c *Core) PaceDelay(now int64) int64 {
 // heartbeatLen is the encoded size of a HEARTBEAT.
 const heartbeatLen = packet.HeaderLen + packet.HeartbeatLen
 
-// Room reports whether a payload of n bytes fits in the queue now, on any
+// Room reports whether a message of n bytes fits in the queue now, on any
 // stream: it counts the HEARTBEAT that opens a new stream too.
 func (c *Core) Room(n int) bool {
-	size := packet.HeaderLen + packet.DataHeaderLen + n + heartbeatLen + 2*c.overhead()
-	return c.out.Current().RoomFor(2, size) && c.roomHeld(2, size)
+	k, bytes := c.cfg.fragmentsOf(n, c.room)
+	needK, need := k, bytes
+	for _, s := range c.streams {
+		if a, b := c.need(s, k, bytes); a > needK || b > need {
+			needK, need = max(needK, a), max(need, b)
+		}
+	}
+	return c.out.Current().RoomFor(needK+1, need+heartbeatLen+c.overhead()) && c.roomHeld(needK+1, need+heartbeatLen+c.overhead())
 }
 
-// Send stamps payload with the stream's next sequence number and the time
-// now and queues it. It returns ErrQueueFull when the queue has no room
-// (the caller decides whether to wait), leaving the sequence unused.
+// DataRoom returns the DATA payload, message map included, that one
+// datagram carries: Config.MTU less every header (see Config.DataRoom).
+func (c *Core) DataRoom() int { return c.room }
+
+// Send stamps payload with the time now and queues it on the stream: in
+// one DATA datagram of its own when it fits in DataRoom, else split into
+// fragments, one DATA datagram each, every one with a sequence number of
+// its own. It returns ErrQueueFull when the queue has no room for all of
+// it (the caller decides whether to wait), leaving the sequences unused,
+// and ErrTooLarge for a message over MaxMessage or one whose fragments
+// the queue could never hold.
 func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
-	if len(payload) > c.MaxPayload() {
+	if len(payload) > c.cfg.MaxMessage {
 		return ErrTooLarge
 	}
-	dataLen := packet.HeaderLen + packet.DataHeaderLen + len(payload) + c.overhead()
+	k, bytes := c.cfg.fragmentsOf(len(payload), c.room)
+	if k+1 > c.cfg.QueuePackets || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
+		return ErrTooLarge // the queue could never hold it whole
+	}
 	if c.sec != nil {
 		// With a key, nothing goes out before a handshake: packets are
 		// held (boundedly) until it completes.
 		c.secureStart(now)
-		if !c.roomHeld(2, dataLen+heartbeatLen) {
+		if !c.roomHeld(k+1, bytes+heartbeatLen+c.overhead()) {
 			return ErrQueueFull
 		}
 	}
 	s, err := c.stream(streamID, now)
 	if err != nil {
+		return err
+	}
+	if k == 1 && !c.cfg.DisablePacking && c.pack(s, payload, now) {
+		// Packed into the datagram still queued: the writer is busy, so
+		// the message would have waited for it anyway.
+		c.stats.Messages++
+		s.messages++
+		c.stats.Packed++
+		c.stats.PayloadBytes += uint64(len(payload))
+		return nil
+	}
+	if !c.sentAny {
+		c.sentAny, c.firstSendAt = true, now
+	}
+	if err := c.finishData(); err != nil {
 		return err
 	}
 	out := c.out.Current()
@@ -289,54 +345,221 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// nothing sent yet tells the receiver where the stream starts, so
 		// losing the first messages is seen and repaired like any gap.
 		// Both must fit, or neither is queued.
-		if !out.RoomFor(2, dataLen+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
+		if !out.RoomFor(k+1, bytes+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
 			return ErrQueueFull
 		}
 		s.opened = true
 	}
-	if !out.Room(dataLen) {
+	// The parity the message's datagrams will complete must fit too
+	// (unless the queue could never hold both): dropped for want of room,
+	// it would leave the message unprotected.
+	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK, need) {
 		return ErrQueueFull
 	}
+	if k == 1 {
+		// Left open: messages sent before the writer takes the batch
+		// are packed into it (Core.pack).
+		b := packet.AppendMessagesHeader(c.body[:0], 1)
+		c.body = packet.AppendEntry(b, 0, payload)
+		if err := c.openData(s, c.body, now); err != nil {
+			return err
+		}
+		if c.cfg.DisablePacking {
+			if err := c.finishData(); err != nil {
+				return err
+			}
+		}
+	} else {
+		chunk := c.room - packet.FragmentHeaderLen
+		f := packet.Fragment{Length: uint32(len(payload))}
+		perFrag := packet.HeaderLen + packet.DataHeaderLen + packet.FragmentHeaderLen + c.overhead()
+		for off := 0; off < len(payload); off += chunk {
+			f.Offset, f.Data = uint32(off), payload[off:min(off+chunk, len(payload))]
+			c.body = packet.AppendFragment(c.body[:0], &f)
+			rest := len(payload) - off - len(f.Data)
+			c.resvK, c.resvBytes = (rest+chunk-1)/chunk, rest+(rest+chunk-1)/chunk*perFrag
+			err := c.queueData(s, c.body, now)
+			c.resvK, c.resvBytes = 0, 0
+			if err != nil {
+				return err // only a sealing failure: the session must end
+			}
+			f.Index++
+		}
+		c.stats.Fragmented++
+	}
+	c.stats.Messages++
+	s.messages++
+	c.stats.PayloadBytes += uint64(len(payload))
+	return nil
+}
+
+// need returns the datagrams and bytes Send needs free to queue a
+// message of k datagrams, bytes in all, on s: with the parity they will
+// complete, unless the queue could never hold both.
+func (c *Core) need(s *stream, k, bytes int) (int, int) {
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
+		return k + pk, bytes + pbytes
+	}
+	return k, bytes
+}
+
+// parityFor returns the most PARITY datagrams, and their bytes, that k
+// more DATA datagrams of s can complete: a block in progress and those
+// the k begin.
+func (c *Core) parityFor(s *stream, k int) (n, bytes int) {
+	if s.encoder == nil {
+		return 0, 0
+	}
+	bk, m, _ := s.encoder.Params()
+	if m == 0 || bk == 0 {
+		return 0, 0
+	}
+	n = ((k-1)/bk + 1) * m // k packets complete at most this many blocks
+	return n, n * (c.room + packet.HeaderLen + packet.ParityHeaderLen + fec.ShardHeaderLen + c.overhead())
+}
+
+// queueData queues one DATA datagram of s carrying body, a DATA payload
+// with its message map, stamped now, and finishes it; the caller checked
+// the room.
+func (c *Core) queueData(s *stream, body []byte, now int64) error {
+	if err := c.openData(s, body, now); err != nil {
+		return err
+	}
+	return c.finishData()
+}
+
+// openData queues one DATA datagram of s carrying body, stamped now, and
+// leaves it open (c.open): more messages may be packed into it until
+// finishData. The caller checked the room and finished any open one.
+func (c *Core) openData(s *stream, body []byte, now int64) error {
+	out := c.out.Current()
 	// Fields set one by one: a Packet literal would clear its range
 	// buffer (a kilobyte) for every message.
 	p := &c.pkt
-	p.Header = packet.Header{Kind: packet.KindData, Session: c.session, Stream: streamID}
+	p.Header = packet.Header{Kind: packet.KindData, Flags: packet.FlagMessages, Session: c.session, Stream: s.id}
 	if s.encoder != nil {
 		if _, m, _ := s.encoder.Params(); m > 0 {
-			p.Flags = packet.FlagProtected
+			p.Flags |= packet.FlagProtected
 		}
 	}
-	p.Seq, p.Timestamp, p.Payload = s.next, now, payload
-	err = out.Append(p, c.remote)
-	c.pkt.Payload = nil // do not keep the caller's buffer alive
+	p.Seq, p.Timestamp, p.Payload = s.next, now, body
+	err := out.Append(p, c.remote)
+	c.pkt.Payload = nil
 	if err != nil {
 		return err
 	}
+	c.open = openDatagram{s: s, ts: now, count: 1}
+	return nil
+}
+
+// LastSeq returns the sequence number of the DATA datagram that carries
+// the newest message sent on stream id (its last fragment, if it was
+// split; the datagram still being packed, if it is open), and false before
+// any message was sent on it. A message is delivered once the receiver's
+// reports cover that sequence.
+func (c *Core) LastSeq(id uint32) (uint64, bool) {
+	for _, s := range c.streams {
+		if s.id != id {
+			continue
+		}
+		if c.open.s == s {
+			return s.next, true
+		}
+		return s.next - 1, s.next != s.start
+	}
+	return 0, false
+}
+
+// openDatagram is the DATA datagram the sender is still packing: the last
+// one queued in order in the current batch, its sequence s.next not yet
+// taken. It is finished (checksum, sealing, retransmit buffer, FEC,
+// sequence) by finishData, before anything else is queued and when the
+// batch is taken for writing.
+type openDatagram struct {
+	s     *stream // nil: none open
+	ts    int64   // its timestamp: the send time of its first message
+	count int     // messages in it
+}
+
+// pack adds a message of payload sent now to the open datagram, if it is
+// s's and the message fits, and reports whether it did.
+func (c *Core) pack(s *stream, payload []byte, now int64) bool {
+	if c.open.s != s || c.open.count >= packet.MaxMessagesPerDatagram {
+		return false
+	}
+	out := c.out.Current()
+	dgs := out.Datagrams()
+	if len(dgs) == 0 {
+		return false
+	}
+	delta := now - c.open.ts
+	e := packet.EntryLen(len(payload), delta)
+	cur := len(dgs[len(dgs)-1].Data)
+	if cur-packet.HeaderLen-packet.DataHeaderLen+e > c.room || !out.RoomFor(0, e+c.overhead()) {
+		return false
+	}
+	data, ok := out.ExtendLast(e)
+	if !ok {
+		return false
+	}
+	packet.AppendEntry(data[:cur], delta, payload)
+	c.open.count++
+	packet.SetMessageCount(data[packet.HeaderLen+packet.DataHeaderLen:], uint16(c.open.count))
+	return true
+}
+
+// finishOpen finishes the open DATA datagram, if any, before something
+// else is queued or the batch is taken. A failure (sealing's counter
+// exhausted) is counted; the session must end, as Send then reports.
+func (c *Core) finishOpen() {
+	if err := c.finishData(); err != nil {
+		c.stats.SealErrors++
+	}
+}
+
+// finishData finishes the open DATA datagram, if any: see openDatagram.
+func (c *Core) finishData() error {
+	s := c.open.s
+	if s == nil {
+		return nil
+	}
+	now := c.open.ts
+	c.open = openDatagram{}
+	out := c.out.Current()
+	data := out.Datagrams()[out.Len()-1].Data
+	if err := packet.Refinish(data); err != nil {
+		return err // cannot happen: the room was checked
+	}
+	body := data[packet.HeaderLen+packet.DataHeaderLen:]
+	if s.encoder != nil {
+		// Sealing encrypts the datagram in place: FEC codes the plain
+		// payload, kept aside.
+		c.body = append(c.body[:0], body...)
+		body = c.body
+	}
 	if s.retained != nil {
 		// The plain packet is kept: every retransmission is sealed anew.
-		s.retained.Put(s.next, out.Datagrams()[out.Len()-1].Data, now)
+		s.retained.Put(s.next, data, now)
 	}
 	if err := c.sealLast(out); err != nil {
 		return err // counter exhausted: the session must end
 	}
 	c.noteSealed(s.id, s.next)
-	c.spend(dataLen)
+	c.spend(len(data) + c.overhead())
+	s.wire += uint64(len(data) + c.overhead())
 	if s.next == s.start {
 		s.firstTs = now
 	}
 	s.lastTs = now
 	s.sentTs[s.next%sentTsLen] = now
-	if s.encoder != nil && s.encoder.Add(s.next, now, payload, now) {
-		c.sendParity(s)
+	if s.encoder != nil && s.encoder.Add(s.next, now, body, now) {
+		c.sendParity(s) // the parity this DATA completes counts with it
 	}
+	s.wireAt[s.next%sentTsLen] = s.wire
 	s.next++
-	if !c.sentAny {
-		c.sentAny, c.firstSendAt = true, now
-	}
 	s.heartbeatGap = int64(c.cfg.HeartbeatInterval)
 	s.heartbeatAt = now + s.heartbeatGap
 	c.stats.Packets++
-	c.stats.PayloadBytes += uint64(len(payload))
 	return nil
 }
 
@@ -351,6 +574,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // anything else looks at it. Every datagram counts
 // towards the amplification limit of its source address.
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
+	c.finishOpen()
 	from = unmap(from)
 	c.peers.OnReceive(from, len(b))
 	c.inLen = len(b)
@@ -448,31 +672,67 @@ func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
 	if s.reportAt != 0 {
 		prev = s.report.Received
 	}
-	if r.Received > prev && c.stats.Packets > 0 {
-		// Each DATA received stands for its share of every byte sent,
-		// parity and retransmissions included, so that delivery and the
-		// pacer's rate (wire bytes) compare like for like.
-		mean := uint64(c.pace.Sent()) / c.stats.Packets
-		c.delivered += (r.Received - prev) * mean
-	}
 	if c.stats.Packets > 0 {
-		// Everything up to the newest sequence the receiver has seen was
-		// sent and is accounted for, arrived or lost: unlike Received,
-		// its rate matches the send rate on a lossy path. A stream's
-		// first report counts from its first sequence.
-		prevHighest := s.start - 1
-		if s.reportAt != 0 {
-			prevHighest = s.report.HighestSeq
-		}
-		if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
-			c.accounted += uint64(d) * (uint64(c.pace.Sent()) / c.stats.Packets)
-		}
+		c.account(s, r, prev)
 	}
 	echo := r.EchoTimestamp
 	if sample == 0 {
 		echo = 0 // an echo that gave no sample proves nothing about when
 	}
 	c.pace.OnFeedback(now, reliability.Feedback{RTT: sample, Delivered: c.delivered, Accounted: c.accounted, Echo: echo})
+}
+
+// account adds what REPORT r (after one with prev received) says arrived
+// and was accounted for to the pacer's byte counts.
+func (c *Core) account(s *stream, r *packet.Report, prev uint64) {
+	// Each DATA stands for its share of every byte sent, parity and
+	// retransmissions included, so that delivery and the pacer's rate
+	// (wire bytes) compare like for like: exactly, from the stream's
+	// byte counts at each sequence, while the sequences reported are
+	// recent; else at the mean over everything sent.
+	mean := uint64(c.pace.Sent()) / c.stats.Packets
+	// Everything up to the newest sequence the receiver has seen was sent
+	// and is accounted for, arrived or lost: unlike Received, its rate
+	// matches the send rate on a lossy path. A stream's first report
+	// counts from its first sequence.
+	prevHighest := s.start - 1
+	if s.reportAt != 0 {
+		prevHighest = s.report.HighestSeq
+	}
+	if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
+		if b, ok := s.wireBetween(prevHighest, r.HighestSeq); ok {
+			c.accounted += b
+			mean = b / uint64(d) // the recent datagrams' size, for Received too
+		} else {
+			c.accounted += uint64(d) * mean
+		}
+	}
+	if r.Received > prev {
+		c.delivered += (r.Received - prev) * mean
+	}
+}
+
+// wireBetween returns the stream's wire bytes for sequences (a, b], both
+// sent, and whether the ring still holds what that needs (a may be the
+// sequence before the stream's first).
+func (s *stream) wireBetween(a, b uint64) (uint64, bool) {
+	sent := uint64(packet.SeqDiff(s.next, s.start))
+	back := func(x uint64) uint64 { return s.next - 1 - x } // how far x is behind the newest
+	if back(b) >= min(sentTsLen, sent) {
+		return 0, false
+	}
+	from := uint64(0)
+	if a != s.start-1 {
+		if back(a) >= min(sentTsLen, sent) {
+			return 0, false
+		}
+		from = s.wireAt[a%sentTsLen]
+	}
+	to := s.wireAt[b%sentTsLen]
+	if to < from {
+		return 0, false
+	}
+	return to - from, true
 }
 
 // sentTsLen is how many recent DATA send times a stream keeps for
@@ -598,6 +858,7 @@ resend:
 				break resend
 			}
 			c.spend(len(data) + grow)
+			s.wire += uint64(len(data) + grow)
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))
 		}
@@ -657,6 +918,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 // parity of FEC blocks whose time limit has passed, and, with a key, runs
 // the handshake: the first one, its retries, and rekeying.
 func (c *Core) Tick(now int64) {
+	c.finishOpen()
 	c.secureTick(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
@@ -757,6 +1019,7 @@ func (c *Core) Stats() Stats {
 			Stream:   s.id,
 			NextSeq:  s.next,
 			Sent:     s.next - s.start,
+			Messages: s.messages,
 			Receiver: receiverView(&s.report, s.reportAt != 0),
 		}
 		if s.retained != nil {

@@ -13,6 +13,9 @@ var rcvAddr = netip.MustParseAddrPort("127.0.0.1:9000")
 
 func newCore(t *testing.T, cfg Config) *Core {
 	t.Helper()
+	// These tests are about what each message's datagram does; packing
+	// has tests of its own (pack_test.go).
+	cfg.DisablePacking = true
 	c, err := NewCore(cfg, 0xabc, rcvAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +72,7 @@ func TestSendStampsSequenceAndTime(t *testing.T) {
 	}
 	for i, p := range pkts[1:] {
 		if p.Kind != packet.KindData || p.Session != 0xabc || p.Stream != 3 ||
-			p.Seq != 1<<32-2+uint64(i) || p.Timestamp != int64(100+i) || p.Payload[0] != byte(i) {
+			p.Seq != 1<<32-2+uint64(i) || p.Timestamp != int64(100+i) || msgOf(&p)[0] != byte(i) {
 			t.Fatalf("packet %d: %+v", i, p)
 		}
 	}
@@ -226,7 +229,7 @@ func TestNACKIsAnsweredWithRetransmission(t *testing.T) {
 		t.Fatalf("answer %+v", pkts)
 	}
 	p := pkts[0]
-	if p.Kind != packet.KindData || p.Flags != packet.FlagRetransmit || p.Seq != 1 || p.Timestamp != 1001 || string(p.Payload) != "b" {
+	if p.Kind != packet.KindData || p.Flags != packet.FlagRetransmit|packet.FlagMessages || p.Seq != 1 || p.Timestamp != 1001 || string(msgOf(&p)) != "b" {
 		t.Fatalf("retransmission %+v", p)
 	}
 	// A second NACK for the same sequence right away is suppressed: one
@@ -322,4 +325,16 @@ func TestNACKStormFromManyReceivers(t *testing.T) {
 	if st := c.Stats(); st.Retransmits != 1 || st.Suppressed != 49 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// msgOf returns the one whole message a DATA packet carries, or nil.
+func msgOf(p *packet.Packet) []byte {
+	if p.Flags&packet.FlagMessages == 0 {
+		return p.Payload
+	}
+	m, ok := packet.OnlyMessage(p.Payload)
+	if !ok {
+		return nil
+	}
+	return m
 }

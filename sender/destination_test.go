@@ -145,7 +145,7 @@ func TestNewBroadcast(t *testing.T) {
 			t.Fatalf("no datagram arrived: %v (stats %+v)", err, s.Stats())
 		}
 		var p packet.Packet
-		if p.Parse(buf[:n]) == nil && p.Kind == packet.KindData && string(p.Payload) == "hello" {
+		if p.Parse(buf[:n]) == nil && p.Kind == packet.KindData && string(msgOf(&p)) == "hello" {
 			break
 		}
 	}

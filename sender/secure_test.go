@@ -106,7 +106,7 @@ func (r *receiverSide) open(t testing.TB, c *Core) ([]packet.Packet, []uint64) {
 func TestSealedDataAndFeedback(t *testing.T) {
 	c := newCore(t, Config{Key: testPSK, FEC: FECConfig{Mode: FECOff}})
 	r := newReceiverSide(t, c, testPSK)
-	if got, want := c.MaxPayload(), packet.MaxPayload-seal.ToReceiver.Overhead(); got != want {
+	if got, want := c.MaxPayload(), DefaultMaxMessage; got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
 	}
 	if err := c.Send(0, make([]byte, c.MaxPayload()+1), 1); err != ErrTooLarge {
@@ -118,7 +118,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 		}
 	}
 	pkts, ctrs := r.open(t, c)
-	if len(pkts) != 4 || pkts[0].Kind != packet.KindHeartbeat || pkts[2].Seq != 1 || string(pkts[2].Payload) != "b" {
+	if len(pkts) != 4 || pkts[0].Kind != packet.KindHeartbeat || pkts[2].Seq != 1 || string(msgOf(&pkts[2])) != "b" {
 		t.Fatalf("sealed stream %+v", pkts)
 	}
 
@@ -127,7 +127,7 @@ func TestSealedDataAndFeedback(t *testing.T) {
 	nack := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Session: 0xabc}, Ranges: []packet.Range{{First: 1, Len: 1}}}
 	c.Handle(r.seal(t, &nack), rcvAddr, 2_000_000)
 	again, rctr := r.open(t, c)
-	if len(again) != 1 || again[0].Seq != 1 || again[0].Flags != packet.FlagRetransmit || string(again[0].Payload) != "b" {
+	if len(again) != 1 || again[0].Seq != 1 || again[0].Flags != packet.FlagRetransmit|packet.FlagMessages || string(msgOf(&again[0])) != "b" {
 		t.Fatalf("retransmission %+v", again)
 	}
 	for _, used := range ctrs {
@@ -495,12 +495,13 @@ func TestRetryHandling(t *testing.T) {
 	for _, p := range pkts {
 		switch p.Kind {
 		case packet.KindData:
-			got = append(got, fmt.Sprintf("DATA %d %q rtx=%v", p.Seq, p.Payload, p.Flags&packet.FlagRetransmit != 0))
+			msgs, _ := messagesOf(t, &p)
+			got = append(got, fmt.Sprintf("DATA %d %q rtx=%v", p.Seq, msgs, p.Flags&packet.FlagRetransmit != 0))
 		default:
 			got = append(got, p.Kind.String())
 		}
 	}
-	want := []string{"CONFIRM", `DATA 0 "\x00" rtx=true`, `DATA 1 "\x01" rtx=true`, `DATA 2 "\x02" rtx=true`, `DATA 3 "after" rtx=false`, "CONFIRM"}
+	want := []string{"CONFIRM", `DATA 0 ["\x00"] rtx=true`, `DATA 1 ["\x01"] rtx=true`, `DATA 2 ["\x02"] rtx=true`, `DATA 3 ["after"] rtx=false`, "CONFIRM"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after the new handshake:\n got %q\nwant %q", got, want)
 	}

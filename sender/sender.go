@@ -172,6 +172,16 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 	}
 }
 
+// LastSeq returns the sequence number of the DATA datagram that carries
+// the newest message sent on stream (see Core.LastSeq), and false before
+// any. It is cheaper than Stats for a caller that tracks delivery per
+// message.
+func (s *Sender) LastSeq(stream uint32) (uint64, bool) {
+	s.loop.Mu.Lock()
+	defer s.loop.Mu.Unlock()
+	return s.core.LastSeq(stream)
+}
+
 // Stats returns a snapshot of the sender's statistics.
 func (s *Sender) Stats() Stats {
 	s.loop.Mu.Lock()

@@ -148,6 +148,7 @@ func newTxHarness(t testing.TB, p *prog) *txHarness {
 	if b2>>6&1 != 0 {
 		cfg.FirstSeq = 1<<64 - 20 // across the wrap
 	}
+	cfg.DisablePacking = true // the harness names each message by its sequence
 	c, err := NewCore(cfg, fuzzSession, rcvAddr)
 	if err != nil {
 		t.Fatalf("config %+v: %v", cfg, err)
@@ -242,7 +243,8 @@ func (h *txHarness) run(p *prog) {
 			room := h.c.Room(len(h.pay))
 			switch err := h.c.Send(id, h.pay, h.now); {
 			case err == nil:
-				h.packets++
+				k, _ := h.c.cfg.fragmentsOf(n, h.c.DataRoom())
+				h.packets += uint64(k)
 				h.sentAt[seqKey{id, seq}] = h.now
 				h.lastSent[id] = h.now
 			case errors.Is(err, ErrQueueFull):
@@ -411,9 +413,19 @@ func (h *txHarness) checkQueued() {
 			h.resentOp[k] = [2]int64{int64(h.op), h.now}
 			fallthrough
 		case q.Kind == packet.KindData:
-			at, ok := h.sentAt[seqKey{q.Stream, q.Seq}]
-			h.tmp = canonical(h.tmp[:0], q.Stream, q.Seq, len(q.Payload))
-			if !ok || q.Timestamp != at || !bytes.Equal(q.Payload, h.tmp) {
+			first, msg := q.Seq, msgOf(&q)
+			var f packet.Fragment
+			if msg == nil && packet.ParseFragment(q.Payload, &f) == nil {
+				// A piece of a message: the message was sent under the
+				// sequence of its first fragment.
+				first = q.Seq - uint64(f.Index)
+				h.tmp = canonical(h.tmp[:0], q.Stream, first, int(f.Length))
+				h.tmp, msg = h.tmp[f.Offset:int(f.Offset)+len(f.Data)], f.Data
+			} else {
+				h.tmp = canonical(h.tmp[:0], q.Stream, q.Seq, len(msg))
+			}
+			at, ok := h.sentAt[seqKey{q.Stream, first}]
+			if !ok || q.Timestamp != at || msg == nil || !bytes.Equal(msg, h.tmp) {
 				h.t.Fatalf("DATA %d/%d (flags %x) is not what was sent at %d (ts %d)", q.Stream, q.Seq, q.Flags, at, q.Timestamp)
 			}
 		case q.Kind == packet.KindNACK && q.Flags == packet.FlagUnavailable:

@@ -6,7 +6,10 @@ import "github.com/telewire/telewire/packet"
 // start; figures named Nanos are durations in nanoseconds.
 type Stats struct {
 	Session         uint64 `json:"session"`
-	Packets         uint64 `json:"packets"`          // DATA packets queued for sending
+	Packets         uint64 `json:"packets"`          // DATA packets queued for sending (first transmissions)
+	Messages        uint64 `json:"messages"`         // messages Send queued, in those packets
+	Fragmented      uint64 `json:"fragmented"`       // messages among them split across several packets
+	Packed          uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
 	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
 	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
 	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
@@ -96,7 +99,8 @@ type RTTStats struct {
 type StreamStats struct {
 	Stream   uint32       `json:"stream"`
 	NextSeq  uint64       `json:"next_seq"`
-	Sent     uint64       `json:"sent"`
+	Sent     uint64       `json:"sent"`     // DATA packets (sequences) sent
+	Messages uint64       `json:"messages"` // messages sent, packed or fragmented into those
 	Receiver ReceiverView `json:"receiver"`
 
 	// FEC in use now (M = 0: no parity) and what it has cost.

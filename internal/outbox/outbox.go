@@ -240,6 +240,30 @@ func endsSlab(slab, d []byte) bool {
 	return len(d) > 0 && len(d) <= len(slab) && &slab[len(slab)-len(d)] == &d[0]
 }
 
+// ExtendLast grows the datagram queued last in order by n bytes, in
+// place, and returns it; ok is false (and nothing changes) when that
+// datagram does not end the slab (a trailing one was queued after it),
+// when there is none, or when n more bytes do not fit. The caller writes
+// the new bytes and fixes the datagram's length and checksum
+// (packet.Refinish). A sender packs messages into a queued DATA datagram
+// so.
+func (b *Batch) ExtendLast(n int) (data []byte, ok bool) {
+	k := len(b.dgs)
+	if k == 0 || !endsSlab(b.slab, b.dgs[k-1].Data) || cap(b.slab)-len(b.slab) < n {
+		return nil, false
+	}
+	start := len(b.slab) - len(b.dgs[k-1].Data)
+	b.slab = b.slab[:len(b.slab)+n]
+	b.dgs[k-1].Data = b.slab[start:len(b.slab):len(b.slab)]
+	// The datagram no longer matches the run it may have joined.
+	if b.runLen > 1 {
+		b.runLen = 0
+	} else {
+		b.runSize = len(b.dgs[k-1].Data)
+	}
+	return b.dgs[k-1].Data, true
+}
+
 func (b *Batch) dropLast(start int, trailing bool) {
 	b.slab = b.slab[:start]
 	if trailing {
@@ -281,6 +305,11 @@ func (b *Batch) Reset() {
 type Pair struct {
 	cur, spare *Batch
 	taken      bool
+	// BeforeTake, if set, is called by Take when the other batch is
+	// free, before it takes the current one: a core
+	// that keeps the batch's last datagram open (a sender packing
+	// messages into it) finishes it there.
+	BeforeTake func()
 }
 
 // NewPair returns two batches of the given capacities.
@@ -295,6 +324,12 @@ func (p *Pair) Current() *Batch { return p.cur }
 // one. It returns nil when the current batch is empty (trailing datagrams
 // included) or the other batch has not been given back yet.
 func (p *Pair) Take() *Batch {
+	if p.taken {
+		return nil // the batch goes on filling: what it holds stays open
+	}
+	if p.BeforeTake != nil {
+		p.BeforeTake()
+	}
 	if p.taken || p.cur.Len()+p.cur.Trailing() == 0 {
 		return nil
 	}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/telewire/telewire/internal/clock"
 	"github.com/telewire/telewire/internal/testutil"
-	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/capture"
 	"github.com/telewire/telewire/tools/replay"
 )
@@ -222,9 +222,9 @@ func TestReplayTiming(t *testing.T) {
 // telewire payload are counted, not sent; the scan agrees.
 func TestReplaySkips(t *testing.T) {
 	dgs := genDatagrams(4, 8, 20, time.Millisecond)
-	dgs[4].Payload = make([]byte, packet.MaxPayload+1) // flow 0, too large
+	dgs[4].Payload = make([]byte, 1001) // flow 0, too large for the sender's MaxMessage
 	path := writePcap(t, t.TempDir(), capture.WriterOptions{}, dgs)
-	o := ReplayOptions{File: path, MaxFlows: 2, Timing: replay.Config{TopSpeed: true}}
+	o := ReplayOptions{File: path, MaxFlows: 2, Timing: replay.Config{TopSpeed: true}, Sender: sender.Config{MaxMessage: 1000}}
 	r, out, _ := fakeRun(t, o, 0)
 	if r.sc.sendable != 3 {
 		t.Fatalf("scan counts %d sendable datagrams, want 3", r.sc.sendable)

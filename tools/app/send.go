@@ -304,12 +304,12 @@ func sendLine(st sender.Stats, elapsed time.Duration) string {
 // sendSummary is the sender's closing statement: what it sent, what the
 // receiver reported, and everything it refused or dropped.
 func sendSummary(st sender.Stats, elapsed time.Duration) string {
-	s := fmt.Sprintf("sender: %d messages, %d payload bytes, %d datagrams, %d wire bytes in %s; rtt %s (min %s, %d samples); %d reports, %d nacks",
-		st.Packets, st.PayloadBytes, st.DatagramsSent, st.BytesSent, elapsed.Round(time.Millisecond),
+	s := fmt.Sprintf("sender: %d messages (%d DATA packets: %d messages packed, %d fragmented), %d payload bytes, %d datagrams, %d wire bytes in %s; rtt %s (min %s, %d samples); %d reports, %d nacks",
+		st.Messages, st.Packets, st.Packed, st.Fragmented, st.PayloadBytes, st.DatagramsSent, st.BytesSent, elapsed.Round(time.Millisecond),
 		ms(uint64(st.RTT.SmoothedNanos)), ms(uint64(st.RTT.MinNanos)), st.RTT.Samples, st.Reports, st.NACKs)
 	for _, x := range st.Streams {
 		if r := x.Receiver; r.Reported {
-			s += fmt.Sprintf("\n  stream %d: receiver got %d of %d, lost %d, dup %d, reordered %d, jitter %s, delay p50 %s p99 %s",
+			s += fmt.Sprintf("\n  stream %d: receiver got %d of %d DATA packets, lost %d, dup %d, reordered %d, jitter %s, delay p50 %s p99 %s",
 				x.Stream, r.Received, x.Sent, r.Lost, r.Duplicates, r.Reordered, ms(r.JitterNanos), ms(r.DelayP50Nanos), ms(r.DelayP99Nanos))
 		}
 	}

@@ -48,7 +48,7 @@ func TestFeedbackWatch(t *testing.T) {
 }
 
 func TestSendSummary(t *testing.T) {
-	st := sender.Stats{Packets: 7, QueueFull: 3, NACKsRejected: 1, WriteErrors: 2,
+	st := sender.Stats{Messages: 7, Packets: 7, QueueFull: 3, NACKsRejected: 1, WriteErrors: 2,
 		Streams: []sender.StreamStats{{Stream: 0, Sent: 7, RetransmitEvictedBytes: 5}}}
 	s := sendSummary(st, time.Second)
 	for _, want := range []string{"sender: 7 messages", "the receiver never reported", "no receiver listening",

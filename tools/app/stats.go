@@ -43,8 +43,9 @@ const StatsTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 // StreamCounters are the cumulative per-stream counts a statistics record
 // reports, as totals and as differences over an interval.
 type StreamCounters struct {
-	// Messages: on send, DATA messages sent on the stream; on recv,
-	// distinct sequences received.
+	// Messages: on send, messages sent on the stream; on recv, messages
+	// delivered (packed and fragmented messages counted one by one; loss
+	// and repair below count DATA packets).
 	Messages uint64 `json:"messages"`
 	// Lost on the path before repair (reordering is not loss). On send,
 	// as the receiver's latest report said. It is the receiver's current
@@ -225,7 +226,7 @@ func sendSample(st sender.Stats) sample {
 		r := x.Receiver
 		s.streams = append(s.streams, streamSample{
 			key: StreamKey{Stream: x.Stream},
-			c: StreamCounters{Messages: x.Sent, Lost: int64(r.Lost), Repaired: r.RecoveredRTX + r.RecoveredFEC,
+			c: StreamCounters{Messages: x.Messages, Lost: int64(r.Lost), Repaired: r.RecoveredRTX + r.RecoveredFEC,
 				Unrecovered: int64(r.Unrecovered), Duplicates: r.Duplicates},
 			jitter: r.JitterNanos, delayP50: r.DelayP50Nanos, delayP99: r.DelayP99Nanos,
 		})
@@ -243,7 +244,7 @@ func recvSample(st receiver.Stats, written uint64) sample {
 	for _, x := range st.Streams {
 		s.streams = append(s.streams, streamSample{
 			key: StreamKey{Source: x.Source, Session: x.Session, Stream: x.Stream},
-			c: StreamCounters{Messages: x.Received, Lost: int64(x.Lost), Repaired: x.RecoveredRTX + x.RecoveredFEC,
+			c: StreamCounters{Messages: x.Delivered, Lost: int64(x.Lost), Repaired: x.RecoveredRTX + x.RecoveredFEC,
 				Unrecovered: int64(x.Unrecovered), Skipped: x.Skipped, Duplicates: x.Duplicates},
 			jitter: x.JitterNanos, delayP50: x.Delay.P50, delayP99: x.Delay.P99,
 		})

@@ -32,14 +32,14 @@ func TestDeltasSumToTotals(t *testing.T) {
 	// the fourth (a new session's counters start again), and is gone in
 	// the fifth.
 	for i := uint64(1); i <= 5; i++ {
-		a.Received, a.Lost, a.RecoveredRTX, a.RecoveredFEC, a.Skipped, a.Duplicates, a.Unrecovered = 10*i, 2*i, i, i/2, i/3, i, i-i/2
+		a.Received, a.Delivered, a.Lost, a.RecoveredRTX, a.RecoveredFEC, a.Skipped, a.Duplicates, a.Unrecovered = 10*i, 10*i, 2*i, i, i/2, i/3, i, i-i/2
 		per := []receiver.StreamStats{a}
 		switch i {
 		case 2, 3:
-			b.Received, b.Lost = 7*i, i
+			b.Received, b.Delivered, b.Lost = 7*i, 7*i, i
 			per = append(per, b)
 		case 4:
-			b.Received, b.Lost = 3, 0
+			b.Received, b.Delivered, b.Lost = 3, 3, 0
 			per = append(per, b)
 		}
 		samples = append(samples, recvSample(recvSnap(11*i, i, per...), 100*i))
@@ -96,7 +96,7 @@ func monotone(a, b Counters) bool {
 
 func TestSendSample(t *testing.T) {
 	st := sender.Stats{PayloadBytes: 900, DatagramsSent: 120, Retransmits: 4, NACKs: 2,
-		Streams: []sender.StreamStats{{Stream: 3, Sent: 100, Receiver: sender.ReceiverView{
+		Streams: []sender.StreamStats{{Stream: 3, Sent: 100, Messages: 100, Receiver: sender.ReceiverView{
 			Reported: true, Lost: 6, RecoveredRTX: 4, RecoveredFEC: 1, Unrecovered: 1, Duplicates: 2, JitterNanos: 7, DelayP99Nanos: 9}}}}
 	st.RTT.SmoothedNanos = 5000
 	var d deltas
@@ -110,7 +110,7 @@ func TestSendSample(t *testing.T) {
 	if len(rec.PerStream) != 1 || rec.PerStream[0].Stream != 3 || rec.PerStream[0].JitterNanos != 7 || rec.PerStream[0].DelayP99Nanos != 9 || rec.RTTNanos != 5000 {
 		t.Fatalf("record %+v", rec)
 	}
-	st.PayloadBytes, st.Streams[0].Sent = 1000, 130
+	st.PayloadBytes, st.Streams[0].Sent, st.Streams[0].Messages = 1000, 130, 130
 	d.next(&rec.EndpointStats, sendSample(st))
 	if rec.Interval.Bytes != 100 || rec.Interval.Messages != 30 || rec.Interval.Lost != 0 || rec.Totals.Messages != 130 {
 		t.Fatalf("second record: interval %+v totals %+v", rec.Interval, rec.Totals)
@@ -212,7 +212,7 @@ func TestFinalOnlyIsAtomic(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "old\n" {
 		t.Fatalf("file changed before the end: %q", b)
 	}
-	st := receiver.Stats{Delivered: 3, Streams: []receiver.StreamStats{{Stream: 1, Received: 3}}}
+	st := receiver.Stats{Delivered: 3, Streams: []receiver.StreamStats{{Stream: 1, Received: 3, Delivered: 3}}}
 	if err := run.finish(recvSample(st, 30), st); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestIntervalLines(t *testing.T) {
 	var n uint64
 	run := out.begin(func() sample {
 		n++
-		return recvSample(receiver.Stats{Datagrams: n, Streams: []receiver.StreamStats{{Stream: 0, Received: n}}}, 10*n)
+		return recvSample(receiver.Stats{Datagrams: n, Streams: []receiver.StreamStats{{Stream: 0, Received: n, Delivered: n}}}, 10*n)
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Count(buf.String(), "\n") < 4 && time.Now().Before(deadline) {
@@ -259,7 +259,7 @@ func TestIntervalLines(t *testing.T) {
 	}
 	run.stop()
 	final := n + 1
-	st := receiver.Stats{Datagrams: final, Streams: []receiver.StreamStats{{Stream: 0, Received: final}}}
+	st := receiver.Stats{Datagrams: final, Streams: []receiver.StreamStats{{Stream: 0, Received: final, Delivered: final}}}
 	if err := run.finish(recvSample(st, 10*final), st); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestJSONLinesStamper(t *testing.T) {
 // is a negative interval, not a reset; the totals follow the estimate.
 func TestLossRevised(t *testing.T) {
 	st := func(lost, unrec uint64) sample {
-		return recvSample(recvSnap(0, 0, receiver.StreamStats{Stream: 1, Received: 100, Lost: lost, Unrecovered: unrec}), 0)
+		return recvSample(recvSnap(0, 0, receiver.StreamStats{Stream: 1, Received: 100, Delivered: 100, Lost: lost, Unrecovered: unrec}), 0)
 	}
 	var d deltas
 	var rec EndpointStats
@@ -419,7 +419,7 @@ func TestLossRevised(t *testing.T) {
 func BenchmarkIntervalRecord(b *testing.B) {
 	st := receiver.Stats{Datagrams: 1e6}
 	for i := range 64 {
-		st.Streams = append(st.Streams, receiver.StreamStats{Source: "10.0.0.1:4000", Session: "0123456789abcdef", Stream: uint32(i), Received: 1e4, Lost: 10})
+		st.Streams = append(st.Streams, receiver.StreamStats{Source: "10.0.0.1:4000", Session: "0123456789abcdef", Stream: uint32(i), Received: 1e4, Delivered: 1e4, Lost: 10})
 	}
 	out := &StatsOutput{cfg: StatsConfig{Settings: map[string]string{"listen": "127.0.0.1:9000"}}, version: BuildVersion(), w: io.Discard}
 	run := out.begin(func() sample { return recvSample(st, 1e6) })
@@ -427,6 +427,7 @@ func BenchmarkIntervalRecord(b *testing.B) {
 	for b.Loop() {
 		for i := range st.Streams {
 			st.Streams[i].Received++
+			st.Streams[i].Delivered++
 		}
 		run.interval(func(h StatsHead) any {
 			rec := &StatsRecord{StatsHead: h}

@@ -18,7 +18,7 @@ func (s *countSender) Wire() (uint64, uint64, map[string]uint64) {
 
 func TestPumpAllocs(t *testing.T) {
 	s := &countSender{}
-	msg := newMessage()
+	msg := newMessage(0)
 	ctx := context.Background()
 	var p pacer
 	allocs := testing.AllocsPerRun(20, func() {
@@ -34,7 +34,7 @@ func TestPumpAllocs(t *testing.T) {
 
 func TestCollectorTakeAllocs(t *testing.T) {
 	c := &collector{set: NewSeqSet(1 << 20), done: make(chan struct{})}
-	msg := newMessage()
+	msg := newMessage(0)
 	var seq uint64
 	PutStamp(msg, 0, 0)
 	c.take(msg, 1) // the first delivery reads the CPU clock once

@@ -34,6 +34,7 @@ type CLI struct {
 	JSON     bool          // --json: print the Report as JSON
 	Plot     string        // --plot: chart directory
 	Progress bool          // --progress: a line per case on stderr
+	Size     int           // --size: message size in bytes
 }
 
 // Register defines the shared flags on fs.
@@ -46,6 +47,7 @@ func (c *CLI) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of the table")
 	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency charts (SVG and PNG) into `DIR`")
 	fs.BoolVar(&c.Progress, "progress", false, "print a line per case on stderr as it finishes")
+	fs.IntVar(&c.Size, "size", MessageSize, fmt.Sprintf("message size in `BYTES`, %d..%d: telewire packs small messages and fragments large ones; raw UDP carries at most %d (its cases fail above)", StampLen, MaxSize, RawMaxSize))
 }
 
 // Options turns the flags into Options over the transports all (worker
@@ -54,7 +56,10 @@ func (c *CLI) Register(fs *flag.FlagSet) {
 func (c *CLI) Options(fs *flag.FlagSet, all []Transport) (Options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses}
+	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses, Size: c.Size}
+	if c.Size < StampLen || c.Size > MaxSize {
+		return o, fmt.Errorf("%w: --size %d outside %d..%d", ErrOptions, c.Size, StampLen, MaxSize)
+	}
 	for _, t := range all {
 		if !t.Optional {
 			o.Transports = append(o.Transports, t)
@@ -95,6 +100,9 @@ func (c *CLI) Options(fs *flag.FlagSet, all []Transport) (Options, error) {
 // caller chooses.
 func (c *CLI) Args() []string {
 	args := []string{"--runs", strconv.Itoa(c.Runs), "--duration", c.Duration.String(), "--seed", strconv.FormatInt(c.Seed, 10)}
+	if c.Size != 0 && c.Size != MessageSize {
+		args = append(args, "--size", strconv.Itoa(c.Size))
+	}
 	if c.Quick {
 		args = append(args, "--quick")
 	}

@@ -9,9 +9,17 @@ import (
 // application payload: the raw baselines send them as the whole datagram,
 // telewire and the peers as one message.
 const (
-	// MessageSize is the size of every message the bench sends, in bytes
-	// (the 200-byte telemetry record).
+	// MessageSize is the default size of every message the bench sends,
+	// in bytes (the 200-byte telemetry record); Options.Size
+	// changes it for a run.
 	MessageSize = 200
+	// MaxSize is the largest Options.Size: 16 MiB. Raw UDP carries at
+	// most RawMaxSize of it; telewire at most its MaxMessage (1 MiB by
+	// default, raised to the run's size here).
+	MaxSize = 16 << 20
+	// RawMaxSize is the largest message a raw transport carries: one UDP
+	// datagram over IPv4.
+	RawMaxSize = 65507
 
 	offMagic = 0  // 4 bytes: Magic
 	offSeq   = 4  // 8 bytes: sequence number, big-endian, from 0 per case

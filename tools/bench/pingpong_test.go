@@ -29,7 +29,7 @@ func TestPingPong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := newMessage()
+	msg := newMessage(0)
 	var p pacer
 	warm := pump(ctx, s, p, msg, 0, int64(time.Minute), 20, WarmupBit)
 	res := pump(ctx, s, p, msg, 0, int64(time.Minute), 200, 0)
@@ -82,7 +82,7 @@ func TestPingEchoLost(t *testing.T) {
 	if _, err := sink.WriteToUDPAddrPort([]byte("noise"), ps.uc.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
 		t.Fatal(err)
 	}
-	msg := newMessage()
+	msg := newMessage(0)
 	PutStamp(msg, 7, Nanotime())
 	start := time.Now()
 	if err := s.Send(msg); err != nil {
@@ -117,7 +117,7 @@ func TestPingSendAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	msg := newMessage()
+	msg := newMessage(0)
 	var seq uint64
 	if a := testing.AllocsPerRun(200, func() {
 		PutStamp(msg, seq, Nanotime())
@@ -184,7 +184,7 @@ func TestServePingPong(t *testing.T) {
 	if cr.Send.Mem.Samples < 2 || d.Recv.Mem.Samples < 2 {
 		t.Errorf("memory samples: send %d, recv %d", cr.Send.Mem.Samples, d.Recv.Mem.Samples)
 	}
-	f := figuresFrom(cr.Send, d.Recv, nil)
+	f := figuresFrom(cr.Send, d.Recv, nil, MessageSize)
 	if f.P50Nanos != float64(cr.Send.HalfRTT.P50Nanos) || f.ForwardP50Nanos != float64(d.Recv.Latency.P50Nanos) {
 		t.Errorf("figures p50 %v forward %v", f.P50Nanos, f.ForwardP50Nanos)
 	}

@@ -179,7 +179,7 @@ func memColumns(m MemSummary, cols ...*float64) {
 }
 
 // figuresFrom computes a run's figures from what the workers measured.
-func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult) *Figures {
+func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult, size int) *Figures {
 	f := &Figures{Sent: float64(s.Sent), Delivered: float64(r.Delivered), SendResult: s, RecvResult: r, RelayResult: relay}
 	if s.Sent > 0 {
 		f.Completeness = float64(r.Delivered) / float64(s.Sent)
@@ -192,7 +192,7 @@ func figuresFrom(s *SendResult, r *RecvResult, relay *RelayResult) *Figures {
 	if r.Delivered > 0 {
 		if span := r.LastNanos - s.StartNanos; span > 0 {
 			f.MsgsPerSec = float64(r.Delivered) / (float64(span) / 1e9)
-			f.Mbps = f.MsgsPerSec * MessageSize * 8 / 1e6
+			f.Mbps = f.MsgsPerSec * float64(size) * 8 / 1e6
 		}
 		f.RecvCPUNanos = float64(r.CPUNanos) / float64(r.Delivered)
 		f.CPUNanos = float64(s.CPUNanos+r.CPUNanos) / float64(r.Delivered)

@@ -93,7 +93,7 @@ func TestFiguresFrom(t *testing.T) {
 		Fwd: netem.DirStats{Dropped: 30, LimitDropped: 1, KernelDrops: 2},
 		Rev: netem.DirStats{Dropped: 9, LimitDropped: 4},
 	}
-	f := figuresFrom(s, r, relay)
+	f := figuresFrom(s, r, relay, MessageSize)
 	nan := math.NaN()
 	want := Figures{Sent: 1000, Delivered: 500, Completeness: 0.5, MsgsPerSec: 250, Mbps: 250 * MessageSize * 8 / 1e6,
 		OfferedPerSec: 1000, WirePerMsg: 230, SendCPUNanos: 1000, RecvCPUNanos: 4000, CPUNanos: 6000,
@@ -111,7 +111,7 @@ func TestFiguresFrom(t *testing.T) {
 	// A RoundTripper's half round trip is the case's latency; the
 	// receiver's stamped one-way stays beside it.
 	s.HalfRTT = &LatencySummary{P50Nanos: 3, P99Nanos: 4, P999Nanos: 5, MaxNanos: 6}
-	f = figuresFrom(s, r, nil)
+	f = figuresFrom(s, r, nil, MessageSize)
 	want.P50Nanos, want.P99Nanos, want.P999Nanos, want.MaxNanos = 3, 4, 5, 6
 	want.RelayDropped, want.RelayOverload = 0, 0 // no relay
 	checkColumns(t, f, &want)

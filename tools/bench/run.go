@@ -51,6 +51,18 @@ type Options struct {
 	Progress io.Writer
 	// Tool names the program in the report. Default "telewire bench".
 	Tool string
+	// Size is the size of every message, in bytes: StampLen up to
+	// MaxSize. Default MessageSize (200). Raw transports carry at most
+	// RawMaxSize; their cases fail above it.
+	Size int
+}
+
+// size returns the message size of the run.
+func (o *Options) size() int {
+	if o.Size == 0 {
+		return MessageSize
+	}
+	return o.Size
 }
 
 // Errors of Run, to be tested with errors.Is.
@@ -81,6 +93,9 @@ func (o *Options) withDefaults() error {
 	}
 	if o.Duration == 0 {
 		o.Duration = time.Second
+	}
+	if o.Size != 0 && (o.Size < StampLen || o.Size > MaxSize) {
+		return fmt.Errorf("%w: Size %d outside %d..%d", ErrOptions, o.Size, StampLen, MaxSize)
 	}
 	if o.Warmup == 0 {
 		o.Warmup = 100 * time.Millisecond
@@ -131,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := &Report{
 		Tool: o.Tool, Date: time.Now().UTC().Format(time.RFC3339), Host: hostInfo(),
-		MessageSize: MessageSize, Runs: o.Runs, DurationNanos: int64(o.Duration),
+		MessageSize: o.size(), Runs: o.Runs, DurationNanos: int64(o.Duration),
 		Processes:  "sender, receiver and relay each in a worker process of their own (the bench binary re-executed), loopback",
 		Transports: o.Transports,
 	}
@@ -208,7 +223,7 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 	}
 	maxMsgs = min(maxMsgs, maxMessagesCap)
 	short := callSlack
-	rep, err := ws.recv.call(ctx, Request{Op: OpListen, Transport: c.Transport, MaxMessages: maxMsgs}, short)
+	rep, err := ws.recv.call(ctx, Request{Op: OpListen, Transport: c.Transport, MaxMessages: maxMsgs, Size: o.Size}, short)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +261,7 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 		target = r.Addr
 	}
 	sr, err := ws.send.call(ctx, Request{Op: OpSend, Transport: c.Transport, Addr: target, Rate: c.Rate,
-		DurationNanos: int64(o.Duration), WarmupNanos: int64(o.Warmup), MaxMessages: maxMsgs}, o.Warmup+o.Duration+short)
+		DurationNanos: int64(o.Duration), WarmupNanos: int64(o.Warmup), MaxMessages: maxMsgs, Size: o.Size}, o.Warmup+o.Duration+short)
 	if err != nil {
 		_, cerr := ws.send.call(ctx, Request{Op: OpClose}, short)
 		if errors.Is(cerr, ErrProtocol) { // nothing was open: that is fine
@@ -263,7 +278,7 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 	if cr.Send == nil {
 		return nil, fmt.Errorf("%w: close reply without a result", ErrWorker)
 	}
-	f := figuresFrom(cr.Send, recv, relay)
+	f := figuresFrom(cr.Send, recv, relay, o.size())
 	if cr.Send.Sent == 0 {
 		return f, fmt.Errorf("nothing sent: %s", cr.Send.FirstError)
 	}

@@ -131,12 +131,33 @@ func Builtin() []Transport {
 
 // ---- raw UDP ----
 
-// rawMaxDatagram bounds the raw receiver's buffers: bench messages only.
+// rawMaxDatagram bounds the raw receiver's buffers for the default
+// message size; larger runs get buffers of their size (sizeOf).
 const rawMaxDatagram = 2048
 
+// sizeKey carries a run's message size (Request.Size) to the transports'
+// Listen and Dial through their context.
+type sizeKey struct{}
+
+// withSize returns ctx carrying the message size (0: MessageSize).
+func withSize(ctx context.Context, size int) context.Context {
+	if size == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, sizeKey{}, size)
+}
+
+// sizeOf returns the message size ctx carries, MessageSize by default.
+func sizeOf(ctx context.Context) int {
+	if n, ok := ctx.Value(sizeKey{}).(int); ok && n > 0 {
+		return n
+	}
+	return MessageSize
+}
+
 func rawListen(cfg udpio.Config) func(context.Context, string) (Receiver, error) {
-	return func(_ context.Context, addr string) (Receiver, error) {
-		cfg.MaxDatagram = rawMaxDatagram
+	return func(ctx context.Context, addr string) (Receiver, error) {
+		cfg.MaxDatagram = min(max(rawMaxDatagram, sizeOf(ctx)), RawMaxSize)
 		c, err := udpio.Listen(addr, cfg)
 		if err != nil {
 			return nil, err
@@ -175,7 +196,7 @@ func (r *rawReceiver) Counters() map[string]uint64 {
 }
 
 func rawDial(cfg udpio.Config, batch int) func(context.Context, string) (Sender, error) {
-	return func(_ context.Context, addr string) (Sender, error) {
+	return func(ctx context.Context, addr string) (Sender, error) {
 		to, err := netip.ParseAddrPort(addr)
 		if err != nil {
 			return nil, fmt.Errorf("bench: raw sender: %w", err)
@@ -189,9 +210,14 @@ func rawDial(cfg udpio.Config, batch int) func(context.Context, string) (Sender,
 		if err != nil {
 			return nil, err
 		}
-		s := &rawSender{conn: c, dgs: make([]udpio.Datagram, batch), slab: make([]byte, batch*MessageSize)}
+		size := sizeOf(ctx)
+		if size > RawMaxSize {
+			c.Close()
+			return nil, fmt.Errorf("bench: raw UDP carries at most %d bytes a message, not %d", RawMaxSize, size)
+		}
+		s := &rawSender{conn: c, dgs: make([]udpio.Datagram, batch), slab: make([]byte, batch*size), size: size}
 		for i := range s.dgs {
-			s.dgs[i] = udpio.Datagram{Data: s.slab[i*MessageSize : (i+1)*MessageSize : (i+1)*MessageSize], Addr: to}
+			s.dgs[i] = udpio.Datagram{Data: s.slab[i*size : (i+1)*size : (i+1)*size], Addr: to}
 		}
 		return s, nil
 	}
@@ -204,15 +230,16 @@ type rawSender struct {
 	conn *udpio.Conn
 	dgs  []udpio.Datagram
 	slab []byte
+	size int // bytes per slot
 	n    int
 }
 
 func (s *rawSender) Send(msg []byte) error {
-	if len(msg) > MessageSize {
-		return fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), MessageSize)
+	if len(msg) > s.size {
+		return fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), s.size)
 	}
 	d := &s.dgs[s.n]
-	d.Data = d.Data[:copy(d.Data[:MessageSize], msg)]
+	d.Data = d.Data[:copy(d.Data[:s.size], msg)]
 	s.n++
 	if s.n == len(s.dgs) {
 		return s.Flush()
@@ -262,6 +289,11 @@ func twListen(ctx context.Context, addr string) (Receiver, error) {
 // Listen is given.
 func twListenWith(cfg receiver.Config) func(context.Context, string) (Receiver, error) {
 	return func(ctx context.Context, addr string) (Receiver, error) {
+		if size := sizeOf(ctx); size > receiver.DefaultMaxMessage {
+			cfg.MaxMessage, cfg.QueueBytes = size, max(32<<20, 4*size)
+			cfg.MaxReassemblyBytes, cfg.MaxSessionReassemblyBytes = 4*size, 8*size
+			cfg.MaxStateBytes = max(64<<20, 16*size)
+		}
 		ctx, cancel := context.WithCancel(ctx)
 		cfg.Listen = addr
 		r, err := receiver.Listen(ctx, cfg)
@@ -321,6 +353,9 @@ func twDial(fec sender.FECConfig) func(context.Context, string) (Sender, error) 
 func twDialWith(cfg sender.Config) func(context.Context, string) (Sender, error) {
 	return func(ctx context.Context, addr string) (Sender, error) {
 		cfg.To, cfg.GSO = addr, true // loopback and the userspace relay drop per datagram, so GSO is safe here
+		if size := sizeOf(ctx); size > sender.DefaultMaxMessage {
+			cfg.MaxMessage = size
+		}
 		s, err := sender.New(ctx, cfg)
 		if err != nil {
 			return nil, err

@@ -59,6 +59,9 @@ type Request struct {
 	Fwd  string `json:"fwd,omitempty"`
 	Rev  string `json:"rev,omitempty"`
 	Seed int64  `json:"seed,omitempty"`
+	// Size is the message size in bytes (send, and listen to size the
+	// receiver); 0 = MessageSize.
+	Size int `json:"size,omitempty"`
 }
 
 // Reply is a worker's answer to one Request. Err is set when the request
@@ -293,7 +296,7 @@ func (w *worker) listen(req *Request, rep *Reply) error {
 		return fmt.Errorf("%w: max_messages %d outside 1..%d", ErrProtocol, req.MaxMessages, uint64(maxMessagesCap))
 	}
 	runtime.GC() // the last case's garbage is not this case's cost
-	r, err := t.Listen(w.ctx, "127.0.0.1:0")
+	r, err := t.Listen(withSize(w.ctx, req.Size), "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -363,12 +366,15 @@ func (w *worker) send(req *Request, rep *Reply) error {
 		return fmt.Errorf("%w: send needs a positive duration and max_messages, warm-up and rate >= 0", ErrProtocol)
 	}
 	runtime.GC()
-	s, err := t.Dial(w.ctx, req.Addr)
+	s, err := t.Dial(withSize(w.ctx, req.Size), req.Addr)
 	if err != nil {
 		return err
 	}
 	w.snd = s
-	msg := newMessage()
+	if req.Size != 0 && (req.Size < StampLen || req.Size > MaxSize) {
+		return fmt.Errorf("%w: size %d outside %d..%d", ErrProtocol, req.Size, StampLen, MaxSize)
+	}
+	msg := newMessage(req.Size)
 	p := newPacer()
 	defer p.stop()
 	if req.WarmupNanos > 0 {
@@ -386,9 +392,13 @@ func (w *worker) send(req *Request, rep *Reply) error {
 // clock readings at full speed: one raw batch.
 const maxBurst = RawBatchSize
 
-// newMessage returns a message buffer with its filler written.
-func newMessage() []byte {
-	msg := make([]byte, MessageSize)
+// newMessage returns a message buffer of size bytes (0: MessageSize)
+// with its filler written.
+func newMessage(size int) []byte {
+	if size == 0 {
+		size = MessageSize
+	}
+	msg := make([]byte, size)
 	for i := StampLen; i < len(msg); i++ {
 		msg[i] = byte(i)
 	}

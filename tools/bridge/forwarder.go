@@ -348,7 +348,6 @@ type forwarding struct {
 	acks chan<- pendingAck
 	pace *pacer
 	sent uint64
-	base uint64 // the sender's sequence number of the first message sent
 }
 
 // forward sends m and queues it for acknowledgement. Only a closed sender
@@ -373,10 +372,10 @@ func (fw *forwarding) forward(ctx context.Context, m jetstream.Msg, meta *jetstr
 		_ = m.Term()
 		return nil
 	}
-	if fw.sent == 0 {
-		fw.base = nextSeq(fw.s.Stats(), f.cfg.SendStream) - 1
-	}
-	fw.acks <- pendingAck{msg: m, seq: fw.base + fw.sent}
+	// The datagram it went into: packing puts several messages in one,
+	// and fragmenting one message in several.
+	seq, _ := fw.s.LastSeq(f.cfg.SendStream)
+	fw.acks <- pendingAck{msg: m, seq: seq}
 	fw.sent++
 	f.count(func(st *ForwarderStats) { st.Sent++ })
 	return nil
@@ -425,16 +424,6 @@ func (p *pacer) wait(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
-}
-
-// nextSeq returns the sender's next sequence number on stream.
-func nextSeq(st sender.Stats, stream uint32) uint64 {
-	for _, x := range st.Streams {
-		if x.Stream == stream {
-			return x.NextSeq
-		}
-	}
-	return 0
 }
 
 // ackPoll is how often the acker looks at the receiver's reports with

@@ -17,11 +17,12 @@ import (
 )
 
 // Headers the Publisher sets on every message, beside jetstream.MsgIDHeader
-// ("Nats-Msg-Id" = MsgID(session, stream, seq)).
+// ("Nats-Msg-Id" = MsgID(session, stream, seq, index)).
 const (
 	HeaderSession  = "Telewire-Session"     // sender's session id, 16 lower-case hex digits
 	HeaderStream   = "Telewire-Stream"      // stream id, decimal
 	HeaderSeq      = "Telewire-Seq"         // sequence number in the stream, decimal
+	HeaderIndex    = "Telewire-Index"       // the message's place among those packed into datagram Seq, decimal; only when not 0
 	HeaderSent     = "Telewire-Sent-Ns"     // sender's clock at sending, nanoseconds, decimal
 	HeaderReceived = "Telewire-Received-Ns" // receiver's clock at arrival, nanoseconds, decimal
 	HeaderOrigin   = "Telewire-Origin"      // first, retransmit or fec (receiver.Origin)
@@ -29,19 +30,26 @@ const (
 )
 
 // MsgID returns the JetStream de-duplication id of a telewire message:
-// "<session as 16 hex digits>/<stream>/<seq>". A retransmission, a bridge
-// restart, or a second bridge receiving the same feed yields the same id,
-// so a stream stores the message once within its duplicate window.
-func MsgID(session uint64, stream uint32, seq uint64) string {
-	return string(appendMsgID(make([]byte, 0, 48), session, stream, seq))
+// "<session as 16 hex digits>/<stream>/<seq>", and ".<index>" after it for
+// a message packed into datagram seq behind others (receiver.Message.Index
+// above 0). A retransmission, a bridge restart, or a second bridge
+// receiving the same feed yields the same id, so a stream stores the
+// message once within its duplicate window.
+func MsgID(session uint64, stream uint32, seq uint64, index uint16) string {
+	return string(appendMsgID(make([]byte, 0, 56), session, stream, seq, index))
 }
 
-func appendMsgID(b []byte, session uint64, stream uint32, seq uint64) []byte {
+func appendMsgID(b []byte, session uint64, stream uint32, seq uint64, index uint16) []byte {
 	b = appendHex16(b, session)
 	b = append(b, '/')
 	b = strconv.AppendUint(b, uint64(stream), 10)
 	b = append(b, '/')
-	return strconv.AppendUint(b, seq, 10)
+	b = strconv.AppendUint(b, seq, 10)
+	if index > 0 {
+		b = append(b, '.')
+		b = strconv.AppendUint(b, uint64(index), 10)
+	}
+	return b
 }
 
 // ErrClosed is returned by Put after Close.
@@ -151,6 +159,7 @@ type entry struct {
 	session  uint64
 	stream   uint32
 	seq      uint64
+	index    uint16
 	sent     int64
 	received int64
 	origin   receiver.Origin
@@ -250,7 +259,7 @@ func (p *Publisher) Put(m *receiver.Message) error {
 	e := &p.ring[p.tail%uint64(len(p.ring))]
 	e.subject = p.cfg.Subject.AppendSubject(e.subject[:0], m.Session, m.Stream, m.Source)
 	e.payload = append(e.payload[:0], m.Payload...)
-	e.session, e.stream, e.seq = m.Session, m.Stream, m.Seq
+	e.session, e.stream, e.seq, e.index = m.Session, m.Stream, m.Seq, m.Index
 	e.sent, e.received, e.origin, e.source = m.SentNanos, m.ReceiveNanos, m.Origin, m.Source
 	e.attempts, e.future = 0, nil
 	p.tail++
@@ -395,10 +404,13 @@ func (p *Publisher) publishSome() error {
 // has been reused.
 func (p *Publisher) message(e *entry) *nats.Msg {
 	h := make(nats.Header, 8)
-	h[jetstream.MsgIDHeader] = []string{string(appendMsgID(make([]byte, 0, 48), e.session, e.stream, e.seq))}
+	h[jetstream.MsgIDHeader] = []string{string(appendMsgID(make([]byte, 0, 56), e.session, e.stream, e.seq, e.index))}
 	h[HeaderSession] = []string{string(appendHex16(make([]byte, 0, 16), e.session))}
 	h[HeaderStream] = []string{strconv.FormatUint(uint64(e.stream), 10)}
 	h[HeaderSeq] = []string{strconv.FormatUint(e.seq, 10)}
+	if e.index > 0 {
+		h[HeaderIndex] = []string{strconv.FormatUint(uint64(e.index), 10)}
+	}
 	h[HeaderSent] = []string{strconv.FormatInt(e.sent, 10)}
 	h[HeaderReceived] = []string{strconv.FormatInt(e.received, 10)}
 	h[HeaderOrigin] = []string{e.origin.String()}
@@ -436,7 +448,7 @@ func (p *Publisher) failed(e *entry, err error) {
 	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok {
 		p.stats.Rejected++
 		p.log.Warn().Err(apiErr).Str("subject", string(e.subject)).
-			Str("id", MsgID(e.session, e.stream, e.seq)).Msg("jetstream refused a message")
+			Str("id", MsgID(e.session, e.stream, e.seq, e.index)).Msg("jetstream refused a message")
 		p.popHead()
 		return
 	}

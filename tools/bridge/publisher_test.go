@@ -85,7 +85,7 @@ func TestPublisherHeadersAndDuplicates(t *testing.T) {
 			stream = 7
 		}
 		want := map[string]string{
-			jetstream.MsgIDHeader: bridge.MsgID(session, stream, seq),
+			jetstream.MsgIDHeader: bridge.MsgID(session, stream, seq, 0),
 			bridge.HeaderSession:  "00000000feedface",
 			bridge.HeaderStream:   strconv.Itoa(int(stream)),
 			bridge.HeaderSeq:      strconv.FormatUint(seq, 10),

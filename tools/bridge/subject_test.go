@@ -104,7 +104,7 @@ func TestAppendSubjectDoesNotAllocate(t *testing.T) {
 		t.Errorf("AppendSubject: %v allocations", n)
 	}
 	id := make([]byte, 0, 48)
-	if n := testing.AllocsPerRun(100, func() { id = appendMsgID(id[:0], 1<<63, 1<<31, 1<<62) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { id = appendMsgID(id[:0], 1<<63, 1<<31, 1<<62, 7) }); n != 0 {
 		t.Errorf("appendMsgID: %v allocations", n)
 	}
 }

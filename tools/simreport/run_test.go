@@ -84,8 +84,11 @@ func TestDefaultSuiteIsSane(t *testing.T) {
 	if math.Abs(none.Residual-0.05) > 0.015 || math.Abs(none.Residual-none.RawLoss) > 0.002 {
 		t.Errorf("random-5 without repair: residual %.4f raw %.4f, want both ≈ 0.05", none.Residual, none.RawLoss)
 	}
-	if want := float64(200+40) / 200; math.Abs(none.Overhead-(want-1)) > 0.01 {
-		t.Errorf("overhead without repair %.4f: a 40-byte header on 200 bytes is %.2f", none.Overhead, want-1)
+	// A 40-byte header and a 5-byte message map (count, length) on each
+	// 200-byte message sent alone.
+	const perMessage = 200 + 40 + 5
+	if want := float64(perMessage) / 200; math.Abs(none.Overhead-(want-1)) > 0.01 {
+		t.Errorf("overhead without repair %.4f: a 45-byte header and map on 200 bytes is %.3f", none.Overhead, want-1)
 	}
 	nack := findRow(t, rep, "random-5", "nack")
 	// Repair by retransmission costs a round trip in the tail, compared
@@ -102,8 +105,8 @@ func TestDefaultSuiteIsSane(t *testing.T) {
 		t.Errorf("random-5 with FEC 10+3: %+v", fec)
 	}
 	// FEC 10+3 sends 3 parity per 10 data whatever the loss.
-	if clean := findRow(t, rep, "clean", "fec-10+3"); math.Abs(clean.Overhead-(1.2*1.3-1)) > 0.03 {
-		t.Errorf("clean FEC 10+3 overhead %.3f, want about %.3f", clean.Overhead, 1.2*1.3-1)
+	if clean := findRow(t, rep, "clean", "fec-10+3"); math.Abs(clean.Overhead-(perMessage/200.0*1.3-1)) > 0.03 {
+		t.Errorf("clean FEC 10+3 overhead %.3f, want about %.3f", clean.Overhead, perMessage/200.0*1.3-1)
 	}
 	// The outage covers messages 1000..1999 of 2000 (sent 1 s to 2 s).
 	if out := findRow(t, rep, "outage-2s", "none"); math.Abs(out.Residual-0.5) > 0.001 {

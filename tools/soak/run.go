@@ -123,6 +123,10 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	}()
 	sc := o.Sender
 	sc.To, sc.Logger = relay.Addr().String(), o.Logger
+	// The verifier checks each message's index against its transport
+	// sequence, and the reconciliation counts datagrams as messages: one
+	// message per datagram.
+	sc.DisablePacking = true
 	snd, err := sender.New(ictx, sc)
 	if err != nil {
 		return nil, err

@@ -96,7 +96,7 @@ func TestNetemLossyTransfer(t *testing.T) {
 	serrs := make([]*bytes.Buffer, senders)
 	for i := range sends {
 		serrs[i] = new(bytes.Buffer)
-		sends[i] = exec.Command(telewireBin, "send", "--to", relayAddr, "--gen", "market",
+		sends[i] = exec.Command(telewireBin, "send", "--to", relayAddr, "--no-pack", "--gen", "market", // loss counted per datagram
 			"--count", fmt.Sprint(perSender), "--rate", "2000", "--seed", fmt.Sprint(i+1),
 			"--stats", filepath.Join(dir, fmt.Sprintf("send%d.json", i)))
 		sends[i].Stderr = serrs[i]

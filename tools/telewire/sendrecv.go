@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
@@ -15,15 +16,19 @@ import (
 )
 
 func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	plainMax, sealedMax := sender.Config{}.MaxPayload(), sender.Config{Key: make([]byte, 32)}.MaxPayload()
+	defMax := sender.Config{}.MaxPayload()
 	fs := newFlagSet("send", "--to HOST:PORT [flags] < messages",
 		fmt.Sprintf(`Sends each message read from stdin (or made by --gen) as one telewire message to the
 receiver at --to, then keeps answering the receiver's feedback for --linger and prints
 the sender's statistics (round-trip time, and the loss, jitter and delay the receiver
 reported, and everything refused or dropped).
 
-A message is at most %d bytes (%d with --key-file); a longer line or len32 frame
-is an error: send stops there, prints its summary and exits 1.
+A message is at most --max-message bytes (default %d bytes, 1 MiB; at most %d);
+a longer line or len32 frame is an error: send stops there, prints its summary and
+exits 1. A message larger than one datagram carries (--mtu less the headers) goes
+out in fragments, each repaired on its own; messages queued while the socket is
+busy are packed into one datagram. No datagram exceeds --mtu, so IP never
+fragments one.
 
 It warns on stderr when nothing is heard from the receiver within a second of the
 first message, and when the receiver's feedback fails authentication.
@@ -35,7 +40,7 @@ exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
 Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
 limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
 without --broadcast, a multicast group); 3 messages were sent but the receiver never
-reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax, sealedMax), stderr)
+reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, packet.MaxMessageLimit), stderr)
 	var o app.SendOptions
 	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required)")
 	fs.BoolVar(&o.Sender.Broadcast, "broadcast", false, "allow --to to be a broadcast address (255.255.255.255 or a local subnet's)")
@@ -46,7 +51,10 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax,
 	stream := fs.Uint("stream", 0, "stream id")
 	g := fs.String("gen", "", "send synthetic data instead of stdin: market (ticks) or game (entity positions)")
 	fs.IntVar(&o.Count, "count", 0, "with --gen: number of messages (0 = until interrupted)")
-	fs.IntVar(&o.Size, "size", 0, "with --gen: message size in bytes (0 = natural size, else >= 64)")
+	fs.IntVar(&o.Size, "size", 0, "with --gen: message size in bytes (0 = natural size, else 64 up to --max-message)")
+	fs.IntVar(&o.Sender.MTU, "mtu", 0, fmt.Sprintf("largest IP packet to send, headers included (%d..%d; 0 = %d, or %d to a loopback address)", sender.MinMTU, sender.MaxMTU, sender.DefaultMTU, sender.DefaultLoopbackMTU))
+	fs.IntVar(&o.Sender.MaxMessage, "max-message", 0, fmt.Sprintf("largest message in bytes (0 = %d; at most %d); the receiver's --max-message must be as large", defMax, packet.MaxMessageLimit))
+	noPack := fs.Bool("no-pack", false, "send every message that fits in a datagram in one of its own (default: pack messages queued while the socket is busy)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "with --gen: random seed")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
 	nack := fs.String("nack", "on", "answer retransmission requests from a buffer of recent messages: on or off")
@@ -106,6 +114,13 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax,
 	if *stream > 1<<32-1 {
 		return usageError(fs, "--stream %d does not fit in 32 bits", *stream)
 	}
+	if o.Sender.MTU != 0 && (o.Sender.MTU < sender.MinMTU || o.Sender.MTU > sender.MaxMTU) {
+		return usageError(fs, "--mtu %d: outside %d..%d", o.Sender.MTU, sender.MinMTU, sender.MaxMTU)
+	}
+	if o.Sender.MaxMessage < 0 || o.Sender.MaxMessage > packet.MaxMessageLimit {
+		return usageError(fs, "--max-message %d: outside 0..%d", o.Sender.MaxMessage, packet.MaxMessageLimit)
+	}
+	o.Sender.DisablePacking = *noPack
 	if *g == "" && o.From == nil && (o.Count != 0 || o.Size != 0) {
 		return usageError(fs, "--count and --size go with --gen")
 	}
@@ -183,6 +198,7 @@ everything refused, dropped or skipped.`, stderr)
 	mode := fs.String("mode", "ordered", "delivery: ordered (in sequence, waiting for repairs up to --latency), unordered (on arrival), latest (only newer than the last delivered)")
 	fs.DurationVar(&o.Receiver.Latency, "latency", 200*time.Millisecond, "latency budget of ordered delivery: how long after its send time a message may wait for earlier missing ones")
 	nack := fs.String("nack", "on", "request retransmission of lost messages: on or off")
+	fs.IntVar(&o.Receiver.MaxMessage, "max-message", 0, fmt.Sprintf("largest message in bytes, reassembled from fragments (0 = 1 MiB; at most %d); fragments of larger ones are refused", packet.MaxMessageLimit))
 	fs.StringVar(&o.PcapOut, "pcap-out", "", "also write each delivered message as a UDP datagram into the pcap `FILE` (- = stdout, with --output elsewhere), stamped with its receive time, flushed with the output (addresses: see --flows)")
 	fs.StringVar(&o.FlowsFile, "flows", "", "with --pcap-out: the stream mapping `FILE` of telewire replay (its --flows-out or --stats JSON), read when the first message arrives (replay writes --flows-out before sending); messages of the sessions and streams it maps are written with their original addresses and ports, others from the sender's IP with port = stream id (low 16 bits) to this receiver's address")
 	progress := fs.Bool("progress", app.IsTerminal(stderr), "show a live status line on stderr each second (default: on when stderr is a terminal)")
@@ -222,6 +238,9 @@ everything refused, dropped or skipped.`, stderr)
 	}
 	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond || o.Receiver.Latency < time.Millisecond {
 		return usageError(fs, "--idle must not be negative; --report-interval and --latency must be at least 1ms")
+	}
+	if o.Receiver.MaxMessage < 0 || o.Receiver.MaxMessage > packet.MaxMessageLimit {
+		return usageError(fs, "--max-message %d: outside 0..%d", o.Receiver.MaxMessage, packet.MaxMessageLimit)
 	}
 	if o.Receiver.Mode, err = receiver.ParseMode(*mode); err != nil {
 		return usageError(fs, "--mode: %v", err)

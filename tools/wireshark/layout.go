@@ -133,6 +133,7 @@ var Layouts = []Layout{
 		Flags: []Flag{
 			{Abbrev: "data.flags.retransmit", Name: "Retransmission", Mask: uint8(packet.FlagRetransmit), Go: "FlagRetransmit"},
 			{Abbrev: "data.flags.protected", Name: "Protected by FEC", Mask: uint8(packet.FlagProtected), Go: "FlagProtected"},
+			{Abbrev: "data.flags.messages", Name: "Message map (packed messages or a fragment)", Mask: uint8(packet.FlagMessages), Go: "FlagMessages"},
 		},
 		Dirs: []uint8{ToReceiver},
 		Info: []Info{{"seq", "data.seq"}},
@@ -149,6 +150,7 @@ var Layouts = []Layout{
 		},
 		Dirs: []uint8{ToReceiver},
 		Info: []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
+		Flags: []Flag{{Abbrev: "parity.flags.messages", Name: "Block's DATA carry message maps", Mask: uint8(packet.FlagMessages), Go: "FlagMessages"}},
 	},
 	{
 		Kind: 3, Name: "NACK", Doc: "NACK (kind 3)", BodyLen: packet.NACKHeaderLen,

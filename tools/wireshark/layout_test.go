@@ -349,7 +349,7 @@ func encoded(t *testing.T, l Layout, flags packet.Flags) (*packet.Packet, []byte
 	p := &packet.Packet{Header: packet.Header{Kind: packet.Kind(l.Kind), Flags: flags, Session: 0x0102030405060708, Stream: 0x0a0b0c0d}}
 	switch p.Kind {
 	case packet.KindData:
-		p.Seq, p.Timestamp, p.Payload = 0x1112131415161718, -0x2122232425262728, []byte("payload")
+		p.Seq, p.Timestamp, p.Payload = 0x1112131415161718, -0x2122232425262728, packet.AppendEntry(packet.AppendMessagesHeader(nil, 1), 0, []byte("payload")) // a valid message map, with FlagMessages or without
 	case packet.KindParity:
 		p.Parity = packet.Parity{First: 0x3132333435363738, K: 10, M: 3, Index: 2, Stride: 4}
 		p.Payload = []byte("shard!")

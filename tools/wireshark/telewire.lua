@@ -112,6 +112,8 @@ F["sealed.body"] = ProtoField.bytes("telewire.sealed.body", "Encrypted body")
 F["sealed.tag"] = ProtoField.bytes("telewire.sealed.tag", "GCM tag")
 F["data.flags.retransmit"] = ProtoField.bool("telewire.data.flags.retransmit", "Retransmission", 8, nil, 1)
 F["data.flags.protected"] = ProtoField.bool("telewire.data.flags.protected", "Protected by FEC", 8, nil, 2)
+F["data.flags.messages"] = ProtoField.bool("telewire.data.flags.messages", "Message map (packed messages or a fragment)", 8, nil, 4)
+F["parity.flags.messages"] = ProtoField.bool("telewire.parity.flags.messages", "Block's DATA carry message maps", 8, nil, 4)
 F["nack.flags.unavailable"] = ProtoField.bool("telewire.nack.flags.unavailable", "Unavailable (sender: no longer buffered)", 8, nil, 1)
 F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (newest DATA received follows the ranges)", 8, nil, 2)
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
@@ -156,6 +158,7 @@ local LAYOUTS = {
 		flags = {
 			{ "data.flags.retransmit", 1 },
 			{ "data.flags.protected", 2 },
+			{ "data.flags.messages", 4 },
 		},
 		dirs = {[1] = true, },
 		info = {
@@ -175,6 +178,7 @@ local LAYOUTS = {
 		optional = {
 		},
 		flags = {
+			{ "parity.flags.messages", 4 },
 		},
 		dirs = {[1] = true, },
 		info = {

@@ -1,0 +1,7 @@
+//go:build race
+
+package sim
+
+// raceEnabled: the race detector slows the simulation about tenfold, so
+// the largest runs shrink.
+const raceEnabled = true

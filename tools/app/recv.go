@@ -309,7 +309,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "receiver: %d messages written in %s; %d datagrams, %d malformed, %d queue overflow, %d kernel drops",
 		rw.messages-rw.refused, elapsed.Round(time.Millisecond), st.Datagrams, st.Malformed, st.QueueOverflow, st.KernelDrops)
-	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped, fecUnrecoverable, resyncs, budgetDropped uint64
+	var skipped, late, reorderDropped, missingOverflow, unrecovered, held, superseded, stale, fecEvicted, fecParityDropped, fecUnrecoverable, resyncs, budgetDropped, reasmDropped, reasmExpired, fragRefused uint64
 	for _, x := range st.Streams {
 		skipped += x.Skipped
 		late += x.Late
@@ -324,6 +324,9 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 		fecUnrecoverable += x.FECBlocksUnrecoverable
 		resyncs += x.Resyncs
 		budgetDropped += x.BudgetDropped
+		reasmDropped += x.ReassemblyDropped
+		reasmExpired += x.ReassemblyExpired
+		fragRefused += x.FragmentsRefused
 	}
 	var refused []string
 	add := func(n uint64, what string) {
@@ -344,6 +347,9 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(fecParityDropped, "FEC parity shards not kept")
 	add(fecUnrecoverable, "FEC blocks given up with data missing")
 	add(st.ParityRejected, "parity packets rejected (contradicted their block)")
+	add(reasmDropped, "incomplete messages dropped: reassembly memory full")
+	add(reasmExpired, "incomplete messages given up: past their deadline")
+	add(fragRefused, "fragments refused (message over --max-message, or inconsistent)")
 	add(held, "messages still held for ordering at exit (not delivered)")
 	add(st.SessionsRefused, "datagrams refused: session table full")
 	add(st.StreamsRefused, "datagrams refused: stream table full")

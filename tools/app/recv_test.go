@@ -29,7 +29,7 @@ func TestRecvSummaryListsEveryRefusal(t *testing.T) {
 		// per stream
 		"HighestSeq": true, "Received": true, "Lost": true, "RecoveredRTX": true, "RecoveredFEC": true,
 		"Duplicates": true, "Reordered": true, "Retransmits": true, "ParityReceived": true, "DelaySamples": true,
-		"JitterNanos": true,
+		"JitterNanos": true, "Reassembled": true, "ReassemblyBytes": true,
 	}
 	var st receiver.Stats
 	st.Streams = []receiver.StreamStats{{Source: "127.0.0.1:1", Stream: 1}}

@@ -283,6 +283,10 @@ func retainedPasses(o ReplayOptions, passNanos int64) uint64 {
 func sessionConfig(o ReplayOptions, group []Flow, passes uint64, share int) sender.Config {
 	cfg := o.Sender
 	cfg.To, cfg.Logger, cfg.MaxStreams = o.To, o.Logger, len(group)
+	// One captured datagram, one telewire datagram: the delivery verdict
+	// counts datagrams the receiver reports, and a replay keeps the
+	// capture's datagram boundaries and timing rather than coalescing.
+	cfg.DisablePacking = true
 	const perPacket = packet.HeaderLen + packet.DataHeaderLen + 32 // headers, and sealing's overhead
 	var maxBytes, maxPackets, total uint64
 	for _, f := range group {

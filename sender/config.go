@@ -58,6 +58,22 @@ type Config struct {
 	// MaxStreams bounds the number of streams. Default 256.
 	MaxStreams int
 
+	// MaxReceivers bounds the receivers the sender keeps a view of
+	// (Stats.Receivers): address, RTT, latest reports. Feedback that
+	// proves it comes from a receiver of the data creates a view; past
+	// the bound a new receiver gets none (its NACKs are still answered,
+	// but its REPORTs steer neither pacing nor FEC) and Group.Refused
+	// counts it. Default 256.
+	MaxReceivers int
+	// ReceiverTimeout is how long a receiver may go without feedback
+	// before its view is dropped (Group.Expired counts it). Default 5 s.
+	ReceiverTimeout time.Duration
+	// FECLossPercentile is the percentile of the receivers' reported
+	// loss that adaptive FEC and retransmission redundancy follow, in
+	// (0, 100]: 90 (the default) protects nine receivers in ten by parity;
+	// 100 follows the worst. With one receiver every value is the same.
+	FECLossPercentile float64
+
 	// DisableRetransmit turns retransmission off: no packets are kept and
 	// every NACK is answered "unavailable", so receivers stop asking at
 	// once. Default false: NACKs are answered from the retransmit buffer.
@@ -164,6 +180,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RetransmitMaxAge == 0 {
 		c.RetransmitMaxAge = time.Second
 	}
+	if c.MaxReceivers == 0 {
+		c.MaxReceivers = DefaultMaxReceivers
+	}
+	if c.ReceiverTimeout == 0 {
+		c.ReceiverTimeout = DefaultReceiverTimeout
+	}
+	if c.FECLossPercentile == 0 {
+		c.FECLossPercentile = DefaultFECLossPercentile
+	}
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
@@ -176,6 +201,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: heartbeat interval %v, max %v", ErrConfig, c.HeartbeatInterval, c.MaxHeartbeatInterval)
 	case c.MaxStreams < 1:
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
+	case c.MaxReceivers < 1 || c.MaxReceivers > 1<<16:
+		return c, fmt.Errorf("%w: MaxReceivers %d not in [1, 65536]", ErrConfig, c.MaxReceivers)
+	case c.ReceiverTimeout < 0:
+		return c, fmt.Errorf("%w: ReceiverTimeout %v < 0", ErrConfig, c.ReceiverTimeout)
+	case !(c.FECLossPercentile > 0 && c.FECLossPercentile <= 100):
+		return c, fmt.Errorf("%w: FECLossPercentile %v not in (0, 100]", ErrConfig, c.FECLossPercentile)
 	case c.FEC.validate() != nil:
 		return c, c.FEC.validate()
 	case c.MaxRate < 0:

@@ -176,7 +176,9 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 func (s *Sender) Stats() Stats {
 	s.loop.Mu.Lock()
 	st := s.core.Stats()
-	st.FeedbackSilenceNanos = s.core.FeedbackSilence(s.cfg.Clock.Now())
+	now := s.cfg.Clock.Now()
+	st.FeedbackSilenceNanos = s.core.FeedbackSilence(now)
+	st.ages(now)
 	s.loop.Mu.Unlock()
 	io := s.conn.Stats()
 	st.DatagramsSent = io.DatagramsWritten

@@ -36,8 +36,20 @@ func ParseMode(s string) (Mode, error) {
 // Config configures a Receiver. The zero value of every field is its
 // default; only Listen is required.
 type Config struct {
-	// Listen is the local address, "host:port" (":0" picks a port).
+	// Listen is the local address, "host:port" (":0" picks a port). A
+	// multicast group ("239.1.2.3:9000", "[ff15::1]:9000") makes the
+	// receiver join the group (see Interface and Source) on a socket that
+	// other receivers on this host may share, and send its feedback
+	// unicast from a socket of its own. Multicast with a key is not
+	// supported yet.
 	Listen string
+	// Interface names the interface a multicast Listen joins the group on
+	// ("lo", "eth0"); empty lets the kernel choose. Unused for unicast.
+	Interface string
+	// Source, with a multicast Listen, makes the join source-specific
+	// (SSM): only the sender at this IP address is heard. Empty: any
+	// source. The kernel must support it.
+	Source string
 
 	// ReportInterval is how often a REPORT goes back to each sender for
 	// each stream. Default 100 ms.

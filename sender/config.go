@@ -16,11 +16,26 @@ import (
 // Config configures a Sender. The zero value of every field is its default;
 // only To is required.
 type Config struct {
-	// To is the receiver's address, "host:port". Required. New refuses
-	// (with a [*DestinationError]) port 0, the unspecified address, a
-	// multicast group, and a broadcast address unless Broadcast is set:
-	// see [CheckDestination].
+	// To is the receiver's address, "host:port", or a multicast group
+	// ("239.1.2.3:9000", "[ff15::1]:9000"): every DATA, PARITY and
+	// retransmission is then sent once to the group, and the receivers'
+	// feedback comes back unicast (see MulticastInterface,
+	// MulticastTTL, NoMulticastLoopback). Required. New refuses (with a
+	// [*DestinationError]) port 0, the unspecified address, a broadcast
+	// address unless Broadcast is set, and a multicast group with a key
+	// (not supported yet): see [CheckDestination].
 	To string
+	// MulticastInterface names the interface multicast goes out of ("lo",
+	// "eth0"); empty lets the kernel choose by its routing table. Only
+	// with a multicast To.
+	MulticastInterface string
+	// MulticastTTL is the IPv4 TTL / IPv6 hop limit of multicast
+	// datagrams, 1..255. Default 1: the local link only.
+	MulticastTTL int
+	// NoMulticastLoopback stops the kernel from delivering the group's
+	// datagrams to receivers on this host. Default false: same-host
+	// receivers work.
+	NoMulticastLoopback bool
 	// Broadcast allows To to be a broadcast address. Default false: a
 	// broadcast destination is refused, since it reaches every host on
 	// the link and is more often a typo than a plan. The socket needs

@@ -633,7 +633,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 		c.stats.AnswersBlocked++
 		return
 	}
-	if err := c.queue(p, to); err != nil {
+	if err := c.queue(p, c.repairTo(to)); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}

@@ -54,6 +54,9 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	if err := CheckDestination(remote, cfg.Broadcast); err != nil {
 		return nil, err
 	}
+	if err := checkMulticast(remote, cfg); err != nil {
+		return nil, err
+	}
 	local := cfg.Local
 	if local == "" {
 		local = "0.0.0.0:0"
@@ -71,6 +74,10 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sender: bind %s: %w", local, err)
+	}
+	if err := setMulticast(conn, remote, cfg); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	session := cfg.Session
 	if session == 0 {

@@ -145,7 +145,7 @@ func sendExit(err error, to string) error {
 		case errors.Is(err, sender.ErrBroadcast):
 			why = "a broadcast address; add --broadcast to send to every host on the link"
 		case errors.Is(err, sender.ErrMulticast):
-			why = "a multicast group; multicast is not supported yet"
+			why = "a multicast group with --key-file; sealed multicast is not supported yet (send it without a key)"
 		default:
 			why = de.Reason.Error()
 		}

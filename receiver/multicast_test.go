@@ -1,0 +1,150 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/testutil"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+// freeGroup returns a group address and a port no socket on this host
+// uses now, so parallel test runs do not hear each other.
+func freeGroup(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	return fmt.Sprintf("239.255.%d.%d:%d", port>>8, port&0xff, port)
+}
+
+// multicastPayload is message i: its index and a length that varies.
+func multicastPayload(i int) []byte {
+	b := fmt.Appendf(nil, "message %d ", i)
+	for len(b) < 20+i%300 {
+		b = append(b, byte('a'+i%26))
+	}
+	return b
+}
+
+// TestMulticastLoopbackThreeReceivers: one sender to an IPv4 group on the
+// loopback interface, three receivers on this host sharing the group's
+// port; each gets every message, byte-identical and in order, and the
+// sender holds a view of each (their feedback comes from sockets of their
+// own).
+func TestMulticastLoopbackThreeReceivers(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	group := freeGroup(t)
+	const receivers, n = 3, 3000
+	rs := make([]*receiver.Receiver, receivers)
+	for i := range rs {
+		r, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo", ReportInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("receiver %d: %v", i, err)
+		}
+		t.Cleanup(func() { r.Close() })
+		rs[i] = r
+	}
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo"})
+	var wg sync.WaitGroup
+	errs := make([]error, receivers)
+	for k, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				m, err := r.Recv(ctx)
+				if err != nil {
+					errs[k] = fmt.Errorf("receiver %d: recv %d: %w", k, i, err)
+					return
+				}
+				if want := multicastPayload(i); !bytes.Equal(m.Payload, want) || m.Seq != uint64(i) {
+					errs[k] = fmt.Errorf("receiver %d: message %d is seq %d %q, want %q", k, i, m.Seq, m.Payload, want)
+					return
+				}
+				if m.Source.Port() != s.LocalAddr().Port() {
+					errs[k] = fmt.Errorf("receiver %d: message from %v, sender at %v", k, m.Source, s.LocalAddr())
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "a view of each receiver, each with every message", func() bool {
+		st := s.Stats()
+		if st.Group.Receivers != receivers || len(st.Receivers) != receivers {
+			return false
+		}
+		for _, v := range st.Receivers {
+			if len(v.Streams) != 1 || v.Streams[0].View.Received != n || v.RTT.Samples == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	st := s.Stats()
+	seen := map[string]bool{}
+	for _, v := range st.Receivers {
+		seen[v.Addr] = true
+	}
+	// One DATA per message on the wire whatever the number of receivers.
+	if len(seen) != receivers || st.Packets != n || st.Group.Refused != 0 {
+		t.Fatalf("sender: %d distinct receiver addresses, %d packets, group %+v", len(seen), st.Packets, st.Group)
+	}
+	for k, r := range rs {
+		x := r.Stats().Streams[0]
+		if x.Received != n || x.Duplicates != 0 {
+			t.Fatalf("receiver %d stats %+v", k, x)
+		}
+	}
+}
+
+func TestMulticastConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	group := freeGroup(t)
+	for _, cfg := range []receiver.Config{
+		{Listen: group, Key: make([]byte, 32)},
+		{Listen: "127.0.0.1:0", Interface: "lo"},
+		{Listen: "127.0.0.1:0", Source: "127.0.0.1"},
+		{Listen: group, Source: "not an address"},
+		{Listen: group, Source: "239.1.1.1"},
+		{Listen: group, Interface: "no-such-interface0"},
+	} {
+		r, err := receiver.Listen(ctx, cfg)
+		if err == nil {
+			r.Close()
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+	if _, err := receiver.Listen(ctx, receiver.Config{Listen: group, Key: make([]byte, 32)}); !errors.Is(err, receiver.ErrMulticastKey) || !errors.Is(err, receiver.ErrConfig) {
+		t.Errorf("multicast with a key: %v", err)
+	}
+	_, err := sender.New(ctx, sender.Config{To: "127.0.0.1:9", MulticastTTL: 4})
+	if !errors.Is(err, sender.ErrConfig) {
+		t.Errorf("multicast TTL with a unicast To: %v", err)
+	}
+	_, err = sender.New(ctx, sender.Config{To: group, MulticastTTL: 256})
+	if !errors.Is(err, sender.ErrConfig) {
+		t.Errorf("TTL 256: %v", err)
+	}
+}

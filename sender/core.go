@@ -569,7 +569,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	out := c.out.Current()
 	grow := c.overhead()
 	copies := 1
-	if s.group.reported && s.group.lossPPM >= redundantLossPPM {
+	if s.group.reported && s.group.lossPPM >= redundantLossPPM && !c.remote.Addr().IsMulticast() {
 		copies = 2
 	}
 	to := c.repairTo(from)

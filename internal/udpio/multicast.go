@@ -46,9 +46,13 @@ func interfaceByName(name string) (*net.Interface, error) {
 // group (address and port) and wraps it with [New]. The socket allows
 // other sockets on this host to bind the same group and port
 // (SO_REUSEADDR and SO_REUSEPORT on Linux; every one of them receives
-// every datagram sent to the group), is bound to the group's address so
-// it receives that group only (on Linux IP_MULTICAST_ALL is cleared
-// too), and joins the group as g says. Closing the Conn leaves the group.
+// every datagram sent to the group), and joins the group as g says.
+// Closing the Conn leaves the group. The socket is bound to the wildcard
+// address of the group's port (Go's net package binds a multicast address
+// so, for portability), so [Conn.LocalAddr] is 0.0.0.0:port or [::]:port;
+// on Linux IP_MULTICAST_ALL is cleared, so it receives the groups it
+// joined itself and no other group some socket on the host joined on that
+// port. Unicast datagrams to the port reach it too.
 //
 // Writing from this socket works, but a datagram it sends carries the
 // group's port as its source, the same for every receiver on the host:
@@ -68,15 +72,9 @@ func ListenGroup(group netip.AddrPort, g GroupConfig, cfg Config) (*Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	network, bind := "udp4", netip.AddrPortFrom(a, group.Port())
+	network, bind := "udp4", netip.AddrPortFrom(netip.IPv4Unspecified(), group.Port())
 	if a.Is6() {
-		network = "udp6"
-	}
-	if !bindGroupAddr {
-		bind = netip.AddrPortFrom(netip.IPv4Unspecified(), group.Port())
-		if a.Is6() {
-			bind = netip.AddrPortFrom(netip.IPv6Unspecified(), group.Port())
-		}
+		network, bind = "udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), group.Port())
 	}
 	lc := net.ListenConfig{Control: reuseControl}
 	pc, err := lc.ListenPacket(context.Background(), network, bind.String())

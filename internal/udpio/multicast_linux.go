@@ -7,10 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// bindGroupAddr: Linux binds a group's receiving socket to the group's
-// address, so the socket gets that group's datagrams only.
-const bindGroupAddr = true
-
 // reuseControl lets several sockets on this host bind one group and port:
 // SO_REUSEADDR and SO_REUSEPORT (every socket bound to a multicast
 // address receives every datagram sent to it).
@@ -31,7 +27,8 @@ func reuseControl(_, _ string, rc syscall.RawConn) error {
 // limitToJoined clears IP_MULTICAST_ALL (IPV6_MULTICAST_ALL, Linux 4.20
 // and later), so the socket receives only the groups it joined itself,
 // not every group some socket on the host joined on its port. Best
-// effort: without it the bind to the group's address filters as well.
+// effort: without it (kernels before 4.20 for IPv6) the socket may also
+// hear other groups joined on its port by other sockets.
 func limitToJoined(uc *net.UDPConn, is6 bool) {
 	rc, err := uc.SyscallConn()
 	if err != nil {

@@ -7,10 +7,6 @@ import (
 	"syscall"
 )
 
-// bindGroupAddr: elsewhere than Linux a group's socket binds the
-// wildcard address (Windows cannot bind a multicast address).
-const bindGroupAddr = false
-
 // reuseControl sets nothing outside Linux: the socket options that let
 // several sockets share a port differ by platform, so one receiver per
 // group and port per host is what works portably.

@@ -24,7 +24,10 @@ func GroupBackoff(window int64, groupSize int, u float64) int64 {
 	if groupSize <= 1 || window <= 0 {
 		return 0
 	}
-	u = min(max(u, 0), 1)
+	if !(u > 0) { // NaN too
+		return 0
+	}
+	u = min(u, 1)
 	lambda := math.Log(float64(groupSize)) + 1
 	w := float64(window) / lambda * math.Log(u*math.Expm1(lambda)+1)
 	return min(max(int64(w), 0), window)

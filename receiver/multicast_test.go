@@ -148,3 +148,45 @@ func TestMulticastConfigErrors(t *testing.T) {
 		t.Errorf("TTL 256: %v", err)
 	}
 }
+
+// TestMulticastSourceSpecific: a receiver joined for one source hears a
+// sender at that address and not one at another (IGMPv3 source filtering
+// on loopback). Without the source filter this test fails: the receiver
+// hears both streams.
+func TestMulticastSourceSpecific(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	group := freeGroup(t)
+	r, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo", Source: "127.0.0.1"})
+	if err != nil {
+		t.Skipf("source-specific join refused here: %v", err)
+	}
+	defer r.Close()
+	other := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.2:0", MulticastInterface: "lo", Stream: 2})
+	for range 20 {
+		if err := other.Send([]byte("not for this receiver")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", Stream: 1})
+	for i := range 20 {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		m, err := r.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Stream != 1 || !bytes.Equal(m.Payload, multicastPayload(i)) {
+			t.Fatalf("message %d: stream %d %q", i, m.Stream, m.Payload)
+		}
+	}
+	other.Close()
+	s.Close()
+	if st := r.Stats(); len(st.Streams) != 1 {
+		t.Fatalf("heard %d streams, want only the source's", len(st.Streams))
+	}
+}

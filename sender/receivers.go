@@ -112,7 +112,7 @@ type receiverSet struct {
 	nextID  uint64
 	refused uint64 // proven feedback from a new address while the set was full
 	expired uint64 // views dropped after ReceiverTimeout of silence
-	scratch []uint64
+	scratch []uint64 // reused by lossPPM and fecReport: no allocation per REPORT
 }
 
 func newReceiverSet(maxPeers int, timeout time.Duration, pct float64) *receiverSet {
@@ -220,27 +220,21 @@ func (rs *receiverSet) lossPPM(s *stream) (uint64, bool) {
 // adaptive rule measures the stream's rate. ok is false while no receiver
 // has closed an interval.
 func (rs *receiverSet) fecReport(s *stream) (r packet.Report, ok bool) {
-	type entry struct {
-		loss  uint32
-		burst uint32
-	}
-	var best []entry
+	// Each receiver's loss and burst length in one number, loss first,
+	// so that one sort orders by loss and then burst.
+	v := rs.scratch[:0]
 	for _, p := range rs.peers {
 		if ps := p.findStream(s.id); ps != nil && ps.intervalSeen {
-			best = append(best, entry{ps.report.IntervalLossPPM, ps.report.BurstMeanMilli})
+			v = append(v, uint64(ps.report.IntervalLossPPM)<<32|uint64(ps.report.BurstMeanMilli))
 		}
 	}
-	if len(best) == 0 {
+	rs.scratch = v
+	if len(v) == 0 {
 		return r, false
 	}
-	slices.SortFunc(best, func(a, b entry) int {
-		if a.loss != b.loss {
-			return int(int64(a.loss) - int64(b.loss))
-		}
-		return int(int64(a.burst) - int64(b.burst))
-	})
-	e := best[percentileIndex(len(best), rs.pct)]
-	r.IntervalLossPPM, r.BurstMeanMilli = e.loss, e.burst
+	slices.Sort(v)
+	e := v[percentileIndex(len(v), rs.pct)]
+	r.IntervalLossPPM, r.BurstMeanMilli = uint32(e>>32), uint32(e)
 	r.HighestSeq = s.group.highest
 	return r, true
 }
@@ -382,10 +376,11 @@ func (c *Core) recordReport(s *stream, view *peer, r *packet.Report, interval bo
 	}
 }
 
-// fecFeedInterval spaces the reports adaptive FEC is given when many
-// receivers report (each every 100 ms by default): its estimates decay
+// fecFeedInterval spaces the reports adaptive FEC is given when more than
+// one receiver reports (each every 100 ms by default): its estimates decay
 // per report, and N receivers must not make them decay N times faster.
-// A report showing more loss than the last one given goes at once.
+// A report showing more loss than the last one given goes at once; a
+// single receiver's every interval report goes, as it always has.
 const fecFeedInterval = int64(50 * time.Millisecond)
 
 // feedFEC gives adaptive FEC the report at the group's loss percentile.
@@ -394,7 +389,7 @@ func (c *Core) feedFEC(s *stream, now int64) {
 	if !ok {
 		return // every receiver that closed an interval was refused a view
 	}
-	if s.group.fecAt != 0 && now-s.group.fecAt < fecFeedInterval && r.IntervalLossPPM <= s.group.fecLoss {
+	if len(c.rcv.peers) > 1 && s.group.fecAt != 0 && now-s.group.fecAt < fecFeedInterval && r.IntervalLossPPM <= s.group.fecLoss {
 		return
 	}
 	s.group.fecAt, s.group.fecLoss = now, r.IntervalLossPPM

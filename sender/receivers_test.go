@@ -227,3 +227,24 @@ func TestPercentileIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupReportAllocatesNothing: a REPORT from a known receiver of a
+// group of 50 (views, percentile, adaptive FEC input) allocates nothing.
+func TestGroupReportAllocatesNothing(t *testing.T) {
+	c := groupCore(t, Config{})
+	reps := make([][]byte, 50)
+	for i := range reps {
+		reps[i] = report(t, uint32(i*1000), 0)
+		c.Handle(reps[i], addrN(i), 20*ms)
+	}
+	now := 100 * ms
+	i := 0
+	allocs := testing.AllocsPerRun(500, func() {
+		now += ms
+		c.Handle(reps[i%50], addrN(i%50), now)
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per REPORT", allocs)
+	}
+}

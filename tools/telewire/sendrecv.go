@@ -34,7 +34,7 @@ exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
 
 Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
 limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
-without --broadcast, a multicast group); 3 messages were sent but the receiver never
+without --broadcast, a multicast group with --key-file); 3 messages were sent but the receiver never
 reported, so nothing confirms they arrived; 130/143 a second signal.`, plainMax, sealedMax), stderr)
 	var o app.SendOptions
 	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required), or a multicast group (239.1.2.3:9000, [ff15::1]:9000): each packet goes once to the group, every receiver's feedback comes back unicast")

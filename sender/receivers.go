@@ -110,8 +110,8 @@ type receiverSet struct {
 	peers   []*peer // in order of creation
 	byAddr  map[netip.AddrPort]*peer
 	nextID  uint64
-	refused uint64 // proven feedback from a new address while the set was full
-	expired uint64 // views dropped after ReceiverTimeout of silence
+	refused uint64   // proven feedback from a new address while the set was full
+	expired uint64   // views dropped after ReceiverTimeout of silence
 	scratch []uint64 // reused by lossPPM and fecReport: no allocation per REPORT
 }
 

@@ -190,3 +190,62 @@ func TestMulticastSourceSpecific(t *testing.T) {
 		t.Fatalf("heard %d streams, want only the source's", len(st.Streams))
 	}
 }
+
+// TestMulticastLateJoiner: a receiver that joins a running group starts
+// at the live edge: it gets every message from about when it joined, in
+// order and intact, and does not ask for the group's history.
+func TestMulticastLateJoiner(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	group := freeGroup(t)
+	early, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo"})
+	const before, after = 1000, 1000
+	for i := range before {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range before { // everything sent so far has reached the group
+		if m, err := early.Recv(ctx); err != nil || m.Seq != uint64(i) {
+			t.Fatalf("early receiver, message %d: %v %+v", i, err, m)
+		}
+	}
+	late, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	for i := before; i < before+after; i++ {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := -1
+	for i := 0; ; i++ {
+		m, err := late.Recv(ctx)
+		if err != nil {
+			t.Fatalf("late receiver after %d messages: %v", i, err)
+		}
+		if first < 0 {
+			first = int(m.Seq)
+		}
+		if want := first + i; int(m.Seq) != want || !bytes.Equal(m.Payload, multicastPayload(want)) {
+			t.Fatalf("late receiver: message %d is seq %d %q, want seq %d", i, m.Seq, m.Payload, want)
+		}
+		if int(m.Seq) == before+after-1 {
+			break
+		}
+	}
+	if first < before {
+		t.Fatalf("the late receiver started at %d, before it joined (%d): it asked for history", first, before)
+	}
+	if st := s.Stats(); st.Retransmits != 0 || st.NACKs != 0 {
+		t.Fatalf("a late joiner on a lossless path caused %d NACKs, %d retransmissions", st.NACKs, st.Retransmits)
+	}
+}

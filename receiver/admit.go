@@ -205,6 +205,12 @@ func (c *Core) checkAnswer(hb *packet.Heartbeat, from netip.AddrPort, id uint64,
 func (c *Core) handleAnswer(s *session, hb *packet.Heartbeat, from netip.AddrPort, now int64) {
 	rtt, ok := c.checkAnswer(hb, from, s.id, now)
 	if !ok {
+		if c.cfg.NACKGroupSize > 1 {
+			// A group's receivers hear the answers to each other's
+			// challenges: not this one's, and no sign of trouble.
+			c.stats.AnswersOthers++
+			return
+		}
 		c.stats.AnswersRejected++
 		return
 	}

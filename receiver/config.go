@@ -3,6 +3,8 @@ package receiver
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,8 +38,34 @@ func ParseMode(s string) (Mode, error) {
 // Config configures a Receiver. The zero value of every field is its
 // default; only Listen is required.
 type Config struct {
-	// Listen is the local address, "host:port" (":0" picks a port).
+	// Listen is the local address, "host:port" (":0" picks a port). A
+	// multicast group ("239.1.2.3:9000", "[ff15::1]:9000") makes the
+	// receiver join the group (see Interface and Source) on a socket that
+	// other receivers on this host may share, and send its feedback
+	// unicast from a socket of its own. Multicast with a key is not
+	// supported yet.
 	Listen string
+	// Interface names the interface a multicast Listen joins the group on
+	// ("lo", "eth0"); empty lets the kernel choose. Unused for unicast.
+	Interface string
+	// Source, with a multicast Listen, makes the join source-specific
+	// (SSM): only the sender at this IP address is heard. Empty: any
+	// source. The kernel must support it.
+	Source string
+	// NACKGroupSize is the number of receivers the NACK back-off assumes
+	// share this receiver's losses: with more than one, each request is
+	// delayed by a random wait (reliability.GroupBackoff over a window
+	// of NACKBackoffRTTs round trips, at most half of Latency) and
+	// cancelled if the retransmission another receiver asked for arrives
+	// first. An overestimate costs a little latency, an underestimate
+	// more requests. Default: 1 (ask at once) for a unicast Listen,
+	// DefaultGroupSize for a multicast one.
+	NACKGroupSize int
+	// NACKBackoffRTTs is the back-off window in round trips. Default 10.
+	NACKBackoffRTTs float64
+	// Rand is the randomness of the NACK back-off; default a PCG seeded
+	// from crypto/rand. Simulations set it for runs that replay.
+	Rand rand.Source
 
 	// ReportInterval is how often a REPORT goes back to each sender for
 	// each stream. Default 100 ms.
@@ -205,7 +233,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
+	if c.NACKGroupSize == 0 {
+		c.NACKGroupSize = 1
+		if a, err := netip.ParseAddrPort(c.Listen); err == nil && a.Addr().IsMulticast() {
+			c.NACKGroupSize = DefaultGroupSize
+		}
+	}
+	if c.NACKBackoffRTTs == 0 {
+		c.NACKBackoffRTTs = defaultBackoffRTTs
+	}
 	switch {
+	case c.NACKGroupSize < 1 || c.NACKGroupSize > 1<<20:
+		return c, fmt.Errorf("%w: NACKGroupSize %d outside 1..2^20", ErrConfig, c.NACKGroupSize)
+	case !(c.NACKBackoffRTTs > 0 && c.NACKBackoffRTTs <= 1000):
+		return c, fmt.Errorf("%w: NACKBackoffRTTs %v outside (0, 1000]", ErrConfig, c.NACKBackoffRTTs)
 	case c.ReportInterval < time.Millisecond:
 		return c, fmt.Errorf("%w: ReportInterval %v below 1ms", ErrConfig, c.ReportInterval)
 	case c.SessionTimeout < c.ReportInterval:

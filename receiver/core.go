@@ -322,6 +322,9 @@ func NewCore(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Rand == nil {
+		cfg.Rand = newRand()
+	}
 	return &Core{
 		cfg:      cfg,
 		sec:      sec,
@@ -961,9 +964,10 @@ func (s *session) stream(id uint32, c *Core) *stream {
 		c.stats.StreamsRefused++
 		return nil
 	}
-	st := &stream{
+	var st *stream
+	st = &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(&st)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound
@@ -1101,7 +1105,7 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 			// amplification limit only with it (packet.FlagProof).
 			c.pkt.Flags, c.pkt.ProofSeq, c.pkt.ProofTimestamp = packet.FlagProof, st.echoSeq, st.echoTs
 		}
-		for range st.nackCopies() {
+		for range c.nackCopies(st) {
 			if err := c.feedback(s, &c.pkt); err != nil {
 				if err != errAmplification {
 					c.stats.FeedbackDropped++ // the tracker asks again after its backoff

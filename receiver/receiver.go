@@ -49,19 +49,23 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 	if cfg.Listen == "" {
 		return nil, fmt.Errorf("%w: Listen is required", ErrConfig)
 	}
-	conn, err := udpio.Listen(cfg.Listen, udpio.Config{
+	ucfg := udpio.Config{
 		BatchSize:        cfg.BatchSize,
 		ReadBufferBytes:  cfg.SocketBufferBytes,
 		WriteBufferBytes: cfg.SocketBufferBytes,
 		MaxDatagram:      packet.MaxPacketLen,
 		BusyPoll:         cfg.BusyPoll,
-	})
+	}
+	conn, out, err := listen(cfg, ucfg)
 	if err != nil {
-		return nil, fmt.Errorf("receiver: listen %s: %w", cfg.Listen, err)
+		return nil, err
 	}
 	core, err := NewCore(cfg)
 	if err != nil {
 		conn.Close()
+		if out != nil {
+			out.Close()
+		}
 		return nil, err
 	}
 	r := &Receiver{
@@ -72,7 +76,7 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 		done:   make(chan struct{}),
 	}
 	r.loop = loop.Start(loop.Config{
-		Core: r.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger,
+		Core: r.core, Conn: conn, Out: out, Clock: cfg.Clock, Logger: cfg.Logger,
 		Changed: func() {
 			select {
 			case r.notify <- struct{}{}:

@@ -41,6 +41,7 @@ type Stats struct {
 	Challenges            uint64 `json:"challenges"`              // REPORTs sent with a challenge
 	Answers               uint64 `json:"answers"`                 // valid answers to challenges
 	AnswersRejected       uint64 `json:"answers_rejected"`        // answers this receiver did not issue to that address and session, or too old
+	AnswersOthers         uint64 `json:"answers_others"`          // in a multicast group (NACKGroupSize > 1): answers not for this receiver, as to other receivers' challenges
 	ParityDropped         uint64 `json:"parity_dropped"`          // PARITY dropped: the budget refused its stream an FEC decoder
 
 	// With encryption on (Config.KeyFile or Key):

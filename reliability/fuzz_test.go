@@ -25,7 +25,18 @@ func FuzzTracker(f *testing.F) {
 	f.Add(uint64(1<<32-3), []byte{6, 0, 30, 0, 2, 1, 0, 7, 9, 9, 8, 4, 0, 9, 1, 3})
 	f.Add(uint64(5), []byte{3, 0xff, 0xff, 0, 1, 0, 0, 40, 0, 0, 255, 255, 7, 1, 2})
 	f.Fuzz(func(t *testing.T, start uint64, ops []byte) {
-		tr := NewTracker(TrackerConfig{Window: 64, MaxMissing: 16, ReorderFloor: 1000, NACKInterval: 500, MaxNACKRetries: 3})
+		cfg := TrackerConfig{Window: 64, MaxMissing: 16, ReorderFloor: 1000, NACKInterval: 500, MaxNACKRetries: 3}
+		if start&1 == 1 { // a group receiver's back-off: waits that vary, retries shorter
+			var k int64
+			cfg.NACKBackoff = func(retry bool) int64 {
+				k++
+				if retry {
+					return k * 131 % 700
+				}
+				return k * 7919 % 3000
+			}
+		}
+		tr := NewTracker(cfg)
 		var (
 			calls, newly, wasMissing uint64
 			now                      int64

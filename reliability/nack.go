@@ -92,6 +92,7 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 	retry := max(t.ReorderTolerance(), t.cfg.NACKInterval)
 	maxTries := uint16(t.cfg.MaxNACKRetries)
 	repeated, full := false, false
+	retryWait := int64(-1)
 	for i := range m.n {
 		e := m.at(i)
 		if !e.live {
@@ -143,7 +144,10 @@ func (t *Tracker) AppendNACK(dst []packet.Range, now, rto int64, rec Recoverer) 
 		}
 		e.tries++
 		e.lastNACK = now
-		e.due = now + backoff(rto, e.tries)
+		if retryWait < 0 {
+			retryWait = t.groupWait(true) // one draw per round, so a burst stays one range
+		}
+		e.due = now + backoff(rto, e.tries) + retryWait
 		note(e)
 	}
 	if open {

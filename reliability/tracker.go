@@ -114,6 +114,16 @@ type TrackerConfig struct {
 	// tells what the Tracker holds). When it refuses, the oldest missing
 	// sequences are given up to make room (GivenUpOverflow).
 	Budget Budget
+	// NACKBackoff, if not nil, returns an extra wait, ns (>= 0), added to
+	// every request time: once per gap found, for its first request (on
+	// top of the reorder tolerance; retry false), and once per AppendNACK
+	// call for the next retry of what it requested (retry true).
+	// A receiver of a multicast group returns a random wait there (see
+	// GroupBackoff), so that of the receivers that lost the same packet
+	// one asks first and the retransmission, sent to the whole group,
+	// reaches the others before they ask: the arrival fills their gap and
+	// cancels their request. Nil: no extra wait (one receiver).
+	NACKBackoff func(retry bool) int64
 }
 
 // normalize returns cfg with defaults filled in and values clamped.
@@ -548,7 +558,7 @@ func (t *Tracker) addMissingBack(first, n uint64, now int64) {
 	} else if over := uint64(m.live) + n; over > maxLive {
 		t.giveUpOldest(int(over-maxLive), &t.stats.GivenUpOverflow)
 	}
-	due := now + t.ReorderTolerance()
+	due := now + t.ReorderTolerance() + t.groupWait(false)
 	t.noteDue(due)
 	for i := range n {
 		m.pushBack(missEntry{seq: first + i, detected: now, due: due, live: true})
@@ -581,6 +591,7 @@ func (t *Tracker) addMissingFront(first, n uint64, now int64) {
 	}
 	due := now + t.ReorderTolerance()
 	if n > 0 {
+		due += t.groupWait(false)
 		t.noteDue(due)
 	}
 	for i := n; i > 0; i-- {
@@ -600,6 +611,14 @@ func (t *Tracker) giveUpOldest(k int, reason *uint64) {
 		}
 	}
 	m.trim()
+}
+
+// groupWait returns the NACKBackoff wait, 0 without one.
+func (t *Tracker) groupWait(retry bool) int64 {
+	if t.cfg.NACKBackoff == nil {
+		return 0
+	}
+	return max(t.cfg.NACKBackoff(retry), 0)
 }
 
 // noteDue lowers the cached earliest due time of first requests, for

@@ -16,11 +16,26 @@ import (
 // Config configures a Sender. The zero value of every field is its default;
 // only To is required.
 type Config struct {
-	// To is the receiver's address, "host:port". Required. New refuses
-	// (with a [*DestinationError]) port 0, the unspecified address, a
-	// multicast group, and a broadcast address unless Broadcast is set:
-	// see [CheckDestination].
+	// To is the receiver's address, "host:port", or a multicast group
+	// ("239.1.2.3:9000", "[ff15::1]:9000"): every DATA, PARITY and
+	// retransmission is then sent once to the group, and the receivers'
+	// feedback comes back unicast (see MulticastInterface,
+	// MulticastTTL, NoMulticastLoopback). Required. New refuses (with a
+	// [*DestinationError]) port 0, the unspecified address, a broadcast
+	// address unless Broadcast is set, and a multicast group with a key
+	// (not supported yet): see [CheckDestination].
 	To string
+	// MulticastInterface names the interface multicast goes out of ("lo",
+	// "eth0"); empty lets the kernel choose by its routing table. Only
+	// with a multicast To.
+	MulticastInterface string
+	// MulticastTTL is the IPv4 TTL / IPv6 hop limit of multicast
+	// datagrams, 1..255. Default 1: the local link only.
+	MulticastTTL int
+	// NoMulticastLoopback stops the kernel from delivering the group's
+	// datagrams to receivers on this host. Default false: same-host
+	// receivers work.
+	NoMulticastLoopback bool
 	// Broadcast allows To to be a broadcast address. Default false: a
 	// broadcast destination is refused, since it reaches every host on
 	// the link and is more often a typo than a plan. The socket needs
@@ -87,6 +102,22 @@ type Config struct {
 	MaxHeartbeatInterval time.Duration
 	// MaxStreams bounds the number of streams. Default 256.
 	MaxStreams int
+
+	// MaxReceivers bounds the receivers the sender keeps a view of
+	// (Stats.Receivers): address, RTT, latest reports. Feedback that
+	// proves it comes from a receiver of the data creates a view; past
+	// the bound a new receiver gets none (its NACKs are still answered,
+	// but its REPORTs steer neither pacing nor FEC) and Group.Refused
+	// counts it. Default 256.
+	MaxReceivers int
+	// ReceiverTimeout is how long a receiver may go without feedback
+	// before its view is dropped (Group.Expired counts it). Default 5 s.
+	ReceiverTimeout time.Duration
+	// FECLossPercentile is the percentile of the receivers' reported
+	// loss that adaptive FEC and retransmission redundancy follow, in
+	// (0, 100]: 90 (the default) protects nine receivers in ten by parity;
+	// 100 follows the worst. With one receiver every value is the same.
+	FECLossPercentile float64
 
 	// DisableRetransmit turns retransmission off: no packets are kept and
 	// every NACK is answered "unavailable", so receivers stop asking at
@@ -280,6 +311,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RekeyPackets == 0 {
 		c.RekeyPackets = RekeyAfterPackets
 	}
+	if c.MaxReceivers == 0 {
+		c.MaxReceivers = DefaultMaxReceivers
+	}
+	if c.ReceiverTimeout == 0 {
+		c.ReceiverTimeout = DefaultReceiverTimeout
+	}
+	if c.FECLossPercentile == 0 {
+		c.FECLossPercentile = DefaultFECLossPercentile
+	}
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
@@ -294,6 +334,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: heartbeat interval %v, max %v", ErrConfig, c.HeartbeatInterval, c.MaxHeartbeatInterval)
 	case c.MaxStreams < 1:
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
+	case c.MaxReceivers < 1 || c.MaxReceivers > 1<<16:
+		return c, fmt.Errorf("%w: MaxReceivers %d not in [1, 65536]", ErrConfig, c.MaxReceivers)
+	case c.ReceiverTimeout < 0:
+		return c, fmt.Errorf("%w: ReceiverTimeout %v < 0", ErrConfig, c.ReceiverTimeout)
+	case !(c.FECLossPercentile > 0 && c.FECLossPercentile <= 100):
+		return c, fmt.Errorf("%w: FECLossPercentile %v not in (0, 100]", ErrConfig, c.FECLossPercentile)
 	case c.FEC.validate() != nil:
 		return c, c.FEC.validate()
 	case c.MaxRate < 0:

@@ -59,11 +59,9 @@ type stream struct {
 	wire   uint64
 	wireAt []uint64
 
-	report   packet.Report // latest REPORT from the receiver
+	report   packet.Report // latest REPORT from any receiver (each one's: group)
 	reportAt int64         // when it arrived, 0 if never
-	// intervalSeen: a REPORT closing an interval (not FlagEarly) arrived,
-	// so report.IntervalLossPPM is measured.
-	intervalSeen bool
+	group    streamGroup   // merged figures of every receiver (receivers.go)
 }
 
 // Core is the sender's protocol state machine, free of sockets, goroutines
@@ -81,6 +79,7 @@ type Core struct {
 	probe   packet.Packet // decodes retained packets
 	answer  reliability.NACKResult
 	peers   *guard.Peers       // feedback addresses: amplification limit and retransmit budget
+	rcv     *receiverSet       // one view per receiver (receivers.go)
 	sec     *secure            // nil without encryption
 	pace    *reliability.Pacer // nil with congestion control off
 	// delivered estimates the wire bytes of DATA the receiver has
@@ -121,7 +120,7 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	// The configured receiver is validated by configuration: data goes
 	// there anyway. Any other address that sends feedback is answered
 	// within the amplification limit (RFC 9000 §8.1).
-	peers, err := guard.NewPeers(guard.PeersConfig{})
+	peers, err := guard.NewPeers(guard.PeersConfig{MaxPeers: max(guard.DefaultMaxPeers, cfg.MaxReceivers)})
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +131,7 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 		remote:  remote,
 		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
 		peers:   peers,
+		rcv:     newReceiverSet(cfg.MaxReceivers, cfg.ReceiverTimeout, cfg.FECLossPercentile),
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		room:    cfg.DataRoom(remote.Addr().IsLoopback()),
 	}
@@ -630,6 +630,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	}
 	c.validate(from)
 	c.peers.OnProven(from, c.inLen)
+	view := c.rcv.observe(from, now) // nil when MaxReceivers is reached
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
 	// the future, from outside the times this stream's DATA was sent, or a
@@ -641,6 +642,9 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 		if sample = now - r.EchoTimestamp - r.EchoHoldNanos; sample > 0 {
 			c.rtt.Observe(sample)
 			c.lastRTT = min(sample, maxSuppression)
+			if view != nil {
+				view.rtt.Observe(sample)
+			}
 		} else {
 			sample = 0
 		}
@@ -648,43 +652,55 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	if c.pace != nil {
 		// Only feedback that proved it comes from a receiver of the data
 		// (or authentic feedback, sealed) gets here to move the pacer.
-		c.feedPacer(s, r, sample, now)
+		c.feedPacer(s, view, r, sample, now)
 	}
 	s.report = *r
 	s.reportAt = now
-	if p.Flags&packet.FlagEarly == 0 {
-		s.intervalSeen = true
-	}
+	c.recordReport(s, view, r, p.Flags&packet.FlagEarly == 0, now)
 	if s.adaptive != nil && p.Flags&packet.FlagEarly == 0 {
 		// Early REPORTs repeat the interval figures adaptive FEC reads.
-		s.adaptive.Update(*r, now)
-		k, m, d := s.adaptive.Params()
-		setFEC(s.encoder, k, m, d)
+		c.feedFEC(s, now)
 	}
 }
 
 // feedPacer hands a REPORT to the congestion controller: its RTT sample
 // (0 for none) and the receiver's count of DATA received, turned into
 // wire bytes at the mean bytes sent per DATA. Counts are per stream; their
-// increases add up to the path's delivery.
-func (c *Core) feedPacer(s *stream, r *packet.Report, sample, now int64) {
+// increases add up to the path's delivery. With many receivers only the
+// nearest one's REPORTs reach the pacer (see receivers.go), and when
+// another becomes the nearest its counts start a new baseline.
+func (c *Core) feedPacer(s *stream, view *peer, r *packet.Report, sample, now int64) {
+	g := &s.group
+	if view == nil || view != c.rcv.nearest() {
+		return
+	}
+	if g.paced && g.pacer != view.addr {
+		g.received, g.pacedSeq = r.Received, r.HighestSeq
+	}
 	prev := uint64(0)
-	if s.reportAt != 0 {
-		prev = s.report.Received
+	if g.paced {
+		prev = g.received
 	}
 	if c.stats.Packets > 0 {
-		c.account(s, r, prev)
+		// A stream's first report counts from its first sequence; then
+		// from the newest the paced receiver reported.
+		prevHighest := s.start - 1
+		if g.paced {
+			prevHighest = g.pacedSeq
+		}
+		c.account(s, r, prev, prevHighest)
 	}
 	echo := r.EchoTimestamp
 	if sample == 0 {
 		echo = 0 // an echo that gave no sample proves nothing about when
 	}
 	c.pace.OnFeedback(now, reliability.Feedback{RTT: sample, Delivered: c.delivered, Accounted: c.accounted, Echo: echo})
+	g.paced, g.pacer, g.received, g.pacedSeq = true, view.addr, r.Received, r.HighestSeq
 }
 
 // account adds what REPORT r (after one with prev received) says arrived
 // and was accounted for to the pacer's byte counts.
-func (c *Core) account(s *stream, r *packet.Report, prev uint64) {
+func (c *Core) account(s *stream, r *packet.Report, prev, prevHighest uint64) {
 	// Each DATA stands for its share of every byte sent, parity and
 	// retransmissions included, so that delivery and the pacer's rate
 	// (wire bytes) compare like for like: exactly, from the stream's
@@ -693,12 +709,8 @@ func (c *Core) account(s *stream, r *packet.Report, prev uint64) {
 	mean := uint64(c.pace.Sent()) / c.stats.Packets
 	// Everything up to the newest sequence the receiver has seen was sent
 	// and is accounted for, arrived or lost: unlike Received, its rate
-	// matches the send rate on a lossy path. A stream's first report
-	// counts from its first sequence.
-	prevHighest := s.start - 1
-	if s.reportAt != 0 {
-		prevHighest = s.report.HighestSeq
-	}
+	// matches the send rate on a lossy path. prevHighest is the newest
+	// sequence already accounted for.
 	if d := packet.SeqDiff(r.HighestSeq, prevHighest); d > 0 && d <= packet.SeqDiff(s.next, s.start) {
 		if b, ok := s.wireBetween(prevHighest, r.HighestSeq); ok {
 			c.accounted += b
@@ -804,6 +816,9 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	if proven {
 		c.validate(from)
 		c.peers.OnProven(from, c.inLen)
+		if view := c.rcv.observe(from, now); view != nil {
+			view.nacks++
+		}
 	} else {
 		c.stats.NACKsUnproven++
 	}
@@ -829,9 +844,10 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	out := c.out.Current()
 	grow := c.overhead()
 	copies := 1
-	if s.reportAt != 0 && s.lossPPM() >= redundantLossPPM {
+	if s.group.reported && s.group.lossPPM >= redundantLossPPM && !c.remote.Addr().IsMulticast() {
 		copies = 2
 	}
+	to := c.repairTo(from)
 	sent := 0 // of res.Resend, the sequences sent at least once
 resend:
 	for i, seq := range res.Resend {
@@ -852,7 +868,7 @@ resend:
 			if k == 0 {
 				sent = i + 1
 			}
-			_ = out.AppendRaw(data, from)
+			_ = out.AppendRaw(data, to)
 			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
 			if c.sealLast(out) != nil {
 				break resend
@@ -870,20 +886,6 @@ resend:
 	if len(res.Unavailable) > 0 {
 		c.unavailable(p, res.Unavailable, from, proven)
 	}
-}
-
-// lossPPM is the receiver's loss rate for the stream: its last closed
-// report interval's or, until an interval has closed (only early REPORTs so
-// far, at a stream's start), the loss of the stream so far.
-func (s *stream) lossPPM() uint64 {
-	if s.intervalSeen {
-		return uint64(s.report.IntervalLossPPM)
-	}
-	n := packet.SeqDiff(s.report.HighestSeq, s.start) + 1
-	if n <= 0 {
-		return 0
-	}
-	return min(s.report.Lost, uint64(n)) * packet.MaxLossPPM / uint64(n)
 }
 
 // maxSuppression caps the latest-RTT term of retransmit suppression, so a
@@ -907,7 +909,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 		c.stats.AnswersBlocked++
 		return
 	}
-	if err := c.queue(p, to); err != nil {
+	if err := c.queue(p, c.repairTo(to)); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}
@@ -920,6 +922,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 func (c *Core) Tick(now int64) {
 	c.finishOpen()
 	c.secureTick(now)
+	c.rcv.expire(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -960,6 +963,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		}
 	}
 	if t, due := c.secureTimer(); due {
+		consider(t)
+	}
+	if t, due := c.rcv.nextExpiry(); due {
 		consider(t)
 	}
 	for _, s := range c.streams {
@@ -1013,6 +1019,7 @@ func (c *Core) Stats() Stats {
 			MinRTTNanos: ps.MinRTTNanos, RTTJitterNanos: ps.JitterNanos, CongestionEvents: ps.Cuts, Waits: ps.Waits, Startup: ps.Startup,
 		}
 	}
+	c.rcv.stats(&st, c.streams)
 	st.Streams = make([]StreamStats, 0, len(c.streams))
 	for _, s := range c.streams {
 		x := StreamStats{

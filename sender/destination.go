@@ -19,9 +19,10 @@ var (
 	// directed broadcast of a local IPv4 subnet) reaches every host on the
 	// link; it is refused unless Config.Broadcast is set.
 	ErrBroadcast = errors.New("a broadcast address (set Broadcast to send to it)")
-	// ErrMulticast: telewire does not send to multicast groups yet (one
-	// receiver's feedback cannot stand for a group's).
-	ErrMulticast = errors.New("multicast is not supported yet")
+	// ErrMulticast: a multicast group with a key. Sealed multicast (one
+	// key for a group, with its handshake) is not supported yet; plain
+	// multicast is.
+	ErrMulticast = errors.New("multicast with a key is not supported yet")
 )
 
 // DestinationError is returned by [New] and [CheckDestination] for an
@@ -42,7 +43,7 @@ func (e *DestinationError) Error() string {
 func (e *DestinationError) Unwrap() []error { return []error{ErrConfig, e.Reason} }
 
 // CheckDestination reports whether a sender may send to addr: not port 0,
-// not the unspecified address, not a multicast group, and not a broadcast
+// not the unspecified address, and not a broadcast
 // address unless allowBroadcast. Broadcast addresses are the limited
 // broadcast 255.255.255.255 and the directed broadcast of every IPv4
 // subnet configured on a local interface (a /24 on 192.0.2.0 makes
@@ -63,8 +64,6 @@ func checkDestination(addr netip.AddrPort, allowBroadcast bool, isLocalBroadcast
 		reason = ErrUnspecified
 	case addr.Port() == 0:
 		reason = ErrZeroPort
-	case a.IsMulticast():
-		reason = ErrMulticast
 	case !allowBroadcast && a.Is4() && (a == limitedBroadcast || isLocalBroadcast(a)):
 		reason = ErrBroadcast
 	default:

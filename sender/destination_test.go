@@ -38,10 +38,11 @@ func TestCheckDestination(t *testing.T) {
 		{"255.255.255.255:9000", true, nil},
 		{"10.1.2.255:9000", true, nil},
 		{"255.255.255.255:0", true, ErrZeroPort},
-		{"239.1.2.3:9000", false, ErrMulticast},
-		{"224.0.0.1:9000", true, ErrMulticast},
-		{"[ff02::1]:9000", false, ErrMulticast},
-		{"[ff0e::1234]:9000", false, ErrMulticast},
+		{"239.1.2.3:9000", false, nil}, // multicast groups are destinations
+		{"224.0.0.1:9000", true, nil},
+		{"[ff02::1]:9000", false, nil},
+		{"[ff0e::1234]:9000", false, nil},
+		{"239.1.2.3:0", false, ErrZeroPort},
 	}
 	for _, c := range cases {
 		err := checkDestination(netip.MustParseAddrPort(c.addr), c.broadcast, local)
@@ -98,8 +99,13 @@ func TestDirectedBroadcast(t *testing.T) {
 // TestNewRefusesBadDestinations: New checks the resolved address before
 // it binds anything.
 func TestNewRefusesBadDestinations(t *testing.T) {
-	for _, to := range []string{"127.0.0.1:0", "0.0.0.0:9000", "[::]:9000", "255.255.255.255:9000", "239.0.0.1:9000"} {
-		s, err := New(context.Background(), Config{To: to})
+	key := make([]byte, 32)
+	for _, tc := range []struct {
+		to  string
+		key []byte
+	}{{"127.0.0.1:0", nil}, {"0.0.0.0:9000", nil}, {"[::]:9000", nil}, {"255.255.255.255:9000", nil}, {"239.0.0.1:9000", key}} {
+		to := tc.to
+		s, err := New(context.Background(), Config{To: to, Key: tc.key})
 		var de *DestinationError
 		if err == nil {
 			s.Close()

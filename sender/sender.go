@@ -54,6 +54,9 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	if err := CheckDestination(remote, cfg.Broadcast); err != nil {
 		return nil, err
 	}
+	if err := checkMulticast(remote, cfg); err != nil {
+		return nil, err
+	}
 	local := cfg.Local
 	if local == "" {
 		local = "0.0.0.0:0"
@@ -71,6 +74,10 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sender: bind %s: %w", local, err)
+	}
+	if err := setMulticast(conn, remote, cfg); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	session := cfg.Session
 	if session == 0 {
@@ -186,7 +193,9 @@ func (s *Sender) LastSeq(stream uint32) (uint64, bool) {
 func (s *Sender) Stats() Stats {
 	s.loop.Mu.Lock()
 	st := s.core.Stats()
-	st.FeedbackSilenceNanos = s.core.FeedbackSilence(s.cfg.Clock.Now())
+	now := s.cfg.Clock.Now()
+	st.FeedbackSilenceNanos = s.core.FeedbackSilence(now)
+	st.ages(now)
 	s.loop.Mu.Unlock()
 	io := s.conn.Stats()
 	st.DatagramsSent = io.DatagramsWritten

@@ -72,6 +72,12 @@ type Stats struct {
 	RTT               RTTStats      `json:"rtt"`
 	Pacing            PacingStats   `json:"pacing"`
 	Streams           []StreamStats `json:"streams"`
+
+	// Receivers is the sender's view of each receiver heard from (one
+	// for a unicast sender, any number for a multicast group), in the
+	// order first heard; Group merges them. See Config.MaxReceivers.
+	Receivers []ReceiverStats `json:"receivers"`
+	Group     GroupStats      `json:"group"`
 }
 
 // PacingStats is the congestion controller's state (all zero with
@@ -117,7 +123,9 @@ type StreamStats struct {
 	RetransmitEvictedAge      uint64 `json:"retransmit_evicted_age"`
 }
 
-// ReceiverView is the latest REPORT from the receiver for a stream.
+// ReceiverView is the latest REPORT from a receiver for a stream. In
+// StreamStats it is the latest from any receiver; Stats.Receivers has
+// each receiver's own.
 type ReceiverView struct {
 	Reported        bool    `json:"reported"` // false until a REPORT arrived
 	Received        uint64  `json:"received"`

@@ -40,8 +40,13 @@ type Core interface {
 
 // Config wires a Loop.
 type Config struct {
-	Core   Core
-	Conn   *udpio.Conn
+	Core Core
+	Conn *udpio.Conn
+	// Out, if set, is the socket the core's datagrams are written to
+	// instead of Conn (which is then only read), for a multicast
+	// receiver whose feedback needs a source address of its own. The
+	// loop closes it with Conn.
+	Out    *udpio.Conn
 	Clock  clock.Clock
 	Logger zerolog.Logger
 	// Changed, if set, is called (without the lock) after each batch read
@@ -164,6 +169,9 @@ func (l *Loop) Close() error {
 	close(l.done)
 	l.writerWG.Wait()
 	err := l.cfg.Conn.Close()
+	if l.cfg.Out != nil {
+		err = errors.Join(err, l.cfg.Out.Close())
+	}
 	l.readerWG.Wait()
 	l.Mu.Lock()
 	l.Space.Broadcast()
@@ -254,13 +262,21 @@ func (l *Loop) writer() {
 	}
 }
 
+// out is the socket datagrams are written to.
+func (l *Loop) out() *udpio.Conn {
+	if l.cfg.Out != nil {
+		return l.cfg.Out
+	}
+	return l.cfg.Conn
+}
+
 // write sends a whole batch. A datagram the kernel refuses (for example an
 // ICMP error reported on the socket) is counted and skipped so that one bad
 // destination cannot stall the rest.
 func (l *Loop) write(b *outbox.Batch) {
 	dgs := b.Datagrams()
 	for len(dgs) > 0 {
-		n, err := l.cfg.Conn.WriteBatch(dgs)
+		n, err := l.out().WriteBatch(dgs)
 		if err == nil {
 			return
 		}

@@ -382,6 +382,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(st.SessionRestarts, "sender restarts")
 	add(st.Rekeys, "rekeys")
 	add(st.AddressChanges, "sender address changes")
+	add(st.AnswersOthers, "answers to other receivers' challenges (a multicast group's, not for this receiver)")
 	add(st.Unavailable, "\"unavailable\" answers from senders (asked too late to retransmit)")
 	add(resyncs, "stream resyncs (jumps beyond the window)")
 	if len(refused) > 0 {

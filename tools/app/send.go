@@ -313,6 +313,10 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 				x.Stream, r.Received, x.Sent, r.Lost, r.Duplicates, r.Reordered, ms(r.JitterNanos), ms(r.DelayP50Nanos), ms(r.DelayP99Nanos))
 		}
 	}
+	if g := st.Group; g.Receivers > 1 || g.Refused > 0 || g.Expired > 0 {
+		s += fmt.Sprintf("\n  group: %d receivers (%d refused, %d expired), loss p%g %.2f%% mean %.2f%% max %.2f%%, rtt %s..%s",
+			g.Receivers, g.Refused, g.Expired, g.LossPercentile, 100*g.LossAtPct, 100*g.LossMean, 100*g.LossMax, ms(uint64(g.RTTMinNanos)), ms(uint64(g.RTTMaxNanos)))
+	}
 	if st.Packets > 0 && st.Reports == 0 {
 		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
 	}

@@ -2,5 +2,5 @@
 
 package sim
 
-// raceEnabled is false: simulations run at full size.
+// raceEnabled is false: simulations and group scenarios run at full size.
 const raceEnabled = false

@@ -3,5 +3,5 @@
 package sim
 
 // raceEnabled: the race detector slows the simulation about tenfold, so
-// the largest runs shrink.
+// the largest runs and group scenarios shrink.
 const raceEnabled = true

@@ -39,10 +39,13 @@ exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
 
 Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
 limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
-without --broadcast, a multicast group); 3 messages were sent but the receiver never
+without --broadcast, a multicast group with --key-file); 3 messages were sent but the receiver never
 reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, packet.MaxMessageLimit), stderr)
 	var o app.SendOptions
-	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required)")
+	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required), or a multicast group (239.1.2.3:9000, [ff15::1]:9000): each packet goes once to the group, every receiver's feedback comes back unicast")
+	fs.IntVar(&o.Sender.MulticastTTL, "ttl", 0, "with a multicast --to: TTL (hop limit) of the group's packets, 1..255 (default 1: this link only)")
+	fs.StringVar(&o.Sender.MulticastInterface, "iface", "", "with a multicast --to: `NAME` of the interface to send the group's packets out of (default: the kernel's route; lo for this host only)")
+	noLoop := fs.Bool("no-multicast-loop", false, "with a multicast --to: do not deliver the group's packets to receivers on this host")
 	fs.BoolVar(&o.Sender.Broadcast, "broadcast", false, "allow --to to be a broadcast address (255.255.255.255 or a local subnet's)")
 	fr := fs.String("framing", "line", "stdin framing: line (one message per line) or len32 (4-byte big-endian length + bytes)")
 	fs.Float64Var(&o.Rate, "rate", 0, "cap on messages per second (0 = as fast as possible)")
@@ -81,6 +84,7 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, p
 		return usageError(fs, "--session: %v", err)
 	}
 	o.Sender.DisableRetransmit = !on
+	o.Sender.NoMulticastLoopback = *noLoop
 	ccOn, err := onOff(*cc)
 	if err != nil {
 		return usageError(fs, "--cc: %v", err)
@@ -168,7 +172,7 @@ func sendExit(err error, to string) error {
 		case errors.Is(err, sender.ErrBroadcast):
 			why = "a broadcast address; add --broadcast to send to every host on the link"
 		case errors.Is(err, sender.ErrMulticast):
-			why = "a multicast group; multicast is not supported yet"
+			why = "a multicast group with --key-file; sealed multicast is not supported yet (send it without a key)"
 		default:
 			why = de.Reason.Error()
 		}
@@ -188,7 +192,10 @@ after --idle without data once data has arrived, then prints the receiver's
 statistics (loss, duplicates, reordering, jitter, one-way delay percentiles) and
 everything refused, dropped or skipped.`, stderr)
 	var o app.RecvOptions
-	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start)")
+	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000; several receivers on one host may join one group and port)")
+	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: the kernel's route; lo for senders on this host)")
+	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "receivers assumed to share this one's losses: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: 64 with a multicast --listen, else 1)")
+	fs.StringVar(&o.Receiver.Source, "source", "", "with a multicast --listen: hear only the sender at this `IP` (source-specific multicast, where the kernel supports it)")
 	fs.StringVar(&o.Output, "output", "-", "write the messages to `FILE` (- = stdout)")
 	fr := fs.String("framing", "line", "output framing: line (payload + newline; a payload containing a newline is refused and counted), len32 (4-byte big-endian length + payload) or json (one object per line per message with its metadata, and one per skipped gap; see docs/cli.md)")
 	fs.Uint64Var(&o.Count, "count", 0, "exit after this many messages (0 = no limit)")

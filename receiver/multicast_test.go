@@ -57,7 +57,7 @@ func TestMulticastLoopbackThreeReceivers(t *testing.T) {
 		t.Cleanup(func() { r.Close() })
 		rs[i] = r
 	}
-	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo"})
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", DisablePacking: true})
 	var wg sync.WaitGroup
 	errs := make([]error, receivers)
 	for k, r := range rs {
@@ -163,13 +163,13 @@ func TestMulticastSourceSpecific(t *testing.T) {
 		t.Skipf("source-specific join refused here: %v", err)
 	}
 	defer r.Close()
-	other := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.2:0", MulticastInterface: "lo", Stream: 2})
+	other := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.2:0", MulticastInterface: "lo", Stream: 2, DisablePacking: true})
 	for range 20 {
 		if err := other.Send([]byte("not for this receiver")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", Stream: 1})
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", Stream: 1, DisablePacking: true})
 	for i := range 20 {
 		if err := s.Send(multicastPayload(i)); err != nil {
 			t.Fatal(err)
@@ -204,7 +204,7 @@ func TestMulticastLateJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer early.Close()
-	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo"})
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", DisablePacking: true})
 	const before, after = 1000, 1000
 	for i := range before {
 		if err := s.Send(multicastPayload(i)); err != nil {

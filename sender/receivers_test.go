@@ -17,6 +17,8 @@ func addrN(n int) netip.AddrPort {
 // 1..10 ms.
 func groupCore(t *testing.T, cfg Config) *Core {
 	t.Helper()
+	// The views' tests name each DATA by its sequence: one message each.
+	cfg.DisablePacking = true
 	c, err := NewCore(cfg, 0xabc, netip.MustParseAddrPort("239.1.2.3:9000"))
 	if err != nil {
 		t.Fatal(err)

@@ -185,6 +185,10 @@ func newLink(t testing.TB, lossPercent float64, seed int64, session uint64) *lin
 		To: to, Session: session,
 		RetransmitPackets: 1 << 17, RetransmitBytes: 32 << 20, RetransmitMaxAge: 10 * time.Second,
 		RetransmitShare: -1,
+		// The tests name each message by its telewire sequence (payload
+		// i is sequence i): one message per datagram. Packed messages'
+		// ids are checked in TestMsgIDOfPackedMessages.
+		DisablePacking: true,
 	})
 	if err != nil {
 		t.Fatal(err)

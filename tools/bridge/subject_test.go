@@ -157,3 +157,17 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("attempt 1000: %v above the cap", got)
 	}
 }
+
+// TestMsgIDOfPackedMessages: messages packed into one datagram share its
+// sequence and differ by index, so their de-duplication ids differ too;
+// the first (index 0) keeps the id of an unpacked message.
+func TestMsgIDOfPackedMessages(t *testing.T) {
+	for _, c := range []struct {
+		index uint16
+		want  string
+	}{{0, "00000000000000ab/7/41"}, {1, "00000000000000ab/7/41.1"}, {65535, "00000000000000ab/7/41.65535"}} {
+		if got := MsgID(0xab, 7, 41, c.index); got != c.want {
+			t.Errorf("MsgID(index %d) = %q, want %q", c.index, got, c.want)
+		}
+	}
+}

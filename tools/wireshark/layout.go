@@ -148,8 +148,8 @@ var Layouts = []Layout{
 			{Abbrev: "parity.stride", Name: "Stride", Doc: "stride", Offset: 35, Size: 1, Type: "uint8", Go: "Parity.Stride"},
 			{Abbrev: "parity.shard", Name: "Parity shard", Doc: "parity shard", Offset: 36, Type: "bytes", Go: "Payload"},
 		},
-		Dirs: []uint8{ToReceiver},
-		Info: []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
+		Dirs:  []uint8{ToReceiver},
+		Info:  []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
 		Flags: []Flag{{Abbrev: "parity.flags.messages", Name: "Block's DATA carry message maps", Mask: uint8(packet.FlagMessages), Go: "FlagMessages"}},
 	},
 	{

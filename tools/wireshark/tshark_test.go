@@ -653,7 +653,9 @@ func TestTsharkEveryKind(t *testing.T) {
 	// Damaged message maps (length and CRC fixed: only the map is wrong).
 	mapped := mappedData(t)
 	packed, frag := mapped[0], mapped[4]
-	withPayload := func(pl ...byte) []byte { return resealed(append(bytes.Clone(packed[:packet.HeaderLen+packet.DataHeaderLen]), pl...)) }
+	withPayload := func(pl ...byte) []byte {
+		return resealed(append(bytes.Clone(packed[:packet.HeaderLen+packet.DataHeaderLen]), pl...))
+	}
 	for _, c := range []struct {
 		name string
 		b    []byte

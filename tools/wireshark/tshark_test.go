@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -787,8 +788,51 @@ func TestTsharkDamaged(t *testing.T) {
 			}
 		}
 	}
+	mapped := mappedData(t)
+	for _, b := range mapped {
+		s, err := tr.NewSealer(seal.Params{Session: session, Dir: seal.ToReceiver}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := s.Seal(nil, b[:packet.HeaderLen], b[packet.HeaderLen:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, b, sb)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var frames []frame
+	// Damage inside the message map only (header, length and CRC intact):
+	// tshark must flag the map malformed exactly when packet.Parse
+	// refuses it.
+	badMap := map[int]bool{} // frame index -> packet.Parse says ErrBadMap
+	for _, b := range mapped {
+		payload := packet.HeaderLen + packet.DataHeaderLen
+		var damaged [][]byte
+		for n := payload; n < len(b); n += 1 + (n-payload)/8 {
+			damaged = append(damaged, resealed(b[:n]))
+		}
+		for range 60 {
+			c := bytes.Clone(b)
+			for range 1 + rng.IntN(3) {
+				i := payload + rng.IntN(min(len(c)-payload, 24)) // the map's headers are near the start
+				if rng.IntN(3) == 0 {
+					i = payload + rng.IntN(len(c)-payload)
+				}
+				c[i] = byte(rng.Uint32())
+			}
+			damaged = append(damaged, resealed(c))
+		}
+		for _, c := range damaged {
+			var p packet.Packet
+			err := p.Parse(c)
+			if err != nil && !errors.Is(err, packet.ErrBadMap) {
+				t.Fatalf("map damage made packet.Parse fail otherwise: %v", err)
+			}
+			badMap[len(frames)] = err != nil
+			frames = append(frames, frame{senderAddr, receiverAddr, c})
+		}
+	}
 	for _, b := range valid {
 		for n := packet.HeaderLen; n < len(b); n += 1 + n/16 {
 			frames = append(frames, frame{senderAddr, receiverAddr, b[:n]})
@@ -807,10 +851,24 @@ func TestTsharkDamaged(t *testing.T) {
 	if len(got) != len(frames) {
 		t.Fatalf("tshark decoded %d frames, wrote %d", len(got), len(frames))
 	}
+	nbad := 0
 	for i, d := range got {
 		if d.proto != "telewire" {
 			t.Errorf("frame %d (% x): protocol %q", i+1, frames[i].b, d.proto)
 		}
+		want, ok := badMap[i]
+		if !ok {
+			continue
+		}
+		if want {
+			nbad++
+		}
+		if flagged := contains(d.experts, "telewire.bad_map"); flagged != want {
+			t.Errorf("frame %d (payload % x): bad_map expert %v, packet.Parse refuses the map: %v (experts %v)", i+1, frames[i].b[packet.HeaderLen+packet.DataHeaderLen:], flagged, want, d.experts)
+		}
+		if other := slices.DeleteFunc(slices.Clone(d.experts), func(e string) bool { return e == "telewire.bad_map" || e == "_ws.malformed" }); len(other) > 0 {
+			t.Errorf("frame %d: map damage raised %v", i+1, other)
+		}
 	}
-	t.Logf("%d damaged datagrams decoded without a Lua error", len(frames))
+	t.Logf("%d damaged datagrams decoded without a Lua error; %d with damage inside a message map, %d of them malformed, each flagged exactly as packet.Parse judges it", len(frames), len(badMap), nbad)
 }

@@ -3,7 +3,8 @@
 --
 -- Wireshark dissector for telewire, a transport for real-time telemetry over UDP.
 -- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT, HEARTBEAT, HELLO, WELCOME, CONFIRM, RETRY),
--- the optional fields their flags add, the handshake messages of sealed mode
+-- the optional fields their flags add, the message map of a plain DATA payload
+-- (packed messages or a fragment), the handshake messages of sealed mode
 -- and the clear part of sealed (encrypted) datagrams; checks the CRC-32C, the
 -- lengths and the directions, and flags what is wrong with expert info.
 --

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -511,7 +512,7 @@ func mappedData(t *testing.T) [][]byte {
 	for _, msgs := range [][]msg{
 		{{0, "first"}, {1500, "second"}, {-7, ""}, {1 << 40, strings.Repeat("x", 200)}, {-(1 << 62), "last"}},
 		{{0, strings.Repeat("y", 130)}},
-		{{64, "a"}, {-64, "b"}},
+		{{64, "a"}, {-64, "b"}, {math.MaxInt64, "ten-byte delta"}, {math.MinInt64, "and its negative"}},
 	} {
 		b := packet.AppendMessagesHeader(nil, uint16(len(msgs)))
 		for _, m := range msgs {

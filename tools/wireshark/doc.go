@@ -4,12 +4,15 @@
 // The layouts ([Layouts], [Sealed]) are a Go table: every field of the
 // common header, of each packet kind's body (REPORT's fields are read from
 // [packet.Report] by reflection, in declaration order), the optional
-// fields a flag adds at the end of a body, and the sealed envelope; for
+// fields a flag adds at the end of a body, the message map a DATA payload
+// begins with when flagged FlagMessages ([Map]: packed messages or a
+// fragment's header), and the sealed envelope; for
 // each kind also its flags, the directions it travels, and whether seal's
 // envelope carries it in clear with a MAC (HELLO, WELCOME, RETRY) or
 // encrypted. Tests keep it honest: one parses the byte tables and prose
 // of packet/doc.go and internal/seal/doc.go and checks every offset,
-// size, optional field and direction against the table; one encodes a
+// size, optional field and direction against the table (the message
+// map's against its two tables in "Messages and datagrams"); one encodes a
 // packet of every kind and flag set with [packet.Packet.AppendTo] and
 // reads each field back at the table's offset; one compares the sealed
 // layout and the handshake messages with package seal and a real

@@ -33,10 +33,14 @@ func Lua() []byte {
 		Magic        string
 		AllFields    []Field
 		AllFlags     []Flag
+		Map          MessageMap
+		DataKind     uint8
+		MaxMessage   int
 	}{
 		Header: Header, Layouts: Layouts, Sealed: Sealed, Envelopes: Envelopes, Versions: Versions,
 		HeaderLen: packet.HeaderLen, MaxPacketLen: packet.MaxPacketLen, TagLen: TagLen, MACLen: MACLen,
 		Magic: fmt.Sprintf("0x%04x", packet.Magic), AllFields: allFields(), AllFlags: allFlags(),
+		Map: Map, DataKind: uint8(packet.KindData), MaxMessage: packet.MaxMessageLimit,
 	})
 	if err != nil {
 		panic(err) // the template and the table are both compiled in: a bug, caught by the tests
@@ -63,6 +67,7 @@ func allFields() []Field {
 		add(l.Range...)
 		add(l.Optional...)
 	}
+	add(Map.fields()...)
 	add(Sealed.Fields...)
 	add(Sealed.Body, Sealed.Tag)
 	return out

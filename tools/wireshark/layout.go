@@ -148,8 +148,8 @@ var Layouts = []Layout{
 			{Abbrev: "parity.stride", Name: "Stride", Doc: "stride", Offset: 35, Size: 1, Type: "uint8", Go: "Parity.Stride"},
 			{Abbrev: "parity.shard", Name: "Parity shard", Doc: "parity shard", Offset: 36, Type: "bytes", Go: "Payload"},
 		},
-		Dirs: []uint8{ToReceiver},
-		Info: []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
+		Dirs:  []uint8{ToReceiver},
+		Info:  []Info{{"first", "parity.first"}, {"k", "parity.k"}, {"m", "parity.m"}, {"index", "parity.index"}},
 		Flags: []Flag{{Abbrev: "parity.flags.messages", Name: "Block's DATA carry message maps", Mask: uint8(packet.FlagMessages), Go: "FlagMessages"}},
 	},
 	{
@@ -339,3 +339,76 @@ var Sealed = SealedLayout{
 
 // Versions are the wire versions the dissector accepts.
 var Versions = []int{packet.Version}
+
+// MessageMap is the message map that begins the payload of a DATA
+// flagged FlagMessages (packet/doc.go, "Messages and datagrams"). Offsets
+// are from the start of the payload. The dissector decodes it in plain
+// datagrams only: a sealed one's payload is encrypted.
+type MessageMap struct {
+	// Flag is the DATA flag that says the payload begins with a map.
+	Flag uint8
+	// Byte is the map byte, the payload's first.
+	Byte Field
+	// Messages and Fragment are the two maps, by their map byte.
+	Messages, Fragment MapLayout
+	// Entry is one entry of a Messages map, in wire order: the varint of
+	// length<<1|d, the zig-zag varint send-time delta (d = 1 only), the
+	// message. Their Doc is how the docs' entry rows read after the size
+	// column ("v" for a varint, "n" for the message).
+	EntryLen, EntryDelta, EntryData Field
+	// EntryIndex numbers the entries from 0; it is not on the wire.
+	EntryIndex Field
+	// PieceLen is a fragment's piece length; not on the wire either (the
+	// payload's length less the fragment header).
+	PieceLen Field
+}
+
+// MapLayout is one of the two message maps.
+type MapLayout struct {
+	Value uint8 // the map byte
+	// Doc is the start of the paragraph introducing its byte table.
+	Doc string
+	// Fields follow the map byte; for a fragment the last, the piece,
+	// runs to the end (Size 0).
+	Fields []Field
+	// HeaderLen is the size of the map before its entries or piece.
+	HeaderLen int
+	// Min and Max bound the Messages map's count.
+	Min, Max int
+}
+
+// Map is telewire's message map.
+var Map = MessageMap{
+	Flag: uint8(packet.FlagMessages),
+	Byte: Field{Abbrev: "data.map", Name: "Message map", Doc: "map", Offset: 0, Size: 1, Type: "uint8"},
+	Messages: MapLayout{
+		Value: packet.MapMessages, Doc: "Whole messages (map byte [MapMessages])", HeaderLen: packet.MessagesHeaderLen,
+		Min: 1, Max: packet.MaxMessagesPerDatagram,
+		Fields: []Field{
+			{Abbrev: "data.msgs.count", Name: "Messages", Doc: "count of messages", Offset: 1, Size: 2, Type: "uint16"},
+		},
+	},
+	Fragment: MapLayout{
+		Value: packet.MapFragment, Doc: "A fragment (map byte [MapFragment])", HeaderLen: packet.FragmentHeaderLen,
+		Fields: []Field{
+			{Abbrev: "data.frag.length", Name: "Message length", Doc: "length of the whole message", Offset: 1, Size: 4, Type: "uint32"},
+			{Abbrev: "data.frag.offset", Name: "Offset of this piece", Doc: "offset of this piece in the message", Offset: 5, Size: 4, Type: "uint32"},
+			{Abbrev: "data.frag.index", Name: "Fragment index", Doc: "index: this fragment's sequence", Offset: 9, Size: 4, Type: "uint32"},
+			{Abbrev: "data.frag.piece", Name: "Piece", Doc: "the piece", Offset: 13, Type: "bytes"},
+		},
+	},
+	EntryLen:   Field{Abbrev: "data.msg.len", Name: "Length", Doc: "varint (LEB128) of length<<1 | d", Type: "uint32"},
+	EntryDelta: Field{Abbrev: "data.msg.delta", Name: "Send time less DATA timestamp (ns)", Doc: "with d = 1 only: signed (zig-zag) varint", Type: "int64"},
+	EntryData:  Field{Abbrev: "data.msg.data", Name: "Message", Doc: "the message (length bytes)", Type: "bytes"},
+	EntryIndex: Field{Abbrev: "data.msg.index", Name: "Index", Type: "uint16"},
+	PieceLen:   Field{Abbrev: "data.frag.piece_len", Name: "Piece length", Type: "uint32"},
+}
+
+// fields lists every field of the map.
+func (m MessageMap) fields() []Field {
+	fs := []Field{m.Byte}
+	fs = append(fs, m.Messages.Fields...)
+	fs = append(fs, m.EntryIndex, m.EntryLen, m.EntryDelta, m.EntryData)
+	fs = append(fs, m.Fragment.Fields...)
+	return append(fs, m.PieceLen)
+}

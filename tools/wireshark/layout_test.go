@@ -51,7 +51,7 @@ func docTables(t *testing.T, path string) (map[string][]docRow, []string) {
 	row := regexp.MustCompile(`^(\s*)(\S+)(\s+)(\S+) (.+)$`)
 	tables := map[string][]docRow{}
 	var paras []string
-	var title, para, last string
+	var title, alias, para, last string
 	in, fieldCol := false, 0
 	flush := func() {
 		if para != "" {
@@ -71,19 +71,28 @@ func docTables(t *testing.T, path string) (map[string][]docRow, []string) {
 			title, in = strings.TrimPrefix(text, " # "), false
 			paras = append(paras, title)
 			last = title
-		case strings.TrimSpace(text) == "offset size field":
+		case strings.HasPrefix(strings.TrimSpace(text), "offset size field"):
 			in = true
 			flush()
 			if strings.HasSuffix(last, ":") {
 				sentences := strings.Split(last, ". ")
 				title = sentences[len(sentences)-1]
 			}
-			tables[title] = nil
+			tables[title], alias = nil, ""
+			if !strings.HasSuffix(last, ":") && last != title {
+				// Also under the paragraph introducing it (the message
+				// maps' two tables share a heading).
+				alias = last
+				tables[alias] = nil
+			}
 		case in && strings.HasPrefix(text, "\t"):
 			body := strings.TrimPrefix(text, "\t")
 			indent := len(body) - len(strings.TrimLeft(body, " "))
 			if rs := tables[title]; len(rs) > 0 && indent >= fieldCol {
 				rs[len(rs)-1].field += " " + strings.TrimSpace(body)
+				if alias != "" {
+					tables[alias][len(rs)-1].field = rs[len(rs)-1].field
+				}
 				continue
 			}
 			m := row.FindStringSubmatch(body)
@@ -92,6 +101,9 @@ func docTables(t *testing.T, path string) (map[string][]docRow, []string) {
 			}
 			fieldCol = len(m[1]) + len(m[2]) + len(m[3]) + len(m[4]) + 1
 			tables[title] = append(tables[title], docRow{m[2], m[4], m[5]})
+			if alias != "" {
+				tables[alias] = append(tables[alias], docRow{m[2], m[4], m[5]})
+			}
 		case strings.TrimSpace(text) == "":
 			flush()
 		default:
@@ -282,6 +294,7 @@ func TestLayoutsMatchDocs(t *testing.T) {
 			}
 		}
 	}
+	checkMapDocs(t, pkt, prose)
 	// The header's kind row lists every kind the dissector knows and no other.
 	var kindRow, envRow string
 	for _, r := range findTable(t, pkt, "Header") {
@@ -653,4 +666,64 @@ func sealedPacket(t *testing.T, tr *seal.Traffic, dir seal.Direction, p *packet.
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkMapDocs checks the message map's layout against the two tables of
+// "Messages and datagrams" in packet/doc.go: the fixed fields by offset
+// and size, the entry's varints and message by their rows, the map byte
+// values and the count's bounds.
+func checkMapDocs(t *testing.T, pkt map[string][]docRow, prose string) {
+	t.Helper()
+	data := layoutOf(t, uint8(packet.KindData))
+	if name := flagGo(data, Map.Flag); name == "" || !strings.Contains(prose, "Flag ["+name+"] says the payload begins with a message map") {
+		t.Errorf("the map hangs on DATA flag %#x (%q), which the docs do not say starts a message map", Map.Flag, name)
+	}
+	for _, ml := range []MapLayout{Map.Messages, Map.Fragment} {
+		rows := findTable(t, pkt, ml.Doc)
+		var fixed []docRow // rows with a numeric offset and size, or the piece's
+		for _, r := range rows {
+			_, e1 := strconv.Atoi(r.offset)
+			_, e2 := strconv.Atoi(r.size)
+			if e1 == nil && (e2 == nil || r.size == "p") {
+				fixed = append(fixed, r)
+			}
+			if strings.HasPrefix(r.field, Map.Byte.Doc+":") && r.field != Map.Byte.Doc+": "+strconv.Itoa(int(ml.Value)) {
+				t.Errorf("%s: map byte row %q, the table's value is %d", ml.Doc, r.field, ml.Value)
+			}
+		}
+		checkRows(t, ml.Doc, fixed, at(append([]Field{Map.Byte}, ml.Fields...)...))
+		last := ml.Fields[len(ml.Fields)-1]
+		switch ml.Value {
+		case packet.MapMessages:
+			want := []string{strconv.Itoa(ml.HeaderLen) + " count entries", "v " + Map.EntryLen.Doc, "v " + Map.EntryDelta.Doc, "n " + Map.EntryData.Doc}
+			i := 0
+			for _, r := range rows {
+				if i < len(want) && strings.HasPrefix(r.offset+" "+r.size+" "+r.field, want[i]) {
+					i++
+				}
+			}
+			if i < len(want) {
+				t.Errorf("%s: no row %q (in that order) in %+v", ml.Doc, want[i], rows)
+			}
+			if last.Offset+last.Size != ml.HeaderLen || !strings.Contains(last.Doc+" "+rowOf(rows, last.Doc), fmt.Sprintf("%d..%d", ml.Min, ml.Max)) {
+				t.Errorf("%s: count %s ends at %d (header %d), bounds %d..%d: the docs say %q", ml.Doc, last.Abbrev, last.Offset+last.Size, ml.HeaderLen, ml.Min, ml.Max, rowOf(rows, last.Doc))
+			}
+		case packet.MapFragment:
+			if last.Size != 0 || last.Offset != ml.HeaderLen {
+				t.Errorf("%s: the piece %s at %d size %d, want the rest from %d", ml.Doc, last.Abbrev, last.Offset, last.Size, ml.HeaderLen)
+			}
+		default:
+			t.Errorf("%s: map byte %d is neither MapMessages nor MapFragment", ml.Doc, ml.Value)
+		}
+	}
+}
+
+// rowOf returns the field text of the row starting with doc.
+func rowOf(rows []docRow, doc string) string {
+	for _, r := range rows {
+		if strings.HasPrefix(r.field, doc) {
+			return r.field
+		}
+	}
+	return ""
 }

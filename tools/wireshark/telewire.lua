@@ -3,7 +3,8 @@
 --
 -- Wireshark dissector for telewire, a transport for real-time telemetry over UDP.
 -- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT, HEARTBEAT, HELLO, WELCOME, CONFIRM, RETRY),
--- the optional fields their flags add, the handshake messages of sealed mode
+-- the optional fields their flags add, the message map of a plain DATA payload
+-- (packed messages or a fragment), the handshake messages of sealed mode
 -- and the clear part of sealed (encrypted) datagrams; checks the CRC-32C, the
 -- lengths and the directions, and flags what is wrong with expert info.
 --
@@ -107,6 +108,17 @@ F["welcome.timestamp"] = ProtoField.int64("telewire.welcome.timestamp", "HELLO's
 F["retry.key_tag"] = ProtoField.uint32("telewire.retry.key_tag", "Key tag not held", base.HEX)
 F["retry.reserved"] = ProtoField.uint32("telewire.retry.reserved", "Reserved", base.HEX)
 F["retry.counter"] = ProtoField.uint64("telewire.retry.counter", "Counter of that packet", base.DEC)
+F["data.map"] = ProtoField.uint8("telewire.data.map", "Message map", base.DEC)
+F["data.msgs.count"] = ProtoField.uint16("telewire.data.msgs.count", "Messages", base.DEC)
+F["data.msg.index"] = ProtoField.uint16("telewire.data.msg.index", "Index", base.DEC)
+F["data.msg.len"] = ProtoField.uint32("telewire.data.msg.len", "Length", base.DEC)
+F["data.msg.delta"] = ProtoField.int64("telewire.data.msg.delta", "Send time less DATA timestamp (ns)", base.DEC)
+F["data.msg.data"] = ProtoField.bytes("telewire.data.msg.data", "Message")
+F["data.frag.length"] = ProtoField.uint32("telewire.data.frag.length", "Message length", base.DEC)
+F["data.frag.offset"] = ProtoField.uint32("telewire.data.frag.offset", "Offset of this piece", base.DEC)
+F["data.frag.index"] = ProtoField.uint32("telewire.data.frag.index", "Fragment index", base.DEC)
+F["data.frag.piece"] = ProtoField.bytes("telewire.data.frag.piece", "Piece")
+F["data.frag.piece_len"] = ProtoField.uint32("telewire.data.frag.piece_len", "Piece length", base.DEC)
 F["sealed.counter"] = ProtoField.uint64("telewire.sealed.counter", "Counter", base.DEC)
 F["sealed.body"] = ProtoField.bytes("telewire.sealed.body", "Encrypted body")
 F["sealed.tag"] = ProtoField.bytes("telewire.sealed.tag", "GCM tag")
@@ -135,8 +147,9 @@ local E = {
 	bad_direction = ProtoExpert.new("telewire.bad_direction", "Envelope direction this kind never travels", expert.group.MALFORMED, expert.severity.ERROR),
 	unknown_kind = ProtoExpert.new("telewire.unknown_kind", "Packet kind not known to this dissector", expert.group.UNDECODED, expert.severity.WARN),
 	truncated = ProtoExpert.new("telewire.truncated", "Captured datagram shorter than sent; checks skipped", expert.group.UNDECODED, expert.severity.NOTE),
+	bad_map = ProtoExpert.new("telewire.bad_map", "DATA message map malformed", expert.group.MALFORMED, expert.severity.ERROR),
 }
-tw.experts = { E.bad_crc, E.bad_length, E.bad_field, E.bad_flags, E.bad_direction, E.unknown_kind, E.truncated }
+tw.experts = { E.bad_crc, E.bad_length, E.bad_field, E.bad_flags, E.bad_direction, E.unknown_kind, E.truncated, E.bad_map }
 
 -- A field: { abbrev, offset, size (0 = up to the end of the body), type, hex, must be zero, flag }.
 
@@ -147,7 +160,7 @@ tw.experts = { E.bad_crc, E.bad_length, E.bad_field, E.bad_flags, E.bad_directio
 -- (the handshake) rather than encrypted, and what the info column shows.
 local LAYOUTS = {
 	[1] = {
-		name = "DATA", body_len = 16, exact = false, min_tail = 0, mac = false,
+		name = "DATA", kind = 1, body_len = 16, exact = false, min_tail = 0, mac = false,
 		fields = {
 			{ "data.seq", 24, 8, "uint64", false, false, 0 },
 			{ "data.timestamp", 32, 8, "int64", false, false, 0 },
@@ -166,7 +179,7 @@ local LAYOUTS = {
 		},
 	},
 	[2] = {
-		name = "PARITY", body_len = 12, exact = false, min_tail = 1, mac = false,
+		name = "PARITY", kind = 2, body_len = 12, exact = false, min_tail = 1, mac = false,
 		fields = {
 			{ "parity.first", 24, 8, "uint64", false, false, 0 },
 			{ "parity.k", 32, 1, "uint8", false, false, 0 },
@@ -189,7 +202,7 @@ local LAYOUTS = {
 		},
 	},
 	[3] = {
-		name = "NACK", body_len = 4, exact = false, min_tail = 0, mac = false,
+		name = "NACK", kind = 3, body_len = 4, exact = false, min_tail = 0, mac = false,
 		fields = {
 			{ "nack.count", 24, 2, "uint16", false, false, 0 },
 			{ "nack.reserved", 26, 2, "uint16", true, true, 0 },
@@ -215,7 +228,7 @@ local LAYOUTS = {
 		},
 	},
 	[4] = {
-		name = "REPORT", body_len = 160, exact = true, min_tail = 0, mac = false,
+		name = "REPORT", kind = 4, body_len = 160, exact = true, min_tail = 0, mac = false,
 		fields = {
 			{ "report.echo_timestamp", 24, 8, "int64", false, false, 0 },
 			{ "report.echo_hold_nanos", 32, 8, "int64", false, false, 0 },
@@ -252,7 +265,7 @@ local LAYOUTS = {
 		},
 	},
 	[5] = {
-		name = "HEARTBEAT", body_len = 24, exact = true, min_tail = 0, mac = false,
+		name = "HEARTBEAT", kind = 5, body_len = 24, exact = true, min_tail = 0, mac = false,
 		fields = {
 			{ "heartbeat.start", 24, 8, "uint64", false, false, 0 },
 			{ "heartbeat.next", 32, 8, "uint64", false, false, 0 },
@@ -272,7 +285,7 @@ local LAYOUTS = {
 		},
 	},
 	[6] = {
-		name = "HELLO", body_len = 40, exact = true, min_tail = 0, mac = true,
+		name = "HELLO", kind = 6, body_len = 40, exact = true, min_tail = 0, mac = true,
 		fields = {
 			{ "hello.ephemeral", 24, 32, "bytes", false, false, 0 },
 			{ "hello.timestamp", 56, 8, "int64", false, false, 0 },
@@ -287,7 +300,7 @@ local LAYOUTS = {
 		},
 	},
 	[7] = {
-		name = "WELCOME", body_len = 40, exact = true, min_tail = 0, mac = true,
+		name = "WELCOME", kind = 7, body_len = 40, exact = true, min_tail = 0, mac = true,
 		fields = {
 			{ "welcome.ephemeral", 24, 32, "bytes", false, false, 0 },
 			{ "welcome.timestamp", 56, 8, "int64", false, false, 0 },
@@ -302,7 +315,7 @@ local LAYOUTS = {
 		},
 	},
 	[8] = {
-		name = "CONFIRM", body_len = 0, exact = true, min_tail = 0, mac = false,
+		name = "CONFIRM", kind = 8, body_len = 0, exact = true, min_tail = 0, mac = false,
 		fields = {
 		},
 		optional = {
@@ -314,7 +327,7 @@ local LAYOUTS = {
 		},
 	},
 	[9] = {
-		name = "RETRY", body_len = 16, exact = true, min_tail = 0, mac = true,
+		name = "RETRY", kind = 9, body_len = 16, exact = true, min_tail = 0, mac = true,
 		fields = {
 			{ "retry.key_tag", 24, 4, "uint32", true, false, 0 },
 			{ "retry.reserved", 28, 4, "uint32", true, true, 0 },
@@ -405,6 +418,167 @@ local function add_fields(buf, tree, fields, base, stop)
 	end
 end
 
+-- The message map that begins the payload of a DATA flagged with it
+-- (offsets from the start of the payload). Only plain datagrams show it:
+-- a sealed one's payload is encrypted.
+local DATA_KIND = 1
+local MAP = {
+	flag = 4,
+	byte = { "data.map", 0, 1, "uint8", false, false, 0 },
+	messages = {
+		value = 0, header_len = 3, min = 1, max = 65535,
+		fields = {
+			{ "data.msgs.count", 1, 2, "uint16", false, false, 0 },
+		},
+	},
+	fragment = {
+		value = 1, header_len = 13, max_message = 16777216,
+		fields = {
+			{ "data.frag.length", 1, 4, "uint32", false, false, 0 },
+			{ "data.frag.offset", 5, 4, "uint32", false, false, 0 },
+			{ "data.frag.index", 9, 4, "uint32", false, false, 0 },
+			{ "data.frag.piece", 13, 0, "bytes", false, false, 0 },
+		},
+	},
+	entry_index = "data.msg.index",
+	entry_len = "data.msg.len",
+	entry_delta = "data.msg.delta",
+	entry_data = "data.msg.data",
+	piece_len = "data.frag.piece_len",
+}
+
+-- uvarint reads an unsigned LEB128 varint at off, before stop: its value
+-- (a UInt64) and length, or nil and what is wrong with it (truncated,
+-- longer than 64 bits, not in its shortest form, as Go's reader refuses).
+local function uvarint(buf, off, stop)
+	local v = UInt64(0)
+	for i = 0, 9 do
+		if off + i >= stop then return nil, "varint truncated by the end of the payload" end
+		local b = buf(off + i, 1):uint()
+		if i == 9 and b > 1 then break end
+		v = v:bor(UInt64(bit32.band(b, 0x7f)):lshift(7 * i))
+		if b < 0x80 then
+			if i > 0 and b == 0 then return nil, "varint not in its shortest form" end
+			return v, i + 1
+		end
+	end
+	return nil, "varint longer than 64 bits"
+end
+
+local function is_zero(u) return u:lower() == 0 and u:higher() == 0 end
+
+-- map_messages shows a whole-messages map of n bytes at base; it returns
+-- the info text, or nil after raising expert info.
+local function map_messages(buf, mt, base, n)
+	local m = MAP.messages
+	if n < m.header_len then
+		mt:add_proto_expert_info(E.bad_map, string.format("messages map of %d bytes, at least %d needed", n, m.header_len))
+		return nil
+	end
+	local stop = base + n
+	add_fields(buf, mt, m.fields, base, stop)
+	local count = buf(base + m.fields[1][2], m.fields[1][3]):uint()
+	if count < m.min or count > m.max then
+		mt:add_proto_expert_info(E.bad_map, "message count " .. count)
+		return nil
+	end
+	local off = base + m.header_len
+	for i = 0, count - 1 do
+		local where = string.format("message %d of %d", i, count)
+		local h, hn = uvarint(buf, off, stop)
+		if h == nil then
+			mt:add_proto_expert_info(E.bad_map, where .. ": length " .. hn)
+			return nil
+		end
+		local len, d = h:rshift(1), bit32.band(h:lower(), 1)
+		local delta, dn = nil, 0
+		if d == 1 then
+			local u, k = uvarint(buf, off + hn, stop)
+			if u == nil then
+				mt:add_proto_expert_info(E.bad_map, where .. ": send-time delta " .. k)
+				return nil
+			end
+			if is_zero(u) then
+				mt:add_proto_expert_info(E.bad_map, where .. ": send-time delta 0 written out (a zero delta is left out)")
+				return nil
+			end
+			local x = u:rshift(1)
+			if bit32.band(u:lower(), 1) == 1 then x = x:bnot() end
+			delta, dn = Int64.fromhex(x:tohex()), k
+		end
+		local left = stop - (off + hn + dn)
+		if len:higher() ~= 0 or len:lower() > left then
+			mt:add_proto_expert_info(E.bad_map, string.format("%s: length %s, %d bytes left in the payload", where, tostring(len), left))
+			return nil
+		end
+		local l = len:lower()
+		local et = mt:add(tw, buf(off, hn + dn + math.max(l, 0)), string.format("Message %d (%d bytes)", i, l))
+		et:add(F[MAP.entry_index], buf(off, hn), i):set_generated()
+		et:add(F[MAP.entry_len], buf(off, hn), l)
+		if delta then et:add(F[MAP.entry_delta], buf(off + hn, dn), delta) end
+		if l > 0 then et:add(F[MAP.entry_data], buf(off + hn + dn, l)) end
+		off = off + hn + dn + l
+	end
+	if off ~= stop then
+		mt:add_proto_expert_info(E.bad_map, string.format("count %d, but %d bytes follow the last message", count, stop - off))
+		return nil
+	end
+	return " msgs=" .. count
+end
+
+-- map_fragment shows a fragment map of n bytes at base, checked as
+-- packet.ParseFragment checks it.
+local function map_fragment(buf, mt, base, n)
+	local m = MAP.fragment
+	if n < m.header_len + 1 then
+		mt:add_proto_expert_info(E.bad_map, string.format("fragment map of %d bytes, at least %d needed", n, m.header_len + 1))
+		return nil
+	end
+	local stop = base + n
+	add_fields(buf, mt, m.fields, base, stop)
+	local piece = n - m.header_len
+	mt:add(F[MAP.piece_len], buf(base + m.header_len, piece), piece):set_generated()
+	local length = buf(base + m.fields[1][2], 4):uint()
+	local offset = buf(base + m.fields[2][2], 4):uint()
+	local index = buf(base + m.fields[3][2], 4):uint()
+	local bad
+	if length == 0 or length > m.max_message then
+		bad = string.format("message length %d outside 1..%d", length, m.max_message)
+	elseif offset + piece > length then
+		bad = string.format("piece of %d bytes at %d runs past the message's %d", piece, offset, length)
+	elseif (index == 0) ~= (offset == 0) then
+		bad = string.format("fragment index %d at offset %d (the first, and only it, starts at 0)", index, offset)
+	elseif index > offset then
+		bad = string.format("fragment index %d above its offset %d", index, offset)
+	end
+	if bad then
+		mt:add_proto_expert_info(E.bad_map, bad)
+		return nil
+	end
+	return string.format(" frag %d @%d/%d", index, offset, length)
+end
+
+-- dissect_map shows the message map of the payload base..stop.
+local function dissect_map(buf, sub, base, stop)
+	local n = stop - base
+	local mt = sub:add(tw, buf(base, math.max(n, 0)), "Message map")
+	if n < 1 then
+		mt:add_proto_expert_info(E.bad_map, "empty payload: no map byte")
+		return nil
+	end
+	mt:add(F[MAP.byte[1]], buf(base + MAP.byte[2], MAP.byte[3]))
+	local v = buf(base + MAP.byte[2], 1):uint()
+	if v == MAP.messages.value then
+		mt:append_text(": whole messages")
+		return map_messages(buf, mt, base, n)
+	elseif v == MAP.fragment.value then
+		mt:append_text(": a fragment")
+		return map_fragment(buf, mt, base, n)
+	end
+	mt:add_proto_expert_info(E.bad_map, "unknown map byte " .. v)
+	return nil
+end
+
 -- opt_len is the size of the optional fields flags adds to a body.
 local function opt_len(layout, flags)
 	local n = 0
@@ -470,6 +644,10 @@ local function dissect_body(buf, sub, layout, flags, stop)
 		elseif bit32.band(flags, d[7]) ~= 0 then
 			info = info .. " " .. in_[1] .. "=" .. text(value(buf, obase + d[2], d), d)
 		end
+	end
+	if layout.kind == DATA_KIND and bit32.band(flags, MAP.flag) ~= 0 then
+		local mi = dissect_map(buf, sub, HEADER_LEN + layout.body_len, stop)
+		if mi then info = info .. mi end
 	end
 	if layout.name == "PARITY" then
 		local k, m, idx = buf(32, 1):uint(), buf(33, 1):uint(), buf(34, 1):uint()

@@ -151,8 +151,12 @@ func (r *recorder) stop(t *testing.T) []frame {
 // a key the capture starts with the handshake (HELLO, WELCOME, CONFIRM),
 // and two thirds of the way the receiver is replaced by a new one on the
 // same address: the sender's next packets draw a RETRY, and a second
-// handshake follows.
+// handshake follows. A burst of messages goes out packed, and one message
+// larger than a datagram in fragments: without a key the dissector
+// decodes both maps (checked against packet's readers with every other
+// field), and the fragments it shows tile the message.
 func TestTsharkRealTraffic(t *testing.T) {
+	const bigLen = 20000 // more than any datagram carries
 	tshark(t)
 	for _, keyed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "sealed"}[keyed], func(t *testing.T) {
@@ -206,6 +210,8 @@ func TestTsharkRealTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			const messages = 1500
+			const burstAt, burst, bigAt = 300, 300, 600
+			big := bytes.Repeat([]byte("0123456789abcdef"), bigLen/16)
 			for i := range messages {
 				if keyed && i == messages*2/3 {
 					// Replace the receiver: it loses the traffic keys.
@@ -220,6 +226,21 @@ func TestTsharkRealTraffic(t *testing.T) {
 				}
 				if err := snd.Send([]byte("tick " + strconv.Itoa(i))); err != nil {
 					t.Fatal(err)
+				}
+				switch i {
+				case burstAt:
+					// A burst, sent faster than the writer drains it: the
+					// sender packs the queued messages into shared DATA.
+					for j := range burst {
+						if err := snd.Send([]byte("burst " + strconv.Itoa(j))); err != nil {
+							t.Fatal(err)
+						}
+					}
+				case bigAt:
+					// A message larger than a datagram: fragments.
+					if err := snd.Send(big); err != nil {
+						t.Fatal(err)
+					}
 				}
 				if i%20 == 19 {
 					time.Sleep(2 * time.Millisecond)
@@ -253,7 +274,7 @@ func TestTsharkRealTraffic(t *testing.T) {
 			}
 			frames := rec.stop(t)
 			t.Logf("delivered %d of %d; sender %d DATA + %d retransmitted + %d resent, %d PARITY, %d HEARTBEAT + %d answers, %d unavailable, %d HELLO, %d handshakes (%d after a RETRY); receivers %d NACK, %d REPORT, %d WELCOME, %d RETRY",
-				delivered.Load(), messages, ss.Packets, ss.Retransmits, ss.Resent, ss.Parity, ss.Heartbeats, ss.Answers, ss.Unavailable,
+				delivered.Load(), messages+burst+1, ss.Packets, ss.Retransmits, ss.Resent, ss.Parity, ss.Heartbeats, ss.Answers, ss.Unavailable,
 				ss.HandshakeAttempts, ss.Handshakes, ss.Rehandshakes, rs.NACKs, rs.Reports, rs.Welcomes, rs.Retries)
 
 			pcap := writePcap(t, t.TempDir(), frames)
@@ -276,6 +297,7 @@ func TestTsharkRealTraffic(t *testing.T) {
 			tags := map[uint32]bool{}
 			reportsByTag := map[uint32]int{}
 			var retries []nonce
+			pieces := map[int]int{} // the big message's fragments seen: offset -> piece length
 			for i, fr := range frames {
 				var w want
 				if keyed {
@@ -311,6 +333,17 @@ func TestTsharkRealTraffic(t *testing.T) {
 						count[f.Abbrev]++
 					}
 				}
+				// Message maps (plain only: sealed payloads are encrypted).
+				df := decodedFrames[i].fields
+				if c := df["telewire."+Map.Messages.Fields[0].Abbrev]; len(c) == 1 && c[0] != "1" {
+					count["packed DATA"]++
+				}
+				if l := df["telewire."+Map.Fragment.Fields[0].Abbrev]; len(l) == 1 && l[0] == strconv.Itoa(bigLen) {
+					count["DATA fragment"]++
+					off, _ := strconv.Atoi(df["telewire."+Map.Fragment.Fields[1].Abbrev][0])
+					n, _ := strconv.Atoi(df["telewire."+Map.PieceLen.Abbrev][0])
+					pieces[off] = n
+				}
 			}
 			wantCounts := map[string]uint64{
 				"sender DATA":      ss.Packets + ss.Retransmits + ss.Resent,
@@ -325,7 +358,16 @@ func TestTsharkRealTraffic(t *testing.T) {
 				// Without a key the receiver proves receipt in its NACKs and
 				// challenges the sender in its REPORTs, which answers.
 				wantCounts["heartbeat.answer"] = ss.Answers
-				exercised = append(exercised, "nack.proof_seq", "report.challenge", "heartbeat.answer")
+				exercised = append(exercised, "nack.proof_seq", "report.challenge", "heartbeat.answer", "packed DATA", "DATA fragment")
+				// The big message's pieces, as tshark decoded them, tile it.
+				for off := 0; off < bigLen; {
+					n, ok := pieces[off]
+					if !ok {
+						t.Errorf("no fragment of the %d-byte message at offset %d in the capture (have %v)", bigLen, off, pieces)
+						break
+					}
+					off += n
+				}
 			}
 			if keyed {
 				wantCounts["sender HELLO"] = ss.HandshakeAttempts

@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,7 +82,7 @@ func fieldTypes() map[string]string {
 
 // expertFields are the expert infos the dissector raises, as filter names.
 // Those of group Malformed also show as _ws.malformed.
-var expertFields = []string{"telewire.bad_crc", "telewire.bad_length", "telewire.bad_field", "telewire.bad_flags", "telewire.bad_direction", "telewire.unknown_kind", "telewire.truncated"}
+var expertFields = []string{"telewire.bad_crc", "telewire.bad_length", "telewire.bad_field", "telewire.bad_flags", "telewire.bad_direction", "telewire.unknown_kind", "telewire.truncated", "telewire.bad_map"}
 
 // decoded is what tshark shows of one frame: each field's values in
 // canonical form (numbers in decimal, bytes in lower-case hex), and the
@@ -264,6 +267,48 @@ func bodyWant(w want, p *packet.Packet, b []byte, stop int) {
 			w.set(f.Abbrev, goValue(r, f.Go).Uint())
 		}
 	}
+	if p.Kind == packet.KindData && uint8(p.Flags)&Map.Flag != 0 {
+		mapWant(w, p)
+	}
+}
+
+// mapWant sets the expected fields of the message map of p, a DATA
+// flagged FlagMessages, as package packet's own readers decode it: the
+// Messages iterator for whole messages, ParseFragment for a fragment.
+func mapWant(w want, p *packet.Packet) {
+	w.set(Map.Byte.Abbrev, p.Payload[0])
+	switch p.Payload[0] {
+	case packet.MapMessages:
+		var m packet.Messages
+		if err := m.Init(p.Payload, p.Timestamp); err != nil {
+			panic(fmt.Sprintf("test DATA's message map: %v", err)) // plainWant parsed it: cannot happen
+		}
+		w.set(Map.Messages.Fields[0].Abbrev, m.Count())
+		for i := 0; ; i++ {
+			ts, msg, ok := m.Next()
+			if !ok {
+				break
+			}
+			w.set(Map.EntryIndex.Abbrev, i)
+			w.set(Map.EntryLen.Abbrev, len(msg))
+			if d := ts - p.Timestamp; d != 0 {
+				w.set(Map.EntryDelta.Abbrev, d)
+			}
+			if len(msg) > 0 {
+				w.set(Map.EntryData.Abbrev, msg)
+			}
+		}
+	case packet.MapFragment:
+		var f packet.Fragment
+		if err := packet.ParseFragment(p.Payload, &f); err != nil {
+			panic(fmt.Sprintf("test DATA's fragment: %v", err))
+		}
+		vals := map[string]any{"length": f.Length, "offset": f.Offset, "index": f.Index, "piece": f.Data}
+		for _, fd := range Map.Fragment.Fields {
+			w.set(fd.Abbrev, vals[strings.TrimPrefix(fd.Abbrev, "data.frag.")])
+		}
+		w.set(Map.PieceLen.Abbrev, len(f.Data))
+	}
 }
 
 // plainWant is the expected decoding of a valid plain datagram.
@@ -424,6 +469,17 @@ func check(t *testing.T, i int, got decoded, w want) {
 			}
 		}
 	}
+	// A decoded message map adds its summary: " msgs=N " or
+	// " frag I @OFFSET/LENGTH ".
+	if c := w["telewire."+Map.Messages.Fields[0].Abbrev]; len(c) == 1 && !strings.Contains(got.info, " msgs="+c[0]+" ") {
+		t.Errorf("frame %d: info column %q lacks msgs=%s", i+1, got.info, c[0])
+	}
+	if fi := w["telewire."+Map.Fragment.Fields[2].Abbrev]; len(fi) == 1 {
+		s := fmt.Sprintf(" frag %s @%s/%s ", fi[0], w["telewire."+Map.Fragment.Fields[1].Abbrev][0], w["telewire."+Map.Fragment.Fields[0].Abbrev][0])
+		if !strings.Contains(got.info, s) {
+			t.Errorf("frame %d: info column %q lacks %q", i+1, got.info, s)
+		}
+	}
 	if !reflect.DeepEqual(map[string][]string(w), got.fields) {
 		for k, v := range w {
 			if !reflect.DeepEqual(v, got.fields[k]) {
@@ -442,6 +498,50 @@ var (
 	senderAddr   = netip.MustParseAddrPort("127.0.0.1:40001")
 	receiverAddr = netip.MustParseAddrPort("127.0.0.1:40002")
 )
+
+// mappedData returns DATA packets whose payloads carry message maps:
+// packed messages (with and without send-time deltas, negative and
+// large ones, an empty message) and fragments (first, middle, last).
+func mappedData(t *testing.T) [][]byte {
+	t.Helper()
+	type msg struct {
+		delta int64
+		b     string
+	}
+	var payloads [][]byte
+	for _, msgs := range [][]msg{
+		{{0, "first"}, {1500, "second"}, {-7, ""}, {1 << 40, strings.Repeat("x", 200)}, {-(1 << 62), "last"}},
+		{{0, strings.Repeat("y", 130)}},
+		{{64, "a"}, {-64, "b"}, {math.MaxInt64, "ten-byte delta"}, {math.MinInt64, "and its negative"}},
+	} {
+		b := packet.AppendMessagesHeader(nil, uint16(len(msgs)))
+		for _, m := range msgs {
+			b = packet.AppendEntry(b, m.delta, []byte(m.b))
+		}
+		payloads = append(payloads, b)
+	}
+	for _, f := range []packet.Fragment{
+		{Length: 100000, Offset: 0, Index: 0, Data: bytes.Repeat([]byte{1}, 1200)},
+		{Length: 100000, Offset: 2400, Index: 2, Data: bytes.Repeat([]byte{2}, 1200)},
+		{Length: 100000, Offset: 99900, Index: 84, Data: bytes.Repeat([]byte{3}, 100)},
+	} {
+		payloads = append(payloads, packet.AppendFragment(nil, &f))
+	}
+	var out [][]byte
+	for i, pl := range payloads {
+		p := &packet.Packet{Header: packet.Header{Kind: packet.KindData, Flags: packet.FlagMessages, Session: 0x0102030405060708, Stream: 3},
+			Seq: uint64(5 + i), Timestamp: 1_000_000_007 * int64(i+1), Payload: pl}
+		if i == 1 {
+			p.Flags |= packet.FlagRetransmit | packet.FlagProtected
+		}
+		b, err := p.AppendTo(nil)
+		if err != nil {
+			t.Fatalf("mapped DATA %d: %v", i, err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
 
 // TestTsharkEveryKind decodes datagrams of every kind and flag set, plain
 // and in seal's envelope in each direction the kind travels, made by the
@@ -497,6 +597,19 @@ func TestTsharkEveryKind(t *testing.T) {
 	empty, _ := (&packet.Packet{Header: packet.Header{Kind: packet.KindData, Session: 9}, Seq: 1}).AppendTo(nil)
 	frames = append(frames, frame{senderAddr, receiverAddr, empty})
 	wants = append(wants, plainWant(t, empty))
+	// DATA with message maps: packed messages and fragments, plain (the
+	// map decoded field by field) and sealed (the map encrypted, so not
+	// shown).
+	for _, b := range mappedData(t) {
+		frames = append(frames, frame{senderAddr, receiverAddr, b})
+		wants = append(wants, plainWant(t, b))
+		s, err := sealer[seal.ToReceiver].Seal(nil, b[:packet.HeaderLen], b[packet.HeaderLen:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, frame{senderAddr, receiverAddr, s})
+		wants = append(wants, sealedWant(t, tr, s))
+	}
 
 	dir := t.TempDir()
 	got := runTshark(t, writePcap(t, dir, frames))
@@ -539,6 +652,44 @@ func TestTsharkEveryKind(t *testing.T) {
 		{"RETRY reserved bytes set", setU8(retry, 31, 1), "telewire.bad_field"},
 		{"sealed datagram shorter than counter and tag", setU16(sealedHeartbeat[:40], 6, 40), "telewire.bad_length"},
 	}
+	// Damaged message maps (length and CRC fixed: only the map is wrong).
+	mapped := mappedData(t)
+	packed, frag := mapped[0], mapped[4]
+	withPayload := func(pl ...byte) []byte {
+		return resealed(append(bytes.Clone(packed[:packet.HeaderLen+packet.DataHeaderLen]), pl...))
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{
+		{"packed DATA counting more messages than it carries", resealed(setU16(packed, 41, 6))},
+		{"packed DATA counting fewer messages than it carries", resealed(setU16(packed, 41, 4))},
+		{"packed DATA counting no messages", withPayload(packet.MapMessages, 0, 0)},
+		{"packed DATA cut inside a message", resealed(packed[:len(packed)-2])},
+		{"entry length varint not in its shortest form", withPayload(packet.MapMessages, 0, 1, 0x82, 0x00, 'a')},
+		{"send-time delta varint not in its shortest form", withPayload(packet.MapMessages, 0, 1, 0x03, 0x82, 0x00, 'a')},
+		{"send-time delta 0 written out", withPayload(packet.MapMessages, 0, 1, 0x03, 0x00, 'a')},
+		{"entry length varint truncated", withPayload(packet.MapMessages, 0, 1, 0x82)},
+		{"entry length varint longer than 64 bits", withPayload(append([]byte{packet.MapMessages, 0, 1}, bytes.Repeat([]byte{0xff}, 11)...)...)},
+		{"unknown map byte", withPayload(2, 0, 1, 0x02, 'a')},
+		{"flagged DATA with an empty payload", withPayload()},
+		{"fragment header cut short", resealed(frag[:packet.HeaderLen+packet.DataHeaderLen+packet.FragmentHeaderLen])},
+		{"fragment past the end of its message", resealed(setU32(frag, 45, 99950))},
+		{"fragment of a message longer than the limit", resealed(setU32(frag, 41, packet.MaxMessageLimit+1))},
+		{"later fragment at offset 0", resealed(setU32(frag, 45, 0))},
+		{"first fragment past offset 0", resealed(setU32(frag, 49, 0))},
+		{"fragment index above its offset", resealed(setU32(setU32(frag, 45, 1), 49, 2))},
+	} {
+		var p packet.Packet
+		if err := p.Parse(c.b); !errors.Is(err, packet.ErrBadMap) {
+			t.Fatalf("%s: packet.Parse says %v, not ErrBadMap: the case is not a damaged map", c.name, err)
+		}
+		bad = append(bad, struct {
+			name   string
+			b      []byte
+			expert string
+		}{c.name, c.b, "telewire.bad_map"})
+	}
 	frames = frames[:0]
 	for _, c := range bad {
 		frames = append(frames, frame{senderAddr, receiverAddr, c.b})
@@ -580,6 +731,12 @@ func flip(b []byte, i int) []byte {
 func setU8(b []byte, off int, v uint8) []byte {
 	c := bytes.Clone(b)
 	c[off] = v
+	return c
+}
+
+func setU32(b []byte, off int, v uint32) []byte {
+	c := bytes.Clone(b)
+	binary.BigEndian.PutUint32(c[off:], v)
 	return c
 }
 
@@ -632,8 +789,51 @@ func TestTsharkDamaged(t *testing.T) {
 			}
 		}
 	}
+	mapped := mappedData(t)
+	for _, b := range mapped {
+		s, err := tr.NewSealer(seal.Params{Session: session, Dir: seal.ToReceiver}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := s.Seal(nil, b[:packet.HeaderLen], b[packet.HeaderLen:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, b, sb)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var frames []frame
+	// Damage inside the message map only (header, length and CRC intact):
+	// tshark must flag the map malformed exactly when packet.Parse
+	// refuses it.
+	badMap := map[int]bool{} // frame index -> packet.Parse says ErrBadMap
+	for _, b := range mapped {
+		payload := packet.HeaderLen + packet.DataHeaderLen
+		var damaged [][]byte
+		for n := payload; n < len(b); n += 1 + (n-payload)/8 {
+			damaged = append(damaged, resealed(b[:n]))
+		}
+		for range 60 {
+			c := bytes.Clone(b)
+			for range 1 + rng.IntN(3) {
+				i := payload + rng.IntN(min(len(c)-payload, 24)) // the map's headers are near the start
+				if rng.IntN(3) == 0 {
+					i = payload + rng.IntN(len(c)-payload)
+				}
+				c[i] = byte(rng.Uint32())
+			}
+			damaged = append(damaged, resealed(c))
+		}
+		for _, c := range damaged {
+			var p packet.Packet
+			err := p.Parse(c)
+			if err != nil && !errors.Is(err, packet.ErrBadMap) {
+				t.Fatalf("map damage made packet.Parse fail otherwise: %v", err)
+			}
+			badMap[len(frames)] = err != nil
+			frames = append(frames, frame{senderAddr, receiverAddr, c})
+		}
+	}
 	for _, b := range valid {
 		for n := packet.HeaderLen; n < len(b); n += 1 + n/16 {
 			frames = append(frames, frame{senderAddr, receiverAddr, b[:n]})
@@ -652,10 +852,24 @@ func TestTsharkDamaged(t *testing.T) {
 	if len(got) != len(frames) {
 		t.Fatalf("tshark decoded %d frames, wrote %d", len(got), len(frames))
 	}
+	nbad := 0
 	for i, d := range got {
 		if d.proto != "telewire" {
 			t.Errorf("frame %d (% x): protocol %q", i+1, frames[i].b, d.proto)
 		}
+		want, ok := badMap[i]
+		if !ok {
+			continue
+		}
+		if want {
+			nbad++
+		}
+		if flagged := contains(d.experts, "telewire.bad_map"); flagged != want {
+			t.Errorf("frame %d (payload % x): bad_map expert %v, packet.Parse refuses the map: %v (experts %v)", i+1, frames[i].b[packet.HeaderLen+packet.DataHeaderLen:], flagged, want, d.experts)
+		}
+		if other := slices.DeleteFunc(slices.Clone(d.experts), func(e string) bool { return e == "telewire.bad_map" || e == "_ws.malformed" }); len(other) > 0 {
+			t.Errorf("frame %d: map damage raised %v", i+1, other)
+		}
 	}
-	t.Logf("%d damaged datagrams decoded without a Lua error", len(frames))
+	t.Logf("%d damaged datagrams decoded without a Lua error; %d with damage inside a message map, %d of them malformed, each flagged exactly as packet.Parse judges it", len(frames), len(badMap), nbad)
 }

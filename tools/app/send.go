@@ -177,7 +177,7 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 		return inErr
 	case closeErr != nil:
 		return closeErr
-	case st.Packets > 0 && st.Reports == 0:
+	case st.Messages > 0 && st.Reports == 0:
 		return ErrNoReport
 	}
 	return nil
@@ -189,13 +189,13 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 // report comes). A signal does not cut it short: the command's second
 // signal ends the process.
 func linger(s *sender.Sender, d time.Duration) {
-	if s.Stats().Packets == 0 {
+	if s.Stats().Messages == 0 {
 		return // no stream was opened: there is no feedback to wait for
 	}
 	time.Sleep(d)
 	for {
 		st := s.Stats()
-		if st.Packets == 0 || st.Reports > 0 || st.FeedbackSilenceNanos >= int64(feedbackGrace) {
+		if st.Messages == 0 || st.Reports > 0 || st.FeedbackSilenceNanos >= int64(feedbackGrace) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -291,7 +291,7 @@ func pump(ctx context.Context, o SendOptions, next func(context.Context) ([]byte
 }
 
 func sendLine(st sender.Stats, elapsed time.Duration) string {
-	line := fmt.Sprintf("sent %d (%s) rtt %s", st.Packets, rate(st.Packets, elapsed), ms(uint64(st.RTT.SmoothedNanos)))
+	line := fmt.Sprintf("sent %d (%s) rtt %s", st.Messages, rate(st.Messages, elapsed), ms(uint64(st.RTT.SmoothedNanos)))
 	for _, x := range st.Streams {
 		if x.Receiver.Reported {
 			line += fmt.Sprintf(" | receiver: got %d lost %d jitter %s p99 %s",
@@ -317,7 +317,7 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 		s += fmt.Sprintf("\n  group: %d receivers (%d refused, %d expired), loss p%g %.2f%% mean %.2f%% max %.2f%%, rtt %s..%s",
 			g.Receivers, g.Refused, g.Expired, g.LossPercentile, 100*g.LossAtPct, 100*g.LossMean, 100*g.LossMax, ms(uint64(g.RTTMinNanos)), ms(uint64(g.RTTMaxNanos)))
 	}
-	if st.Packets > 0 && st.Reports == 0 {
+	if st.Messages > 0 && st.Reports == 0 {
 		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
 	}
 	s += "\n  " + refusedLine(st)
@@ -465,7 +465,7 @@ type feedbackWatch struct {
 func (w *feedbackWatch) check(st sender.Stats) []string {
 	var out []string
 	heard := st.Reports+st.NACKs > 0
-	if !w.warnedSilent && !heard && st.Packets > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
+	if !w.warnedSilent && !heard && st.Messages > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
 		w.warnedSilent = true
 		out = append(out, fmt.Sprintf("send: warning: no feedback from the receiver at %s within %s of the first message; %s. "+
 			"Sending goes on; if no report ever comes, send exits with status 3.", w.to, w.grace, silenceCauses))

@@ -15,13 +15,13 @@ func TestFeedbackWatch(t *testing.T) {
 		want []string // substrings, one per warning expected
 	}{
 		{sender.Stats{}, nil},
-		{sender.Stats{Packets: 10, FeedbackSilenceNanos: int64(999 * time.Millisecond)}, nil},
-		{sender.Stats{Packets: 20, FeedbackSilenceNanos: int64(time.Second)}, []string{"no feedback from the receiver at 192.0.2.1:9000 within 1s"}},
-		{sender.Stats{Packets: 30, FeedbackSilenceNanos: int64(3 * time.Second)}, nil}, // once
-		{sender.Stats{Packets: 40, KeyMismatch: 2, FeedbackSilenceNanos: int64(4 * time.Second)}, []string{"fails authentication and is refused: 2 sealed under a different key"}},
-		{sender.Stats{Packets: 50, KeyMismatch: 3, AuthFailed: 1, FeedbackSilenceNanos: int64(5 * time.Second)}, nil}, // once
-		{sender.Stats{Packets: 60, Reports: 1}, []string{"arrived after all"}},
-		{sender.Stats{Packets: 70, Reports: 2}, nil},
+		{sender.Stats{Messages: 10, FeedbackSilenceNanos: int64(999 * time.Millisecond)}, nil},
+		{sender.Stats{Messages: 20, FeedbackSilenceNanos: int64(time.Second)}, []string{"no feedback from the receiver at 192.0.2.1:9000 within 1s"}},
+		{sender.Stats{Messages: 30, FeedbackSilenceNanos: int64(3 * time.Second)}, nil}, // once
+		{sender.Stats{Messages: 40, KeyMismatch: 2, FeedbackSilenceNanos: int64(4 * time.Second)}, []string{"fails authentication and is refused: 2 sealed under a different key"}},
+		{sender.Stats{Messages: 50, KeyMismatch: 3, AuthFailed: 1, FeedbackSilenceNanos: int64(5 * time.Second)}, nil}, // once
+		{sender.Stats{Messages: 60, Reports: 1}, []string{"arrived after all"}},
+		{sender.Stats{Messages: 70, Reports: 2}, nil},
 	}
 	for i, s := range steps {
 		got := w.check(s.st)
@@ -37,12 +37,12 @@ func TestFeedbackWatch(t *testing.T) {
 	// A receiver heard from in time gives no warning at all, however long
 	// it is quiet afterwards (the warning is about never hearing from it).
 	w = feedbackWatch{to: "x", grace: time.Second}
-	if got := w.check(sender.Stats{Packets: 5, Reports: 1, FeedbackSilenceNanos: int64(time.Minute)}); got != nil {
+	if got := w.check(sender.Stats{Messages: 5, Reports: 1, FeedbackSilenceNanos: int64(time.Minute)}); got != nil {
 		t.Fatalf("warned %q", got)
 	}
 	// Unencrypted feedback at a sender with a key names the missing key.
 	w = feedbackWatch{to: "x", grace: time.Second}
-	if got := w.check(sender.Stats{Packets: 5, Unsealed: 4}); len(got) != 1 || !strings.Contains(got[0], "receiver has no --key-file") {
+	if got := w.check(sender.Stats{Messages: 5, Unsealed: 4}); len(got) != 1 || !strings.Contains(got[0], "receiver has no --key-file") {
 		t.Fatalf("unsealed: %q", got)
 	}
 }
@@ -57,7 +57,7 @@ func TestSendSummary(t *testing.T) {
 			t.Fatalf("summary lacks %q:\n%s", want, s)
 		}
 	}
-	st = sender.Stats{Packets: 7, Reports: 4, Streams: []sender.StreamStats{{Stream: 0, Sent: 7, Receiver: sender.ReceiverView{Reported: true, Received: 7}}}}
+	st = sender.Stats{Packets: 7, Messages: 7, Reports: 4, Streams: []sender.StreamStats{{Stream: 0, Sent: 7, Receiver: sender.ReceiverView{Reported: true, Received: 7}}}}
 	s = sendSummary(st, time.Second)
 	if strings.Contains(s, "never reported") || !strings.Contains(s, "refused or dropped: nothing") || !strings.Contains(s, "receiver got 7 of 7") {
 		t.Fatalf("summary:\n%s", s)

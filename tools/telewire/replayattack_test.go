@@ -113,7 +113,9 @@ func TestSealedRecordingDoesNotReplay(t *testing.T) {
 	recv1, addr1, rerr1 := startRecv(t, &out1, "--key-file", key, "--stats", filepath.Join(dir, "recv1.json"))
 	relay := newRecordingRelay(t, addr1)
 	serr := new(lockedBuffer)
-	send := exec.Command(telewireBin, "send", "--to", relay.addr(), "--rate", "20000", "--key-file", key, "--linger", "300ms")
+	// --no-pack: one message per datagram, so that the recording's DATA
+	// count is the message count the checks below compare.
+	send := exec.Command(telewireBin, "send", "--to", relay.addr(), "--rate", "20000", "--key-file", key, "--linger", "300ms", "--no-pack")
 	send.Stdin, send.Stderr = bytes.NewReader(in.Bytes()), serr
 	if err := send.Run(); err != nil {
 		t.Fatalf("send: %v\n%s", err, serr)

@@ -60,9 +60,9 @@ type PublisherCollector struct {
 	f   family
 
 	offered, published, duplicates, dropped, rejected, abandoned metric
-	buffered, inFlight                                          metric
-	republished, ackFailures, blockedPuts                       metric
-	conn                                                        connMetrics
+	buffered, inFlight                                           metric
+	republished, ackFailures, blockedPuts                        metric
+	conn                                                         connMetrics
 }
 
 // NewPublisherCollector returns a collector of src's counters.

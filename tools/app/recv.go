@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/tools/bridge"
 	"github.com/telewire/telewire/tools/framing"
 )
 
@@ -54,6 +55,9 @@ type RecvOptions struct {
 	// OnReceiver, if set, is called with the receiver once it listens
 	// (to export its statistics, for instance).
 	OnReceiver func(*receiver.Receiver)
+	// OnPublisher, if set, is called with the NATS publisher once it
+	// exists (with Publish only; to export its statistics, for instance).
+	OnPublisher func(*bridge.Publisher)
 }
 
 // ErrBothStdout is returned when the payload and the pcap copy would both
@@ -134,6 +138,9 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	if o.Publish != nil {
 		if nsink, err = openNATSSink(rctx, *o.Publish, o.Logger); err != nil {
 			return err
+		}
+		if o.OnPublisher != nil {
+			o.OnPublisher(nsink.pub)
 		}
 	}
 	if o.Ready != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/telewire/telewire/sender"
+	"github.com/telewire/telewire/tools/bridge"
 	"github.com/telewire/telewire/tools/framing"
 	"github.com/telewire/telewire/tools/gen"
 )
@@ -45,6 +46,10 @@ type SendOptions struct {
 	// OnSender, if set, is called with the sender once it exists (to
 	// export its statistics, for instance).
 	OnSender func(*sender.Sender)
+	// OnForwarder, if set, is called with the NATS forwarder and its
+	// connection once they exist (with From only; to export their
+	// statistics, for instance).
+	OnForwarder func(*bridge.Forwarder, *bridge.Conn)
 }
 
 // ErrNoReport is returned by Send when it sent messages but the receiver
@@ -97,6 +102,9 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 			return err
 		}
 		defer nsrc.close()
+		if o.OnForwarder != nil {
+			o.OnForwarder(nsrc.fwd, nsrc.conn)
+		}
 	}
 	statsOut, err := openStatsOption(o.Stats, o.StatsFile)
 	if err != nil {

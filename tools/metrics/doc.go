@@ -1,6 +1,7 @@
 // Package metrics exposes telewire's statistics to Prometheus: collectors
-// ([prometheus.Collector]) for a [sender.Sender], a [receiver.Receiver] and
-// a [netem.Relay] that a program registers with its own registry and
+// ([prometheus.Collector]) for a [sender.Sender], a [receiver.Receiver], a
+// [netem.Relay], and the NATS bridge's [bridge.Publisher] and
+// [bridge.Forwarder], that a program registers with its own registry and
 // serves however it likes. Nothing here starts a server; tools/web serves
 // these collectors for the telewire command's --http flag.
 //
@@ -15,7 +16,8 @@
 // # Names and units
 //
 // Metric names follow the Prometheus conventions: the prefix names the role
-// (telewire_sender_, telewire_receiver_, telewire_relay_), counters end in
+// (telewire_sender_, telewire_receiver_, telewire_relay_, telewire_nats_
+// for the NATS bridge), counters end in
 // _total, and values are in base units (seconds, bytes, ratios 0..1).
 // Figures that a receiver may revise downwards (a sequence counted lost
 // that then arrives late on its own) are gauges, not counters. See

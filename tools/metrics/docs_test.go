@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/telewire/telewire/tools/bridge"
 )
 
 // described returns every metric the collectors describe, as the table
@@ -17,6 +19,8 @@ func described() map[string]string {
 		NewSenderCollector(&fakeSender{}, Options{}).f,
 		NewReceiverCollector(&fakeReceiver{}, Options{}).f,
 		NewRelayCollector(&fakeRelay{}).f,
+		NewPublisherCollector(&bridge.Publisher{}).f,
+		NewForwarderCollector(&bridge.Forwarder{}, &bridge.Conn{}).f,
 	} {
 		for _, m := range f.meta {
 			out[m.name] = fmt.Sprintf("| `%s` | %s | %s | %s |", m.name, m.kind, strings.Join(m.labels, ", "), m.help)

@@ -11,8 +11,10 @@ import (
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
 	"github.com/telewire/telewire/tools/app"
+	"github.com/telewire/telewire/tools/bridge"
 	"github.com/telewire/telewire/tools/framing"
 	"github.com/telewire/telewire/tools/gen"
+	"github.com/telewire/telewire/tools/metrics"
 )
 
 func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -150,6 +152,7 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, p
 	}
 	defer srv.Close()
 	o.OnSender = func(s *sender.Sender) { srv.AddSender(s, o.To) }
+	o.OnForwarder = func(f *bridge.Forwarder, c *bridge.Conn) { srv.AddCollector(metrics.NewForwarderCollector(f, c)) }
 	return sendExit(app.Send(ctx, o, stdin, stderr), o.To)
 }
 
@@ -274,6 +277,7 @@ everything refused, dropped or skipped.`, stderr)
 	}
 	defer srv.Close()
 	o.OnReceiver = func(r *receiver.Receiver) { srv.AddReceiver(r) }
+	o.OnPublisher = func(p *bridge.Publisher) { srv.AddCollector(metrics.NewPublisherCollector(p)) }
 	return app.Recv(ctx, o, stdout, stderr)
 }
 

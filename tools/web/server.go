@@ -247,6 +247,16 @@ func (s *Server) AddRelay(x metrics.RelaySource) {
 	s.mu.Unlock()
 }
 
+// AddCollector exports c at /metrics: any further figures the process
+// has (the NATS bridge's, for instance), which the page does not show.
+// On a nil Server it does nothing.
+func (s *Server) AddCollector(c prometheus.Collector) {
+	if s == nil {
+		return
+	}
+	s.register(c)
+}
+
 // register adds c to the registry; a second source of the same kind
 // cannot share the metric names, so it is shown on the page only.
 func (s *Server) register(c prometheus.Collector) {

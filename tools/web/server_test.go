@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
@@ -193,5 +194,35 @@ func TestServerPushesAndCloses(t *testing.T) {
 	nilServer.AddReceiver(rcv) // no --http: wiring calls these on nil
 	if err := nilServer.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAddCollector: a collector added to a running server is scraped at
+// /metrics, read at each scrape; on a nil Server AddCollector does nothing.
+func TestAddCollector(t *testing.T) {
+	var none *Server
+	none.AddCollector(prometheus.NewCounter(prometheus.CounterOpts{Name: "unused_total", Help: "Unused."}))
+
+	s, err := Start(Config{Addr: "127.0.0.1:0", Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "telewire_test_extra_total", Help: "A test counter."})
+	s.AddCollector(c)
+	for _, want := range []string{"telewire_test_extra_total 0\n", "telewire_test_extra_total 7\n"} {
+		resp, err := http.Get(s.URL() + "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+		c.Add(7)
 	}
 }

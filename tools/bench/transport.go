@@ -75,10 +75,13 @@ const (
 	RawSingle = "raw-single" // one datagram per syscall
 	RawBatch  = "raw-batch"  // sendmmsg/recvmmsg, batches of RawBatchSize, no offload: the baseline
 	RawUDPIO  = "raw-udpio"  // as raw-batch through telewire's socket layer (internal/udpio)
-	RawGSO    = "raw-gso"    // as raw-batch with UDP GSO on send and GRO on receive
-	TwNACK    = "tw-nack"    // telewire, NACK retransmission, FEC off
-	TwFEC     = "tw-fec"     // telewire, NACK and FEC fixed 10,3
-	TwAuto    = "tw-auto"    // telewire, NACK and FEC auto (the default)
+	// RawNetpoll is raw-udpio with the socket left in Go's netpoller
+	// (udpio.Config.Netpoll), as udpio ran before it took sockets out.
+	RawNetpoll = "raw-netpoll"
+	RawGSO     = "raw-gso" // as raw-batch with UDP GSO on send and GRO on receive
+	TwNACK     = "tw-nack" // telewire, NACK retransmission, FEC off
+	TwFEC      = "tw-fec"  // telewire, NACK and FEC fixed 10,3
+	TwAuto     = "tw-auto" // telewire, NACK and FEC auto (the default)
 	// RawPingPong is the latency baseline: each message is echoed back by
 	// the receiving worker and its one-way latency is half the round trip.
 	RawPingPong = "raw-pingpong"
@@ -116,6 +119,8 @@ const RawBatchSize = 64
 func Builtin() []Transport {
 	single := udpio.Config{NoBatch: true}
 	batch := udpio.Config{BatchSize: RawBatchSize, NoGSO: true, NoGRO: true}
+	netpoll := batch
+	netpoll.Netpoll = true
 	gso := udpio.Config{BatchSize: RawBatchSize}
 	return []Transport{
 		{Name: RawSingle, Description: "raw UDP, one datagram per syscall",
@@ -124,6 +129,8 @@ func Builtin() []Transport {
 			Listen: rawMinListen, Dial: rawMinDial},
 		{Name: RawUDPIO, Description: fmt.Sprintf("raw UDP through udpio, sendmmsg/recvmmsg batch %d", RawBatchSize),
 			Optional: true, CleanOnly: true, Listen: rawListen(batch), Dial: rawDial(batch, RawBatchSize)},
+		{Name: RawNetpoll, Description: fmt.Sprintf("raw UDP through udpio in Go's netpoller, sendmmsg/recvmmsg batch %d", RawBatchSize),
+			Optional: true, CleanOnly: true, Listen: rawListen(netpoll), Dial: rawDial(netpoll, RawBatchSize)},
 		{Name: RawGSO, Description: fmt.Sprintf("raw UDP, sendmmsg+GSO/recvmmsg+GRO batch %d", RawBatchSize),
 			Listen: rawListen(gso), Dial: rawDial(gso, RawBatchSize)},
 		{Name: TwNACK, Description: "telewire, NACK only (FEC off)",

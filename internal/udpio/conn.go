@@ -398,7 +398,9 @@ func Listen(addr string, cfg Config) (*Conn, error) {
 }
 
 // New wraps an unconnected UDP socket. It takes ownership of c: the Conn
-// closes it, and so does New when it fails. New sets the socket buffer sizes
+// closes it, and so does New when it fails; on Linux a batching Conn
+// closes c at once, keeping a duplicate of its descriptor outside Go's
+// netpoller (see Config.Netpoll), so c must not be used after New. New sets the socket buffer sizes
 // and, on Linux, enables the kernel drop counter and whichever of GSO and
 // GRO the kernel supports and cfg allows, and allocates every buffer the
 // Conn will use.

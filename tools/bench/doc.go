@@ -10,7 +10,7 @@
 //
 // Each case is one Transport (raw-single, raw-batch, raw-gso, tw-nack,
 // tw-fec, tw-auto, tw-sealed, raw-pingpong and, when named in --only,
-// raw-udpio, tw-gso and tw-spin; the peers program adds kcp and kcp-fec) at one offered load
+// raw-udpio, raw-netpoll, tw-gso and tw-spin; the peers program adds kcp and kcp-fec) at one offered load
 // (full speed, or paced at 1k, 10k, 100k messages/s) through one link
 // (direct loopback, or a tools/netem Relay dropping 1% or 5% at random
 // each way). The sender sends 200-byte messages for Options.Duration; each

@@ -951,6 +951,18 @@ func (c *Conn) BufferSizes() (read, write int) {
 	return grantedBufferSizes(rc)
 }
 
+// withUDPConn calls fn with a net.UDPConn for the Conn's socket, for
+// setting socket options through APIs that want one (x/net's ipv4/ipv6
+// PacketConn): the Conn's own, or for a socket outside the netpoller a
+// net.UDPConn on a duplicate of it, closed when fn returns. Options set
+// through it are the socket's.
+func (c *Conn) withUDPConn(fn func(*net.UDPConn) error) error {
+	if c.d != nil {
+		return c.d.withUDPConn(fn)
+	}
+	return fn(c.uc)
+}
+
 // LocalAddr returns the address the socket is bound to. A dual-stack
 // wildcard socket reports [::]:port.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.local }

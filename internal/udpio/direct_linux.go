@@ -372,3 +372,31 @@ func (d *direct) close() error {
 	d.closeFDs()
 	return nil
 }
+
+// withUDPConn calls fn with a net.UDPConn on a duplicate of the socket,
+// for setting socket options through APIs that want one (x/net's
+// ipv4/ipv6 PacketConn); options set on it are the socket's. The
+// duplicate joins the netpoller only until fn returns.
+func (d *direct) withUDPConn(fn func(*net.UDPConn) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed.Load() {
+		return errClosed
+	}
+	fd, err := unix.FcntlInt(uintptr(d.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("udpio: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "udpio")
+	defer f.Close()
+	pc, err := net.FilePacketConn(f) // its own duplicate
+	if err != nil {
+		return fmt.Errorf("udpio: %w", err)
+	}
+	defer pc.Close()
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return fmt.Errorf("udpio: socket is a %T", pc)
+	}
+	return fn(uc)
+}

@@ -2,9 +2,13 @@ package udpio
 
 import (
 	"errors"
+	"net"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
 
 // TestDirectSocket: a batching Conn on Linux owns its socket outside Go's
@@ -66,5 +70,31 @@ func TestDirectDeadlineWhileBlocked(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a deadline set during a blocked Read did not end it")
+	}
+}
+
+// TestDirectWithUDPConn: an option set through withUDPConn (here x/net's
+// multicast TTL) is the direct socket's, and the socket keeps working.
+func TestDirectWithUDPConn(t *testing.T) {
+	rx := listen(t, "127.0.0.1:0", Config{MaxDatagram: 64})
+	tx := listen(t, "127.0.0.1:0", Config{MaxDatagram: 64})
+	if tx.d == nil {
+		t.Skip("no direct socket")
+	}
+	if err := tx.withUDPConn(func(uc *net.UDPConn) error {
+		return ipv4.NewPacketConn(uc).SetMulticastTTL(7)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := unix.GetsockoptInt(tx.d.fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL); err != nil || ttl != 7 {
+		t.Fatalf("IP_MULTICAST_TTL = %d, %v; want 7", ttl, err)
+	}
+	if err := tx.WriteTo([]byte("after"), rx.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	checkSame(t, readN(t, rx, 1), [][]byte{[]byte("after")}, tx.LocalAddr())
+	tx.Close()
+	if err := tx.withUDPConn(func(*net.UDPConn) error { return nil }); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("withUDPConn after Close = %v, want net.ErrClosed", err)
 	}
 }

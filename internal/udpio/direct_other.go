@@ -27,4 +27,5 @@ func (*direct) wakeReader() error                             { return errNoDire
 func (*direct) sendTo([]byte, *net.UDPAddr) error             { return errNoDirect }
 func (*direct) bufferSizes() (int, int)                       { return 0, 0 }
 func (*direct) isV6() bool                                    { return false }
+func (*direct) withUDPConn(func(*net.UDPConn) error) error    { return errNoDirect }
 func (*direct) close() error                                  { return errNoDirect }

@@ -89,12 +89,13 @@ func rawMinListen(_ context.Context, addr string) (Receiver, error) {
 	case *unix.SockaddrInet6:
 		local = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
 	}
-	r := &rawMinReceiver{fd: fd, local: local, hdrs: make([]unix.Mmsghdr, RawBatchSize),
-		iovs: make([]unix.Iovec, RawBatchSize), buf: make([]byte, RawBatchSize*rawMaxDatagram),
+	slot := rawMaxDatagram // each receive buffer
+	r := &rawMinReceiver{fd: fd, local: local, slot: slot, hdrs: make([]unix.Mmsghdr, RawBatchSize),
+		iovs: make([]unix.Iovec, RawBatchSize), buf: make([]byte, RawBatchSize*slot),
 		oob: make([]byte, RawBatchSize*rawMinOOB)}
 	for i := range r.hdrs {
-		r.iovs[i].Base = &r.buf[i*rawMaxDatagram]
-		r.iovs[i].SetLen(rawMaxDatagram)
+		r.iovs[i].Base = &r.buf[i*slot]
+		r.iovs[i].SetLen(slot)
 		r.hdrs[i].Hdr.Iov = &r.iovs[i]
 		r.hdrs[i].Hdr.SetIovlen(1)
 		r.hdrs[i].Hdr.Control = &r.oob[i*rawMinOOB]
@@ -111,6 +112,7 @@ var rawMinOOB = unix.CmsgSpace(4)
 type rawMinReceiver struct {
 	fd     int
 	local  netip.AddrPort
+	slot   int // bytes per receive buffer
 	hdrs   []unix.Mmsghdr
 	iovs   []unix.Iovec
 	buf    []byte
@@ -162,7 +164,7 @@ func (r *rawMinReceiver) Next() ([]byte, error) {
 	}
 	r.next++
 	i := r.next - 1
-	return r.buf[i*rawMaxDatagram : i*rawMaxDatagram+int(r.hdrs[i].Len)], nil
+	return r.buf[i*r.slot : i*r.slot+int(r.hdrs[i].Len)], nil
 }
 
 // Close makes Next return net.ErrClosed within rawMinTimeout; Next closes
@@ -190,10 +192,11 @@ func rawMinDial(_ context.Context, addr string) (Sender, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bench: raw sender: connect %v: %w", to, err)
 	}
-	s := &rawMinSender{fd: fd, hdrs: make([]unix.Mmsghdr, RawBatchSize), iovs: make([]unix.Iovec, RawBatchSize),
-		slab: make([]byte, RawBatchSize*MessageSize)}
+	size := MessageSize // bytes per batch slot
+	s := &rawMinSender{fd: fd, size: size, hdrs: make([]unix.Mmsghdr, RawBatchSize), iovs: make([]unix.Iovec, RawBatchSize),
+		slab: make([]byte, RawBatchSize*size)}
 	for i := range s.hdrs {
-		s.iovs[i].Base = &s.slab[i*MessageSize]
+		s.iovs[i].Base = &s.slab[i*size]
 		s.hdrs[i].Hdr.Iov = &s.iovs[i]
 		s.hdrs[i].Hdr.SetIovlen(1)
 	}
@@ -204,6 +207,7 @@ func rawMinDial(_ context.Context, addr string) (Sender, error) {
 // with sendmmsg on its connected blocking socket when full or flushed.
 type rawMinSender struct {
 	fd   int
+	size int // bytes per slot
 	hdrs []unix.Mmsghdr
 	iovs []unix.Iovec
 	slab []byte
@@ -213,10 +217,10 @@ type rawMinSender struct {
 }
 
 func (s *rawMinSender) Send(msg []byte) error {
-	if len(msg) > MessageSize {
-		return fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), MessageSize)
+	if len(msg) > s.size {
+		return fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), s.size)
 	}
-	s.iovs[s.n].SetLen(copy(s.slab[s.n*MessageSize:(s.n+1)*MessageSize], msg))
+	s.iovs[s.n].SetLen(copy(s.slab[s.n*s.size:(s.n+1)*s.size], msg))
 	s.n++
 	if s.n == len(s.hdrs) {
 		return s.Flush()

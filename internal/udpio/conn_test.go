@@ -124,7 +124,7 @@ func TestRoundTrip(t *testing.T) {
 				if rx.LocalAddr().Addr().Is6() != wantV6 {
 					t.Fatalf("LocalAddr = %v, family %s", rx.LocalAddr(), f.name)
 				}
-				if _, isV6 := rx.bc.(*ipv6.PacketConn); !m.noBatch && isV6 != wantV6 {
+				if isV6 := wrappedV6(rx); !m.noBatch && isV6 != wantV6 {
 					t.Fatalf("%s socket wrapped as %T", f.name, rx.bc)
 				}
 				rng := rand.New(rand.NewPCG(1, 2))
@@ -348,7 +348,7 @@ func TestDualStack(t *testing.T) {
 				t.Fatalf("LocalAddr = %v, want [::]:port", ds.LocalAddr())
 			}
 			if !m.noBatch {
-				if _, ok := ds.bc.(*ipv6.PacketConn); !ok {
+				if !wrappedV6(ds) {
 					t.Fatalf("dual-stack socket wrapped as %T, want *ipv6.PacketConn", ds.bc)
 				}
 			}
@@ -539,4 +539,14 @@ func TestAddrCacheBounded(t *testing.T) {
 	if c.udpAddr(ap) != first {
 		t.Fatal("a cached destination was rebuilt")
 	}
+}
+
+// wrappedV6 reports whether c's batching socket is handled as AF_INET6:
+// its direct socket's family, or x/net's IPv6 wrapper.
+func wrappedV6(c *Conn) bool {
+	if c.d != nil {
+		return c.d.isV6()
+	}
+	_, ok := c.bc.(*ipv6.PacketConn)
+	return ok
 }

@@ -82,6 +82,11 @@ func (r *mmsgReader) read(msgs []ipv4.Message) (int, error) {
 	if err := r.rc.Read(r.fn); err != nil {
 		return 0, err
 	}
+	return r.finish(msgs)
+}
+
+// finish reports what the last call received into msgs (see read).
+func (r *mmsgReader) finish(msgs []ipv4.Message) (int, error) {
 	if r.errno != 0 {
 		return 0, r.errno
 	}

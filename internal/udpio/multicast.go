@@ -136,26 +136,28 @@ func (c *Conn) SetMulticastSend(is6 bool, m MulticastSend) error {
 	if err != nil {
 		return err
 	}
-	if is6 {
-		p := ipv6.NewPacketConn(c.uc)
+	return c.withUDPConn(func(uc *net.UDPConn) error {
+		if is6 {
+			p := ipv6.NewPacketConn(uc)
+			if ifi != nil {
+				if err := p.SetMulticastInterface(ifi); err != nil {
+					return fmt.Errorf("udpio: multicast interface %s: %w", ifi.Name, err)
+				}
+			}
+			if err := p.SetMulticastHopLimit(ttl); err != nil {
+				return fmt.Errorf("udpio: multicast hop limit: %w", err)
+			}
+			return p.SetMulticastLoopback(!m.NoLoopback)
+		}
+		p := ipv4.NewPacketConn(uc)
 		if ifi != nil {
 			if err := p.SetMulticastInterface(ifi); err != nil {
 				return fmt.Errorf("udpio: multicast interface %s: %w", ifi.Name, err)
 			}
 		}
-		if err := p.SetMulticastHopLimit(ttl); err != nil {
-			return fmt.Errorf("udpio: multicast hop limit: %w", err)
+		if err := p.SetMulticastTTL(ttl); err != nil {
+			return fmt.Errorf("udpio: multicast TTL: %w", err)
 		}
 		return p.SetMulticastLoopback(!m.NoLoopback)
-	}
-	p := ipv4.NewPacketConn(c.uc)
-	if ifi != nil {
-		if err := p.SetMulticastInterface(ifi); err != nil {
-			return fmt.Errorf("udpio: multicast interface %s: %w", ifi.Name, err)
-		}
-	}
-	if err := p.SetMulticastTTL(ttl); err != nil {
-		return fmt.Errorf("udpio: multicast TTL: %w", err)
-	}
-	return p.SetMulticastLoopback(!m.NoLoopback)
+	})
 }

@@ -9,8 +9,8 @@
 // # What is measured
 //
 // Each case is one Transport (raw-single, raw-batch, raw-gso, tw-nack,
-// tw-fec, tw-auto, raw-pingpong and, when named in --only, tw-spin; the
-// peers program adds kcp and kcp-fec) at one offered load
+// tw-fec, tw-auto, tw-sealed, raw-pingpong and, when named in --only,
+// raw-udpio, raw-netpoll, tw-gso and tw-spin; the peers program adds kcp and kcp-fec) at one offered load
 // (full speed, or paced at 1k, 10k, 100k messages/s) through one link
 // (direct loopback, or a tools/netem Relay dropping 1% or 5% at random
 // each way). The sender sends 200-byte messages for Options.Duration; each
@@ -23,6 +23,19 @@
 // (getrusage), wire bytes per message, latency p50/p99/p99.9/max. The
 // matrix is walked once per run; Report gives each figure's median and
 // min–max over the runs, and the per-run ratios to raw-batch (VsRaw).
+//
+// # The baseline
+//
+// raw-batch is the best a plain batched loop does on the machine, not a
+// socket library's figure: on Linux its sender and receiver own blocking
+// sockets (outside Go's netpoller, whose epoll registration costs a wake-up
+// for every datagram freed), the sender is connected and writes 64
+// messages per sendmmsg, the receiver blocks in recvmmsg with
+// MSG_WAITFORONE. raw-udpio runs the same batches through internal/udpio,
+// the socket layer telewire uses, so that the gap between the two is the
+// socket layer's and the gap between raw-udpio and tw-nack telewire's.
+// Telewire rows run the default configuration (sender GSO off, receiver
+// GRO on) unless their name says otherwise (tw-gso, tw-spin).
 //
 // # Processes and clocks
 //

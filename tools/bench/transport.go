@@ -73,11 +73,15 @@ type Sender interface {
 // Names of the built-in transports.
 const (
 	RawSingle = "raw-single" // one datagram per syscall
-	RawBatch  = "raw-batch"  // sendmmsg/recvmmsg, batches of RawBatchSize, no offload
-	RawGSO    = "raw-gso"    // as raw-batch with UDP GSO on send and GRO on receive
-	TwNACK    = "tw-nack"    // telewire, NACK retransmission, FEC off
-	TwFEC     = "tw-fec"     // telewire, NACK and FEC fixed 10,3
-	TwAuto    = "tw-auto"    // telewire, NACK and FEC auto (the default)
+	RawBatch  = "raw-batch"  // sendmmsg/recvmmsg, batches of RawBatchSize, no offload: the baseline
+	RawUDPIO  = "raw-udpio"  // as raw-batch through telewire's socket layer (internal/udpio)
+	// RawNetpoll is raw-udpio with the socket left in Go's netpoller
+	// (udpio.Config.Netpoll), as udpio ran before it took sockets out.
+	RawNetpoll = "raw-netpoll"
+	RawGSO     = "raw-gso" // as raw-batch with UDP GSO on send and GRO on receive
+	TwNACK     = "tw-nack" // telewire, NACK retransmission, FEC off
+	TwFEC      = "tw-fec"  // telewire, NACK and FEC fixed 10,3
+	TwAuto     = "tw-auto" // telewire, NACK and FEC auto (the default)
 	// RawPingPong is the latency baseline: each message is echoed back by
 	// the receiving worker and its one-way latency is half the round trip.
 	RawPingPong = "raw-pingpong"
@@ -87,6 +91,9 @@ const (
 	// TwSpin is tw-nack with the receiver's busy-poll mode on
 	// (receiver.Config.BusyPoll = SpinBusyPoll).
 	TwSpin = "tw-spin"
+	// TwGSO is tw-nack with the sender's UDP GSO on (sender.Config.GSO),
+	// which the default configuration leaves off.
+	TwGSO = "tw-gso"
 )
 
 // SpinBusyPoll is tw-spin's receiver.Config.BusyPoll: twice the gap
@@ -97,21 +104,33 @@ const SpinBusyPoll = 2 * time.Millisecond
 // RawBatchSize is the batch of the raw batched baseline.
 const RawBatchSize = 64
 
-// Builtin returns the transports telewire bench measures: three raw UDP
-// baselines and telewire with three repair settings. raw-batch, the
-// baseline, is plain sendmmsg/recvmmsg (GSO and GRO off); raw-gso turns
-// them on where the kernel has them (udpio's default, which telewire
-// uses). Telewire's receiver delivers in order (the default) with its
-// default 200 ms latency budget; both telewire ends use udpio's defaults.
+// Builtin returns the transports telewire bench measures: raw UDP
+// baselines and telewire with several repair settings. raw-batch, the
+// baseline, is the plainest sendmmsg/recvmmsg loop (GSO and GRO off; on
+// Linux its own blocking sockets, the sender connected: see
+// rawmin_linux.go); raw-udpio is the same batches through
+// internal/udpio's non-blocking sockets, which telewire uses (optional:
+// it tells the socket layer's cost apart from telewire's); raw-gso turns
+// GSO and GRO on where the kernel has them. Telewire's receiver delivers
+// in order (the default) with its default 200 ms latency budget; tw-nack,
+// tw-fec, tw-auto and tw-sealed run in telewire's default configuration
+// (sender GSO off, receiver GRO on), tw-gso is tw-nack with the sender's
+// GSO on.
 func Builtin() []Transport {
 	single := udpio.Config{NoBatch: true}
 	batch := udpio.Config{BatchSize: RawBatchSize, NoGSO: true, NoGRO: true}
+	netpoll := batch
+	netpoll.Netpoll = true
 	gso := udpio.Config{BatchSize: RawBatchSize}
 	return []Transport{
 		{Name: RawSingle, Description: "raw UDP, one datagram per syscall",
 			Listen: rawListen(single), Dial: rawDial(single, 1)},
 		{Name: RawBatch, Description: fmt.Sprintf("raw UDP, sendmmsg/recvmmsg batch %d", RawBatchSize), Baseline: true,
-			Listen: rawListen(batch), Dial: rawDial(batch, RawBatchSize)},
+			Listen: rawMinListen, Dial: rawMinDial},
+		{Name: RawUDPIO, Description: fmt.Sprintf("raw UDP through udpio, sendmmsg/recvmmsg batch %d", RawBatchSize),
+			Optional: true, CleanOnly: true, Listen: rawListen(batch), Dial: rawDial(batch, RawBatchSize)},
+		{Name: RawNetpoll, Description: fmt.Sprintf("raw UDP through udpio in Go's netpoller, sendmmsg/recvmmsg batch %d", RawBatchSize),
+			Optional: true, CleanOnly: true, Listen: rawListen(netpoll), Dial: rawDial(netpoll, RawBatchSize)},
 		{Name: RawGSO, Description: fmt.Sprintf("raw UDP, sendmmsg+GSO/recvmmsg+GRO batch %d", RawBatchSize),
 			Listen: rawListen(gso), Dial: rawDial(gso, RawBatchSize)},
 		{Name: TwNACK, Description: "telewire, NACK only (FEC off)",
@@ -124,6 +143,8 @@ func Builtin() []Transport {
 			Listen: twListenWith(receiver.Config{Key: BenchKey}), Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, Key: BenchKey})},
 		{Name: RawPingPong, Description: "raw UDP ping-pong, one-way = RTT/2", CleanOnly: true,
 			Listen: echoListen, Dial: pingDial},
+		{Name: TwGSO, Description: "telewire, NACK only, sender GSO on", Optional: true, CleanOnly: true,
+			Listen: twListen, Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, GSO: true})},
 		{Name: TwSpin, Description: fmt.Sprintf("telewire, NACK only, receiver busy-polls %v", SpinBusyPoll), Optional: true,
 			Listen: twListenWith(receiver.Config{BusyPoll: SpinBusyPoll}), Dial: twDial(sender.FECConfig{Mode: sender.FECOff})},
 	}
@@ -348,11 +369,11 @@ func twDial(fec sender.FECConfig) func(context.Context, string) (Sender, error) 
 	return twDialWith(sender.Config{FEC: fec})
 }
 
-// twDialWith opens telewire senders configured as cfg (To and GSO are
-// filled in) to the address Dial is given.
+// twDialWith opens telewire senders configured as cfg (To is filled in)
+// to the address Dial is given.
 func twDialWith(cfg sender.Config) func(context.Context, string) (Sender, error) {
 	return func(ctx context.Context, addr string) (Sender, error) {
-		cfg.To, cfg.GSO = addr, true // loopback and the userspace relay drop per datagram, so GSO is safe here
+		cfg.To = addr // the default configuration: no GSO unless the transport sets it
 		if size := sizeOf(ctx); size > sender.DefaultMaxMessage {
 			cfg.MaxMessage = size
 		}

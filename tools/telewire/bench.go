@@ -29,11 +29,14 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs := newFlagSet("bench", "[flags]",
 		`Measures telewire against raw UDP on loopback, sender and receiver in separate
 processes, and prints a table (or --json). Transports: raw-single (one datagram per
-syscall), raw-batch (sendmmsg/recvmmsg, batch 64: the baseline), raw-gso (with UDP
-GSO/GRO), raw-pingpong (one-way = half a raw UDP echo's round trip; clean only),
-tw-nack (telewire, FEC off), tw-fec (FEC 10,3), tw-auto (FEC auto), tw-sealed (tw-nack
-with every packet sealed), and, only when --only names it, tw-spin (tw-nack with the
-receiver busy-polling). Each at full speed and at 1k, 10k and 100k msgs/s; each clean
+syscall), raw-batch (the baseline: the plainest sendmmsg/recvmmsg loop, batch 64, on
+blocking sockets of its own, the sender connected), raw-gso (with UDP GSO/GRO),
+raw-pingpong (one-way = half a raw UDP echo's round trip; clean only), tw-nack
+(telewire, FEC off), tw-fec (FEC 10,3), tw-auto (FEC auto), tw-sealed (tw-nack with
+every packet sealed), all telewire rows in the default configuration (sender GSO off,
+receiver GRO on), and, only when --only names them, raw-udpio (raw-batch's batches
+through telewire's socket layer), raw-netpoll (the same in Go's netpoller), tw-gso (tw-nack with sender GSO on) and tw-spin
+(tw-nack with the receiver busy-polling). Each at full speed and at 1k, 10k and 100k msgs/s; each clean
 and through a userspace netem relay dropping 1% and 5% each way. Worker RSS and heap are
 sampled through each case. Reports messages/s, Mbit/s, completeness, CPU per message, one-way latency
 p50/p99/p99.9/max (both ends read CLOCK_MONOTONIC), and every figure as a ratio to

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,9 +21,8 @@ func benchRegistered(t *testing.T) {
 }
 
 // TestBenchQuick runs `telewire bench --quick --json` end to end — worker
-// processes, relay and all — and checks that the report is sane, and the
-// noise-robust CI guard: telewire's clean full-speed throughput is at
-// least 0.3× raw batched UDP measured in the same run.
+// processes, relay and all — and checks that the report is sane
+// (TestBenchGuard is the throughput guard).
 func TestBenchQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the quick bench (about 15 s)")
@@ -61,13 +61,71 @@ func TestBenchQuick(t *testing.T) {
 			}
 		}
 	}
-	nack := cases["tw-nack/max/clean"]
-	if nack.VsRaw == nil {
-		t.Fatal("tw-nack/max/clean has no ratio to raw-batch")
+}
+
+// guardBound is the least ratio of telewire's clean full-speed throughput,
+// in the default configuration (tw-nack: sender GSO off, receiver GRO on),
+// to the raw batched baseline of the same run that TestBenchGuard accepts:
+// the median of guardRuns per-run ratios. On the project's 2-core machine,
+// shared with several builds, the median measured 0.67–0.69× at load
+// average 3.5 and 0.82× (single runs 0.63–1.00×) at load 2–9 when it was
+// set, with udpio's sockets outside the netpoller; before that change it
+// was 0.41–0.62×. 0.35 is about half the lowest median: noise on a busy
+// box (the guard shares it with the rest of the suite in CI) does not trip
+// it, and a halving of the default path (a per-message lock, copy or
+// goroutine hand-off costs that much at full speed) does.
+const guardBound = 0.35
+
+// guardRuns is how many runs the guard takes the median of.
+const guardRuns = 5
+
+// TestBenchGuard is the CI guard of throughput, robust to a noisy
+// machine: it runs the raw batched baseline and telewire in its default
+// configuration back to back guardRuns times (`telewire bench --only
+// raw-batch,tw-nack,max,clean`), divides each run's telewire figure by the
+// same run's baseline, and fails when the median ratio is below
+// guardBound. It times nothing itself: every figure is a ratio within one
+// run.
+func TestBenchGuard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bench (about 15 s)")
 	}
-	if r := nack.VsRaw.Median.MsgsPerSec; r < 0.3 {
-		t.Errorf("tw-nack clean full speed: %.2f× raw batched UDP of the same run, want >= 0.3× (%.0f vs %.0f msgs/s)",
-			r, nack.Median.MsgsPerSec, raw.MsgsPerSec)
+	benchRegistered(t)
+	cmd := exec.Command(telewireBin, "bench", "--only", "raw-batch,tw-nack,max,clean",
+		"--runs", strconv.Itoa(guardRuns), "--duration", "300ms", "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("telewire bench: %v\n%s", err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bad JSON: %v\n%s", err, out)
+	}
+	var raw, nack *bench.Case
+	for i := range rep.Cases {
+		switch rep.Cases[i].Key() {
+		case "raw-batch/max/clean":
+			raw = &rep.Cases[i]
+		case "tw-nack/max/clean":
+			nack = &rep.Cases[i]
+		}
+	}
+	if raw == nil || raw.Median == nil || raw.Median.MsgsPerSec <= 0 {
+		t.Fatalf("no raw batched baseline: %+v", raw)
+	}
+	if nack == nil || nack.VsRaw == nil || nack.Median == nil {
+		t.Fatalf("tw-nack/max/clean has no ratio to raw-batch: %+v", nack)
+	}
+	if nack.Median.Completeness != 1 {
+		t.Errorf("tw-nack clean full speed: completeness %v, want 100%%", nack.Median.Completeness)
+	}
+	r := nack.VsRaw.Median.MsgsPerSec
+	t.Logf("tw-nack clean full speed: median %.2f× raw-batch (%.2f–%.2f over %d runs; %.0f vs %.0f msgs/s)",
+		r, nack.VsRaw.Min.MsgsPerSec, nack.VsRaw.Max.MsgsPerSec, guardRuns, nack.Median.MsgsPerSec, raw.Median.MsgsPerSec)
+	if r < guardBound {
+		t.Errorf("tw-nack clean full speed: median %.2f× raw batched UDP of the same runs, want >= %.2f×", r, guardBound)
 	}
 }
 

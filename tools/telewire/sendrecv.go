@@ -49,6 +49,7 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, p
 	fs.StringVar(&o.Sender.MulticastInterface, "iface", "", "with a multicast --to: `NAME` of the interface to send the group's packets out of (default: the kernel's route; lo for this host only)")
 	noLoop := fs.Bool("no-multicast-loop", false, "with a multicast --to: do not deliver the group's packets to receivers on this host")
 	fs.BoolVar(&o.Sender.Broadcast, "broadcast", false, "allow --to to be a broadcast address (255.255.255.255 or a local subnet's)")
+	fs.BoolVar(&o.Sender.GSO, "gso", false, "coalesce each batch with UDP GSO where the kernel has it: several times the throughput of a saturating sender, but a datagram the kernel drops on the way then takes its whole run (up to 64) with it, repaired by NACK")
 	fr := fs.String("framing", "line", "stdin framing: line (one message per line) or len32 (4-byte big-endian length + bytes)")
 	fs.Float64Var(&o.Rate, "rate", 0, "cap on messages per second (0 = as fast as possible)")
 	fs.DurationVar(&o.Linger, "linger", time.Second, "after the last message, keep answering feedback this long")

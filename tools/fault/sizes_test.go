@@ -58,7 +58,11 @@ func TestMessageSizesThroughLoss(t *testing.T) {
 				}
 			}()
 			t.Cleanup(func() { _ = rcv.Close(); <-done })
-			relay := lossyRelay(t, rcv.Addr().String(), "loss random 2%")
+			// A deep queue: a 1 MiB message is a burst of ~900 datagrams,
+			// and a relay slowed down (by -race, or a busy host) that
+			// overflowed its default 1 000-packet queue would lose them in
+			// runs FEC alone cannot rebuild; the test is about random loss.
+			relay := lossyRelay(t, rcv.Addr().String(), "loss random 2% limit 50000")
 			scfg.To = relay.Addr().String()
 			snd := newSender(t, scfg)
 

@@ -159,10 +159,10 @@ func TestReceiverCounters(t *testing.T) {
 }
 
 func TestSenderAndRelayCollectors(t *testing.T) {
-	src := &fakeSender{st: sender.Stats{Packets: 100, BytesSent: 5000, Retransmits: 4, Parity: 9}}
+	src := &fakeSender{st: sender.Stats{Packets: 100, Messages: 730, BytesSent: 5000, Retransmits: 4, Parity: 9}}
 	src.st.RTT.SmoothedNanos = 2e6
 	src.st.Pacing.RateBytesPerSec = 1e6
-	src.st.Streams = []sender.StreamStats{{Stream: 1, Sent: 100, FECK: 10, FECM: 2}}
+	src.st.Streams = []sender.StreamStats{{Stream: 1, Sent: 100, Messages: 730, FECK: 10, FECM: 2}}
 	src.st.Streams[0].Receiver.DelayP99Nanos = 3e6
 	fams := gather(t, NewSenderCollector(src, Options{Peer: "127.0.0.1:9000"}))
 	for name, want := range map[string]float64{
@@ -174,6 +174,8 @@ func TestSenderAndRelayCollectors(t *testing.T) {
 		"telewire_sender_pacing_rate_bytes_per_second": 1e6,
 		"telewire_sender_fec_parity_shards":            2,
 		"telewire_sender_stream_packets_total":         100,
+		"telewire_sender_messages_total":               730,
+		"telewire_sender_stream_messages_total":        730,
 	} {
 		m := fams[name].GetMetric()[0]
 		got := m.GetCounter().GetValue() + m.GetGauge().GetValue()

@@ -21,7 +21,8 @@ type SenderCollector struct {
 	labels *labeler
 	f      family
 
-	packets, payloadBytes, datagrams, bytes, parity, parityDropped    metric
+	packets, messages, payloadBytes, datagrams, bytes, parity         metric
+	parityDropped, streamMessages                                     metric
 	heartbeats, retransmissions, retransmitBytes, nacks, reports      metric
 	malformed, refused, rtxRefused, queueFull, writeErrors, unavail   metric
 	queued                                                            metric
@@ -37,6 +38,7 @@ func NewSenderCollector(src SenderSource, o Options) *SenderCollector {
 	c := &SenderCollector{src: src, peer: o.Peer, labels: newLabeler(o.maxStreams()), f: family{prefix: "telewire_sender_"}}
 	f := &c.f
 	c.packets = f.counter("packets_total", "DATA packets queued for sending (first transmissions).")
+	c.messages = f.counter("messages_total", "Messages Send queued, packed or fragmented into those packets.")
 	c.payloadBytes = f.counter("payload_bytes_total", "Application bytes in those packets.")
 	c.datagrams = f.counter("datagrams_total", "Datagrams written, any kind.")
 	c.bytes = f.counter("bytes_total", "Wire bytes written (UDP payload).")
@@ -63,6 +65,7 @@ func NewSenderCollector(src SenderSource, o Options) *SenderCollector {
 	c.waits = f.counter("pacer_waits_total", "Times Send waited for the pacer.")
 
 	c.streamPackets = f.counter("stream_packets_total", "DATA packets sent on the stream (first transmissions).", streamLabels...)
+	c.streamMessages = f.counter("stream_messages_total", "Messages sent on the stream, packed or fragmented into its packets.", streamLabels...)
 	c.fecBlocks = f.counter("fec_blocks_total", "FEC blocks completed.", streamLabels...)
 	c.fecBytes = f.counter("fec_parity_bytes_total", "PARITY wire bytes.", streamLabels...)
 	c.evicted = f.counter("retransmit_evicted_total", "Packets pushed out of the retransmit buffer, by bound.", append([]string{"bound"}, streamLabels...)...)
@@ -88,7 +91,8 @@ func (c *SenderCollector) Describe(ch chan<- *prometheus.Desc) { c.f.describe(ch
 
 // sendSeries is one labelled series' figures, summed over its streams.
 type sendSeries struct {
-	sent, fecBlocks, fecBytes, evCap, evBytes, evAge      uint64
+	sent, messages, fecBlocks, fecBytes, evCap, evBytes   uint64
+	evAge                                                 uint64
 	k, m, interleave                                      int
 	received, lost, unrecovered, rtx, fec, dup, reo, malf uint64
 	jitter, p50, p90, p99, pmax                           uint64
@@ -97,6 +101,7 @@ type sendSeries struct {
 
 func (s *sendSeries) add(x *sender.StreamStats) {
 	s.sent += x.Sent
+	s.messages += x.Messages
 	s.fecBlocks += x.FECBlocks
 	s.fecBytes += x.FECOverheadBytes
 	s.evCap += x.RetransmitEvictedCapacity
@@ -121,6 +126,7 @@ func (s *sendSeries) add(x *sender.StreamStats) {
 func (c *SenderCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.src.Stats()
 	emit(ch, c.packets, st.Packets)
+	emit(ch, c.messages, st.Messages)
 	emit(ch, c.payloadBytes, st.PayloadBytes)
 	emit(ch, c.datagrams, st.DatagramsSent)
 	emit(ch, c.bytes, st.BytesSent)
@@ -181,6 +187,7 @@ func (c *SenderCollector) Collect(ch chan<- prometheus.Metric) {
 		s := series[k]
 		l := []string{k.peer, k.stream}
 		emit(ch, c.streamPackets, s.sent, l...)
+		emit(ch, c.streamMessages, s.messages, l...)
 		emit(ch, c.fecBlocks, s.fecBlocks, l...)
 		emit(ch, c.fecBytes, s.fecBytes, l...)
 		emit(ch, c.evicted, s.evCap, "capacity", k.peer, k.stream)

@@ -75,6 +75,9 @@ type peer struct {
 	rtt     reliability.RTT
 	reports uint64 // proven REPORTs taken
 	nacks   uint64 // proven NACKs taken
+	// unavailable counts the sequences it asked for (in proven NACKs)
+	// that were no longer buffered: lost to it for good.
+	unavailable uint64
 	streams []peerStream
 }
 
@@ -249,6 +252,10 @@ type ReceiverStats struct {
 	RTT             RTTStats         `json:"rtt"`
 	Reports         uint64           `json:"reports"` // proven REPORTs taken from it
 	NACKs           uint64           `json:"nacks"`   // proven NACKs taken from it
+	// Unavailable counts the sequences it asked for that were no longer
+	// in the retransmit buffer (a receiver too slow or too far behind):
+	// lost to it, though the rest of the group had them.
+	Unavailable uint64 `json:"unavailable"`
 	Streams         []ReceiverStream `json:"streams"`
 
 	firstAt, lastAt int64
@@ -290,7 +297,7 @@ func (rs *receiverSet) stats(st *Stats, streams []*stream) {
 	first := true
 	for _, p := range rs.peers {
 		x := ReceiverStats{
-			Addr: p.addr.String(), ID: p.id, Reports: p.reports, NACKs: p.nacks,
+			Addr: p.addr.String(), ID: p.id, Reports: p.reports, NACKs: p.nacks, Unavailable: p.unavailable,
 			RTT:     RTTStats{SmoothedNanos: p.rtt.Smoothed(), VarianceNanos: p.rtt.Variance(), MinNanos: p.rtt.Min(), Samples: p.rtt.Samples()},
 			firstAt: p.firstAt, lastAt: p.lastAt,
 		}
@@ -366,6 +373,9 @@ func (c *Core) recordReport(s *stream, view *peer, r *packet.Report, interval bo
 	if view != nil {
 		view.reports++
 		ps := view.stream(s.id)
+		if ps.reportAt != 0 && r.Unrecovered > ps.report.Unrecovered {
+			c.unrepairable(view.addr, now) // it gave up on more sequences
+		}
 		ps.report, ps.reportAt = *r, now
 		if interval {
 			ps.intervalSeen = true

@@ -78,7 +78,7 @@ type peer struct {
 	// unavailable counts the sequences it asked for (in proven NACKs)
 	// that were no longer buffered: lost to it for good.
 	unavailable uint64
-	streams []peerStream
+	streams     []peerStream
 }
 
 // stream returns the receiver's state for stream id, creating it. A
@@ -245,18 +245,18 @@ func (rs *receiverSet) fecReport(s *stream) (r packet.Report, ok bool) {
 // ReceiverStats is the sender's view of one receiver: where it is, how
 // far away, and what it last reported for each stream.
 type ReceiverStats struct {
-	Addr            string           `json:"addr"`                 // the address its feedback comes from
-	ID              uint64           `json:"id"`                   // 1, 2, ... in the order receivers were first heard (per sender)
-	FirstHeardAgo   int64            `json:"first_heard_ago_ns"`   // filled by Sender.Stats; 0 from Core.Stats
-	LastFeedbackAgo int64            `json:"last_feedback_ago_ns"` // filled by Sender.Stats; 0 from Core.Stats
-	RTT             RTTStats         `json:"rtt"`
-	Reports         uint64           `json:"reports"` // proven REPORTs taken from it
-	NACKs           uint64           `json:"nacks"`   // proven NACKs taken from it
+	Addr            string   `json:"addr"`                 // the address its feedback comes from
+	ID              uint64   `json:"id"`                   // 1, 2, ... in the order receivers were first heard (per sender)
+	FirstHeardAgo   int64    `json:"first_heard_ago_ns"`   // filled by Sender.Stats; 0 from Core.Stats
+	LastFeedbackAgo int64    `json:"last_feedback_ago_ns"` // filled by Sender.Stats; 0 from Core.Stats
+	RTT             RTTStats `json:"rtt"`
+	Reports         uint64   `json:"reports"` // proven REPORTs taken from it
+	NACKs           uint64   `json:"nacks"`   // proven NACKs taken from it
 	// Unavailable counts the sequences it asked for that were no longer
 	// in the retransmit buffer (a receiver too slow or too far behind):
 	// lost to it, though the rest of the group had them.
-	Unavailable uint64 `json:"unavailable"`
-	Streams         []ReceiverStream `json:"streams"`
+	Unavailable uint64           `json:"unavailable"`
+	Streams     []ReceiverStream `json:"streams"`
 
 	firstAt, lastAt int64
 }

@@ -262,6 +262,7 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 			// many NACKs ask: a receiver asks again only after its own
 			// retry timeout, which is longer than the round trip.
 			SuppressPercent: 100,
+			DisableSuppress: c.subs != nil, // see handleNACK
 		})
 	}
 	if err := c.startFEC(s); err != nil {
@@ -934,6 +935,12 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	// sample counts as well as the smoothed one: when a queue builds at
 	// the bottleneck the round trip grows faster than SRTT follows, and
 	// resending on every repeat of the NACK would only lengthen the queue.
+	//
+	// With unicast fan-out a repair reaches only the receiver that asked,
+	// so one receiver's repair must not silence another's request: there
+	// the suppression is off (SendBufferConfig.DisableSuppress; a
+	// receiver's own repeats are spaced by its retry timeout, longer than
+	// the round trip).
 	s.retained.OnNACK(p.Ranges, now, max(c.rtt.Smoothed(), c.lastRTT), res)
 	c.stats.Suppressed += uint64(res.Suppressed)
 	c.stats.Throttled += uint64(res.Throttled)

@@ -363,8 +363,27 @@ func (c *Core) admit(p *packet.Packet, from netip.AddrPort, now int64) {
 	sub.members = append(sub.members, member{addr: from, nonce: s.Nonce, joined: now, lastAt: now})
 	c.syncDests()
 	c.peers.Validate(from) // it proved it receives there: data and repairs may go
+	c.anchor(from, now)
 	sub.stats.Joined++
 	c.log.Info().Stringer("addr", from).Int("subscribers", sub.subscribed()).Msg("subscriber joined")
+}
+
+// anchor tells a new subscriber where each stream starts for it: a
+// HEARTBEAT whose Start and Next are the next sequence, ahead of any DATA
+// it gets. It joined a running stream; without this, a HEARTBEAT naming
+// the stream's first sequence (a few hundred back, early in a stream)
+// would make it take what was sent before it joined for its own loss.
+func (c *Core) anchor(to netip.AddrPort, now int64) {
+	p := &c.probe
+	for _, s := range c.streams {
+		p.Header = packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id}
+		p.Heartbeat = packet.Heartbeat{Start: s.next, Next: s.next, Timestamp: now}
+		if c.out.Current().Append(p, to) != nil {
+			c.stats.FeedbackDropped++
+			return
+		}
+		c.stats.Heartbeats++
+	}
 }
 
 // goodbye queues a GOODBYE for the subscriber at to, whose nonce is nonce.

@@ -368,3 +368,22 @@ func TestSlowReceiverDisconnect(t *testing.T) {
 		t.Fatalf("sparse losses dropped it: %+v", st)
 	}
 }
+
+// TestFanoutRepairsEachAsker: with unicast fan-out a repair reaches only
+// the receiver that asked, so two receivers asking for one sequence at
+// once both get it (a multicast sender would send it once, to the group).
+func TestFanoutRepairsEachAsker(t *testing.T) {
+	to := []netip.AddrPort{addrN(1), addrN(2)}
+	c := fanCore(t, Config{}, to...)
+	for i := range 3 {
+		_ = c.Send(0, []byte{byte(i)}, int64(i+1)*ms)
+	}
+	take(t, c)
+	c.Handle(provenNACK(t, c, packet.Range{First: 1, Len: 1}), to[0], 10*ms)
+	c.Handle(provenNACK(t, c, packet.Range{First: 1, Len: 1}), to[1], 10*ms)
+	got := take(t, c)
+	if len(got) != 2 || got[0].to != to[0] || got[1].to != to[1] || got[0].p.Seq != 1 || got[1].p.Seq != 1 {
+		st := c.Stats()
+		t.Fatalf("%d repairs; suppressed %d throttled %d blocked %d", len(got), st.Suppressed, st.Throttled, st.RetransmitsBlocked)
+	}
+}

@@ -44,9 +44,9 @@ type subHarness struct {
 	admitted map[netip.AddrPort]bool // ever admitted (a true echo while there was room)
 	// proved: sent a NACK with a true proof of receipt (which the harness
 	// can forge: it reads the send times): repairs may go there.
-	proved map[netip.AddrPort]bool
-	in, out  map[netip.AddrPort]int  // bytes from and to each address
-	buf      []byte
+	proved  map[netip.AddrPort]bool
+	in, out map[netip.AddrPort]int // bytes from and to each address
+	buf     []byte
 }
 
 func newSubHarness(t testing.TB, p *prog) *subHarness {

@@ -13,8 +13,7 @@ import (
 type sent struct {
 	to netip.AddrPort
 	p  packet.Packet
-	n  int
-	b  []byte // the datagram's bytes (aliases the batch until it is given back)
+	n  int // its length
 }
 
 // take takes what the core queued and decodes it.

@@ -196,6 +196,13 @@ func TestSpoofedSubscribeGetsAtMostThreeTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	// The real subscriber gets the stream from the moment it is admitted.
+	for i := 0; s.Stats().Subscribers.Subscribed == 0; i++ {
+		if i == 2000 {
+			t.Fatal("the subscriber was never admitted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -58,9 +58,10 @@ type Config struct {
 	// Subscribers count against MaxReceivers. Not with a key or a
 	// multicast To (not supported yet).
 	Listen string
-	// JoinRate bounds the TOKENs a listening sender issues per second,
-	// over all addresses (a burst of as many is allowed); SUBSCRIBEs past
-	// it are not answered and are counted (Subscribers.JoinsLimited).
+	// JoinRate bounds the TOKENs a listening sender issues per second to
+	// addresses not subscribed yet (a burst of as many is allowed;
+	// subscribers' renewals are not counted); SUBSCRIBEs past it are not
+	// answered and are counted (Subscribers.JoinsLimited).
 	// Default DefaultJoinRate (200).
 	JoinRate int
 	// SlowReceiver is the policy for a subscriber that cannot keep up.

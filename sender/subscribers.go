@@ -33,7 +33,7 @@ import (
 // token is stateless), answers each SUBSCRIBE with one TOKEN of 64 bytes
 // for its 40 (under three times: a forged source address gets no more),
 // and issues at most Config.JoinRate tokens per second over all
-// addresses (JoinsLimited counts the rest). Subscribers count against
+// addresses not yet subscribed (JoinsLimited counts the rest). Subscribers count against
 // Config.MaxReceivers. A subscriber stays while it is heard: proven
 // feedback or a renewed subscription (receivers renew every second)
 // within Config.ReceiverTimeout; it leaves with a GOODBYE carrying its
@@ -319,7 +319,11 @@ func (c *Core) handleSubscription(b []byte, from netip.AddrPort, now int64) {
 // the join rate and three times n.
 func (c *Core) issueToken(p *packet.Packet, from netip.AddrPort, n int, now int64) {
 	sub := c.subs
-	if !sub.joins.Allow(1, now) {
+	// A subscriber's renewals do not spend the join rate (they would crowd
+	// out new joiners with many subscribers); a forger using a
+	// subscriber's address gets it one TOKEN per SUBSCRIBE, smaller than
+	// 3x, sent to an address that receives the stream anyway.
+	if sub.find(from) == nil && !sub.joins.Allow(1, now) {
 		sub.stats.JoinsLimited++
 		return
 	}

@@ -386,3 +386,19 @@ func TestFanoutRepairsEachAsker(t *testing.T) {
 		t.Fatalf("%d repairs; suppressed %d throttled %d blocked %d", len(got), st.Suppressed, st.Throttled, st.RetransmitsBlocked)
 	}
 }
+
+// TestRenewalsSpendNoJoinRate: a subscriber renews whatever the join
+// rate, which new addresses have spent.
+func TestRenewalsSpendNoJoinRate(t *testing.T) {
+	c := fanCore(t, Config{Listen: listenAddr.String(), JoinRate: 1})
+	join(t, c, addrN(1), 1, 0)
+	c.Handle(subscribe(t, 2, nil), addrN(2), ms) // refills nothing at 1/s: limited
+	c.Handle(subscribe(t, 1, nil), addrN(1), ms)
+	got := take(t, c)
+	if len(got) != 1 || got[0].to != addrN(1) || got[0].p.Kind != packet.KindToken {
+		t.Fatalf("answers %+v", got)
+	}
+	if st := c.Stats().Subscribers; st.JoinsLimited != 1 {
+		t.Fatalf("%+v", st)
+	}
+}

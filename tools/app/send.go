@@ -511,7 +511,9 @@ type feedbackWatch struct {
 func (w *feedbackWatch) check(st sender.Stats) []string {
 	var out []string
 	heard := st.Reports+st.NACKs > 0
-	if !w.warnedSilent && !heard && st.Messages > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
+	// A sender taking subscribers that has none yet expects no feedback.
+	nobody := st.Subscribers.Listening && st.Subscribers.Destinations == 0
+	if !w.warnedSilent && !heard && !nobody && st.Messages > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
 		w.warnedSilent = true
 		out = append(out, fmt.Sprintf("send: warning: no feedback from the receiver at %s within %s of the first message; %s. "+
 			"Sending goes on; if no report ever comes, send exits with status 3.", w.to, w.grace, silenceCauses))

@@ -82,6 +82,7 @@ type Core struct {
 	dests   []netip.AddrPort
 	subs    *subscribers // nil for a single destination without Listen
 	width   int          // the most destinations there can be: the outbox has room for each copy
+	slots   int          // datagrams one half of the outbox holds: QueuePackets per destination, capped
 	out     *outbox.Pair
 	streams []*stream // few; linear search beats a map at this size
 	rtt     reliability.RTT
@@ -180,12 +181,13 @@ func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, erro
 		remote:  remote,
 		dests:   make([]netip.AddrPort, 0, width),
 		width:   width,
-		out:     outbox.NewPair(min(cfg.QueuePackets*width, maxQueueDatagrams), cfg.QueueBytes),
+		slots:   max(cfg.QueuePackets, min(cfg.QueuePackets*width, maxQueueDatagrams)),
 		peers:   peers,
 		rcv:     newReceiverSet(cfg.MaxReceivers, cfg.ReceiverTimeout, cfg.FECLossPercentile),
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		room:    cfg.DataRoom(loopback),
 	}
+	c.out = outbox.NewPair(c.slots, cfg.QueueBytes)
 	c.dests = append(c.dests, dests...)
 	if len(dests) > 1 || cfg.Listen != "" {
 		if c.subs, err = newSubscribers(cfg, dests, 0); err != nil {
@@ -386,8 +388,8 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		return ErrTooLarge
 	}
 	k, bytes := c.cfg.fragmentsOf(len(payload), c.room)
-	if k+1 > c.cfg.QueuePackets || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
-		return ErrTooLarge // the queue could never hold it whole
+	if k+1 > c.cfg.QueuePackets || (k+1)*c.copies() > c.slots || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
+		return ErrTooLarge // the queue could never hold it whole (a copy per destination)
 	}
 	if c.sec != nil {
 		// With a key, nothing goes out before a handshake: packets are
@@ -474,7 +476,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // message of k datagrams, bytes in all, on s: with the parity they will
 // complete, unless the queue could never hold both.
 func (c *Core) need(s *stream, k, bytes int) (int, int) {
-	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && (k+pk+1)*c.copies() <= c.slots && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
 		return k + pk, bytes + pbytes
 	}
 	return k, bytes

@@ -134,6 +134,9 @@ func checkDestinations(to []netip.AddrPort, cfg Config, keyed bool) error {
 	if keyed && (len(to) > 1 || cfg.Listen != "") {
 		return fmt.Errorf("%w: %w", ErrConfig, ErrFanoutKey)
 	}
+	if len(to) > cfg.MaxReceivers {
+		return fmt.Errorf("%w: %d destinations, more than MaxReceivers (%d)", ErrConfig, len(to), cfg.MaxReceivers)
+	}
 	if len(to) == 0 && cfg.Listen == "" {
 		return fmt.Errorf("%w: To is required (or Listen, to take subscribers)", ErrConfig)
 	}

@@ -106,6 +106,7 @@ func TestFanoutDestinationErrors(t *testing.T) {
 		{"key with a list", Config{Key: key}, []netip.AddrPort{addrN(1), addrN(2)}, ErrFanoutKey},
 		{"key with listen", Config{Key: key, Listen: ":9000"}, nil, ErrFanoutKey},
 		{"nothing", Config{}, nil, ErrConfig},
+		{"over MaxReceivers", Config{MaxReceivers: 2}, []netip.AddrPort{addrN(1), addrN(2), addrN(3)}, ErrConfig},
 		{"local and listen", Config{Local: ":1", Listen: ":2"}, []netip.AddrPort{addrN(1)}, ErrConfig},
 	} {
 		_, err := NewFanoutCore(c.cfg, 1, c.to)
@@ -400,5 +401,24 @@ func TestRenewalsSpendNoJoinRate(t *testing.T) {
 	}
 	if st := c.Stats().Subscribers; st.JoinsLimited != 1 {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// TestFanoutMessageTooLargeForEveryCopy: a message whose datagrams,
+// copied to every destination, could never fit the queue is refused with
+// ErrTooLarge, not left waiting for room forever; one that fits goes.
+func TestFanoutMessageTooLargeForEveryCopy(t *testing.T) {
+	var to []netip.AddrPort
+	for i := range 300 {
+		to = append(to, addrN(i+1))
+	}
+	// 300 destinations x 1024 places is over the 2^18 cap: 873 places a copy.
+	c := fanCore(t, Config{QueuePackets: 1024, FEC: FECConfig{Mode: FECOff}, MaxReceivers: 1000}, to...)
+	big := make([]byte, 900*c.DataRoom())
+	if err := c.Send(0, big, 1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a message of 900+ datagrams to 300 destinations: %v", err)
+	}
+	if err := c.Send(0, make([]byte, 100*c.DataRoom()), 2); err != nil {
+		t.Fatalf("a message of 100 datagrams: %v", err)
 	}
 }

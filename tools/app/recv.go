@@ -401,7 +401,7 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 		b.WriteString("\n  also: " + strings.Join(refused, ", "))
 	}
 	if sub := st.Subscription; sub.To != "" {
-		state := "subscribed"
+		state := "subscribed until exit (a goodbye goes to the sender as recv closes)"
 		switch {
 		case sub.Ended && sub.EndReason != packet.ReasonLeaving:
 			state = receiver.ReasonText(sub.EndReason)

@@ -216,8 +216,8 @@ const maxQueueDatagrams = 1 << 18
 // to c.remote) to every destination. Sealed, the one destination is
 // c.remote already, and the datagram may have gone to the held queue.
 func (c *Core) fanout() {
-	if c.sec != nil {
-		return
+	if c.sec != nil || len(c.dests) == 1 && c.dests[0] == c.remote {
+		return // already addressed to the set's one member
 	}
 	if err := c.out.Current().Fanout(c.dests); err != nil {
 		c.stats.FeedbackDropped++ // cannot happen: room was checked for every copy

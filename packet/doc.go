@@ -1,6 +1,6 @@
 // Package packet is telewire's wire format, version 1: the header every
-// datagram carries, the five data and feedback kinds and the four kinds of
-// sealed mode's key exchange, their encoding and decoding, the message map
+// datagram carries, the five data and feedback kinds, the four kinds of
+// sealed mode's key exchange and the three of unicast subscription, their encoding and decoding, the message map
 // that packs messages into and splits them across DATA datagrams, and
 // sequence arithmetic.
 //
@@ -18,7 +18,8 @@
 //	     0    2 magic 0x54 0x57 ("TW"); anything else is foreign traffic
 //	     2    1 version, 1
 //	     3    1 kind: 1 DATA, 2 PARITY, 3 NACK, 4 REPORT, 5 HEARTBEAT,
-//	              6 HELLO, 7 WELCOME, 8 CONFIRM, 9 RETRY (10..255 reserved)
+//	              6 HELLO, 7 WELCOME, 8 CONFIRM, 9 RETRY,
+//	              10 SUBSCRIBE, 11 TOKEN, 12 GOODBYE (13..255 reserved)
 //	     4    1 flags (per kind; unknown bits are rejected)
 //	     5    1 envelope: 0 plain; 1 or 2 sealed (see below)
 //	     6    2 length of the whole packet in bytes, header included; must equal the datagram length
@@ -194,6 +195,34 @@
 //	    24    4 key tag of the sealed packet the receiver holds no key for
 //	    28    4 reserved, must be 0
 //	    32    8 counter of that packet
+//
+// # Subscription (kinds 10 to 12), unicast fan-out
+//
+// A sender that accepts subscribers (send --listen) streams to each
+// address that proved it receives there. SUBSCRIBE (kind 10), receiver to
+// sender; TOKEN (kind 11), sender to receiver; GOODBYE (kind 12), sender to
+// receiver or receiver to sender. One layout for the three:
+//
+//	offset size field
+//	    24    8 nonce: chosen at random by the subscriber, echoed by the sender
+//	    32    4 reason, GOODBYE only (0 otherwise): 0 leaving, 1 too slow
+//	              (dropped by the sender), 2 sender closing, 3 no room
+//	    36    4 reserved, must be 0
+//	    40    8 with [FlagToken] only: token, the sender's clock when issued
+//	    48   16 with [FlagToken] only: token, its MAC
+//
+// A SUBSCRIBE without the flag (40 bytes) asks to join; the sender answers
+// with a TOKEN (64 bytes, flagged: 1.6 times what asked, so a forged
+// source address cannot make the sender an amplifier; a TOKEN without the
+// flag carries no token and is ignored) carrying a token only it can make, bound to the subscriber's address and nonce. The subscriber
+// echoes it in a SUBSCRIBE flagged [FlagToken], which proves it receives
+// at its address; only then does the sender add it and send it the stream.
+// A subscriber leaves with a GOODBYE flagged [FlagToken] (the token it was
+// admitted with, so that nobody off the path can unsubscribe it); a sender
+// that drops a subscriber tells it with a GOODBYE (no flag) naming the
+// subscriber's nonce, in the sender's session. SUBSCRIBE's session and
+// stream fields are 0: the subscriber knows no session yet; the sender
+// fills its session into TOKEN and GOODBYE.
 //
 // # Sequence numbers
 //

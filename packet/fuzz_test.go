@@ -80,6 +80,9 @@ func FuzzHelloBody(f *testing.F)     { fuzzBody(f, KindHello) }
 func FuzzWelcomeBody(f *testing.F)   { fuzzBody(f, KindWelcome) }
 func FuzzConfirmBody(f *testing.F)   { fuzzBody(f, KindConfirm) }
 func FuzzRetryBody(f *testing.F)     { fuzzBody(f, KindRetry) }
+func FuzzSubscribeBody(f *testing.F) { fuzzBody(f, KindSubscribe) }
+func FuzzTokenBody(f *testing.F)     { fuzzBody(f, KindToken) }
+func FuzzGoodbyeBody(f *testing.F)   { fuzzBody(f, KindGoodbye) }
 
 // FuzzParse feeds whole datagrams, header included, to Parse.
 func FuzzParse(f *testing.F) {

@@ -40,6 +40,15 @@ const (
 	HelloLen = EphemeralLen + 8
 	// RetryLen is the size of a RETRY body.
 	RetryLen = 16
+	// SubscriptionLen is the size of a SUBSCRIBE or GOODBYE body without
+	// FlagToken: the nonce, the reason and reserved bytes.
+	SubscriptionLen = 16
+	// TokenLen is what FlagToken adds to a SUBSCRIBE or GOODBYE body, and
+	// what a TOKEN body carries after SubscriptionLen: the token's issue
+	// time and its MAC.
+	TokenLen = 8 + TokenMACLen
+	// TokenMACLen is the size of a token's MAC.
+	TokenMACLen = 16
 
 	// MaxPacketLen is the largest datagram telewire sends or accepts: the
 	// largest UDP payload over IPv4.
@@ -73,23 +82,33 @@ const (
 // Kind says what a packet carries.
 type Kind uint8
 
-// The packet kinds of wire format v1. Values 10 to 255 are reserved.
+// The packet kinds of wire format v1. Values 13 to 255 are reserved.
 // Kinds 6 to 9 are the key exchange of sealed mode (see package seal); a
 // plain receiver or sender never sends them and treats them as unexpected.
+// Kinds 10 to 12 are unicast subscription (a sender that accepts
+// subscribers); other peers count them as unexpected.
 const (
-	KindData      Kind = 1 // application payload, sender to receiver
-	KindParity    Kind = 2 // FEC parity shard, sender to receiver
-	KindNACK      Kind = 3 // missing ranges (receiver to sender) or unavailable ranges (sender to receiver)
-	KindReport    Kind = 4 // receiver statistics, receiver to sender
-	KindHeartbeat Kind = 5 // highest sequence sent, sender to receiver
-	KindHello     Kind = 6 // handshake initiation: the sender's ephemeral key, sender to receiver
-	KindWelcome   Kind = 7 // handshake response: the receiver's ephemeral key, receiver to sender
-	KindConfirm   Kind = 8 // first packet under new traffic keys, empty, sender to receiver
-	KindRetry     Kind = 9 // "I hold no key for this packet: handshake again", receiver to sender
-	kindMax            = KindRetry
+	KindData      Kind = 1  // application payload, sender to receiver
+	KindParity    Kind = 2  // FEC parity shard, sender to receiver
+	KindNACK      Kind = 3  // missing ranges (receiver to sender) or unavailable ranges (sender to receiver)
+	KindReport    Kind = 4  // receiver statistics, receiver to sender
+	KindHeartbeat Kind = 5  // highest sequence sent, sender to receiver
+	KindHello     Kind = 6  // handshake initiation: the sender's ephemeral key, sender to receiver
+	KindWelcome   Kind = 7  // handshake response: the receiver's ephemeral key, receiver to sender
+	KindConfirm   Kind = 8  // first packet under new traffic keys, empty, sender to receiver
+	KindRetry     Kind = 9  // "I hold no key for this packet: handshake again", receiver to sender
+	KindSubscribe Kind = 10 // "send me the stream" (with FlagToken: the token echoed), receiver to sender
+	KindToken     Kind = 11 // the address-validation token answering a SUBSCRIBE, sender to receiver
+	KindGoodbye   Kind = 12 // the subscription ends, either way, with a reason
+	kindMax            = KindGoodbye
 )
 
-var kindNames = [...]string{"INVALID", "DATA", "PARITY", "NACK", "REPORT", "HEARTBEAT", "HELLO", "WELCOME", "CONFIRM", "RETRY"}
+var kindNames = [...]string{"INVALID", "DATA", "PARITY", "NACK", "REPORT", "HEARTBEAT", "HELLO", "WELCOME", "CONFIRM", "RETRY",
+	"SUBSCRIBE", "TOKEN", "GOODBYE"}
+
+// IsSubscription reports whether k is one of the subscription kinds
+// (SUBSCRIBE, TOKEN, GOODBYE).
+func (k Kind) IsSubscription() bool { return k >= KindSubscribe && k <= KindGoodbye }
 
 // IsHandshake reports whether k is one of the key-exchange kinds (HELLO,
 // WELCOME, CONFIRM, RETRY).
@@ -147,6 +166,14 @@ const (
 	// encryption, the sender answers a NACK beyond the amplification limit
 	// only if it proves that.
 	FlagProof Flags = 1 << 1
+	// FlagToken marks a SUBSCRIBE or GOODBYE carrying a token
+	// (Subscription.TokenTime and TokenMAC, TokenLen more bytes): in a
+	// SUBSCRIBE the token a TOKEN gave this address, echoed to prove the
+	// subscriber receives there; in a receiver's GOODBYE the token it was
+	// admitted with, so that nobody else can unsubscribe it. A sender's
+	// TOKEN always carries it (one without is valid on the wire but says
+	// nothing, and is ignored).
+	FlagToken Flags = 1 << 0
 )
 
 // allowedFlags holds the flag bits each kind may carry.
@@ -156,6 +183,9 @@ var allowedFlags = [kindMax + 1]Flags{
 	KindNACK:      FlagUnavailable | FlagProof,
 	KindReport:    FlagEarly | FlagChallenge,
 	KindHeartbeat: FlagAnswer,
+	KindSubscribe: FlagToken,
+	KindToken:     FlagToken,
+	KindGoodbye:   FlagToken,
 }
 
 // Errors returned by Parse and AppendTo. They are sentinels so that callers
@@ -231,6 +261,38 @@ type Handshake struct {
 	Counter   uint64
 }
 
+// Reasons a GOODBYE gives (Subscription.Reason).
+const (
+	// ReasonLeaving: the subscriber leaves (receiver to sender).
+	ReasonLeaving uint8 = 0
+	// ReasonSlow: the sender dropped the subscriber, which kept losing
+	// data it could no longer repair (Config.SlowReceiver "disconnect").
+	ReasonSlow uint8 = 1
+	// ReasonClosing: the sender is closing.
+	ReasonClosing uint8 = 2
+	// ReasonFull: the sender has no room for another subscriber.
+	ReasonFull uint8 = 3
+	// reasonMax is the highest reason defined.
+	reasonMax = ReasonFull
+)
+
+// Subscription is the body of the subscription kinds:
+//
+//	SUBSCRIBE Nonce; with FlagToken the token of the TOKEN answering it
+//	TOKEN     Nonce (the SUBSCRIBE's, echoed), TokenTime, TokenMAC
+//	GOODBYE   Nonce (the subscriber's), Reason; a receiver's with
+//	          FlagToken the token it was admitted with
+//
+// The token is opaque to the receiver: the sender's clock when it was
+// issued and a MAC the sender computes over it, the subscriber's address
+// and nonce with a secret of its own (see package sender).
+type Subscription struct {
+	Nonce     uint64 // chosen at random by the subscriber
+	Reason    uint8  // GOODBYE only: ReasonLeaving, ReasonSlow, ReasonClosing, ReasonFull
+	TokenTime int64  // sender clock, nanoseconds
+	TokenMAC  [TokenMACLen]byte
+}
+
 // Report is the body of a REPORT packet: the receiver's view of one stream,
 // sent every report interval. Counters are cumulative since the receiver
 // first saw the session; figures named Nanos are durations in nanoseconds.
@@ -267,6 +329,7 @@ type Report struct {
 //	REPORT    Report
 //	HEARTBEAT Heartbeat
 //	HELLO, WELCOME, CONFIRM, RETRY Handshake
+//	SUBSCRIBE, TOKEN, GOODBYE Subscription
 //
 // The zero value is empty and ready for Parse. A Packet is meant to be reused
 // across datagrams: Parse overwrites only the fields of the parsed kind, and
@@ -282,6 +345,8 @@ type Packet struct {
 	Report    Report
 	Heartbeat Heartbeat
 	Handshake Handshake
+	// Subscription is the body of SUBSCRIBE, TOKEN and GOODBYE.
+	Subscription Subscription
 
 	// NACK with FlagProof only (zero otherwise): see FlagProof.
 	ProofSeq       uint64
@@ -312,6 +377,8 @@ func (p *Packet) EncodedLen() int {
 		return HeaderLen
 	case KindRetry:
 		return HeaderLen + RetryLen
+	case KindSubscribe, KindToken, KindGoodbye:
+		return HeaderLen + SubscriptionLen + p.optional(FlagToken, TokenLen)
 	}
 	return 0
 }
@@ -378,6 +445,15 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, p.Handshake.KeyTag)
 		b = binary.BigEndian.AppendUint32(b, 0)
 		b = binary.BigEndian.AppendUint64(b, p.Handshake.Counter)
+	case KindSubscribe, KindToken, KindGoodbye:
+		sub := &p.Subscription
+		b = binary.BigEndian.AppendUint64(b, sub.Nonce)
+		b = binary.BigEndian.AppendUint32(b, uint32(sub.Reason))
+		b = binary.BigEndian.AppendUint32(b, 0)
+		if p.Flags&FlagToken != 0 {
+			b = binary.BigEndian.AppendUint64(b, uint64(sub.TokenTime))
+			b = append(b, sub.TokenMAC[:]...)
+		}
 	}
 	pkt := b[start:]
 	binary.BigEndian.PutUint32(pkt[offCRC:], checksum(pkt))
@@ -430,6 +506,22 @@ func (p *Packet) validate() error {
 			return ErrBadField
 		}
 		return validateHeartbeat(&p.Heartbeat)
+	case KindSubscribe, KindToken, KindGoodbye:
+		return p.validateSubscription()
+	}
+	return nil
+}
+
+// validateSubscription checks what a subscription body's fields may hold:
+// a reason only in a GOODBYE, and a known one; token fields only with
+// their flag.
+func (p *Packet) validateSubscription() error {
+	sub := &p.Subscription
+	switch {
+	case p.Kind != KindGoodbye && sub.Reason != 0, sub.Reason > reasonMax:
+		return ErrBadField
+	case p.Flags&FlagToken == 0 && (sub.TokenTime != 0 || sub.TokenMAC != [TokenMACLen]byte{}):
+		return ErrBadField // fields without their flag: one encoding per packet
 	}
 	return nil
 }
@@ -520,6 +612,8 @@ func (p *Packet) parseBody(body []byte) error {
 		return p.parseReport(body)
 	case KindHeartbeat:
 		return p.parseHeartbeat(body)
+	case KindSubscribe, KindToken, KindGoodbye:
+		return p.parseSubscription(body)
 	default: // the handshake kinds
 		return p.parseHandshake(body)
 	}
@@ -550,6 +644,28 @@ func (p *Packet) parseHandshake(body []byte) error {
 		*h = Handshake{}
 	}
 	return nil
+}
+
+// parseSubscription decodes the body of SUBSCRIBE, TOKEN and GOODBYE.
+func (p *Packet) parseSubscription(body []byte) error {
+	want := p.EncodedLen() - HeaderLen
+	if len(body) != want {
+		if len(body) < want {
+			return ErrShort
+		}
+		return ErrLength
+	}
+	reason := binary.BigEndian.Uint32(body[8:])
+	if reason > uint32(reasonMax) || binary.BigEndian.Uint32(body[12:]) != 0 {
+		return ErrBadField
+	}
+	sub := &p.Subscription
+	*sub = Subscription{Nonce: binary.BigEndian.Uint64(body), Reason: uint8(reason)}
+	if p.Flags&FlagToken != 0 {
+		sub.TokenTime = int64(binary.BigEndian.Uint64(body[SubscriptionLen:]))
+		copy(sub.TokenMAC[:], body[SubscriptionLen+8:])
+	}
+	return p.validateSubscription()
 }
 
 func (p *Packet) parseData(body []byte) error {

@@ -41,6 +41,13 @@ func samples() []*Packet {
 			AppendMessagesHeader(nil, 3), 0, []byte("a")), 1500, []byte("bb")), 40_000, []byte{})},
 		{Header: h(KindData, FlagMessages), Seq: 46, Timestamp: 1_000_000_010, Payload: AppendFragment(nil, &Fragment{Length: 3000, Offset: 1200, Index: 1, Data: []byte("0123456789")})},
 		{Header: h(KindParity, FlagMessages), Parity: Parity{First: 44, K: 2, M: 1, Index: 0, Stride: 1}, Payload: bytes.Repeat([]byte{0x5a}, 40)},
+		// Subscription: a first SUBSCRIBE, the TOKEN answering it, the
+		// SUBSCRIBE echoing it, a subscriber's GOODBYE and a sender's.
+		{Header: Header{Kind: KindSubscribe}, Subscription: Subscription{Nonce: 0x1122334455667788}},
+		{Header: h(KindToken, FlagToken), Subscription: Subscription{Nonce: 0x1122334455667788, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}}},
+		{Header: Header{Kind: KindSubscribe, Flags: FlagToken}, Subscription: Subscription{Nonce: 0x1122334455667788, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}}},
+		{Header: Header{Kind: KindGoodbye, Flags: FlagToken}, Subscription: Subscription{Nonce: 0x1122334455667788, Reason: ReasonLeaving, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}}},
+		{Header: h(KindGoodbye, 0), Subscription: Subscription{Nonce: 0x1122334455667788, Reason: ReasonSlow}},
 	}
 }
 
@@ -71,6 +78,8 @@ func equalPackets(a, b *Packet) bool {
 		return a.Heartbeat == b.Heartbeat
 	case KindHello, KindWelcome, KindConfirm, KindRetry:
 		return a.Handshake == b.Handshake
+	case KindSubscribe, KindToken, KindGoodbye:
+		return a.Subscription == b.Subscription
 	}
 	return false
 }
@@ -147,7 +156,7 @@ func TestRejects(t *testing.T) {
 		{"foreign", []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n"), ErrBadMagic},
 		{"bad version", mut(func(b []byte) []byte { b[offVersion] = 2; return b }), ErrBadVersion},
 		{"kind zero", mut(func(b []byte) []byte { b[offKind] = 0; return b }), ErrUnknownKind},
-		{"kind reserved", mut(func(b []byte) []byte { b[offKind] = 10; return b }), ErrUnknownKind},
+		{"kind reserved", mut(func(b []byte) []byte { b[offKind] = 13; return b }), ErrUnknownKind},
 		{"undefined flag", mut(func(b []byte) []byte { b[offFlags] = 0x80; return reseal(b) }), ErrBadFlags},
 		{"sealed envelope", mut(func(b []byte) []byte { b[offEnvelope] = 1; return reseal(b) }), ErrSealed},
 		{"length too small", mut(func(b []byte) []byte { b[offLength+1]--; return b }), ErrLength},
@@ -186,6 +195,11 @@ func TestRejectsBadBodies(t *testing.T) {
 		b := binary.BigEndian.AppendUint64(nil, 100)
 		b = append(b, k, m, idx, stride)
 		return append(b, make([]byte, shard)...)
+	}
+	sub := func(reason, reserved byte) []byte {
+		b := make([]byte, SubscriptionLen)
+		b[11], b[15] = reason, reserved
+		return b
 	}
 	hb := func(start, next uint64) []byte {
 		b := binary.BigEndian.AppendUint64(nil, start)
@@ -232,6 +246,12 @@ func TestRejectsBadBodies(t *testing.T) {
 		{"confirm not empty", raw(KindConfirm, []byte{0}), ErrLength},
 		{"retry short", raw(KindRetry, make([]byte, RetryLen-1)), ErrShort},
 		{"retry reserved", raw(KindRetry, []byte{0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}), ErrBadField},
+		{"subscribe short", raw(KindSubscribe, make([]byte, SubscriptionLen-1)), ErrShort},
+		{"subscribe long", raw(KindSubscribe, make([]byte, SubscriptionLen+1)), ErrLength},
+		{"subscribe reason", raw(KindSubscribe, sub(1, 0)), ErrBadField},
+		{"subscribe reserved", raw(KindSubscribe, sub(0, 9)), ErrBadField},
+		{"goodbye unknown reason", raw(KindGoodbye, sub(4, 0)), ErrBadField},
+		{"goodbye reserved", raw(KindGoodbye, sub(1, 15)), ErrBadField},
 	}
 	for _, c := range cases {
 		var p Packet
@@ -253,6 +273,8 @@ func TestAppendToValidates(t *testing.T) {
 		{"empty nack", Packet{Header: Header{Kind: KindNACK}}, ErrBadRanges},
 		{"bad parity", Packet{Header: Header{Kind: KindParity}, Payload: []byte{1}}, ErrBadField},
 		{"bad report", Packet{Header: Header{Kind: KindReport}, Report: Report{IntervalLossPPM: 2e6}}, ErrBadField},
+		{"reason on subscribe", Packet{Header: Header{Kind: KindSubscribe}, Subscription: Subscription{Reason: ReasonSlow}}, ErrBadField},
+		{"token fields without flag", Packet{Header: Header{Kind: KindGoodbye}, Subscription: Subscription{TokenTime: 1}}, ErrBadField},
 	}
 	for _, c := range cases {
 		b, err := c.p.AppendTo([]byte("x"))
@@ -287,12 +309,15 @@ func TestPeekHeader(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	if KindData.String() != "DATA" || KindRetry.String() != "RETRY" || Kind(10).String() != "KIND(10)" {
-		t.Fatalf("got %q %q %q", KindData, KindRetry, Kind(10))
+	if KindData.String() != "DATA" || KindRetry.String() != "RETRY" || KindGoodbye.String() != "GOODBYE" || Kind(13).String() != "KIND(13)" {
+		t.Fatalf("got %q %q %q %q", KindData, KindRetry, KindGoodbye, Kind(13))
 	}
-	for k := Kind(0); k < 12; k++ {
+	for k := Kind(0); k < 16; k++ {
 		if want := k >= 6 && k <= 9; k.IsHandshake() != want {
 			t.Errorf("%v.IsHandshake() = %v", k, !want)
+		}
+		if want := k >= 10 && k <= 12; k.IsSubscription() != want {
+			t.Errorf("%v.IsSubscription() = %v", k, !want)
 		}
 	}
 }
@@ -356,7 +381,7 @@ func TestParseBodyRejectsBadHeader(t *testing.T) {
 		want error
 	}{
 		{"kind zero", Header{}, body, ErrUnknownKind},
-		{"kind reserved", Header{Kind: 10}, body, ErrUnknownKind},
+		{"kind reserved", Header{Kind: 13}, body, ErrUnknownKind},
 		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 2}, body, ErrBadFlags},
 		{"body too large", Header{Kind: KindData}, make([]byte, MaxPacketLen), ErrTooLarge},
 		{"body short", Header{Kind: KindHeartbeat}, body[:3], ErrShort},

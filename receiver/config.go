@@ -45,6 +45,16 @@ type Config struct {
 	// unicast from a socket of its own. Multicast with a key is not
 	// supported yet.
 	Listen string
+	// Subscribe, "host:port", subscribes this receiver to a sender that
+	// takes subscribers (sender.Config.Listen; `telewire send --listen`),
+	// from the receiver's own socket: Listen may then be left empty
+	// (":0" of the sender's family). The receiver proves its address by
+	// echoing the sender's token, renews the subscription every
+	// SubscribeRenew, and leaves with a GOODBYE when it closes; a
+	// GOODBYE from the sender ends it (Recv returns a
+	// *SubscriptionEndedError). Not with a key or a multicast Listen (not
+	// supported yet).
+	Subscribe string
 	// Interface names the interface a multicast Listen joins the group on
 	// ("lo", "eth0"); empty lets the kernel choose. Unused for unicast.
 	Interface string
@@ -204,6 +214,12 @@ const defaultMaxStateBytes = 64 << 20
 var ErrConfig = errors.New("receiver: invalid config")
 
 func (c Config) withDefaults() (Config, error) {
+	if c.Subscribe != "" && (c.KeyFile != "" || c.Key != nil) {
+		return c, fmt.Errorf("%w: Subscribe with a key is not supported yet", ErrConfig)
+	}
+	if l, err := netip.ParseAddrPort(c.Listen); c.Subscribe != "" && err == nil && l.Addr().IsMulticast() {
+		return c, fmt.Errorf("%w: Subscribe with a multicast Listen", ErrConfig)
+	}
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d

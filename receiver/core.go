@@ -284,6 +284,7 @@ type Core struct {
 	cfg      Config
 	sessions map[keyOf]*session // bounded by cfg.MaxSessions
 	sec      *secure            // nil without encryption
+	sub      *subscription      // nil without Config.Subscribe
 	queue    *queue
 	pool     heldPool
 	out      *outbox.Pair
@@ -325,7 +326,18 @@ func NewCore(cfg Config) (*Core, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = newRand()
 	}
+	var sub *subscription
+	if cfg.Subscribe != "" {
+		to, err := netip.ParseAddrPort(cfg.Subscribe)
+		if err != nil || to.Port() == 0 || to.Addr().IsUnspecified() || to.Addr().IsMulticast() {
+			return nil, fmt.Errorf("%w: Subscribe %q: not a sender's unicast address", ErrConfig, cfg.Subscribe)
+		}
+		if sub, err = newSubscription(netip.AddrPortFrom(to.Addr().Unmap(), to.Port())); err != nil {
+			return nil, err
+		}
+	}
 	return &Core{
+		sub:      sub,
 		cfg:      cfg,
 		sec:      sec,
 		mac:      mac,
@@ -377,6 +389,9 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		}
 		c.stats.Unexpected++
 		return
+	case packet.KindToken, packet.KindGoodbye:
+		c.handleSubscription(p, from, now)
+		return
 	default: // REPORT goes the other way
 		c.stats.Unexpected++
 		return
@@ -387,6 +402,9 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		}
 	}
 	s.rxBytes += uint64(len(b))
+	if c.sub != nil && c.sub.hasTok && from == c.sub.to {
+		c.sub.stats.Admitted = true
+	}
 	st := s.stream(p.Stream, c)
 	if st == nil {
 		return // refused and counted
@@ -989,6 +1007,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 // Tick delivers what has reached its deadline, sends the NACKs that are
 // due, sends the periodic REPORTs and expires silent sessions.
 func (c *Core) Tick(now int64) {
+	c.subscribeTick(now)
 	if c.reportsDue {
 		c.reportEarly(now)
 	}
@@ -1208,6 +1227,9 @@ func (c *Core) NextTimer() (int64, bool) {
 	if c.reportsDue {
 		return 0, true // due at once
 	}
+	if t, ok := c.subscribeTimer(); ok && t < at {
+		at = t
+	}
 	for _, s := range c.sessions {
 		for _, st := range s.streams {
 			if t, ok := st.delivery.NextDeadline(); ok && t < at {
@@ -1369,6 +1391,9 @@ func (c *Core) reportBody(s *session, st *stream, now int64) packet.Report {
 // Stats returns the counters and a snapshot of every live stream.
 func (c *Core) Stats() Stats {
 	st := c.stats
+	if c.sub != nil {
+		st.Subscription = c.sub.stats
+	}
 	st.StateBytes, st.UnvalidatedStateBytes = uint64(c.memUsed), uint64(c.memUnvalidated)
 	st.Streams = []StreamStats{}
 	for _, s := range c.sessions {

@@ -46,6 +46,11 @@ func Listen(ctx context.Context, cfg Config) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Subscribe != "" {
+		if cfg, err = resolveSubscribe(cfg); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Listen == "" {
 		return nil, fmt.Errorf("%w: Listen is required", ErrConfig)
 	}
@@ -102,9 +107,13 @@ func (r *Receiver) Recv(ctx context.Context) (Message, error) {
 	for {
 		r.loop.Mu.Lock()
 		m, ok := r.core.Pop()
+		ended := r.core.SubscriptionEnded()
 		r.loop.Mu.Unlock()
 		if ok {
 			return m, nil
+		}
+		if ended != nil {
+			return Message{}, ended
 		}
 		select {
 		case <-r.notify:
@@ -163,6 +172,7 @@ func (r *Receiver) Close() error {
 		// A last REPORT, flushed by the loop's writer as it stops, tells
 		// each sender what arrived since the previous one.
 		r.loop.Mu.Lock()
+		r.core.Leave()
 		r.core.ReportNow(r.cfg.Clock.Now())
 		r.loop.Mu.Unlock()
 		r.closeErr = r.loop.Close()

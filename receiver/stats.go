@@ -29,6 +29,9 @@ type Stats struct {
 	BytesRead       uint64 `json:"bytes_read"`       // UDP payload bytes of the datagrams read
 	WriteErrors     uint64 `json:"write_errors"`     // feedback datagrams the kernel refused
 	FeedbackBlocked uint64 `json:"feedback_blocked"` // feedback withheld: over 3x the bytes received from an unauthenticated sender
+	// Subscription is this receiver's side of its subscription
+	// (Config.Subscribe); zero without one.
+	Subscription SubscriptionStats `json:"subscription"`
 
 	// State budget (Config.MaxStateBytes) and unauthenticated senders (see
 	// the package documentation, "Unauthenticated peers"):

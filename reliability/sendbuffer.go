@@ -63,6 +63,11 @@ type SendBufferConfig struct {
 	// MinSuppress is the least suppression time, ns, used too while the
 	// RTT is unknown; 0 means DefaultMinSuppress (1 ms).
 	MinSuppress int64
+	// DisableSuppress turns suppression off: every request is answered
+	// (within the budget). For a sender whose repairs reach only the
+	// receiver that asked (unicast fan-out), where one receiver's repair
+	// says nothing about another's.
+	DisableSuppress bool
 	// RetransmitShare caps retransmitted bytes per second at this percent
 	// of the stream's own measured send rate; 0 means
 	// DefaultRetransmitShare (50); negative means no cap.
@@ -390,6 +395,9 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 	b.refill(now)
 	rtt = min(max(rtt, 0), maxRTTSample)
 	window := max(b.cfg.MinSuppress, rtt*int64(b.cfg.SuppressPercent)/100)
+	if b.cfg.DisableSuppress {
+		window = 0
+	}
 	for _, r := range ranges {
 		if r.Len == 0 {
 			continue

@@ -14,9 +14,13 @@ import (
 )
 
 // Config configures a Sender. The zero value of every field is its default;
-// only To is required.
+// only To (or Listen) is required.
 type Config struct {
-	// To is the receiver's address, "host:port", or a multicast group
+	// To is the receiver's address, "host:port", or a comma-separated
+	// list of them ("10.0.0.1:9000,10.0.0.2:9000": unicast fan-out, each
+	// DATA, PARITY and HEARTBEAT sent once to each, repairs only to the
+	// receiver that asked; each address checked as below, a duplicate
+	// refused with ErrDuplicateDestination), or a multicast group
 	// ("239.1.2.3:9000", "[ff15::1]:9000"): every DATA, PARITY and
 	// retransmission is then sent once to the group, and the receivers'
 	// feedback comes back unicast (see MulticastInterface,
@@ -45,6 +49,33 @@ type Config struct {
 	Broadcast bool
 	// Local is the local address to bind, default ":0" of To's family.
 	Local string
+	// Listen, "host:port", makes the sender take subscribers: it binds
+	// there (instead of Local; set one or the other) and streams to each
+	// receiver that subscribes (recv --subscribe) once it has proved it
+	// receives at its address (a token echo; see subscribers.go), until it
+	// says goodbye or goes silent for ReceiverTimeout. Combines with To:
+	// its addresses are destinations from the start and never expire.
+	// Subscribers count against MaxReceivers. Not with a key or a
+	// multicast To (not supported yet).
+	Listen string
+	// JoinRate bounds the TOKENs a listening sender issues per second to
+	// addresses not subscribed yet (a burst of as many is allowed;
+	// subscribers' renewals are not counted); SUBSCRIBEs past it are not
+	// answered and are counted (Subscribers.JoinsLimited).
+	// Default DefaultJoinRate (200).
+	JoinRate int
+	// SlowReceiver is the policy for a subscriber that cannot keep up.
+	// Default SlowLose: it loses what it cannot keep up with (the sender
+	// counts, per receiver, the sequences it asked for too late,
+	// ReceiverStats.Unavailable) and never holds back the others.
+	// SlowDisconnect drops a subscriber (not a To address) whose
+	// unrepairable losses go on for SlowReceiverTimeout, with a GOODBYE
+	// that tells it why. See docs/fanout.md, "Slow receivers".
+	SlowReceiver SlowPolicy
+	// SlowReceiverTimeout is how long a subscriber's unrepairable losses
+	// (none more than a second apart) must go on before SlowDisconnect
+	// drops it. Default DefaultSlowReceiverTimeout (2 s).
+	SlowReceiverTimeout time.Duration
 
 	// Stream is the stream id Send uses. Default 0.
 	Stream uint32
@@ -320,6 +351,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FECLossPercentile == 0 {
 		c.FECLossPercentile = DefaultFECLossPercentile
 	}
+	if c.JoinRate == 0 {
+		c.JoinRate = DefaultJoinRate
+	}
+	if c.SlowReceiverTimeout == 0 {
+		c.SlowReceiverTimeout = DefaultSlowReceiverTimeout
+	}
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
@@ -336,6 +373,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: MaxStreams %d < 1", ErrConfig, c.MaxStreams)
 	case c.MaxReceivers < 1 || c.MaxReceivers > 1<<16:
 		return c, fmt.Errorf("%w: MaxReceivers %d not in [1, 65536]", ErrConfig, c.MaxReceivers)
+	case c.JoinRate < 0 || c.SlowReceiverTimeout < 0 || c.SlowReceiver > SlowDisconnect:
+		return c, fmt.Errorf("%w: JoinRate %d, SlowReceiver %d, SlowReceiverTimeout %v", ErrConfig, c.JoinRate, c.SlowReceiver, c.SlowReceiverTimeout)
+	case c.Local != "" && c.Listen != "":
+		return c, fmt.Errorf("%w: set Local or Listen, not both", ErrConfig)
 	case c.ReceiverTimeout < 0:
 		return c, fmt.Errorf("%w: ReceiverTimeout %v < 0", ErrConfig, c.ReceiverTimeout)
 	case !(c.FECLossPercentile > 0 && c.FECLossPercentile <= 100):

@@ -71,7 +71,18 @@ type stream struct {
 type Core struct {
 	cfg     Config
 	session uint64
-	remote  netip.AddrPort
+	// remote is the first destination: a unicast sender's receiver, a
+	// multicast group, or the first address of a list (invalid for a
+	// sender that takes subscribers and has none in To). Sealed mode
+	// makes its handshake with it.
+	remote netip.AddrPort
+	// dests is where DATA, PARITY and HEARTBEAT go (outbox Fanout): the
+	// one destination of a unicast or multicast sender, or a fan-out
+	// sender's list and subscribers (subs).
+	dests   []netip.AddrPort
+	subs    *subscribers // nil for a single destination without Listen
+	width   int          // the most destinations there can be: the outbox has room for each copy
+	slots   int          // datagrams one half of the outbox holds: QueuePackets per destination, capped
 	out     *outbox.Pair
 	streams []*stream // few; linear search beats a map at this size
 	rtt     reliability.RTT
@@ -112,11 +123,40 @@ type Core struct {
 // HELLO), holds what is sent until it completes, then seals every packet
 // and takes only sealed feedback.
 func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
+	return NewFanoutCore(cfg, session, []netip.AddrPort{remote})
+}
+
+// NewFanoutCore returns a Core for session sending each packet to every
+// address of to (unicast fan-out; see subscribers.go), and, when
+// cfg.Listen is set, to the subscribers it admits (to may then be empty).
+// One address is NewCore's case, through the same code. A duplicate
+// address, a multicast group among several, or a key with more than one
+// destination or Listen is refused (ErrConfig).
+func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	remote = unmap(remote)
+	dests := make([]netip.AddrPort, len(to))
+	for i, a := range to {
+		dests[i] = unmap(a)
+	}
+	key, err := seal.Configured(cfg.KeyFile, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := checkDestinations(dests, cfg, key != nil); err != nil {
+		return nil, err
+	}
+	var remote netip.AddrPort
+	if len(dests) > 0 {
+		remote = dests[0]
+	}
+	width := len(dests)
+	if cfg.Listen != "" {
+		width = cfg.MaxReceivers
+	}
+	width = max(width, 1)
 	// The configured receiver is validated by configuration: data goes
 	// there anyway. Any other address that sends feedback is answered
 	// within the amplification limit (RFC 9000 §8.1).
@@ -124,25 +164,40 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	peers.Validate(remote)
+	loopback := len(dests) > 0
+	for _, a := range dests {
+		peers.Validate(a)
+		loopback = loopback && a.Addr().IsLoopback()
+	}
+	if cfg.Listen != "" {
+		// Subscribers may come from anywhere: the room of any path, unless
+		// the sender listens on loopback only.
+		l, err := netip.ParseAddrPort(cfg.Listen)
+		loopback = err == nil && l.Addr().IsLoopback() && (len(dests) == 0 || loopback)
+	}
 	c := &Core{
 		cfg:     cfg,
 		session: session,
 		remote:  remote,
-		out:     outbox.NewPair(cfg.QueuePackets, cfg.QueueBytes),
+		dests:   make([]netip.AddrPort, 0, width),
+		width:   width,
+		slots:   max(cfg.QueuePackets, min(cfg.QueuePackets*width, maxQueueDatagrams)),
 		peers:   peers,
 		rcv:     newReceiverSet(cfg.MaxReceivers, cfg.ReceiverTimeout, cfg.FECLossPercentile),
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
-		room:    cfg.DataRoom(remote.Addr().IsLoopback()),
+		room:    cfg.DataRoom(loopback),
+	}
+	c.out = outbox.NewPair(c.slots, cfg.QueueBytes)
+	c.dests = append(c.dests, dests...)
+	if len(dests) > 1 || cfg.Listen != "" {
+		if c.subs, err = newSubscribers(cfg, dests, 0); err != nil {
+			return nil, err
+		}
 	}
 	c.body = make([]byte, 0, c.room)
 	c.out.BeforeTake = c.finishOpen
 	if !cfg.DisableCongestionControl {
 		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
-	}
-	key, err := seal.Configured(cfg.KeyFile, cfg.Key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if key != nil {
 		if c.sec, err = newSecure(key); err != nil {
@@ -151,6 +206,28 @@ func NewCore(cfg Config, session uint64, remote netip.AddrPort) (*Core, error) {
 	}
 	return c, nil
 }
+
+// maxQueueDatagrams caps the datagrams one half of a fan-out sender's
+// queue holds (QueuePackets times the destinations): 1 << 18 places, 14
+// MiB, however many subscribers MaxReceivers allows.
+const maxQueueDatagrams = 1 << 18
+
+// fanout sends the datagram just queued (DATA, PARITY or HEARTBEAT, queued
+// to c.remote) to every destination. Sealed, the one destination is
+// c.remote already, and the datagram may have gone to the held queue.
+func (c *Core) fanout() {
+	if c.sec != nil || len(c.dests) == 1 && c.dests[0] == c.remote {
+		return // already addressed to the set's one member
+	}
+	if err := c.out.Current().Fanout(c.dests); err != nil {
+		c.stats.FeedbackDropped++ // cannot happen: room was checked for every copy
+	}
+}
+
+// copies returns how many datagrams each DATA, PARITY and HEARTBEAT
+// takes in the queue: one per destination (at least one, so that room
+// is kept while a listening sender has no subscriber).
+func (c *Core) copies() int { return max(len(c.dests), 1) }
 
 // unmap turns an IPv4-mapped IPv6 address into plain IPv4, so that one
 // peer has one key in the address tables whichever socket family saw it.
@@ -187,6 +264,7 @@ func (c *Core) stream(id uint32, now int64) (*stream, error) {
 			// many NACKs ask: a receiver asks again only after its own
 			// retry timeout, which is longer than the round trip.
 			SuppressPercent: 100,
+			DisableSuppress: c.subs != nil, // see handleNACK
 		})
 	}
 	if err := c.startFEC(s); err != nil {
@@ -244,7 +322,7 @@ func (c *Core) sendParity(s *stream) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
 		// Parity made in the middle of a fragmented message leaves room
 		// for the message's remaining fragments, which Send has counted.
-		if !c.out.Current().RoomFor(1+c.resvK, c.pkt.EncodedLen()+c.overhead()+c.resvBytes) {
+		if !c.out.Current().RoomFor((1+c.resvK)*c.copies(), c.pkt.EncodedLen()+c.overhead()+c.resvBytes) {
 			c.stats.ParityDropped++
 			return
 		}
@@ -252,6 +330,7 @@ func (c *Core) sendParity(s *stream) {
 			c.stats.ParityDropped++
 			return
 		}
+		c.fanout()
 		c.spend(c.pkt.EncodedLen() + c.overhead())
 		s.wire += uint64(c.pkt.EncodedLen() + c.overhead())
 		c.stats.Parity++
@@ -290,7 +369,7 @@ func (c *Core) Room(n int) bool {
 			needK, need = max(needK, a), max(need, b)
 		}
 	}
-	return c.out.Current().RoomFor(needK+1, need+heartbeatLen+c.overhead()) && c.roomHeld(needK+1, need+heartbeatLen+c.overhead())
+	return c.out.Current().RoomFor((needK+1)*c.copies(), need+heartbeatLen+c.overhead()) && c.roomHeld(needK+1, need+heartbeatLen+c.overhead())
 }
 
 // DataRoom returns the DATA payload, message map included, that one
@@ -309,8 +388,8 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		return ErrTooLarge
 	}
 	k, bytes := c.cfg.fragmentsOf(len(payload), c.room)
-	if k+1 > c.cfg.QueuePackets || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
-		return ErrTooLarge // the queue could never hold it whole
+	if k+1 > c.cfg.QueuePackets || (k+1)*c.copies() > c.slots || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
+		return ErrTooLarge // the queue could never hold it whole (a copy per destination)
 	}
 	if c.sec != nil {
 		// With a key, nothing goes out before a handshake: packets are
@@ -345,7 +424,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// nothing sent yet tells the receiver where the stream starts, so
 		// losing the first messages is seen and repaired like any gap.
 		// Both must fit, or neither is queued.
-		if !out.RoomFor(k+1, bytes+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
+		if !out.RoomFor((k+1)*c.copies(), bytes+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
 			return ErrQueueFull
 		}
 		s.opened = true
@@ -353,7 +432,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	// The parity the message's datagrams will complete must fit too
 	// (unless the queue could never hold both): dropped for want of room,
 	// it would leave the message unprotected.
-	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK, need) {
+	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK*c.copies(), need) {
 		return ErrQueueFull
 	}
 	if k == 1 {
@@ -397,7 +476,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 // message of k datagrams, bytes in all, on s: with the parity they will
 // complete, unless the queue could never hold both.
 func (c *Core) need(s *stream, k, bytes int) (int, int) {
-	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && (k+pk+1)*c.copies() <= c.slots && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
 		return k + pk, bytes + pbytes
 	}
 	return k, bytes
@@ -545,6 +624,7 @@ func (c *Core) finishData() error {
 		return err // counter exhausted: the session must end
 	}
 	c.noteSealed(s.id, s.next)
+	c.fanout()
 	c.spend(len(data) + c.overhead())
 	s.wire += uint64(len(data) + c.overhead())
 	if s.next == s.start {
@@ -576,6 +656,12 @@ func (c *Core) finishData() error {
 func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	c.finishOpen()
 	from = unmap(from)
+	if c.subs != nil && c.subs.listen && len(b) > 5 && packet.Kind(b[3]).IsSubscription() && b[5] == 0 {
+		// Plain subscription traffic (byte 3 is the kind, 5 the
+		// envelope): handled before any state is kept for its source.
+		c.handleSubscription(b, from, now)
+		return
+	}
 	c.peers.OnReceive(from, len(b))
 	c.inLen = len(b)
 	if !c.decode(b, from, now) {
@@ -618,7 +704,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	c.heard, c.feedbackAt = true, now
 	r := &p.Report
 	if p.Flags&packet.FlagChallenge != 0 {
-		c.answerChallenge(s, p.Challenge, now)
+		c.answerChallenge(s, p.Challenge, from, now)
 	}
 	// Without a key the REPORT's source address proves nothing: only one
 	// whose echo is the exact send time of a recent DATA comes from a
@@ -630,6 +716,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 	}
 	c.validate(from)
 	c.peers.OnProven(from, c.inLen)
+	c.subs.heard(from, now)
 	view := c.rcv.observe(from, now) // nil when MaxReceivers is reached
 	// RTT as RTCP computes it from LSR/DLSR: the time since the echoed
 	// timestamp was sent, less the time the receiver held it. An echo from
@@ -784,11 +871,21 @@ func (c *Core) validate(from netip.AddrPort) {
 // answerChallenge answers a REPORT's challenge at once with a HEARTBEAT flagged
 // packet.FlagAnswer, sent where the data goes: the receiver learns that
 // this address receives its feedback and times the round trip.
-func (c *Core) answerChallenge(s *stream, challenge uint64, now int64) {
+func (c *Core) answerChallenge(s *stream, challenge uint64, from netip.AddrPort, now int64) {
 	p := &c.probe // c.pkt holds the REPORT being handled
 	p.Header = packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: c.session, Stream: s.id}
 	p.Heartbeat = packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now, Answer: challenge}
-	if c.queue(p, c.remote) != nil {
+	to := c.remote
+	if c.subs != nil {
+		// A fan-out sender answers the destination that asked, and only a
+		// destination: the answer proves its address to that receiver.
+		if c.subs.find(from) == nil {
+			c.stats.AnswersBlocked++
+			return
+		}
+		to = from
+	}
+	if c.queue(p, to) != nil {
 		c.stats.FeedbackDropped++
 		return
 	}
@@ -813,10 +910,12 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	// address it claims to come from: the configured receiver's own
 	// address is as easy to forge as any.
 	proven := c.sec != nil || s != nil && p.Flags&packet.FlagProof != 0 && s.proves(p.ProofSeq, p.ProofTimestamp)
+	var view *peer
 	if proven {
 		c.validate(from)
 		c.peers.OnProven(from, c.inLen)
-		if view := c.rcv.observe(from, now); view != nil {
+		c.subs.heard(from, now)
+		if view = c.rcv.observe(from, now); view != nil {
 			view.nacks++
 		}
 	} else {
@@ -838,6 +937,12 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	// sample counts as well as the smoothed one: when a queue builds at
 	// the bottleneck the round trip grows faster than SRTT follows, and
 	// resending on every repeat of the NACK would only lengthen the queue.
+	//
+	// With unicast fan-out a repair reaches only the receiver that asked,
+	// so one receiver's repair must not silence another's request: there
+	// the suppression is off (SendBufferConfig.DisableSuppress; a
+	// receiver's own repeats are spaced by its retry timeout, longer than
+	// the round trip).
 	s.retained.OnNACK(p.Ranges, now, max(c.rtt.Smoothed(), c.lastRTT), res)
 	c.stats.Suppressed += uint64(res.Suppressed)
 	c.stats.Throttled += uint64(res.Throttled)
@@ -884,6 +989,15 @@ resend:
 		s.retained.Unresend(seq) // not sent: neither suppressed nor charged
 	}
 	if len(res.Unavailable) > 0 {
+		if proven {
+			// The receiver asked too late: these are lost to it for good.
+			if view != nil {
+				for _, r := range res.Unavailable {
+					view.unavailable += uint64(r.Len)
+				}
+			}
+			c.unrepairable(from, now)
+		}
 		c.unavailable(p, res.Unavailable, from, proven)
 	}
 }
@@ -923,6 +1037,7 @@ func (c *Core) Tick(now int64) {
 	c.finishOpen()
 	c.secureTick(now)
 	c.rcv.expire(now)
+	c.expireSubscribers(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -946,9 +1061,10 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
-	if c.queue(&c.pkt, c.remote) != nil {
+	if !c.out.Current().RoomFor(c.copies(), c.pkt.EncodedLen()+c.overhead()) || c.queue(&c.pkt, c.remote) != nil {
 		return false
 	}
+	c.fanout()
 	c.stats.Heartbeats++
 	return true
 }
@@ -966,6 +1082,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		consider(t)
 	}
 	if t, due := c.rcv.nextExpiry(); due {
+		consider(t)
+	}
+	if t, due := c.subs.nextExpiry(); due {
 		consider(t)
 	}
 	for _, s := range c.streams {
@@ -1020,6 +1139,11 @@ func (c *Core) Stats() Stats {
 		}
 	}
 	c.rcv.stats(&st, c.streams)
+	if c.subs != nil {
+		st.Subscribers = c.subs.stats
+		st.Subscribers.Destinations = len(c.dests)
+		st.Subscribers.Subscribed = c.subs.subscribed()
+	}
 	st.Streams = make([]StreamStats, 0, len(c.streams))
 	for _, s := range c.streams {
 		x := StreamStats{

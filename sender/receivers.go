@@ -75,7 +75,10 @@ type peer struct {
 	rtt     reliability.RTT
 	reports uint64 // proven REPORTs taken
 	nacks   uint64 // proven NACKs taken
-	streams []peerStream
+	// unavailable counts the sequences it asked for (in proven NACKs)
+	// that were no longer buffered: lost to it for good.
+	unavailable uint64
+	streams     []peerStream
 }
 
 // stream returns the receiver's state for stream id, creating it. A
@@ -242,14 +245,18 @@ func (rs *receiverSet) fecReport(s *stream) (r packet.Report, ok bool) {
 // ReceiverStats is the sender's view of one receiver: where it is, how
 // far away, and what it last reported for each stream.
 type ReceiverStats struct {
-	Addr            string           `json:"addr"`                 // the address its feedback comes from
-	ID              uint64           `json:"id"`                   // 1, 2, ... in the order receivers were first heard (per sender)
-	FirstHeardAgo   int64            `json:"first_heard_ago_ns"`   // filled by Sender.Stats; 0 from Core.Stats
-	LastFeedbackAgo int64            `json:"last_feedback_ago_ns"` // filled by Sender.Stats; 0 from Core.Stats
-	RTT             RTTStats         `json:"rtt"`
-	Reports         uint64           `json:"reports"` // proven REPORTs taken from it
-	NACKs           uint64           `json:"nacks"`   // proven NACKs taken from it
-	Streams         []ReceiverStream `json:"streams"`
+	Addr            string   `json:"addr"`                 // the address its feedback comes from
+	ID              uint64   `json:"id"`                   // 1, 2, ... in the order receivers were first heard (per sender)
+	FirstHeardAgo   int64    `json:"first_heard_ago_ns"`   // filled by Sender.Stats; 0 from Core.Stats
+	LastFeedbackAgo int64    `json:"last_feedback_ago_ns"` // filled by Sender.Stats; 0 from Core.Stats
+	RTT             RTTStats `json:"rtt"`
+	Reports         uint64   `json:"reports"` // proven REPORTs taken from it
+	NACKs           uint64   `json:"nacks"`   // proven NACKs taken from it
+	// Unavailable counts the sequences it asked for that were no longer
+	// in the retransmit buffer (a receiver too slow or too far behind):
+	// lost to it, though the rest of the group had them.
+	Unavailable uint64           `json:"unavailable"`
+	Streams     []ReceiverStream `json:"streams"`
 
 	firstAt, lastAt int64
 }
@@ -290,7 +297,7 @@ func (rs *receiverSet) stats(st *Stats, streams []*stream) {
 	first := true
 	for _, p := range rs.peers {
 		x := ReceiverStats{
-			Addr: p.addr.String(), ID: p.id, Reports: p.reports, NACKs: p.nacks,
+			Addr: p.addr.String(), ID: p.id, Reports: p.reports, NACKs: p.nacks, Unavailable: p.unavailable,
 			RTT:     RTTStats{SmoothedNanos: p.rtt.Smoothed(), VarianceNanos: p.rtt.Variance(), MinNanos: p.rtt.Min(), Samples: p.rtt.Samples()},
 			firstAt: p.firstAt, lastAt: p.lastAt,
 		}
@@ -366,6 +373,9 @@ func (c *Core) recordReport(s *stream, view *peer, r *packet.Report, interval bo
 	if view != nil {
 		view.reports++
 		ps := view.stream(s.id)
+		if ps.reportAt != 0 && r.Unrecovered > ps.report.Unrecovered {
+			c.unrepairable(view.addr, now) // it gave up on more sequences
+		}
 		ps.report, ps.reportAt = *r, now
 		if interval {
 			ps.intervalSeen = true

@@ -44,20 +44,18 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.To == "" {
-		return nil, fmt.Errorf("%w: To is required", ErrConfig)
-	}
-	remote, err := resolve(cfg.To)
+	dests, err := destinations(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckDestination(remote, cfg.Broadcast); err != nil {
-		return nil, err
-	}
-	if err := checkMulticast(remote, cfg); err != nil {
-		return nil, err
+	var remote netip.AddrPort // the first destination; none for Listen alone
+	if len(dests) > 0 {
+		remote = dests[0]
 	}
 	local := cfg.Local
+	if cfg.Listen != "" {
+		local = cfg.Listen
+	}
 	if local == "" {
 		local = "0.0.0.0:0"
 		if remote.Addr().Is6() {
@@ -84,12 +82,12 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		session = randomSession()
 	}
 	s := &Sender{cfg: cfg, conn: conn}
-	if s.core, err = NewCore(cfg, session, remote); err != nil {
+	if s.core, err = NewFanoutCore(cfg, session, dests); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	s.loop = loop.Start(loop.Config{Core: s.core, Conn: conn, Clock: cfg.Clock, Logger: cfg.Logger})
-	cfg.Logger.Info().Stringer("to", remote).Stringer("local", conn.LocalAddr()).
+	cfg.Logger.Info().Str("to", cfg.To).Str("listen", cfg.Listen).Stringer("local", conn.LocalAddr()).
 		Str("session", fmt.Sprintf("%016x", session)).Msg("sender started")
 	// Close when ctx is cancelled; Close cancels it too, ending this goroutine.
 	ctx, s.cancel = context.WithCancel(ctx)
@@ -98,6 +96,34 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		_ = s.Close()
 	}()
 	return s, nil
+}
+
+// destinations resolves and checks Config.To's addresses (see
+// CheckDestination and checkMulticast; the list's own rules are
+// NewFanoutCore's).
+func destinations(cfg Config) ([]netip.AddrPort, error) {
+	list, err := SplitDestinations(cfg.To)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 && cfg.Listen == "" {
+		return nil, fmt.Errorf("%w: To is required (or Listen, to take subscribers)", ErrConfig)
+	}
+	dests := make([]netip.AddrPort, 0, len(list))
+	for _, to := range list {
+		a, err := resolve(to)
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckDestination(a, cfg.Broadcast); err != nil {
+			return nil, err
+		}
+		if err := checkMulticast(a, cfg); err != nil {
+			return nil, err
+		}
+		dests = append(dests, a)
+	}
+	return dests, nil
 }
 
 // resolve turns "host:port" into an address, accepting names.
@@ -216,6 +242,10 @@ func (s *Sender) Session() uint64 { return s.core.Session() }
 // more than once.
 func (s *Sender) Close() error {
 	s.closeOnce.Do(func() {
+		// Subscribers are told at once, not left to their timeout.
+		s.loop.Mu.Lock()
+		s.core.Goodbye()
+		s.loop.Mu.Unlock()
 		s.closeErr = s.loop.Close()
 		s.cancel()
 	})

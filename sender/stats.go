@@ -78,6 +78,9 @@ type Stats struct {
 	// order first heard; Group merges them. See Config.MaxReceivers.
 	Receivers []ReceiverStats `json:"receivers"`
 	Group     GroupStats      `json:"group"`
+	// Subscribers counts the destinations of a fan-out sender (Config.To
+	// a list, or Listen) and its subscription traffic; zero otherwise.
+	Subscribers SubscriberStats `json:"subscribers"`
 }
 
 // PacingStats is the congestion controller's state (all zero with

@@ -72,6 +72,11 @@ type Batch struct {
 	runLen  int
 	runSize int
 	runTo   netip.AddrPort
+
+	// shared is len(slab) after the latest Fanout: the bytes up to it may
+	// be referenced by several datagrams, so the datagram ending there is
+	// neither extended, sealed nor dropped.
+	shared int
 }
 
 // New returns a Batch holding up to maxDatagrams datagrams and maxBytes
@@ -224,6 +229,9 @@ func (b *Batch) SealLast(s InPlaceSealer, grow int) error {
 // lastQueued returns the datagram whose bytes end the slab (the one
 // queued last) and whether it is trailing.
 func (b *Batch) lastQueued() (*udpio.Datagram, bool) {
+	if len(b.slab) == b.shared && b.shared > 0 {
+		return nil, false // fanned out: several datagrams share its bytes
+	}
 	if b.trail > 0 {
 		if t := &b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail]; endsSlab(b.slab, t.Data) {
 			return t, true
@@ -240,6 +248,45 @@ func endsSlab(slab, d []byte) bool {
 	return len(d) > 0 && len(d) <= len(slab) && &slab[len(slab)-len(d)] == &d[0]
 }
 
+// Fanout sends the datagram queued last (by Append, AppendRaw or
+// AppendTrailing) to every address of to: it is readdressed to to[0] and,
+// for each further address, a datagram referencing the same bytes is
+// queued behind it (among the trailing ones if it is trailing). The slab
+// holds the bytes once: each further address takes one place among the
+// datagrams and no bytes. With to empty the datagram is removed. It
+// returns ErrFull, changing nothing, when len(to)-1 more places are
+// lacking, and ErrEmpty when no datagram can be fanned out (none queued,
+// or the last was fanned out already). The datagram cannot be extended,
+// sealed or fanned out again afterwards.
+func (b *Batch) Fanout(to []netip.AddrPort) error {
+	d, trailing := b.lastQueued()
+	if d == nil {
+		return ErrEmpty
+	}
+	if len(to) == 0 {
+		b.dropLast(len(b.slab)-len(d.Data), trailing)
+		return nil
+	}
+	if !b.RoomFor(len(to)-1, 0) {
+		return ErrFull
+	}
+	data := d.Data
+	if !trailing && d.Addr != to[0] {
+		b.runLen = 0 // the run it joined was judged by its old address
+	}
+	d.Addr = to[0]
+	for _, a := range to[1:] {
+		if trailing {
+			b.trail++
+			b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail] = udpio.Datagram{Data: data, Addr: a}
+			continue
+		}
+		b.push(data, a)
+	}
+	b.shared = len(b.slab)
+	return nil
+}
+
 // ExtendLast grows the datagram queued last in order by n bytes, in
 // place, and returns it; ok is false (and nothing changes) when that
 // datagram does not end the slab (a trailing one was queued after it),
@@ -249,7 +296,7 @@ func endsSlab(slab, d []byte) bool {
 // so.
 func (b *Batch) ExtendLast(n int) (data []byte, ok bool) {
 	k := len(b.dgs)
-	if k == 0 || !endsSlab(b.slab, b.dgs[k-1].Data) || cap(b.slab)-len(b.slab) < n {
+	if k == 0 || !endsSlab(b.slab, b.dgs[k-1].Data) || cap(b.slab)-len(b.slab) < n || len(b.slab) == b.shared {
 		return nil, false
 	}
 	start := len(b.slab) - len(b.dgs[k-1].Data)
@@ -298,6 +345,7 @@ func (b *Batch) Reset() {
 	b.slab = b.slab[:0]
 	b.trail = 0
 	b.runLen = 0
+	b.shared = 0
 }
 
 // Pair is double buffering for one writer: a core fills Current while the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/tools/bridge"
 	"github.com/telewire/telewire/tools/framing"
@@ -75,8 +76,8 @@ var ErrBothStdout = errors.New("recv: --pcap-out - and the messages (--output -,
 // may not come, and a `kill -9` loses only what was not yet delivered. The
 // pcap copy is flushed with each batch.
 func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
-	if o.Listen == "" {
-		return errors.New("recv: --listen is required")
+	if o.Listen == "" && o.Receiver.Subscribe == "" {
+		return errors.New("recv: --listen (or --subscribe) is required")
 	}
 	if o.Framing == "" {
 		o.Framing = framing.Line
@@ -173,7 +174,11 @@ func Recv(ctx context.Context, o RecvOptions, stdout, stderr io.Writer) error {
 	for loopErr == nil && (o.Count == 0 || rw.messages < o.Count) {
 		m, err := r.Recv(rctx)
 		if err != nil {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, receiver.ErrClosed) {
+			var ended *receiver.SubscriptionEndedError
+			switch {
+			case errors.As(err, &ended) && ended.Reason == packet.ReasonClosing:
+				// The sender closed: the stream is over, a normal end.
+			case !errors.Is(err, context.Canceled) && !errors.Is(err, receiver.ErrClosed):
 				loopErr = err
 			}
 			break
@@ -394,6 +399,18 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(resyncs, "stream resyncs (jumps beyond the window)")
 	if len(refused) > 0 {
 		b.WriteString("\n  also: " + strings.Join(refused, ", "))
+	}
+	if sub := st.Subscription; sub.To != "" {
+		state := "subscribed until exit (a goodbye goes to the sender as recv closes)"
+		switch {
+		case sub.Ended && sub.EndReason != packet.ReasonLeaving:
+			state = receiver.ReasonText(sub.EndReason)
+		case sub.Ended:
+			state = "left"
+		case !sub.Admitted:
+			state = "never admitted (no TOKEN answered, or no data came)"
+		}
+		fmt.Fprintf(&b, "\n  subscription to %s: %s; %d SUBSCRIBEs sent, %d TOKENs taken", sub.To, state, sub.Subscribes, sub.Tokens)
 	}
 	if rw.gaps > 0 {
 		fmt.Fprintf(&b, "\n  %d gap records written (%d sequences)", rw.gaps, rw.skipped)

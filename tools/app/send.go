@@ -85,8 +85,8 @@ const feedbackGrace = time.Second
 // framing.ErrTooLong for an input message over the limit (after the
 // summary of what was sent before it).
 func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer) error {
-	if o.To == "" {
-		return errors.New("send: --to is required")
+	if o.To == "" && o.Sender.Listen == "" {
+		return errors.New("send: --to (or --listen) is required")
 	}
 	if o.Framing == "" {
 		o.Framing = framing.Line
@@ -129,6 +129,9 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 	defer s.Close()
 	if o.OnSender != nil {
 		o.OnSender(s)
+	}
+	if cfg.Listen != "" {
+		fmt.Fprintf(stderr, "telewire send: taking subscribers on %s\n", s.LocalAddr())
 	}
 	maxMsg := o.Sender.MaxPayload()
 	next := func(context.Context) ([]byte, error) { return gen() }
@@ -325,6 +328,9 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 		s += fmt.Sprintf("\n  group: %d receivers (%d refused, %d expired), loss p%g %.2f%% mean %.2f%% max %.2f%%, rtt %s..%s",
 			g.Receivers, g.Refused, g.Expired, g.LossPercentile, 100*g.LossAtPct, 100*g.LossMean, 100*g.LossMax, ms(uint64(g.RTTMinNanos)), ms(uint64(g.RTTMaxNanos)))
 	}
+	if line := subscribersLine(st); line != "" {
+		s += "\n  " + line
+	}
 	if st.Messages > 0 && st.Reports == 0 {
 		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
 	}
@@ -333,6 +339,34 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 		s += "\n  " + line
 	}
 	return s
+}
+
+// subscribersLine sums up a fan-out sender's destinations and its
+// subscription traffic, and names the receivers that asked for data too
+// late to be repaired (lost to them: slow or far behind); empty for a
+// sender with one destination and no such receiver.
+func subscribersLine(st sender.Stats) string {
+	var b strings.Builder
+	if sub := st.Subscribers; sub.Listening || sub.Destinations > 1 {
+		fmt.Fprintf(&b, "destinations: %d now (%d subscribed)", sub.Destinations, sub.Subscribed)
+		if sub.Listening {
+			fmt.Fprintf(&b, "; subscribers joined %d, left %d, expired %d, dropped as too slow %d, refused (full) %d; %d tokens sent, %d bad tokens, %d subscribe requests over the join rate",
+				sub.Joined, sub.Left, sub.Expired, sub.DroppedSlow, sub.RefusedFull, sub.TokensSent, sub.BadTokens, sub.JoinsLimited)
+		}
+	}
+	var lost []string
+	for _, r := range st.Receivers {
+		if r.Unavailable > 0 {
+			lost = append(lost, fmt.Sprintf("%s %d", r.Addr, r.Unavailable))
+		}
+	}
+	if len(lost) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("\n  ")
+		}
+		b.WriteString("sequences asked for too late to resend (lost to that receiver): " + strings.Join(lost, ", "))
+	}
+	return b.String()
 }
 
 // evictedLine tells how the retransmit buffer made room, if it had to:
@@ -418,7 +452,11 @@ type monitor struct {
 const monitorPeriod = 100 * time.Millisecond
 
 func startMonitor(s *sender.Sender, o SendOptions, out io.Writer, start time.Time) *monitor {
-	m := &monitor{out: out, watch: feedbackWatch{to: o.To, grace: feedbackGrace}}
+	to := o.To
+	if to == "" {
+		to = "subscribers of " + o.Sender.Listen
+	}
+	m := &monitor{out: out, watch: feedbackWatch{to: to, grace: feedbackGrace}}
 	lastProgress := start
 	m.t = startTicker(monitorPeriod, func() {
 		st := s.Stats()
@@ -473,7 +511,9 @@ type feedbackWatch struct {
 func (w *feedbackWatch) check(st sender.Stats) []string {
 	var out []string
 	heard := st.Reports+st.NACKs > 0
-	if !w.warnedSilent && !heard && st.Messages > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
+	// A sender taking subscribers that has none yet expects no feedback.
+	nobody := st.Subscribers.Listening && st.Subscribers.Destinations == 0
+	if !w.warnedSilent && !heard && !nobody && st.Messages > 0 && st.FeedbackSilenceNanos >= int64(w.grace) {
 		w.warnedSilent = true
 		out = append(out, fmt.Sprintf("send: warning: no feedback from the receiver at %s within %s of the first message; %s. "+
 			"Sending goes on; if no report ever comes, send exits with status 3.", w.to, w.grace, silenceCauses))

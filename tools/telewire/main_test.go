@@ -45,10 +45,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{nil, 2, "Commands:"},
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
-		{[]string{"send"}, 2, "--to is required"},
+		{[]string{"send"}, 2, "--to (or --listen) is required"},
 		{[]string{"send", "--to", "127.0.0.1:1", "--framing", "xml"}, 2, "unknown framing"},
 		{[]string{"send", "--to", "127.0.0.1:1", "--count", "5"}, 2, "--count and --size go with --gen"},
-		{[]string{"recv"}, 2, "--listen is required"},
+		{[]string{"recv"}, 2, "--listen (or --subscribe) is required"},
 		{[]string{"recv", "--listen", "127.0.0.1:0", "--nope"}, 2, "flag provided but not defined"},
 		{[]string{"recv", "--listen", "127.0.0.1:0", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"demo", "--rate", "-1"}, 2, "must be positive"},

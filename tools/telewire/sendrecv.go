@@ -19,9 +19,11 @@ import (
 
 func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defMax := sender.Config{}.MaxPayload()
-	fs := newFlagSet("send", "--to HOST:PORT [flags] < messages",
+	fs := newFlagSet("send", "--to HOST:PORT[,HOST:PORT...] | --listen HOST:PORT [flags] < messages",
 		fmt.Sprintf(`Sends each message read from stdin (or made by --gen) as one telewire message to the
-receiver at --to, then keeps answering the receiver's feedback for --linger and prints
+receiver at --to (several, comma-separated: each gets every packet, in one sendmmsg; repairs go
+only to the receiver that asked), or to every receiver that subscribes on --listen (recv
+--subscribe; --to and --listen combine), then keeps answering the receiver's feedback for --linger and prints
 the sender's statistics (round-trip time, and the loss, jitter and delay the receiver
 reported, and everything refused or dropped).
 
@@ -41,10 +43,14 @@ exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
 
 Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
 limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
-without --broadcast, a multicast group with --key-file); 3 messages were sent but the receiver never
+without --broadcast, a multicast group with --key-file, an address listed twice, several
+addresses or --listen with --key-file); 3 messages were sent but the receiver never
 reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, packet.MaxMessageLimit), stderr)
 	var o app.SendOptions
-	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required), or a multicast group (239.1.2.3:9000, [ff15::1]:9000): each packet goes once to the group, every receiver's feedback comes back unicast")
+	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required unless --listen), a comma-separated list of them (unicast fan-out: every packet to each), or a multicast group (239.1.2.3:9000, [ff15::1]:9000): each packet goes once to the group, every receiver's feedback comes back unicast")
+	fs.StringVar(&o.Sender.Listen, "listen", "", "take subscribers: bind `HOST:PORT` and stream to every receiver that subscribes there (recv --subscribe) once it proved its address; combines with --to (not with a multicast group or --key-file)")
+	slow := fs.String("slow-receiver", "lose", "a subscriber that cannot keep up: lose (it loses what it cannot keep up with, counted at both ends; never holds back the others) or disconnect (dropped and told once its unrepairable losses last 2s; recv then exits 4)")
+	fs.IntVar(&o.Sender.MaxReceivers, "max-receivers", 0, fmt.Sprintf("receivers the sender keeps a view of, and with --listen the most destinations (0 = %d)", sender.DefaultMaxReceivers))
 	fs.IntVar(&o.Sender.MulticastTTL, "ttl", 0, "with a multicast --to: TTL (hop limit) of the group's packets, 1..255 (default 1: this link only)")
 	fs.StringVar(&o.Sender.MulticastInterface, "iface", "", "with a multicast --to: `NAME` of the interface to send the group's packets out of (default: the kernel's route; lo for this host only)")
 	noLoop := fs.Bool("no-multicast-loop", false, "with a multicast --to: do not deliver the group's packets to receivers on this host")
@@ -108,11 +114,28 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, p
 		}
 		o.Sender.FEC.Interleave = *interleave
 	}
-	if o.To == "" {
-		return usageError(fs, "--to is required")
+	if o.To == "" && o.Sender.Listen == "" {
+		return usageError(fs, "--to (or --listen) is required")
 	}
-	if err := checkAddr(fs, "to", o.To); err != nil {
-		return err
+	tos, err := sender.SplitDestinations(o.To)
+	if err != nil {
+		return usageError(fs, "--to %s: empty address in the list", o.To)
+	}
+	for _, to := range tos {
+		if err := checkAddr(fs, "to", to); err != nil {
+			return err
+		}
+	}
+	if o.Sender.Listen != "" {
+		if err := checkAddr(fs, "listen", o.Sender.Listen); err != nil {
+			return err
+		}
+	}
+	if o.Sender.SlowReceiver, err = sender.ParseSlowPolicy(*slow); err != nil {
+		return usageError(fs, "--slow-receiver %q: lose or disconnect", *slow)
+	}
+	if o.Sender.MaxReceivers < 0 || o.Sender.MaxReceivers > 1<<16 {
+		return usageError(fs, "--max-receivers %d: outside 0..65536", o.Sender.MaxReceivers)
 	}
 	f, err := framing.Parse(*fr)
 	if err != nil {
@@ -166,6 +189,8 @@ func sendExit(err error, to string) error {
 	switch {
 	case errors.Is(err, app.ErrNoReport):
 		return &exitError{code: 3, err: err, quiet: true}
+	case errors.Is(err, sender.ErrFanoutKey):
+		return &exitError{code: 2, err: fmt.Errorf("--key-file: %w", sender.ErrFanoutKey)}
 	case errors.As(err, &de):
 		var why string
 		switch {
@@ -177,6 +202,10 @@ func sendExit(err error, to string) error {
 			why = "a broadcast address; add --broadcast to send to every host on the link"
 		case errors.Is(err, sender.ErrMulticast):
 			why = "a multicast group with --key-file; sealed multicast is not supported yet (send it without a key)"
+		case errors.Is(err, sender.ErrDuplicateDestination):
+			why = fmt.Sprintf("%v is listed twice", de.Addr)
+		case errors.Is(err, sender.ErrFanoutMulticast):
+			why = fmt.Sprintf("%v is a multicast group: it must be the only destination, without --listen", de.Addr)
 		default:
 			why = de.Reason.Error()
 		}
@@ -186,17 +215,23 @@ func sendExit(err error, to string) error {
 }
 
 func runRecv(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("recv", "--listen HOST:PORT [flags] > messages",
-		`Receives telewire messages on --listen and writes each payload to stdout (or
+	fs := newFlagSet("recv", "--listen HOST:PORT | --subscribe HOST:PORT [flags] > messages",
+		`Receives telewire messages on --listen (or, with --subscribe, from the sender it subscribes
+to) and writes each payload to stdout (or
 --output). Prints the address it listens on ("telewire recv: listening on ...") on
 stderr at start, so --listen 127.0.0.1:0 is usable. Each message is handed on at
 once: what is ready is written as one batch, and the batch goes to the kernel as
 soon as nothing more is ready. Exits on SIGINT/SIGTERM, after --count messages, or
 after --idle without data once data has arrived, then prints the receiver's
 statistics (loss, duplicates, reordering, jitter, one-way delay percentiles) and
-everything refused, dropped or skipped.`, stderr)
+everything refused, dropped or skipped. A subscriber (--subscribe) leaves with a
+goodbye when it exits, and ends when the sender closes.
+
+Exit status: 0 done; 1 failure; 2 bad usage; 4 the sender ended the subscription
+(dropped this receiver as too slow, --slow-receiver disconnect, or had no room for it).`, stderr)
 	var o app.RecvOptions
 	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000; several receivers on one host may join one group and port)")
+	fs.StringVar(&o.Receiver.Subscribe, "subscribe", "", "subscribe to the sender taking subscribers at `HOST:PORT` (send --listen), from this receiver's socket (--listen, default an ephemeral port); leaves with a goodbye at exit")
 	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: the kernel's route; lo for senders on this host)")
 	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "receivers assumed to share this one's losses: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: 64 with a multicast --listen, else 1)")
 	fs.StringVar(&o.Receiver.Source, "source", "", "with a multicast --listen: hear only the sender at this `IP` (source-specific multicast, where the kernel supports it)")
@@ -230,15 +265,22 @@ everything refused, dropped or skipped.`, stderr)
 	if o.Publish, err = publish.options(); err != nil {
 		return usageError(fs, "%v", err)
 	}
-	if o.Listen == "" {
-		return usageError(fs, "--listen is required")
+	if o.Listen == "" && o.Receiver.Subscribe == "" {
+		return usageError(fs, "--listen (or --subscribe) is required")
+	}
+	if o.Receiver.Subscribe != "" {
+		if err := checkAddr(fs, "subscribe", o.Receiver.Subscribe); err != nil {
+			return err
+		}
 	}
 	if *maxState < 1 || *maxState > 1<<20 {
 		return usageError(fs, "--max-state %d: between 1 and %d MiB", *maxState, 1<<20)
 	}
 	o.Receiver.MaxStateBytes = *maxState << 20
-	if err := checkAddr(fs, "listen", o.Listen); err != nil {
-		return err
+	if o.Listen != "" {
+		if err := checkAddr(fs, "listen", o.Listen); err != nil {
+			return err
+		}
 	}
 	f, err := framing.ParseOutput(*fr)
 	if err != nil {
@@ -279,7 +321,17 @@ everything refused, dropped or skipped.`, stderr)
 	defer srv.Close()
 	o.OnReceiver = func(r *receiver.Receiver) { srv.AddReceiver(r) }
 	o.OnPublisher = func(p *bridge.Publisher) { srv.AddCollector(metrics.NewPublisherCollector(p)) }
-	return app.Recv(ctx, o, stdout, stderr)
+	return recvExit(app.Recv(ctx, o, stdout, stderr))
+}
+
+// recvExit gives a subscription the sender ended (dropped as too slow, or
+// refused for want of room) exit status 4, told in one line.
+func recvExit(err error) error {
+	var ended *receiver.SubscriptionEndedError
+	if errors.As(err, &ended) {
+		return &exitError{code: 4, err: fmt.Errorf("recv: %s", receiver.ReasonText(ended.Reason))}
+	}
+	return err
 }
 
 // onOff parses an on/off flag value.

@@ -234,6 +234,30 @@ var Layouts = []Layout{
 		Dirs: []uint8{ToSender},
 		Info: []Info{{"key_tag", "retry.key_tag"}, {"counter", "retry.counter"}},
 	},
+	subscriptionLayout(10, "SUBSCRIBE", "subscribe", "Token echoed (proves the address receives)", ToSender),
+	subscriptionLayout(11, "TOKEN", "token", "Token (a sender always sets it)", ToReceiver),
+	subscriptionLayout(12, "GOODBYE", "goodbye", "Token the subscriber was admitted with", ToReceiver, ToSender),
+}
+
+// subscriptionLayout is the layout SUBSCRIBE, TOKEN and GOODBYE share (one
+// table in packet/doc.go). A sender with a key does not take subscribers
+// yet, so they travel in clear; sealed, they would take the envelope of
+// their directions, which the dissector reads as for any kind.
+func subscriptionLayout(kind uint8, name, abbrev, flagName string, dirs ...uint8) Layout {
+	return Layout{
+		Kind: kind, Name: name, Doc: "One layout for the three:", Dirs: dirs, BodyLen: packet.SubscriptionLen, Exact: true,
+		Fields: []Field{
+			{Abbrev: abbrev + ".nonce", Name: "Subscriber's nonce", Doc: "nonce", Offset: 24, Size: 8, Type: "uint64", Hex: true, Go: "Subscription.Nonce"},
+			{Abbrev: abbrev + ".reason", Name: "Reason (GOODBYE: 0 leaving, 1 too slow, 2 sender closing, 3 no room)", Doc: "reason", Offset: 32, Size: 4, Type: "uint32", Go: "Subscription.Reason"},
+			{Abbrev: abbrev + ".reserved", Name: "Reserved", Doc: "reserved", Offset: 36, Size: 4, Type: "uint32", Hex: true, Zero: true},
+		},
+		Optional: []Field{
+			{Abbrev: abbrev + ".token_time", Name: "Token: issued at (sender clock, ns)", Doc: "with [FlagToken] only: token, the sender's clock", Offset: 0, Size: 8, Type: "int64", Go: "Subscription.TokenTime", Flag: uint8(packet.FlagToken)},
+			{Abbrev: abbrev + ".token_mac", Name: "Token: MAC", Doc: "with [FlagToken] only: token, its MAC", Offset: 8, Size: packet.TokenMACLen, Type: "bytes", Go: "Subscription.TokenMAC", Flag: uint8(packet.FlagToken)},
+		},
+		Flags: []Flag{{Abbrev: abbrev + ".flags.token", Name: flagName, Mask: uint8(packet.FlagToken), Go: "FlagToken"}},
+		Info:  []Info{{"nonce", abbrev + ".nonce"}, {"reason", abbrev + ".reason"}},
+	}
 }
 
 // reportFields lays out packet.Report's fields in declaration order: the

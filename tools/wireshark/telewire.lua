@@ -2,7 +2,7 @@
 -- and tools/wireshark/telewire.lua.tmpl; DO NOT EDIT.
 --
 -- Wireshark dissector for telewire, a transport for real-time telemetry over UDP.
--- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT, HEARTBEAT, HELLO, WELCOME, CONFIRM, RETRY),
+-- Decodes the common header, every packet kind (DATA, PARITY, NACK, REPORT, HEARTBEAT, HELLO, WELCOME, CONFIRM, RETRY, SUBSCRIBE, TOKEN, GOODBYE),
 -- the optional fields their flags add, the message map of a plain DATA payload
 -- (packed messages or a fragment), the handshake messages of sealed mode
 -- and the clear part of sealed (encrypted) datagrams; checks the CRC-32C, the
@@ -33,6 +33,9 @@ local KINDS = {
 	[7] = "WELCOME",
 	[8] = "CONFIRM",
 	[9] = "RETRY",
+	[10] = "SUBSCRIBE",
+	[11] = "TOKEN",
+	[12] = "GOODBYE",
 }
 
 local ENVELOPE_NAMES = {
@@ -108,6 +111,21 @@ F["welcome.timestamp"] = ProtoField.int64("telewire.welcome.timestamp", "HELLO's
 F["retry.key_tag"] = ProtoField.uint32("telewire.retry.key_tag", "Key tag not held", base.HEX)
 F["retry.reserved"] = ProtoField.uint32("telewire.retry.reserved", "Reserved", base.HEX)
 F["retry.counter"] = ProtoField.uint64("telewire.retry.counter", "Counter of that packet", base.DEC)
+F["subscribe.nonce"] = ProtoField.uint64("telewire.subscribe.nonce", "Subscriber's nonce", base.HEX)
+F["subscribe.reason"] = ProtoField.uint32("telewire.subscribe.reason", "Reason (GOODBYE: 0 leaving, 1 too slow, 2 sender closing, 3 no room)", base.DEC)
+F["subscribe.reserved"] = ProtoField.uint32("telewire.subscribe.reserved", "Reserved", base.HEX)
+F["subscribe.token_time"] = ProtoField.int64("telewire.subscribe.token_time", "Token: issued at (sender clock, ns)", base.DEC)
+F["subscribe.token_mac"] = ProtoField.bytes("telewire.subscribe.token_mac", "Token: MAC")
+F["token.nonce"] = ProtoField.uint64("telewire.token.nonce", "Subscriber's nonce", base.HEX)
+F["token.reason"] = ProtoField.uint32("telewire.token.reason", "Reason (GOODBYE: 0 leaving, 1 too slow, 2 sender closing, 3 no room)", base.DEC)
+F["token.reserved"] = ProtoField.uint32("telewire.token.reserved", "Reserved", base.HEX)
+F["token.token_time"] = ProtoField.int64("telewire.token.token_time", "Token: issued at (sender clock, ns)", base.DEC)
+F["token.token_mac"] = ProtoField.bytes("telewire.token.token_mac", "Token: MAC")
+F["goodbye.nonce"] = ProtoField.uint64("telewire.goodbye.nonce", "Subscriber's nonce", base.HEX)
+F["goodbye.reason"] = ProtoField.uint32("telewire.goodbye.reason", "Reason (GOODBYE: 0 leaving, 1 too slow, 2 sender closing, 3 no room)", base.DEC)
+F["goodbye.reserved"] = ProtoField.uint32("telewire.goodbye.reserved", "Reserved", base.HEX)
+F["goodbye.token_time"] = ProtoField.int64("telewire.goodbye.token_time", "Token: issued at (sender clock, ns)", base.DEC)
+F["goodbye.token_mac"] = ProtoField.bytes("telewire.goodbye.token_mac", "Token: MAC")
 F["data.map"] = ProtoField.uint8("telewire.data.map", "Message map", base.DEC)
 F["data.msgs.count"] = ProtoField.uint16("telewire.data.msgs.count", "Messages", base.DEC)
 F["data.msg.index"] = ProtoField.uint16("telewire.data.msg.index", "Index", base.DEC)
@@ -131,6 +149,9 @@ F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (new
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
 F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge", "Challenge (answer with a HEARTBEAT)", 8, nil, 2)
 F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
+F["subscribe.flags.token"] = ProtoField.bool("telewire.subscribe.flags.token", "Token echoed (proves the address receives)", 8, nil, 1)
+F["token.flags.token"] = ProtoField.bool("telewire.token.flags.token", "Token (a sender always sets it)", 8, nil, 1)
+F["goodbye.flags.token"] = ProtoField.bool("telewire.goodbye.flags.token", "Token the subscriber was admitted with", 8, nil, 1)
 F["kind"] = ProtoField.uint8("telewire.kind", "Kind", base.DEC, KINDS)
 F["envelope"] = ProtoField.uint8("telewire.envelope", "Envelope", base.DEC, ENVELOPE_NAMES)
 F["crc.status"] = ProtoField.string("telewire.crc.status", "CRC status")
@@ -341,6 +362,66 @@ local LAYOUTS = {
 		info = {
 			{ "key_tag", { "retry.key_tag", 24, 4, "uint32", true, false, 0 }, },
 			{ "counter", { "retry.counter", 32, 8, "uint64", false, false, 0 }, },
+		},
+	},
+	[10] = {
+		name = "SUBSCRIBE", kind = 10, body_len = 16, exact = true, min_tail = 0, mac = false,
+		fields = {
+			{ "subscribe.nonce", 24, 8, "uint64", true, false, 0 },
+			{ "subscribe.reason", 32, 4, "uint32", false, false, 0 },
+			{ "subscribe.reserved", 36, 4, "uint32", true, true, 0 },
+		},
+		optional = {
+			{ "subscribe.token_time", 0, 8, "int64", false, false, 1 },
+			{ "subscribe.token_mac", 8, 16, "bytes", false, false, 1 },
+		},
+		flags = {
+			{ "subscribe.flags.token", 1 },
+		},
+		dirs = {[2] = true, },
+		info = {
+			{ "nonce", { "subscribe.nonce", 24, 8, "uint64", true, false, 0 }, },
+			{ "reason", { "subscribe.reason", 32, 4, "uint32", false, false, 0 }, },
+		},
+	},
+	[11] = {
+		name = "TOKEN", kind = 11, body_len = 16, exact = true, min_tail = 0, mac = false,
+		fields = {
+			{ "token.nonce", 24, 8, "uint64", true, false, 0 },
+			{ "token.reason", 32, 4, "uint32", false, false, 0 },
+			{ "token.reserved", 36, 4, "uint32", true, true, 0 },
+		},
+		optional = {
+			{ "token.token_time", 0, 8, "int64", false, false, 1 },
+			{ "token.token_mac", 8, 16, "bytes", false, false, 1 },
+		},
+		flags = {
+			{ "token.flags.token", 1 },
+		},
+		dirs = {[1] = true, },
+		info = {
+			{ "nonce", { "token.nonce", 24, 8, "uint64", true, false, 0 }, },
+			{ "reason", { "token.reason", 32, 4, "uint32", false, false, 0 }, },
+		},
+	},
+	[12] = {
+		name = "GOODBYE", kind = 12, body_len = 16, exact = true, min_tail = 0, mac = false,
+		fields = {
+			{ "goodbye.nonce", 24, 8, "uint64", true, false, 0 },
+			{ "goodbye.reason", 32, 4, "uint32", false, false, 0 },
+			{ "goodbye.reserved", 36, 4, "uint32", true, true, 0 },
+		},
+		optional = {
+			{ "goodbye.token_time", 0, 8, "int64", false, false, 1 },
+			{ "goodbye.token_mac", 8, 16, "bytes", false, false, 1 },
+		},
+		flags = {
+			{ "goodbye.flags.token", 1 },
+		},
+		dirs = {[1] = true, [2] = true, },
+		info = {
+			{ "nonce", { "goodbye.nonce", 24, 8, "uint64", true, false, 0 }, },
+			{ "reason", { "goodbye.reason", 32, 4, "uint32", false, false, 0 }, },
 		},
 	},
 }

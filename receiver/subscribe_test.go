@@ -1,0 +1,258 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/telewire/telewire/internal/testutil"
+	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/receiver"
+	"github.com/telewire/telewire/sender"
+)
+
+// fanPayload is message i of the fan-out tests: its index first.
+func fanPayload(i int) []byte {
+	b := fmt.Appendf(nil, "%07d ", i)
+	for len(b) < 16+i%200 {
+		b = append(b, byte('a'+i%26))
+	}
+	return b
+}
+
+// fanIndex reads a fan-out message's index back.
+func fanIndex(b []byte) (int, error) {
+	if len(b) < 8 {
+		return 0, fmt.Errorf("payload %q too short", b)
+	}
+	return strconv.Atoi(string(b[:7]))
+}
+
+// subscriberRun is what one subscriber of TestSubscribersJoinAndLeave saw.
+type subscriberRun struct {
+	first, last int // indexes of the first and last messages received
+	n           int
+	err         error
+	ended       error // Recv's error at the end (stayers)
+	latest      atomic.Int64
+}
+
+// TestSubscribersJoinAndLeave: a sender that takes subscribers streams
+// through real UDP sockets while 20 receivers subscribe one after the
+// other; ten leave mid-stream (Close: a GOODBYE) and the sender drops each
+// at once; every subscriber gets, from the first message it receives on,
+// every message in order and byte-identical; the ten that stay get the
+// stream to its end and then the sender's GOODBYE (closing) ends their
+// Recv; no goroutine is left behind.
+func TestSubscribersJoinAndLeave(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := sender.New(ctx, sender.Config{Listen: "127.0.0.1:0", ReceiverTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const subscribers, leavers = 20, 10
+	var (
+		mu   sync.Mutex
+		sent int // messages sent so far
+	)
+	sendUntil := func(n int) {
+		for {
+			mu.Lock()
+			i := sent
+			mu.Unlock()
+			if i >= n {
+				return
+			}
+			if err := s.Send(fanPayload(i)); err != nil {
+				t.Errorf("send %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			sent++
+			mu.Unlock()
+			if i%20 == 0 {
+				time.Sleep(time.Millisecond) // about 10 000 messages/s: the stream runs while they join
+			}
+		}
+	}
+	runs := make([]subscriberRun, subscribers)
+	const total = subscribers*400 + 2000
+	rs := make([]*receiver.Receiver, subscribers)
+	var wg sync.WaitGroup
+	for k := range subscribers {
+		r, err := receiver.Listen(ctx, receiver.Config{Subscribe: s.LocalAddr().String(), Listen: "127.0.0.1:0", ReportInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[k] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run := &runs[k]
+			run.first = -1
+			for {
+				m, err := r.Recv(ctx)
+				if err != nil {
+					run.ended = err
+					return
+				}
+				i, err := fanIndex(m.Payload)
+				switch {
+				case err != nil:
+					run.err = err
+				case run.first >= 0 && i != run.last+1:
+					run.err = fmt.Errorf("message %d after %d", i, run.last)
+				case !bytes.Equal(m.Payload, fanPayload(i)):
+					run.err = fmt.Errorf("message %d differs: %q", i, m.Payload)
+				}
+				if run.err != nil {
+					return
+				}
+				if run.first < 0 {
+					run.first = i
+				}
+				run.last = i
+				run.latest.Store(int64(i))
+				run.n++
+			}
+		}()
+		// Let the stream run between joins, and let a leaver go once
+		// the ones after it have joined.
+		sendUntil((k + 1) * 400)
+		if k >= leavers && k-leavers < leavers {
+			if err := rs[k-leavers].Close(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	sendUntil(total)
+	// The stayers get everything up to the last message; then the sender
+	// closes, and its GOODBYE ends their Recv.
+	deadline := time.Now().Add(30 * time.Second)
+	for k := leavers; k < subscribers; k++ {
+		for runs[k].latest.Load() < total-1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	st := s.Stats()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for _, r := range rs {
+		r.Close()
+	}
+	for k := range runs {
+		run := &runs[k]
+		if run.err != nil || run.first < 0 {
+			t.Errorf("subscriber %d: %v (first %d)", k, run.err, run.first)
+			continue
+		}
+		if k >= leavers {
+			var e *receiver.SubscriptionEndedError
+			if run.last != total-1 || !errors.As(run.ended, &e) || e.Reason != packet.ReasonClosing {
+				t.Errorf("stayer %d: got %d..%d of %d, ended by %v", k, run.first, run.last, total, run.ended)
+			}
+		} else if !errors.Is(run.ended, receiver.ErrClosed) {
+			t.Errorf("leaver %d ended by %v", k, run.ended)
+		}
+		if k > 0 && run.first < runs[k-1].first {
+			t.Errorf("subscriber %d started at %d, before subscriber %d (%d)", k, run.first, k-1, runs[k-1].first)
+		}
+	}
+	sub := st.Subscribers
+	t.Logf("sender: %+v", sub)
+	if sub.Joined != subscribers || sub.Left != leavers || sub.Subscribed != subscribers-leavers || sub.Expired != 0 || sub.BadTokens != 0 {
+		t.Errorf("sender's subscriber counts %+v", sub)
+	}
+}
+
+// TestSpoofedSubscribeGetsAtMostThreeTimes: an address that subscribes
+// but never echoes the token (a socket whose SUBSCRIBEs say to send there,
+// and which drops what comes back, as an address that cannot receive) gets
+// back at most three times the bytes it sent, and never the stream, while
+// a real subscriber gets it.
+func TestSpoofedSubscribeGetsAtMostThreeTimes(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := sender.New(ctx, sender.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := receiver.Listen(ctx, receiver.Config{Subscribe: s.LocalAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The real subscriber gets the stream from the moment it is admitted.
+	for i := 0; s.Stats().Subscribers.Subscribed == 0; i++ {
+		if i == 2000 {
+			t.Fatal("the subscriber was never admitted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	var got, datas int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, err := victim.Read(buf)
+			if err != nil {
+				return
+			}
+			got += n
+			if h, err := packet.PeekHeader(buf[:n]); err == nil && (h.Kind == packet.KindData || h.Kind == packet.KindHeartbeat) {
+				datas++
+			}
+		}
+	}()
+	to := net.UDPAddrFromAddrPort(s.LocalAddr())
+	sentBytes := 0
+	for i := range 300 {
+		p := packet.Packet{Header: packet.Header{Kind: packet.KindSubscribe}, Subscription: packet.Subscription{Nonce: uint64(i)}}
+		if i%3 == 1 { // an echo of a token it never got
+			p.Flags = packet.FlagToken
+			p.Subscription.TokenTime = int64(i)
+		}
+		b, _ := p.AppendTo(nil)
+		if _, err := victim.WriteToUDP(b, to); err != nil {
+			t.Fatal(err)
+		}
+		sentBytes += len(b)
+		if err := s.Send(fanPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; r.Stats().Delivered < 300 && i < 1000; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // anything still on the way to the victim
+	victim.Close()
+	<-done
+	st := s.Stats().Subscribers
+	t.Logf("victim sent %d bytes, got %d; sender %+v", sentBytes, got, st)
+	if got > 3*sentBytes || datas != 0 || st.Subscribed != 1 || st.BadTokens != 100 {
+		t.Fatalf("victim sent %d bytes and got %d (%d DATA/HEARTBEAT); sender %+v", sentBytes, got, datas, st)
+	}
+	if d := r.Stats().Delivered; d != 300 {
+		t.Fatalf("the real subscriber got %d of 300", d)
+	}
+}

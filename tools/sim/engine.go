@@ -25,11 +25,11 @@ import (
 
 // topology is what distinguishes a group run from a one-receiver run.
 type topology struct {
-	n          int                       // receivers, >= 1
-	remote     netip.AddrPort            // the sender's destination
+	n          int                        // receivers, >= 1
+	remote     netip.AddrPort             // the sender's destination
 	addr       func(i int) netip.AddrPort // receiver i's address
-	sharedLoss float64                   // probability a datagram to remote is lost for every receiver
-	shareSeed  uint64                    // seeds the shared loss
+	sharedLoss float64                    // probability a datagram to remote is lost for every receiver
+	shareSeed  uint64                     // seeds the shared loss
 }
 
 // node is one simulated receiver and its links.

@@ -32,6 +32,10 @@ const (
 	ChallengeLen = 8
 	// AnswerLen is what FlagAnswer adds to a HEARTBEAT body.
 	AnswerLen = 16
+	// GroupLen is what FlagGroup adds to a HEARTBEAT body.
+	GroupLen = 4
+	// MaxGroupReceivers bounds Heartbeat.Receivers.
+	MaxGroupReceivers = 1 << 20
 	// ProofLen is what FlagProof adds to a NACK body.
 	ProofLen = 16
 	// EphemeralLen is the size of an X25519 public key in a handshake.
@@ -140,6 +144,12 @@ const (
 	// proves to the receiver that the sender's address receives its
 	// feedback, and times the round trip.
 	FlagAnswer Flags = 1 << 0
+	// FlagGroup marks a HEARTBEAT of a multicast sender carrying the number
+	// of receivers it hears (Heartbeat.Receivers, GroupLen more bytes), so
+	// that each receiver scales its NACK back-off to the group it is in.
+	// A HEARTBEAT answering a challenge (FlagAnswer) carries none: the two
+	// flags together are ErrBadFlags.
+	FlagGroup Flags = 1 << 1
 	// FlagProof marks a NACK carrying the sequence and send timestamp of
 	// the newest DATA the receiver has received (Packet.ProofSeq and
 	// ProofTimestamp, ProofLen more bytes); the timestamp, to the
@@ -155,7 +165,7 @@ var allowedFlags = [kindMax + 1]Flags{
 	KindParity:    FlagMessages,
 	KindNACK:      FlagUnavailable | FlagProof,
 	KindReport:    FlagEarly | FlagChallenge,
-	KindHeartbeat: FlagAnswer,
+	KindHeartbeat: FlagAnswer | FlagGroup,
 }
 
 // Errors returned by Parse and AppendTo. They are sentinels so that callers
@@ -215,6 +225,9 @@ type Heartbeat struct {
 	// HEARTBEAT, ns.
 	Answer          uint64
 	AnswerHoldNanos int64
+	// With FlagGroup only (zero otherwise): how many receivers of the
+	// multicast group the sender holds a view of, 1..MaxGroupReceivers.
+	Receivers uint32
 }
 
 // Handshake is the body of the key-exchange kinds. Which fields matter
@@ -305,7 +318,7 @@ func (p *Packet) EncodedLen() int {
 	case KindReport:
 		return HeaderLen + ReportLen + p.optional(FlagChallenge, ChallengeLen)
 	case KindHeartbeat:
-		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen) + p.optional(FlagGroup, GroupLen)
 	case KindHello, KindWelcome:
 		return HeaderLen + HelloLen
 	case KindConfirm:
@@ -371,6 +384,9 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Answer)
 			b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.AnswerHoldNanos))
 		}
+		if p.Flags&FlagGroup != 0 {
+			b = binary.BigEndian.AppendUint32(b, p.Heartbeat.Receivers)
+		}
 	case KindHello, KindWelcome:
 		b = append(b, p.Handshake.Ephemeral[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Handshake.Timestamp))
@@ -427,6 +443,12 @@ func (p *Packet) validate() error {
 		return validateReport(&p.Report)
 	case KindHeartbeat:
 		if p.Flags&FlagAnswer != 0 && p.Heartbeat.AnswerHoldNanos < 0 {
+			return ErrBadField
+		}
+		if p.Flags&(FlagAnswer|FlagGroup) == FlagAnswer|FlagGroup {
+			return ErrBadFlags
+		}
+		if p.Flags&FlagGroup != 0 && !validReceivers(p.Heartbeat.Receivers) {
 			return ErrBadField
 		}
 		return validateHeartbeat(&p.Heartbeat)
@@ -655,7 +677,10 @@ func validateRanges(rs []Range) error {
 }
 
 func (p *Packet) parseHeartbeat(body []byte) error {
-	want := HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+	if p.Flags&(FlagAnswer|FlagGroup) == FlagAnswer|FlagGroup {
+		return ErrBadFlags
+	}
+	want := HeartbeatLen + p.optional(FlagAnswer, AnswerLen) + p.optional(FlagGroup, GroupLen)
 	if len(body) != want {
 		if len(body) < want {
 			return ErrShort
@@ -674,8 +699,17 @@ func (p *Packet) parseHeartbeat(body []byte) error {
 			return ErrBadField
 		}
 	}
+	if p.Flags&FlagGroup != 0 {
+		p.Heartbeat.Receivers = binary.BigEndian.Uint32(body[HeartbeatLen:])
+		if !validReceivers(p.Heartbeat.Receivers) {
+			return ErrBadField
+		}
+	}
 	return validateHeartbeat(&p.Heartbeat)
 }
+
+// validReceivers reports whether n is a group size a HEARTBEAT may carry.
+func validReceivers(n uint32) bool { return n >= 1 && n <= MaxGroupReceivers }
 
 func validateHeartbeat(hb *Heartbeat) error {
 	if SeqDiff(hb.Next, hb.Start) < 0 {

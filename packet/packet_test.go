@@ -30,6 +30,7 @@ func samples() []*Packet {
 		{Header: h(KindNACK, FlagProof), Ranges: []Range{{First: 10, Len: 2}}, ProofSeq: 42, ProofTimestamp: 1_000_000_007},
 		{Header: h(KindReport, FlagEarly|FlagChallenge), Report: Report{EchoTimestamp: 7, HighestSeq: 3, Received: 4}, Challenge: 0xfeedfacecafebeef},
 		{Header: h(KindHeartbeat, FlagAnswer), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Answer: 0xfeedfacecafebeef, AnswerHoldNanos: 250_000}},
+		{Header: h(KindHeartbeat, FlagGroup), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Receivers: 100}},
 		{Header: h(KindHello, 0), Handshake: Handshake{Ephemeral: [32]byte{1, 2, 3, 31: 0xff}, Timestamp: 1_000_000_000}},
 		{Header: h(KindWelcome, 0), Handshake: Handshake{Ephemeral: [32]byte{0: 0xee, 31: 9}, Timestamp: 1_000_000_000}},
 		{Header: h(KindConfirm, 0)},
@@ -226,6 +227,10 @@ func TestRejectsBadBodies(t *testing.T) {
 		{"report negative hold", raw(KindReport, negHold), ErrBadField},
 		{"heartbeat short", raw(KindHeartbeat, make([]byte, HeartbeatLen-1)), ErrShort},
 		{"heartbeat next before start", raw(KindHeartbeat, hb(10, 9)), ErrBadField},
+		{"heartbeat group size 0", framed(KindHeartbeat, byte(FlagGroup), binary.BigEndian.AppendUint32(hb(1, 2), 0)), ErrBadField},
+		{"heartbeat group size too big", framed(KindHeartbeat, byte(FlagGroup), binary.BigEndian.AppendUint32(hb(1, 2), MaxGroupReceivers+1)), ErrBadField},
+		{"heartbeat group size missing", framed(KindHeartbeat, byte(FlagGroup), hb(1, 2)), ErrShort},
+		{"heartbeat answer and group", framed(KindHeartbeat, byte(FlagAnswer|FlagGroup), binary.BigEndian.AppendUint32(append(hb(1, 2), make([]byte, AnswerLen)...), 3)), ErrBadFlags},
 		{"hello short", raw(KindHello, make([]byte, HelloLen-1)), ErrShort},
 		{"hello long", raw(KindHello, make([]byte, HelloLen+1)), ErrLength},
 		{"welcome short", raw(KindWelcome, make([]byte, EphemeralLen)), ErrShort},
@@ -357,7 +362,7 @@ func TestParseBodyRejectsBadHeader(t *testing.T) {
 	}{
 		{"kind zero", Header{}, body, ErrUnknownKind},
 		{"kind reserved", Header{Kind: 10}, body, ErrUnknownKind},
-		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 2}, body, ErrBadFlags},
+		{"flag not of kind", Header{Kind: KindHeartbeat, Flags: 4}, body, ErrBadFlags},
 		{"body too large", Header{Kind: KindData}, make([]byte, MaxPacketLen), ErrTooLarge},
 		{"body short", Header{Kind: KindHeartbeat}, body[:3], ErrShort},
 	}

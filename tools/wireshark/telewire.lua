@@ -101,6 +101,7 @@ F["heartbeat.next"] = ProtoField.uint64("telewire.heartbeat.next", "Next sequenc
 F["heartbeat.timestamp"] = ProtoField.int64("telewire.heartbeat.timestamp", "Sender timestamp (ns)", base.DEC)
 F["heartbeat.answer"] = ProtoField.uint64("telewire.heartbeat.answer", "Answer (the REPORT's challenge)", base.HEX)
 F["heartbeat.answer_hold"] = ProtoField.int64("telewire.heartbeat.answer_hold", "Answer hold (ns)", base.DEC)
+F["heartbeat.receivers"] = ProtoField.uint32("telewire.heartbeat.receivers", "Receivers in the group", base.DEC)
 F["hello.ephemeral"] = ProtoField.bytes("telewire.hello.ephemeral", "Sender's ephemeral X25519 key")
 F["hello.timestamp"] = ProtoField.int64("telewire.hello.timestamp", "Sender timestamp (ns)", base.DEC)
 F["welcome.ephemeral"] = ProtoField.bytes("telewire.welcome.ephemeral", "Receiver's ephemeral X25519 key")
@@ -131,6 +132,7 @@ F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (new
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
 F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge", "Challenge (answer with a HEARTBEAT)", 8, nil, 2)
 F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
+F["heartbeat.flags.group"] = ProtoField.bool("telewire.heartbeat.flags.group", "Group (the multicast group's size follows)", 8, nil, 2)
 F["kind"] = ProtoField.uint8("telewire.kind", "Kind", base.DEC, KINDS)
 F["envelope"] = ProtoField.uint8("telewire.envelope", "Envelope", base.DEC, ENVELOPE_NAMES)
 F["crc.status"] = ProtoField.string("telewire.crc.status", "CRC status")
@@ -274,14 +276,17 @@ local LAYOUTS = {
 		optional = {
 			{ "heartbeat.answer", 0, 8, "uint64", true, false, 1 },
 			{ "heartbeat.answer_hold", 8, 8, "int64", false, false, 1 },
+			{ "heartbeat.receivers", 0, 4, "uint32", false, false, 2 },
 		},
 		flags = {
 			{ "heartbeat.flags.answer", 1 },
+			{ "heartbeat.flags.group", 2 },
 		},
 		dirs = {[1] = true, },
 		info = {
 			{ "next", { "heartbeat.next", 32, 8, "uint64", false, false, 0 }, },
 			{ "answer", { "heartbeat.answer", 0, 8, "uint64", true, false, 1 }, },
+			{ "receivers", { "heartbeat.receivers", 0, 4, "uint32", false, false, 2 }, },
 		},
 	},
 	[6] = {

@@ -99,7 +99,7 @@ type Layout struct {
 	// together (the encoder refuses it), so each flag's fields start at
 	// the end of the fixed body.
 	Exclusive bool
-	Flags    []Flag
+	Flags     []Flag
 	// Dirs are the directions (envelope bytes) the kind travels in
 	// seal's envelope.
 	Dirs []uint8
@@ -209,8 +209,8 @@ var Layouts = []Layout{
 			{Abbrev: "heartbeat.flags.answer", Name: "Answer (to a REPORT's challenge)", Mask: uint8(packet.FlagAnswer), Go: "FlagAnswer"},
 			{Abbrev: "heartbeat.flags.group", Name: "Group (the multicast group's size follows)", Mask: uint8(packet.FlagGroup), Go: "FlagGroup"},
 		},
-		Dirs:  []uint8{ToReceiver},
-		Info:  []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}, {"receivers", "heartbeat.receivers"}},
+		Dirs: []uint8{ToReceiver},
+		Info: []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}, {"receivers", "heartbeat.receivers"}},
 	},
 	{
 		Kind: 6, Name: "HELLO", Doc: "HELLO (kind 6)", BodyLen: packet.HelloLen, Exact: true, MAC: true,

@@ -262,6 +262,7 @@ type session struct {
 	meter      meter
 	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
 	reasmBytes int   // bytes in reassembly over all its streams
+	groupSize  int   // the group's size the sender advertised, 0 if none (groupnack.go)
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -397,6 +398,9 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	case packet.KindHeartbeat:
 		if p.Flags&packet.FlagAnswer != 0 {
 			c.handleAnswer(s, &p.Heartbeat, from, now)
+		}
+		if p.Flags&packet.FlagGroup != 0 {
+			c.observeGroup(s, p.Heartbeat.Receivers)
 		}
 		c.handleHeartbeat(st, &p.Heartbeat, now)
 	case packet.KindParity:
@@ -967,7 +971,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	var st *stream
 	st = &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(&st)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(s, &st)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound

@@ -923,6 +923,7 @@ func (c *Core) Tick(now int64) {
 	c.finishOpen()
 	c.secureTick(now)
 	c.rcv.expire(now)
+	c.announceGroup(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -946,6 +947,7 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
+	c.flagGroup(&c.pkt)
 	if c.queue(&c.pkt, c.remote) != nil {
 		return false
 	}
@@ -966,6 +968,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		consider(t)
 	}
 	if t, due := c.rcv.nextExpiry(); due {
+		consider(t)
+	}
+	if t, due := c.announceTimer(); due {
 		consider(t)
 	}
 	for _, s := range c.streams {

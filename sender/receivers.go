@@ -113,6 +113,9 @@ type receiverSet struct {
 	refused uint64   // proven feedback from a new address while the set was full
 	expired uint64   // views dropped after ReceiverTimeout of silence
 	scratch []uint64 // reused by lossPPM and fecReport: no allocation per REPORT
+	// announceAt is when a multicast sender next tells the group its size
+	// (announceGroup).
+	announceAt int64
 }
 
 func newReceiverSet(maxPeers int, timeout time.Duration, pct float64) *receiverSet {
@@ -406,4 +409,53 @@ func (c *Core) repairTo(from netip.AddrPort) netip.AddrPort {
 		return c.remote
 	}
 	return from
+}
+
+// groupAnnounceInterval is how often a multicast sender that is sending
+// tells its receivers how many they are (a HEARTBEAT flagged
+// packet.FlagGroup on each stream that has sent); its idle HEARTBEATs
+// carry the size too. Each receiver scales its NACK back-off to it.
+const groupAnnounceInterval = int64(500 * time.Millisecond)
+
+// groupSize returns the size a multicast sender's HEARTBEATs carry: the
+// receivers it holds a view of (proven feedback, at most MaxReceivers),
+// or 0 when it sends to a unicast address or has heard no receiver yet.
+func (c *Core) groupSize() uint32 {
+	if !c.remote.Addr().IsMulticast() || len(c.rcv.peers) == 0 {
+		return 0
+	}
+	return uint32(min(len(c.rcv.peers), packet.MaxGroupReceivers))
+}
+
+// flagGroup adds the group's size to the HEARTBEAT p, if there is one to
+// tell.
+func (c *Core) flagGroup(p *packet.Packet) {
+	if n := c.groupSize(); n > 0 {
+		p.Flags |= packet.FlagGroup
+		p.Heartbeat.Receivers = n
+	}
+}
+
+// announceGroup queues, every groupAnnounceInterval, a HEARTBEAT carrying
+// the group's size on every stream that has sent something: a sender that
+// never falls idle sends no idle HEARTBEAT.
+func (c *Core) announceGroup(now int64) {
+	if c.groupSize() == 0 || now < c.rcv.announceAt {
+		return
+	}
+	for _, s := range c.streams {
+		if s.next != s.start && !c.queueHeartbeat(s, now) {
+			return // queue full: data is flowing, again at the next tick
+		}
+	}
+	c.rcv.announceAt = now + groupAnnounceInterval
+}
+
+// announceTimer returns when announceGroup is next due, if it has
+// anything to announce.
+func (c *Core) announceTimer() (int64, bool) {
+	if c.groupSize() == 0 {
+		return 0, false
+	}
+	return c.rcv.announceAt, true
 }

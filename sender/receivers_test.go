@@ -250,3 +250,99 @@ func TestGroupReportAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per REPORT", allocs)
 	}
 }
+
+// groupHeartbeats returns the HEARTBEATs queued in c's outbox, decoded.
+func groupHeartbeats(t *testing.T, c *Core) []packet.Packet {
+	t.Helper()
+	var out []packet.Packet
+	b := c.Outbox().Take()
+	if b == nil {
+		return nil
+	}
+	for _, d := range b.Datagrams() {
+		var p packet.Packet
+		if err := p.Parse(d.Data); err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == packet.KindHeartbeat {
+			out = append(out, p)
+		}
+	}
+	c.Outbox().Give(b)
+	return out
+}
+
+// TestSenderAdvertisesGroupSize: a multicast sender tells its receivers
+// how many it hears, in a HEARTBEAT flagged FlagGroup every
+// groupAnnounceInterval while it sends (it never falls idle here) and in
+// its idle HEARTBEATs; before it hears anyone, and to a unicast address,
+// it says nothing.
+func TestSenderAdvertisesGroupSize(t *testing.T) {
+	c := groupCore(t, Config{})
+	c.Tick(11 * ms)
+	for _, p := range groupHeartbeats(t, c) {
+		if p.Flags&packet.FlagGroup != 0 {
+			t.Fatalf("a group size before any receiver was heard: %+v", p.Heartbeat)
+		}
+	}
+	for i := range 3 {
+		c.Handle(report(t, 0, 0), addrN(i), 12*ms)
+	}
+	at, ok := c.NextTimer()
+	if !ok || at > 12*ms {
+		t.Fatalf("next timer %d, %v: the announcement is due at once", at, ok)
+	}
+	var announced []packet.Packet
+	now := 12 * ms
+	// Keep sending every 5 ms for 1.2 s: no idle HEARTBEAT, so the
+	// announcements alone carry the size.
+	for ; now < 1212*ms; now += 5 * ms {
+		if err := c.Send(0, []byte{1}, now); err != nil {
+			t.Fatal(err)
+		}
+		c.Handle(report(t, 0, 0), addrN(0), now)
+		c.Tick(now)
+		for _, p := range groupHeartbeats(t, c) {
+			if p.Flags&packet.FlagGroup == 0 || p.Heartbeat.Receivers != 3 {
+				t.Fatalf("at %d ms: HEARTBEAT %+v flags %#x, want the group size 3", now/ms, p.Heartbeat, p.Flags)
+			}
+			announced = append(announced, p)
+		}
+	}
+	// At 12 ms, 512 ms and 1012 ms.
+	if len(announced) != 3 {
+		t.Fatalf("%d announcements in 1.2 s, want 3 (one per %d ms)", len(announced), groupAnnounceInterval/ms)
+	}
+	// The idle HEARTBEAT that follows the last DATA carries it too.
+	c.Tick(now + 100*ms)
+	hb := groupHeartbeats(t, c)
+	if len(hb) == 0 || hb[0].Flags&packet.FlagGroup == 0 || hb[0].Heartbeat.Receivers != 3 {
+		t.Fatalf("idle HEARTBEATs %+v: want the group size", hb)
+	}
+
+	// A unicast sender never does.
+	u, err := NewCore(Config{DisablePacking: true}, 0xabc, addrN(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := u.Send(0, []byte{byte(i)}, int64(i+1)*ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.Outbox().Give(u.Outbox().Take())
+	u.Handle(report(t, 0, 0), addrN(0), 12*ms)
+	idle := 0
+	for now := 12 * ms; now < 2*int64(time.Second); now += 10 * ms {
+		u.Tick(now)
+		for _, p := range groupHeartbeats(t, u) {
+			if p.Flags&packet.FlagGroup != 0 {
+				t.Fatalf("a unicast sender advertised a group: %+v", p.Heartbeat)
+			}
+			idle++
+		}
+	}
+	if idle == 0 {
+		t.Fatal("the unicast sender sent no HEARTBEAT at all")
+	}
+}

@@ -80,8 +80,19 @@ func (r GroupResult) RetransmitsPerLost() float64 {
 	return float64(r.Retransmits) / float64(r.LostUnion)
 }
 
-// NACKsPerLost is NACKedSeqs / LostUnion: the requests the sender got per
-// sequence some receiver lost.
+// NACKPacketsPerLost is NACKPackets / LostUnion: the NACK datagrams the
+// sender got per sequence some receiver lost.
+func (r GroupResult) NACKPacketsPerLost() float64 {
+	if r.LostUnion == 0 {
+		return 0
+	}
+	return float64(r.NACKPackets) / float64(r.LostUnion)
+}
+
+// NACKsPerLost is NACKedSeqs / LostUnion: the sequences requested of the
+// sender (one per sequence a NACK names, repeats included) per sequence
+// some receiver lost. A NACK packet may name several, so this is at least
+// NACKPacketsPerLost when losses come in runs.
 func (r GroupResult) NACKsPerLost() float64 {
 	if r.LostUnion == 0 {
 		return 0
@@ -113,9 +124,7 @@ func RunGroup(c GroupConfig) (GroupResult, error) {
 		return GroupResult{}, errors.New("sim: Receivers must be in 1..65536 and SharedLoss, Loss and RevLoss in [0, 1]")
 	}
 	rc := c.Receiver
-	if rc.NACKGroupSize == 0 {
-		rc.NACKGroupSize = c.Receivers // the group's size, as a receiver configured for it knows
-	}
+	rc.Group = true // the back-off follows the size the sender advertises
 	sc := Config{
 		Fwd:      netem.Spec{Delay: c.Delay, Loss: netem.LossRandom, LossPercent: 100 * c.Loss},
 		Rev:      netem.Spec{Delay: c.Delay, Loss: netem.LossRandom, LossPercent: 100 * c.RevLoss},

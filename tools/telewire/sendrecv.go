@@ -198,7 +198,7 @@ everything refused, dropped or skipped.`, stderr)
 	var o app.RecvOptions
 	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000; several receivers on one host may join one group and port)")
 	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: the kernel's route; lo for senders on this host)")
-	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "receivers assumed to share this one's losses: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: 64 with a multicast --listen, else 1)")
+	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "size of the multicast group the NACK back-off assumes, overriding the one the sender advertises: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: the sender's figure with a multicast --listen, 64 until it is heard; else 1)")
 	fs.StringVar(&o.Receiver.Source, "source", "", "with a multicast --listen: hear only the sender at this `IP` (source-specific multicast, where the kernel supports it)")
 	fs.StringVar(&o.Output, "output", "-", "write the messages to `FILE` (- = stdout)")
 	fr := fs.String("framing", "line", "output framing: line (payload + newline; a payload containing a newline is refused and counted), len32 (4-byte big-endian length + payload) or json (one object per line per message with its metadata, and one per skipped gap; see docs/cli.md)")

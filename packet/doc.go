@@ -83,7 +83,10 @@
 // a value only a receiver of the stream's DATA knows: without encryption a
 // sender answers a NACK beyond the amplification limit only when its proof
 // is, to the nanosecond, the send time of that sequence, sent lately,
-// whatever the NACK's source address says.
+// whatever the NACK's source address says. A NACK flagged [FlagHistory] asks
+// a multicast sender for messages sent before its receiver joined: the
+// sender answers it to that receiver alone (not to the group), within the
+// same rules, and refuses one naming more than MaxJoinHistory sequences.
 //
 // # REPORT (kind 4), receiver to sender
 //

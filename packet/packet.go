@@ -157,13 +157,22 @@ const (
 	// encryption, the sender answers a NACK beyond the amplification limit
 	// only if it proves that.
 	FlagProof Flags = 1 << 1
+	// FlagHistory marks a NACK of a receiver that joined a running
+	// multicast stream asking for messages sent before it joined (its
+	// Config.JoinHistory): the sender answers it to that receiver alone,
+	// not to the group, and refuses one naming more than
+	// MaxJoinHistory sequences.
+	FlagHistory Flags = 1 << 2
 )
+
+// MaxJoinHistory is the most sequences one FlagHistory NACK may name.
+const MaxJoinHistory = 1024
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
 	KindData:      FlagRetransmit | FlagProtected | FlagMessages,
 	KindParity:    FlagMessages,
-	KindNACK:      FlagUnavailable | FlagProof,
+	KindNACK:      FlagUnavailable | FlagProof | FlagHistory,
 	KindReport:    FlagEarly | FlagChallenge,
 	KindHeartbeat: FlagAnswer | FlagGroup,
 }

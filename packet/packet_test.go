@@ -28,6 +28,7 @@ func samples() []*Packet {
 		{Header: h(KindHeartbeat, 0), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789}},
 		{Header: h(KindData, FlagRetransmit|FlagProtected), Seq: 9, Timestamp: 3, Payload: []byte("protected")},
 		{Header: h(KindNACK, FlagProof), Ranges: []Range{{First: 10, Len: 2}}, ProofSeq: 42, ProofTimestamp: 1_000_000_007},
+		{Header: h(KindNACK, FlagProof|FlagHistory), Ranges: []Range{{First: 1, Len: 9}}, ProofSeq: 42, ProofTimestamp: 1_000_000_007},
 		{Header: h(KindReport, FlagEarly|FlagChallenge), Report: Report{EchoTimestamp: 7, HighestSeq: 3, Received: 4}, Challenge: 0xfeedfacecafebeef},
 		{Header: h(KindHeartbeat, FlagAnswer), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Answer: 0xfeedfacecafebeef, AnswerHoldNanos: 250_000}},
 		{Header: h(KindHeartbeat, FlagGroup), Heartbeat: Heartbeat{Start: 5, Next: 77, Timestamp: 123456789, Receivers: 100}},

@@ -62,6 +62,14 @@ type Config struct {
 	// HEARTBEATs (packet.FlagGroup), DefaultGroupSize until it does. A
 	// value set here overrides the advertised one.
 	NACKGroupSize int
+	// JoinHistory, for a receiver of a multicast group (see Group), is how
+	// many sequences (DATA datagrams: a message each, or several packed)
+	// sent before the first one this receiver hears it asks the sender
+	// for, unicast, when it joins a running stream: those still in the
+	// sender's retransmit buffer come back to it alone and are delivered
+	// before the live ones (in order, with ModeOrdered). At most
+	// packet.MaxJoinHistory. Default 0: start at the live edge.
+	JoinHistory int
 	// Group marks a receiver of a multicast group whatever Listen says:
 	// for a Core fed a group's datagrams by other means (tools/sim). A
 	// multicast Listen sets it.
@@ -260,6 +268,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: NACKGroupSize %d outside 1..2^20", ErrConfig, c.NACKGroupSize)
 	case !(c.NACKBackoffRTTs > 0 && c.NACKBackoffRTTs <= 1000):
 		return c, fmt.Errorf("%w: NACKBackoffRTTs %v outside (0, 1000]", ErrConfig, c.NACKBackoffRTTs)
+	case c.JoinHistory < 0 || c.JoinHistory > packet.MaxJoinHistory:
+		return c, fmt.Errorf("%w: JoinHistory %d outside 0..%d", ErrConfig, c.JoinHistory, packet.MaxJoinHistory)
+	case c.JoinHistory > 0 && !c.Group:
+		return c, fmt.Errorf("%w: JoinHistory needs a multicast group (Listen or Group)", ErrConfig)
 	case c.ReportInterval < time.Millisecond:
 		return c, fmt.Errorf("%w: ReportInterval %v below 1ms", ErrConfig, c.ReportInterval)
 	case c.SessionTimeout < c.ReportInterval:

@@ -197,6 +197,12 @@ type stream struct {
 	skippedAtStart uint64
 	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
+	// Config.JoinHistory (join.go): joined once the request is made;
+	// historyEnd is the first live sequence, below which NACKs ask for
+	// history; joining is set while the history's gaps are created.
+	joined, history, joining bool
+	historyEnd               uint64
+	historyDeadline          int64 // when the first live message is due
 
 	// With Config.DeliverGaps: why delivery skips while it is flushing,
 	// and a range dropped for a full queue, not yet reported by a marker.
@@ -480,6 +486,9 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	mapped := p.Flags&packet.FlagMessages != 0
 	st.mapped = st.mapped || mapped
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
+	if c.cfg.JoinHistory > 0 && !st.joined && st.started {
+		c.join(st, now)
+	}
 }
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
@@ -642,6 +651,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		offset = now - ts
 	}
 	deadline := ts + offset + int64(c.cfg.Latency)
+	if st.history && packet.SeqLess(seq, st.historyEnd) {
+		// A late joiner's history was sent long ago: it is due with the
+		// first live message, which waits for it.
+		deadline = max(deadline, st.historyDeadline)
+	}
 	kind := heldWhole
 	if mapped {
 		if packet.ValidateMap(payload, ts) != nil {
@@ -1098,16 +1112,24 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	rto := c.retryTimeout(st)
 	st.usedRTO = max(st.usedRTO, rto)
 	rs := st.tracker.AppendNACK(st.nacks[:0], now, rto, rec)
+	h := st.historyRanges(rs)
+	c.sendNACKRanges(s, st, rs[:h], packet.FlagHistory)
+	c.sendNACKRanges(s, st, rs[h:], 0)
+}
+
+// sendNACKRanges sends NACKs for rs, flagged flags.
+func (c *Core) sendNACKRanges(s *session, st *stream, rs []packet.Range, flags packet.Flags) {
 	for len(rs) > 0 {
 		head, rest := reliability.SplitNACK(rs)
 		c.pkt = packet.Packet{
-			Header: packet.Header{Kind: packet.KindNACK, Session: s.id, Stream: st.id},
+			Header: packet.Header{Kind: packet.KindNACK, Flags: flags, Session: s.id, Stream: st.id},
 			Ranges: head,
 		}
 		if st.echoAt != 0 && c.sec == nil {
 			// Proof of receipt: the sender answers a NACK beyond the
 			// amplification limit only with it (packet.FlagProof).
-			c.pkt.Flags, c.pkt.ProofSeq, c.pkt.ProofTimestamp = packet.FlagProof, st.echoSeq, st.echoTs
+			c.pkt.Flags |= packet.FlagProof
+			c.pkt.ProofSeq, c.pkt.ProofTimestamp = st.echoSeq, st.echoTs
 		}
 		for range c.nackCopies(st) {
 			if err := c.feedback(s, &c.pkt); err != nil {
@@ -1214,8 +1236,16 @@ func (c *Core) NextTimer() (int64, bool) {
 	}
 	for _, s := range c.sessions {
 		for _, st := range s.streams {
-			if t, ok := st.delivery.NextDeadline(); ok && t < at {
-				at = t
+			if t, ok := st.delivery.NextDeadline(); ok {
+				if st.holdUntil != 0 {
+					// Nothing is delivered during the startup hold, even
+					// past a deadline (a late joiner's history has old
+					// ones): waking before its end would spin.
+					t = max(t, st.holdUntil)
+				}
+				if t < at {
+					at = t
+				}
 			}
 			if st.holdUntil != 0 && st.holdUntil < at {
 				at = st.holdUntil

@@ -52,6 +52,9 @@ func (c *Core) groupBackoff(s *session, st **stream) func(retry bool) int64 {
 			return 0 // the sender hears this receiver alone
 		}
 		st := *st
+		if st != nil && st.joining {
+			return 0 // a late joiner's history: nobody else asks for it
+		}
 		rtt := int64(c.cfg.Latency) / 8 / defaultBackoffRTTs
 		if st != nil && st.rtt.Samples() > 0 {
 			rtt = st.rtt.Smoothed()

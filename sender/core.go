@@ -829,7 +829,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	// Ranges are sorted (Parse checks it); one that reaches the next
 	// sequence to send asks for what was never sent: the NACK is a lie or
 	// a bug and is rejected whole.
-	if last := p.Ranges[len(p.Ranges)-1].Last(); !packet.SeqLess(last, s.next) {
+	if last := p.Ranges[len(p.Ranges)-1].Last(); !packet.SeqLess(last, s.next) || !c.historyAllowed(p) {
 		c.stats.NACKsRejected++
 		return
 	}
@@ -847,7 +847,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	if s.group.reported && s.group.lossPPM >= redundantLossPPM && !c.remote.Addr().IsMulticast() {
 		copies = 2
 	}
-	to := c.repairTo(from)
+	to := c.repairTo(from, p.Flags&packet.FlagHistory != 0)
 	sent := 0 // of res.Resend, the sequences sent at least once
 resend:
 	for i, seq := range res.Resend {
@@ -900,6 +900,7 @@ const redundantLossPPM = 20_000
 // unavailable tells the receiver at to that the sequences in rs will never
 // be resent. p is reused for the encoding; its header names the stream.
 func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPort, proven bool) {
+	history := p.Flags&packet.FlagHistory != 0
 	p.Flags = packet.FlagUnavailable
 	if len(rs) > packet.MaxRanges {
 		rs = rs[:packet.MaxRanges]
@@ -909,7 +910,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 		c.stats.AnswersBlocked++
 		return
 	}
-	if err := c.queue(p, c.repairTo(to)); err != nil {
+	if err := c.queue(p, c.repairTo(to, history)); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}

@@ -403,12 +403,34 @@ func (c *Core) feedFEC(s *stream, now int64) {
 
 // repairTo returns where a retransmission asked for by from goes: to a
 // multicast group it goes to the group, so one answers every receiver
-// that lost the sequence; otherwise back to the receiver that asked.
-func (c *Core) repairTo(from netip.AddrPort) netip.AddrPort {
-	if c.remote.Addr().IsMulticast() {
+// that lost the sequence; otherwise, and for a late joiner's request for
+// history (packet.FlagHistory), which no other receiver wants, back to
+// the receiver that asked.
+func (c *Core) repairTo(from netip.AddrPort, history bool) netip.AddrPort {
+	if c.remote.Addr().IsMulticast() && !history {
 		return c.remote
 	}
 	return from
+}
+
+// historyAllowed reports whether the NACK p may be answered: one flagged
+// packet.FlagHistory names at most packet.MaxJoinHistory sequences (a
+// joiner asks once for what it wants; the amplification limit and the
+// per-round-trip budget bound the rest, as for any NACK). It counts the
+// history requests it lets through.
+func (c *Core) historyAllowed(p *packet.Packet) bool {
+	if p.Flags&packet.FlagHistory == 0 {
+		return true
+	}
+	n := 0
+	for _, r := range p.Ranges {
+		n += int(r.Len)
+	}
+	if n > packet.MaxJoinHistory {
+		return false
+	}
+	c.stats.HistoryNACKs++
+	return true
 }
 
 // groupAnnounceInterval is how often a multicast sender that is sending

@@ -30,6 +30,7 @@ type topology struct {
 	addr       func(i int) netip.AddrPort // receiver i's address
 	sharedLoss float64                    // probability a datagram to remote is lost for every receiver
 	shareSeed  uint64                     // seeds the shared loss
+	late       []Join                     // late joiners: receiver i < len(late) joins at late[i]
 }
 
 // node is one simulated receiver and its links.
@@ -68,12 +69,21 @@ func receiverRand(seed int64, i int) rand.Source {
 	return rand.NewPCG(uint64(seed), uint64(i)+1)
 }
 
-func (c Config) newReceiver(i int) (*receiver.Core, error) {
+func (c Config) newReceiver(i int, t topology) (*receiver.Core, error) {
 	rc := c.Receiver
 	if rc.Rand == nil {
 		rc.Rand = receiverRand(c.Seed, i)
 	}
+	if i < len(t.late) {
+		rc.JoinHistory = t.late[i].History
+	}
 	return receiver.NewCore(rc)
+}
+
+// hears reports whether receiver i hears the group once next messages
+// were sent: a late joiner from its Join.At on.
+func (t topology) hears(i, next int) bool {
+	return i >= len(t.late) || next > t.late[i].At
 }
 
 // run executes the scenario with topology t and checks every delivery of
@@ -89,7 +99,7 @@ func run(c Config, t topology) (tally, error) {
 	for i := range nodes {
 		nd := &node{addr: t.addr(i), newest: -1, delivered: make([]bool, c.Messages)}
 		nd.timer.g = int64(c.TimerGranularity)
-		if nd.rcv, err = c.newReceiver(i); err != nil {
+		if nd.rcv, err = c.newReceiver(i, t); err != nil {
 			return out, err
 		}
 		nd.fwdSeed, nd.revSeed = receiverSeeds(c.Seed, i)
@@ -143,6 +153,7 @@ func run(c Config, t topology) (tally, error) {
 	// forward links: a datagram to the destination goes to every
 	// receiver (past the shared loss), one to a receiver's own address
 	// to that receiver.
+	next := 0 // messages sent so far
 	fromSender := func(now int64) {
 		p := snd.Outbox()
 		b := p.Take()
@@ -159,6 +170,9 @@ func run(c Config, t topology) (tally, error) {
 			}
 			if d.Addr != t.remote {
 				for i, nd := range nodes {
+					if nd.addr == d.Addr {
+						nd.tally.Unicast++
+					}
 					// A one-receiver run's path carries whatever the
 					// sender sends.
 					if nd.addr == d.Addr || t.n == 1 {
@@ -170,8 +184,10 @@ func run(c Config, t topology) (tally, error) {
 			if shared != nil && shared.Float64() < t.sharedLoss {
 				continue
 			}
-			for _, nd := range nodes {
-				nd.fwd.cur.Enqueue(now, d.Data)
+			for i, nd := range nodes {
+				if t.hears(i, next) {
+					nd.fwd.cur.Enqueue(now, d.Data)
+				}
 			}
 		}
 		p.Give(b)
@@ -222,6 +238,9 @@ func run(c Config, t topology) (tally, error) {
 				continue
 			}
 			nd.delivered[k] = true
+			if r.Unique == 0 || int(k) < r.First {
+				r.First = int(k)
+			}
 			r.Unique++
 			if int64(k) < nd.newest {
 				r.OutOfOrder++
@@ -239,7 +258,6 @@ func run(c Config, t topology) (tally, error) {
 	}
 
 	now := c.Start
-	next := 0
 	sndTimer := coarseTimer{g: int64(c.TimerGranularity)}
 	nextObserve := int64(-1)
 	if c.Observe != nil && c.ObserveEvery > 0 {
@@ -269,7 +287,7 @@ func run(c Config, t topology) (tally, error) {
 			}
 			if next > 0 && next == c.RestartReceiverAt {
 				for i, nd := range nodes {
-					if nd.rcv, err = c.newReceiver(t.n + i); err != nil {
+					if nd.rcv, err = c.newReceiver(t.n+i, t); err != nil {
 						return out, err
 					}
 				}

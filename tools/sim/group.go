@@ -40,14 +40,27 @@ type GroupConfig struct {
 	Drain    time.Duration // simulated time after the last send; default 2 s
 	Start    int64         // fake clock at the start; default 1 s
 
+	// Late makes receiver i (i < len(Late)) a late joiner: see Join.
+	Late []Join
+
 	Sender sender.Config // sender settings (To, Clock and sockets unused)
 	// Receiver is each receiver's configuration. Rand is set per receiver
 	// from Seed, and NACKGroupSize, if 0, to Receivers.
 	Receiver receiver.Config
 }
 
+// Join is a late joiner: it hears the group from message At on (datagrams
+// sent to the group before are lost to it; those sent to it alone are
+// not) and asks for History sequences sent before
+// (receiver.Config.JoinHistory).
+type Join struct {
+	At, History int
+}
+
 // GroupReceiverResult is what one receiver of a group run got.
 type GroupReceiverResult struct {
+	First                                   int    // the lowest message index delivered
+	Unicast                                 uint64 // datagrams the sender sent to this receiver alone
 	Unique, Duplicates, OutOfOrder, Corrupt uint64
 	Missed                                  int   // messages never delivered
 	LatencyMax                              int64 // send call to delivery, ns
@@ -135,7 +148,10 @@ func RunGroup(c GroupConfig) (GroupResult, error) {
 	if sc.Size < 8 || sc.Messages < 0 || sc.Rate <= 0 {
 		return GroupResult{}, errors.New("sim: Size must be >= 8, Messages >= 0 and Rate > 0")
 	}
-	t, err := run(sc, topology{n: c.Receivers, remote: GroupAddr, addr: GroupReceiverAddr, sharedLoss: c.SharedLoss, shareSeed: c.Seed})
+	if len(c.Late) > c.Receivers {
+		return GroupResult{}, errors.New("sim: more late joiners than receivers")
+	}
+	t, err := run(sc, topology{n: c.Receivers, remote: GroupAddr, addr: GroupReceiverAddr, sharedLoss: c.SharedLoss, shareSeed: c.Seed, late: c.Late})
 	res := GroupResult{Sent: t.res.Sent, NACKPackets: t.nackPkts, NACKedSeqs: t.nackedSeqs,
 		Sender: t.res.Sender, Retransmits: t.res.Sender.Retransmits, SimulatedNanos: t.res.SimulatedNanos}
 	for _, nd := range t.nodes {

@@ -175,6 +175,7 @@ var Layouts = []Layout{
 		Flags: []Flag{
 			{Abbrev: "nack.flags.unavailable", Name: "Unavailable (sender: no longer buffered)", Mask: uint8(packet.FlagUnavailable), Go: "FlagUnavailable"},
 			{Abbrev: "nack.flags.proof", Name: "Proof (newest DATA received follows the ranges)", Mask: uint8(packet.FlagProof), Go: "FlagProof"},
+			{Abbrev: "nack.flags.history", Name: "History (a late joiner's request: answer it alone)", Mask: uint8(packet.FlagHistory), Go: "FlagHistory"},
 		},
 		Dirs: []uint8{ToReceiver, ToSender},
 		Info: []Info{{"proof", "nack.proof_seq"}},

@@ -129,6 +129,7 @@ F["data.flags.messages"] = ProtoField.bool("telewire.data.flags.messages", "Mess
 F["parity.flags.messages"] = ProtoField.bool("telewire.parity.flags.messages", "Block's DATA carry message maps", 8, nil, 4)
 F["nack.flags.unavailable"] = ProtoField.bool("telewire.nack.flags.unavailable", "Unavailable (sender: no longer buffered)", 8, nil, 1)
 F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (newest DATA received follows the ranges)", 8, nil, 2)
+F["nack.flags.history"] = ProtoField.bool("telewire.nack.flags.history", "History (a late joiner's request: answer it alone)", 8, nil, 4)
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
 F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge", "Challenge (answer with a HEARTBEAT)", 8, nil, 2)
 F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
@@ -216,6 +217,7 @@ local LAYOUTS = {
 		flags = {
 			{ "nack.flags.unavailable", 1 },
 			{ "nack.flags.proof", 2 },
+			{ "nack.flags.history", 4 },
 		},
 		dirs = {[1] = true, [2] = true, },
 		info = {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/telewire/telewire/packet"
@@ -250,6 +251,11 @@ everything refused, dropped or skipped.`, stderr)
 	}
 	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond || o.Receiver.Latency < time.Millisecond {
 		return usageError(fs, "--idle must not be negative; --report-interval and --latency must be at least 1ms")
+	}
+	if h := o.Receiver.JoinHistory; h != 0 {
+		if ap, err := netip.ParseAddrPort(o.Listen); h < 0 || h > packet.MaxJoinHistory || err != nil || !ap.Addr().IsMulticast() {
+			return usageError(fs, "--join-history %d: needs a multicast --listen group and 0..%d (JoinHistory)", h, packet.MaxJoinHistory)
+		}
 	}
 	if o.Receiver.MaxMessage < 0 || o.Receiver.MaxMessage > packet.MaxMessageLimit {
 		return usageError(fs, "--max-message %d: outside 0..%d", o.Receiver.MaxMessage, packet.MaxMessageLimit)

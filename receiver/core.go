@@ -203,6 +203,9 @@ type stream struct {
 	joined, history, joining bool
 	historyEnd               uint64
 	historyDeadline          int64 // when the first live message is due
+	// The history's gaps and its repairs, which are not loss: loss()
+	// leaves them out of what is reported.
+	historyMissing, historyRepaired uint64
 
 	// With Config.DeliverGaps: why delivery skips while it is flushing,
 	// and a range dropped for a full queue, not yet reported by a marker.
@@ -579,6 +582,9 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 			st.fecEarly++
 		}
 		return // duplicate or too old: counted by the tracker
+	}
+	if origin == OriginRetransmit && info.WasMissing && st.history && packet.SeqLess(seq, st.historyEnd) {
+		st.historyRepaired++
 	}
 	if origin == OriginFEC && info.WasMissing && st.fecRecent != nil {
 		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
@@ -1476,14 +1482,18 @@ type loss struct {
 func (st *stream) loss() loss {
 	ts := st.tracker.Stats()
 	late := ts.Recovered - ts.RecoveredRTX - ts.RecoveredFEC + ts.ArrivedAfterGiveUp
+	// A late joiner's history was never lost on the path: its gaps and
+	// their repairs are not loss (Config.JoinHistory).
+	missing := ts.Missing - min(ts.Missing, st.historyMissing)
+	rtx := ts.RecoveredRTX - min(ts.RecoveredRTX, st.historyRepaired)
 	var l loss
-	if ts.Missing > late+st.fecEarly {
-		l.lost = ts.Missing - late - st.fecEarly
+	if missing > late+st.fecEarly {
+		l.lost = missing - late - st.fecEarly
 	}
 	if ts.RecoveredFEC > st.fecEarly {
 		l.fec = ts.RecoveredFEC - st.fecEarly
 	}
-	if repaired := ts.RecoveredRTX + l.fec; l.lost > repaired {
+	if repaired := rtx + l.fec; l.lost > repaired {
 		l.unrecovered = l.lost - repaired
 	}
 	return l

@@ -36,6 +36,7 @@ func (c *Core) join(st *stream, now int64) {
 	st.joining = true                               // the group back-off skips these gaps
 	if n := st.tracker.OnHeartbeat(from, next, now); n > 0 {
 		c.stats.HistoryRequested += n
+		st.historyMissing += n
 	}
 	st.joining = false
 }

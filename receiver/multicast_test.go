@@ -318,7 +318,13 @@ func TestMulticastJoinHistory(t *testing.T) {
 	if x := early.Stats().Streams[0]; x.Duplicates != 0 {
 		t.Fatalf("the early receiver got %d duplicates: the history went to the group", x.Duplicates)
 	}
-	if ls := late.Stats(); ls.HistoryRequested != history {
+	ls := late.Stats()
+	if ls.HistoryRequested != history {
 		t.Fatalf("the late receiver asked for %d sequences of history, want %d", ls.HistoryRequested, history)
+	}
+	// History is not loss: a lossless path reports none (the sender's
+	// FEC and views read it).
+	if x := ls.Streams[0]; x.Lost != 0 || x.Unrecovered != 0 {
+		t.Fatalf("the late receiver reports %d lost, %d unrecovered on a lossless path", x.Lost, x.Unrecovered)
 	}
 }

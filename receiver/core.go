@@ -201,8 +201,10 @@ type stream struct {
 	// historyEnd is the first live sequence, below which NACKs ask for
 	// history; joining is set while the history's gaps are created.
 	joined, history, joining bool
-	historyEnd               uint64
-	historyDeadline          int64 // when the first live message is due
+	historyFrom, historyEnd  uint64
+	// A joiner's NACK ranges, split (splitHistory); allocated at join.
+	histRanges, liveRanges []packet.Range
+	historyDeadline        int64 // when the first live message is due
 	// The history's gaps and its repairs, which are not loss: loss()
 	// leaves them out of what is reported.
 	historyMissing, historyRepaired uint64
@@ -490,7 +492,7 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	st.mapped = st.mapped || mapped
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
 	if c.cfg.JoinHistory > 0 && !st.joined && st.started {
-		c.join(st, now)
+		c.join(s, st, now)
 	}
 }
 
@@ -583,7 +585,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 		return // duplicate or too old: counted by the tracker
 	}
-	if origin == OriginRetransmit && info.WasMissing && st.history && packet.SeqLess(seq, st.historyEnd) {
+	if origin == OriginRetransmit && info.WasMissing && st.inHistory(seq) {
 		st.historyRepaired++
 	}
 	if origin == OriginFEC && info.WasMissing && st.fecRecent != nil {
@@ -657,7 +659,7 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		offset = now - ts
 	}
 	deadline := ts + offset + int64(c.cfg.Latency)
-	if st.history && packet.SeqLess(seq, st.historyEnd) {
+	if st.inHistory(seq) {
 		// A late joiner's history was sent long ago: it is due with the
 		// first live message, which waits for it.
 		deadline = max(deadline, st.historyDeadline)
@@ -1118,9 +1120,9 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	rto := c.retryTimeout(st)
 	st.usedRTO = max(st.usedRTO, rto)
 	rs := st.tracker.AppendNACK(st.nacks[:0], now, rto, rec)
-	h := st.historyRanges(rs)
-	c.sendNACKRanges(s, st, rs[:h], packet.FlagHistory)
-	c.sendNACKRanges(s, st, rs[h:], 0)
+	live, hist := st.splitHistory(rs)
+	c.sendNACKRanges(s, st, hist, packet.FlagHistory)
+	c.sendNACKRanges(s, st, live, 0)
 }
 
 // sendNACKRanges sends NACKs for rs, flagged flags.

@@ -1,7 +1,10 @@
 package receiver
 
 import (
+	"unsafe"
+
 	"github.com/telewire/telewire/packet"
+	"github.com/telewire/telewire/reliability"
 )
 
 // Late joiners (Config.JoinHistory). A receiver that joins a running
@@ -18,9 +21,13 @@ import (
 // What the sender no longer holds it says is unavailable; what has not
 // come by the time the first live message is due is skipped, as any gap.
 
-// join makes the history request of stream st, once, after its first
-// DATA arrived.
-func (c *Core) join(st *stream, now int64) {
+// historyRangesCap is the room of each of a joiner's two NACK range
+// buffers: a round's ranges, one of which may split in three.
+const historyRangesCap = reliability.DefaultMaxNACKRanges + 2
+
+// join makes the history request of stream st of session s, once, after
+// its first DATA arrived.
+func (c *Core) join(s *session, st *stream, now int64) {
 	st.joined = true
 	first := st.firstSeq
 	from := first - uint64(c.cfg.JoinHistory)
@@ -30,8 +37,14 @@ func (c *Core) join(st *stream, now int64) {
 		// old.
 		return
 	}
+	if !c.reserve(s, 2*historyRangesCap*int(unsafe.Sizeof(packet.Range{}))) {
+		c.stats.BudgetDenied++
+		return
+	}
+	st.histRanges = make([]packet.Range, 0, historyRangesCap)
+	st.liveRanges = make([]packet.Range, 0, historyRangesCap)
 	next, _ := st.tracker.Next()
-	st.history, st.historyEnd = true, first
+	st.history, st.historyFrom, st.historyEnd = true, from, first
 	st.historyDeadline = now + int64(c.cfg.Latency) // the first live message arrived now
 	st.joining = true                               // the group back-off skips these gaps
 	if n := st.tracker.OnHeartbeat(from, next, now); n > 0 {
@@ -41,15 +54,46 @@ func (c *Core) join(st *stream, now int64) {
 	st.joining = false
 }
 
-// historyRanges returns how many of the NACK ranges rs (in increasing
-// order) ask for history: those before the first live sequence.
-func (st *stream) historyRanges(rs []packet.Range) int {
+// splitHistory splits the NACK ranges rs (in increasing order) into those
+// asking for the history request's sequences, [historyFrom, historyEnd),
+// and the rest: other gaps before the first live sequence (a HEARTBEAT
+// may reveal that the stream began earlier) are losses like any. Without
+// a history request it returns rs whole.
+func (st *stream) splitHistory(rs []packet.Range) (live, hist []packet.Range) {
 	if !st.history {
-		return 0
+		return rs, nil
 	}
-	h := 0
-	for h < len(rs) && packet.SeqLess(rs[h].Last(), st.historyEnd) {
-		h++
+	live, hist = st.liveRanges[:0], st.histRanges[:0]
+	for _, r := range rs {
+		first, last := r.First, r.Last()
+		if packet.SeqLess(first, st.historyFrom) {
+			end := last
+			if !packet.SeqLess(last, st.historyFrom) {
+				end = st.historyFrom - 1
+			}
+			live = append(live, packet.Range{First: first, Len: uint32(end - first + 1)})
+			if end == last {
+				continue
+			}
+			first = st.historyFrom
+		}
+		if packet.SeqLess(first, st.historyEnd) {
+			end := last
+			if !packet.SeqLess(last, st.historyEnd) {
+				end = st.historyEnd - 1
+			}
+			hist = append(hist, packet.Range{First: first, Len: uint32(end - first + 1)})
+			if end == last {
+				continue
+			}
+			first = st.historyEnd
+		}
+		live = append(live, packet.Range{First: first, Len: uint32(last - first + 1)})
 	}
-	return h
+	return live, hist
+}
+
+// inHistory reports whether seq is one of the history request's.
+func (st *stream) inHistory(seq uint64) bool {
+	return st.history && !packet.SeqLess(seq, st.historyFrom) && packet.SeqLess(seq, st.historyEnd)
 }

@@ -341,7 +341,7 @@ func TestHistoryNACKNamesOnlyTheHistory(t *testing.T) {
 	from := addr(1)
 	now := 100 * ms
 	c.Handle(dataPkt(t, 7, 0, 100, now), from, now) // first heard: 100; history 96..99
-	answer(t, c, from, 7, 0, 90, 101, now)           // began at 90: 90..95 are lost, not history
+	answer(t, c, from, 7, 0, 90, 101, now)          // began at 90: 90..95 are lost, not history
 	var hist, plain []packet.Range
 	for now += ms; now < 400*ms; now += ms {
 		c.Tick(now)

@@ -46,6 +46,40 @@ type node struct {
 	latencies  []int64
 	tally      GroupReceiverResult
 	delivered0 uint64 // deliveries, duplicates included
+	// The core's next timer as the run sees it (timer.of), cached while
+	// the core is not touched: a group's receivers are many, and most
+	// have nothing to do at most instants.
+	at           int64
+	armed, fresh bool
+}
+
+// nextTimer returns the node's next timer, from the cache when the core
+// was not touched since.
+func (nd *node) nextTimer() (int64, bool) {
+	if !nd.fresh {
+		nd.at, nd.armed = nd.timer.of(nd.rcv).NextTimer()
+		nd.fresh = true
+	}
+	return nd.at, nd.armed
+}
+
+// NextTimer makes a node a timed for nextEvent.
+func (nd *node) NextTimer() (int64, bool) { return nd.nextTimer() }
+
+// idle reports whether the node has nothing to do at now: no datagram due
+// on its links either way, no timer due, nothing queued to send.
+func (nd *node) idle(now int64) bool {
+	if at, ok := nd.nextTimer(); ok && at <= now {
+		return false
+	}
+	for _, set := range [][]*netem.Link{nd.fwd.all, nd.rev.all} {
+		for _, l := range set {
+			if at, ok := l.Next(); ok && at <= now {
+				return false
+			}
+		}
+	}
+	return nd.rcv.Outbox().Current().Len() == 0
 }
 
 // tally is what the engine measured beyond the per-receiver results.
@@ -290,6 +324,7 @@ func run(c Config, t topology) (tally, error) {
 					if nd.rcv, err = c.newReceiver(t.n+i, t); err != nil {
 						return out, err
 					}
+					nd.fresh = false
 				}
 			}
 			fill(payload, uint64(next))
@@ -312,6 +347,10 @@ func run(c Config, t topology) (tally, error) {
 		}
 		fromSender(now)
 		for i, nd := range nodes {
+			if nd.idle(now) {
+				continue
+			}
+			nd.fresh = false // touched from here on
 			active := false
 			for _, l := range nd.fwd.all {
 				for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
@@ -355,7 +394,7 @@ func run(c Config, t topology) (tally, error) {
 		timers = append(timers[:0], sndTimer.of(snd))
 		links = links[:0]
 		for _, nd := range nodes {
-			timers = append(timers, nd.timer.of(nd.rcv))
+			timers = append(timers, nd)
 			links = append(links, nd.fwd.all, nd.rev.all)
 		}
 		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, timers, links...)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	mrand "math/rand/v2"
+	"time"
 
 	"github.com/telewire/telewire/reliability"
 )
@@ -65,7 +66,7 @@ func (c *Core) groupBackoff(s *session, st **stream) func(retry bool) int64 {
 		} else if st != nil && st.tracker != nil {
 			size = sharers(st.tracker.Stats(), n)
 		}
-		window := min(int64(float64(rtt)*rtts), int64(c.cfg.Latency)/2)
+		window := min(max(int64(float64(rtt)*rtts), minBackoffWindow), int64(c.cfg.Latency)/2)
 		u := float64(c.cfg.Rand.Uint64()>>11) / (1 << 53)
 		return reliability.GroupBackoff(window, size, u)
 	}
@@ -117,6 +118,13 @@ const minSharersSample = 20
 // achieves when shaped for the right number of sharers (tools/sim's group
 // scenarios: 1.2 to 1.9).
 const requestsPerLoss = 1.5
+
+// minBackoffWindow is the least back-off window, ns, when the round trip
+// is short (a LAN's, a fraction of a millisecond): the receivers' timers
+// and loops are late by about a millisecond, so over ten such round
+// trips the waits would be no wider than the lateness, and every
+// receiver would ask.
+const minBackoffWindow = int64(10 * time.Millisecond)
 
 // retryBackoffRTTs is the back-off window of retries, in round trips: one
 // keeps a receiver that loses the repair twice within the latency budget

@@ -34,7 +34,7 @@ func TestGroupSizeDefaults(t *testing.T) {
 
 // TestGroupBackoffWindow: alone a receiver asks at once; in a group its
 // waits stay within NACKBackoffRTTs round trips (a retry's within one),
-// capped at half the latency budget, and vary.
+// at least minBackoffWindow, capped at half the latency budget, and vary.
 func TestGroupBackoffWindow(t *testing.T) {
 	alone, err := NewCore(Config{})
 	if err != nil {
@@ -74,7 +74,7 @@ func TestGroupBackoffWindow(t *testing.T) {
 	check(false, int64(25*time.Millisecond))
 	st.rtt.Observe(int64(4 * time.Millisecond))
 	check(false, int64(40*time.Millisecond))
-	check(true, int64(4*time.Millisecond))
+	check(true, minBackoffWindow) // one round trip (4 ms) is under the floor
 	st = &stream{}
 	st.rtt.Observe(int64(50 * time.Millisecond)) // 10 round trips would pass the budget
 	check(false, int64(100*time.Millisecond))

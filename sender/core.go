@@ -856,7 +856,7 @@ resend:
 			continue
 		}
 		sent = i
-		for k := range copies {
+		for k := range c.repairCopies(s, seq, copies) {
 			if !out.Room(len(data) + grow) {
 				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
 				break resend
@@ -948,7 +948,7 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
-	c.flagGroup(&c.pkt)
+	c.flagGroup(&c.pkt, now)
 	if c.queue(&c.pkt, c.remote) != nil {
 		return false
 	}

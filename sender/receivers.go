@@ -113,9 +113,11 @@ type receiverSet struct {
 	refused uint64   // proven feedback from a new address while the set was full
 	expired uint64   // views dropped after ReceiverTimeout of silence
 	scratch []uint64 // reused by lossPPM and fecReport: no allocation per REPORT
-	// announceAt is when a multicast sender next tells the group its size
-	// (announceGroup).
-	announceAt int64
+	// A multicast sender's announcements of the group's size
+	// (announceGroup): when the next is due, when the last went, and the
+	// size it told.
+	announceAt, announcedAt int64
+	announced               uint32
 }
 
 func newReceiverSet(maxPeers int, timeout time.Duration, pct float64) *receiverSet {
@@ -413,6 +415,21 @@ func (c *Core) repairTo(from netip.AddrPort, history bool) netip.AddrPort {
 	return from
 }
 
+// repairCopies returns how many copies of the repair of seq to send:
+// copies, except that a multicast sender sends a repeated repair twice.
+// A repeat means the first repair was lost on the way to some receiver;
+// a second loss would cost that receiver another round trip of its
+// latency budget (in tools/sim's groups, the messages that missed it
+// were those repaired three times or more), and one repair to the group
+// costs no more for many receivers than for one. A first repair goes
+// once: most reach everyone.
+func (c *Core) repairCopies(s *stream, seq uint64, copies int) int {
+	if c.remote.Addr().IsMulticast() && s.retained.Resends(seq) > 1 {
+		return 2
+	}
+	return copies
+}
+
 // historyAllowed reports whether the NACK p may be answered: one flagged
 // packet.FlagHistory names at most packet.MaxJoinHistory sequences (a
 // joiner asks once for what it wants; the amplification limit and the
@@ -436,8 +453,14 @@ func (c *Core) historyAllowed(p *packet.Packet) bool {
 // groupAnnounceInterval is how often a multicast sender that is sending
 // tells its receivers how many they are (a HEARTBEAT flagged
 // packet.FlagGroup on each stream that has sent); its idle HEARTBEATs
-// carry the size too. Each receiver scales its NACK back-off to it.
-const groupAnnounceInterval = int64(500 * time.Millisecond)
+// carry the size too. Each receiver scales its NACK back-off to it. When
+// the size changes it tells at once, but not more often than every
+// groupAnnounceMinGap: at startup the receivers are heard one by one,
+// and a group told it is one receiver does not back off at all.
+const (
+	groupAnnounceInterval = int64(500 * time.Millisecond)
+	groupAnnounceMinGap   = int64(20 * time.Millisecond)
+)
 
 // groupSize returns the size a multicast sender's HEARTBEATs carry: the
 // receivers it holds a view of (proven feedback, at most MaxReceivers),
@@ -449,12 +472,13 @@ func (c *Core) groupSize() uint32 {
 	return uint32(min(len(c.rcv.peers), packet.MaxGroupReceivers))
 }
 
-// flagGroup adds the group's size to the HEARTBEAT p, if there is one to
-// tell.
-func (c *Core) flagGroup(p *packet.Packet) {
+// flagGroup adds the group's size to the HEARTBEAT p, queued at now, if
+// there is one to tell, and notes it told.
+func (c *Core) flagGroup(p *packet.Packet, now int64) {
 	if n := c.groupSize(); n > 0 {
 		p.Flags |= packet.FlagGroup
 		p.Heartbeat.Receivers = n
+		c.rcv.announcedAt, c.rcv.announced = now, n
 	}
 }
 
@@ -462,7 +486,8 @@ func (c *Core) flagGroup(p *packet.Packet) {
 // the group's size on every stream that has sent something: a sender that
 // never falls idle sends no idle HEARTBEAT.
 func (c *Core) announceGroup(now int64) {
-	if c.groupSize() == 0 || now < c.rcv.announceAt {
+	at, ok := c.announceTimer()
+	if !ok || now < at {
 		return
 	}
 	for _, s := range c.streams {
@@ -474,10 +499,14 @@ func (c *Core) announceGroup(now int64) {
 }
 
 // announceTimer returns when announceGroup is next due, if it has
-// anything to announce.
+// anything to announce: at the interval, or soon after the size changed.
 func (c *Core) announceTimer() (int64, bool) {
-	if c.groupSize() == 0 {
+	n := c.groupSize()
+	if n == 0 {
 		return 0, false
+	}
+	if n != c.rcv.announced {
+		return min(c.rcv.announceAt, c.rcv.announcedAt+groupAnnounceMinGap), true
 	}
 	return c.rcv.announceAt, true
 }

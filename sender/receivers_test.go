@@ -346,3 +346,29 @@ func TestSenderAdvertisesGroupSize(t *testing.T) {
 		t.Fatal("the unicast sender sent no HEARTBEAT at all")
 	}
 }
+
+// TestSenderAnnouncesGroupChangeSoon: when a receiver joins, the group
+// hears its new size within groupAnnounceMinGap, not at the next interval:
+// receivers told the group is one do not back off.
+func TestSenderAnnouncesGroupChangeSoon(t *testing.T) {
+	c := groupCore(t, Config{})
+	c.Handle(report(t, 0, 0), addrN(0), 11*ms)
+	c.Tick(11 * ms)
+	if hb := groupHeartbeats(t, c); len(hb) != 1 || hb[0].Heartbeat.Receivers != 1 {
+		t.Fatalf("first announcement %+v, want one of 1 receiver", hb)
+	}
+	c.Handle(report(t, 0, 0), addrN(1), 12*ms)
+	at, ok := c.NextTimer()
+	if !ok || at > 11*ms+groupAnnounceMinGap {
+		t.Fatalf("next timer %d ms: the new size is due within %d ms of the last announcement", at/ms, groupAnnounceMinGap/ms)
+	}
+	c.Tick(at)
+	if hb := groupHeartbeats(t, c); len(hb) != 1 || hb[0].Heartbeat.Receivers != 2 {
+		t.Fatalf("announcement at %d ms: %+v, want one of 2 receivers", at/ms, hb)
+	}
+	// Told (by the announcement or an idle HEARTBEAT, which carries the
+	// size too): nothing more until the interval.
+	if next, _ := c.announceTimer(); next != 11*ms+groupAnnounceInterval {
+		t.Fatalf("next announcement at %d ms while nothing changed, want %d", next/ms, (11*ms+groupAnnounceInterval)/ms)
+	}
+}

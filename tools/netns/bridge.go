@@ -145,17 +145,55 @@ func NewLAN(o LANOptions) (_ *Bridge, err error) {
 			return nil, err
 		}
 	}
-	if n := lossThreshold(o.SharedLossPercent); n > 0 {
-		// On the bridge's prerouting hook a frame is seen once, before it
-		// is flooded to every port: its loss is every member's.
-		rule := fmt.Sprintf("table bridge %s {\n\tcounter dropped {\n\t}\n"+
-			"\tchain prerouting {\n\t\ttype filter hook prerouting priority filter; policy accept;\n"+
-			"\t\tiifname \"tw-p0\" meta l4proto udp numgen random mod 10000 < %d counter name \"dropped\" drop\n\t}\n}\n", NFTTable, min(n, 9999))
-		if err := run(strings.NewReader(rule), "ip", "netns", "exec", b.hub, "nft", "-f", "-"); err != nil {
-			return nil, err
-		}
+	// On the bridge's prerouting hook a frame is seen once, before it is
+	// flooded to every port: its loss is every member's.
+	table := fmt.Sprintf("table bridge %s {\n\tcounter dropped {\n\t}\n"+
+		"\tchain prerouting {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t}\n}\n", NFTTable)
+	if err := run(strings.NewReader(table+sharedRule(o.SharedLossPercent)), "ip", "netns", "exec", b.hub, "nft", "-f", "-"); err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// sharedRule is the nft script that replaces the bridge's shared loss
+// rule: pct % of the UDP frames member 0 sends, dropped and counted.
+func sharedRule(pct float64) string {
+	s := fmt.Sprintf("flush chain bridge %s prerouting\n", NFTTable)
+	if n := lossThreshold(pct); n > 0 {
+		s += fmt.Sprintf("add rule bridge %s prerouting iifname \"tw-p0\" meta l4proto udp numgen random mod 10000 < %d counter name \"dropped\" drop\n",
+			NFTTable, min(n, 9999))
+	}
+	return s
+}
+
+// SetLoss replaces every loss rule: o's LossPercent (one per member, as
+// at creation) and SharedLossPercent. The drop counters keep counting. A
+// test can start clean, let the receivers hear the stream begin, then
+// turn loss on.
+func (b *Bridge) SetLoss(o LANOptions) error {
+	if len(o.LossPercent) != len(b.names) {
+		return fmt.Errorf("%w: %d loss figures for %d members", ErrOptions, len(o.LossPercent), len(b.names))
+	}
+	for i, pct := range o.LossPercent {
+		if err := validLoss(fmt.Sprintf("LossPercent[%d]", i), pct); err != nil {
+			return err
+		}
+	}
+	if err := validLoss("SharedLossPercent", o.SharedLossPercent); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	for i, name := range b.names {
+		if err := run(strings.NewReader(lossRule(o.LossPercent[i])), "ip", "netns", "exec", name, "nft", "-f", "-"); err != nil {
+			return err
+		}
+	}
+	copy(b.loss, o.LossPercent)
+	return run(strings.NewReader(sharedRule(o.SharedLossPercent)), "ip", "netns", "exec", b.hub, "nft", "-f", "-")
 }
 
 // SharedDropped returns how many UDP frames from member 0 the bridge

@@ -372,3 +372,63 @@ func TestSenderAnnouncesGroupChangeSoon(t *testing.T) {
 		t.Fatalf("next announcement at %d ms while nothing changed, want %d", next/ms, (11*ms+groupAnnounceInterval)/ms)
 	}
 }
+
+// TestGroupRepeatedRepairGoesTwice: a sequence asked for again after the
+// suppression time lost its first repair on the way to someone: the
+// group gets the second repair twice. A late joiner's history goes to it
+// alone (packet.FlagHistory), and a history request beyond
+// packet.MaxJoinHistory is refused whole.
+func TestGroupRepeatedRepairGoesTwice(t *testing.T) {
+	c := groupCore(t, Config{})
+	group := netip.MustParseAddrPort("239.1.2.3:9000")
+	count := func() (toGroup, toOthers int) {
+		b := c.Outbox().Take()
+		if b == nil {
+			return 0, 0
+		}
+		for _, d := range b.Datagrams() {
+			if d.Addr == group {
+				toGroup++
+			} else {
+				toOthers++
+			}
+		}
+		c.Outbox().Give(b)
+		return toGroup, toOthers
+	}
+	c.Handle(provenNACK(t, c, packet.Range{First: 4, Len: 1}), addrN(0), 30*ms)
+	if g, o := count(); g != 1 || o != 0 {
+		t.Fatalf("first repair: %d to the group, %d elsewhere; want 1, 0", g, o)
+	}
+	c.Handle(provenNACK(t, c, packet.Range{First: 4, Len: 1}), addrN(1), 300*ms) // past the suppression time
+	if g, o := count(); g != 2 || o != 0 {
+		t.Fatalf("repeated repair: %d to the group, %d elsewhere; want 2, 0", g, o)
+	}
+
+	hist := func(rs ...packet.Range) []byte {
+		var p packet.Packet
+		if err := p.Parse(provenNACK(t, c, rs...)); err != nil {
+			t.Fatal(err)
+		}
+		p.Flags |= packet.FlagHistory
+		return encode(t, &p)
+	}
+	c.Handle(hist(packet.Range{First: 1, Len: 3}), addrN(2), 400*ms)
+	if g, o := count(); g != 0 || o != 3 {
+		t.Fatalf("history: %d to the group, %d to the joiner; want 0, 3", g, o)
+	}
+	for i := range 1200 { // enough sent for a request over the cap to name only sent sequences
+		if err := c.Send(0, []byte{byte(i)}, 450*ms+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count()
+	before := c.Stats().NACKsRejected
+	c.Handle(hist(packet.Range{First: 10, Len: 5}, packet.Range{First: 16, Len: packet.MaxJoinHistory}), addrN(2), 500*ms)
+	if g, o := count(); g != 0 || o != 0 || c.Stats().NACKsRejected != before+1 {
+		t.Fatalf("history request over the cap: %d to the group, %d to the joiner, rejected %d", g, o, c.Stats().NACKsRejected-before)
+	}
+	if st := c.Stats(); st.HistoryNACKs != 1 {
+		t.Fatalf("history NACKs %d, want 1", st.HistoryNACKs)
+	}
+}

@@ -84,7 +84,10 @@
 // a value only a receiver of the stream's DATA knows: without encryption a
 // sender answers a NACK beyond the amplification limit only when its proof
 // is, to the nanosecond, the send time of that sequence, sent lately,
-// whatever the NACK's source address says.
+// whatever the NACK's source address says. A NACK flagged [FlagHistory] asks
+// a multicast sender for messages sent before its receiver joined: the
+// sender answers it to that receiver alone (not to the group), within the
+// same rules, and refuses one naming more than MaxJoinHistory sequences.
 //
 // # REPORT (kind 4), receiver to sender
 //
@@ -104,12 +107,17 @@
 //	    40    8 sender timestamp, nanoseconds
 //	    48    8 with [FlagAnswer] only: the challenge of the REPORT answered
 //	    56    8 with [FlagAnswer] only: ns between that REPORT's arrival and this HEARTBEAT (>= 0)
+//	    48    4 with [FlagGroup] only: receivers of the multicast group the sender hears, 1..2^20
 //
 // Every sequence in [start, next) has been sent, so a receiver that has seen
 // less knows the tail of a burst was lost. A HEARTBEAT with [FlagAnswer]
 // proves to the receiver that the sender's address receives what is sent to
 // it (only a receiver of the REPORT knows its challenge), and gives it a round
-// trip: the time since it sent the challenge, less the hold.
+// trip: the time since it sent the challenge, less the hold. A multicast
+// sender's periodic HEARTBEATs carry [FlagGroup] and the number of receivers
+// it holds a view of, to which each receiver scales its NACK back-off; an
+// answer never does ([FlagAnswer] and [FlagGroup] together are
+// [ErrBadFlags]), so the group size, when present, is at offset 48.
 //
 // # Messages and datagrams
 //

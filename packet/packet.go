@@ -32,6 +32,10 @@ const (
 	ChallengeLen = 8
 	// AnswerLen is what FlagAnswer adds to a HEARTBEAT body.
 	AnswerLen = 16
+	// GroupLen is what FlagGroup adds to a HEARTBEAT body.
+	GroupLen = 4
+	// MaxGroupReceivers bounds Heartbeat.Receivers.
+	MaxGroupReceivers = 1 << 20
 	// ProofLen is what FlagProof adds to a NACK body.
 	ProofLen = 16
 	// EphemeralLen is the size of an X25519 public key in a handshake.
@@ -159,6 +163,12 @@ const (
 	// proves to the receiver that the sender's address receives its
 	// feedback, and times the round trip.
 	FlagAnswer Flags = 1 << 0
+	// FlagGroup marks a HEARTBEAT of a multicast sender carrying the number
+	// of receivers it hears (Heartbeat.Receivers, GroupLen more bytes), so
+	// that each receiver scales its NACK back-off to the group it is in.
+	// A HEARTBEAT answering a challenge (FlagAnswer) carries none: the two
+	// flags together are ErrBadFlags.
+	FlagGroup Flags = 1 << 1
 	// FlagProof marks a NACK carrying the sequence and send timestamp of
 	// the newest DATA the receiver has received (Packet.ProofSeq and
 	// ProofTimestamp, ProofLen more bytes); the timestamp, to the
@@ -174,15 +184,24 @@ const (
 	// TOKEN always carries it (one without is valid on the wire but says
 	// nothing, and is ignored).
 	FlagToken Flags = 1 << 0
+	// FlagHistory marks a NACK of a receiver that joined a running
+	// multicast stream asking for messages sent before it joined (its
+	// Config.JoinHistory): the sender answers it to that receiver alone,
+	// not to the group, and refuses one naming more than
+	// MaxJoinHistory sequences.
+	FlagHistory Flags = 1 << 2
 )
+
+// MaxJoinHistory is the most sequences one FlagHistory NACK may name.
+const MaxJoinHistory = 1024
 
 // allowedFlags holds the flag bits each kind may carry.
 var allowedFlags = [kindMax + 1]Flags{
 	KindData:      FlagRetransmit | FlagProtected | FlagMessages,
 	KindParity:    FlagMessages,
-	KindNACK:      FlagUnavailable | FlagProof,
+	KindNACK:      FlagUnavailable | FlagProof | FlagHistory,
 	KindReport:    FlagEarly | FlagChallenge,
-	KindHeartbeat: FlagAnswer,
+	KindHeartbeat: FlagAnswer | FlagGroup,
 	KindSubscribe: FlagToken,
 	KindToken:     FlagToken,
 	KindGoodbye:   FlagToken,
@@ -245,6 +264,9 @@ type Heartbeat struct {
 	// HEARTBEAT, ns.
 	Answer          uint64
 	AnswerHoldNanos int64
+	// With FlagGroup only (zero otherwise): how many receivers of the
+	// multicast group the sender holds a view of, 1..MaxGroupReceivers.
+	Receivers uint32
 }
 
 // Handshake is the body of the key-exchange kinds. Which fields matter
@@ -370,7 +392,7 @@ func (p *Packet) EncodedLen() int {
 	case KindReport:
 		return HeaderLen + ReportLen + p.optional(FlagChallenge, ChallengeLen)
 	case KindHeartbeat:
-		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+		return HeaderLen + HeartbeatLen + p.optional(FlagAnswer, AnswerLen) + p.optional(FlagGroup, GroupLen)
 	case KindHello, KindWelcome:
 		return HeaderLen + HelloLen
 	case KindConfirm:
@@ -438,6 +460,9 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, p.Heartbeat.Answer)
 			b = binary.BigEndian.AppendUint64(b, uint64(p.Heartbeat.AnswerHoldNanos))
 		}
+		if p.Flags&FlagGroup != 0 {
+			b = binary.BigEndian.AppendUint32(b, p.Heartbeat.Receivers)
+		}
 	case KindHello, KindWelcome:
 		b = append(b, p.Handshake.Ephemeral[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Handshake.Timestamp))
@@ -503,6 +528,12 @@ func (p *Packet) validate() error {
 		return validateReport(&p.Report)
 	case KindHeartbeat:
 		if p.Flags&FlagAnswer != 0 && p.Heartbeat.AnswerHoldNanos < 0 {
+			return ErrBadField
+		}
+		if p.Flags&(FlagAnswer|FlagGroup) == FlagAnswer|FlagGroup {
+			return ErrBadFlags
+		}
+		if p.Flags&FlagGroup != 0 && !validReceivers(p.Heartbeat.Receivers) {
 			return ErrBadField
 		}
 		return validateHeartbeat(&p.Heartbeat)
@@ -771,7 +802,10 @@ func validateRanges(rs []Range) error {
 }
 
 func (p *Packet) parseHeartbeat(body []byte) error {
-	want := HeartbeatLen + p.optional(FlagAnswer, AnswerLen)
+	if p.Flags&(FlagAnswer|FlagGroup) == FlagAnswer|FlagGroup {
+		return ErrBadFlags
+	}
+	want := HeartbeatLen + p.optional(FlagAnswer, AnswerLen) + p.optional(FlagGroup, GroupLen)
 	if len(body) != want {
 		if len(body) < want {
 			return ErrShort
@@ -790,8 +824,17 @@ func (p *Packet) parseHeartbeat(body []byte) error {
 			return ErrBadField
 		}
 	}
+	if p.Flags&FlagGroup != 0 {
+		p.Heartbeat.Receivers = binary.BigEndian.Uint32(body[HeartbeatLen:])
+		if !validReceivers(p.Heartbeat.Receivers) {
+			return ErrBadField
+		}
+	}
 	return validateHeartbeat(&p.Heartbeat)
 }
+
+// validReceivers reports whether n is a group size a HEARTBEAT may carry.
+func validReceivers(n uint32) bool { return n >= 1 && n <= MaxGroupReceivers }
 
 func validateHeartbeat(hb *Heartbeat) error {
 	if SeqDiff(hb.Next, hb.Start) < 0 {

@@ -62,15 +62,28 @@ type Config struct {
 	// (SSM): only the sender at this IP address is heard. Empty: any
 	// source. The kernel must support it.
 	Source string
-	// NACKGroupSize is the number of receivers the NACK back-off assumes
-	// share this receiver's losses: with more than one, each request is
-	// delayed by a random wait (reliability.GroupBackoff over a window
-	// of NACKBackoffRTTs round trips, at most half of Latency) and
-	// cancelled if the retransmission another receiver asked for arrives
-	// first. An overestimate costs a little latency, an underestimate
-	// more requests. Default: 1 (ask at once) for a unicast Listen,
-	// DefaultGroupSize for a multicast one.
+	// NACKGroupSize is the number of receivers in the group the NACK
+	// back-off assumes: with more than one, each request is delayed by a
+	// random wait (reliability.GroupBackoff over a window of
+	// NACKBackoffRTTs round trips, at most half of Latency) and cancelled
+	// if the retransmission another receiver asked for arrives first.
+	// Default: 1 (ask at once) for a unicast Listen; for a group (a
+	// multicast Listen, or Group), the size the sender advertises in its
+	// HEARTBEATs (packet.FlagGroup), DefaultGroupSize until it does. A
+	// value set here overrides the advertised one.
 	NACKGroupSize int
+	// JoinHistory, for a receiver of a multicast group (see Group), is how
+	// many sequences (DATA datagrams: a message each, or several packed)
+	// sent before the first one this receiver hears it asks the sender
+	// for, unicast, when it joins a running stream: those still in the
+	// sender's retransmit buffer come back to it alone and are delivered
+	// before the live ones (in order, with ModeOrdered). At most
+	// packet.MaxJoinHistory. Default 0: start at the live edge.
+	JoinHistory int
+	// Group marks a receiver of a multicast group whatever Listen says:
+	// for a Core fed a group's datagrams by other means (tools/sim). A
+	// multicast Listen sets it.
+	Group bool
 	// NACKBackoffRTTs is the back-off window in round trips. Default 10.
 	NACKBackoffRTTs float64
 	// Rand is the randomness of the NACK back-off; default a PCG seeded
@@ -202,6 +215,10 @@ type Config struct {
 	// Logger receives rare events (never one per packet above debug). The
 	// zero value discards.
 	Logger zerolog.Logger
+
+	// observeGroup: set by withDefaults for a group receiver whose
+	// NACKGroupSize was left to the sender's advertisement.
+	observeGroup bool
 }
 
 // DefaultMaxMessage is Config.MaxMessage's default: 1 MiB.
@@ -249,10 +266,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = clock.NewMono()
 	}
+	if a, err := netip.ParseAddrPort(c.Listen); err == nil && a.Addr().IsMulticast() {
+		c.Group = true
+	}
 	if c.NACKGroupSize == 0 {
 		c.NACKGroupSize = 1
-		if a, err := netip.ParseAddrPort(c.Listen); err == nil && a.Addr().IsMulticast() {
+		if c.Group {
 			c.NACKGroupSize = DefaultGroupSize
+			c.observeGroup = true
 		}
 	}
 	if c.NACKBackoffRTTs == 0 {
@@ -263,6 +284,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: NACKGroupSize %d outside 1..2^20", ErrConfig, c.NACKGroupSize)
 	case !(c.NACKBackoffRTTs > 0 && c.NACKBackoffRTTs <= 1000):
 		return c, fmt.Errorf("%w: NACKBackoffRTTs %v outside (0, 1000]", ErrConfig, c.NACKBackoffRTTs)
+	case c.JoinHistory < 0 || c.JoinHistory > packet.MaxJoinHistory:
+		return c, fmt.Errorf("%w: JoinHistory %d outside 0..%d", ErrConfig, c.JoinHistory, packet.MaxJoinHistory)
+	case c.JoinHistory > 0 && !c.Group:
+		return c, fmt.Errorf("%w: JoinHistory needs a multicast group (Listen or Group)", ErrConfig)
 	case c.ReportInterval < time.Millisecond:
 		return c, fmt.Errorf("%w: ReportInterval %v below 1ms", ErrConfig, c.ReportInterval)
 	case c.SessionTimeout < c.ReportInterval:

@@ -197,6 +197,17 @@ type stream struct {
 	skippedAtStart uint64
 	skippedResync  uint64 // sequences a jump beyond the window passed over
 	firstSeq       uint64
+	// Config.JoinHistory (join.go): joined once the request is made;
+	// historyEnd is the first live sequence, below which NACKs ask for
+	// history; joining is set while the history's gaps are created.
+	joined, history, joining bool
+	historyFrom, historyEnd  uint64
+	// A joiner's NACK ranges, split (splitHistory); allocated at join.
+	histRanges, liveRanges []packet.Range
+	historyDeadline        int64 // when the first live message is due
+	// The history's gaps and its repairs, which are not loss: loss()
+	// leaves them out of what is reported.
+	historyMissing, historyRepaired uint64
 
 	// With Config.DeliverGaps: why delivery skips while it is flushing,
 	// and a range dropped for a full queue, not yet reported by a marker.
@@ -262,6 +273,7 @@ type session struct {
 	meter      meter
 	seedRTT    int64 // a round trip measured outside the NACK loop, 0 if none
 	reasmBytes int   // bytes in reassembly over all its streams
+	groupSize  int   // the group's size the sender advertised, 0 if none (groupnack.go)
 }
 
 // amplificationFactor bounds the feedback bytes sent to an unauthenticated
@@ -416,6 +428,9 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		if p.Flags&packet.FlagAnswer != 0 {
 			c.handleAnswer(s, &p.Heartbeat, from, now)
 		}
+		if p.Flags&packet.FlagGroup != 0 {
+			c.observeGroup(s, p.Heartbeat.Receivers)
+		}
 		c.handleHeartbeat(st, &p.Heartbeat, now)
 	case packet.KindParity:
 		c.handleParity(s, st, p, from, now)
@@ -494,6 +509,9 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	mapped := p.Flags&packet.FlagMessages != 0
 	st.mapped = st.mapped || mapped
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
+	if c.cfg.JoinHistory > 0 && !st.joined && st.started {
+		c.join(s, st, now)
+	}
 }
 
 // ensureDecoder gives the stream its FEC decoder, at the first DATA the
@@ -585,6 +603,9 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		}
 		return // duplicate or too old: counted by the tracker
 	}
+	if origin == OriginRetransmit && info.WasMissing && st.inHistory(seq) {
+		st.historyRepaired++
+	}
 	if origin == OriginFEC && info.WasMissing && st.fecRecent != nil {
 		st.fecRecent[st.fecNext%fecRecentLen] = seq + 1 // 0 marks an empty slot
 		st.fecNext++
@@ -656,6 +677,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 		offset = now - ts
 	}
 	deadline := ts + offset + int64(c.cfg.Latency)
+	if st.inHistory(seq) {
+		// A late joiner's history was sent long ago: it is due with the
+		// first live message, which waits for it.
+		deadline = max(deadline, st.historyDeadline)
+	}
 	kind := heldWhole
 	if mapped {
 		if packet.ValidateMap(payload, ts) != nil {
@@ -985,7 +1011,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	var st *stream
 	st = &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(&st)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(s, &st)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound
@@ -1113,16 +1139,24 @@ func (c *Core) nack(s *session, st *stream, now int64) {
 	rto := c.retryTimeout(st)
 	st.usedRTO = max(st.usedRTO, rto)
 	rs := st.tracker.AppendNACK(st.nacks[:0], now, rto, rec)
+	live, hist := st.splitHistory(rs)
+	c.sendNACKRanges(s, st, hist, packet.FlagHistory)
+	c.sendNACKRanges(s, st, live, 0)
+}
+
+// sendNACKRanges sends NACKs for rs, flagged flags.
+func (c *Core) sendNACKRanges(s *session, st *stream, rs []packet.Range, flags packet.Flags) {
 	for len(rs) > 0 {
 		head, rest := reliability.SplitNACK(rs)
 		c.pkt = packet.Packet{
-			Header: packet.Header{Kind: packet.KindNACK, Session: s.id, Stream: st.id},
+			Header: packet.Header{Kind: packet.KindNACK, Flags: flags, Session: s.id, Stream: st.id},
 			Ranges: head,
 		}
 		if st.echoAt != 0 && c.sec == nil {
 			// Proof of receipt: the sender answers a NACK beyond the
 			// amplification limit only with it (packet.FlagProof).
-			c.pkt.Flags, c.pkt.ProofSeq, c.pkt.ProofTimestamp = packet.FlagProof, st.echoSeq, st.echoTs
+			c.pkt.Flags |= packet.FlagProof
+			c.pkt.ProofSeq, c.pkt.ProofTimestamp = st.echoSeq, st.echoTs
 		}
 		for range c.nackCopies(st) {
 			if err := c.feedback(s, &c.pkt); err != nil {
@@ -1232,8 +1266,16 @@ func (c *Core) NextTimer() (int64, bool) {
 	}
 	for _, s := range c.sessions {
 		for _, st := range s.streams {
-			if t, ok := st.delivery.NextDeadline(); ok && t < at {
-				at = t
+			if t, ok := st.delivery.NextDeadline(); ok {
+				if st.holdUntil != 0 {
+					// Nothing is delivered during the startup hold, even
+					// past a deadline (a late joiner's history has old
+					// ones): waking before its end would spin.
+					t = max(t, st.holdUntil)
+				}
+				if t < at {
+					at = t
+				}
 			}
 			if st.holdUntil != 0 && st.holdUntil < at {
 				at = st.holdUntil
@@ -1467,14 +1509,18 @@ type loss struct {
 func (st *stream) loss() loss {
 	ts := st.tracker.Stats()
 	late := ts.Recovered - ts.RecoveredRTX - ts.RecoveredFEC + ts.ArrivedAfterGiveUp
+	// A late joiner's history was never lost on the path: its gaps and
+	// their repairs are not loss (Config.JoinHistory).
+	missing := ts.Missing - min(ts.Missing, st.historyMissing)
+	rtx := ts.RecoveredRTX - min(ts.RecoveredRTX, st.historyRepaired)
 	var l loss
-	if ts.Missing > late+st.fecEarly {
-		l.lost = ts.Missing - late - st.fecEarly
+	if missing > late+st.fecEarly {
+		l.lost = missing - late - st.fecEarly
 	}
 	if ts.RecoveredFEC > st.fecEarly {
 		l.fec = ts.RecoveredFEC - st.fecEarly
 	}
-	if repaired := ts.RecoveredRTX + l.fec; l.lost > repaired {
+	if repaired := rtx + l.fec; l.lost > repaired {
 		l.unrecovered = l.lost - repaired
 	}
 	return l

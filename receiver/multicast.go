@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/telewire/telewire/internal/udpio"
+	"github.com/telewire/telewire/packet"
 )
 
 // ErrMulticastKey is returned (wrapped with ErrConfig) by Listen for a
@@ -17,8 +18,9 @@ var ErrMulticastKey = errors.New("multicast with a key is not supported yet")
 // reads the data and writes the feedback; for a multicast group the
 // group's socket (shared with other receivers on this host) and out, a
 // socket of its own the feedback goes out of, so that the sender tells
-// this receiver apart from others on the same host. Everything a sender
-// sends a multicast receiver goes to the group, so out is never read.
+// this receiver apart from others on the same host. A sender sends a
+// multicast receiver everything to the group except a late joiner's
+// history (Config.JoinHistory), which comes to out: the loop reads both.
 func listen(cfg Config, ucfg udpio.Config) (conn, out *udpio.Conn, err error) {
 	group, isGroup, err := multicastListen(cfg)
 	if err != nil {
@@ -45,10 +47,12 @@ func listen(cfg Config, ucfg udpio.Config) (conn, out *udpio.Conn, err error) {
 		local = "[::]:0"
 	}
 	out, err = udpio.Listen(local, udpio.Config{
-		BatchSize:        ucfg.BatchSize,
-		ReadBufferBytes:  64 << 10, // never read
+		BatchSize: ucfg.BatchSize,
+		// Read only for what the sender sends this receiver alone: a
+		// late joiner's history (Config.JoinHistory).
+		ReadBufferBytes:  1 << 20,
 		WriteBufferBytes: ucfg.WriteBufferBytes,
-		MaxDatagram:      2048,
+		MaxDatagram:      packet.MaxPacketLen,
 		NoGRO:            true,
 	})
 	if err != nil {

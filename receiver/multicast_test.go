@@ -249,3 +249,82 @@ func TestMulticastLateJoiner(t *testing.T) {
 		t.Fatalf("a late joiner on a lossless path caused %d NACKs, %d retransmissions", st.NACKs, st.Retransmits)
 	}
 }
+
+// TestMulticastJoinHistory: a receiver that joins a running group with
+// JoinHistory 200 gets, through real sockets on the loopback, the 200
+// messages sent before the first it heard, unicast from the sender to
+// its feedback socket, then the live ones, all in order and intact. The
+// early receiver gets no copy: the history did not go to the group.
+func TestMulticastJoinHistory(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	group := freeGroup(t)
+	early, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	s := dial(t, ctx, sender.Config{To: group, Local: "127.0.0.1:0", MulticastInterface: "lo", DisablePacking: true})
+	const before, after, history = 1000, 1000, 200
+	for i := range before {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range before { // everything sent so far has reached the group
+		if m, err := early.Recv(ctx); err != nil || m.Seq != uint64(i) {
+			t.Fatalf("early receiver, message %d: %v %+v", i, err, m)
+		}
+	}
+	late, err := receiver.Listen(ctx, receiver.Config{Listen: group, Interface: "lo", JoinHistory: history})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	for i := before; i < before+after; i++ {
+		if err := s.Send(multicastPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := -1
+	for i := 0; ; i++ {
+		m, err := late.Recv(ctx)
+		if err != nil {
+			t.Fatalf("late receiver after %d messages: %v", i, err)
+		}
+		if first < 0 {
+			first = int(m.Seq)
+		}
+		if want := first + i; int(m.Seq) != want || !bytes.Equal(m.Payload, multicastPayload(want)) {
+			t.Fatalf("late receiver: message %d is seq %d %q, want seq %d", i, m.Seq, m.Payload, want)
+		}
+		if int(m.Seq) == before+after-1 {
+			break
+		}
+	}
+	if first != before-history {
+		t.Fatalf("the late receiver started at %d, want %d (its first live message %d less its history)", first, before-history, before)
+	}
+	for i := range after {
+		if m, err := early.Recv(ctx); err != nil || m.Seq != uint64(before+i) {
+			t.Fatalf("early receiver, message %d: %v %+v", before+i, err, m)
+		}
+	}
+	st := s.Stats()
+	if st.HistoryNACKs == 0 || st.Retransmits < history {
+		t.Fatalf("sender: %d history NACKs, %d retransmissions", st.HistoryNACKs, st.Retransmits)
+	}
+	if x := early.Stats().Streams[0]; x.Duplicates != 0 {
+		t.Fatalf("the early receiver got %d duplicates: the history went to the group", x.Duplicates)
+	}
+	ls := late.Stats()
+	if ls.HistoryRequested != history {
+		t.Fatalf("the late receiver asked for %d sequences of history, want %d", ls.HistoryRequested, history)
+	}
+	// History is not loss: a lossless path reports none (the sender's
+	// FEC and views read it).
+	if x := ls.Streams[0]; x.Lost != 0 || x.Unrecovered != 0 {
+		t.Fatalf("the late receiver reports %d lost, %d unrecovered on a lossless path", x.Lost, x.Unrecovered)
+	}
+}

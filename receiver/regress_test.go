@@ -5,6 +5,7 @@ package receiver
 // run against the receiver core, and tests of the bounds a peer can push.
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -326,5 +327,58 @@ func TestReorderCapacityIsExact(t *testing.T) {
 	}
 	if held := c.sessions[keyOf{addr: addr(0)}].streams[0].delivery.Len(); held > 20 {
 		t.Fatalf("%d messages held with ReorderCapacity 20", held)
+	}
+}
+
+// TestHistoryNACKNamesOnlyTheHistory (fuzz: crash_history_backfill): a
+// late joiner asks for history with FlagHistory, and for nothing else so:
+// when a HEARTBEAT during the startup hold shows the stream began further
+// back than the history reaches, those earlier gaps are losses, NACKed
+// plainly (to be repaired for the group), and no history NACK names more
+// than JoinHistory sequences.
+func TestHistoryNACKNamesOnlyTheHistory(t *testing.T) {
+	c := newCore(t, Config{Group: true, JoinHistory: 4, Rand: rand.NewPCG(1, 2)})
+	from := addr(1)
+	now := 100 * ms
+	c.Handle(dataPkt(t, 7, 0, 100, now), from, now) // first heard: 100; history 96..99
+	answer(t, c, from, 7, 0, 90, 101, now)          // began at 90: 90..95 are lost, not history
+	var hist, plain []packet.Range
+	for now += ms; now < 400*ms; now += ms {
+		c.Tick(now)
+		b := c.Outbox().Take()
+		if b == nil {
+			continue
+		}
+		for _, d := range b.Datagrams() {
+			var p packet.Packet
+			if p.Parse(d.Data) != nil || p.Kind != packet.KindNACK {
+				continue
+			}
+			if p.Flags&packet.FlagHistory != 0 {
+				hist = append(hist, p.Ranges...)
+			} else {
+				plain = append(plain, p.Ranges...)
+			}
+		}
+		c.Outbox().Give(b)
+	}
+	for _, r := range hist {
+		if r.First < 96 || r.Last() > 99 {
+			t.Errorf("history NACK names %d..%d, outside the history 96..99", r.First, r.Last())
+		}
+	}
+	if len(hist) == 0 {
+		t.Fatal("no history NACK")
+	}
+	named := map[uint64]bool{}
+	for _, r := range plain {
+		for s := r.First; s <= r.Last(); s++ {
+			named[s] = true
+		}
+	}
+	for s := uint64(90); s < 96; s++ {
+		if !named[s] {
+			t.Errorf("gap %d before the history was not NACKed as a loss (plain NACKs %v)", s, plain)
+		}
 	}
 }

@@ -55,6 +55,14 @@ func (a *rxAsm) heartbeat(src, sess, str byte, s seqSel, back uint16) *rxAsm {
 	return a.u16(back).u8(0)
 }
 
+// groupHeartbeat is a heartbeat flagged packet.FlagGroup, advertising a
+// group of 1 + size*16411 receivers (size < 64).
+func (a *rxAsm) groupHeartbeat(src, sess, str byte, s seqSel, back uint16, size byte) *rxAsm {
+	a.u8(rxHeartbeat, src, sess, str)
+	s(a)
+	return a.u16(back).u8(2 | size<<2)
+}
+
 func (a *rxAsm) unavailable(src, sess, str byte, back uint16, lens ...uint16) *rxAsm {
 	a.u8(rxUnavailable, src, sess, str, byte(len(lens)-1)).u16(back)
 	for _, l := range lens {
@@ -95,11 +103,21 @@ func cfgOrdered() *rxAsm   { return (&rxAsm{}).u8(0x21, 0x5c, 0x40) }
 func cfgUnordered() *rxAsm { return (&rxAsm{}).u8(0x22, 0x5c, 0x40) }
 func cfgLatest() *rxAsm    { return (&rxAsm{}).u8(0x20, 0x5c, 0x40) }
 
+// cfgGroup is an ordered receiver of a multicast group (b0's two top
+// bits) with JoinHistory 12 and a 201 ms budget (b2 0xc8).
+func cfgGroup() *rxAsm { return (&rxAsm{}).u8(0xe1, 0x5c, 0xc8) }
+
 // receiverSeeds are the named shapes the seed corpus covers.
 func receiverSeeds() map[string][]byte {
 	s := map[string][]byte{}
+	// A group receiver joining a running stream: the group size a
+	// HEARTBEAT advertises, a history request, repairs of some of it.
+	a := cfgGroup().data(0, 0, 0, abs(1000), 0, 32).groupHeartbeat(0, 0, 0, step(0), 900, 5).run(0, 0, 0, 10)
+	a.clock(3).tick(true).data(0, 0, 0, abs(990), 1, 32).data(0, 0, 0, abs(995), 1, 32).clock(30).tick(true).pop(20)
+	a.groupHeartbeat(0, 0, 0, next(), 5, 0).clock(300).tick(true).pop(40)
+	s["group_join"] = a.b
 	// In order, popped and ticked.
-	a := cfgOrdered()
+	a = cfgOrdered()
 	for range 5 {
 		a.run(0, 0, 0, 8).clock(20).tick(true).pop(10)
 	}
@@ -214,7 +232,10 @@ func checkSeedFiles(t *testing.T, target string, seeds map[string][]byte) {
 // what its name says, so that the corpus keeps covering those shapes.
 func TestReceiverSeedsReachTheirShapes(t *testing.T) {
 	check := map[string]func(h *rxHarness, st Stats) bool{
-		"in_order":        func(h *rxHarness, st Stats) bool { return st.Delivered == 40 && h.popped == 40 },
+		"in_order": func(h *rxHarness, st Stats) bool { return st.Delivered == 40 && h.popped == 40 },
+		"group_join": func(h *rxHarness, st Stats) bool {
+			return st.HistoryRequested == 12 && st.GroupSize == 1 && st.NACKs > 0 && h.origins[OriginRetransmit] > 0
+		},
 		"gaps_retransmit": func(h *rxHarness, st Stats) bool { return st.NACKs > 0 && h.origins[OriginRetransmit] > 0 },
 		"restart":         func(h *rxHarness, st Stats) bool { return st.SessionRestarts == 2 },
 		"wrap":            func(h *rxHarness, st Stats) bool { return st.Delivered >= 8 },

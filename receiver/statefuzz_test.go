@@ -194,6 +194,13 @@ func newRxHarness(t testing.TB, p *prog) *rxHarness {
 		// programs of a few hundred datagrams can fill.
 		MaxStateBytes: 1 << 20 << (b1 & 3),
 	}
+	if b0&0xc0 == 0xc0 {
+		// A receiver of a multicast group: NACK back-off, the group size
+		// HEARTBEATs advertise, and a late joiner's history request.
+		cfg.Group = true
+		cfg.Rand = rand.NewPCG(uint64(b1), uint64(b2))
+		cfg.JoinHistory = int(b2>>5) * 2 // within ReorderCapacity (at most 24), so delivery can start that early
+	}
 	c, err := NewCore(cfg)
 	if err != nil {
 		t.Fatalf("config %+v: %v", cfg, err)
@@ -347,11 +354,16 @@ func (h *rxHarness) run(p *prog) {
 			k := h.pick(p)
 			next := h.seq(p, k) + 1
 			start := next - uint64(p.u16())
-			if p.u8()&1 != 0 {
+			sel := p.u8()
+			if sel&1 != 0 {
 				start = next - p.u64()>>1 // anywhere up to 2^63 back
 			}
 			h.pkt = packet.Packet{Header: packet.Header{Kind: packet.KindHeartbeat, Session: k.session, Stream: k.stream},
 				Heartbeat: packet.Heartbeat{Start: start, Next: next, Timestamp: h.now}}
+			if sel&2 != 0 { // a multicast sender's group size, 1..2^20
+				h.pkt.Flags = packet.FlagGroup
+				h.pkt.Heartbeat.Receivers = 1 + uint32(sel>>2)*16411
+			}
 			if b, ok := h.encode(&h.pkt); ok {
 				h.handle(b, k.src)
 			}
@@ -482,8 +494,17 @@ func (h *rxHarness) takeOutbox() {
 		if err := q.Parse(d.Data); err != nil {
 			h.t.Fatalf("receiver queued an invalid datagram: %v", err)
 		}
-		if q.Kind != packet.KindReport && !(q.Kind == packet.KindNACK && q.Flags&^packet.FlagProof == 0) {
+		if q.Kind != packet.KindReport && !(q.Kind == packet.KindNACK && q.Flags&^(packet.FlagProof|packet.FlagHistory) == 0) {
 			h.t.Fatalf("receiver queued a %v (flags %x)", q.Kind, q.Flags)
+		}
+		if q.Kind == packet.KindNACK && q.Flags&packet.FlagHistory != 0 {
+			n := 0
+			for _, r := range q.Ranges {
+				n += int(r.Len)
+			}
+			if h.c.cfg.JoinHistory == 0 || n > h.c.cfg.JoinHistory {
+				h.t.Fatalf("history NACK for %d sequences, JoinHistory %d", n, h.c.cfg.JoinHistory)
+			}
 		}
 		if !h.seenIDs[d.Addr][q.Session] {
 			h.t.Fatalf("feedback for session %x to %v, which never sent it", q.Session, d.Addr)

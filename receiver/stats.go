@@ -46,6 +46,8 @@ type Stats struct {
 	AnswersRejected       uint64 `json:"answers_rejected"`        // answers this receiver did not issue to that address and session, or too old
 	AnswersOthers         uint64 `json:"answers_others"`          // in a multicast group (NACKGroupSize > 1): answers not for this receiver, as to other receivers' challenges
 	ParityDropped         uint64 `json:"parity_dropped"`          // PARITY dropped: the budget refused its stream an FEC decoder
+	GroupSize             uint64 `json:"group_size"`              // in a multicast group: the receivers the sender last said it hears (HEARTBEAT FlagGroup), 0 before it does (a gauge)
+	HistoryRequested      uint64 `json:"history_requested"`       // sequences a late joiner asked for, sent before it joined (Config.JoinHistory)
 
 	// With encryption on (Config.KeyFile or Key):
 	Unsealed            uint64 `json:"unsealed"`             // plain datagrams refused

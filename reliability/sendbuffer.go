@@ -123,6 +123,7 @@ type sbEntry struct {
 	n          int32
 	valid      bool
 	resent     bool
+	resends    uint8 // times resent, saturating
 }
 
 // SendBufferStats are a SendBuffer's counters.
@@ -427,6 +428,7 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 				b.stats.Throttled++
 			default:
 				e.resent, e.lastResend = true, now
+				e.resends = min(e.resends, 254) + 1
 				res.Resend = append(res.Resend, seq)
 				b.stats.Resent++
 				b.stats.ResentBytes += uint64(e.n)
@@ -435,6 +437,16 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 		res.Unknown += int(left)
 		b.stats.Unknown += left
 	}
+}
+
+// Resends returns how many times seq has been resent (OnNACK putting it in
+// Resend counts; Unresend takes it back), at most 255; 0 for a sequence
+// not retained.
+func (b *SendBuffer) Resends(seq uint64) int {
+	if e := b.entry(seq); e != nil {
+		return int(e.resends)
+	}
+	return 0
 }
 
 // Unresend takes back a sequence OnNACK put in NACKResult.Resend that the
@@ -449,6 +461,7 @@ func (b *SendBuffer) Unresend(seq uint64) {
 		return
 	}
 	e.resent = false
+	e.resends = max(e.resends, 1) - 1
 	if b.cfg.RetransmitShare >= 0 {
 		b.tokens += float64(e.n)
 	}

@@ -190,6 +190,18 @@ func TestSendBufferSuppression(t *testing.T) {
 		if s.Resent != 3 || s.Suppressed != 50 || s.Requested != 53 {
 			t.Fatalf("start %d: stats %+v", start, s)
 		}
+		// Resends counts what was resent, suppressed requests not, and
+		// Unresend takes one back.
+		if n3, n4, n5 := sb.Resends(start+3), sb.Resends(start+4), sb.Resends(start+5); n3 != 2 || n4 != 1 || n5 != 0 {
+			t.Fatalf("start %d: resends %d, %d, %d; want 2, 1, 0", start, n3, n4, n5)
+		}
+		sb.Unresend(start + 4)
+		if n := sb.Resends(start + 4); n != 0 {
+			t.Fatalf("start %d: %d resends after Unresend, want 0", start, n)
+		}
+		if n := sb.Resends(start + 100); n != 0 {
+			t.Fatalf("start %d: a sequence never put has %d resends", start, n)
+		}
 	}
 }
 

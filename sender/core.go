@@ -928,7 +928,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	// Ranges are sorted (Parse checks it); one that reaches the next
 	// sequence to send asks for what was never sent: the NACK is a lie or
 	// a bug and is rejected whole.
-	if last := p.Ranges[len(p.Ranges)-1].Last(); !packet.SeqLess(last, s.next) {
+	if last := p.Ranges[len(p.Ranges)-1].Last(); !packet.SeqLess(last, s.next) || !c.historyAllowed(p) {
 		c.stats.NACKsRejected++
 		return
 	}
@@ -952,7 +952,7 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	if s.group.reported && s.group.lossPPM >= redundantLossPPM && !c.remote.Addr().IsMulticast() {
 		copies = 2
 	}
-	to := c.repairTo(from)
+	to := c.repairTo(from, p.Flags&packet.FlagHistory != 0)
 	sent := 0 // of res.Resend, the sequences sent at least once
 resend:
 	for i, seq := range res.Resend {
@@ -961,7 +961,7 @@ resend:
 			continue
 		}
 		sent = i
-		for k := range copies {
+		for k := range c.repairCopies(s, seq, copies) {
 			if !out.Room(len(data) + grow) {
 				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
 				break resend
@@ -1014,6 +1014,7 @@ const redundantLossPPM = 20_000
 // unavailable tells the receiver at to that the sequences in rs will never
 // be resent. p is reused for the encoding; its header names the stream.
 func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPort, proven bool) {
+	history := p.Flags&packet.FlagHistory != 0
 	p.Flags = packet.FlagUnavailable
 	if len(rs) > packet.MaxRanges {
 		rs = rs[:packet.MaxRanges]
@@ -1023,7 +1024,7 @@ func (c *Core) unavailable(p *packet.Packet, rs []packet.Range, to netip.AddrPor
 		c.stats.AnswersBlocked++
 		return
 	}
-	if err := c.queue(p, c.repairTo(to)); err != nil {
+	if err := c.queue(p, c.repairTo(to, history)); err != nil {
 		c.stats.FeedbackDropped++
 		return
 	}
@@ -1038,6 +1039,7 @@ func (c *Core) Tick(now int64) {
 	c.secureTick(now)
 	c.rcv.expire(now)
 	c.expireSubscribers(now)
+	c.announceGroup(now)
 	for _, s := range c.streams {
 		if s.encoder != nil {
 			if at, ok := s.encoder.NextFlushAt(); ok && at <= now && s.encoder.Flush(now) {
@@ -1061,6 +1063,7 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Header:    packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id},
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
+	c.flagGroup(&c.pkt, now)
 	if !c.out.Current().RoomFor(c.copies(), c.pkt.EncodedLen()+c.overhead()) || c.queue(&c.pkt, c.remote) != nil {
 		return false
 	}
@@ -1085,6 +1088,9 @@ func (c *Core) NextTimer() (int64, bool) {
 		consider(t)
 	}
 	if t, due := c.subs.nextExpiry(); due {
+		consider(t)
+	}
+	if t, due := c.announceTimer(); due {
 		consider(t)
 	}
 	for _, s := range c.streams {

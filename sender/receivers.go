@@ -116,6 +116,11 @@ type receiverSet struct {
 	refused uint64   // proven feedback from a new address while the set was full
 	expired uint64   // views dropped after ReceiverTimeout of silence
 	scratch []uint64 // reused by lossPPM and fecReport: no allocation per REPORT
+	// A multicast sender's announcements of the group's size
+	// (announceGroup): when the next is due, when the last went, and the
+	// size it told.
+	announceAt, announcedAt int64
+	announced               uint32
 }
 
 func newReceiverSet(maxPeers int, timeout time.Duration, pct float64) *receiverSet {
@@ -410,10 +415,108 @@ func (c *Core) feedFEC(s *stream, now int64) {
 
 // repairTo returns where a retransmission asked for by from goes: to a
 // multicast group it goes to the group, so one answers every receiver
-// that lost the sequence; otherwise back to the receiver that asked.
-func (c *Core) repairTo(from netip.AddrPort) netip.AddrPort {
-	if c.remote.Addr().IsMulticast() {
+// that lost the sequence; otherwise, and for a late joiner's request for
+// history (packet.FlagHistory), which no other receiver wants, back to
+// the receiver that asked.
+func (c *Core) repairTo(from netip.AddrPort, history bool) netip.AddrPort {
+	if c.remote.Addr().IsMulticast() && !history {
 		return c.remote
 	}
 	return from
+}
+
+// repairCopies returns how many copies of the repair of seq to send:
+// copies, except that a multicast sender sends a repeated repair twice.
+// A repeat means the first repair was lost on the way to some receiver;
+// a second loss would cost that receiver another round trip of its
+// latency budget (in tools/sim's groups, the messages that missed it
+// were those repaired three times or more), and one repair to the group
+// costs no more for many receivers than for one. A first repair goes
+// once: most reach everyone.
+func (c *Core) repairCopies(s *stream, seq uint64, copies int) int {
+	if c.remote.Addr().IsMulticast() && s.retained.Resends(seq) > 1 {
+		return 2
+	}
+	return copies
+}
+
+// historyAllowed reports whether the NACK p may be answered: one flagged
+// packet.FlagHistory names at most packet.MaxJoinHistory sequences (a
+// joiner asks once for what it wants; the amplification limit and the
+// per-round-trip budget bound the rest, as for any NACK). It counts the
+// history requests it lets through.
+func (c *Core) historyAllowed(p *packet.Packet) bool {
+	if p.Flags&packet.FlagHistory == 0 {
+		return true
+	}
+	n := 0
+	for _, r := range p.Ranges {
+		n += int(r.Len)
+	}
+	if n > packet.MaxJoinHistory {
+		return false
+	}
+	c.stats.HistoryNACKs++
+	return true
+}
+
+// groupAnnounceInterval is how often a multicast sender that is sending
+// tells its receivers how many they are (a HEARTBEAT flagged
+// packet.FlagGroup on each stream that has sent); its idle HEARTBEATs
+// carry the size too. Each receiver scales its NACK back-off to it. When
+// the size changes it tells at once, but not more often than every
+// groupAnnounceMinGap: at startup the receivers are heard one by one,
+// and a group told it is one receiver does not back off at all.
+const (
+	groupAnnounceInterval = int64(500 * time.Millisecond)
+	groupAnnounceMinGap   = int64(20 * time.Millisecond)
+)
+
+// groupSize returns the size a multicast sender's HEARTBEATs carry: the
+// receivers it holds a view of (proven feedback, at most MaxReceivers),
+// or 0 when it sends to a unicast address or has heard no receiver yet.
+func (c *Core) groupSize() uint32 {
+	if !c.remote.Addr().IsMulticast() || len(c.rcv.peers) == 0 {
+		return 0
+	}
+	return uint32(min(len(c.rcv.peers), packet.MaxGroupReceivers))
+}
+
+// flagGroup adds the group's size to the HEARTBEAT p, queued at now, if
+// there is one to tell, and notes it told.
+func (c *Core) flagGroup(p *packet.Packet, now int64) {
+	if n := c.groupSize(); n > 0 {
+		p.Flags |= packet.FlagGroup
+		p.Heartbeat.Receivers = n
+		c.rcv.announcedAt, c.rcv.announced = now, n
+	}
+}
+
+// announceGroup queues, every groupAnnounceInterval, a HEARTBEAT carrying
+// the group's size on every stream that has sent something: a sender that
+// never falls idle sends no idle HEARTBEAT.
+func (c *Core) announceGroup(now int64) {
+	at, ok := c.announceTimer()
+	if !ok || now < at {
+		return
+	}
+	for _, s := range c.streams {
+		if s.next != s.start && !c.queueHeartbeat(s, now) {
+			return // queue full: data is flowing, again at the next tick
+		}
+	}
+	c.rcv.announceAt = now + groupAnnounceInterval
+}
+
+// announceTimer returns when announceGroup is next due, if it has
+// anything to announce: at the interval, or soon after the size changed.
+func (c *Core) announceTimer() (int64, bool) {
+	n := c.groupSize()
+	if n == 0 {
+		return 0, false
+	}
+	if n != c.rcv.announced {
+		return min(c.rcv.announceAt, c.rcv.announcedAt+groupAnnounceMinGap), true
+	}
+	return c.rcv.announceAt, true
 }

@@ -250,3 +250,185 @@ func TestGroupReportAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per REPORT", allocs)
 	}
 }
+
+// groupHeartbeats returns the HEARTBEATs queued in c's outbox, decoded.
+func groupHeartbeats(t *testing.T, c *Core) []packet.Packet {
+	t.Helper()
+	var out []packet.Packet
+	b := c.Outbox().Take()
+	if b == nil {
+		return nil
+	}
+	for _, d := range b.Datagrams() {
+		var p packet.Packet
+		if err := p.Parse(d.Data); err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == packet.KindHeartbeat {
+			out = append(out, p)
+		}
+	}
+	c.Outbox().Give(b)
+	return out
+}
+
+// TestSenderAdvertisesGroupSize: a multicast sender tells its receivers
+// how many it hears, in a HEARTBEAT flagged FlagGroup every
+// groupAnnounceInterval while it sends (it never falls idle here) and in
+// its idle HEARTBEATs; before it hears anyone, and to a unicast address,
+// it says nothing.
+func TestSenderAdvertisesGroupSize(t *testing.T) {
+	c := groupCore(t, Config{})
+	c.Tick(11 * ms)
+	for _, p := range groupHeartbeats(t, c) {
+		if p.Flags&packet.FlagGroup != 0 {
+			t.Fatalf("a group size before any receiver was heard: %+v", p.Heartbeat)
+		}
+	}
+	for i := range 3 {
+		c.Handle(report(t, 0, 0), addrN(i), 12*ms)
+	}
+	at, ok := c.NextTimer()
+	if !ok || at > 12*ms {
+		t.Fatalf("next timer %d, %v: the announcement is due at once", at, ok)
+	}
+	var announced []packet.Packet
+	now := 12 * ms
+	// Keep sending every 5 ms for 1.2 s: no idle HEARTBEAT, so the
+	// announcements alone carry the size.
+	for ; now < 1212*ms; now += 5 * ms {
+		if err := c.Send(0, []byte{1}, now); err != nil {
+			t.Fatal(err)
+		}
+		c.Handle(report(t, 0, 0), addrN(0), now)
+		c.Tick(now)
+		for _, p := range groupHeartbeats(t, c) {
+			if p.Flags&packet.FlagGroup == 0 || p.Heartbeat.Receivers != 3 {
+				t.Fatalf("at %d ms: HEARTBEAT %+v flags %#x, want the group size 3", now/ms, p.Heartbeat, p.Flags)
+			}
+			announced = append(announced, p)
+		}
+	}
+	// At 12 ms, 512 ms and 1012 ms.
+	if len(announced) != 3 {
+		t.Fatalf("%d announcements in 1.2 s, want 3 (one per %d ms)", len(announced), groupAnnounceInterval/ms)
+	}
+	// The idle HEARTBEAT that follows the last DATA carries it too.
+	c.Tick(now + 100*ms)
+	hb := groupHeartbeats(t, c)
+	if len(hb) == 0 || hb[0].Flags&packet.FlagGroup == 0 || hb[0].Heartbeat.Receivers != 3 {
+		t.Fatalf("idle HEARTBEATs %+v: want the group size", hb)
+	}
+
+	// A unicast sender never does.
+	u, err := NewCore(Config{DisablePacking: true}, 0xabc, addrN(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := u.Send(0, []byte{byte(i)}, int64(i+1)*ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.Outbox().Give(u.Outbox().Take())
+	u.Handle(report(t, 0, 0), addrN(0), 12*ms)
+	idle := 0
+	for now := 12 * ms; now < 2*int64(time.Second); now += 10 * ms {
+		u.Tick(now)
+		for _, p := range groupHeartbeats(t, u) {
+			if p.Flags&packet.FlagGroup != 0 {
+				t.Fatalf("a unicast sender advertised a group: %+v", p.Heartbeat)
+			}
+			idle++
+		}
+	}
+	if idle == 0 {
+		t.Fatal("the unicast sender sent no HEARTBEAT at all")
+	}
+}
+
+// TestSenderAnnouncesGroupChangeSoon: when a receiver joins, the group
+// hears its new size within groupAnnounceMinGap, not at the next interval:
+// receivers told the group is one do not back off.
+func TestSenderAnnouncesGroupChangeSoon(t *testing.T) {
+	c := groupCore(t, Config{})
+	c.Handle(report(t, 0, 0), addrN(0), 11*ms)
+	c.Tick(11 * ms)
+	if hb := groupHeartbeats(t, c); len(hb) != 1 || hb[0].Heartbeat.Receivers != 1 {
+		t.Fatalf("first announcement %+v, want one of 1 receiver", hb)
+	}
+	c.Handle(report(t, 0, 0), addrN(1), 12*ms)
+	at, ok := c.NextTimer()
+	if !ok || at > 11*ms+groupAnnounceMinGap {
+		t.Fatalf("next timer %d ms: the new size is due within %d ms of the last announcement", at/ms, groupAnnounceMinGap/ms)
+	}
+	c.Tick(at)
+	if hb := groupHeartbeats(t, c); len(hb) != 1 || hb[0].Heartbeat.Receivers != 2 {
+		t.Fatalf("announcement at %d ms: %+v, want one of 2 receivers", at/ms, hb)
+	}
+	// Told (by the announcement or an idle HEARTBEAT, which carries the
+	// size too): nothing more until the interval.
+	if next, _ := c.announceTimer(); next != 11*ms+groupAnnounceInterval {
+		t.Fatalf("next announcement at %d ms while nothing changed, want %d", next/ms, (11*ms+groupAnnounceInterval)/ms)
+	}
+}
+
+// TestGroupRepeatedRepairGoesTwice: a sequence asked for again after the
+// suppression time lost its first repair on the way to someone: the
+// group gets the second repair twice. A late joiner's history goes to it
+// alone (packet.FlagHistory), and a history request beyond
+// packet.MaxJoinHistory is refused whole.
+func TestGroupRepeatedRepairGoesTwice(t *testing.T) {
+	c := groupCore(t, Config{})
+	group := netip.MustParseAddrPort("239.1.2.3:9000")
+	count := func() (toGroup, toOthers int) {
+		b := c.Outbox().Take()
+		if b == nil {
+			return 0, 0
+		}
+		for _, d := range b.Datagrams() {
+			if d.Addr == group {
+				toGroup++
+			} else {
+				toOthers++
+			}
+		}
+		c.Outbox().Give(b)
+		return toGroup, toOthers
+	}
+	c.Handle(provenNACK(t, c, packet.Range{First: 4, Len: 1}), addrN(0), 30*ms)
+	if g, o := count(); g != 1 || o != 0 {
+		t.Fatalf("first repair: %d to the group, %d elsewhere; want 1, 0", g, o)
+	}
+	c.Handle(provenNACK(t, c, packet.Range{First: 4, Len: 1}), addrN(1), 300*ms) // past the suppression time
+	if g, o := count(); g != 2 || o != 0 {
+		t.Fatalf("repeated repair: %d to the group, %d elsewhere; want 2, 0", g, o)
+	}
+
+	hist := func(rs ...packet.Range) []byte {
+		var p packet.Packet
+		if err := p.Parse(provenNACK(t, c, rs...)); err != nil {
+			t.Fatal(err)
+		}
+		p.Flags |= packet.FlagHistory
+		return encode(t, &p)
+	}
+	c.Handle(hist(packet.Range{First: 1, Len: 3}), addrN(2), 400*ms)
+	if g, o := count(); g != 0 || o != 3 {
+		t.Fatalf("history: %d to the group, %d to the joiner; want 0, 3", g, o)
+	}
+	for i := range 1200 { // enough sent for a request over the cap to name only sent sequences
+		if err := c.Send(0, []byte{byte(i)}, 450*ms+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count()
+	before := c.Stats().NACKsRejected
+	c.Handle(hist(packet.Range{First: 10, Len: 5}, packet.Range{First: 16, Len: packet.MaxJoinHistory}), addrN(2), 500*ms)
+	if g, o := count(); g != 0 || o != 0 || c.Stats().NACKsRejected != before+1 {
+		t.Fatalf("history request over the cap: %d to the group, %d to the joiner, rejected %d", g, o, c.Stats().NACKsRejected-before)
+	}
+	if st := c.Stats(); st.HistoryNACKs != 1 {
+		t.Fatalf("history NACKs %d, want 1", st.HistoryNACKs)
+	}
+}

@@ -327,6 +327,8 @@ func (h *txHarness) run(p *prog) {
 			}
 			if t := p.u8(); t&7 == 0 {
 				body = body[:len(body)-int(t>>3)%(len(body)+1)] // truncated
+			} else if t&0xf8 == 0xf8 {
+				flags |= packet.FlagHistory // a late joiner's request: capped at MaxJoinHistory
 			}
 			h.buf = rawPacket(h.buf[:0], packet.KindNACK, flags, session, id, body)
 			h.handle(h.buf, from)

@@ -43,7 +43,8 @@ type Stats struct {
 	// the datagrams one way or the other.
 	FeedbackSilenceNanos int64 `json:"feedback_silence_ns"`
 
-	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent, rejected whole
+	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent (or history requests for more than packet.MaxJoinHistory), rejected whole
+	HistoryNACKs       uint64 `json:"history_nacks"`       // late joiners' requests for what was sent before they joined (packet.FlagHistory), answered to them alone
 	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget
 	AnswersBlocked     uint64 `json:"answers_blocked"`     // "unavailable" answers refused by the amplification limit
 	AddressesValidated uint64 `json:"addresses_validated"` // feedback addresses other than the configured one that proved they receive the data

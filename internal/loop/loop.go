@@ -43,9 +43,10 @@ type Config struct {
 	Core Core
 	Conn *udpio.Conn
 	// Out, if set, is the socket the core's datagrams are written to
-	// instead of Conn (which is then only read), for a multicast
-	// receiver whose feedback needs a source address of its own. The
-	// loop closes it with Conn.
+	// instead of Conn, for a multicast receiver whose feedback needs a
+	// source address of its own. It is read too, by a reader of its own
+	// (what a sender sends that receiver alone: a late joiner's history).
+	// The loop closes it with Conn.
 	Out    *udpio.Conn
 	Clock  clock.Clock
 	Logger zerolog.Logger
@@ -97,7 +98,11 @@ func Start(cfg Config) *Loop {
 	l.writerWG.Add(1)
 	go l.writer()
 	l.readerWG.Add(1)
-	go l.reader()
+	go l.reader(cfg.Conn)
+	if cfg.Out != nil {
+		l.readerWG.Add(1)
+		go l.reader(cfg.Out)
+	}
 	return l
 }
 
@@ -179,10 +184,10 @@ func (l *Loop) Close() error {
 	return err
 }
 
-func (l *Loop) reader() {
+func (l *Loop) reader(conn *udpio.Conn) {
 	defer l.readerWG.Done()
 	for {
-		dgs, err := l.cfg.Conn.Read()
+		dgs, err := conn.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || l.closing.Load() {
 				return

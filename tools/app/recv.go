@@ -395,6 +395,8 @@ func recvSummary(st receiver.Stats, rw *recvWriter, elapsed time.Duration) strin
 	add(st.Rekeys, "rekeys")
 	add(st.AddressChanges, "sender address changes")
 	add(st.AnswersOthers, "answers to other receivers' challenges (a multicast group's, not for this receiver)")
+	add(st.GroupSize, "receivers in the multicast group, as its sender last said")
+	add(st.HistoryRequested, "sequences of history asked for on joining (--join-history)")
 	add(st.Unavailable, "\"unavailable\" answers from senders (asked too late to retransmit)")
 	add(resyncs, "stream resyncs (jumps beyond the window)")
 	if len(refused) > 0 {

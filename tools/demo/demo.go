@@ -30,10 +30,15 @@ type Options struct {
 	// Fwd and Rev are netem specs for the sender→receiver and
 	// receiver→sender directions; default DefaultLink for both.
 	Fwd, Rev string
-	Seed     int64          // seeds the link and the generator; default 1
-	Interval time.Duration  // table row interval; default 1s
-	KeyFile  string         // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
-	Logger   zerolog.Logger // default: discard
+	Seed     int64         // seeds the link and the generator; default 1
+	Interval time.Duration // table row interval; default 1s
+	KeyFile  string        // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
+	// Receivers, from 2 (at most MaxReceivers), makes RunGroup's group
+	// demo: the sender sends to a multicast group and each receiver has
+	// a link of its own (Fwd and Rev, drawn independently). Run ignores
+	// it.
+	Receivers int
+	Logger    zerolog.Logger // default: discard
 	// OnStart, if set, is called once the sender, the link relay and the
 	// receiver run, before the first message (to export their statistics,
 	// for instance). They are safe to use from any goroutine until Run

@@ -81,3 +81,45 @@ func fecParams(s sender.Stats) string {
 	}
 	return fmt.Sprintf("%d,%d", x.FECK, x.FECM)
 }
+
+const groupRowFormat = "%6s %4s %8s %9s %6s %6s %6s %6s %6s %8s %9s %9s %8s\n"
+
+func (t *table) groupHeader() {
+	fmt.Fprintf(t.w, groupRowFormat, "time", "rcv", "sent", "delivered", "lost", "by fec", "by rtx", "unrec", "nacks", "jitter", "delay p50", "delay p99", "rtt")
+}
+
+// groupRow is receiver i's row: its own loss and repair, the sender's
+// figures beside them (sent, and its RTT to that receiver: the view of
+// the address its feedback comes from, view).
+func (t *table) groupRow(elapsed time.Duration, i int, sent, delivered uint64, s sender.Stats, view string, r receiver.StreamStats) {
+	rtt := "-"
+	for _, v := range s.Receivers {
+		if v.Addr == view {
+			rtt = msec(v.RTT.SmoothedNanos)
+		}
+	}
+	fmt.Fprintf(t.w, groupRowFormat,
+		fmt.Sprintf("%.0fs", elapsed.Seconds()), fmt.Sprintf("r%d", i+1),
+		fmt.Sprint(sent), fmt.Sprint(delivered), fmt.Sprint(r.Lost), fmt.Sprint(r.RecoveredFEC), fmt.Sprint(r.RecoveredRTX),
+		fmt.Sprint(r.Unrecovered), fmt.Sprint(r.NACKs),
+		msec(int64(r.JitterNanos)), msec(int64(r.Delay.P50)), msec(int64(r.Delay.P99)), rtt)
+}
+
+func (t *table) groupSummary(s GroupSummary, elapsed time.Duration) {
+	pct := func(n, d uint64) float64 {
+		if d == 0 {
+			return 0
+		}
+		return 100 * float64(n) / float64(d)
+	}
+	fmt.Fprintf(t.w, "\nsummary after %s, %d receivers of %s:\n", elapsed.Round(time.Millisecond), len(s.Receivers), s.Group)
+	var lostSum, nacks uint64
+	for i, r := range s.Receivers {
+		fmt.Fprintf(t.w, "  r%d: delivered %d of %d (%.2f%%) in order; its link lost %d (%.2f%%): repaired by FEC %d, by retransmission %d, unrecovered %d; NACKs sent %d\n",
+			i+1, s.Delivered[i], s.Sent, pct(s.Delivered[i], s.Sent), r.Lost, pct(r.Lost, s.Sent), r.RecoveredFEC, r.RecoveredRTX, r.Unrecovered, r.NACKs)
+		lostSum += r.Lost
+		nacks += r.NACKs
+	}
+	fmt.Fprintf(t.w, "  sender: each datagram sent once to the group; %d receiver views; FEC now %s; %d NACKs received, %d retransmissions (one reaches every receiver; the receivers lost %d in all), %d suppressed\n",
+		s.Sender.Group.Receivers, fecParams(s.Sender), s.Sender.NACKs, s.Sender.Retransmits, lostSum, s.Sender.Suppressed)
+}

@@ -221,7 +221,12 @@ func (p *Pair) Run(s Side, fn func() error) error {
 var errGoexit = errors.New("netns: Run: fn called runtime.Goexit (t.Fatal inside Run?)")
 
 func (p *Pair) run(s Side, fn func() error) error {
-	path := runDir + "/" + p.Name(s)
+	return runIn(runDir+"/"+p.Name(s), fn)
+}
+
+// runIn runs fn on an OS thread locked into the namespace bound at path
+// (see Pair.Run).
+func runIn(path string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		result := errGoexit

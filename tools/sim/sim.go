@@ -12,12 +12,9 @@ package sim
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
-	"github.com/telewire/telewire/internal/outbox"
 	"github.com/telewire/telewire/packet"
 	"github.com/telewire/telewire/receiver"
 	"github.com/telewire/telewire/sender"
@@ -155,196 +152,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Run executes the scenario and checks every delivery.
+// Run executes the scenario and checks every delivery: the engine of
+// RunGroup with one receiver, at ReceiverAddr, which the sender sends to.
 func Run(c Config) (Result, error) {
 	c = c.withDefaults()
 	if c.Size < 8 || c.Messages < 0 || c.Rate <= 0 {
 		return Result{}, errors.New("sim: Size must be >= 8, Messages >= 0 and Rate > 0")
 	}
-	c.Sender.FirstSeq = c.FirstSeq
-	snd, err := sender.NewCore(c.Sender, 0x5151, ReceiverAddr)
-	if err != nil {
-		return Result{}, err
-	}
-	rcv, err := receiver.NewCore(c.Receiver)
-	if err != nil {
-		return Result{}, err
-	}
-	fwdSet, err := newLinkSet(c.Fwd, c.Seed, c.FwdChanges)
-	if err != nil {
-		return Result{}, fmt.Errorf("sim: forward link: %w", err)
-	}
-	revSet, err := newLinkSet(c.Rev, c.Seed^0x5eed, c.RevChanges)
-	if err != nil {
-		return Result{}, fmt.Errorf("sim: reverse link: %w", err)
-	}
-	var fwd, rev *netem.Link // the links packets go onto now; set at every step
-
-	var res Result
-	interval := int64(float64(time.Second) / c.Rate)
-	sendAt := func(i int) int64 { return c.Start + int64(i)*interval }
-	end := sendAt(c.Messages) + int64(c.Drain)
-	delivered := make([]bool, c.Messages)
-	latencies := make([]int64, 0, c.Messages)
-	payload := make([]byte, c.Size)
-	want := make([]byte, c.Size)
-	var newest int64 = -1
-
-	tailFrom := c.FirstSeq + uint64(c.Messages-c.TailDrop)
-	var peek packet.Packet
-	dropped := func(b []byte) bool {
-		if c.TailDrop == 0 && c.Drop == nil || peek.Parse(b) != nil {
-			return false
-		}
-		if c.TailDrop > 0 && peek.Kind == packet.KindData && !packet.SeqLess(peek.Seq, tailFrom) {
-			return true
-		}
-		return c.Drop != nil && c.Drop(&peek)
-	}
-	toLink := func(p *outbox.Pair, l *netem.Link, now int64, count *uint64) {
-		b := p.Take()
-		if b == nil {
-			return
-		}
-		for _, d := range b.Datagrams() {
-			if count != nil {
-				*count += uint64(len(d.Data))
-			}
-			if l == fwd && dropped(d.Data) {
-				continue
-			}
-			l.Enqueue(now, d.Data)
-		}
-		p.Give(b)
-	}
-
-	now := c.Start
-	next := 0
-	sndTimer := coarseTimer{g: int64(c.TimerGranularity)}
-	rcvTimer := coarseTimer{g: int64(c.TimerGranularity)}
-	nextObserve := int64(-1)
-	if c.Observe != nil && c.ObserveEvery > 0 {
-		nextObserve = c.Start + int64(c.ObserveEvery)
-	}
-	for now <= end {
-		if nextObserve >= 0 && now >= nextObserve {
-			c.Observe(time.Duration(nextObserve-c.Start), snd, rcv)
-			nextObserve += int64(c.ObserveEvery)
-		}
-		if err := fwdSet.apply(c.Start, now, c.Seed); err != nil {
-			return res, fmt.Errorf("sim: forward link change: %w", err)
-		}
-		if err := revSet.apply(c.Start, now, c.Seed^0x5eed); err != nil {
-			return res, fmt.Errorf("sim: reverse link change: %w", err)
-		}
-		fwd, rev = fwdSet.cur, revSet.cur
-		sndActive, rcvActive := false, false
-		for next < c.Messages && sendAt(next) <= now {
-			if next > 0 && next == c.RestartSenderAt {
-				if snd, err = sender.NewCore(c.Sender, 0x5152, ReceiverAddr); err != nil {
-					return res, err
-				}
-			}
-			if next > 0 && next == c.RestartReceiverAt {
-				if rcv, err = receiver.NewCore(c.Receiver); err != nil {
-					return res, err
-				}
-			}
-			fill(payload, uint64(next))
-			err := snd.Send(0, payload, now)
-			if errors.Is(err, sender.ErrQueueFull) {
-				toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
-				err = snd.Send(0, payload, now)
-			}
-			if err != nil {
-				return res, fmt.Errorf("sim: send %d: %w", next, err)
-			}
-			res.Sent++
-			res.PayloadBytes += uint64(c.Size)
-			next++
-			sndActive = true
-		}
-		if sndTimer.due(now, sndActive) {
-			snd.Tick(now)
-			sndTimer.arm(now, snd)
-		}
-		toLink(snd.Outbox(), fwd, now, &res.SenderWireBytes)
-		for _, l := range fwdSet.all {
-			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
-				rcv.Handle(pkt, SenderAddr, now)
-				rcvActive = true
-			}
-		}
-		if rcvTimer.due(now, rcvActive) {
-			rcv.Tick(now)
-			rcvTimer.arm(now, rcv)
-		}
-		for m, ok := rcv.Pop(); ok; m, ok = rcv.Pop() {
-			res.Delivered++
-			if len(m.Payload) < 8 {
-				res.Corrupt++
-				continue
-			}
-			i := binary.BigEndian.Uint64(m.Payload)
-			if i >= uint64(c.Messages) {
-				res.Corrupt++
-				continue
-			}
-			fill(want, i)
-			if string(want) != string(m.Payload) {
-				res.Corrupt++
-				continue
-			}
-			if delivered[i] {
-				res.Duplicates++
-				continue
-			}
-			delivered[i] = true
-			res.Unique++
-			if int64(i) < newest {
-				res.OutOfOrder++
-			}
-			newest = max(newest, int64(i))
-			latencies = append(latencies, now-sendAt(int(i))) // send call to delivery, holding included
-			if c.Delivered != nil {
-				c.Delivered(int(i), &m, now-sendAt(int(i)))
-			}
-		}
-		toLink(rcv.Outbox(), rev, now, nil)
-		for _, l := range revSet.all {
-			for pkt, ok := l.Dequeue(now); ok; pkt, ok = l.Dequeue(now) {
-				snd.Handle(pkt, ReceiverAddr, now)
-				sndTimer.wake(now)
-			}
-		}
-		if snd.Outbox().Current().Len() > 0 || rcv.Outbox().Current().Len() > 0 {
-			continue // answers queued at this instant go out at this instant
-		}
-		nextChange := nextObserve
-		for _, set := range []*linkSet{fwdSet, revSet} {
-			if len(set.changes) > 0 && (nextChange < 0 || c.Start+int64(set.changes[0].At) < nextChange) {
-				nextChange = c.Start + int64(set.changes[0].At)
-			}
-		}
-		now = nextEvent(now, end, next < c.Messages, sendAt(next), nextChange, sndTimer.of(snd), rcvTimer.of(rcv), fwdSet.all, revSet.all)
-	}
-	res.SimulatedNanos = now - c.Start
-	for i, ok := range delivered {
-		if !ok {
-			res.Missed = append(res.Missed, i)
-		}
-	}
-	res.Sender = snd.Stats()
-	res.Receiver = rcv.Stats()
-	res.FwdLink, res.FwdQueued = fwdSet.stats()
-	res.RevLink, res.RevQueued = revSet.stats()
-	if len(latencies) > 0 {
-		slices.Sort(latencies)
-		q := func(p float64) int64 { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
-		res.LatencyP50, res.LatencyP99, res.LatencyP999 = q(0.50), q(0.99), q(0.999)
-		res.LatencyMax = latencies[len(latencies)-1]
-	}
-	return res, nil
+	t, err := run(c, topology{n: 1, remote: ReceiverAddr, addr: func(int) netip.AddrPort { return ReceiverAddr }})
+	return t.res, err
 }
 
 type timed interface{ NextTimer() (int64, bool) }
@@ -364,6 +180,18 @@ type coarseTimer struct {
 // instant or since its last Tick, or when its timer has fired.
 func (t *coarseTimer) due(now int64, active bool) bool {
 	return t.g == 0 || active || t.woken || (t.armed && now >= t.at)
+}
+
+// dueFor is due for a receiver core c: with exact timers it ticks when it
+// handled input at this instant or its own timer is due, not at every
+// event of the run (a group's receivers would each tick at every event of
+// every other).
+func (t *coarseTimer) dueFor(now int64, active bool, c timed) bool {
+	if t.g != 0 {
+		return t.due(now, active)
+	}
+	at, ok := c.NextTimer()
+	return active || ok && at <= now
 }
 
 // wake records input handled after this instant's Tick: the core ticks at
@@ -405,7 +233,7 @@ func (c coarseTimed) NextTimer() (int64, bool) {
 
 // nextEvent returns the earliest time anything has work after now, or
 // end+1 when nothing does.
-func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rcv timed, links ...[]*netem.Link) int64 {
+func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, cores []timed, links ...[]*netem.Link) int64 {
 	t := end + 1
 	consider := func(at int64, ok bool) {
 		if ok && at < t {
@@ -414,8 +242,9 @@ func nextEvent(now, end int64, sending bool, nextSend, nextChange int64, snd, rc
 	}
 	consider(nextSend, sending)
 	consider(nextChange, nextChange >= 0)
-	consider(snd.NextTimer())
-	consider(rcv.NextTimer())
+	for _, c := range cores {
+		consider(c.NextTimer())
+	}
 	for _, set := range links {
 		for _, l := range set {
 			consider(l.Next())

@@ -28,6 +28,7 @@ No flags are needed.`, stderr)
 	fs.StringVar(&o.Rev, "rev", demo.DefaultLink, `netem spec of the receiver→sender direction ("" or "none" = perfect link)`)
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the link and the generator")
 	fs.StringVar(&o.KeyFile, "key-file", "", keyFileUsage)
+	fs.IntVar(&o.Receivers, "receivers", 1, "receivers of the stream, 1 to 16: from 2 on, the sender sends once to a multicast group on loopback and each receiver hears it through a link of its own (--fwd/--rev, drawn independently), shown in one table (not with --key-file, --stats or --http)")
 	stats := addStatsFlags(fs, true)
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error or disabled")
 	hw := addWebFlags(fs)
@@ -36,6 +37,12 @@ No flags are needed.`, stderr)
 	}
 	if o.Duration <= 0 || o.Rate <= 0 {
 		return usageError(fs, "--duration and --rate must be positive")
+	}
+	if o.Receivers < 1 || o.Receivers > demo.MaxReceivers {
+		return usageError(fs, "--receivers must be 1 to %d", demo.MaxReceivers)
+	}
+	if o.Receivers > 1 && (o.KeyFile != "" || stats.path != "" || *hw.addr != "") {
+		return usageError(fs, "--receivers above 1 does not take --key-file (sealed multicast is not supported yet), --stats or --http")
 	}
 	if err := checkGen(fs, *source, o.Size); err != nil {
 		return err
@@ -51,6 +58,10 @@ No flags are needed.`, stderr)
 	var err error
 	if o.Logger, err = app.NewLogger(stderr, *logLevel); err != nil {
 		return usageError(fs, "--log-level: %v", err)
+	}
+	if o.Receivers > 1 {
+		_, err := demo.RunGroup(ctx, o, stdout)
+		return err
 	}
 	statsOut, err := stats.open(fs, stdout, true)
 	if err != nil {

@@ -75,6 +75,12 @@ func TestBadFlagsOneLine(t *testing.T) {
 		{[]string{"demo", "--fwd", "loss 200%"}, "--fwd"},
 		{[]string{"demo", "--rev", "bogus"}, "--rev"},
 		{[]string{"demo", "--key-file", keyFile}, "--key-file"},
+		{[]string{"demo", "--receivers", "0"}, "--receivers"},
+		{[]string{"demo", "--receivers", "17"}, "--receivers"},
+		{[]string{"demo", "--receivers", "3", "--stats", "-"}, "--receivers"},
+		{[]string{"demo", "--receivers", "3", "--http", "127.0.0.1:0"}, "--receivers"},
+		{append([]string{"recv", "--join-history", "5"}, listen...), "JoinHistory"},
+		{[]string{"recv", "--listen", "239.1.2.3:0", "--join-history", "2000"}, "JoinHistory"},
 		// replay
 		{[]string{"replay", "--to", "127.0.0.1:9"}, "FILE"},
 		{[]string{"replay", capFile}, "--to"},

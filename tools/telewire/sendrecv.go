@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/telewire/telewire/packet"
@@ -233,7 +234,8 @@ Exit status: 0 done; 1 failure; 2 bad usage; 4 the sender ended the subscription
 	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000; several receivers on one host may join one group and port)")
 	fs.StringVar(&o.Receiver.Subscribe, "subscribe", "", "subscribe to the sender taking subscribers at `HOST:PORT` (send --listen), from this receiver's socket (--listen, default an ephemeral port); leaves with a goodbye at exit")
 	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: the kernel's route; lo for senders on this host)")
-	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "receivers assumed to share this one's losses: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: 64 with a multicast --listen, else 1)")
+	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "size of the multicast group the NACK back-off assumes, overriding the one the sender advertises: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: the sender's figure with a multicast --listen, 64 until it is heard; else 1)")
+	fs.IntVar(&o.Receiver.JoinHistory, "join-history", 0, "with a multicast --listen: on joining a running stream, ask the sender (unicast) for up to `N` messages sent before the first one heard, still in its retransmit buffer, delivered before the live ones (at most 1024; default 0: start at the live edge)")
 	fs.StringVar(&o.Receiver.Source, "source", "", "with a multicast --listen: hear only the sender at this `IP` (source-specific multicast, where the kernel supports it)")
 	fs.StringVar(&o.Output, "output", "-", "write the messages to `FILE` (- = stdout)")
 	fr := fs.String("framing", "line", "output framing: line (payload + newline; a payload containing a newline is refused and counted), len32 (4-byte big-endian length + payload) or json (one object per line per message with its metadata, and one per skipped gap; see docs/cli.md)")
@@ -291,6 +293,11 @@ Exit status: 0 done; 1 failure; 2 bad usage; 4 the sender ended the subscription
 	}
 	if o.Idle < 0 || o.Receiver.ReportInterval < time.Millisecond || o.Receiver.Latency < time.Millisecond {
 		return usageError(fs, "--idle must not be negative; --report-interval and --latency must be at least 1ms")
+	}
+	if h := o.Receiver.JoinHistory; h != 0 {
+		if ap, err := netip.ParseAddrPort(o.Listen); h < 0 || h > packet.MaxJoinHistory || err != nil || !ap.Addr().IsMulticast() {
+			return usageError(fs, "--join-history %d: needs a multicast --listen group and 0..%d (JoinHistory)", h, packet.MaxJoinHistory)
+		}
 	}
 	if o.Receiver.MaxMessage < 0 || o.Receiver.MaxMessage > packet.MaxMessageLimit {
 		return usageError(fs, "--max-message %d: outside 0..%d", o.Receiver.MaxMessage, packet.MaxMessageLimit)

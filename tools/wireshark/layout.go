@@ -92,9 +92,14 @@ type Layout struct {
 	// Optional fields end the body when their flag is set, and are absent
 	// otherwise; their offsets count from the end of the fixed body and
 	// the ranges. All of a kind's optional fields hang on one flag (the
-	// tests enforce it: with two, their order would need a rule).
+	// tests enforce it: with two, their order would need a rule), unless
+	// the kind's flags are Exclusive.
 	Optional []Field
-	Flags    []Flag
+	// Exclusive says the flags that add optional fields never come
+	// together (the encoder refuses it), so each flag's fields start at
+	// the end of the fixed body.
+	Exclusive bool
+	Flags     []Flag
 	// Dirs are the directions (envelope bytes) the kind travels in
 	// seal's envelope.
 	Dirs []uint8
@@ -170,6 +175,7 @@ var Layouts = []Layout{
 		Flags: []Flag{
 			{Abbrev: "nack.flags.unavailable", Name: "Unavailable (sender: no longer buffered)", Mask: uint8(packet.FlagUnavailable), Go: "FlagUnavailable"},
 			{Abbrev: "nack.flags.proof", Name: "Proof (newest DATA received follows the ranges)", Mask: uint8(packet.FlagProof), Go: "FlagProof"},
+			{Abbrev: "nack.flags.history", Name: "History (a late joiner's request: answer it alone)", Mask: uint8(packet.FlagHistory), Go: "FlagHistory"},
 		},
 		Dirs: []uint8{ToReceiver, ToSender},
 		Info: []Info{{"proof", "nack.proof_seq"}},
@@ -197,10 +203,15 @@ var Layouts = []Layout{
 		Optional: []Field{
 			{Abbrev: "heartbeat.answer", Name: "Answer (the REPORT's challenge)", Doc: "with [FlagAnswer] only: the challenge", Offset: 0, Size: 8, Type: "uint64", Hex: true, Go: "Heartbeat.Answer", Flag: uint8(packet.FlagAnswer)},
 			{Abbrev: "heartbeat.answer_hold", Name: "Answer hold (ns)", Doc: "with [FlagAnswer] only: ns between", Offset: 8, Size: 8, Type: "int64", Go: "Heartbeat.AnswerHoldNanos", Flag: uint8(packet.FlagAnswer)},
+			{Abbrev: "heartbeat.receivers", Name: "Receivers in the group", Doc: "with [FlagGroup] only: receivers", Offset: 0, Size: 4, Type: "uint32", Go: "Heartbeat.Receivers", Flag: uint8(packet.FlagGroup)},
 		},
-		Flags: []Flag{{Abbrev: "heartbeat.flags.answer", Name: "Answer (to a REPORT's challenge)", Mask: uint8(packet.FlagAnswer), Go: "FlagAnswer"}},
-		Dirs:  []uint8{ToReceiver},
-		Info:  []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}},
+		Exclusive: true,
+		Flags: []Flag{
+			{Abbrev: "heartbeat.flags.answer", Name: "Answer (to a REPORT's challenge)", Mask: uint8(packet.FlagAnswer), Go: "FlagAnswer"},
+			{Abbrev: "heartbeat.flags.group", Name: "Group (the multicast group's size follows)", Mask: uint8(packet.FlagGroup), Go: "FlagGroup"},
+		},
+		Dirs: []uint8{ToReceiver},
+		Info: []Info{{"next", "heartbeat.next"}, {"answer", "heartbeat.answer"}, {"receivers", "heartbeat.receivers"}},
 	},
 	{
 		Kind: 6, Name: "HELLO", Doc: "HELLO (kind 6)", BodyLen: packet.HelloLen, Exact: true, MAC: true,

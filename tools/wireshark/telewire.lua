@@ -104,6 +104,7 @@ F["heartbeat.next"] = ProtoField.uint64("telewire.heartbeat.next", "Next sequenc
 F["heartbeat.timestamp"] = ProtoField.int64("telewire.heartbeat.timestamp", "Sender timestamp (ns)", base.DEC)
 F["heartbeat.answer"] = ProtoField.uint64("telewire.heartbeat.answer", "Answer (the REPORT's challenge)", base.HEX)
 F["heartbeat.answer_hold"] = ProtoField.int64("telewire.heartbeat.answer_hold", "Answer hold (ns)", base.DEC)
+F["heartbeat.receivers"] = ProtoField.uint32("telewire.heartbeat.receivers", "Receivers in the group", base.DEC)
 F["hello.ephemeral"] = ProtoField.bytes("telewire.hello.ephemeral", "Sender's ephemeral X25519 key")
 F["hello.timestamp"] = ProtoField.int64("telewire.hello.timestamp", "Sender timestamp (ns)", base.DEC)
 F["welcome.ephemeral"] = ProtoField.bytes("telewire.welcome.ephemeral", "Receiver's ephemeral X25519 key")
@@ -146,9 +147,11 @@ F["data.flags.messages"] = ProtoField.bool("telewire.data.flags.messages", "Mess
 F["parity.flags.messages"] = ProtoField.bool("telewire.parity.flags.messages", "Block's DATA carry message maps", 8, nil, 4)
 F["nack.flags.unavailable"] = ProtoField.bool("telewire.nack.flags.unavailable", "Unavailable (sender: no longer buffered)", 8, nil, 1)
 F["nack.flags.proof"] = ProtoField.bool("telewire.nack.flags.proof", "Proof (newest DATA received follows the ranges)", 8, nil, 2)
+F["nack.flags.history"] = ProtoField.bool("telewire.nack.flags.history", "History (a late joiner's request: answer it alone)", 8, nil, 4)
 F["report.flags.early"] = ProtoField.bool("telewire.report.flags.early", "Early (interval figures repeat the last interval)", 8, nil, 1)
 F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge", "Challenge (answer with a HEARTBEAT)", 8, nil, 2)
 F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
+F["heartbeat.flags.group"] = ProtoField.bool("telewire.heartbeat.flags.group", "Group (the multicast group's size follows)", 8, nil, 2)
 F["subscribe.flags.token"] = ProtoField.bool("telewire.subscribe.flags.token", "Token echoed (proves the address receives)", 8, nil, 1)
 F["token.flags.token"] = ProtoField.bool("telewire.token.flags.token", "Token (a sender always sets it)", 8, nil, 1)
 F["goodbye.flags.token"] = ProtoField.bool("telewire.goodbye.flags.token", "Token the subscriber was admitted with", 8, nil, 1)
@@ -235,6 +238,7 @@ local LAYOUTS = {
 		flags = {
 			{ "nack.flags.unavailable", 1 },
 			{ "nack.flags.proof", 2 },
+			{ "nack.flags.history", 4 },
 		},
 		dirs = {[1] = true, [2] = true, },
 		info = {
@@ -295,14 +299,17 @@ local LAYOUTS = {
 		optional = {
 			{ "heartbeat.answer", 0, 8, "uint64", true, false, 1 },
 			{ "heartbeat.answer_hold", 8, 8, "int64", false, false, 1 },
+			{ "heartbeat.receivers", 0, 4, "uint32", false, false, 2 },
 		},
 		flags = {
 			{ "heartbeat.flags.answer", 1 },
+			{ "heartbeat.flags.group", 2 },
 		},
 		dirs = {[1] = true, },
 		info = {
 			{ "next", { "heartbeat.next", 32, 8, "uint64", false, false, 0 }, },
 			{ "answer", { "heartbeat.answer", 0, 8, "uint64", true, false, 1 }, },
+			{ "receivers", { "heartbeat.receivers", 0, 4, "uint32", false, false, 2 }, },
 		},
 	},
 	[6] = {

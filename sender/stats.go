@@ -69,6 +69,11 @@ type Stats struct {
 	Held              uint64        `json:"held"`               // packets held until the handshake completed
 	HeldDropped       uint64        `json:"held_dropped"`       // packets dropped: the held queue was full
 	SealErrors        uint64        `json:"seal_errors"`        // packets not sent because sealing failed (counter exhausted)
+	// With a key and several destinations (unicast fan-out), each has a
+	// handshake and keys of its own:
+	KeysPending       int    `json:"keys_pending"`       // destinations with no keys yet (handshake under way)
+	NotKeyed          uint64 `json:"not_keyed"`          // copies of DATA, PARITY or HEARTBEAT not sent to a destination that had no keys yet
+	HandshakesExpired uint64 `json:"handshakes_expired"` // subscribers dropped because their handshake did not complete in time
 	RTT               RTTStats      `json:"rtt"`
 	Pacing            PacingStats   `json:"pacing"`
 	Streams           []StreamStats `json:"streams"`

@@ -319,9 +319,9 @@ func TestSealedSubscription(t *testing.T) {
 	}
 
 	tok := tokenFor(t, c, sub.addr, 42, 2*ms)
-	c.Handle(authed(t, packet.KindSubscribe, 42, tok, nil), sub.addr, 3*ms)                                    // MAC missing
+	c.Handle(authed(t, packet.KindSubscribe, 42, tok, nil), sub.addr, 3*ms)                                  // MAC missing
 	c.Handle(authed(t, packet.KindSubscribe, 42, tok, bytes.Repeat([]byte{9}, seal.KeyLen)), sub.addr, 3*ms) // another key
-	c.Handle(subscribe(t, 42, &tok), sub.addr, 3*ms)                                                          // no FlagAuth
+	c.Handle(subscribe(t, 42, &tok), sub.addr, 3*ms)                                                         // no FlagAuth
 	if got := take(t, c); len(got) != 0 || len(c.Destinations()) != 0 {
 		t.Fatalf("unauthenticated echoes: sent %+v, destinations %v", got, c.Destinations())
 	}

@@ -53,27 +53,27 @@ type Stats struct {
 	Answers         uint64 `json:"answers"`          // challenges answered (HEARTBEATs with packet.FlagAnswer)
 
 	// With encryption on (Config.KeyFile or Key):
-	Unsealed          uint64        `json:"unsealed"`           // plain feedback refused
-	KeyMismatch       uint64        `json:"key_mismatch"`       // WELCOMEs or RETRYs made with another pre-shared key
-	Corrupted         uint64        `json:"corrupted"`          // WELCOMEs or RETRYs whose key id did not repeat: damaged on the way, not another key
-	AuthFailed        uint64        `json:"auth_failed"`        // feedback that failed authentication
-	Replayed          uint64        `json:"replayed"`           // authentic feedback seen before (or older than the replay window)
-	NoKeys            uint64        `json:"no_keys"`            // feedback sealed under keys this sender does not hold (an earlier handshake's)
-	HandshakeAttempts uint64        `json:"handshake_attempts"` // HELLOs sent (first attempts, retries, rekeys)
-	Handshakes        uint64        `json:"handshakes"`         // handshakes completed
-	Rekeys            uint64        `json:"rekeys"`             // of Handshakes, those that replaced live keys
-	Rehandshakes      uint64        `json:"rehandshakes"`       // handshakes started because the receiver had lost the keys (RETRY)
-	RetriesIgnored    uint64        `json:"retries_ignored"`    // authentic RETRYs that named old keys or came during a handshake
-	Resent            uint64        `json:"resent"`             // DATA sent again under new keys after a RETRY: the receiver had lost the keys it went under
-	HandshakeRTTNanos int64         `json:"handshake_rtt_ns"`   // the latest handshake's round trip (HELLO to WELCOME)
-	Held              uint64        `json:"held"`               // packets held until the handshake completed
-	HeldDropped       uint64        `json:"held_dropped"`       // packets dropped: the held queue was full
-	SealErrors        uint64        `json:"seal_errors"`        // packets not sent because sealing failed (counter exhausted)
+	Unsealed          uint64 `json:"unsealed"`           // plain feedback refused
+	KeyMismatch       uint64 `json:"key_mismatch"`       // WELCOMEs or RETRYs made with another pre-shared key
+	Corrupted         uint64 `json:"corrupted"`          // WELCOMEs or RETRYs whose key id did not repeat: damaged on the way, not another key
+	AuthFailed        uint64 `json:"auth_failed"`        // feedback that failed authentication
+	Replayed          uint64 `json:"replayed"`           // authentic feedback seen before (or older than the replay window)
+	NoKeys            uint64 `json:"no_keys"`            // feedback sealed under keys this sender does not hold (an earlier handshake's)
+	HandshakeAttempts uint64 `json:"handshake_attempts"` // HELLOs sent (first attempts, retries, rekeys)
+	Handshakes        uint64 `json:"handshakes"`         // handshakes completed
+	Rekeys            uint64 `json:"rekeys"`             // of Handshakes, those that replaced live keys
+	Rehandshakes      uint64 `json:"rehandshakes"`       // handshakes started because the receiver had lost the keys (RETRY)
+	RetriesIgnored    uint64 `json:"retries_ignored"`    // authentic RETRYs that named old keys or came during a handshake
+	Resent            uint64 `json:"resent"`             // DATA sent again under new keys after a RETRY: the receiver had lost the keys it went under
+	HandshakeRTTNanos int64  `json:"handshake_rtt_ns"`   // the latest handshake's round trip (HELLO to WELCOME)
+	Held              uint64 `json:"held"`               // packets held until the handshake completed
+	HeldDropped       uint64 `json:"held_dropped"`       // packets dropped: the held queue was full
+	SealErrors        uint64 `json:"seal_errors"`        // packets not sent because sealing failed (counter exhausted)
 	// With a key and several destinations (unicast fan-out), each has a
 	// handshake and keys of its own:
-	KeysPending       int    `json:"keys_pending"`       // destinations with no keys yet (handshake under way)
-	NotKeyed          uint64 `json:"not_keyed"`          // copies of DATA, PARITY or HEARTBEAT not sent to a destination that had no keys yet
-	HandshakesExpired uint64 `json:"handshakes_expired"` // subscribers dropped because their handshake did not complete in time
+	KeysPending       int           `json:"keys_pending"`       // destinations with no keys yet (handshake under way)
+	NotKeyed          uint64        `json:"not_keyed"`          // copies of DATA, PARITY or HEARTBEAT not sent to a destination that had no keys yet
+	HandshakesExpired uint64        `json:"handshakes_expired"` // subscribers dropped because their handshake did not complete in time
 	RTT               RTTStats      `json:"rtt"`
 	Pacing            PacingStats   `json:"pacing"`
 	Streams           []StreamStats `json:"streams"`

@@ -167,25 +167,25 @@ type subscribers struct {
 // SubscriberStats counts a fan-out sender's destinations and the
 // subscription traffic of one that takes subscribers (Config.Listen).
 type SubscriberStats struct {
-	Listening    bool   `json:"listening"`     // the sender takes subscribers
-	Destinations int    `json:"destinations"`  // where DATA goes now: Config.To's and the subscribers
-	Subscribed   int    `json:"subscribed"`    // of them, subscribers
-	Joined       uint64 `json:"joined"`        // subscribers admitted (a valid token echoed)
-	Renewed      uint64 `json:"renewed"`       // subscriptions renewed by a subscriber already in
-	Left         uint64 `json:"left"`          // subscribers gone with a GOODBYE
-	Expired      uint64 `json:"expired"`       // subscribers dropped after ReceiverTimeout of silence
-	DroppedSlow  uint64 `json:"dropped_slow"`  // subscribers dropped by the slow-receiver policy
-	RefusedFull  uint64 `json:"refused_full"`  // valid echoes refused: MaxReceivers reached
+	Listening    bool   `json:"listening"`    // the sender takes subscribers
+	Destinations int    `json:"destinations"` // where DATA goes now: Config.To's and the subscribers
+	Subscribed   int    `json:"subscribed"`   // of them, subscribers
+	Joined       uint64 `json:"joined"`       // subscribers admitted (a valid token echoed)
+	Renewed      uint64 `json:"renewed"`      // subscriptions renewed by a subscriber already in
+	Left         uint64 `json:"left"`         // subscribers gone with a GOODBYE
+	Expired      uint64 `json:"expired"`      // subscribers dropped after ReceiverTimeout of silence
+	DroppedSlow  uint64 `json:"dropped_slow"` // subscribers dropped by the slow-receiver policy
+	RefusedFull  uint64 `json:"refused_full"` // valid echoes refused: MaxReceivers reached
 	// RefusedPending counts, with a key, valid echoes not admitted
 	// because 64 subscribers' handshakes were already under way (the
 	// subscriber is admitted at a later renewal).
 	RefusedPending uint64 `json:"refused_pending"`
-	TokensSent   uint64 `json:"tokens_sent"`   // TOKENs sent (each answers one SUBSCRIBE)
-	TokenBytes   uint64 `json:"token_bytes"`   // their bytes
-	BadTokens    uint64 `json:"bad_tokens"`    // echoes with a token that is forged, another address's or expired
-	JoinsLimited uint64 `json:"joins_limited"` // SUBSCRIBEs not answered: over JoinRate
-	ByesIgnored  uint64 `json:"byes_ignored"`  // GOODBYEs from no subscriber or with a bad token
-	Malformed    uint64 `json:"malformed"`     // subscription datagrams that failed to decode
+	TokensSent     uint64 `json:"tokens_sent"`   // TOKENs sent (each answers one SUBSCRIBE)
+	TokenBytes     uint64 `json:"token_bytes"`   // their bytes
+	BadTokens      uint64 `json:"bad_tokens"`    // echoes with a token that is forged, another address's or expired
+	JoinsLimited   uint64 `json:"joins_limited"` // SUBSCRIBEs not answered: over JoinRate
+	ByesIgnored    uint64 `json:"byes_ignored"`  // GOODBYEs from no subscriber or with a bad token
+	Malformed      uint64 `json:"malformed"`     // subscription datagrams that failed to decode
 	// Unauthenticated counts, with a key, echoes and GOODBYEs refused
 	// because they lack a valid MAC under the pre-shared key
 	// (packet.FlagAuth): sent by someone without the key.

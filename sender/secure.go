@@ -637,30 +637,61 @@ func (c *Core) handleWelcome(b []byte, from netip.AddrPort, now int64) {
 	if held {
 		c.confirm(d)
 	}
-	if sec.fan && first {
+	if sec.fan && first && !held {
+		// (With packets held, it is the first to have keys: it got the
+		// stream from its start just now.)
 		c.keyed(d, now)
 	}
 }
 
-// keyed tells a fan-out destination that has just got keys where each
-// stream stands for it: a subscriber starts at the live edge (see anchor);
-// a Config.To destination (keys later than the first destination's, or
-// after it lost them) gets the stream from its start, so it asks for what
-// went before its keys, which the retransmit buffer still holds.
+// keyed brings a fan-out destination that has just got keys into the
+// streams. A subscriber starts at the live edge (see anchor). A Config.To
+// destination (keyed later than the first one, or again after it lost its
+// keys) gets, per stream, a HEARTBEAT opening the stream at the oldest
+// DATA the retransmit buffer still holds, then that DATA, resent under its
+// keys (Stats.Resent) as far as the queue takes it: what does not fit
+// arrives as gaps it asks for. (A HEARTBEAT naming the stream's true
+// start would not do: a receiver that first hears a stream joins it at
+// the live edge.)
 func (c *Core) keyed(d *destKeys, now int64) {
 	if !d.static {
 		c.anchor(d.addr, now)
 		return
 	}
 	p := &c.probe
+	out := c.out.Current()
 	for _, s := range c.streams {
+		first := s.next
+		if s.retained != nil {
+			back := min(uint64(packet.SeqDiff(s.next, s.start)), uint64(c.cfg.RetransmitPackets))
+			for q := s.next - back; q != s.next; q++ {
+				if _, ok := s.retained.Get(q, now); ok {
+					first = q
+					break
+				}
+			}
+		}
 		p.Header = packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id}
-		p.Heartbeat = packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now}
+		p.Heartbeat = packet.Heartbeat{Start: first, Next: first, Timestamp: now}
 		if c.queue(p, d.addr) != nil {
 			c.stats.FeedbackDropped++
 			return
 		}
 		c.stats.Heartbeats++
+		for q := first; q != s.next; q++ {
+			data, ok := s.retained.Get(q, now)
+			if !ok {
+				continue
+			}
+			if !out.Room(len(data)+c.sec.grow) || out.AppendRaw(data, d.addr) != nil {
+				break // the rest arrive as gaps, asked for and repaired
+			}
+			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
+			if c.sealUnder(out, d) != nil {
+				break
+			}
+			c.stats.Resent++
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ type Stats struct {
 	Rekeys            uint64 `json:"rekeys"`             // of Handshakes, those that replaced live keys
 	Rehandshakes      uint64 `json:"rehandshakes"`       // handshakes started because the receiver had lost the keys (RETRY)
 	RetriesIgnored    uint64 `json:"retries_ignored"`    // authentic RETRYs that named old keys or came during a handshake
-	Resent            uint64 `json:"resent"`             // DATA sent again under new keys after a RETRY: the receiver had lost the keys it went under
+	Resent            uint64 `json:"resent"`             // DATA sent again under new keys after a RETRY (the receiver had lost the keys it went under), or to a fan-out destination whose keys came late
 	HandshakeRTTNanos int64  `json:"handshake_rtt_ns"`   // the latest handshake's round trip (HELLO to WELCOME)
 	Held              uint64 `json:"held"`               // packets held until the handshake completed
 	HeldDropped       uint64 `json:"held_dropped"`       // packets dropped: the held queue was full

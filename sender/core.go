@@ -241,6 +241,9 @@ func (c *Core) fanout() {
 	if len(c.dests) == 1 && c.dests[0] == c.remote {
 		return // already addressed to the set's one member
 	}
+	if len(c.dests) == 0 {
+		c.stats.NoDestination++ // Fanout removes it: it goes nowhere
+	}
 	if err := c.out.Current().Fanout(c.dests); err != nil {
 		c.stats.FeedbackDropped++ // cannot happen: room was checked for every copy
 	}
@@ -439,6 +442,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// Packed into the datagram still queued: the writer is busy, so
 		// the message would have waited for it anyway.
 		c.stats.Messages++
+		c.countUnheard()
 		s.messages++
 		c.stats.Packed++
 		c.stats.PayloadBytes += uint64(len(payload))
@@ -499,9 +503,21 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		c.stats.Fragmented++
 	}
 	c.stats.Messages++
+	c.countUnheard()
 	s.messages++
 	c.stats.PayloadBytes += uint64(len(payload))
 	return nil
+}
+
+// countUnheard counts a message sent while the sender had nowhere to send
+// it: a sender taking subscribers with none (with a key: none with keys,
+// nothing held for them). It reached no one.
+func (c *Core) countUnheard() {
+	switch {
+	case c.subs == nil:
+	case len(c.dests) == 0, c.sec != nil && len(c.sec.addrs) == 0 && !c.sec.holdingPackets():
+		c.stats.MessagesNoDestination++
+	}
 }
 
 // need returns the datagrams and bytes Send needs free to queue a

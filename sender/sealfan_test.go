@@ -317,6 +317,9 @@ func TestSealedSubscription(t *testing.T) {
 	if b := c.Outbox().Take(); b != nil {
 		t.Fatalf("%d datagrams with no subscriber", b.Len())
 	}
+	if st := c.Stats(); st.MessagesNoDestination != 1 || st.NoDestination != 2 { // the opening HEARTBEAT and the DATA
+		t.Fatalf("sent to nobody: %d messages, %d datagrams", st.MessagesNoDestination, st.NoDestination)
+	}
 
 	tok := tokenFor(t, c, sub.addr, 42, 2*ms)
 	c.Handle(authed(t, packet.KindSubscribe, 42, tok, nil), sub.addr, 3*ms)                                  // MAC missing

@@ -354,6 +354,9 @@ func (c *Core) fanoutSealed() {
 	}
 	out := c.out.Current()
 	c.stats.NotKeyed += uint64(sec.pending())
+	if len(sec.addrs) == 0 {
+		c.stats.NoDestination++ // nobody has keys: it goes nowhere
+	}
 	n, err := out.FanoutSealed(sec.addrs, sec.sealers, sec.grow, sec.plain)
 	switch {
 	case errors.Is(err, outbox.ErrFull):

@@ -5,32 +5,39 @@ import "github.com/telewire/telewire/packet"
 // Stats is a snapshot of a sender's counters. Counts are cumulative since
 // start; figures named Nanos are durations in nanoseconds.
 type Stats struct {
-	Session         uint64 `json:"session"`
-	Packets         uint64 `json:"packets"`          // DATA packets queued for sending (first transmissions)
-	Messages        uint64 `json:"messages"`         // messages Send queued, in those packets
-	Fragmented      uint64 `json:"fragmented"`       // messages among them split across several packets
-	Packed          uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
-	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
-	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
-	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
-	WriteSyscalls   uint64 `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
-	Heartbeats      uint64 `json:"heartbeats"`       // HEARTBEATs queued
-	Parity          uint64 `json:"parity"`           // PARITY packets queued
-	ParityDropped   uint64 `json:"parity_dropped"`   // PARITY packets not queued: queue full
-	QueueFull       uint64 `json:"queue_full"`       // Sends refused or delayed by a full queue
-	Reports         uint64 `json:"reports"`          // REPORTs received
-	NACKs           uint64 `json:"nacks"`            // NACKs received
-	Retransmits     uint64 `json:"retransmits"`      // DATA packets resent
-	RetransmitBytes uint64 `json:"retransmit_bytes"` // their wire bytes
-	Suppressed      uint64 `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
-	Throttled       uint64 `json:"throttled"`        // requests refused by the retransmit budget
-	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
-	FeedbackDropped uint64 `json:"feedback_dropped"` // answers not queued: queue full
-	Malformed       uint64 `json:"malformed"`        // datagrams that failed to decode
-	ForeignSession  uint64 `json:"foreign_session"`  // feedback for another session
-	Unexpected      uint64 `json:"unexpected"`       // valid packets a sender does not take
-	WriteErrors     uint64 `json:"write_errors"`     // datagrams the kernel refused
-	Queued          int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
+	Session  uint64 `json:"session"`
+	Packets  uint64 `json:"packets"`  // DATA packets queued for sending (first transmissions)
+	Messages uint64 `json:"messages"` // messages Send queued, in those packets
+	// A sender taking subscribers (Config.Listen) with none sends
+	// nowhere: MessagesNoDestination counts the messages Send took then
+	// (they reached no one), NoDestination the DATA, PARITY and HEARTBEAT
+	// datagrams not sent for want of a destination (with a key: of one
+	// with keys). Messages, Packets and Heartbeats include them.
+	MessagesNoDestination uint64 `json:"messages_no_destination"`
+	NoDestination         uint64 `json:"no_destination"`
+	Fragmented            uint64 `json:"fragmented"`       // messages among them split across several packets
+	Packed                uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
+	PayloadBytes          uint64 `json:"payload_bytes"`    // application bytes in them
+	DatagramsSent         uint64 `json:"datagrams_sent"`   // every datagram written, any kind
+	BytesSent             uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
+	WriteSyscalls         uint64 `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
+	Heartbeats            uint64 `json:"heartbeats"`       // HEARTBEATs queued
+	Parity                uint64 `json:"parity"`           // PARITY packets queued
+	ParityDropped         uint64 `json:"parity_dropped"`   // PARITY packets not queued: queue full
+	QueueFull             uint64 `json:"queue_full"`       // Sends refused or delayed by a full queue
+	Reports               uint64 `json:"reports"`          // REPORTs received
+	NACKs                 uint64 `json:"nacks"`            // NACKs received
+	Retransmits           uint64 `json:"retransmits"`      // DATA packets resent
+	RetransmitBytes       uint64 `json:"retransmit_bytes"` // their wire bytes
+	Suppressed            uint64 `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
+	Throttled             uint64 `json:"throttled"`        // requests refused by the retransmit budget
+	Unavailable           uint64 `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
+	FeedbackDropped       uint64 `json:"feedback_dropped"` // answers not queued: queue full
+	Malformed             uint64 `json:"malformed"`        // datagrams that failed to decode
+	ForeignSession        uint64 `json:"foreign_session"`  // feedback for another session
+	Unexpected            uint64 `json:"unexpected"`       // valid packets a sender does not take
+	WriteErrors           uint64 `json:"write_errors"`     // datagrams the kernel refused
+	Queued                int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
 
 	// FeedbackSilenceNanos is how long the sender had gone without
 	// feedback when the snapshot was taken: since the latest REPORT or

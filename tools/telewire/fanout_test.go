@@ -179,3 +179,14 @@ func TestRecvExitStatusWhenDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSendListenNobodySubscribed: a `send --listen` nobody subscribes to
+// says its messages reached no one and exits 0 (a publisher with no
+// subscribers is not a failure; status 3 is for messages sent to
+// receivers that never confirmed them).
+func TestSendListenNobodySubscribed(t *testing.T) {
+	code, stderr := runSendCmd(t, lines(100), "--listen", "127.0.0.1:0", "--linger", "100ms")
+	if code != 0 || !strings.Contains(stderr, "nobody subscribed: the 100 messages reached no one") || strings.Contains(stderr, "never reported") {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+}

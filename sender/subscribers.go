@@ -39,6 +39,14 @@ import (
 // within Config.ReceiverTimeout; it leaves with a GOODBYE carrying its
 // token (so that no one else can unsubscribe it), and the sender drops it
 // at once.
+//
+// With a key (see secure.go) the exchange is the same, and the echo and
+// the subscriber's GOODBYE must also carry a MAC under the pre-shared key
+// (packet.FlagAuth): the token proves the address, the MAC the key. An
+// admitted subscriber then gets a handshake of its own; until it
+// completes it gets nothing, and if it does not complete within 3 s it is
+// dropped. The sender's GOODBYE to a subscriber with keys is sealed under
+// them.
 
 // Defaults of subscription and of the slow-receiver policy.
 const (

@@ -29,6 +29,10 @@ import (
 // SubscribeRenew is how often a subscriber renews its subscription.
 const SubscribeRenew = time.Second
 
+// unansweredEchoes is how many TOKENs a subscriber echoes without data
+// coming before it warns (once).
+const unansweredEchoes = 3
+
 // firstSubscribeRetry is the first wait for a TOKEN before asking again.
 const firstSubscribeRetry = int64(100 * time.Millisecond)
 
@@ -88,6 +92,7 @@ type subscription struct {
 	gap    int64 // the wait after it, while no TOKEN comes
 	ended  bool  // by the sender (endedBy) or by Leave
 	byS    bool  // the sender ended it
+	warned bool  // echoes went unanswered by data: logged
 	pkt    packet.Packet
 	stats  SubscriptionStats
 }
@@ -163,6 +168,13 @@ func (c *Core) handleSubscription(p *packet.Packet, from netip.AddrPort, now int
 	case p.Kind == packet.KindToken && p.Flags&packet.FlagToken != 0:
 		sub.tok, sub.hasTok = p.Subscription, true
 		sub.stats.Tokens++
+		if sub.stats.Tokens >= unansweredEchoes && !sub.stats.Admitted && !sub.warned {
+			// The sender answers, but streams nothing here: it has no
+			// room, its stream has not begun, or (with a key) it refuses
+			// this receiver's echoes, made under another key file.
+			sub.warned = true
+			c.log.Warn().Stringer("sender", from).Bool("key", c.sec != nil).Msg("subscribed, but no data comes: the sender may have no room or nothing to send yet; with --key-file, check that both ends use the same key file")
+		}
 		c.sendSubscribe(true)
 		// Renew in a second; a sender that restarted or forgot this
 		// subscriber takes it back then.

@@ -734,6 +734,7 @@ func (c *Core) handleRetry(b []byte, now int64) {
 		sec.lostFrom(tag, counter)
 	}
 	d.cur, d.prev = nil, nil
+	d.since = now // a subscriber has pendingHandshakeTimeout from now again
 	sec.rebuild()
 	c.hello(d, now)
 }

@@ -439,6 +439,8 @@ func refusedLine(st sender.Stats) string {
 		{st.NoKeys, "feedback under keys this sender does not hold"},
 		{st.HeldDropped, "messages dropped while waiting for the handshake (held queue full)"},
 		{st.RetriesIgnored, "RETRYs ignored (stale, or during a handshake)"},
+		{st.NotKeyed, "copies not sent to destinations still handshaking"},
+		{st.HandshakesExpired, "subscribers dropped: their handshake did not complete"},
 	}
 	var b strings.Builder
 	for _, it := range items {

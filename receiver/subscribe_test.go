@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -331,5 +333,136 @@ func TestSubscriberWithWrongKeyGetsNothing(t *testing.T) {
 	// Each TOKEN answers one of its SUBSCRIBEs (40 bytes or more).
 	if sub.TokenBytes > 3*40*bs.Subscription.Subscribes {
 		t.Fatalf("%d token bytes for %d SUBSCRIBEs", sub.TokenBytes, bs.Subscription.Subscribes)
+	}
+}
+
+// lossyRelay stands between a sender and one receiver: it forwards the
+// sender's datagrams to the receiver, dropping every period-th first
+// transmission of DATA (from offset on), and the receiver's back to the
+// sender. The receiver sees the relay as its sender.
+type lossyRelay struct {
+	conn           *net.UDPConn
+	to             *net.UDPAddr
+	period, offset int
+	dropped        atomic.Int64
+}
+
+func newLossyRelay(t *testing.T, to netip.AddrPort, period, offset int) *lossyRelay {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &lossyRelay{conn: c, to: net.UDPAddrFromAddrPort(to), period: period, offset: offset}
+	go r.run()
+	return r
+}
+
+func (r *lossyRelay) addr() string { return r.conn.LocalAddr().String() }
+
+func (r *lossyRelay) run() {
+	buf := make([]byte, 65536)
+	var sender *net.UDPAddr
+	n := 0
+	for {
+		k, from, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		b := buf[:k]
+		if from.Port == r.to.Port && from.IP.Equal(r.to.IP) {
+			if sender != nil {
+				_, _ = r.conn.WriteToUDP(b, sender)
+			}
+			continue
+		}
+		sender = from
+		// Kind (byte 3) and flags (byte 4) travel in clear, sealed or not.
+		if len(b) > 5 && packet.Kind(b[3]) == packet.KindData && packet.Flags(b[4])&packet.FlagRetransmit == 0 {
+			n++
+			if n%r.period == r.offset {
+				r.dropped.Add(1)
+				continue
+			}
+		}
+		_, _ = r.conn.WriteToUDP(b, r.to)
+	}
+}
+
+// TestSealedListWithLossRepairsEach: a sender with a key and a list of
+// three destinations, each behind its own lossy path (different DATA
+// lost on each): every receiver gets every message, in order and
+// byte-identical, its own losses repaired under its own keys, and the
+// sender refuses no feedback.
+func TestSealedListWithLossRepairsEach(t *testing.T) {
+	testutil.NoLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key := bytes.Repeat([]byte{0x5c}, 32)
+	const n = 3000
+	var rs []*receiver.Receiver
+	var relays []*lossyRelay
+	var to []string
+	for k := range 3 {
+		r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Key: key, ReportInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rl := newLossyRelay(t, r.Addr(), 20, 3+5*k)
+		defer rl.conn.Close()
+		rs, relays, to = append(rs, r), append(relays, rl), append(to, rl.addr())
+	}
+	s, err := sender.New(ctx, sender.Config{To: strings.Join(to, ","), Key: key, DisablePacking: true, FEC: sender.FECConfig{Mode: sender.FECOff}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for k, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				m, err := r.Recv(ctx)
+				if err != nil {
+					got[k] = fmt.Errorf("message %d: %w", i, err)
+					return
+				}
+				if !bytes.Equal(m.Payload, fanPayload(i)) {
+					got[k] = fmt.Errorf("message %d differs: %q", i, m.Payload)
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		if err := s.Send(fanPayload(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	st := s.Stats()
+	for k, r := range rs {
+		rst := r.Stats()
+		var lost, rtx, fec, unrec uint64
+		for _, x := range rst.Streams {
+			lost, rtx, fec, unrec = lost+x.Lost, rtx+x.RecoveredRTX, fec+x.RecoveredFEC, unrec+x.Unrecovered
+		}
+		t.Logf("receiver %d: relay dropped %d, lost %d, repaired %d by retransmission and %d by FEC", k, relays[k].dropped.Load(), lost, rtx, fec)
+		if got[k] != nil {
+			t.Errorf("receiver %d: %v", k, got[k])
+		}
+		if relays[k].dropped.Load() == 0 || rtx == 0 || unrec != 0 {
+			t.Errorf("receiver %d: dropped %d, repaired by retransmission %d, unrecovered %d", k, relays[k].dropped.Load(), rtx, unrec)
+		}
+	}
+	t.Logf("sender: %d handshakes, %d NACKs, %d retransmissions", st.Handshakes, st.NACKs, st.Retransmits)
+	if st.Handshakes != 3 || st.AuthFailed+st.NoKeys+st.Unsealed+st.Replayed != 0 || st.Retransmits == 0 {
+		t.Fatalf("sender: %d handshakes, refused feedback %d/%d/%d/%d, %d retransmissions", st.Handshakes, st.AuthFailed, st.NoKeys, st.Unsealed, st.Replayed, st.Retransmits)
 	}
 }

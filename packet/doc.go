@@ -218,6 +218,7 @@
 //	    36    4 reserved, must be 0
 //	    40    8 with [FlagToken] only: token, the sender's clock when issued
 //	    48   16 with [FlagToken] only: token, its MAC
+//	    64   16 with [FlagAuth] only (it requires [FlagToken]): MAC under the pre-shared key
 //
 // A SUBSCRIBE without the flag (40 bytes) asks to join; the sender answers
 // with a TOKEN (64 bytes, flagged: 1.6 times what asked, so a forged
@@ -231,6 +232,17 @@
 // subscriber's nonce, in the sender's session. SUBSCRIBE's session and
 // stream fields are 0: the subscriber knows no session yet; the sender
 // fills its session into TOKEN and GOODBYE.
+//
+// With a key (sealed mode), a subscriber's echo and its GOODBYE are also
+// flagged [FlagAuth] and end with a MAC under the pre-shared key
+// (HMAC-SHA256 under the handshake's MAC key, label "telewire/v2
+// subscription", over the datagram's first 20 bytes and its body before
+// the MAC, truncated to 16 bytes; see package seal): a sender with a key
+// admits no one and drops no one without it. The first SUBSCRIBE and the
+// TOKEN stay as they are (the token exchange is stateless and cannot
+// amplify, so it needs no key), and the sender's GOODBYE to a subscriber
+// whose handshake is complete travels sealed under that subscriber's
+// traffic keys like any packet of the session.
 //
 // # Sequence numbers
 //

@@ -53,6 +53,9 @@ const (
 	TokenLen = 8 + TokenMACLen
 	// TokenMACLen is the size of a token's MAC.
 	TokenMACLen = 16
+	// AuthLen is what FlagAuth adds to a SUBSCRIBE or GOODBYE body, after
+	// the token: a MAC under the pre-shared key (see package seal).
+	AuthLen = 16
 
 	// MaxPacketLen is the largest datagram telewire sends or accepts: the
 	// largest UDP payload over IPv4.
@@ -190,6 +193,14 @@ const (
 	// not to the group, and refuses one naming more than
 	// MaxJoinHistory sequences.
 	FlagHistory Flags = 1 << 2
+	// FlagAuth marks a SUBSCRIBE or GOODBYE carrying, after its token
+	// (FlagAuth requires FlagToken), a MAC under the pre-shared key
+	// (Subscription.Auth, AuthLen more bytes): a subscriber with a key
+	// proves it holds the key when it echoes the token and when it
+	// leaves, so that nobody without the key is admitted or can end its
+	// subscription. The MAC covers the whole datagram but the checksum
+	// field and itself (see package seal).
+	FlagAuth Flags = 1 << 1
 )
 
 // MaxJoinHistory is the most sequences one FlagHistory NACK may name.
@@ -202,9 +213,9 @@ var allowedFlags = [kindMax + 1]Flags{
 	KindNACK:      FlagUnavailable | FlagProof | FlagHistory,
 	KindReport:    FlagEarly | FlagChallenge,
 	KindHeartbeat: FlagAnswer | FlagGroup,
-	KindSubscribe: FlagToken,
+	KindSubscribe: FlagToken | FlagAuth,
 	KindToken:     FlagToken,
-	KindGoodbye:   FlagToken,
+	KindGoodbye:   FlagToken | FlagAuth,
 }
 
 // Errors returned by Parse and AppendTo. They are sentinels so that callers
@@ -305,6 +316,10 @@ const (
 //	GOODBYE   Nonce (the subscriber's), Reason; a receiver's with
 //	          FlagToken the token it was admitted with
 //
+// With FlagAuth (SUBSCRIBE and GOODBYE, only with FlagToken) Auth follows
+// the token: a MAC under the pre-shared key, computed and checked by
+// package seal.
+//
 // The token is opaque to the receiver: the sender's clock when it was
 // issued and a MAC the sender computes over it, the subscriber's address
 // and nonce with a secret of its own (see package sender).
@@ -313,6 +328,7 @@ type Subscription struct {
 	Reason    uint8  // GOODBYE only: ReasonLeaving, ReasonSlow, ReasonClosing, ReasonFull
 	TokenTime int64  // sender clock, nanoseconds
 	TokenMAC  [TokenMACLen]byte
+	Auth      [AuthLen]byte // with FlagAuth only
 }
 
 // Report is the body of a REPORT packet: the receiver's view of one stream,
@@ -400,7 +416,7 @@ func (p *Packet) EncodedLen() int {
 	case KindRetry:
 		return HeaderLen + RetryLen
 	case KindSubscribe, KindToken, KindGoodbye:
-		return HeaderLen + SubscriptionLen + p.optional(FlagToken, TokenLen)
+		return HeaderLen + SubscriptionLen + p.optional(FlagToken, TokenLen) + p.optional(FlagAuth, AuthLen)
 	}
 	return 0
 }
@@ -479,6 +495,9 @@ func (p *Packet) AppendTo(b []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, uint64(sub.TokenTime))
 			b = append(b, sub.TokenMAC[:]...)
 		}
+		if p.Flags&FlagAuth != 0 {
+			b = append(b, sub.Auth[:]...)
+		}
 	}
 	pkt := b[start:]
 	binary.BigEndian.PutUint32(pkt[offCRC:], checksum(pkt))
@@ -553,6 +572,10 @@ func (p *Packet) validateSubscription() error {
 		return ErrBadField
 	case p.Flags&FlagToken == 0 && (sub.TokenTime != 0 || sub.TokenMAC != [TokenMACLen]byte{}):
 		return ErrBadField // fields without their flag: one encoding per packet
+	case p.Flags&FlagAuth != 0 && p.Flags&FlagToken == 0:
+		return ErrBadFlags // the MAC follows the token: one offset for it
+	case p.Flags&FlagAuth == 0 && sub.Auth != [AuthLen]byte{}:
+		return ErrBadField
 	}
 	return nil
 }
@@ -695,6 +718,9 @@ func (p *Packet) parseSubscription(body []byte) error {
 	if p.Flags&FlagToken != 0 {
 		sub.TokenTime = int64(binary.BigEndian.Uint64(body[SubscriptionLen:]))
 		copy(sub.TokenMAC[:], body[SubscriptionLen+8:])
+	}
+	if p.Flags&FlagAuth != 0 {
+		copy(sub.Auth[:], body[len(body)-AuthLen:])
 	}
 	return p.validateSubscription()
 }

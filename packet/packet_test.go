@@ -50,6 +50,10 @@ func samples() []*Packet {
 		{Header: Header{Kind: KindSubscribe, Flags: FlagToken}, Subscription: Subscription{Nonce: 0x1122334455667788, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}}},
 		{Header: Header{Kind: KindGoodbye, Flags: FlagToken}, Subscription: Subscription{Nonce: 0x1122334455667788, Reason: ReasonLeaving, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}}},
 		{Header: h(KindGoodbye, 0), Subscription: Subscription{Nonce: 0x1122334455667788, Reason: ReasonSlow}},
+		// With a key: the echo and the subscriber's GOODBYE carry a MAC
+		// under the pre-shared key (FlagAuth, after the token).
+		{Header: Header{Kind: KindSubscribe, Flags: FlagToken | FlagAuth}, Subscription: Subscription{Nonce: 0x1122334455667788, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}, Auth: [16]byte{0: 0x11, 15: 0x22}}},
+		{Header: Header{Kind: KindGoodbye, Flags: FlagToken | FlagAuth}, Subscription: Subscription{Nonce: 0x1122334455667788, TokenTime: 5_000_000_000, TokenMAC: [16]byte{0: 0xab, 15: 0xcd}, Auth: [16]byte{0: 0x33, 15: 0x44}}},
 	}
 }
 
@@ -281,6 +285,9 @@ func TestAppendToValidates(t *testing.T) {
 		{"bad report", Packet{Header: Header{Kind: KindReport}, Report: Report{IntervalLossPPM: 2e6}}, ErrBadField},
 		{"reason on subscribe", Packet{Header: Header{Kind: KindSubscribe}, Subscription: Subscription{Reason: ReasonSlow}}, ErrBadField},
 		{"token fields without flag", Packet{Header: Header{Kind: KindGoodbye}, Subscription: Subscription{TokenTime: 1}}, ErrBadField},
+		{"auth without token", Packet{Header: Header{Kind: KindSubscribe, Flags: FlagAuth}}, ErrBadFlags},
+		{"auth field without flag", Packet{Header: Header{Kind: KindSubscribe, Flags: FlagToken}, Subscription: Subscription{Auth: [16]byte{1}}}, ErrBadField},
+		{"auth on a token", Packet{Header: Header{Kind: KindToken, Flags: FlagToken | FlagAuth}}, ErrBadFlags},
 	}
 	for _, c := range cases {
 		b, err := c.p.AppendTo([]byte("x"))

@@ -52,8 +52,11 @@ type Config struct {
 	// echoing the sender's token, renews the subscription every
 	// SubscribeRenew, and leaves with a GOODBYE when it closes; a
 	// GOODBYE from the sender ends it (Recv returns a
-	// *SubscriptionEndedError). Not with a key or a multicast Listen (not
-	// supported yet).
+	// *SubscriptionEndedError). With a key (KeyFile, Key) the echo and
+	// the GOODBYE carry a MAC under the pre-shared key, the sender then
+	// makes a handshake with this receiver as with any, and, once it is
+	// complete, only a sealed GOODBYE ends the subscription. Not with a
+	// multicast Listen.
 	Subscribe string
 	// Interface names the interface a multicast Listen joins the group on
 	// ("lo", "eth0"); empty lets the kernel choose. Unused for unicast.
@@ -231,9 +234,6 @@ const defaultMaxStateBytes = 64 << 20
 var ErrConfig = errors.New("receiver: invalid config")
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Subscribe != "" && (c.KeyFile != "" || c.Key != nil) {
-		return c, fmt.Errorf("%w: Subscribe with a key is not supported yet", ErrConfig)
-	}
 	if l, err := netip.ParseAddrPort(c.Listen); c.Subscribe != "" && err == nil && l.Addr().IsMulticast() {
 		return c, fmt.Errorf("%w: Subscribe with a multicast Listen", ErrConfig)
 	}

@@ -376,6 +376,16 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	c.stats.Datagrams++
 	p := &c.pkt
 	var s *session
+	if c.sec != nil && c.plainSubscription(b) {
+		// A subscriber with a key takes the sender's TOKEN, and a
+		// GOODBYE before its handshake, in clear (see handleSubscription).
+		if p.Parse(b) != nil {
+			c.stats.Malformed++
+			return
+		}
+		c.handleSubscription(p, from, now, false)
+		return
+	}
 	if c.sec != nil {
 		if s = c.openSealed(b, from, now); s == nil {
 			return
@@ -402,7 +412,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 		c.stats.Unexpected++
 		return
 	case packet.KindToken, packet.KindGoodbye:
-		c.handleSubscription(p, from, now)
+		c.handleSubscription(p, from, now, c.sec != nil)
 		return
 	default: // REPORT goes the other way
 		c.stats.Unexpected++

@@ -29,6 +29,10 @@ import (
 // SubscribeRenew is how often a subscriber renews its subscription.
 const SubscribeRenew = time.Second
 
+// unansweredEchoes is how many TOKENs a subscriber echoes without data
+// coming before it warns (once).
+const unansweredEchoes = 3
+
 // firstSubscribeRetry is the first wait for a TOKEN before asking again.
 const firstSubscribeRetry = int64(100 * time.Millisecond)
 
@@ -88,6 +92,7 @@ type subscription struct {
 	gap    int64 // the wait after it, while no TOKEN comes
 	ended  bool  // by the sender (endedBy) or by Leave
 	byS    bool  // the sender ended it
+	warned bool  // echoes went unanswered by data: logged
 	pkt    packet.Packet
 	stats  SubscriptionStats
 }
@@ -110,7 +115,7 @@ func (c *Core) sendSubscribe(echo bool) {
 		p.Flags = packet.FlagToken
 		p.Subscription.TokenTime, p.Subscription.TokenMAC = sub.tok.TokenTime, sub.tok.TokenMAC
 	}
-	if c.out.Current().Append(p, sub.to) != nil {
+	if !c.queueSubscription(p) {
 		c.stats.FeedbackDropped++
 		return
 	}
@@ -128,10 +133,29 @@ func (c *Core) subscribeTick(now int64) {
 	sub.gap = min(2*sub.gap, int64(SubscribeRenew))
 }
 
+// plainSubscription reports whether b is a plain (unsealed) TOKEN or
+// GOODBYE for a subscriber with a key: byte 3 is the kind, 5 the envelope.
+func (c *Core) plainSubscription(b []byte) bool {
+	if c.sub == nil || len(b) <= 5 || b[5] != 0 {
+		return false
+	}
+	k := packet.Kind(b[3])
+	return k == packet.KindToken || k == packet.KindGoodbye
+}
+
 // handleSubscription takes a TOKEN or GOODBYE from the sender subscribed
 // to; anything else, or naming another nonce, is counted and ignored.
-func (c *Core) handleSubscription(p *packet.Packet, from netip.AddrPort, now int64) {
+// sealed says it came sealed under the session's keys. With a key, a
+// GOODBYE in clear (a sender with no room, or ending a subscription whose
+// handshake never completed) is taken only until data has come; after
+// that only a sealed one ends the subscription, so that an attacker who
+// saw the nonce on the path cannot end it.
+func (c *Core) handleSubscription(p *packet.Packet, from netip.AddrPort, now int64, sealed bool) {
 	sub := c.sub
+	if sub != nil && c.sec != nil && !sealed && p.Kind == packet.KindGoodbye && sub.stats.Admitted {
+		sub.stats.ByeIgnored++
+		return
+	}
 	if sub == nil || sub.ended || from != sub.to || p.Subscription.Nonce != sub.nonce {
 		if sub != nil {
 			sub.stats.ByeIgnored++
@@ -144,6 +168,13 @@ func (c *Core) handleSubscription(p *packet.Packet, from netip.AddrPort, now int
 	case p.Kind == packet.KindToken && p.Flags&packet.FlagToken != 0:
 		sub.tok, sub.hasTok = p.Subscription, true
 		sub.stats.Tokens++
+		if sub.stats.Tokens >= unansweredEchoes && !sub.stats.Admitted && !sub.warned {
+			// The sender answers, but streams nothing here: it has no
+			// room, its stream has not begun, or (with a key) it refuses
+			// this receiver's echoes, made under another key file.
+			sub.warned = true
+			c.log.Warn().Stringer("sender", from).Bool("key", c.sec != nil).Msg("subscribed, but no data comes: the sender may have no room or nothing to send yet; with --key-file, check that both ends use the same key file")
+		}
 		c.sendSubscribe(true)
 		// Renew in a second; a sender that restarted or forgot this
 		// subscriber takes it back then.
@@ -173,9 +204,29 @@ func (c *Core) Leave() {
 	p.Header = packet.Header{Kind: packet.KindGoodbye, Flags: packet.FlagToken}
 	p.Subscription = sub.tok
 	p.Subscription.Nonce, p.Subscription.Reason = sub.nonce, packet.ReasonLeaving
-	if c.out.Current().Append(p, sub.to) != nil {
+	if !c.queueSubscription(p) {
 		c.stats.FeedbackDropped++
 	}
+}
+
+// queueSubscription queues the SUBSCRIBE or GOODBYE p to the sender; with
+// a key, one carrying a token is flagged packet.FlagAuth and
+// authenticated under the pre-shared key (the sender admits no one, and
+// drops no one, without it).
+func (c *Core) queueSubscription(p *packet.Packet) bool {
+	auth := c.sec != nil && p.Flags&packet.FlagToken != 0
+	if auth {
+		p.Flags |= packet.FlagAuth
+	}
+	out := c.out.Current()
+	if out.Append(p, c.sub.to) != nil {
+		return false
+	}
+	if auth {
+		// Append encoded it last, in order: sign it in place.
+		_ = c.sec.hs.AuthSubscription(out.Datagrams()[out.Len()-1].Data)
+	}
+	return true
 }
 
 // SubscriptionEnded returns the error Recv returns once the sender has

@@ -1,11 +1,13 @@
 package receiver
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/telewire/telewire/internal/seal"
 	"github.com/telewire/telewire/packet"
 )
 
@@ -116,11 +118,78 @@ func TestSubscriptionClient(t *testing.T) {
 	}
 }
 
-// TestSubscribeConfig: a key, a multicast Listen, or a Subscribe that is
-// no unicast address is refused.
+// TestSealedSubscriptionClient: with a key the subscriber takes the
+// sender's TOKEN in clear, echoes it flagged packet.FlagAuth with a MAC
+// under the pre-shared key (valid for the key, not for another), leaves
+// with an authenticated GOODBYE; a GOODBYE in clear ends the subscription
+// only before data has come (a sender with no room), never after.
+func TestSealedSubscriptionClient(t *testing.T) {
+	to := addr(1)
+	psk := bytes.Repeat([]byte{0x42}, seal.KeyLen)
+	key, err := seal.NewKey(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCore(t, Config{Subscribe: to.String(), Key: psk})
+	ms := int64(time.Millisecond)
+	c.Tick(0)
+	ps, _ := outOf(t, c)
+	if len(ps) != 1 || ps[0].Kind != packet.KindSubscribe || ps[0].Flags != 0 {
+		t.Fatalf("first ask: %+v", ps)
+	}
+	nonce := ps[0].Subscription.Nonce
+	tok := packet.Subscription{Nonce: nonce, TokenTime: 12345, TokenMAC: [16]byte{1, 2, 3}}
+	c.Handle(subPkt(t, packet.KindToken, packet.FlagToken, tok), to, ms)
+	b := c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatal("no echo")
+	}
+	echo := bytes.Clone(b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	var p packet.Packet
+	if err := p.Parse(echo); err != nil || p.Flags != packet.FlagToken|packet.FlagAuth || p.Subscription.TokenMAC != tok.TokenMAC {
+		t.Fatalf("echo %+v %v", p, err)
+	}
+	if !key.NewHandshaker(nil).CheckSubscription(echo) {
+		t.Fatal("the echo's MAC does not verify under the key")
+	}
+	other, _ := seal.NewKey(bytes.Repeat([]byte{0x43}, seal.KeyLen))
+	if other.NewHandshaker(nil).CheckSubscription(echo) {
+		t.Fatal("the echo's MAC verifies under another key")
+	}
+	// Data came (the subscriber is admitted): a GOODBYE in clear, as an
+	// attacker who saw the nonce could send, ends nothing.
+	c.sub.stats.Admitted = true
+	c.Handle(subPkt(t, packet.KindGoodbye, 0, packet.Subscription{Nonce: nonce, Reason: packet.ReasonSlow}), to, 2*ms)
+	if c.SubscriptionEnded() != nil || c.Stats().Subscription.ByeIgnored != 1 {
+		t.Fatal("a GOODBYE in clear ended an admitted sealed subscription")
+	}
+	c.Leave()
+	b = c.Outbox().Take()
+	if b == nil || b.Len() != 1 {
+		t.Fatal("no GOODBYE")
+	}
+	bye := bytes.Clone(b.Datagrams()[0].Data)
+	c.Outbox().Give(b)
+	if err := p.Parse(bye); err != nil || p.Kind != packet.KindGoodbye || p.Flags != packet.FlagToken|packet.FlagAuth || !key.NewHandshaker(nil).CheckSubscription(bye) {
+		t.Fatalf("GOODBYE %+v %v", p, err)
+	}
+
+	// Before any data, a GOODBYE in clear (no room) ends it.
+	c = newCore(t, Config{Subscribe: to.String(), Key: psk})
+	c.Tick(0)
+	ps, _ = outOf(t, c)
+	c.Handle(subPkt(t, packet.KindGoodbye, 0, packet.Subscription{Nonce: ps[0].Subscription.Nonce, Reason: packet.ReasonFull}), to, ms)
+	var e *SubscriptionEndedError
+	if err := c.SubscriptionEnded(); !errors.As(err, &e) || e.Reason != packet.ReasonFull {
+		t.Fatalf("ended: %v", err)
+	}
+}
+
+// TestSubscribeConfig: a multicast Listen, or a Subscribe that is no
+// unicast address is refused.
 func TestSubscribeConfig(t *testing.T) {
 	for _, cfg := range []Config{
-		{Subscribe: "127.0.0.1:9000", Key: []byte("0123456789abcdef0123456789abcdef")},
 		{Subscribe: "127.0.0.1:9000", Listen: "239.1.2.3:9000"},
 		{Subscribe: "239.1.2.3:9000"},
 		{Subscribe: "127.0.0.1:0"},

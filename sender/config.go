@@ -55,8 +55,11 @@ type Config struct {
 	// receives at its address (a token echo; see subscribers.go), until it
 	// says goodbye or goes silent for ReceiverTimeout. Combines with To:
 	// its addresses are destinations from the start and never expire.
-	// Subscribers count against MaxReceivers. Not with a key or a
-	// multicast To (not supported yet).
+	// Subscribers count against MaxReceivers. With a key, a subscriber
+	// must also prove it holds the key (its echo carries a MAC under it,
+	// packet.FlagAuth) and then gets a handshake and traffic keys of its
+	// own, like every destination of a sealed fan-out sender. Not with a
+	// multicast To.
 	Listen string
 	// JoinRate bounds the TOKENs a listening sender issues per second to
 	// addresses not subscribed yet (a burst of as many is allowed;
@@ -205,7 +208,8 @@ type Config struct {
 	// KeyFile names a file holding the 32-byte pre-shared key that turns
 	// encryption on (format: internal/seal.LoadKeyFile; `telewire keygen`
 	// writes one). The sender then makes an X25519 handshake with the
-	// receiver, authenticated by the key, before anything else (packets
+	// receiver (with several destinations, with each: keys of its own),
+	// authenticated by the key, before anything else (packets
 	// sent meanwhile are held, bounded, for one round trip); every packet
 	// is sealed with AES-256-GCM under the handshake's traffic keys, and
 	// anything not sealed under them is dropped and counted before it

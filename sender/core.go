@@ -83,6 +83,7 @@ type Core struct {
 	subs    *subscribers // nil for a single destination without Listen
 	width   int          // the most destinations there can be: the outbox has room for each copy
 	slots   int          // datagrams one half of the outbox holds: QueuePackets per destination, capped
+	qbytes  int          // bytes one half holds: QueueBytes, per destination when sealed copies differ
 	out     *outbox.Pair
 	streams []*stream // few; linear search beats a map at this size
 	rtt     reliability.RTT
@@ -145,7 +146,7 @@ func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if err := checkDestinations(dests, cfg, key != nil); err != nil {
+	if err := checkDestinations(dests, cfg); err != nil {
 		return nil, err
 	}
 	var remote netip.AddrPort
@@ -187,7 +188,12 @@ func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, erro
 		log:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		room:    cfg.DataRoom(loopback),
 	}
-	c.out = outbox.NewPair(c.slots, cfg.QueueBytes)
+	c.qbytes = cfg.QueueBytes
+	if key != nil && (len(dests) > 1 || cfg.Listen != "") {
+		// Sealed copies differ: the queue holds each one's bytes.
+		c.qbytes = max(cfg.QueueBytes, min(cfg.QueueBytes*width, maxSealedQueueBytes))
+	}
+	c.out = outbox.NewPair(c.slots, c.qbytes)
 	c.dests = append(c.dests, dests...)
 	if len(dests) > 1 || cfg.Listen != "" {
 		if c.subs, err = newSubscribers(cfg, dests, 0); err != nil {
@@ -200,9 +206,15 @@ func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, erro
 		c.pace = reliability.NewPacer(reliability.PacerConfig{MaxRate: cfg.MaxRate})
 	}
 	if key != nil {
-		if c.sec, err = newSecure(key); err != nil {
+		if c.sec, err = newSecure(key, c.subs != nil, width); err != nil {
 			return nil, err
 		}
+		// One key state per destination; the handshakes start at the
+		// first Tick or Send.
+		for _, a := range c.dests {
+			c.sec.dests = append(c.sec.dests, &destKeys{addr: a, static: true})
+		}
+		c.sec.statics = len(c.sec.dests)
 	}
 	return c, nil
 }
@@ -212,12 +224,25 @@ func NewFanoutCore(cfg Config, session uint64, to []netip.AddrPort) (*Core, erro
 // MiB, however many subscribers MaxReceivers allows.
 const maxQueueDatagrams = 1 << 18
 
+// maxSealedQueueBytes caps the bytes one half of a sealed fan-out
+// sender's queue holds (QueueBytes times the destinations: each sealed
+// copy has bytes of its own).
+const maxSealedQueueBytes = 32 << 20
+
 // fanout sends the datagram just queued (DATA, PARITY or HEARTBEAT, queued
-// to c.remote) to every destination. Sealed, the one destination is
-// c.remote already, and the datagram may have gone to the held queue.
+// to c.remote) to every destination. Sealed, each destination with keys
+// gets a copy sealed under its own (fanoutSealed); with one destination
+// it is sealed in place already, or went to the held queue.
 func (c *Core) fanout() {
-	if c.sec != nil || len(c.dests) == 1 && c.dests[0] == c.remote {
+	if c.sec != nil {
+		c.fanoutSealed()
+		return
+	}
+	if len(c.dests) == 1 && c.dests[0] == c.remote {
 		return // already addressed to the set's one member
+	}
+	if len(c.dests) == 0 {
+		c.stats.NoDestination++ // Fanout removes it: it goes nowhere
 	}
 	if err := c.out.Current().Fanout(c.dests); err != nil {
 		c.stats.FeedbackDropped++ // cannot happen: room was checked for every copy
@@ -228,6 +253,16 @@ func (c *Core) fanout() {
 // takes in the queue: one per destination (at least one, so that room
 // is kept while a listening sender has no subscriber).
 func (c *Core) copies() int { return max(len(c.dests), 1) }
+
+// byteCopies returns how many times the queue holds the bytes of each
+// DATA, PARITY and HEARTBEAT: once (the copies of a fan-out share them),
+// or, sealed for several destinations, once per destination.
+func (c *Core) byteCopies() int {
+	if c.sec != nil && c.sec.fan {
+		return c.copies()
+	}
+	return 1
+}
 
 // unmap turns an IPv4-mapped IPv6 address into plain IPv4, so that one
 // peer has one key in the address tables whichever socket family saw it.
@@ -322,11 +357,11 @@ func (c *Core) sendParity(s *stream) {
 		c.pkt.Parity, c.pkt.Payload = par, shard
 		// Parity made in the middle of a fragmented message leaves room
 		// for the message's remaining fragments, which Send has counted.
-		if !c.out.Current().RoomFor((1+c.resvK)*c.copies(), c.pkt.EncodedLen()+c.overhead()+c.resvBytes) {
+		if !c.out.Current().RoomFor((1+c.resvK)*c.copies(), (c.pkt.EncodedLen()+c.overhead()+c.resvBytes)*c.byteCopies()) {
 			c.stats.ParityDropped++
 			return
 		}
-		if err := c.queueTrailing(&c.pkt, c.remote); err != nil {
+		if err := c.queueTrailing(&c.pkt); err != nil {
 			c.stats.ParityDropped++
 			return
 		}
@@ -369,7 +404,7 @@ func (c *Core) Room(n int) bool {
 			needK, need = max(needK, a), max(need, b)
 		}
 	}
-	return c.out.Current().RoomFor((needK+1)*c.copies(), need+heartbeatLen+c.overhead()) && c.roomHeld(needK+1, need+heartbeatLen+c.overhead())
+	return c.out.Current().RoomFor((needK+1)*c.copies(), (need+heartbeatLen+c.overhead())*c.byteCopies()) && c.roomHeld(needK+1, need+heartbeatLen+c.overhead())
 }
 
 // DataRoom returns the DATA payload, message map included, that one
@@ -388,7 +423,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		return ErrTooLarge
 	}
 	k, bytes := c.cfg.fragmentsOf(len(payload), c.room)
-	if k+1 > c.cfg.QueuePackets || (k+1)*c.copies() > c.slots || bytes+heartbeatLen+c.overhead() > c.cfg.QueueBytes {
+	if k+1 > c.cfg.QueuePackets || (k+1)*c.copies() > c.slots || (bytes+heartbeatLen+c.overhead())*c.byteCopies() > c.qbytes {
 		return ErrTooLarge // the queue could never hold it whole (a copy per destination)
 	}
 	if c.sec != nil {
@@ -407,6 +442,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// Packed into the datagram still queued: the writer is busy, so
 		// the message would have waited for it anyway.
 		c.stats.Messages++
+		c.countUnheard()
 		s.messages++
 		c.stats.Packed++
 		c.stats.PayloadBytes += uint64(len(payload))
@@ -424,7 +460,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		// nothing sent yet tells the receiver where the stream starts, so
 		// losing the first messages is seen and repaired like any gap.
 		// Both must fit, or neither is queued.
-		if !out.RoomFor((k+1)*c.copies(), bytes+heartbeatLen+c.overhead()) || !c.queueHeartbeat(s, now) {
+		if !out.RoomFor((k+1)*c.copies(), (bytes+heartbeatLen+c.overhead())*c.byteCopies()) || !c.queueHeartbeat(s, now) {
 			return ErrQueueFull
 		}
 		s.opened = true
@@ -432,7 +468,7 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 	// The parity the message's datagrams will complete must fit too
 	// (unless the queue could never hold both): dropped for want of room,
 	// it would leave the message unprotected.
-	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK*c.copies(), need) {
+	if needK, need := c.need(s, k, bytes); !out.RoomFor(needK*c.copies(), need*c.byteCopies()) {
 		return ErrQueueFull
 	}
 	if k == 1 {
@@ -467,16 +503,28 @@ func (c *Core) Send(streamID uint32, payload []byte, now int64) error {
 		c.stats.Fragmented++
 	}
 	c.stats.Messages++
+	c.countUnheard()
 	s.messages++
 	c.stats.PayloadBytes += uint64(len(payload))
 	return nil
+}
+
+// countUnheard counts a message sent while the sender had nowhere to send
+// it: a sender taking subscribers with none (with a key: none with keys,
+// nothing held for them). It reached no one.
+func (c *Core) countUnheard() {
+	switch {
+	case c.subs == nil:
+	case len(c.dests) == 0, c.sec != nil && len(c.sec.addrs) == 0 && !c.sec.holdingPackets():
+		c.stats.MessagesNoDestination++
+	}
 }
 
 // need returns the datagrams and bytes Send needs free to queue a
 // message of k datagrams, bytes in all, on s: with the parity they will
 // complete, unless the queue could never hold both.
 func (c *Core) need(s *stream, k, bytes int) (int, int) {
-	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && (k+pk+1)*c.copies() <= c.slots && bytes+pbytes+heartbeatLen <= c.cfg.QueueBytes {
+	if pk, pbytes := c.parityFor(s, k); k+pk+1 <= c.cfg.QueuePackets && (k+pk+1)*c.copies() <= c.slots && (bytes+pbytes+heartbeatLen)*c.byteCopies() <= c.qbytes {
 		return k + pk, bytes + pbytes
 	}
 	return k, bytes
@@ -574,7 +622,7 @@ func (c *Core) pack(s *stream, payload []byte, now int64) bool {
 	delta := now - c.open.ts
 	e := packet.EntryLen(len(payload), delta)
 	cur := len(dgs[len(dgs)-1].Data)
-	if cur-packet.HeaderLen-packet.DataHeaderLen+e > c.room || !out.RoomFor(0, e+c.overhead()) {
+	if cur-packet.HeaderLen-packet.DataHeaderLen+e > c.room || !out.RoomFor(0, (e+c.overhead())*c.byteCopies()) {
 		return false
 	}
 	data, ok := out.ExtendLast(e)
@@ -667,6 +715,7 @@ func (c *Core) Handle(b []byte, from netip.AddrPort, now int64) {
 	if !c.decode(b, from, now) {
 		return
 	}
+	from = c.feedbackFrom(from)
 	p := &c.pkt
 	if p.Session != c.session {
 		c.stats.ForeignSession++
@@ -975,7 +1024,7 @@ resend:
 			}
 			_ = out.AppendRaw(data, to)
 			_ = packet.MarkRetransmit(out.Datagrams()[out.Len()-1].Data) // stored packets are DATA
-			if c.sealLast(out) != nil {
+			if c.sealTo(out, to) != nil {
 				break resend
 			}
 			c.spend(len(data) + grow)
@@ -1064,7 +1113,7 @@ func (c *Core) queueHeartbeat(s *stream, now int64) bool {
 		Heartbeat: packet.Heartbeat{Start: s.start, Next: s.next, Timestamp: now},
 	}
 	c.flagGroup(&c.pkt, now)
-	if !c.out.Current().RoomFor(c.copies(), c.pkt.EncodedLen()+c.overhead()) || c.queue(&c.pkt, c.remote) != nil {
+	if !c.out.Current().RoomFor(c.copies(), (c.pkt.EncodedLen()+c.overhead())*c.byteCopies()) || c.queueAll(&c.pkt) != nil {
 		return false
 	}
 	c.fanout()
@@ -1145,6 +1194,9 @@ func (c *Core) Stats() Stats {
 		}
 	}
 	c.rcv.stats(&st, c.streams)
+	if c.sec != nil {
+		st.KeysPending = c.sec.pending()
+	}
 	if c.subs != nil {
 		st.Subscribers = c.subs.stats
 		st.Subscribers.Destinations = len(c.dests)

@@ -438,7 +438,7 @@ func TestRetryHandling(t *testing.T) {
 		_ = c.Send(0, []byte{byte(i)}, int64(i+1))
 	}
 	_, ctrs := r.open(t, c)
-	tag := c.sec.cur.tag
+	tag := c.sec.dests[0].cur.tag
 	k := testKey(t, testPSK)
 	other := testKey(t, bytes.Repeat([]byte{9}, seal.KeyLen))
 	forged := k.NewHandshaker(nil).AppendRetry(nil, 0xabc, tag, ctrs[0])

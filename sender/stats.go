@@ -5,32 +5,39 @@ import "github.com/telewire/telewire/packet"
 // Stats is a snapshot of a sender's counters. Counts are cumulative since
 // start; figures named Nanos are durations in nanoseconds.
 type Stats struct {
-	Session         uint64 `json:"session"`
-	Packets         uint64 `json:"packets"`          // DATA packets queued for sending (first transmissions)
-	Messages        uint64 `json:"messages"`         // messages Send queued, in those packets
-	Fragmented      uint64 `json:"fragmented"`       // messages among them split across several packets
-	Packed          uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
-	PayloadBytes    uint64 `json:"payload_bytes"`    // application bytes in them
-	DatagramsSent   uint64 `json:"datagrams_sent"`   // every datagram written, any kind
-	BytesSent       uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
-	WriteSyscalls   uint64 `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
-	Heartbeats      uint64 `json:"heartbeats"`       // HEARTBEATs queued
-	Parity          uint64 `json:"parity"`           // PARITY packets queued
-	ParityDropped   uint64 `json:"parity_dropped"`   // PARITY packets not queued: queue full
-	QueueFull       uint64 `json:"queue_full"`       // Sends refused or delayed by a full queue
-	Reports         uint64 `json:"reports"`          // REPORTs received
-	NACKs           uint64 `json:"nacks"`            // NACKs received
-	Retransmits     uint64 `json:"retransmits"`      // DATA packets resent
-	RetransmitBytes uint64 `json:"retransmit_bytes"` // their wire bytes
-	Suppressed      uint64 `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
-	Throttled       uint64 `json:"throttled"`        // requests refused by the retransmit budget
-	Unavailable     uint64 `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
-	FeedbackDropped uint64 `json:"feedback_dropped"` // answers not queued: queue full
-	Malformed       uint64 `json:"malformed"`        // datagrams that failed to decode
-	ForeignSession  uint64 `json:"foreign_session"`  // feedback for another session
-	Unexpected      uint64 `json:"unexpected"`       // valid packets a sender does not take
-	WriteErrors     uint64 `json:"write_errors"`     // datagrams the kernel refused
-	Queued          int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
+	Session  uint64 `json:"session"`
+	Packets  uint64 `json:"packets"`  // DATA packets queued for sending (first transmissions)
+	Messages uint64 `json:"messages"` // messages Send queued, in those packets
+	// A sender taking subscribers (Config.Listen) with none sends
+	// nowhere: MessagesNoDestination counts the messages Send took then
+	// (they reached no one), NoDestination the DATA, PARITY and HEARTBEAT
+	// datagrams not sent for want of a destination (with a key: of one
+	// with keys). Messages, Packets and Heartbeats include them.
+	MessagesNoDestination uint64 `json:"messages_no_destination"`
+	NoDestination         uint64 `json:"no_destination"`
+	Fragmented            uint64 `json:"fragmented"`       // messages among them split across several packets
+	Packed                uint64 `json:"packed"`           // messages among them packed into a packet with others (not counting each packet's first)
+	PayloadBytes          uint64 `json:"payload_bytes"`    // application bytes in them
+	DatagramsSent         uint64 `json:"datagrams_sent"`   // every datagram written, any kind
+	BytesSent             uint64 `json:"bytes_sent"`       // wire bytes written (UDP payload)
+	WriteSyscalls         uint64 `json:"write_syscalls"`   // sendmmsg (or sendmsg) calls: datagrams/syscall is the batching
+	Heartbeats            uint64 `json:"heartbeats"`       // HEARTBEATs queued
+	Parity                uint64 `json:"parity"`           // PARITY packets queued
+	ParityDropped         uint64 `json:"parity_dropped"`   // PARITY packets not queued: queue full
+	QueueFull             uint64 `json:"queue_full"`       // Sends refused or delayed by a full queue
+	Reports               uint64 `json:"reports"`          // REPORTs received
+	NACKs                 uint64 `json:"nacks"`            // NACKs received
+	Retransmits           uint64 `json:"retransmits"`      // DATA packets resent
+	RetransmitBytes       uint64 `json:"retransmit_bytes"` // their wire bytes
+	Suppressed            uint64 `json:"suppressed"`       // requests ignored: resent within a fraction of the RTT
+	Throttled             uint64 `json:"throttled"`        // requests refused by the retransmit budget
+	Unavailable           uint64 `json:"unavailable"`      // "unavailable" answers sent (NACK packets)
+	FeedbackDropped       uint64 `json:"feedback_dropped"` // answers not queued: queue full
+	Malformed             uint64 `json:"malformed"`        // datagrams that failed to decode
+	ForeignSession        uint64 `json:"foreign_session"`  // feedback for another session
+	Unexpected            uint64 `json:"unexpected"`       // valid packets a sender does not take
+	WriteErrors           uint64 `json:"write_errors"`     // datagrams the kernel refused
+	Queued                int    `json:"queued"`           // datagrams waiting for the socket now (the half of the queue being filled)
 
 	// FeedbackSilenceNanos is how long the sender had gone without
 	// feedback when the snapshot was taken: since the latest REPORT or
@@ -54,22 +61,27 @@ type Stats struct {
 	Answers         uint64 `json:"answers"`          // challenges answered (HEARTBEATs with packet.FlagAnswer)
 
 	// With encryption on (Config.KeyFile or Key):
-	Unsealed          uint64        `json:"unsealed"`           // plain feedback refused
-	KeyMismatch       uint64        `json:"key_mismatch"`       // WELCOMEs or RETRYs made with another pre-shared key
-	Corrupted         uint64        `json:"corrupted"`          // WELCOMEs or RETRYs whose key id did not repeat: damaged on the way, not another key
-	AuthFailed        uint64        `json:"auth_failed"`        // feedback that failed authentication
-	Replayed          uint64        `json:"replayed"`           // authentic feedback seen before (or older than the replay window)
-	NoKeys            uint64        `json:"no_keys"`            // feedback sealed under keys this sender does not hold (an earlier handshake's)
-	HandshakeAttempts uint64        `json:"handshake_attempts"` // HELLOs sent (first attempts, retries, rekeys)
-	Handshakes        uint64        `json:"handshakes"`         // handshakes completed
-	Rekeys            uint64        `json:"rekeys"`             // of Handshakes, those that replaced live keys
-	Rehandshakes      uint64        `json:"rehandshakes"`       // handshakes started because the receiver had lost the keys (RETRY)
-	RetriesIgnored    uint64        `json:"retries_ignored"`    // authentic RETRYs that named old keys or came during a handshake
-	Resent            uint64        `json:"resent"`             // DATA sent again under new keys after a RETRY: the receiver had lost the keys it went under
-	HandshakeRTTNanos int64         `json:"handshake_rtt_ns"`   // the latest handshake's round trip (HELLO to WELCOME)
-	Held              uint64        `json:"held"`               // packets held until the handshake completed
-	HeldDropped       uint64        `json:"held_dropped"`       // packets dropped: the held queue was full
-	SealErrors        uint64        `json:"seal_errors"`        // packets not sent because sealing failed (counter exhausted)
+	Unsealed          uint64 `json:"unsealed"`           // plain feedback refused
+	KeyMismatch       uint64 `json:"key_mismatch"`       // WELCOMEs or RETRYs made with another pre-shared key
+	Corrupted         uint64 `json:"corrupted"`          // WELCOMEs or RETRYs whose key id did not repeat: damaged on the way, not another key
+	AuthFailed        uint64 `json:"auth_failed"`        // feedback that failed authentication
+	Replayed          uint64 `json:"replayed"`           // authentic feedback seen before (or older than the replay window)
+	NoKeys            uint64 `json:"no_keys"`            // feedback sealed under keys this sender does not hold (an earlier handshake's)
+	HandshakeAttempts uint64 `json:"handshake_attempts"` // HELLOs sent (first attempts, retries, rekeys)
+	Handshakes        uint64 `json:"handshakes"`         // handshakes completed
+	Rekeys            uint64 `json:"rekeys"`             // of Handshakes, those that replaced live keys
+	Rehandshakes      uint64 `json:"rehandshakes"`       // handshakes started because the receiver had lost the keys (RETRY)
+	RetriesIgnored    uint64 `json:"retries_ignored"`    // authentic RETRYs that named old keys or came during a handshake
+	Resent            uint64 `json:"resent"`             // DATA sent again under new keys after a RETRY (the receiver had lost the keys it went under), or to a fan-out destination whose keys came late
+	HandshakeRTTNanos int64  `json:"handshake_rtt_ns"`   // the latest handshake's round trip (HELLO to WELCOME)
+	Held              uint64 `json:"held"`               // packets held until the handshake completed
+	HeldDropped       uint64 `json:"held_dropped"`       // packets dropped: the held queue was full
+	SealErrors        uint64 `json:"seal_errors"`        // packets not sent because sealing failed (counter exhausted)
+	// With a key and several destinations (unicast fan-out), each has a
+	// handshake and keys of its own:
+	KeysPending       int           `json:"keys_pending"`       // destinations with no keys yet (handshake under way)
+	NotKeyed          uint64        `json:"not_keyed"`          // copies of DATA, PARITY or HEARTBEAT not sent to a destination that had no keys yet
+	HandshakesExpired uint64        `json:"handshakes_expired"` // subscribers dropped because their handshake did not complete in time
 	RTT               RTTStats      `json:"rtt"`
 	Pacing            PacingStats   `json:"pacing"`
 	Streams           []StreamStats `json:"streams"`

@@ -39,6 +39,14 @@ import (
 // within Config.ReceiverTimeout; it leaves with a GOODBYE carrying its
 // token (so that no one else can unsubscribe it), and the sender drops it
 // at once.
+//
+// With a key (see secure.go) the exchange is the same, and the echo and
+// the subscriber's GOODBYE must also carry a MAC under the pre-shared key
+// (packet.FlagAuth): the token proves the address, the MAC the key. An
+// admitted subscriber then gets a handshake of its own; until it
+// completes it gets nothing, and if it does not complete within 3 s it is
+// dropped. The sender's GOODBYE to a subscriber with keys is sealed under
+// them.
 
 // Defaults of subscription and of the slow-receiver policy.
 const (
@@ -94,10 +102,6 @@ func ParseSlowPolicy(s string) (SlowPolicy, error) {
 var (
 	// ErrDuplicateDestination: an address appears twice in Config.To.
 	ErrDuplicateDestination = errors.New("destination listed twice")
-	// ErrFanoutKey: sealed mode with more than one destination or with
-	// Listen. Each subscriber would need keys of its own; not supported
-	// yet.
-	ErrFanoutKey = errors.New("unicast fan-out (several destinations or Listen) with a key is not supported yet")
 	// ErrFanoutMulticast: a multicast group in a list, or with Listen: a
 	// group is a destination set of its own.
 	ErrFanoutMulticast = errors.New("a multicast group must be the only destination, without Listen")
@@ -120,7 +124,7 @@ func SplitDestinations(to string) ([]string, error) {
 
 // checkDestinations refuses duplicates and the combinations fan-out does
 // not support.
-func checkDestinations(to []netip.AddrPort, cfg Config, keyed bool) error {
+func checkDestinations(to []netip.AddrPort, cfg Config) error {
 	seen := make(map[netip.AddrPort]bool, len(to))
 	for _, a := range to {
 		if seen[a] {
@@ -130,9 +134,6 @@ func checkDestinations(to []netip.AddrPort, cfg Config, keyed bool) error {
 		if a.Addr().IsMulticast() && (len(to) > 1 || cfg.Listen != "") {
 			return &DestinationError{Addr: a, Reason: ErrFanoutMulticast}
 		}
-	}
-	if keyed && (len(to) > 1 || cfg.Listen != "") {
-		return fmt.Errorf("%w: %w", ErrConfig, ErrFanoutKey)
 	}
 	if len(to) > cfg.MaxReceivers {
 		return fmt.Errorf("%w: %d destinations, more than MaxReceivers (%d)", ErrConfig, len(to), cfg.MaxReceivers)
@@ -174,21 +175,29 @@ type subscribers struct {
 // SubscriberStats counts a fan-out sender's destinations and the
 // subscription traffic of one that takes subscribers (Config.Listen).
 type SubscriberStats struct {
-	Listening    bool   `json:"listening"`     // the sender takes subscribers
-	Destinations int    `json:"destinations"`  // where DATA goes now: Config.To's and the subscribers
-	Subscribed   int    `json:"subscribed"`    // of them, subscribers
-	Joined       uint64 `json:"joined"`        // subscribers admitted (a valid token echoed)
-	Renewed      uint64 `json:"renewed"`       // subscriptions renewed by a subscriber already in
-	Left         uint64 `json:"left"`          // subscribers gone with a GOODBYE
-	Expired      uint64 `json:"expired"`       // subscribers dropped after ReceiverTimeout of silence
-	DroppedSlow  uint64 `json:"dropped_slow"`  // subscribers dropped by the slow-receiver policy
-	RefusedFull  uint64 `json:"refused_full"`  // valid echoes refused: MaxReceivers reached
-	TokensSent   uint64 `json:"tokens_sent"`   // TOKENs sent (each answers one SUBSCRIBE)
-	TokenBytes   uint64 `json:"token_bytes"`   // their bytes
-	BadTokens    uint64 `json:"bad_tokens"`    // echoes with a token that is forged, another address's or expired
-	JoinsLimited uint64 `json:"joins_limited"` // SUBSCRIBEs not answered: over JoinRate
-	ByesIgnored  uint64 `json:"byes_ignored"`  // GOODBYEs from no subscriber or with a bad token
-	Malformed    uint64 `json:"malformed"`     // subscription datagrams that failed to decode
+	Listening    bool   `json:"listening"`    // the sender takes subscribers
+	Destinations int    `json:"destinations"` // where DATA goes now: Config.To's and the subscribers
+	Subscribed   int    `json:"subscribed"`   // of them, subscribers
+	Joined       uint64 `json:"joined"`       // subscribers admitted (a valid token echoed)
+	Renewed      uint64 `json:"renewed"`      // subscriptions renewed by a subscriber already in
+	Left         uint64 `json:"left"`         // subscribers gone with a GOODBYE
+	Expired      uint64 `json:"expired"`      // subscribers dropped after ReceiverTimeout of silence
+	DroppedSlow  uint64 `json:"dropped_slow"` // subscribers dropped by the slow-receiver policy
+	RefusedFull  uint64 `json:"refused_full"` // valid echoes refused: MaxReceivers reached
+	// RefusedPending counts, with a key, valid echoes not admitted
+	// because 64 subscribers' handshakes were already under way (the
+	// subscriber is admitted at a later renewal).
+	RefusedPending uint64 `json:"refused_pending"`
+	TokensSent     uint64 `json:"tokens_sent"`   // TOKENs sent (each answers one SUBSCRIBE)
+	TokenBytes     uint64 `json:"token_bytes"`   // their bytes
+	BadTokens      uint64 `json:"bad_tokens"`    // echoes with a token that is forged, another address's or expired
+	JoinsLimited   uint64 `json:"joins_limited"` // SUBSCRIBEs not answered: over JoinRate
+	ByesIgnored    uint64 `json:"byes_ignored"`  // GOODBYEs from no subscriber or with a bad token
+	Malformed      uint64 `json:"malformed"`     // subscription datagrams that failed to decode
+	// Unauthenticated counts, with a key, echoes and GOODBYEs refused
+	// because they lack a valid MAC under the pre-shared key
+	// (packet.FlagAuth): sent by someone without the key.
+	Unauthenticated uint64 `json:"unauthenticated"`
 }
 
 func newSubscribers(cfg Config, static []netip.AddrPort, now int64) (*subscribers, error) {
@@ -279,12 +288,20 @@ func (sub *subscribers) subscribed() int {
 	return n
 }
 
-// syncDests rebuilds the Core's destination list from the set.
-func (c *Core) syncDests() {
+// isStatic reports whether addr is a Config.To destination.
+func (sub *subscribers) isStatic(addr netip.AddrPort) bool {
+	m := sub.find(addr)
+	return m != nil && m.static
+}
+
+// syncDests rebuilds the Core's destination list from the set, and with a
+// key the destinations' key states (a new subscriber's handshake starts).
+func (c *Core) syncDests(now int64) {
 	c.dests = c.dests[:0]
 	for i := range c.subs.members {
 		c.dests = append(c.dests, c.subs.members[i].addr)
 	}
+	c.syncKeys(now)
 }
 
 // handleSubscription takes a SUBSCRIBE or GOODBYE, before the
@@ -300,6 +317,8 @@ func (c *Core) handleSubscription(b []byte, from netip.AddrPort, now int64) {
 	switch {
 	case p.Kind == packet.KindSubscribe && p.Flags&packet.FlagToken == 0:
 		c.issueToken(p, from, len(b), now)
+	case p.Kind != packet.KindToken && !c.authentic(b):
+		sub.stats.Unauthenticated++ // with a key: an echo or GOODBYE without its MAC
 	case p.Kind == packet.KindSubscribe:
 		c.admit(p, from, now)
 	case p.Kind == packet.KindGoodbye:
@@ -310,12 +329,21 @@ func (c *Core) handleSubscription(b []byte, from netip.AddrPort, now int64) {
 			return
 		}
 		sub.remove(from)
-		c.syncDests()
+		c.syncDests(now)
 		sub.stats.Left++
 		c.log.Info().Stringer("addr", from).Msg("subscriber left")
 	default: // TOKEN goes the other way
 		c.stats.Unexpected++
 	}
+}
+
+// authentic reports whether the echo or GOODBYE b may act: always
+// without a key; with one, only when it carries a valid MAC under the
+// pre-shared key (packet.FlagAuth), so that nobody without the key is
+// admitted (and makes the sender start a handshake) or ends a
+// subscription, even having seen the subscriber's token on the path.
+func (c *Core) authentic(b []byte) bool {
+	return c.sec == nil || c.sec.hs.CheckSubscription(b)
 }
 
 // issueToken answers a SUBSCRIBE of n bytes from addr with a TOKEN, within
@@ -367,10 +395,18 @@ func (c *Core) admit(p *packet.Packet, from netip.AddrPort, now int64) {
 		c.goodbye(from, s.Nonce, packet.ReasonFull)
 		return
 	}
+	if c.sec != nil && c.sec.pendingSubscribers() >= maxPendingHandshakes {
+		// Handshakes under way are bounded: this one waits for the
+		// subscriber's renewal (a second), not counted as a member.
+		sub.stats.RefusedPending++
+		return
+	}
 	sub.members = append(sub.members, member{addr: from, nonce: s.Nonce, joined: now, lastAt: now})
-	c.syncDests()
 	c.peers.Validate(from) // it proved it receives there: data and repairs may go
-	c.anchor(from, now)
+	c.syncDests(now)       // with a key: its handshake starts
+	if c.sec == nil {
+		c.anchor(from, now) // with a key, once it has keys (keyed)
+	}
 	sub.stats.Joined++
 	c.log.Info().Stringer("addr", from).Int("subscribers", sub.subscribed()).Msg("subscriber joined")
 }
@@ -385,7 +421,7 @@ func (c *Core) anchor(to netip.AddrPort, now int64) {
 	for _, s := range c.streams {
 		p.Header = packet.Header{Kind: packet.KindHeartbeat, Session: c.session, Stream: s.id}
 		p.Heartbeat = packet.Heartbeat{Start: s.next, Next: s.next, Timestamp: now}
-		if c.out.Current().Append(p, to) != nil {
+		if c.queue(p, to) != nil {
 			c.stats.FeedbackDropped++
 			return
 		}
@@ -393,14 +429,34 @@ func (c *Core) anchor(to netip.AddrPort, now int64) {
 	}
 }
 
-// goodbye queues a GOODBYE for the subscriber at to, whose nonce is nonce.
+// goodbye queues a GOODBYE for the subscriber at to, whose nonce is nonce:
+// with a key, sealed under the subscriber's traffic keys when it has
+// them (call it before the subscriber's keys are dropped), so that it
+// cannot be forged to one that is admitted.
 func (c *Core) goodbye(to netip.AddrPort, nonce uint64, reason uint8) {
 	p := &c.probe
 	p.Header = packet.Header{Kind: packet.KindGoodbye, Session: c.session}
 	p.Subscription = packet.Subscription{Nonce: nonce, Reason: reason}
-	if c.out.Current().Append(p, to) != nil {
+	var err error
+	if d := c.keysOf(to); d != nil {
+		err = c.queue(p, to)
+	} else {
+		err = c.out.Current().Append(p, to)
+	}
+	if err != nil {
 		c.stats.FeedbackDropped++
 	}
+}
+
+// keysOf returns the key state of the destination at to when it has keys.
+func (c *Core) keysOf(to netip.AddrPort) *destKeys {
+	if c.sec == nil {
+		return nil
+	}
+	if d := c.sec.dest(to); d != nil && d.cur != nil {
+		return d
+	}
+	return nil
 }
 
 // expireSubscribers drops the subscribers silent for longer than
@@ -422,7 +478,7 @@ func (c *Core) expireSubscribers(now int64) {
 	if len(kept) != len(sub.members) {
 		clear(sub.members[len(kept):])
 		sub.members = kept
-		c.syncDests()
+		c.syncDests(now)
 	}
 }
 
@@ -462,11 +518,10 @@ func (c *Core) unrepairable(addr netip.AddrPort, now int64) {
 	if now-m.lossRun < sub.slowAfter {
 		return
 	}
-	nonce := m.nonce
+	c.goodbye(addr, m.nonce, packet.ReasonSlow) // while its keys are still there
 	sub.remove(addr)
-	c.syncDests()
+	c.syncDests(now)
 	sub.stats.DroppedSlow++
-	c.goodbye(addr, nonce, packet.ReasonSlow)
 	c.log.Warn().Stringer("addr", addr).Msg("subscriber cannot keep up: dropped (slow-receiver policy disconnect)")
 }
 

@@ -89,8 +89,8 @@ func TestFanoutSendsEachPacketToEveryDestination(t *testing.T) {
 	}
 }
 
-// TestFanoutDestinationErrors: a duplicate, a group in a list, a key with
-// fan-out, and no destination at all are refused, each with its reason.
+// TestFanoutDestinationErrors: a duplicate, a group in a list (with a key
+// too), and no destination at all are refused, each with its reason.
 func TestFanoutDestinationErrors(t *testing.T) {
 	group := netip.MustParseAddrPort("239.1.2.3:9000")
 	key := []byte("0123456789abcdef0123456789abcdef")
@@ -103,8 +103,7 @@ func TestFanoutDestinationErrors(t *testing.T) {
 		{"duplicate", Config{}, []netip.AddrPort{addrN(1), addrN(2), addrN(1)}, ErrDuplicateDestination},
 		{"group in a list", Config{}, []netip.AddrPort{addrN(1), group}, ErrFanoutMulticast},
 		{"group with listen", Config{Listen: ":9000"}, []netip.AddrPort{group}, ErrFanoutMulticast},
-		{"key with a list", Config{Key: key}, []netip.AddrPort{addrN(1), addrN(2)}, ErrFanoutKey},
-		{"key with listen", Config{Key: key, Listen: ":9000"}, nil, ErrFanoutKey},
+		{"key with a group in a list", Config{Key: key}, []netip.AddrPort{addrN(1), group}, ErrFanoutMulticast},
 		{"nothing", Config{}, nil, ErrConfig},
 		{"over MaxReceivers", Config{MaxReceivers: 2}, []netip.AddrPort{addrN(1), addrN(2), addrN(3)}, ErrConfig},
 		{"local and listen", Config{Local: ":1", Listen: ":2"}, []netip.AddrPort{addrN(1)}, ErrConfig},

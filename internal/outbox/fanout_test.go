@@ -108,3 +108,90 @@ func TestFanoutAllocs(t *testing.T) {
 type nopSealer struct{}
 
 func (nopSealer) SealInPlace(p []byte) ([]byte, error) { return p, nil }
+
+// tagSealer appends its tag byte (a stand-in for a per-destination
+// sealer: each copy comes out different); fail refuses.
+type tagSealer struct {
+	tag  byte
+	fail bool
+}
+
+var errTag = errors.New("tag sealer refuses")
+
+func (s tagSealer) SealInPlace(p []byte) ([]byte, error) {
+	if s.fail {
+		return p, errTag
+	}
+	return append(p, s.tag), nil
+}
+
+// TestFanoutSealed: the datagram becomes one copy per address, each
+// sealed by its own sealer in its own bytes, in order or trailing; a
+// copy its sealer refuses is left out (the others go); without room for
+// every copy the datagram is removed; an empty set removes it.
+func TestFanoutSealed(t *testing.T) {
+	sealers := []InPlaceSealer{tagSealer{tag: 1}, tagSealer{tag: 2}, tagSealer{tag: 3}}
+	plain := make([]byte, 0, packet.MaxPacketLen)
+	b := New(16, 4000)
+	if _, err := b.FanoutSealed(fanTo, sealers, 1, plain); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("empty batch: %v", err)
+	}
+	_ = b.Append(data(10), dst)
+	one := b.Bytes()
+	if n, err := b.FanoutSealed(fanTo, sealers, 1, plain); n != 3 || err != nil {
+		t.Fatalf("%d copies, %v", n, err)
+	}
+	if b.Len() != 3 || b.Bytes() != 3*(one+1) {
+		t.Fatalf("%d datagrams, %d bytes; want 3 copies of %d+1", b.Len(), b.Bytes(), one)
+	}
+	for i, d := range b.Datagrams() {
+		if d.Addr != fanTo[i] || len(d.Data) != one+1 || d.Data[one] != byte(i+1) {
+			t.Fatalf("copy %d: to %v, %d bytes, tag %d", i, d.Addr, len(d.Data), d.Data[len(d.Data)-1])
+		}
+		var p packet.Packet
+		if err := p.Parse(d.Data[:one]); err != nil {
+			t.Fatalf("copy %d: %v", i, err)
+		}
+	}
+
+	// Trailing: the copies are trailing too, behind what follows in order.
+	b.Reset()
+	_ = b.AppendTrailing(data(20), dst)
+	if n, err := b.FanoutSealed(fanTo, sealers, 1, plain); n != 3 || err != nil || b.Trailing() != 3 {
+		t.Fatalf("trailing: %d copies, %v, %d trailing", n, err, b.Trailing())
+	}
+	_ = b.Append(data(5), dst)
+	b.Settle()
+	if d := b.Datagrams(); len(d) != 4 || d[0].Addr != dst || d[1].Addr != fanTo[0] || d[3].Addr != fanTo[2] {
+		t.Fatalf("settled order %v", d)
+	}
+
+	// A refusing sealer: its copy is left out.
+	b.Reset()
+	_ = b.Append(data(10), dst)
+	if n, err := b.FanoutSealed(fanTo, []InPlaceSealer{sealers[0], tagSealer{fail: true}, sealers[2]}, 1, plain); n != 2 || !errors.Is(err, errTag) || b.Len() != 2 {
+		t.Fatalf("refused copy: %d copies, %v, %d queued", n, err, b.Len())
+	}
+
+	// No room for every copy: nothing is queued.
+	small := New(16, one*3)
+	_ = small.Append(data(10), dst)
+	if n, err := small.FanoutSealed(fanTo, sealers, 1, plain); n != 0 || !errors.Is(err, ErrFull) || small.Len() != 0 || small.Bytes() != 0 {
+		t.Fatalf("without room: %d copies, %v, %d queued", n, err, small.Len())
+	}
+	_ = small.Append(data(10), dst)
+	if n, err := small.FanoutSealed(nil, nil, 1, plain); n != 0 || err != nil || small.Len() != 0 {
+		t.Fatalf("empty set: %d, %v, %d queued", n, err, small.Len())
+	}
+	d := data(10)
+	allocs := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		for range 50 {
+			_ = b.Append(d, dst)
+			_, _ = b.FanoutSealed(fanTo, sealers, 1, plain)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per run", allocs)
+	}
+}

@@ -287,6 +287,58 @@ func (b *Batch) Fanout(to []netip.AddrPort) error {
 	return nil
 }
 
+// FanoutSealed replaces the datagram queued last (by Append, AppendRaw or
+// AppendTrailing; not fanned out) with one copy for each address of to,
+// in order, copy i sealed in place by sealers[i] and grown by up to grow
+// bytes: a sender with a key sends each packet to every receiver under
+// that receiver's own keys. Unlike Fanout's, the copies differ, so the
+// slab holds each. A trailing datagram's copies are trailing. plain is
+// scratch for the plain bytes meanwhile (give it the capacity of the
+// largest datagram, so that nothing allocates). It returns how many copies
+// were queued. When the copies do not all fit, the datagram is removed and
+// ErrFull returned; a copy its sealer refuses is left out and the first
+// such error returned with the count of the others. With to empty the
+// datagram is removed. ErrEmpty: no datagram can be fanned out.
+func (b *Batch) FanoutSealed(to []netip.AddrPort, sealers []InPlaceSealer, grow int, plain []byte) (int, error) {
+	d, trailing := b.lastQueued()
+	if d == nil {
+		return 0, ErrEmpty
+	}
+	n := len(d.Data)
+	plain = append(plain[:0], d.Data...)
+	b.dropLast(len(b.slab)-n, trailing)
+	if len(to) == 0 {
+		return 0, nil
+	}
+	if !b.RoomFor(len(to), len(to)*(n+grow)) {
+		return 0, ErrFull
+	}
+	var first error
+	k := 0
+	for i, a := range to {
+		start := len(b.slab)
+		b.slab = append(b.slab, plain...)
+		data := b.slab[start:len(b.slab):len(b.slab)]
+		if trailing {
+			if b.trail == 0 {
+				b.trailAt = len(b.dgs)
+			}
+			b.trail++
+			b.dgs[:cap(b.dgs)][cap(b.dgs)-b.trail] = udpio.Datagram{Data: data, Addr: a}
+		} else {
+			b.push(data, a)
+		}
+		if err := b.SealLast(sealers[i], grow); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		k++
+	}
+	return k, first
+}
+
 // ExtendLast grows the datagram queued last in order by n bytes, in
 // place, and returns it; ok is false (and nothing changes) when that
 // datagram does not end the slab (a trailing one was queued after it),

@@ -118,6 +118,21 @@
 // HELLO (0-RTT) could only be sealed under a key derived from the PSK
 // alone, and would be replayable into any receiver.
 //
+// # Subscription MAC
+//
+// A subscriber with a key proves it holds the key when it echoes the
+// sender's token and when it leaves (packet.FlagAuth; see packet/doc.go
+// and docs/security.md): its SUBSCRIBE echo and its GOODBYE end with
+//
+//	auth = HMAC-SHA256(mac key, "telewire/v2 subscription" || datagram[0:20] || body before auth)[:16]
+//
+// ([Handshaker.AuthSubscription], [Handshaker.CheckSubscription]): the
+// whole datagram but the checksum field, which is computed after. Like a
+// RETRY's MAC it rests on the pre-shared key alone; it is bound to the
+// subscriber's address and to a fresh token by what it covers. A sender
+// with several destinations makes the handshake above with each of them,
+// each with its own ephemeral keys and traffic keys.
+//
 // # Retries, restarts and rekeying
 //
 // A sender resends the same HELLO until a WELCOME arrives (the receiver

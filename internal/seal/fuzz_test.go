@@ -87,3 +87,37 @@ func FuzzSealOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckSubscription feeds arbitrary datagrams to CheckSubscription.
+// It must not panic or modify its input, and a datagram it accepts must be
+// exactly what AuthSubscription makes of it (but for the checksum field):
+// without the key nothing verifies.
+func FuzzCheckSubscription(f *testing.F) {
+	k := testKey(f, 21)
+	for _, kind := range []packet.Kind{packet.KindSubscribe, packet.KindGoodbye} {
+		b := authedSubscription(f, k, kind, 0)
+		f.Add(b)
+		f.Add(b[:len(b)-1])
+	}
+	f.Add([]byte{})
+	f.Add(make([]byte, 80))
+	hs := k.NewHandshaker(nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := bytes.Clone(b)
+		ok := hs.CheckSubscription(in)
+		if !bytes.Equal(in, b) {
+			t.Fatal("CheckSubscription modified its input")
+		}
+		if !ok {
+			return
+		}
+		again := bytes.Clone(b)
+		if err := hs.AuthSubscription(again); err != nil {
+			t.Fatalf("verified, but AuthSubscription refuses it: %v", err)
+		}
+		copy(again[20:24], b[20:24]) // the checksum field is not covered
+		if !bytes.Equal(again, b) {
+			t.Fatal("verified a datagram AuthSubscription would not make")
+		}
+	})
+}

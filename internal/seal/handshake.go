@@ -350,3 +350,46 @@ func (h *Handshaker) OpenRetry(b []byte) (session uint64, tag uint32, counter ui
 	}
 	return h.pkt.Session, h.pkt.Handshake.KeyTag, h.pkt.Handshake.Counter, nil
 }
+
+// labelSubscription separates the subscription MAC from the handshake's.
+var labelSubscription = []byte("telewire/v2 subscription")
+
+// subscriptionMAC computes the MAC of the encoded SUBSCRIBE or GOODBYE
+// pkt, flagged packet.FlagAuth: over the header but its checksum field,
+// and the body before the MAC.
+func (h *Handshaker) subscriptionMAC(pkt []byte) []byte {
+	return h.computeMAC(labelSubscription, pkt[:offKeyID], pkt[packet.HeaderLen:len(pkt)-packet.AuthLen])
+}
+
+// subscriptionShaped reports whether pkt can carry a subscription MAC: a
+// SUBSCRIBE or GOODBYE flagged packet.FlagAuth, long enough for it.
+func subscriptionShaped(pkt []byte) bool {
+	if len(pkt) < packet.HeaderLen+packet.SubscriptionLen+packet.TokenLen+packet.AuthLen {
+		return false
+	}
+	k := packet.Kind(pkt[3])
+	return (k == packet.KindSubscribe || k == packet.KindGoodbye) && packet.Flags(pkt[4])&packet.FlagAuth != 0
+}
+
+// AuthSubscription writes the MAC under the pre-shared key into the
+// encoded SUBSCRIBE or GOODBYE pkt, flagged packet.FlagAuth (its last
+// packet.AuthLen bytes), and rewrites its checksum. A subscriber with a
+// key authenticates its echo and its GOODBYE so; see packet/doc.go.
+// ErrMalformed if pkt is not such a datagram. It allocates nothing.
+func (h *Handshaker) AuthSubscription(pkt []byte) error {
+	if !subscriptionShaped(pkt) {
+		return ErrMalformed
+	}
+	copy(pkt[len(pkt)-packet.AuthLen:], h.subscriptionMAC(pkt))
+	return packet.Refinish(pkt)
+}
+
+// CheckSubscription reports whether the SUBSCRIBE or GOODBYE pkt, flagged
+// packet.FlagAuth, carries a valid MAC under the pre-shared key: its
+// sender holds the key. It allocates nothing.
+func (h *Handshaker) CheckSubscription(pkt []byte) bool {
+	if !subscriptionShaped(pkt) {
+		return false
+	}
+	return subtle.ConstantTimeCompare(h.subscriptionMAC(pkt), pkt[len(pkt)-packet.AuthLen:]) == 1
+}

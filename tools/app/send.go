@@ -188,10 +188,20 @@ func Send(ctx context.Context, o SendOptions, stdin io.Reader, stderr io.Writer)
 		return inErr
 	case closeErr != nil:
 		return closeErr
-	case st.Messages > 0 && st.Reports == 0:
+	case reachedSomeone(st) && st.Reports == 0:
 		return ErrNoReport
 	}
 	return nil
+}
+
+// reachedSomeone reports whether messages were sent to a destination: not
+// all of them while a sender taking subscribers had none. A publisher
+// (send --listen) nobody subscribed to sent nowhere, by design, as a
+// multicast sender with no group members: that is told in the summary,
+// not an exit status 3, which says messages went to receivers and
+// nothing confirms they arrived.
+func reachedSomeone(st sender.Stats) bool {
+	return st.Messages > st.MessagesNoDestination
 }
 
 // linger keeps the sender answering feedback for d after the input ended
@@ -331,7 +341,7 @@ func sendSummary(st sender.Stats, elapsed time.Duration) string {
 	if line := subscribersLine(st); line != "" {
 		s += "\n  " + line
 	}
-	if st.Messages > 0 && st.Reports == 0 {
+	if reachedSomeone(st) && st.Reports == 0 {
 		s += "\n  the receiver never reported: nothing confirms that any message arrived (" + silenceCauses + ")"
 	}
 	s += "\n  " + refusedLine(st)
@@ -352,6 +362,15 @@ func subscribersLine(st sender.Stats) string {
 		if sub.Listening {
 			fmt.Fprintf(&b, "; subscribers joined %d, left %d, expired %d, dropped as too slow %d, refused (full) %d; %d tokens sent, %d bad tokens, %d subscribe requests over the join rate",
 				sub.Joined, sub.Left, sub.Expired, sub.DroppedSlow, sub.RefusedFull, sub.TokensSent, sub.BadTokens, sub.JoinsLimited)
+			if sub.Unauthenticated+sub.RefusedPending+st.HandshakesExpired > 0 {
+				fmt.Fprintf(&b, "; without the key's MAC %d, handshakes expired %d, refused (handshakes pending) %d", sub.Unauthenticated, st.HandshakesExpired, sub.RefusedPending)
+			}
+		}
+		switch {
+		case sub.Listening && sub.Joined == 0 && sub.Destinations == 0:
+			fmt.Fprintf(&b, "\n  nobody subscribed: the %d messages reached no one (%d datagrams not sent)", st.MessagesNoDestination, st.NoDestination)
+		case st.MessagesNoDestination > 0 || st.NoDestination > 0:
+			fmt.Fprintf(&b, "\n  %d of the %d messages were sent while nobody was subscribed and reached no one (%d datagrams not sent)", st.MessagesNoDestination, st.Messages, st.NoDestination)
 		}
 	}
 	var lost []string
@@ -420,6 +439,8 @@ func refusedLine(st sender.Stats) string {
 		{st.NoKeys, "feedback under keys this sender does not hold"},
 		{st.HeldDropped, "messages dropped while waiting for the handshake (held queue full)"},
 		{st.RetriesIgnored, "RETRYs ignored (stale, or during a handshake)"},
+		{st.NotKeyed, "copies not sent to destinations still handshaking"},
+		{st.HandshakesExpired, "subscribers dropped: their handshake did not complete"},
 	}
 	var b strings.Builder
 	for _, it := range items {

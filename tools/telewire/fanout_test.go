@@ -19,17 +19,31 @@ import (
 // TestSendToList: `send --to a,b,c` delivers every message to each of
 // three recv processes, byte-identical and in order, and its summary
 // counts three destinations.
-func TestSendToList(t *testing.T) {
+func TestSendToList(t *testing.T) { sendToList(t, nil) }
+
+// TestSealedSendToList: `send --to a,b,c --key-file k` to three `recv
+// --key-file k` processes: a handshake with each, every message
+// byte-identical and in order at each.
+func TestSealedSendToList(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "k")
+	var kout bytes.Buffer
+	if code := run(t.Context(), []string{"keygen", key}, nil, &kout, &kout); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, kout.String())
+	}
+	sendToList(t, []string{"--key-file", key})
+}
+
+func sendToList(t *testing.T, extra []string) {
 	const n = 2000
 	var outs [3]lockedBuffer
 	var addrs []string
 	var procs []*recvProc
 	for i := range outs {
-		cmd, addr, stderr := startRecv(t, &outs[i], "--count", fmt.Sprint(n))
+		cmd, addr, stderr := startRecv(t, &outs[i], append([]string{"--count", fmt.Sprint(n)}, extra...)...)
 		procs = append(procs, &recvProc{cmd: cmd, stderr: stderr})
 		addrs = append(addrs, addr)
 	}
-	code, stderr := runSendCmd(t, lines(n), "--to", strings.Join(addrs, ","), "--linger", "2s")
+	code, stderr := runSendCmd(t, lines(n), append([]string{"--to", strings.Join(addrs, ","), "--linger", "2s"}, extra...)...)
 	if code != 0 {
 		t.Fatalf("send exit %d\n%s", code, stderr)
 	}
@@ -55,8 +69,23 @@ type recvProc struct {
 // --subscribe` processes from the moment each is admitted; when send's
 // input ends and it closes, its goodbye ends both receivers with status 0
 // and each says so.
-func TestSendListenSubscribe(t *testing.T) {
-	cmd, stdin, serr := startSend(t, "--listen", "127.0.0.1:0", "--linger", "500ms")
+func TestSendListenSubscribe(t *testing.T) { listenSubscribe(t, nil) }
+
+// TestSealedSendListenSubscribe is TestSendListenSubscribe with a key
+// file on every end: each subscriber authenticates, gets a handshake of
+// its own and the stream sealed under its keys; the closing goodbye is
+// sealed too and ends both.
+func TestSealedSendListenSubscribe(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "k")
+	var kout bytes.Buffer
+	if code := run(t.Context(), []string{"keygen", key}, nil, &kout, &kout); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, kout.String())
+	}
+	listenSubscribe(t, []string{"--key-file", key})
+}
+
+func listenSubscribe(t *testing.T, extra []string) {
+	cmd, stdin, serr := startSend(t, append([]string{"--listen", "127.0.0.1:0", "--linger", "500ms"}, extra...)...)
 	re := regexp.MustCompile(`taking subscribers on (\S+)`)
 	var at string
 	for deadline := time.Now().Add(10 * time.Second); at == ""; {
@@ -70,7 +99,7 @@ func TestSendListenSubscribe(t *testing.T) {
 	var outs [2]lockedBuffer
 	var rs []*recvProc
 	for i := range outs {
-		c, _, stderr := startRecv(t, &outs[i], "--subscribe", at)
+		c, _, stderr := startRecv(t, &outs[i], append([]string{"--subscribe", at}, extra...)...)
 		rs = append(rs, &recvProc{cmd: c, stderr: stderr})
 	}
 	// Warm-up lines until both receivers are getting the stream.
@@ -106,8 +135,8 @@ func TestSendListenSubscribe(t *testing.T) {
 	}
 }
 
-// TestFanoutUsageErrors: an address listed twice, and --listen or a
-// list with a key, exit 2 with one line.
+// TestFanoutUsageErrors: an address listed twice, a multicast group in
+// a list or with a key, exit 2 with one line.
 func TestFanoutUsageErrors(t *testing.T) {
 	code, stderr := runSendCmd(t, lines(1), "--to", "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9001")
 	if code != 2 || !strings.Contains(stderr, "127.0.0.1:9001 is listed twice") || strings.Count(stderr, "\n") != 1 {
@@ -118,13 +147,16 @@ func TestFanoutUsageErrors(t *testing.T) {
 	if code := run(t.Context(), []string{"keygen", key}, nil, &kout, &kout); code != 0 {
 		t.Fatalf("keygen exit %d: %s", code, kout.String())
 	}
-	for _, args := range [][]string{
-		{"--listen", "127.0.0.1:0", "--key-file", key},
-		{"--to", "127.0.0.1:9001,127.0.0.1:9002", "--key-file", key},
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "239.1.2.3:9001", "--key-file", key}, "sealed multicast is not supported yet"},
+		{[]string{"--to", "127.0.0.1:9001,239.1.2.3:9001", "--key-file", key}, "sealed multicast is not supported yet"},
 	} {
-		code, stderr := runSendCmd(t, lines(1), args...)
-		if code != 2 || !strings.Contains(stderr, "with a key is not supported yet") {
-			t.Errorf("%v: exit %d\n%s", args, code, stderr)
+		code, stderr := runSendCmd(t, lines(1), c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d\n%s", c.args, code, stderr)
 		}
 	}
 	if code, stderr := runSendCmd(t, lines(1), "--to", "127.0.0.1:9001", "--slow-receiver", "wait"); code != 2 || !strings.Contains(stderr, "--slow-receiver") {
@@ -145,5 +177,16 @@ func TestRecvExitStatusWhenDropped(t *testing.T) {
 	}
 	if err := recvExit(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSendListenNobodySubscribed: a `send --listen` nobody subscribes to
+// says its messages reached no one and exits 0 (a publisher with no
+// subscribers is not a failure; status 3 is for messages sent to
+// receivers that never confirmed them).
+func TestSendListenNobodySubscribed(t *testing.T) {
+	code, stderr := runSendCmd(t, lines(100), "--listen", "127.0.0.1:0", "--linger", "100ms")
+	if code != 0 || !strings.Contains(stderr, "nobody subscribed: the 100 messages reached no one") || strings.Contains(stderr, "never reported") {
+		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 }

@@ -44,12 +44,11 @@ exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM).
 
 Exit status: 0 done (or nothing to send); 1 failure, such as a message over the
 limit; 2 bad usage or an invalid --to (port 0, 0.0.0.0 or ::, a broadcast address
-without --broadcast, a multicast group with --key-file, an address listed twice, several
-addresses or --listen with --key-file); 3 messages were sent but the receiver never
+without --broadcast, a multicast group with --key-file, an address listed twice); 3 messages were sent but the receiver never
 reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, packet.MaxMessageLimit), stderr)
 	var o app.SendOptions
 	fs.StringVar(&o.To, "to", "", "receiver address `HOST:PORT` (required unless --listen), a comma-separated list of them (unicast fan-out: every packet to each), or a multicast group (239.1.2.3:9000, [ff15::1]:9000): each packet goes once to the group, every receiver's feedback comes back unicast")
-	fs.StringVar(&o.Sender.Listen, "listen", "", "take subscribers: bind `HOST:PORT` and stream to every receiver that subscribes there (recv --subscribe) once it proved its address; combines with --to (not with a multicast group or --key-file)")
+	fs.StringVar(&o.Sender.Listen, "listen", "", "take subscribers: bind `HOST:PORT` and stream to every receiver that subscribes there (recv --subscribe) once it proved its address; combines with --to (not with a multicast group); with --key-file each subscriber must hold the key, and gets a handshake and keys of its own")
 	slow := fs.String("slow-receiver", "lose", "a subscriber that cannot keep up: lose (it loses what it cannot keep up with, counted at both ends; never holds back the others) or disconnect (dropped and told once its unrepairable losses last 2s; recv then exits 4)")
 	fs.IntVar(&o.Sender.MaxReceivers, "max-receivers", 0, fmt.Sprintf("receivers the sender keeps a view of, and with --listen the most destinations (0 = %d)", sender.DefaultMaxReceivers))
 	fs.IntVar(&o.Sender.MulticastTTL, "ttl", 0, "with a multicast --to: TTL (hop limit) of the group's packets, 1..255 (default 1: this link only)")
@@ -190,8 +189,6 @@ func sendExit(err error, to string) error {
 	switch {
 	case errors.Is(err, app.ErrNoReport):
 		return &exitError{code: 3, err: err, quiet: true}
-	case errors.Is(err, sender.ErrFanoutKey):
-		return &exitError{code: 2, err: fmt.Errorf("--key-file: %w", sender.ErrFanoutKey)}
 	case errors.As(err, &de):
 		var why string
 		switch {

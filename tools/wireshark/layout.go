@@ -245,15 +245,15 @@ var Layouts = []Layout{
 		Dirs: []uint8{ToSender},
 		Info: []Info{{"key_tag", "retry.key_tag"}, {"counter", "retry.counter"}},
 	},
-	subscriptionLayout(10, "SUBSCRIBE", "subscribe", "Token echoed (proves the address receives)", ToSender),
+	withAuth(subscriptionLayout(10, "SUBSCRIBE", "subscribe", "Token echoed (proves the address receives)", ToSender)),
 	subscriptionLayout(11, "TOKEN", "token", "Token (a sender always sets it)", ToReceiver),
-	subscriptionLayout(12, "GOODBYE", "goodbye", "Token the subscriber was admitted with", ToReceiver, ToSender),
+	withAuth(subscriptionLayout(12, "GOODBYE", "goodbye", "Token the subscriber was admitted with", ToReceiver, ToSender)),
 }
 
 // subscriptionLayout is the layout SUBSCRIBE, TOKEN and GOODBYE share (one
-// table in packet/doc.go). A sender with a key does not take subscribers
-// yet, so they travel in clear; sealed, they would take the envelope of
-// their directions, which the dissector reads as for any kind.
+// table in packet/doc.go). They travel in clear, a sender's GOODBYE to a
+// subscriber with keys excepted: sealed, it takes the envelope of its
+// direction, which the dissector reads as for any kind.
 func subscriptionLayout(kind uint8, name, abbrev, flagName string, dirs ...uint8) Layout {
 	return Layout{
 		Kind: kind, Name: name, Doc: "One layout for the three:", Dirs: dirs, BodyLen: packet.SubscriptionLen, Exact: true,
@@ -446,4 +446,14 @@ func (m MessageMap) fields() []Field {
 	fs = append(fs, m.EntryIndex, m.EntryLen, m.EntryDelta, m.EntryData)
 	fs = append(fs, m.Fragment.Fields...)
 	return append(fs, m.PieceLen)
+}
+
+// withAuth adds to a SUBSCRIBE or GOODBYE layout the MAC under the
+// pre-shared key that packet.FlagAuth appends after the token (FlagAuth
+// requires FlagToken, so the MAC's offset is fixed).
+func withAuth(l Layout) Layout {
+	abbrev := strings.ToLower(l.Name)
+	l.Optional = append(l.Optional, Field{Abbrev: abbrev + ".auth", Name: "MAC under the pre-shared key", Doc: "with [FlagAuth] only", Offset: packet.TokenLen, Size: packet.AuthLen, Type: "bytes", Go: "Subscription.Auth", Flag: uint8(packet.FlagAuth)})
+	l.Flags = append(l.Flags, Flag{Abbrev: abbrev + ".flags.auth", Name: "Authenticated under the pre-shared key", Mask: uint8(packet.FlagAuth), Go: "FlagAuth"})
+	return l
 }

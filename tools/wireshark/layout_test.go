@@ -3,6 +3,7 @@ package wireshark
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -199,7 +200,11 @@ func checkRows(t *testing.T, what string, rows []docRow, fields []docField) {
 		for _, f := range fields {
 			found = found || (f.Doc != "" && strings.HasPrefix(r.field, f.Doc))
 		}
-		if !found && !strings.HasPrefix(r.field, "ranges") && !strings.HasPrefix(r.field, "GCM tag") {
+		// The subscription kinds share one table; the MAC under the
+		// pre-shared key is SUBSCRIBE's and GOODBYE's only (a TOKEN
+		// cannot carry FlagAuth).
+		tokenAuth := what == "TOKEN" && strings.HasPrefix(r.field, "with [FlagAuth]")
+		if !found && !tokenAuth && !strings.HasPrefix(r.field, "ranges") && !strings.HasPrefix(r.field, "GCM tag") {
 			t.Errorf("%s: doc row %q has no dissector field", what, r.field)
 		}
 	}
@@ -409,13 +414,28 @@ func flagSets(l Layout) []packet.Flags {
 	sets := []packet.Flags{0}
 	var all packet.Flags
 	for _, fl := range l.Flags {
+		// A flag that needs another (FlagAuth needs FlagToken) is not a
+		// set of its own: the encoder refuses it alone.
+		if !flagAlone(l, packet.Flags(fl.Mask)) {
+			continue
+		}
 		sets = append(sets, packet.Flags(fl.Mask))
+		all |= packet.Flags(fl.Mask)
+	}
+	for _, fl := range l.Flags {
 		all |= packet.Flags(fl.Mask)
 	}
 	if len(l.Flags) > 1 && !l.Exclusive {
 		sets = append(sets, all)
 	}
 	return sets
+}
+
+// flagAlone reports whether a packet of l's kind may carry flag f alone.
+func flagAlone(l Layout, f packet.Flags) bool {
+	p := packet.Packet{Header: packet.Header{Kind: packet.Kind(l.Kind), Flags: f}}
+	_, err := p.AppendTo(nil)
+	return !errors.Is(err, packet.ErrBadFlags)
 }
 
 // present returns l's optional fields that flags adds, and their size.
@@ -520,13 +540,22 @@ func TestLayoutsMatchEncoder(t *testing.T) {
 			}
 		}
 		// Optional fields: only after a fixed body or ranges (so that
-		// their place is known), all on one flag the kind accepts.
+		// their place is known), on one flag the kind accepts, or on a
+		// second one that needs the first (FlagAuth after FlagToken):
+		// its fields lie after the first flag's, at fixed offsets.
+		firstEnd := 0
+		for _, f := range l.Optional {
+			if f.Flag == l.Optional[0].Flag {
+				firstEnd = max(firstEnd, f.Offset+f.Size)
+			}
+		}
 		for _, f := range l.Optional {
 			if !l.Exact && l.Range == nil {
 				t.Errorf("%s: optional field %s after a variable part", l.Name, f.Abbrev)
 			}
-			if f.Flag != l.Optional[0].Flag && !l.Exclusive {
-				t.Errorf("%s: optional fields on flags %#x and %#x: the layout model allows one flag per kind", l.Name, l.Optional[0].Flag, f.Flag)
+			// Exclusive flags (never together) put their fields at the same place.
+			if f.Flag != l.Optional[0].Flag && !l.Exclusive && (f.Offset < firstEnd || flagAlone(l, packet.Flags(f.Flag))) {
+				t.Errorf("%s: optional fields on flags %#x and %#x: a second flag's must need the first and follow its fields", l.Name, l.Optional[0].Flag, f.Flag)
 			}
 			if flagGo(l, f.Flag) == "" {
 				t.Errorf("%s: optional field %s on flag %#x, which is not among the kind's flags", l.Name, f.Abbrev, f.Flag)
@@ -543,6 +572,10 @@ func TestLayoutsMatchEncoder(t *testing.T) {
 			if pp.Kind == packet.KindHeartbeat && pp.Flags == packet.FlagGroup {
 				pp.Heartbeat.Receivers = 1 // a flag whose field zero would refuse
 			}
+			if _, err := pp.AppendTo(nil); err == nil {
+				accepted |= 1 << bit
+			}
+			pp.Flags = packet.Flags(table | 1<<bit) // a flag that needs another
 			if _, err := pp.AppendTo(nil); err == nil {
 				accepted |= 1 << bit
 			}

@@ -117,6 +117,7 @@ F["subscribe.reason"] = ProtoField.uint32("telewire.subscribe.reason", "Reason (
 F["subscribe.reserved"] = ProtoField.uint32("telewire.subscribe.reserved", "Reserved", base.HEX)
 F["subscribe.token_time"] = ProtoField.int64("telewire.subscribe.token_time", "Token: issued at (sender clock, ns)", base.DEC)
 F["subscribe.token_mac"] = ProtoField.bytes("telewire.subscribe.token_mac", "Token: MAC")
+F["subscribe.auth"] = ProtoField.bytes("telewire.subscribe.auth", "MAC under the pre-shared key")
 F["token.nonce"] = ProtoField.uint64("telewire.token.nonce", "Subscriber's nonce", base.HEX)
 F["token.reason"] = ProtoField.uint32("telewire.token.reason", "Reason (GOODBYE: 0 leaving, 1 too slow, 2 sender closing, 3 no room)", base.DEC)
 F["token.reserved"] = ProtoField.uint32("telewire.token.reserved", "Reserved", base.HEX)
@@ -127,6 +128,7 @@ F["goodbye.reason"] = ProtoField.uint32("telewire.goodbye.reason", "Reason (GOOD
 F["goodbye.reserved"] = ProtoField.uint32("telewire.goodbye.reserved", "Reserved", base.HEX)
 F["goodbye.token_time"] = ProtoField.int64("telewire.goodbye.token_time", "Token: issued at (sender clock, ns)", base.DEC)
 F["goodbye.token_mac"] = ProtoField.bytes("telewire.goodbye.token_mac", "Token: MAC")
+F["goodbye.auth"] = ProtoField.bytes("telewire.goodbye.auth", "MAC under the pre-shared key")
 F["data.map"] = ProtoField.uint8("telewire.data.map", "Message map", base.DEC)
 F["data.msgs.count"] = ProtoField.uint16("telewire.data.msgs.count", "Messages", base.DEC)
 F["data.msg.index"] = ProtoField.uint16("telewire.data.msg.index", "Index", base.DEC)
@@ -153,8 +155,10 @@ F["report.flags.challenge"] = ProtoField.bool("telewire.report.flags.challenge",
 F["heartbeat.flags.answer"] = ProtoField.bool("telewire.heartbeat.flags.answer", "Answer (to a REPORT's challenge)", 8, nil, 1)
 F["heartbeat.flags.group"] = ProtoField.bool("telewire.heartbeat.flags.group", "Group (the multicast group's size follows)", 8, nil, 2)
 F["subscribe.flags.token"] = ProtoField.bool("telewire.subscribe.flags.token", "Token echoed (proves the address receives)", 8, nil, 1)
+F["subscribe.flags.auth"] = ProtoField.bool("telewire.subscribe.flags.auth", "Authenticated under the pre-shared key", 8, nil, 2)
 F["token.flags.token"] = ProtoField.bool("telewire.token.flags.token", "Token (a sender always sets it)", 8, nil, 1)
 F["goodbye.flags.token"] = ProtoField.bool("telewire.goodbye.flags.token", "Token the subscriber was admitted with", 8, nil, 1)
+F["goodbye.flags.auth"] = ProtoField.bool("telewire.goodbye.flags.auth", "Authenticated under the pre-shared key", 8, nil, 2)
 F["kind"] = ProtoField.uint8("telewire.kind", "Kind", base.DEC, KINDS)
 F["envelope"] = ProtoField.uint8("telewire.envelope", "Envelope", base.DEC, ENVELOPE_NAMES)
 F["crc.status"] = ProtoField.string("telewire.crc.status", "CRC status")
@@ -381,9 +385,11 @@ local LAYOUTS = {
 		optional = {
 			{ "subscribe.token_time", 0, 8, "int64", false, false, 1 },
 			{ "subscribe.token_mac", 8, 16, "bytes", false, false, 1 },
+			{ "subscribe.auth", 24, 16, "bytes", false, false, 2 },
 		},
 		flags = {
 			{ "subscribe.flags.token", 1 },
+			{ "subscribe.flags.auth", 2 },
 		},
 		dirs = {[2] = true, },
 		info = {
@@ -421,9 +427,11 @@ local LAYOUTS = {
 		optional = {
 			{ "goodbye.token_time", 0, 8, "int64", false, false, 1 },
 			{ "goodbye.token_mac", 8, 16, "bytes", false, false, 1 },
+			{ "goodbye.auth", 24, 16, "bytes", false, false, 2 },
 		},
 		flags = {
 			{ "goodbye.flags.token", 1 },
+			{ "goodbye.flags.auth", 2 },
 		},
 		dirs = {[1] = true, [2] = true, },
 		info = {

@@ -78,6 +78,9 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	o.Worker = func(ctx context.Context, role string) *exec.Cmd {
 		return exec.CommandContext(ctx, exe, "bench", "--worker", role)
 	}
+	o.Exec = func(ctx context.Context, args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, exe, args...)
+	}
 	if cli.Progress {
 		o.Progress = stderr
 	}

@@ -306,7 +306,7 @@ func ratiosOf(f, base *Figures) *Ratios {
 		MsgsPerSec: ratio(f.MsgsPerSec, base.MsgsPerSec), Mbps: ratio(f.Mbps, base.Mbps),
 		Completeness: ratio(f.Completeness, base.Completeness), CPUNanos: ratio(f.CPUNanos, base.CPUNanos),
 		SendCPUNanos: ratio(f.SendCPUNanos, base.SendCPUNanos),
-		P50Nanos: ratio(f.P50Nanos, base.P50Nanos), P99Nanos: ratio(f.P99Nanos, base.P99Nanos),
+		P50Nanos:     ratio(f.P50Nanos, base.P50Nanos), P99Nanos: ratio(f.P99Nanos, base.P99Nanos),
 		P999Nanos: ratio(f.P999Nanos, base.P999Nanos), MaxNanos: ratio(f.MaxNanos, base.MaxNanos),
 	}
 }

@@ -109,6 +109,9 @@ func (c *CLI) Args() []string {
 	if c.Size != 0 && c.Size != MessageSize {
 		args = append(args, "--size", strconv.Itoa(c.Size))
 	}
+	if c.Count != 0 && c.Count != DefaultCommandCount {
+		args = append(args, "--count", strconv.Itoa(c.Count))
+	}
 	if c.Quick {
 		args = append(args, "--quick")
 	}

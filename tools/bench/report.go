@@ -385,9 +385,13 @@ func (rep *Report) finish() {
 		}
 		c.VsRaw = ratioStats(c.Runs, b.Runs)
 	}
+	noLatency := map[string]bool{}
+	for _, t := range rep.Transports {
+		noLatency[t.Name] = t.NoLatency
+	}
 	for i := range rep.Cases {
 		c := &rep.Cases[i]
-		if c.Transport == RawPingPong {
+		if c.Transport == RawPingPong || noLatency[c.Transport] {
 			continue
 		}
 		if pp := byKey[(&Case{Transport: RawPingPong, Rate: c.Rate, LossPercent: c.LossPercent}).Key()]; pp != nil {

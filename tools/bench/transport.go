@@ -41,6 +41,9 @@ type Transport struct {
 	// receiving worker counts datagrams, and the case has no latency
 	// figures and no warm-up.
 	Bare bool `json:"bare,omitempty"`
+	// NoLatency transports measure no latency (ref-loop, ref-iperf3,
+	// cmd-*): their cases get no "added p50" against the ping-pong.
+	NoLatency bool `json:"no_latency,omitempty"`
 	// Receivers is how many receiving ends a case opens (fan-out); 0 and
 	// 1 mean one. With SharedAddr every end after the first listens on
 	// the address the first one got (a multicast group and port) and the
@@ -221,15 +224,15 @@ func Builtin() []Transport {
 		{Name: TwNoPack, Description: "telewire, NACK only, packing off (one message per datagram)", Optional: true, CleanOnly: true,
 			Listen: twListen, Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, DisablePacking: true})},
 		{Name: RefLoop, Description: fmt.Sprintf("minimal sendmmsg/recvmmsg loop, batch %d, nothing per message", RawBatchSize),
-			Optional: true, CleanOnly: true, FullSpeedOnly: true, Bare: true, Listen: rawMinListen, Dial: rawMinDial},
+			Optional: true, CleanOnly: true, FullSpeedOnly: true, Bare: true, NoLatency: true, Listen: rawMinListen, Dial: rawMinDial},
 		{Name: RefIperf3, Description: "iperf3 -u -b 0, one datagram per sendto/recv", Optional: true, CleanOnly: true,
-			FullSpeedOnly: true, External: iperf3Case},
+			FullSpeedOnly: true, NoLatency: true, External: iperf3Case},
 		{Name: CmdDefault, Description: "telewire send --gen market | telewire recv --framing len32, default flags", Optional: true,
-			CleanOnly: true, FullSpeedOnly: true, External: commandCase()},
+			CleanOnly: true, FullSpeedOnly: true, NoLatency: true, External: commandCase()},
 		{Name: CmdNoPack, Description: "the commands, send --no-pack", Optional: true, CleanOnly: true, FullSpeedOnly: true,
-			External: commandCase("--no-pack")},
+			NoLatency: true, External: commandCase("--no-pack")},
 		{Name: CmdGSO, Description: "the commands, send --gso (recv has GRO on by default)", Optional: true, CleanOnly: true,
-			FullSpeedOnly: true, External: commandCase("--gso")},
+			FullSpeedOnly: true, NoLatency: true, External: commandCase("--gso")},
 		fanMcast(FanMcast1, 1), fanMcast(FanMcast10, 10), fanMcast(FanMcast50, 50),
 	}
 }

@@ -22,9 +22,10 @@ func TestCrossCheckAndFanoutRatios(t *testing.T) {
 	}
 	rep := &Report{
 		Runs: 3,
-		Transports: []Transport{{Name: RawBatch, Baseline: true}, {Name: RefLoop}, {Name: RefIperf3},
-			{Name: FanMcast1, Receivers: 1, Family: "mcast"}, {Name: FanMcast10, Receivers: 10, Family: "mcast"}},
+		Transports: []Transport{{Name: RawBatch, Baseline: true}, {Name: RefLoop, NoLatency: true}, {Name: RefIperf3, NoLatency: true},
+			{Name: FanMcast1, Receivers: 1, Family: "mcast"}, {Name: FanMcast10, Receivers: 10, Family: "mcast"}, {Name: RawPingPong}},
 		Cases: []Case{
+			{Transport: RawPingPong, Runs: []*Figures{fig(10, 10, 1), fig(10, 10, 1), fig(10, 10, 1)}},
 			{Transport: RawBatch, Runs: []*Figures{fig(100, 100, 1), fig(200, 200, 1), fig(300, 300, 1)}},
 			{Transport: RefLoop, Runs: []*Figures{fig(100, 120, 1), fig(250, 250, 1), nil}},
 			{Transport: RefIperf3, Runs: []*Figures{fig(50, 80, 1), fig(50, 200, 1), fig(100, 400, 1)}},
@@ -33,6 +34,11 @@ func TestCrossCheckAndFanoutRatios(t *testing.T) {
 		},
 	}
 	rep.finish()
+	for _, c := range rep.Cases {
+		if c.Transport == RefLoop && c.VsPingPong != nil {
+			t.Errorf("%s has no latency figures, but an added p50: %+v", c.Key(), c.VsPingPong)
+		}
+	}
 	cc := rep.CrossCheck
 	if cc == nil || cc.VsLoop == nil || cc.VsIperf3Sent == nil || cc.VsIperf3Recv == nil {
 		t.Fatalf("cross-check %+v", cc)

@@ -350,17 +350,18 @@ func (w *worker) listen(req *Request, rep *Reply) error {
 			w.closeColls()
 			return err
 		}
+		bc, ok := r.(BatchCounter)
+		if t.Bare && !ok {
+			r.Close()
+			w.closeColls()
+			return fmt.Errorf("%w: %s cannot count batches on this platform", ErrProtocol, t.Name)
+		}
 		c := &collector{r: r, done: make(chan struct{})}
 		if i == 0 { // the process's memory, sampled once
 			c.mem = watchMem(memInterval, func() bool { return c.delivered.Load() > 0 })
 		}
 		w.colls = append(w.colls, c)
 		if t.Bare {
-			bc, ok := r.(BatchCounter)
-			if !ok {
-				w.closeColls()
-				return fmt.Errorf("%w: %s cannot count batches on this platform", ErrProtocol, t.Name)
-			}
 			go c.runBare(bc)
 		} else {
 			c.set = NewSeqSet(req.MaxMessages)
@@ -441,14 +442,21 @@ func (w *worker) drain(req *Request, rep *Reply) error {
 		<-c.done
 	}
 	cpu1, _ := ProcessCPUNanos()
-	// The median receiver by delivered messages per second stands for the
-	// case; with one receiver that is the one.
+	// The median receiver by delivered messages per second (over the span
+	// from the first delivery of any of them to its own last) stands for
+	// the case; with one receiver that is the one.
+	var first int64
+	for _, c := range cs {
+		if f := c.first.Load(); f != 0 && (first == 0 || f < first) {
+			first = f
+		}
+	}
 	rate := func(c *collector) float64 {
 		d := c.delivered.Load()
 		if d == 0 {
 			return 0
 		}
-		return float64(d) / float64(max(c.last.Load()-start, 1))
+		return float64(d) / float64(max(c.last.Load()-first, 1))
 	}
 	order := slices.Clone(cs)
 	slices.SortStableFunc(order, func(a, b *collector) int { return cmp.Compare(rate(a), rate(b)) })

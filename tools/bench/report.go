@@ -23,6 +23,8 @@ type Report struct {
 	Peers *Report `json:"peers,omitempty"`
 	// PeersError says why the peer comparison is missing, when asked for.
 	PeersError string `json:"peers_error,omitempty"`
+	// CommandCount is the messages each cmd-* case sent per run.
+	CommandCount int `json:"command_count,omitempty"`
 	// CrossCheck compares the baseline with the minimal loop and the
 	// external tool of the same runs, when they ran.
 	CrossCheck *CrossCheck `json:"cross_check,omitempty"`

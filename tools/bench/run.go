@@ -164,6 +164,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Processes:  "sender, receiver and relay each in a worker process of their own (the bench binary re-executed), loopback",
 		Transports: o.Transports,
 	}
+	for _, t := range o.Transports {
+		if t.External != nil && t.Name != RefIperf3 {
+			rep.CommandCount = o.CommandCount
+		}
+	}
 	for _, loss := range o.Losses {
 		for _, rate := range o.Rates {
 			for _, t := range o.Transports {

@@ -97,6 +97,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(&b, "Median of %d runs of %v per case, (min–max) over the runs. Latency is one-way, send call to delivery.\n",
 		rep.Runs, time.Duration(rep.DurationNanos))
 	fmt.Fprintf(&b, "×raw: ratio to %s at the same load and loss in the same run (median of the per-run ratios).\n", baselineName(rep))
+	if rep.CommandCount > 0 {
+		fmt.Fprintf(&b, "cmd-*: %d messages per run through the telewire commands, from starting send to recv's exit; ref-*: references, not the baseline.\n", rep.CommandCount)
+	}
 	fmt.Fprintf(&b, "RSS s/r: resident set of the sending/receiving process at the end of the case, MiB; * = not flat (end > %.2f× the size half-way).\n", FlatRSSRatio)
 	io.WriteString(w, b.String())
 

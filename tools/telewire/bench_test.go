@@ -68,15 +68,16 @@ func TestBenchQuick(t *testing.T) {
 //
 // guardDefault is issue #16's bound on the default configuration
 // (tw-nack: sender GSO off, packing on; receiver GRO on) and on the
-// commands with default flags (cmd-default): 0.7×. With message packing
-// the default path measures 5–10× raw-batch on the project's 2-core
-// machine (medians of 5 runs at load 1–4), so the bound is far from noise
-// and still trips if packing stops working (the per-datagram path is
-// 0.5–0.7×).
+// commands with default flags (cmd-default, 200 000 messages a run): 0.7×.
+// With message packing tw-nack measures 5–10× raw-batch on the project's
+// 2-core machine and cmd-default 1.7–2.5× at this count (its processes'
+// start-up weighs more than at a million, where it is 4–5×); medians of 5
+// runs at load 1–4. The bound is far from noise and still trips if packing
+// stops working (the per-datagram path is 0.5–0.9×).
 //
 // guardNoPack bounds the per-datagram path (tw-nopack: one message per
 // datagram), where telewire's own cost per datagram shows: it measured
-// 0.5–0.8× (single runs down to 0.45×) at load 1–4; 0.3 is well below its
+// 0.55–0.9× (single runs down to 0.45×) at load 1–4; 0.3 is well below its
 // noise and still catches it losing half its speed (a per-message lock,
 // copy or goroutine hand-off costs that much).
 const (

@@ -384,13 +384,21 @@ type Conn struct {
 }
 
 // Listen opens a UDP socket on addr ("127.0.0.1:0", "[::1]:0", ":9000";
-// a host name is resolved) and wraps it with [New].
+// a host name is resolved) and wraps it with [New]. The IPv4 wildcard
+// ("0.0.0.0:9000") opens an IPv4 socket, where Go's net package would
+// open a dual-stack IPv6 one, through which every IPv4 datagram sent
+// takes the IPv6 path first (udpv6_sendmsg, a few % of a saturating
+// sender's CPU); an empty host (":9000") or "[::]" gets both families.
 func Listen(addr string, cfg Config) (*Conn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("udpio: listen %q: %w", addr, err)
 	}
-	uc, err := net.ListenUDP("udp", ua)
+	network := "udp"
+	if ua.IP != nil && ua.IP.Equal(net.IPv4zero) {
+		network = "udp4"
+	}
+	uc, err := net.ListenUDP(network, ua)
 	if err != nil {
 		return nil, fmt.Errorf("udpio: listen %q: %w", addr, err)
 	}

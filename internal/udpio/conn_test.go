@@ -550,3 +550,32 @@ func wrappedV6(c *Conn) bool {
 	_, ok := c.bc.(*ipv6.PacketConn)
 	return ok
 }
+
+// TestListenIPv4Wildcard: "0.0.0.0:0" opens an IPv4 socket (not Go's
+// dual-stack IPv6 one, whose IPv4 sends take the IPv6 path first), which
+// sends to and receives from IPv4 peers.
+func TestListenIPv4Wildcard(t *testing.T) {
+	c, err := Listen("0.0.0.0:0", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if a := c.LocalAddr().Addr(); !a.Is4() {
+		t.Fatalf("0.0.0.0:0 bound %v, want an IPv4 socket", c.LocalAddr())
+	}
+	peer, err := Listen("127.0.0.1:0", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if err := c.WriteTo([]byte("ping"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	dgs, err := peer.Read()
+	if err != nil || len(dgs) != 1 || string(dgs[0].Data) != "ping" || dgs[0].Addr.Port() != c.LocalAddr().Port() {
+		t.Fatalf("read %v, %v", dgs, err)
+	}
+}

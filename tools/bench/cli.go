@@ -35,6 +35,7 @@ type CLI struct {
 	Plot     string        // --plot: chart directory
 	Progress bool          // --progress: a line per case on stderr
 	Size     int           // --size: message size in bytes
+	Count    int           // --count: messages per cmd-* case
 }
 
 // Register defines the shared flags on fs.
@@ -47,6 +48,7 @@ func (c *CLI) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of the table")
 	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency charts (SVG and PNG) into `DIR`")
 	fs.BoolVar(&c.Progress, "progress", false, "print a line per case on stderr as it finishes")
+	fs.IntVar(&c.Count, "count", DefaultCommandCount, "messages each cmd-* case (the telewire commands end to end) sends")
 	fs.IntVar(&c.Size, "size", MessageSize, fmt.Sprintf("message size in `BYTES`, %d..%d: telewire packs small messages and fragments large ones; raw UDP carries at most %d (its cases fail above)", StampLen, MaxSize, RawMaxSize))
 }
 
@@ -56,9 +58,13 @@ func (c *CLI) Register(fs *flag.FlagSet) {
 func (c *CLI) Options(fs *flag.FlagSet, all []Transport) (Options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses, Size: c.Size}
+	o := Options{Runs: c.Runs, Duration: c.Duration, Seed: c.Seed, Rates: DefaultRates, Losses: DefaultLosses, Size: c.Size,
+		CommandCount: c.Count}
 	if c.Size < StampLen || c.Size > MaxSize {
 		return o, fmt.Errorf("%w: --size %d outside %d..%d", ErrOptions, c.Size, StampLen, MaxSize)
+	}
+	if c.Count < 0 {
+		return o, fmt.Errorf("%w: --count %d is negative", ErrOptions, c.Count)
 	}
 	for _, t := range all {
 		if !t.Optional {
@@ -102,6 +108,9 @@ func (c *CLI) Args() []string {
 	args := []string{"--runs", strconv.Itoa(c.Runs), "--duration", c.Duration.String(), "--seed", strconv.FormatInt(c.Seed, 10)}
 	if c.Size != 0 && c.Size != MessageSize {
 		args = append(args, "--size", strconv.Itoa(c.Size))
+	}
+	if c.Count != 0 && c.Count != DefaultCommandCount {
+		args = append(args, "--count", strconv.Itoa(c.Count))
 	}
 	if c.Quick {
 		args = append(args, "--quick")

@@ -10,7 +10,10 @@
 //
 // Each case is one Transport (raw-single, raw-batch, raw-gso, tw-nack,
 // tw-fec, tw-auto, tw-sealed, raw-pingpong and, when named in --only,
-// raw-udpio, raw-netpoll, tw-gso and tw-spin; the peers program adds kcp and kcp-fec) at one offered load
+// raw-udpio, raw-netpoll, tw-gso, tw-spin, tw-nopack, the references
+// ref-loop and ref-iperf3, the commands cmd-default, cmd-nopack and
+// cmd-gso, and the fan-out cases fan-mcast1/10/50; the peers program adds
+// kcp and kcp-fec) at one offered load
 // (full speed, or paced at 1k, 10k, 100k messages/s) through one link
 // (direct loopback, or a tools/netem Relay dropping 1% or 5% at random
 // each way). The sender sends 200-byte messages for Options.Duration; each
@@ -36,6 +39,48 @@
 // socket layer's and the gap between raw-udpio and tw-nack telewire's.
 // Telewire rows run the default configuration (sender GSO off, receiver
 // GRO on) unless their name says otherwise (tw-gso, tw-spin).
+//
+// # Cross-checks
+//
+// Two references check the baseline in the same run, at full speed on
+// the clean link (Report.CrossCheck, printed under the table): ref-loop
+// is the minimal loop — raw-batch's sockets and batches, but the sender
+// writes one unchanging batch over and over (Blaster) and the receiver
+// only counts datagrams (BatchCounter): no stamp, copy or clock reading
+// per message, no warm-up, no latency; ref-iperf3 runs iperf3 -u -b 0 -l
+// SIZE (a Debian package; .ci/run installs it), server and client started
+// by the parent, and reports the client's sending rate and the server's
+// receiving rate (iperf3 writes one datagram per sendto and reads one per
+// recv, and loses what its reader cannot keep up with). Neither is the
+// baseline: they say whether raw-batch is the best a plain loop does.
+//
+// # The commands
+//
+// cmd-default, cmd-nopack and cmd-gso measure what a user runs (issue
+// #16's "through the commands"): the parent starts the telewire binary
+// (Options.Exec) as
+//
+//	telewire recv --listen 127.0.0.1:0 --count N --framing len32 --idle 2s --stats FILE > /dev/null
+//	telewire send --to ADDR --gen market --count N --size SIZE [--no-pack | --gso]
+//
+// with N = Options.CommandCount (--count, default 1 000 000), and the
+// run's span is from just before send is started to recv's exit after its
+// Nth message. Delivered comes from recv's --stats, CPU from each
+// process's rusage; there are no latency figures.
+//
+// # Fan-out
+//
+// A Transport with Receivers > 1 opens that many receiving ends in the
+// receiving worker; with SharedAddr the first listens on ListenAddr (for
+// fan-mcast, the group FanoutGroup on lo) and the rest on the group and
+// port it bound, and the sender is given the group. The case's figures
+// are those of the median receiver (by delivered messages per second);
+// RecvResult.PerReceiver lists every one. Case.VsOne divides each run by
+// the run of the family's one-receiver transport (Transport.Family), so
+// the report reads "per receiver 0.38× one receiver's, sender CPU per
+// message 2.1×". Unicast fan-out will be a Transport of the same family
+// shape without SharedAddr: each end listens on its own address and the
+// sender is given the comma-separated list.
 //
 // # Processes and clocks
 //

@@ -26,10 +26,14 @@ const (
 // batches of 64) into Read (recvmmsg), 200-byte datagrams, no protocol,
 // GSO and GRO off as in the sender's default.
 // BenchmarkLoopback/telewire is the full path: sender.Send → batched write
-// → receiver decode, tracking, statistics → Recv.
+// → receiver decode, tracking, statistics → Recv, in the default
+// configuration (messages packed while the socket is busy);
+// BenchmarkLoopback/telewire-nopack the same with one message per
+// datagram (sender.Config.DisablePacking), the per-datagram path.
 func BenchmarkLoopback(b *testing.B) {
 	b.Run("raw", benchRaw)
-	b.Run("telewire", benchTelewire)
+	b.Run("telewire", func(b *testing.B) { benchTelewire(b, false) })
+	b.Run("telewire-nopack", func(b *testing.B) { benchTelewire(b, true) })
 }
 
 func benchRaw(b *testing.B) {
@@ -93,7 +97,7 @@ func benchRaw(b *testing.B) {
 	wg.Wait()
 }
 
-func benchTelewire(b *testing.B) {
+func benchTelewire(b *testing.B, noPack bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0"})
@@ -101,7 +105,7 @@ func benchTelewire(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	s, err := sender.New(ctx, sender.Config{To: r.Addr().String()})
+	s, err := sender.New(ctx, sender.Config{To: r.Addr().String(), DisablePacking: noPack})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -129,9 +129,33 @@ func (r *rawMinReceiver) Addr() string { return r.local.String() }
 
 func (r *rawMinReceiver) Next() ([]byte, error) {
 	for r.next >= r.n {
+		if err := r.read(); err != nil {
+			return nil, err
+		}
+	}
+	r.next++
+	i := r.next - 1
+	return r.buf[i*r.slot : i*r.slot+int(r.hdrs[i].Len)], nil
+}
+
+// NextBatch reads one batch and returns how many datagrams it held, for
+// the bare loop (ref-loop): nothing is looked at but the count.
+func (r *rawMinReceiver) NextBatch() (int, error) {
+	r.n, r.next = 0, 0
+	if err := r.read(); err != nil {
+		return 0, err
+	}
+	n := r.n
+	r.n = 0
+	return n, nil
+}
+
+// read fills the batch with one blocking recvmmsg (n > 0 on success).
+func (r *rawMinReceiver) read() error {
+	for {
 		if r.closed.Load() {
 			r.once.Do(func() { unix.Close(r.fd) })
-			return nil, net.ErrClosed
+			return net.ErrClosed
 		}
 		for i := range r.hdrs {
 			r.hdrs[i].Hdr.SetControllen(rawMinOOB)
@@ -144,7 +168,7 @@ func (r *rawMinReceiver) Next() ([]byte, error) {
 		case unix.EAGAIN, unix.EINTR: // the timeout: look at closed again
 			continue
 		default:
-			return nil, fmt.Errorf("bench: raw recvmmsg: %w", e)
+			return fmt.Errorf("bench: raw recvmmsg: %w", e)
 		}
 		r.reads.Add(1)
 		r.n, r.next = int(n), 0
@@ -161,10 +185,8 @@ func (r *rawMinReceiver) Next() ([]byte, error) {
 				r.drops.Store(uint64(binary.NativeEndian.Uint32(cm[unix.CmsgLen(0):])))
 			}
 		}
+		return nil
 	}
-	r.next++
-	i := r.next - 1
-	return r.buf[i*r.slot : i*r.slot+int(r.hdrs[i].Len)], nil
 }
 
 // Close makes Next return net.ErrClosed within rawMinTimeout; Next closes
@@ -253,6 +275,29 @@ func (s *rawMinSender) Flush() error {
 	}
 	s.n = 0
 	return nil
+}
+
+// Blast is the bare loop's sending side (ref-loop): it fills every slot
+// of the batch with msg once and then writes the whole batch with one
+// sendmmsg after another, untouched (no stamp, no copy), until the clock
+// passes end or max messages are out. It returns how many it wrote.
+func (s *rawMinSender) Blast(ctx context.Context, msg []byte, end int64, max uint64) (uint64, error) {
+	if len(msg) > s.size {
+		return 0, fmt.Errorf("bench: raw message of %d bytes > %d", len(msg), s.size)
+	}
+	for s.n = 0; s.n < len(s.hdrs); s.n++ {
+		s.iovs[s.n].SetLen(copy(s.slab[s.n*s.size:(s.n+1)*s.size], msg))
+	}
+	var sent uint64
+	for sent < max && ctx.Err() == nil && Nanotime() < end {
+		s.n = int(min(uint64(len(s.hdrs)), max-sent))
+		before := s.datagrams
+		if err := s.Flush(); err != nil {
+			return sent, err
+		}
+		sent += s.datagrams - before
+	}
+	return sent, nil
 }
 
 func (s *rawMinSender) Close() error {

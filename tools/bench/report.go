@@ -23,6 +23,49 @@ type Report struct {
 	Peers *Report `json:"peers,omitempty"`
 	// PeersError says why the peer comparison is missing, when asked for.
 	PeersError string `json:"peers_error,omitempty"`
+	// CommandCount is the messages each cmd-* case sent per run.
+	CommandCount int `json:"command_count,omitempty"`
+	// CrossCheck compares the baseline with the minimal loop and the
+	// external tool of the same runs, when they ran.
+	CrossCheck *CrossCheck `json:"cross_check,omitempty"`
+}
+
+// CrossCheck holds the baseline's full-speed clean throughput divided by
+// the references' of the same run: the minimal loop (ref-loop) and
+// iperf3's sending and receiving rates (ref-iperf3). Nil fields did not
+// run.
+type CrossCheck struct {
+	VsLoop         *Spread `json:"vs_loop,omitempty"`
+	VsIperf3Sent   *Spread `json:"vs_iperf3_sent,omitempty"`
+	VsIperf3Recv   *Spread `json:"vs_iperf3_recv,omitempty"`
+	LoopVsIperf3   *Spread `json:"loop_vs_iperf3_sent,omitempty"`
+	SingleVsIperf3 *Spread `json:"single_vs_iperf3_sent,omitempty"`
+}
+
+// Spread is a per-run figure with its median and range.
+type Spread struct {
+	Runs   []float64 `json:"runs"`
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+}
+
+// spreadOf takes f(a, b) over the runs where both a and b succeeded; nil
+// when there are none.
+func spreadOf(a, b []*Figures, f func(a, b *Figures) float64) *Spread {
+	sp := &Spread{}
+	for i := range a {
+		if i < len(b) && a[i] != nil && b[i] != nil {
+			if v := f(a[i], b[i]); v > 0 && !math.IsInf(v, 0) {
+				sp.Runs = append(sp.Runs, v)
+			}
+		}
+	}
+	if len(sp.Runs) == 0 {
+		return nil
+	}
+	sp.Median, sp.Min, sp.Max = Median(sp.Runs), slices.Min(sp.Runs), slices.Max(sp.Runs)
+	return sp
 }
 
 // HostInfo describes the machine, including how busy it was.
@@ -61,6 +104,13 @@ type Case struct {
 	// loss: this case's p50 minus the ping-pong's, run by run. Nil when
 	// the ping-pong did not run beside it, and for the ping-pong itself.
 	VsPingPong *DeltaStats `json:"vs_pingpong,omitempty"`
+	// VsOne divides a fan-out case's figures (the median receiver's
+	// delivery, the sender's CPU per message) by those of its family's
+	// one-receiver case at the same load and loss, run by run
+	// (Transport.Family); nil for other cases and the one-receiver case.
+	VsOne *RatioStats `json:"vs_one,omitempty"`
+	// Receivers is the case's fan-out (Transport.Receivers), 0 for one.
+	Receivers int `json:"receivers,omitempty"`
 }
 
 // DeltaStats are per-run differences of a figure to a reference case of
@@ -226,6 +276,7 @@ type Ratios struct {
 	Mbps         float64 `json:"mbps"`
 	Completeness float64 `json:"completeness"`
 	CPUNanos     float64 `json:"cpu_ns_per_msg"`
+	SendCPUNanos float64 `json:"send_cpu_ns_per_msg"`
 	P50Nanos     float64 `json:"p50_ns"`
 	P99Nanos     float64 `json:"p99_ns"`
 	P999Nanos    float64 `json:"p999_ns"`
@@ -233,7 +284,7 @@ type Ratios struct {
 }
 
 func (r *Ratios) columns() []*float64 {
-	return []*float64{&r.MsgsPerSec, &r.Mbps, &r.Completeness, &r.CPUNanos, &r.P50Nanos, &r.P99Nanos, &r.P999Nanos, &r.MaxNanos}
+	return []*float64{&r.MsgsPerSec, &r.Mbps, &r.Completeness, &r.CPUNanos, &r.SendCPUNanos, &r.P50Nanos, &r.P99Nanos, &r.P999Nanos, &r.MaxNanos}
 }
 
 // RatioStats are the per-run ratios of a case to its baseline, and their
@@ -256,7 +307,8 @@ func ratiosOf(f, base *Figures) *Ratios {
 	return &Ratios{
 		MsgsPerSec: ratio(f.MsgsPerSec, base.MsgsPerSec), Mbps: ratio(f.Mbps, base.Mbps),
 		Completeness: ratio(f.Completeness, base.Completeness), CPUNanos: ratio(f.CPUNanos, base.CPUNanos),
-		P50Nanos: ratio(f.P50Nanos, base.P50Nanos), P99Nanos: ratio(f.P99Nanos, base.P99Nanos),
+		SendCPUNanos: ratio(f.SendCPUNanos, base.SendCPUNanos),
+		P50Nanos:     ratio(f.P50Nanos, base.P50Nanos), P99Nanos: ratio(f.P99Nanos, base.P99Nanos),
 		P999Nanos: ratio(f.P999Nanos, base.P999Nanos), MaxNanos: ratio(f.MaxNanos, base.MaxNanos),
 	}
 }
@@ -333,36 +385,99 @@ func (rep *Report) finish() {
 		if b == nil {
 			continue
 		}
-		rs := &RatioStats{Runs: make([]*Ratios, len(c.Runs))}
-		for run, f := range c.Runs {
-			if f != nil && run < len(b.Runs) && b.Runs[run] != nil {
-				rs.Runs[run] = ratiosOf(f, b.Runs[run])
-			}
-		}
-		if aggregate(rs.Runs, (*Ratios).columns, &rs.Median, &rs.Min, &rs.Max) {
-			for _, r := range append(rs.Runs, &rs.Median, &rs.Min, &rs.Max) {
-				if r != nil {
-					zeroNaN(r.columns())
-				}
-			}
-			c.VsRaw = rs
-		}
+		c.VsRaw = ratioStats(c.Runs, b.Runs)
+	}
+	noLatency := map[string]bool{}
+	for _, t := range rep.Transports {
+		noLatency[t.Name] = t.NoLatency
 	}
 	for i := range rep.Cases {
 		c := &rep.Cases[i]
-		if c.Transport == RawPingPong {
+		if c.Transport == RawPingPong || noLatency[c.Transport] {
 			continue
 		}
 		if pp := byKey[(&Case{Transport: RawPingPong, Rate: c.Rate, LossPercent: c.LossPercent}).Key()]; pp != nil {
 			c.VsPingPong = deltaP50(c.Runs, pp.Runs)
 		}
 	}
+	rep.fanout(byKey)
+	rep.crossCheck(byKey, base)
 	for i := range rep.Cases {
 		for _, f := range append(rep.Cases[i].Runs, rep.Cases[i].Median, rep.Cases[i].Min, rep.Cases[i].Max) {
 			if f != nil {
 				zeroNaN(f.columns())
 			}
 		}
+	}
+}
+
+// ratioStats divides runs by base run by run; nil when no run pairs up.
+func ratioStats(runs, base []*Figures) *RatioStats {
+	rs := &RatioStats{Runs: make([]*Ratios, len(runs))}
+	for run, f := range runs {
+		if f != nil && run < len(base) && base[run] != nil {
+			rs.Runs[run] = ratiosOf(f, base[run])
+		}
+	}
+	if !aggregate(rs.Runs, (*Ratios).columns, &rs.Median, &rs.Min, &rs.Max) {
+		return nil
+	}
+	for _, r := range append(rs.Runs, &rs.Median, &rs.Min, &rs.Max) {
+		if r != nil {
+			zeroNaN(r.columns())
+		}
+	}
+	return rs
+}
+
+// fanout sets Receivers and VsOne of the fan-out cases: each divided by
+// the one-receiver case of its family at the same load and loss.
+func (rep *Report) fanout(byKey map[string]*Case) {
+	one := map[string]string{} // family → its one-receiver transport
+	info := map[string]Transport{}
+	for _, t := range rep.Transports {
+		info[t.Name] = t
+		if t.Family != "" && t.Receivers <= 1 {
+			one[t.Family] = t.Name
+		}
+	}
+	for i := range rep.Cases {
+		c := &rep.Cases[i]
+		t := info[c.Transport]
+		if t.Receivers > 1 {
+			c.Receivers = t.Receivers
+		}
+		ref, ok := one[t.Family]
+		if t.Family == "" || !ok || ref == c.Transport {
+			continue
+		}
+		if b := byKey[(&Case{Transport: ref, Rate: c.Rate, LossPercent: c.LossPercent}).Key()]; b != nil {
+			c.VsOne = ratioStats(c.Runs, b.Runs)
+		}
+	}
+}
+
+// crossCheck fills rep.CrossCheck from the full-speed clean cases of the
+// baseline, ref-loop, ref-iperf3 and raw-single, when they ran.
+func (rep *Report) crossCheck(byKey map[string]*Case, base string) {
+	at := func(name string) []*Figures {
+		if c := byKey[(&Case{Transport: name}).Key()]; c != nil {
+			return c.Runs
+		}
+		return nil
+	}
+	raw, loop, ip, single := at(base), at(RefLoop), at(RefIperf3), at(RawSingle)
+	delivered := func(a, b *Figures) float64 { return a.MsgsPerSec / b.MsgsPerSec }
+	vsSent := func(a, b *Figures) float64 { return a.MsgsPerSec / b.OfferedPerSec }
+	cc := &CrossCheck{
+		VsLoop:         spreadOf(raw, loop, delivered),
+		VsIperf3Sent:   spreadOf(raw, ip, vsSent),
+		VsIperf3Recv:   spreadOf(raw, ip, delivered),
+		LoopVsIperf3:   spreadOf(loop, ip, vsSent),
+		SingleVsIperf3: spreadOf(single, ip, vsSent),
+	}
+	if cc.VsLoop != nil || cc.VsIperf3Sent != nil {
+		rep.CrossCheck = cc
 	}
 }
 

@@ -55,7 +55,18 @@ type Options struct {
 	// MaxSize. Default MessageSize (200). Raw transports carry at most
 	// RawMaxSize; their cases fail above it.
 	Size int
+	// Exec returns the command that runs the telewire binary with args,
+	// for the cases that run the commands themselves (cmd-*); they fail
+	// without it.
+	Exec func(ctx context.Context, args ...string) *exec.Cmd
+	// CommandCount is how many messages a cmd-* case sends. Default
+	// DefaultCommandCount.
+	CommandCount int
 }
+
+// DefaultCommandCount is the cmd-* cases' message count: issue #16's
+// "1 000 000 × 200 B" through the commands.
+const DefaultCommandCount = 1_000_000
 
 // size returns the message size of the run.
 func (o *Options) size() int {
@@ -110,6 +121,9 @@ func (o *Options) withDefaults() error {
 	if o.Tool == "" {
 		o.Tool = "telewire bench"
 	}
+	if o.CommandCount == 0 {
+		o.CommandCount = DefaultCommandCount
+	}
 	switch {
 	case len(o.Transports) == 0 || len(o.Rates) == 0 || len(o.Losses) == 0:
 		return fmt.Errorf("%w: empty matrix", ErrOptions)
@@ -150,10 +164,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Processes:  "sender, receiver and relay each in a worker process of their own (the bench binary re-executed), loopback",
 		Transports: o.Transports,
 	}
+	for _, t := range o.Transports {
+		if t.External != nil && t.Name != RefIperf3 {
+			rep.CommandCount = o.CommandCount
+		}
+	}
 	for _, loss := range o.Losses {
 		for _, rate := range o.Rates {
 			for _, t := range o.Transports {
-				if t.CleanOnly && loss > 0 {
+				if (t.CleanOnly && loss > 0) || (t.FullSpeedOnly && rate > 0) {
 					continue
 				}
 				rep.Cases = append(rep.Cases, Case{Transport: t.Name, Rate: rate, LossPercent: loss, Runs: make([]*Figures, o.Runs)})
@@ -161,8 +180,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	needRelay := false
-	for _, l := range o.Losses {
-		needRelay = needRelay || l > 0
+	for _, c := range rep.Cases {
+		needRelay = needRelay || c.LossPercent > 0
 	}
 	ws, err := startWorkers(ctx, o.Worker, needRelay)
 	if err != nil {
@@ -217,6 +236,11 @@ func LossSpec(percent float64) string {
 // runCase runs one case once. An error wrapping ErrWorker means a worker
 // is unusable; any other error is this case's failure.
 func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, index int64) (*Figures, error) {
+	for _, t := range o.Transports {
+		if t.Name == c.Transport && t.External != nil {
+			return runExternal(ctx, o, t)
+		}
+	}
 	maxMsgs := uint64(math.Ceil(o.Duration.Seconds()*maxRatePerSec)) + maxBurst
 	if c.Rate > 0 {
 		maxMsgs = uint64(math.Ceil(o.Duration.Seconds()*c.Rate)) + maxBurst
@@ -283,6 +307,20 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 		return f, fmt.Errorf("nothing sent: %s", cr.Send.FirstError)
 	}
 	return f, nil
+}
+
+// runExternal runs one case of an External transport in this process.
+func runExternal(ctx context.Context, o *Options, t Transport) (*Figures, error) {
+	dir, err := os.MkdirTemp("", "telewire-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	s, r, err := t.External(ctx, ExternalCase{Size: o.size(), Duration: o.Duration, Count: o.CommandCount, Exec: o.Exec, TempDir: dir})
+	if err != nil {
+		return nil, err
+	}
+	return figuresFrom(s, r, nil, o.size()), nil
 }
 
 // workers are the three worker processes.

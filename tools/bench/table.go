@@ -97,6 +97,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(&b, "Median of %d runs of %v per case, (min–max) over the runs. Latency is one-way, send call to delivery.\n",
 		rep.Runs, time.Duration(rep.DurationNanos))
 	fmt.Fprintf(&b, "×raw: ratio to %s at the same load and loss in the same run (median of the per-run ratios).\n", baselineName(rep))
+	if rep.CommandCount > 0 {
+		fmt.Fprintf(&b, "cmd-*: %d messages per run through the telewire commands, from starting send to recv's exit; ref-*: references, not the baseline.\n", rep.CommandCount)
+	}
 	fmt.Fprintf(&b, "RSS s/r: resident set of the sending/receiving process at the end of the case, MiB; * = not flat (end > %.2f× the size half-way).\n", FlatRSSRatio)
 	io.WriteString(w, b.String())
 
@@ -122,8 +125,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 			writePingPong(w, casesAt(rep.Cases, rate, loss))
 		}
 		writeRelayOverload(w, append(rep.Cases, peers...), loss)
+		writeFanout(w, rep.Cases, loss)
 		writeMemory(w, rep.Cases, loss)
 	}
+	writeCrossCheck(w, rep)
 	if rep.PeersError != "" {
 		fmt.Fprintf(w, "\npeer comparison: %s\n", rep.PeersError)
 	}
@@ -213,12 +218,16 @@ func writeRow(w io.Writer, c Case) {
 		r := c.VsRaw.Median
 		vs = [3]string{fmtRatio(r.MsgsPerSec), fmtRatio(r.CPUNanos), fmtRatio(r.P99Nanos)}
 	}
+	lat := [4]string{fmtNanos(m.P50Nanos), rng(m.P99Nanos, c.Min.P99Nanos, c.Max.P99Nanos, fmtNanos), fmtNanos(m.P999Nanos), fmtNanos(m.MaxNanos)}
+	if c.Max.MaxNanos == 0 { // a case without latency figures (ref-loop, ref-iperf3, cmd-*)
+		lat = [4]string{"-", "-", "-", "-"}
+		vs[2] = ""
+	}
 	fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 		LoadName(c.Rate), c.Transport,
 		rng(m.MsgsPerSec, c.Min.MsgsPerSec, c.Max.MsgsPerSec, siCount), m.Mbps,
 		strconv.FormatFloat(100*m.Completeness, 'f', 2, 64)+"%", fmtNanos(m.CPUNanos),
-		fmtNanos(m.P50Nanos), rng(m.P99Nanos, c.Min.P99Nanos, c.Max.P99Nanos, fmtNanos), fmtNanos(m.P999Nanos), fmtNanos(m.MaxNanos),
-		vs[0], vs[1], vs[2], rssCell(c))
+		lat[0], lat[1], lat[2], lat[3], vs[0], vs[1], vs[2], rssCell(c))
 }
 
 // mib formats bytes as MiB with one decimal, "-" for nothing sampled.
@@ -326,5 +335,53 @@ func writeMemory(w io.Writer, cases []Case, loss float64) {
 	}
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "memory, after warm-up→half-way→end (medians; flat = end ≤ %.2f× half-way):\n%s\n", FlatRSSRatio, strings.Join(lines, "\n"))
+	}
+}
+
+// spreadText formats a Spread as "0.97× (0.91–1.02, 5 runs)".
+func spreadText(sp *Spread) string {
+	return fmt.Sprintf("%.2f× (%.2f–%.2f, %d runs)", sp.Median, sp.Min, sp.Max, len(sp.Runs))
+}
+
+// writeCrossCheck prints how the baseline compares with the minimal loop
+// and the external tool measured in the same runs.
+func writeCrossCheck(w io.Writer, rep *Report) {
+	cc := rep.CrossCheck
+	if cc == nil {
+		return
+	}
+	base := baselineName(rep)
+	fmt.Fprintf(w, "\ncross-check at full speed, clean (per-run ratios, median (min–max)):\n")
+	if cc.VsLoop != nil {
+		fmt.Fprintf(w, "  %s / %s (the minimal loop, same processes): %s\n", base, RefLoop, spreadText(cc.VsLoop))
+	}
+	if cc.VsIperf3Sent != nil {
+		fmt.Fprintf(w, "  %s / iperf3's sending rate (-u -b 0, one datagram per sendto): %s\n", base, spreadText(cc.VsIperf3Sent))
+		fmt.Fprintf(w, "  %s / iperf3's receiving rate (one datagram per recv; it loses what it cannot read): %s\n", base, spreadText(cc.VsIperf3Recv))
+	}
+	if cc.LoopVsIperf3 != nil {
+		fmt.Fprintf(w, "  %s / iperf3's sending rate: %s\n", RefLoop, spreadText(cc.LoopVsIperf3))
+	}
+	if cc.SingleVsIperf3 != nil {
+		fmt.Fprintf(w, "  %s / iperf3's sending rate: %s\n", RawSingle, spreadText(cc.SingleVsIperf3))
+	}
+}
+
+// writeFanout prints, for the fan-out cases of one loss section, the
+// median receiver's delivery and the sender's CPU per message as ratios
+// to the same family's one-receiver case of the same runs.
+func writeFanout(w io.Writer, cases []Case, loss float64) {
+	var lines []string
+	for _, c := range cases {
+		if c.LossPercent != loss || c.VsOne == nil || c.Median == nil {
+			continue
+		}
+		r := c.VsOne
+		lines = append(lines, fmt.Sprintf("  %s, %d receivers: per receiver %s msgs/s = %.2f× (%.2f–%.2f) one receiver's, %.2f%% complete (median receiver); sender CPU %s/msg = %.2f× (%.2f–%.2f)",
+			c.Key(), c.Receivers, siCount(c.Median.MsgsPerSec), r.Median.MsgsPerSec, r.Min.MsgsPerSec, r.Max.MsgsPerSec,
+			100*c.Median.Completeness, fmtNanos(c.Median.SendCPUNanos), r.Median.SendCPUNanos, r.Min.SendCPUNanos, r.Max.SendCPUNanos))
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "fan-out, as ratios to one receiver in the same runs:\n%s\n", strings.Join(lines, "\n"))
 	}
 }

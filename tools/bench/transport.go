@@ -33,10 +33,55 @@ type Transport struct {
 	// CleanOnly transports are measured on the direct link only: Run
 	// skips their lossy cases.
 	CleanOnly bool `json:"clean_only,omitempty"`
+	// FullSpeedOnly transports are measured at full speed only: Run
+	// skips their paced cases.
+	FullSpeedOnly bool `json:"full_speed_only,omitempty"`
+	// Bare marks a minimal loop that carries no stamps (ref-loop): its
+	// Sender implements Blaster and its Receiver BatchCounter, the
+	// receiving worker counts datagrams, and the case has no latency
+	// figures and no warm-up.
+	Bare bool `json:"bare,omitempty"`
+	// NoLatency transports measure no latency (ref-loop, ref-iperf3,
+	// cmd-*): their cases get no "added p50" against the ping-pong.
+	NoLatency bool `json:"no_latency,omitempty"`
+	// Receivers is how many receiving ends a case opens (fan-out); 0 and
+	// 1 mean one. With SharedAddr every end after the first listens on
+	// the address the first one got (a multicast group and port) and the
+	// sender is given that address; without it each end listens on
+	// ListenAddr and the sender is given their addresses comma-separated.
+	Receivers  int  `json:"receivers,omitempty"`
+	SharedAddr bool `json:"shared_addr,omitempty"`
+	// Family groups fan-out transports that differ only in Receivers
+	// ("mcast"): Case.VsOne divides each by its family's one-receiver
+	// case of the same run.
+	Family string `json:"family,omitempty"`
+	// ListenAddr is where the first receiving end listens; default
+	// "127.0.0.1:0".
+	ListenAddr string `json:"-"`
 	// Listen opens a receiving end on addr ("127.0.0.1:0").
 	Listen func(ctx context.Context, addr string) (Receiver, error) `json:"-"`
 	// Dial opens a sending end towards addr.
 	Dial func(ctx context.Context, addr string) (Sender, error) `json:"-"`
+	// External, when set, runs the whole case in the parent instead of
+	// the worker processes (Listen and Dial are unused): an external
+	// tool (ref-iperf3) or the telewire commands themselves (cmd-*). It
+	// returns what a sending and a receiving worker would have.
+	External func(ctx context.Context, x ExternalCase) (*SendResult, *RecvResult, error) `json:"-"`
+}
+
+// Blaster is the sending end of a Bare transport.
+type Blaster interface {
+	// Blast sends msg, unchanged, as fast as the socket takes it until
+	// Nanotime passes end or max messages are out, and returns how many
+	// it sent.
+	Blast(ctx context.Context, msg []byte, end int64, max uint64) (uint64, error)
+}
+
+// BatchCounter is the receiving end of a Bare transport.
+type BatchCounter interface {
+	// NextBatch blocks until datagrams arrive and returns how many; after
+	// Close it returns an error.
+	NextBatch() (int, error)
 }
 
 // Receiver is the receiving end of a transport under test.
@@ -94,7 +139,36 @@ const (
 	// TwGSO is tw-nack with the sender's UDP GSO on (sender.Config.GSO),
 	// which the default configuration leaves off.
 	TwGSO = "tw-gso"
+	// TwNoPack is tw-nack with message packing off
+	// (sender.Config.DisablePacking): one message per datagram, the
+	// per-datagram path.
+	TwNoPack = "tw-nopack"
+	// RefLoop is the minimal loop raw-batch is checked against, in the
+	// same worker processes: the same sockets and batches, but the sender
+	// writes one unchanging batch over and over and the receiver only
+	// counts (no stamps, no copies, no clock per message).
+	RefLoop = "ref-loop"
+	// RefIperf3 is the external cross-check: iperf3 -u -b 0 at the run's
+	// message size, client and server started by the parent.
+	RefIperf3 = "ref-iperf3"
+	// CmdDefault, CmdNoPack and CmdGSO run the telewire commands
+	// themselves, `telewire recv --count N --framing len32 > /dev/null`
+	// and `telewire send --gen market --count N --size SIZE`, with default
+	// flags, with --no-pack, and with --gso.
+	CmdDefault = "cmd-default"
+	CmdNoPack  = "cmd-nopack"
+	CmdGSO     = "cmd-gso"
+	// FanMcast1, FanMcast10 and FanMcast50 are tw-nack over IP multicast
+	// on loopback (group FanoutGroup, interface lo) to 1, 10 and 50
+	// receivers in the receiving worker.
+	FanMcast1  = "fan-mcast1"
+	FanMcast10 = "fan-mcast10"
+	FanMcast50 = "fan-mcast50"
 )
+
+// FanoutGroup is the multicast group of the fan-out cases (administratively
+// scoped, sent out of lo only).
+const FanoutGroup = "239.77.16.1"
 
 // SpinBusyPoll is tw-spin's receiver.Config.BusyPoll: twice the gap
 // between messages at 1k msgs/s, so that at that load and above the
@@ -147,7 +221,28 @@ func Builtin() []Transport {
 			Listen: twListen, Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, GSO: true})},
 		{Name: TwSpin, Description: fmt.Sprintf("telewire, NACK only, receiver busy-polls %v", SpinBusyPoll), Optional: true,
 			Listen: twListenWith(receiver.Config{BusyPoll: SpinBusyPoll}), Dial: twDial(sender.FECConfig{Mode: sender.FECOff})},
+		{Name: TwNoPack, Description: "telewire, NACK only, packing off (one message per datagram)", Optional: true, CleanOnly: true,
+			Listen: twListen, Dial: twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, DisablePacking: true})},
+		{Name: RefLoop, Description: fmt.Sprintf("minimal sendmmsg/recvmmsg loop, batch %d, nothing per message", RawBatchSize),
+			Optional: true, CleanOnly: true, FullSpeedOnly: true, Bare: true, NoLatency: true, Listen: rawMinListen, Dial: rawMinDial},
+		{Name: RefIperf3, Description: "iperf3 -u -b 0, one datagram per sendto/recv", Optional: true, CleanOnly: true,
+			FullSpeedOnly: true, NoLatency: true, External: iperf3Case},
+		{Name: CmdDefault, Description: "telewire send --gen market | telewire recv --framing len32, default flags", Optional: true,
+			CleanOnly: true, FullSpeedOnly: true, NoLatency: true, External: commandCase()},
+		{Name: CmdNoPack, Description: "the commands, send --no-pack", Optional: true, CleanOnly: true, FullSpeedOnly: true,
+			NoLatency: true, External: commandCase("--no-pack")},
+		{Name: CmdGSO, Description: "the commands, send --gso (recv has GRO on by default)", Optional: true, CleanOnly: true,
+			FullSpeedOnly: true, NoLatency: true, External: commandCase("--gso")},
+		fanMcast(FanMcast1, 1), fanMcast(FanMcast10, 10), fanMcast(FanMcast50, 50),
 	}
+}
+
+// fanMcast is tw-nack over IP multicast on loopback to n receivers.
+func fanMcast(name string, n int) Transport {
+	return Transport{Name: name, Description: fmt.Sprintf("telewire, NACK only, multicast on lo to %d receivers", n),
+		Optional: true, CleanOnly: true, Receivers: n, SharedAddr: true, Family: "mcast", ListenAddr: FanoutGroup + ":0",
+		Listen: twListenWith(receiver.Config{Interface: "lo"}),
+		Dial:   twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, MulticastInterface: "lo"})}
 }
 
 // ---- raw UDP ----

@@ -2,12 +2,17 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +118,19 @@ type RecvResult struct {
 	// Mem is the receiving process's memory from the first measured
 	// delivery to the end of the drain, before the receiver was closed.
 	Mem MemSummary `json:"mem"`
+	// Receivers is how many receiving ends the case had (fan-out). With
+	// more than one, Delivered, FirstNanos, LastNanos, Latency and
+	// Counters are those of the median receiver (by delivered messages
+	// per second), and PerReceiver lists every one.
+	Receivers   int                `json:"receivers,omitempty"`
+	PerReceiver []ReceiverDelivery `json:"per_receiver,omitempty"`
+}
+
+// ReceiverDelivery is what one receiving end of a fan-out case delivered.
+type ReceiverDelivery struct {
+	Delivered  uint64 `json:"delivered"`
+	FirstNanos int64  `json:"first_ns"`
+	LastNanos  int64  `json:"last_ns"`
 }
 
 // RelayResult is the impairment relay's count of each direction.
@@ -169,7 +187,7 @@ type worker struct {
 	role       string
 	transports []Transport
 
-	coll   *collector // recv
+	colls  []*collector // recv: one per receiving end
 	cpu0   int64
 	snd    Sender // send
 	sndRes SendResult
@@ -212,10 +230,12 @@ func (w *worker) handle(req *Request, rep *Reply) error {
 
 // shutdown releases whatever a case left open (the parent went away).
 func (w *worker) shutdown() {
-	if w.coll != nil {
-		w.coll.mem.finish()
-		w.coll.r.Close()
-		<-w.coll.done
+	for i, c := range w.colls {
+		if i == 0 {
+			c.mem.finish()
+		}
+		c.r.Close()
+		<-c.done
 	}
 	if w.sndMem != nil {
 		w.sndMem.finish()
@@ -240,6 +260,25 @@ type collector struct {
 	delivered, duplicates, invalid, warmup atomic.Uint64
 	first, last, cpu0                      atomic.Int64
 	done                                   chan struct{}
+}
+
+// runBare is the receive loop of a Bare transport: it counts datagrams,
+// batch by batch, until the Receiver is closed.
+func (c *collector) runBare(bc BatchCounter) {
+	defer close(c.done)
+	for {
+		n, err := bc.NextBatch()
+		if err != nil {
+			return
+		}
+		now := Nanotime()
+		if c.delivered.Add(uint64(n)) == uint64(n) {
+			c.first.Store(now)
+			cpu, _ := ProcessCPUNanos()
+			c.cpu0.Store(cpu)
+		}
+		c.last.Store(now)
+	}
 }
 
 // run is the receive loop: it hands every message to take until the
@@ -285,66 +324,163 @@ func (c *collector) take(msg []byte, now int64) {
 }
 
 func (w *worker) listen(req *Request, rep *Reply) error {
-	if w.coll != nil {
+	if w.colls != nil {
 		return fmt.Errorf("%w: listen while a receiver is open", ErrProtocol)
 	}
 	t, err := w.transport(req.Transport)
 	if err != nil {
 		return err
 	}
-	if req.MaxMessages == 0 || req.MaxMessages > maxMessagesCap {
-		return fmt.Errorf("%w: max_messages %d outside 1..%d", ErrProtocol, req.MaxMessages, uint64(maxMessagesCap))
+	n := max(t.Receivers, 1)
+	if req.MaxMessages == 0 || req.MaxMessages > maxMessagesCap || req.MaxMessages*uint64(n) > 8*maxMessagesCap {
+		return fmt.Errorf("%w: max_messages %d (× %d receivers) outside 1..%d", ErrProtocol, req.MaxMessages, n, uint64(maxMessagesCap))
 	}
-	runtime.GC() // the last case's garbage is not this case's cost
-	r, err := t.Listen(withSize(w.ctx, req.Size), "127.0.0.1:0")
-	if err != nil {
-		return err
+	if t.External != nil || t.Listen == nil {
+		return fmt.Errorf("%w: %s has no worker receiver", ErrProtocol, t.Name)
 	}
-	c := &collector{r: r, set: NewSeqSet(req.MaxMessages), done: make(chan struct{})}
-	c.mem = watchMem(memInterval, func() bool { return c.delivered.Load() > 0 })
-	w.coll = c
-	go c.run()
-	rep.Addr = r.Addr()
+	debug.FreeOSMemory() // the last case's garbage (and RSS) is not this case's cost
+	addr := t.ListenAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var addrs []string
+	for i := range n {
+		r, err := t.Listen(withSize(w.ctx, req.Size), addr)
+		if err != nil {
+			w.closeColls()
+			return err
+		}
+		bc, ok := r.(BatchCounter)
+		if t.Bare && !ok {
+			r.Close()
+			w.closeColls()
+			return fmt.Errorf("%w: %s cannot count batches on this platform", ErrProtocol, t.Name)
+		}
+		c := &collector{r: r, done: make(chan struct{})}
+		if i == 0 { // the process's memory, sampled once
+			c.mem = watchMem(memInterval, func() bool { return c.delivered.Load() > 0 })
+		}
+		w.colls = append(w.colls, c)
+		if t.Bare {
+			go c.runBare(bc)
+		} else {
+			c.set = NewSeqSet(req.MaxMessages)
+			go c.run()
+		}
+		ra := r.Addr()
+		if t.SharedAddr {
+			// A group member reports the port it bound on the wildcard
+			// address: the others join the same group and port.
+			host, _, err1 := net.SplitHostPort(addr)
+			_, port, err2 := net.SplitHostPort(ra)
+			if err := errors.Join(err1, err2); err != nil {
+				w.closeColls()
+				return fmt.Errorf("%w: shared address of %s: %v", ErrProtocol, t.Name, err)
+			}
+			ra = net.JoinHostPort(host, port)
+			addr = ra
+		}
+		addrs = append(addrs, ra)
+	}
+	rep.Addr = strings.Join(addrs, ",")
+	if t.SharedAddr {
+		rep.Addr = addrs[0]
+	}
 	return nil
+}
+
+// closeColls closes the receivers a failed listen opened.
+func (w *worker) closeColls() {
+	for i, c := range w.colls {
+		if i == 0 {
+			c.mem.finish()
+		}
+		c.r.Close()
+		<-c.done
+	}
+	w.colls = nil
 }
 
 // maxMessagesCap bounds a case's SeqSet (16 MiB of bits).
 const maxMessagesCap = 1 << 27
 
 func (w *worker) drain(req *Request, rep *Reply) error {
-	c := w.coll
-	if c == nil {
+	cs := w.colls
+	if cs == nil {
 		return fmt.Errorf("%w: drain without listen", ErrProtocol)
 	}
-	w.coll = nil
+	w.colls = nil
 	idle := max(req.IdleNanos, int64(10*time.Millisecond))
 	maxWait := max(req.MaxWaitNanos, idle)
 	start := Nanotime()
 	tick := time.NewTicker(2 * time.Millisecond)
+	// The drain ends when every receiving end has everything, or none has
+	// delivered anything for idle, or after maxWait.
 	for running := true; running; {
 		select {
 		case <-w.ctx.Done():
 			running = false
-		case <-c.done:
+		case <-cs[0].done:
 			running = false
 		case <-tick.C:
 			now := Nanotime()
-			quiet := now - max(c.last.Load(), start)
-			running = c.delivered.Load() < req.Sent && quiet < idle && now-start < maxWait
+			last, all := start, true
+			for _, c := range cs {
+				last = max(last, c.last.Load())
+				all = all && c.delivered.Load() >= req.Sent
+			}
+			running = !all && now-last < idle && now-start < maxWait
 		}
 	}
 	tick.Stop()
-	mem := c.mem.finish()
-	closeErr := c.r.Close()
-	<-c.done
+	mem := cs[0].mem.finish()
+	var closeErr error
+	for _, c := range cs {
+		closeErr = errors.Join(closeErr, c.r.Close())
+	}
+	for _, c := range cs {
+		<-c.done
+	}
 	cpu1, _ := ProcessCPUNanos()
+	// The median receiver by delivered messages per second (over the span
+	// from the first delivery of any of them to its own last) stands for
+	// the case; with one receiver that is the one.
+	var first int64
+	for _, c := range cs {
+		if f := c.first.Load(); f != 0 && (first == 0 || f < first) {
+			first = f
+		}
+	}
+	rate := func(c *collector) float64 {
+		d := c.delivered.Load()
+		if d == 0 {
+			return 0
+		}
+		return float64(d) / float64(max(c.last.Load()-first, 1))
+	}
+	order := slices.Clone(cs)
+	slices.SortStableFunc(order, func(a, b *collector) int { return cmp.Compare(rate(a), rate(b)) })
+	c := order[len(order)/2]
 	rep.Recv = &RecvResult{
 		Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(), Warmup: c.warmup.Load(),
 		FirstNanos: c.first.Load(), LastNanos: c.last.Load(),
 		Latency: c.hist.Summary(), Counters: c.r.Counters(), Mem: mem,
 	}
-	if rep.Recv.Delivered > 0 {
-		rep.Recv.CPUNanos = cpu1 - c.cpu0.Load()
+	var cpu0 int64
+	for _, c := range cs {
+		if c0 := c.cpu0.Load(); c0 != 0 && (cpu0 == 0 || c0 < cpu0) {
+			cpu0 = c0
+		}
+	}
+	if rep.Recv.Delivered > 0 && cpu0 != 0 {
+		rep.Recv.CPUNanos = cpu1 - cpu0
+	}
+	if len(cs) > 1 {
+		rep.Recv.Receivers = len(cs)
+		for _, c := range cs {
+			rep.Recv.PerReceiver = append(rep.Recv.PerReceiver,
+				ReceiverDelivery{Delivered: c.delivered.Load(), FirstNanos: c.first.Load(), LastNanos: c.last.Load()})
+		}
 	}
 	if closeErr != nil && !errors.Is(closeErr, context.Canceled) {
 		rep.Err = fmt.Sprintf("closing receiver: %v", closeErr)
@@ -375,6 +511,27 @@ func (w *worker) send(req *Request, rep *Reply) error {
 		return fmt.Errorf("%w: size %d outside %d..%d", ErrProtocol, req.Size, StampLen, MaxSize)
 	}
 	msg := newMessage(req.Size)
+	if t.Bare {
+		b, ok := s.(Blaster)
+		if !ok {
+			return fmt.Errorf("%w: %s cannot blast on this platform", ErrProtocol, t.Name)
+		}
+		if req.Rate != 0 {
+			return fmt.Errorf("%w: %s runs at full speed only", ErrProtocol, t.Name)
+		}
+		// No warm-up: the receiver could not tell it from the measured part.
+		w.cpu0, _ = ProcessCPUNanos()
+		w.sndMem = watchMem(memInterval, nil)
+		start := Nanotime()
+		sent, err := b.Blast(w.ctx, msg, start+req.DurationNanos, req.MaxMessages)
+		w.sndRes = SendResult{Sent: sent, StartNanos: start, EndNanos: Nanotime()}
+		if err != nil {
+			w.sndRes.SendErrors, w.sndRes.FirstError = 1, err.Error()
+		}
+		res := w.sndRes
+		rep.Send = &res
+		return nil
+	}
 	p := newPacer()
 	defer p.stop()
 	if req.WarmupNanos > 0 {

@@ -35,13 +35,21 @@ raw-pingpong (one-way = half a raw UDP echo's round trip; clean only), tw-nack
 (telewire, FEC off), tw-fec (FEC 10,3), tw-auto (FEC auto), tw-sealed (tw-nack with
 every packet sealed), all telewire rows in the default configuration (sender GSO off,
 receiver GRO on), and, only when --only names them, raw-udpio (raw-batch's batches
-through telewire's socket layer), raw-netpoll (the same in Go's netpoller), tw-gso (tw-nack with sender GSO on) and tw-spin
-(tw-nack with the receiver busy-polling). Each at full speed and at 1k, 10k and 100k msgs/s; each clean
-and through a userspace netem relay dropping 1% and 5% each way. Worker RSS and heap are
-sampled through each case. Reports messages/s, Mbit/s, completeness, CPU per message, one-way latency
-p50/p99/p99.9/max (both ends read CLOCK_MONOTONIC), and every figure as a ratio to
-raw-batch in the same run. The full matrix takes about 4 minutes; --only narrows it,
-for example --only tw-nack,1k,loss5.
+through telewire's socket layer), raw-netpoll (the same in Go's netpoller), tw-gso
+(tw-nack with sender GSO on), tw-spin (tw-nack with the receiver busy-polling),
+tw-nopack (tw-nack with one message per datagram), the cross-checks of the baseline
+ref-loop (the minimal loop: one unchanging batch sent over and over, only counted) and
+ref-iperf3 (iperf3 -u -b 0, if installed), the commands end to end cmd-default,
+cmd-nopack and cmd-gso ("telewire send --gen market --count N" into "telewire recv
+--count N --framing len32 > /dev/null", default flags, --no-pack, --gso; N = --count),
+and multicast fan-out on lo to 1, 10 and 50 receivers fan-mcast1, fan-mcast10,
+fan-mcast50 (reported as ratios to one receiver). Each at full speed and at 1k, 10k
+and 100k msgs/s; each clean and through a userspace netem relay dropping 1% and 5%
+each way. Worker RSS and heap are sampled through each case. Reports messages/s,
+Mbit/s, completeness, CPU per message, one-way latency p50/p99/p99.9/max (both ends
+read CLOCK_MONOTONIC), and every figure as a ratio to raw-batch in the same run. The
+full matrix takes about 4 minutes; --only narrows it, for example --only
+tw-nack,1k,loss5.
 
 --peers adds kcp-go (NoDelay(1,10,2,1), window 1024, with and without FEC 10,3) by
 running "go run ." in the nested module tools/bench/peers (found from the current
@@ -77,6 +85,9 @@ one process per role, driven by JSON lines on stdin/stdout (see tools/bench).`, 
 	}
 	o.Worker = func(ctx context.Context, role string) *exec.Cmd {
 		return exec.CommandContext(ctx, exe, "bench", "--worker", role)
+	}
+	o.Exec = func(ctx context.Context, args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, exe, args...)
 	}
 	if cli.Progress {
 		o.Progress = stderr

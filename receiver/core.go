@@ -518,6 +518,11 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	}
 	mapped := p.Flags&packet.FlagMessages != 0
 	st.mapped = st.mapped || mapped
+	if c.cfg.JoinHistory > 0 && !st.joined && !st.started && st.anchored {
+		// A HEARTBEAT came first: the history is before the point it
+		// announced, and must be asked for before this DATA is delivered.
+		c.join(s, st, now)
+	}
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
 	if c.cfg.JoinHistory > 0 && !st.joined && st.started {
 		c.join(s, st, now)

@@ -3,6 +3,7 @@ package sender
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/telewire/telewire/packet"
 )
@@ -119,5 +120,47 @@ func TestFanoutNACKAllocatesNothing(t *testing.T) {
 	}
 	if c.Stats().Retransmits < 100 {
 		t.Fatalf("only %d retransmissions: the NACKs were not answered", c.Stats().Retransmits)
+	}
+}
+
+// TestFanoutSendsNoGroupSize: the group size (HEARTBEAT packet.FlagGroup)
+// is a multicast feature: a fan-out sender, to a list or to subscribers,
+// that holds views of several receivers sends its HEARTBEATs without it.
+func TestFanoutSendsNoGroupSize(t *testing.T) {
+	for _, listen := range []string{"", "127.0.0.1:0"} {
+		c, err := NewFanoutCore(Config{DisablePacking: true, Listen: listen}, 0xabc, []netip.AddrPort{addrN(0), addrN(1), addrN(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			if err := c.Send(0, []byte{byte(i)}, int64(i+1)*ms); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Outbox().Give(c.Outbox().Take())
+		for i := range 3 {
+			c.Handle(report(t, 0, 0), addrN(i), 12*ms)
+		}
+		if n := len(c.rcv.peers); n != 3 {
+			t.Fatalf("listen %q: %d receiver views, want 3", listen, n)
+		}
+		heartbeats := 0
+		for now := 12 * ms; now < 2*int64(time.Second); now += 10 * ms {
+			if now < 1200*ms {
+				if err := c.Send(0, []byte{1}, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Tick(now)
+			for _, p := range groupHeartbeats(t, c) {
+				if p.Flags&packet.FlagGroup != 0 {
+					t.Fatalf("listen %q: a fan-out sender advertised a group of %d", listen, p.Heartbeat.Receivers)
+				}
+				heartbeats++
+			}
+		}
+		if heartbeats == 0 {
+			t.Fatalf("listen %q: no HEARTBEAT at all", listen)
+		}
 	}
 }

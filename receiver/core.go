@@ -498,8 +498,9 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 	if !st.started && st.delivery.Len() == 0 {
 		// Delivery starts where the stream does (or, joining a running
 		// stream, at the next message), not at whichever message happens
-		// to arrive first; no startup hold is needed.
-		st.delivery.Resync(hb.Next)
+		// to arrive first; no startup hold is needed. A late joiner may
+		// still move the start down for its history (join).
+		st.delivery.Anchor(hb.Next)
 		if !st.anchored {
 			st.anchorSeq = hb.Next
 		}

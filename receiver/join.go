@@ -32,7 +32,7 @@ const historyRangesCap = reliability.DefaultMaxNACKRanges + 2
 // delivered), or, when a HEARTBEAT (periodic, or a group-size
 // announcement) came before any DATA, the next sequence that HEARTBEAT
 // announced (join is then called before the DATA is accepted: the
-// HEARTBEAT resynchronised ordered delivery there, with no startup hold,
+// HEARTBEAT anchored ordered delivery there, with no startup hold,
 // and the DATA would otherwise be delivered at once, leaving no room
 // before it for the history).
 func (c *Core) join(s *session, st *stream, now int64) {

@@ -187,13 +187,13 @@ func TestDeliveryStartAt(t *testing.T) {
 	}
 }
 
-// TestDeliveryStartAtAfterResync: a Resync (a HEARTBEAT heard before any
-// DATA) fixes the start against late arrivals, not against StartAt: until
-// something is delivered or skipped the caller may still move it down;
-// after, not.
-func TestDeliveryStartAtAfterResync(t *testing.T) {
+// TestDeliveryStartAtAfterAnchor: an Anchor (a HEARTBEAT heard before
+// any DATA) fixes the start against late arrivals, not against StartAt:
+// until something is delivered or skipped the caller may still move it
+// down; after, not; and never after a Resync (a jump).
+func TestDeliveryStartAtAfterAnchor(t *testing.T) {
 	d := NewDelivery[int](DeliveryConfig{Capacity: 64})
-	d.Resync(10)
+	d.Anchor(10)
 	if r := d.Push(9, 9, 100); r != PushLate {
 		t.Fatalf("an arrival before the resync point: %v, want late", r)
 	}
@@ -214,9 +214,14 @@ func TestDeliveryStartAtAfterResync(t *testing.T) {
 	if d.StartAt(3) {
 		t.Fatal("StartAt moved a delivery that had begun")
 	}
-	d.Resync(40)
+	d.Anchor(40)
 	d.Push(41, 41, 200)
 	if !d.StartAt(39) {
-		t.Fatal("StartAt refused after a second Resync")
+		t.Fatal("StartAt refused after a second Anchor")
+	}
+	d.Resync(80)
+	d.Push(81, 81, 300)
+	if d.StartAt(79) {
+		t.Fatal("StartAt moved the start below a Resync")
 	}
 }

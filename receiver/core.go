@@ -190,8 +190,10 @@ type stream struct {
 	started   bool   // a DATA packet has arrived
 	anchored  bool   // a HEARTBEAT told where the stream starts before any DATA
 	anchorSeq uint64 // with anchored: where the first HEARTBEAT said the stream was
-	// The first sequence delivered, and the messages sent before it that
-	// arrived after it was delivered (they count as skipped).
+	// The first sequence the reader was told of (delivered, or passed
+	// over before the first delivery: a jump, or a gap at the start), and
+	// the messages sent before it that arrived after (they count as
+	// skipped).
 	delivering     bool
 	firstDelivered uint64
 	skippedAtStart uint64
@@ -608,6 +610,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 			if c.cfg.DeliverGaps {
 				c.pushGap(s, st, from, seq-1, GapResync, now)
 			}
+			if !st.delivering {
+				// The reader's run starts with the jump: a straggler
+				// from before it is late, but not a second skip.
+				st.delivering, st.firstDelivered = true, from
+			}
 		}
 		st.delivery.Resync(seq)
 		if st.decoder != nil {
@@ -842,7 +849,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 	for {
 		var from uint64
 		var fixed, flushing bool
-		if gaps {
+		if gaps || !st.delivering {
 			from, fixed = st.delivery.WantFrom()
 			flushing = st.delivery.Flushing()
 		}
@@ -850,7 +857,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		if !ok {
 			break
 		}
-		if fixed && seq != from {
+		if gaps && fixed && seq != from {
 			why := GapDeadline
 			if flushing {
 				why = st.flushCause
@@ -862,6 +869,11 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		}
 		if !st.delivering {
 			st.delivering, st.firstDelivered = true, seq
+			if c.cfg.Mode == ModeOrdered && packet.SeqLess(from, seq) {
+				// Pop passed over from..seq-1 first (Delivery counted
+				// them skipped): the reader's run starts there.
+				st.firstDelivered = from
+			}
 		}
 		if gaps && st.queueLost {
 			// A range dropped for a full queue is reported before what

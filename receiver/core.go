@@ -884,7 +884,11 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		c.deliver(st, h)
 		c.putHeld(s, h)
 	}
-	if from, ok := st.delivery.WantFrom(); ok {
+	if from, ok := st.delivery.WantFrom(); ok && (c.cfg.JoinHistory == 0 || st.joined) {
+		// (A late joiner that has not joined yet may still move the
+		// start down for its history: the tracker's floor, which only
+		// rises, waits for it. Until then it holds no gap below the
+		// start to give up.)
 		st.tracker.GiveUpBefore(from)
 	}
 	return found

@@ -20,10 +20,13 @@ func TestJoinHistoryAfterHeartbeatFirst(t *testing.T) {
 		name      string
 		group     bool   // the first HEARTBEAT is the group-size announcement
 		firstData uint64 // the first DATA heard; after 100, the ones before it were lost
+		tick      bool   // a Tick between the HEARTBEAT and the DATA
 	}{
-		{"periodic", false, 100},
-		{"group size", true, 100},
-		{"periodic, first DATA lost", false, 102},
+		{"periodic", false, 100, false},
+		{"periodic, a tick before the DATA", false, 100, true},
+		{"group size", true, 100, false},
+		{"periodic, first DATA lost", false, 102, false},
+		{"periodic, first DATA lost, a tick before", false, 102, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCore(t, Config{Group: true, JoinHistory: history, Rand: rand.NewPCG(1, 2)})
@@ -44,6 +47,10 @@ func TestJoinHistoryAfterHeartbeatFirst(t *testing.T) {
 				answer(t, c, from, id, 0, 0, tc.firstData+1, now) // validates the sender
 			} else {
 				answer(t, c, from, id, 0, 0, 100, now) // the HEARTBEAT, before any DATA
+				if tc.tick {
+					now += ms
+					c.Tick(now) // delivery's start, fixed at the HEARTBEAT, reaches the tracker
+				}
 				now += ms
 				c.Handle(dataPkt(t, id, 0, tc.firstData, now), from, now)
 			}

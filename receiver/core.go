@@ -190,8 +190,10 @@ type stream struct {
 	started   bool   // a DATA packet has arrived
 	anchored  bool   // a HEARTBEAT told where the stream starts before any DATA
 	anchorSeq uint64 // with anchored: where the first HEARTBEAT said the stream was
-	// The first sequence delivered, and the messages sent before it that
-	// arrived after it was delivered (they count as skipped).
+	// The first sequence the reader was told of (delivered, or passed
+	// over before the first delivery: a jump, or a gap at the start), and
+	// the messages sent before it that arrived after (they count as
+	// skipped).
 	delivering     bool
 	firstDelivered uint64
 	skippedAtStart uint64
@@ -498,8 +500,9 @@ func (c *Core) handleHeartbeat(st *stream, hb *packet.Heartbeat, now int64) {
 	if !st.started && st.delivery.Len() == 0 {
 		// Delivery starts where the stream does (or, joining a running
 		// stream, at the next message), not at whichever message happens
-		// to arrive first; no startup hold is needed.
-		st.delivery.Resync(hb.Next)
+		// to arrive first; no startup hold is needed. A late joiner may
+		// still move the start down for its history (join).
+		st.delivery.Anchor(hb.Next)
 		if !st.anchored {
 			st.anchorSeq = hb.Next
 		}
@@ -518,6 +521,11 @@ func (c *Core) handleData(s *session, st *stream, p *packet.Packet, from netip.A
 	}
 	mapped := p.Flags&packet.FlagMessages != 0
 	st.mapped = st.mapped || mapped
+	if c.cfg.JoinHistory > 0 && !st.joined && !st.started && st.anchored {
+		// A HEARTBEAT came first: the history is before the point it
+		// announced, and must be asked for before this DATA is delivered.
+		c.join(s, st, now)
+	}
 	c.accept(s, st, from, p.Seq, p.Timestamp, p.Payload, mapped, origin, now)
 	if c.cfg.JoinHistory > 0 && !st.joined && st.started {
 		c.join(s, st, now)
@@ -601,6 +609,11 @@ func (c *Core) accept(s *session, st *stream, from netip.AddrPort, seq uint64, t
 			st.skippedResync += uint64(packet.SeqDiff(seq, from)) // jumped over: never delivered
 			if c.cfg.DeliverGaps {
 				c.pushGap(s, st, from, seq-1, GapResync, now)
+			}
+			if !st.delivering {
+				// The reader's run starts with the jump: a straggler
+				// from before it is late, but not a second skip.
+				st.delivering, st.firstDelivered = true, from
 			}
 		}
 		st.delivery.Resync(seq)
@@ -836,7 +849,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 	for {
 		var from uint64
 		var fixed, flushing bool
-		if gaps {
+		if gaps || !st.delivering {
 			from, fixed = st.delivery.WantFrom()
 			flushing = st.delivery.Flushing()
 		}
@@ -844,7 +857,7 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		if !ok {
 			break
 		}
-		if fixed && seq != from {
+		if gaps && fixed && seq != from {
 			why := GapDeadline
 			if flushing {
 				why = st.flushCause
@@ -856,6 +869,11 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		}
 		if !st.delivering {
 			st.delivering, st.firstDelivered = true, seq
+			if c.cfg.Mode == ModeOrdered && packet.SeqLess(from, seq) {
+				// Pop passed over from..seq-1 first (Delivery counted
+				// them skipped): the reader's run starts there.
+				st.firstDelivered = from
+			}
 		}
 		if gaps && st.queueLost {
 			// A range dropped for a full queue is reported before what
@@ -866,7 +884,11 @@ func (c *Core) drain(s *session, st *stream, now int64, want uint64) bool {
 		c.deliver(st, h)
 		c.putHeld(s, h)
 	}
-	if from, ok := st.delivery.WantFrom(); ok {
+	if from, ok := st.delivery.WantFrom(); ok && (c.cfg.JoinHistory == 0 || st.joined) {
+		// (A late joiner that has not joined yet may still move the
+		// start down for its history: the tracker's floor, which only
+		// rises, waits for it. Until then it holds no gap below the
+		// start to give up.)
 		st.tracker.GiveUpBefore(from)
 	}
 	return found

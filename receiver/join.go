@@ -25,11 +25,24 @@ import (
 // buffers: a round's ranges, one of which may split in three.
 const historyRangesCap = reliability.DefaultMaxNACKRanges + 2
 
-// join makes the history request of stream st of session s, once, after
-// its first DATA arrived.
+// join makes the history request of stream st of session s, once, at its
+// first DATA. The history is the JoinHistory sequences before the first
+// one this receiver heard of: its first DATA (join is then called after
+// the DATA is accepted, which the startup hold keeps from being
+// delivered), or, when a HEARTBEAT (periodic, or a group-size
+// announcement) came before any DATA, the next sequence that HEARTBEAT
+// announced (join is then called before the DATA is accepted: the
+// HEARTBEAT anchored ordered delivery there, with no startup hold,
+// and the DATA would otherwise be delivered at once, leaving no room
+// before it for the history).
 func (c *Core) join(s *session, st *stream, now int64) {
 	st.joined = true
 	first := st.firstSeq
+	if st.anchored {
+		// Where the tracker started: what came after it (before the first
+		// DATA) is loss, asked for as such; what came before is history.
+		first = st.anchorSeq
+	}
 	from := first - uint64(c.cfg.JoinHistory)
 	if c.cfg.Mode == ModeOrdered && !st.delivery.StartAt(from) {
 		// Delivery cannot start that early (it has begun, or the held

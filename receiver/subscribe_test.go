@@ -447,12 +447,14 @@ func TestSealedListWithLossRepairsEach(t *testing.T) {
 	}
 	wg.Wait()
 	st := s.Stats()
+	var dropped uint64
 	for k, r := range rs {
 		rst := r.Stats()
 		var lost, rtx, fec, unrec uint64
 		for _, x := range rst.Streams {
 			lost, rtx, fec, unrec = lost+x.Lost, rtx+x.RecoveredRTX, fec+x.RecoveredFEC, unrec+x.Unrecovered
 		}
+		dropped += uint64(relays[k].dropped.Load())
 		t.Logf("receiver %d: relay dropped %d, lost %d, repaired %d by retransmission and %d by FEC", k, relays[k].dropped.Load(), lost, rtx, fec)
 		if got[k] != nil {
 			t.Errorf("receiver %d: %v", k, got[k])
@@ -461,8 +463,16 @@ func TestSealedListWithLossRepairsEach(t *testing.T) {
 			t.Errorf("receiver %d: dropped %d, repaired by retransmission %d, unrecovered %d", k, relays[k].dropped.Load(), rtx, unrec)
 		}
 	}
-	t.Logf("sender: %d handshakes, %d NACKs, %d retransmissions", st.Handshakes, st.NACKs, st.Retransmits)
+	t.Logf("sender: %d handshakes, %d NACKs, %d retransmissions (%.2f per loss), %d suppressed", st.Handshakes, st.NACKs, st.Retransmits,
+		float64(st.Retransmits)/float64(max(dropped, 1)), st.Suppressed)
 	if st.Handshakes != 3 || st.AuthFailed+st.NoKeys+st.Unsealed+st.Replayed != 0 || st.Retransmits == 0 {
 		t.Fatalf("sender: %d handshakes, refused feedback %d/%d/%d/%d, %d retransmissions", st.Handshakes, st.AuthFailed, st.NoKeys, st.Unsealed, st.Replayed, st.Retransmits)
+	}
+	// Each destination's repeats are suppressed within its round trip:
+	// at most 1.5 repairs per loss, each of at most two copies (a
+	// unicast repair goes twice from 2% loss). Answering every repeated
+	// NACK cost about 4 per loss.
+	if st.Retransmits > 3*dropped {
+		t.Fatalf("sender: %d retransmissions for %d losses", st.Retransmits, dropped)
 	}
 }

@@ -145,7 +145,8 @@ type Delivery[T any] struct {
 
 	// ordered
 	started  bool   // next is set
-	fixed    bool   // something was delivered or skipped: next only moves up
+	fixed    bool   // something was delivered or skipped, or Resync set next: arrivals never move next down
+	begun    bool   // something was delivered or skipped, or Resync set next: StartAt refuses
 	next     uint64 // next sequence to deliver
 	top      uint64 // highest sequence held
 	flushTo  uint64 // gaps before this are skipped at once
@@ -326,6 +327,7 @@ func (d *Delivery[T]) pushOrdered(seq uint64, item T, deadline int64) PushResult
 		// this free).
 		if d.fixed {
 			d.stats.Skipped += ahead
+			d.begun = true
 		}
 		d.next = seq
 	}
@@ -381,7 +383,7 @@ func (d *Delivery[T]) Pop(now int64) (seq uint64, item T, ok bool) {
 	i := d.next & d.mask
 	d.occ[i>>6] &^= 1 << (i & 63)
 	d.next++
-	d.fixed = true
+	d.fixed, d.begun = true, true
 	if d.flushing && !packet.SeqLess(d.next, d.flushTo) {
 		d.flushing = false
 	}
@@ -469,11 +471,13 @@ func (d *Delivery[T]) WantFrom() (uint64, bool) {
 // StartAt moves the start of ordered delivery down to seq, before anything
 // was delivered or skipped: the stream is known to begin there, so Pop
 // waits for the messages from seq on (until a held message's deadline)
-// rather than delivering from the lowest held. It reports false, doing
-// nothing, in the other modes, once delivery has begun, when seq is not
-// below the start, or when the held messages would no longer fit.
+// rather than delivering from the lowest held. After Anchor it may still
+// move the start down until something is delivered or skipped; after
+// Resync it may not. It reports false, doing nothing, in the other modes,
+// once delivery has begun or was resynchronised, when seq is not below
+// the start, or when the held messages would no longer fit.
 func (d *Delivery[T]) StartAt(seq uint64) bool {
-	if d.mode != ModeOrdered || d.fixed || !d.started || !packet.SeqLess(seq, d.next) {
+	if d.mode != ModeOrdered || d.begun || !d.started || !packet.SeqLess(seq, d.next) {
 		return false
 	}
 	if d.count > 0 && (d.top-seq >= d.limit || !d.grow(d.top-seq+1)) {
@@ -509,6 +513,16 @@ func (d *Delivery[T]) Resync(seq uint64) {
 	clear(d.occ)
 	d.count, d.head = 0, 0
 	d.flushing, d.minDL, d.minDirty = false, math.MaxInt64, false
-	d.started, d.fixed, d.next, d.top = true, true, seq, seq
+	d.started, d.fixed, d.begun, d.next, d.top = true, true, true, seq, seq
 	d.haveLast = false
+}
+
+// Anchor is Resync for a stream of which nothing has arrived yet, at the
+// point the sender says it has reached (a HEARTBEAT before any DATA): an
+// arrival before seq is late, as after Resync, but until something is
+// delivered or skipped StartAt may still move the start down (a late
+// joiner asking for the history before that point).
+func (d *Delivery[T]) Anchor(seq uint64) {
+	d.Resync(seq)
+	d.begun = false
 }

@@ -144,6 +144,11 @@ func FuzzSendBuffer(f *testing.F) {
 		next := start
 		now := int64(0)
 		var res NACKResult
+		// Two destinations of a fan-out (op bit 4 picks one) and the
+		// shared rule (op bit 3 clear): a sequence is resent to a
+		// destination at most once per suppression time.
+		logs := [2]*ResendLog{NewResendLog(16), NewResendLog(16)} // as large as the buffer: no retained sequence shares a slot
+		lastTo := [2]map[uint64]int64{{}, {}}
 		for len(ops) >= 3 {
 			op, a, b := ops[0], ops[1], ops[2]
 			ops = ops[3:]
@@ -160,7 +165,20 @@ func FuzzSendBuffer(f *testing.F) {
 				}
 			case 2: // NACK
 				rs := []packet.Range{{First: next - uint64(a), Len: uint32(b)}, {First: next - uint64(a) + uint64(b) + 1 + uint64(op), Len: uint32(op)}}
-				sb.OnNACK(rs, now, int64(b)*100, &res)
+				rtt := int64(b) * 100_000
+				if op&8 == 0 {
+					sb.OnNACK(rs, now, rtt, &res)
+				} else {
+					d := int(op>>4) & 1
+					sb.OnNACKTo(rs, now, rtt, logs[d], &res)
+					window := max(int64(DefaultMinSuppress), rtt*DefaultSuppressPercent/100)
+					for _, seq := range res.Resend {
+						if at, ok := lastTo[d][seq]; ok && now-at < window {
+							t.Fatalf("%d resent to destination %d at %d and again at %d, within %d", seq, d, at, now, window)
+						}
+						lastTo[d][seq] = now
+					}
+				}
 				if len(res.Unavailable) > 0 {
 					p := packet.Packet{Header: packet.Header{Kind: packet.KindNACK, Flags: packet.FlagUnavailable}, Ranges: res.Unavailable}
 					if _, err := p.AppendTo(nil); err != nil {

@@ -186,3 +186,42 @@ func TestDeliveryStartAt(t *testing.T) {
 		t.Fatal("StartAt moved a delivery that had begun")
 	}
 }
+
+// TestDeliveryStartAtAfterAnchor: an Anchor (a HEARTBEAT heard before
+// any DATA) fixes the start against late arrivals, not against StartAt:
+// until something is delivered or skipped the caller may still move it
+// down; after, not; and never after a Resync (a jump).
+func TestDeliveryStartAtAfterAnchor(t *testing.T) {
+	d := NewDelivery[int](DeliveryConfig{Capacity: 64})
+	d.Anchor(10)
+	if r := d.Push(9, 9, 100); r != PushLate {
+		t.Fatalf("an arrival before the resync point: %v, want late", r)
+	}
+	d.Push(10, 10, 100)
+	if !d.StartAt(7) {
+		t.Fatal("StartAt refused after a Resync with nothing delivered")
+	}
+	if from, ok := d.WantFrom(); !ok || from != 7 {
+		t.Fatalf("WantFrom %d %v, want 7", from, ok)
+	}
+	if _, _, ok := d.Pop(50); ok {
+		t.Fatal("delivered 10 while 7..9 are awaited")
+	}
+	d.Push(8, 8, 100)
+	if seq, _, ok := d.Pop(100); !ok || seq != 8 || d.Stats().Skipped != 1 {
+		t.Fatalf("pop %d %v, skipped %d: want 8 after the deadline, 7 skipped", seq, ok, d.Stats().Skipped)
+	}
+	if d.StartAt(3) {
+		t.Fatal("StartAt moved a delivery that had begun")
+	}
+	d.Anchor(40)
+	d.Push(41, 41, 200)
+	if !d.StartAt(39) {
+		t.Fatal("StartAt refused after a second Anchor")
+	}
+	d.Resync(80)
+	d.Push(81, 81, 300)
+	if d.StartAt(79) {
+		t.Fatal("StartAt moved the start below a Resync")
+	}
+}

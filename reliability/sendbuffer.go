@@ -63,10 +63,13 @@ type SendBufferConfig struct {
 	// MinSuppress is the least suppression time, ns, used too while the
 	// RTT is unknown; 0 means DefaultMinSuppress (1 ms).
 	MinSuppress int64
-	// DisableSuppress turns suppression off: every request is answered
-	// (within the budget). For a sender whose repairs reach only the
-	// receiver that asked (unicast fan-out), where one receiver's repair
-	// says nothing about another's.
+	// DisableSuppress turns the shared suppression off: a resend to one
+	// destination does not suppress another's request. For a sender
+	// whose repairs reach only the receiver that asked (unicast fan-out),
+	// where one receiver's repair says nothing about another's; it
+	// suppresses per destination instead by passing each destination's
+	// ResendLog to OnNACKTo. A request answered without a log is then
+	// never suppressed (within the budget).
 	DisableSuppress bool
 	// RetransmitShare caps retransmitted bytes per second at this percent
 	// of the stream's own measured send rate; 0 means
@@ -389,6 +392,17 @@ func (b *SendBuffer) take(n int32) bool {
 // bounded by the buffer's capacity per range. OnNACK does not allocate once
 // res's slices have grown.
 func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResult) {
+	b.OnNACKTo(ranges, now, rtt, nil, res)
+}
+
+// OnNACKTo is OnNACK for a request from the destination whose resends log
+// records (nil: none), with rtt that destination's round trip: a sequence
+// resent to it within the suppression time is suppressed, whatever was
+// resent to other destinations; with no log, the shared rule applies (a
+// sequence is resent at most once per suppression time, to anyone), or,
+// with DisableSuppress, none. Sequences put in Resend are recorded in log
+// (call log.Forget with Unresend for one not sent).
+func (b *SendBuffer) OnNACKTo(ranges []packet.Range, now, rtt int64, log *ResendLog, res *NACKResult) {
 	res.Resend = res.Resend[:0]
 	res.Unavailable = res.Unavailable[:0]
 	res.Suppressed, res.Throttled, res.Unknown = 0, 0, 0
@@ -396,8 +410,9 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 	b.refill(now)
 	rtt = min(max(rtt, 0), maxRTTSample)
 	window := max(b.cfg.MinSuppress, rtt*int64(b.cfg.SuppressPercent)/100)
-	if b.cfg.DisableSuppress {
-		window = 0
+	shared := window
+	if b.cfg.DisableSuppress || log != nil {
+		shared = 0
 	}
 	for _, r := range ranges {
 		if r.Len == 0 {
@@ -420,7 +435,7 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 			switch {
 			case e == nil:
 				b.unavailable(res, seq, 1)
-			case e.resent && now-e.lastResend < window:
+			case e.resent && now-e.lastResend < shared, log != nil && log.recent(seq, now, window):
 				res.Suppressed++
 				b.stats.Suppressed++
 			case !b.take(e.n):
@@ -429,6 +444,9 @@ func (b *SendBuffer) OnNACK(ranges []packet.Range, now, rtt int64, res *NACKResu
 			default:
 				e.resent, e.lastResend = true, now
 				e.resends = min(e.resends, 254) + 1
+				if log != nil {
+					log.record(seq, now)
+				}
 				res.Resend = append(res.Resend, seq)
 				b.stats.Resent++
 				b.stats.ResentBytes += uint64(e.n)

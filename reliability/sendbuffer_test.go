@@ -289,3 +289,64 @@ func TestSendBufferConfigNormalize(t *testing.T) {
 		t.Fatalf("normalized %+v", c)
 	}
 }
+
+// TestSendBufferPerDestination: with a ResendLog per destination
+// (OnNACKTo), a sequence is resent to each destination at most once per
+// suppression time, another destination's request is still answered, and
+// Forget takes a resend back; without a log, DisableSuppress answers every
+// request.
+func TestSendBufferPerDestination(t *testing.T) {
+	for _, start := range wrapStarts {
+		sb := NewSendBuffer(SendBufferConfig{SuppressPercent: 100, DisableSuppress: true})
+		for i := range uint64(10) {
+			sb.Put(start+i, payload(i, 200), 0)
+		}
+		a, b := NewResendLog(0), NewResendLog(4)
+		var res NACKResult
+		ask := func(log *ResendLog, now, rtt int64) int {
+			sb.OnNACKTo([]packet.Range{rg(start+3, 2)}, now, rtt, log, &res)
+			return len(res.Resend)
+		}
+		steps := []struct {
+			log      *ResendLog
+			now, rtt int64
+			want     int
+			why      string
+		}{
+			{a, 10 * ms, 20 * ms, 2, "a asks"},
+			{a, 20 * ms, 20 * ms, 0, "a again within its 20 ms"},
+			{b, 20 * ms, 5 * ms, 2, "b asks: a's resend says nothing of b"},
+			{b, 24 * ms, 5 * ms, 0, "b again within its 5 ms"},
+			{b, 26 * ms, 5 * ms, 2, "b again past its 5 ms"},
+			{a, 31 * ms, 20 * ms, 2, "a again past its 20 ms"},
+			{nil, 31 * ms, 20 * ms, 2, "no log: DisableSuppress answers"},
+			{nil, 31 * ms, 20 * ms, 2, "no log, again"},
+		}
+		for _, st := range steps {
+			if got := ask(st.log, st.now, st.rtt); got != st.want {
+				t.Fatalf("start %d: %s: resent %d, want %d (%+v)", start, st.why, got, st.want, res)
+			}
+		}
+		// A resend not sent after all is taken back: the next request is
+		// answered.
+		ask(a, 60*ms, 20*ms)
+		sb.Unresend(start + 3)
+		a.Forget(start + 3)
+		if got := ask(a, 61*ms, 20*ms); got != 1 || res.Resend[0] != start+3 {
+			t.Fatalf("start %d: after Forget: %+v", start, res)
+		}
+		// A later sequence in the same slot of a small log evicts the
+		// record: the repeat is answered early, never refused wrongly.
+		sb.OnNACKTo([]packet.Range{rg(start+5, 1)}, 62*ms, 20*ms, b, &res)
+		sb.OnNACKTo([]packet.Range{rg(start+9, 1)}, 62*ms, 20*ms, b, &res) // 5 and 9 share a slot of 4
+		if sb.OnNACKTo([]packet.Range{rg(start+5, 1)}, 63*ms, 20*ms, b, &res); len(res.Resend) != 1 {
+			t.Fatalf("start %d: an evicted record suppressed: %+v", start, res)
+		}
+	}
+	if n := NewResendLog(1 << 30).MemBytes(); n != 24*MaxResendLogSize {
+		t.Fatalf("the largest log holds %d bytes", n)
+	}
+	if n := NewResendLog(5).MemBytes(); n != 24*8 {
+		t.Fatalf("a log of 5 holds %d bytes, want 8 slots", n)
+	}
+}

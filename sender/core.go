@@ -780,6 +780,7 @@ func (c *Core) handleReport(p *packet.Packet, from netip.AddrPort, now int64) {
 			c.lastRTT = min(sample, maxSuppression)
 			if view != nil {
 				view.rtt.Observe(sample)
+				view.lastRTT = c.lastRTT
 			}
 		} else {
 			sample = 0
@@ -989,10 +990,24 @@ func (c *Core) handleNACK(p *packet.Packet, from netip.AddrPort, now int64) {
 	//
 	// With unicast fan-out a repair reaches only the receiver that asked,
 	// so one receiver's repair must not silence another's request: there
-	// the suppression is off (SendBufferConfig.DisableSuppress; a
-	// receiver's own repeats are spaced by its retry timeout, longer than
-	// the round trip).
-	s.retained.OnNACK(p.Ranges, now, max(c.rtt.Smoothed(), c.lastRTT), res)
+	// the suppression is per destination, by its own round trip once
+	// measured (SendBufferConfig.DisableSuppress and the receiver view's
+	// ResendLog); a request from a receiver without a view (unproven, or
+	// past MaxReceivers) is answered every time, within its
+	// amplification limit and the budget.
+	rtt := max(c.rtt.Smoothed(), c.lastRTT)
+	var log *reliability.ResendLog
+	if c.subs != nil && view != nil {
+		ps := view.stream(p.Stream) // the stream exists: bounded by MaxStreams
+		if ps.resent == nil {
+			ps.resent = reliability.NewResendLog(resendLogSize)
+		}
+		log = ps.resent
+		if view.rtt.Samples() > 0 {
+			rtt = max(view.rtt.Smoothed(), view.lastRTT)
+		}
+	}
+	s.retained.OnNACKTo(p.Ranges, now, rtt, log, res)
 	c.stats.Suppressed += uint64(res.Suppressed)
 	c.stats.Throttled += uint64(res.Throttled)
 	out := c.out.Current()
@@ -1036,6 +1051,9 @@ resend:
 	}
 	for _, seq := range res.Resend[sent:] {
 		s.retained.Unresend(seq) // not sent: neither suppressed nor charged
+		if log != nil {
+			log.Forget(seq)
+		}
 	}
 	if len(res.Unavailable) > 0 {
 		if proven {
@@ -1050,6 +1068,12 @@ resend:
 		c.unavailable(p, res.Unavailable, from, proven)
 	}
 }
+
+// resendLogSize is the size of a fan-out receiver's ResendLog per stream
+// (6 KiB): the sequences resent to one receiver within one of its round
+// trips that per-destination suppression remembers. More are answered
+// again early, never refused.
+const resendLogSize = 256
 
 // maxSuppression caps the latest-RTT term of retransmit suppression, so a
 // freak sample cannot silence repairs for long.

@@ -50,6 +50,10 @@ type peerStream struct {
 	// intervalSeen: a REPORT closing an interval (not FlagEarly) arrived,
 	// so report.IntervalLossPPM is measured.
 	intervalSeen bool
+	// resent records the sequences of this stream lately resent to this
+	// receiver, for per-destination suppression in a unicast fan-out
+	// (handleNACK); nil until the first such repair.
+	resent *reliability.ResendLog
 }
 
 // lossPPM is the receiver's loss rate for a stream starting at start: its
@@ -73,6 +77,7 @@ type peer struct {
 	firstAt int64  // when the view was created
 	lastAt  int64  // latest proven feedback
 	rtt     reliability.RTT
+	lastRTT int64  // the latest RTT sample, capped at maxSuppression
 	reports uint64 // proven REPORTs taken
 	nacks   uint64 // proven NACKs taken
 	// unavailable counts the sequences it asked for (in proven NACKs)

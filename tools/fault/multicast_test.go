@@ -103,7 +103,7 @@ func TestMulticastAcrossLossyLink(t *testing.T) {
 			t.Errorf("receiver stats %+v", x)
 		}
 		lost = append(lost, x.Lost)
-		t.Logf("ZZ receiver: nacks %d, group %d, rtx recovered %d, dup %d, nackrtt %d", x.NACKs, r.Stats().GroupSize, x.RecoveredRTX, x.Duplicates, x.NACKRTTNanos)
+		t.Logf("receiver: %d NACKs sent, told the group is %d, %d repaired by retransmission, %d duplicates", x.NACKs, r.Stats().GroupSize, x.RecoveredRTX, x.Duplicates)
 	}
 	t.Logf("kernel dropped %d datagrams (shared by the %d receivers); receivers lost %v DATA; sender: %d NACKs, %d retransmissions, %d suppressed; group %+v",
 		dropped, receivers, lost, st.NACKs, st.Retransmits, st.Suppressed, st.Group)
@@ -111,8 +111,14 @@ func TestMulticastAcrossLossyLink(t *testing.T) {
 		t.Fatal("no loss: the link did not drop")
 	}
 	// The union of the losses is each receiver's (they share the link);
-	// the sum is three times it. Retransmissions stay near the union.
-	if float64(st.Retransmits) > 1.5*float64(lost[0]) {
+	// the sum is three times it. Retransmissions stay near the union:
+	// 1.0-1.3 per loss measured (20 runs under -race, 15 more beside a
+	// -race simulation run). A repair per receiver would be at least the
+	// sum. The bound leaves room for a loaded machine, where a receiver's
+	// NACK delayed past the sender's suppression window (one round trip
+	// of a veth, a fraction of a millisecond) is answered again, and a
+	// repeated repair goes in two copies.
+	if float64(st.Retransmits) > 2*float64(lost[0]) {
 		t.Fatalf("%d retransmissions for %d losses shared by %d receivers: repairs are not shared", st.Retransmits, lost[0], receivers)
 	}
 	// Requests too: each receiver asking for each loss would be three

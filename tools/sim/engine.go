@@ -31,6 +31,21 @@ type topology struct {
 	sharedLoss float64                    // probability a datagram to remote is lost for every receiver
 	shareSeed  uint64                     // seeds the shared loss
 	late       []Join                     // late joiners: receiver i < len(late) joins at late[i]
+	// fanout: the sender sends to each receiver's address in turn
+	// (sender.NewFanoutCore), not to remote, which is then unset.
+	fanout bool
+}
+
+// newSender returns the run's sender core.
+func (t topology) newSender(cfg sender.Config, session uint64) (*sender.Core, error) {
+	if !t.fanout {
+		return sender.NewCore(cfg, session, t.remote)
+	}
+	to := make([]netip.AddrPort, t.n)
+	for i := range to {
+		to[i] = t.addr(i)
+	}
+	return sender.NewFanoutCore(cfg, session, to)
 }
 
 // node is one simulated receiver and its links.
@@ -125,7 +140,7 @@ func (t topology) hears(i, next int) bool {
 func run(c Config, t topology) (tally, error) {
 	var out tally
 	c.Sender.FirstSeq = c.FirstSeq
-	snd, err := sender.NewCore(c.Sender, 0x5151, t.remote)
+	snd, err := t.newSender(c.Sender, 0x5151)
 	if err != nil {
 		return out, err
 	}
@@ -315,7 +330,7 @@ func run(c Config, t topology) (tally, error) {
 		sndActive := false
 		for next < c.Messages && sendAt(next) <= now {
 			if next > 0 && next == c.RestartSenderAt {
-				if snd, err = sender.NewCore(c.Sender, 0x5152, t.remote); err != nil {
+				if snd, err = t.newSender(c.Sender, 0x5152); err != nil {
 					return out, err
 				}
 			}

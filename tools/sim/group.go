@@ -43,6 +43,13 @@ type GroupConfig struct {
 	// Late makes receiver i (i < len(Late)) a late joiner: see Join.
 	Late []Join
 
+	// Fanout makes the run a unicast fan-out instead of a group: the
+	// sender sends every datagram to each receiver's address in turn
+	// (sender.NewFanoutCore with all of them), a repair to the receiver
+	// that asked alone. SharedLoss must then be 0 and Late empty, and the
+	// receivers are not told they are in a group.
+	Fanout bool
+
 	Sender sender.Config // sender settings (To, Clock and sockets unused)
 	// Receiver is each receiver's configuration. Rand is set per receiver
 	// from Seed, and NACKGroupSize, if 0, to Receivers.
@@ -75,11 +82,16 @@ type GroupResult struct {
 	// transmission some receiver lost: what had to be repaired for
 	// someone (by parity or retransmission).
 	LostUnion uint64
+	// LostTotal is the number of first transmissions lost, summed over
+	// the receivers (a sequence two receivers lost counts twice; a late
+	// joiner's counts those sent before it joined): what a unicast
+	// fan-out, repairing each receiver on its own, had to repair.
+	LostTotal uint64
 	// NACKPackets counts the NACK datagrams that reached the sender and
 	// NACKedSeqs the sequences they asked for, repeats included.
 	NACKPackets, NACKedSeqs uint64
 	// Retransmits counts the DATA the sender resent (each went to the
-	// whole group once).
+	// whole group once; in a fan-out, to the receiver that asked).
 	Retransmits    uint64
 	Sender         sender.Stats
 	SimulatedNanos int64
@@ -91,6 +103,15 @@ func (r GroupResult) RetransmitsPerLost() float64 {
 		return 0
 	}
 	return float64(r.Retransmits) / float64(r.LostUnion)
+}
+
+// RetransmitsPerLostEach is Retransmits / LostTotal: for a unicast
+// fan-out, the retransmissions per first transmission a receiver lost.
+func (r GroupResult) RetransmitsPerLostEach() float64 {
+	if r.LostTotal == 0 {
+		return 0
+	}
+	return float64(r.Retransmits) / float64(r.LostTotal)
 }
 
 // NACKPacketsPerLost is NACKPackets / LostUnion: the NACK datagrams the
@@ -136,8 +157,11 @@ func RunGroup(c GroupConfig) (GroupResult, error) {
 		!(c.Loss >= 0 && c.Loss <= 1) || !(c.RevLoss >= 0 && c.RevLoss <= 1) {
 		return GroupResult{}, errors.New("sim: Receivers must be in 1..65536 and SharedLoss, Loss and RevLoss in [0, 1]")
 	}
+	if c.Fanout && (c.SharedLoss != 0 || len(c.Late) > 0) {
+		return GroupResult{}, errors.New("sim: a fan-out has no shared loss and no late joiners")
+	}
 	rc := c.Receiver
-	rc.Group = true // the back-off follows the size the sender advertises
+	rc.Group = !c.Fanout // the back-off follows the size the sender advertises
 	sc := Config{
 		Fwd:      netem.Spec{Delay: c.Delay, Loss: netem.LossRandom, LossPercent: 100 * c.Loss},
 		Rev:      netem.Spec{Delay: c.Delay, Loss: netem.LossRandom, LossPercent: 100 * c.RevLoss},
@@ -151,7 +175,11 @@ func RunGroup(c GroupConfig) (GroupResult, error) {
 	if len(c.Late) > c.Receivers {
 		return GroupResult{}, errors.New("sim: more late joiners than receivers")
 	}
-	t, err := run(sc, topology{n: c.Receivers, remote: GroupAddr, addr: GroupReceiverAddr, sharedLoss: c.SharedLoss, shareSeed: c.Seed, late: c.Late})
+	top := topology{n: c.Receivers, remote: GroupAddr, addr: GroupReceiverAddr, sharedLoss: c.SharedLoss, shareSeed: c.Seed, late: c.Late}
+	if c.Fanout {
+		top.remote, top.fanout = netip.AddrPort{}, true
+	}
+	t, err := run(sc, top)
 	res := GroupResult{Sent: t.res.Sent, NACKPackets: t.nackPkts, NACKedSeqs: t.nackedSeqs,
 		Sender: t.res.Sender, Retransmits: t.res.Sender.Retransmits, SimulatedNanos: t.res.SimulatedNanos}
 	for _, nd := range t.nodes {
@@ -160,6 +188,7 @@ func RunGroup(c GroupConfig) (GroupResult, error) {
 	for _, got := range t.originals {
 		if got < c.Receivers {
 			res.LostUnion++
+			res.LostTotal += uint64(c.Receivers - got)
 		}
 	}
 	return res, err

@@ -35,9 +35,11 @@ import (
 // its unique local address, and a link-scoped one (ff12::), which it
 // sends from its link-local address, so the receivers' feedback goes to
 // a link-local address and must carry its zone: every member has a
-// second interface whose route to fe80::/64 is preferred, so a
-// link-local address without its zone goes out of the wrong one. Needs
-// root, ip and nft (skipped otherwise).
+// second interface whose routes to fe80::/64 and to multicast are
+// preferred, so a link-local address without its zone goes out of the
+// wrong one. The link-scoped group once more as "ff12::…%tw-m" with no
+// interface configured: the zone alone must pick the bridge for the
+// joins and the sends. Needs root, ip and nft (skipped otherwise).
 func TestMulticastIPv6Bridge(t *testing.T) {
 	for _, tc := range []struct {
 		name, group string
@@ -45,12 +47,19 @@ func TestMulticastIPv6Bridge(t *testing.T) {
 	}{
 		{"site", "[ff15::7477:6d63]:9000", false},
 		{"link", "[ff12::7477:6d63]:9000", true},
+		{"zone", "[ff12::7477:6d63%" + netns.BridgeIface + "]:9000", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) { multicastIPv6(t, tc.group, tc.linkLocal) })
 	}
 }
 
 func multicastIPv6(t *testing.T, group string, linkLocal bool) {
+	// With a zone, the group names its interface: no Interface is given,
+	// and the decoy link is the kernel's choice for a group without one.
+	iface := netns.BridgeIface
+	if netip.MustParseAddrPort(group).Addr().Zone() != "" {
+		iface = ""
+	}
 	const receivers, n = 3, 3000
 	loss := []float64{1} // member 0, the sender: feedback loss
 	for range receivers {
@@ -75,7 +84,7 @@ func multicastIPv6(t *testing.T, group string, linkLocal bool) {
 	}
 	rs := make([]*receiver.Receiver, receivers)
 	for i := range rs {
-		cfg := receiver.Config{Listen: group, Interface: netns.BridgeIface, ReportInterval: 20 * time.Millisecond}
+		cfg := receiver.Config{Listen: group, Interface: iface, ReportInterval: 20 * time.Millisecond}
 		if i == receivers-1 {
 			cfg.Source = addr(0, i+1).String()
 		}
@@ -93,7 +102,7 @@ func multicastIPv6(t *testing.T, group string, linkLocal bool) {
 	// hears nothing of the sender's though its neighbour hears everything.
 	var other *receiver.Receiver
 	if err := lan.Run(receivers, func() (err error) {
-		other, err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: netns.BridgeIface, Source: addr(1, receivers).String()})
+		other, err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: iface, Source: addr(1, receivers).String()})
 		return err
 	}); err != nil {
 		t.Fatalf("receiver of another source: %v", err)
@@ -101,7 +110,7 @@ func multicastIPv6(t *testing.T, group string, linkLocal bool) {
 	t.Cleanup(func() { other.Close() })
 	var s *sender.Sender
 	err := lan.Run(0, func() (err error) {
-		s, err = sender.New(ctx, sender.Config{To: group, MulticastInterface: netns.BridgeIface, DisablePacking: true,
+		s, err = sender.New(ctx, sender.Config{To: group, MulticastInterface: iface, DisablePacking: true,
 			FEC: sender.FECConfig{Mode: sender.FECOff}}) // repair by retransmission alone
 		return err
 	})
@@ -220,10 +229,11 @@ func multicastIPv6(t *testing.T, group string, linkLocal bool) {
 }
 
 // decoyLinkLocalRoute gives namespace ns a second link, a veth pair whose
-// both ends it holds, with a route to fe80::/64 that comes before the
-// bridge's (a lower metric): a datagram to a link-local address that does
-// not name its interface (scope id 0) goes out of it, to nobody, as it
-// may on any host with two links.
+// both ends it holds, with routes to fe80::/64 and to multicast (ff00::/8)
+// that come before the bridge's (a lower metric): a datagram to a
+// link-local address that does not name its interface (scope id 0) goes
+// out of it, to nobody, and a join that names no interface is made on
+// it, as may happen on any host with two links.
 func decoyLinkLocalRoute(t *testing.T, ns string) {
 	t.Helper()
 	for _, args := range [][]string{
@@ -231,6 +241,7 @@ func decoyLinkLocalRoute(t *testing.T, ns string) {
 		{"-n", ns, "link", "set", "tw-decoy", "up"},
 		{"-n", ns, "link", "set", "tw-decoy-peer", "up"},
 		{"-n", ns, "-6", "route", "add", "fe80::/64", "dev", "tw-decoy", "metric", "1"},
+		{"-n", ns, "-6", "route", "add", "multicast", "ff00::/8", "dev", "tw-decoy", "table", "local", "metric", "1"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v: %s", args, err, out)

@@ -199,8 +199,16 @@ func multicastIPv6(t *testing.T, group string, linkLocal bool) {
 			t.Errorf("receiver %d: %d feedback datagrams refused by the kernel", k, x.WriteErrors)
 		}
 	}
-	if rtx > 1.5*float64(len(union)) {
-		t.Errorf("%d retransmissions for %d sequences lost by someone (%d losses in all): repairs are not shared", st.Retransmits, len(union), sum)
+	// 1.12-1.31 retransmissions and 0.88-1.13 NACKs per sequence lost
+	// by someone measured (12 runs, 9 of them under -race). With three
+	// receivers the sum of the losses is only about 1.3 times their
+	// union, so how far repairs are shared is TestMulticastBridgeOwnLoss's
+	// to show (six receivers); here the bounds catch repairs or requests
+	// that run away, as they would if feedback went astray and was
+	// repeated, with room for a loaded machine (see
+	// TestMulticastAcrossLossyLink).
+	if rtx > 2*float64(len(union)) {
+		t.Errorf("%d retransmissions for %d sequences lost by someone (%d losses in all)", st.Retransmits, len(union), sum)
 	}
 	if nacks > 2*float64(len(union)) {
 		t.Errorf("%d NACKs for %d lost sequences: the back-off does not hold requests back", st.NACKs, len(union))

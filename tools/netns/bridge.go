@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -367,24 +368,19 @@ func (b *Bridge) probe(from netip.Addr, i int) error {
 	case from.Is6():
 		to, bindTo = b.Addr6(i), b.Addr6(i)
 	}
-	var port uint16
-	if err := runIn(runDir+"/"+b.names[i], func() error {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bindTo, 0)))
-		if err == nil {
-			rx, port = c, c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		}
-		return err
-	}); err != nil {
-		return fmt.Errorf("netns: probe: %w", err)
-	}
-	if err := runIn(runDir+"/"+b.names[0], func() (err error) {
-		tx, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)))
-		return err
-	}); err != nil {
-		return fmt.Errorf("netns: probe: %w", err)
-	}
-	buf := make([]byte, 16)
 	deadline := time.Now().Add(probeTimeout)
+	c, err := bindWhenPresent(b.names[i], netip.AddrPortFrom(bindTo, 0), deadline)
+	if err != nil {
+		return err
+	}
+	rx = c
+	port := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	c, err = bindWhenPresent(b.names[0], netip.AddrPortFrom(from, 0), deadline)
+	if err != nil {
+		return err
+	}
+	tx = c
+	buf := make([]byte, 16)
 	for time.Now().Before(deadline) {
 		if _, err := tx.WriteTo([]byte("telewire probe"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port))); err != nil {
 			return fmt.Errorf("netns: probe: %w", err)
@@ -395,6 +391,27 @@ func (b *Bridge) probe(from netip.Addr, i int) error {
 		}
 	}
 	return fmt.Errorf("netns: probe: no datagram crossed the bridge from %v to member %d (%v) within %v", from, i, to, probeTimeout)
+}
+
+// bindWhenPresent binds a UDP socket to a in namespace ns, trying again
+// until deadline while a is not (yet) an address of the namespace: the
+// kernel adds an interface's link-local address only once its carrier is
+// up, which a veth's is some time after "ip link set up" returns.
+func bindWhenPresent(ns string, a netip.AddrPort, deadline time.Time) (*net.UDPConn, error) {
+	for {
+		var c *net.UDPConn
+		err := runIn(runDir+"/"+ns, func() (err error) {
+			c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+			return err
+		})
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("netns: probe: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Close deletes the members' namespaces (taking their veths and nft

@@ -35,8 +35,10 @@ func TestSendRecvIPv6Multicast(t *testing.T) {
 	cmds := make([]*exec.Cmd, len(recvArgs))
 	for i, args := range recvArgs {
 		outs[i], errs[i] = new(lockedBuffer), new(lockedBuffer)
+		// --latency 1s: on a machine short of CPU a repair can miss the
+		// default 200 ms budget, and the line would be skipped.
 		cmds[i] = exec.Command("ip", append([]string{"netns", "exec", lan.Name(i + 1), telewireBin, "recv",
-			"--count", fmt.Sprint(n), "--log-level", "info"}, args...)...)
+			"--count", fmt.Sprint(n), "--latency", "1s", "--log-level", "info"}, args...)...)
 		cmds[i].Stdout, cmds[i].Stderr = outs[i], errs[i]
 		if err := cmds[i].Start(); err != nil {
 			t.Fatal(err)

@@ -59,7 +59,9 @@ type Config struct {
 	// multicast Listen.
 	Subscribe string
 	// Interface names the interface a multicast Listen joins the group on
-	// ("lo", "eth0"); empty lets the kernel choose. Unused for unicast.
+	// ("lo", "eth0"); empty takes the zone of an IPv6 group
+	// ("[ff02::1%eth0]:9000") and without one lets the kernel choose.
+	// Unused for unicast.
 	Interface string
 	// Source, with a multicast Listen, makes the join source-specific
 	// (SSM): only the sender at this IP address is heard. Empty: any

@@ -30,7 +30,8 @@ type Config struct {
 	// (not supported yet): see [CheckDestination].
 	To string
 	// MulticastInterface names the interface multicast goes out of ("lo",
-	// "eth0"); empty lets the kernel choose by its routing table. Only
+	// "eth0"); empty takes the zone of an IPv6 To ("[ff02::1%eth0]:9000")
+	// and without one lets the kernel choose by its routing table. Only
 	// with a multicast To.
 	MulticastInterface string
 	// MulticastTTL is the IPv4 TTL / IPv6 hop limit of multicast

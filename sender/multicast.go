@@ -33,7 +33,7 @@ func setMulticast(conn *udpio.Conn, remote netip.AddrPort, cfg Config) error {
 	if !a.IsMulticast() {
 		return nil
 	}
-	err := conn.SetMulticastSend(a.Is6(), udpio.MulticastSend{
+	err := conn.SetMulticastSend(a, udpio.MulticastSend{
 		Interface: cfg.MulticastInterface, TTL: cfg.MulticastTTL, NoLoopback: cfg.NoMulticastLoopback,
 	})
 	if err != nil {

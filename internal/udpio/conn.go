@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -871,7 +872,9 @@ func (c *Conn) gsoRefused(seg int, err error) {
 }
 
 // udpAddr returns a *net.UDPAddr for ap from a bounded cache, so that a
-// steady set of destinations costs no allocation per datagram.
+// steady set of destinations costs no allocation per datagram. A zone
+// that names an interface ("eth0") is turned into its index once, here,
+// rather than looked up for every datagram.
 func (c *Conn) udpAddr(ap netip.AddrPort) *net.UDPAddr {
 	if ua, ok := c.addrs[ap]; ok {
 		return ua
@@ -883,6 +886,13 @@ func (c *Conn) udpAddr(ap netip.AddrPort) *net.UDPAddr {
 		}
 	}
 	ua := net.UDPAddrFromAddrPort(ap)
+	if z := ua.Zone; z != "" {
+		if _, err := strconv.ParseUint(z, 10, 32); err != nil {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				ua.Zone = strconv.Itoa(ifi.Index)
+			}
+		}
+	}
 	c.addrs[ap] = ua
 	return ua
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -538,6 +539,27 @@ func TestAddrCacheBounded(t *testing.T) {
 	first := c.udpAddr(ap)
 	if c.udpAddr(ap) != first {
 		t.Fatal("a cached destination was rebuilt")
+	}
+}
+
+// TestAddrCacheZoneByIndex: a destination whose zone names an interface
+// is cached with the interface's index as its zone, looked up once, not
+// for every datagram; a zone in decimal, and no zone, are kept.
+func TestAddrCacheZoneByIndex(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback interface: %v", err)
+	}
+	c := listen(t, "[::1]:0", Config{BatchSize: 4, MaxDatagram: 64})
+	for in, zone := range map[string]string{
+		"[fe80::1%lo]:9000": strconv.Itoa(lo.Index), "[ff02::1%lo]:9000": strconv.Itoa(lo.Index),
+		"[fe80::1%12]:9000": "12", "[fe80::1%no-such-if]:9000": "no-such-if", "[::1]:9000": "",
+	} {
+		ap := netip.MustParseAddrPort(in)
+		ua := c.udpAddr(ap)
+		if ua.Zone != zone || ua.AddrPort().Addr().WithZone("") != ap.Addr().WithZone("") || ua.Port != int(ap.Port()) {
+			t.Errorf("udpAddr(%v) = %v, want zone %q", ap, ua, zone)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -339,11 +340,22 @@ func (d *direct) putName(sa *unix.RawSockaddrInet6, ua *net.UDPAddr) (uint32, er
 	p[0], p[1] = byte(port>>8), byte(port)
 	copy(sa.Addr[:], ip16)
 	if ua.Zone != "" {
-		if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
-			sa.Scope_id = uint32(ifi.Index)
-		}
+		sa.Scope_id = zoneIndex(ua.Zone)
 	}
 	return unix.SizeofSockaddrInet6, nil
+}
+
+// zoneIndex returns the interface index a zone names: its decimal form
+// (as Conn.udpAddr and the read path give it) or an interface's name; 0
+// when no interface has that name.
+func zoneIndex(zone string) uint32 {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 // bufferSizes returns SO_RCVBUF and SO_SNDBUF, 0 after Close.

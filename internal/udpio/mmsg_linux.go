@@ -2,6 +2,7 @@ package udpio
 
 import (
 	"net/netip"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -22,6 +23,7 @@ type mmsgReader struct {
 	names []unix.RawSockaddrInet6 // large enough for an IPv4 address too
 	oobs  [][]byte                // each message's control buffer, nil if none
 	srcs  []netip.AddrPort
+	zone  scopeZone
 	fn    func(fd uintptr) bool // made once: a closure per call would allocate
 	n     int
 	errno syscall.Errno
@@ -94,14 +96,35 @@ func (r *mmsgReader) finish(msgs []ipv4.Message) (int, error) {
 		h := &r.hdrs[i]
 		m := &msgs[i]
 		m.N, m.NN, m.Flags = int(h.Len), int(h.Hdr.Controllen), int(h.Hdr.Flags)
-		r.srcs[i] = sockaddrAddrPort(&r.names[i])
+		r.srcs[i] = sockaddrAddrPort(&r.names[i], &r.zone)
 	}
 	return r.n, nil
 }
 
+// scopeZone names an IPv6 scope id (an interface index) as a zone: its
+// decimal form, which every resolver of zones takes (Go's net package, the
+// Conn's writes) and which, unlike an interface's name, needs no lookup
+// and means the same interface in whichever network namespace the
+// goroutine that reads it runs. It remembers the last id it named, so a
+// peer at a link-local address costs no allocation per datagram.
+type scopeZone struct {
+	id   uint32
+	name string
+}
+
+func (z *scopeZone) of(id uint32) string {
+	if id != z.id || z.name == "" {
+		z.id, z.name = id, strconv.FormatUint(uint64(id), 10)
+	}
+	return z.name
+}
+
 // sockaddrAddrPort decodes a sockaddr_in or sockaddr_in6 written by the
-// kernel; IPv4-mapped addresses come out as IPv4.
-func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+// kernel; IPv4-mapped addresses come out as IPv4. A scope id (the source
+// is link-local) becomes the address's zone, named by z: without it a
+// reply to a link-local address would leave by whichever interface the
+// routing table prefers, not the one it came in by.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6, z *scopeZone) netip.AddrPort {
 	switch sa.Family {
 	case unix.AF_INET:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
@@ -109,7 +132,11 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(p[0])<<8|uint16(p[1]))
 	case unix.AF_INET6:
 		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+		a := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.Scope_id != 0 && a.Is6() {
+			a = a.WithZone(z.of(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(a, uint16(p[0])<<8|uint16(p[1]))
 	}
 	return netip.AddrPort{}
 }

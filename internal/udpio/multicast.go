@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -21,13 +22,41 @@ var ErrNotMulticast = errors.New("udpio: not a multicast group")
 // route), any source.
 type GroupConfig struct {
 	// Interface is the name of the interface to join on ("lo", "eth0");
-	// empty lets the kernel choose by its routing table.
+	// empty takes the group's zone ("ff02::1%eth0": a name or an index),
+	// and without one lets the kernel choose by its routing table.
 	Interface string
 	// Source, if valid, makes the join source-specific (SSM, RFC 4607):
 	// only datagrams from this sender are delivered. The kernel must
 	// support it (Linux does, for IPv4 IGMPv3 and IPv6 MLDv2); where it
 	// does not, ListenGroup fails.
 	Source netip.Addr
+}
+
+// ErrZoneConflict is returned by [ListenGroup] and [Conn.SetMulticastSend]
+// when a group's zone ("ff02::1%eth0") and the interface configured
+// beside it name different interfaces.
+var ErrZoneConflict = errors.New("udpio: the group's zone and the interface differ")
+
+// groupInterface returns the interface a group is joined on or sent out
+// of: the one named, else the one the group's zone names (by name or
+// index), else nil (the kernel's choice, by its routing table).
+func groupInterface(name string, group netip.Addr) (*net.Interface, error) {
+	ifi, err := interfaceByName(name)
+	if err != nil {
+		return nil, err
+	}
+	zone := group.Zone()
+	if zone == "" {
+		return ifi, nil
+	}
+	zi, err := interfaceByZone(zone)
+	if err != nil {
+		return nil, err
+	}
+	if ifi != nil && ifi.Index != zi.Index {
+		return nil, fmt.Errorf("%w: %v and interface %s", ErrZoneConflict, group, name)
+	}
+	return zi, nil
 }
 
 // interfaceByName returns the named interface, nil for "".
@@ -38,6 +67,23 @@ func interfaceByName(name string) (*net.Interface, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("udpio: interface %q: %w", name, err)
+	}
+	return ifi, nil
+}
+
+// interfaceByZone returns the interface an IPv6 zone names: by its index
+// in decimal, or by name.
+func interfaceByZone(zone string) (*net.Interface, error) {
+	if n, err := strconv.ParseUint(zone, 10, 31); err == nil {
+		ifi, err := net.InterfaceByIndex(int(n))
+		if err != nil {
+			return nil, fmt.Errorf("udpio: zone %q: %w", zone, err)
+		}
+		return ifi, nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return nil, fmt.Errorf("udpio: zone %q: %w", zone, err)
 	}
 	return ifi, nil
 }
@@ -68,7 +114,7 @@ func ListenGroup(group netip.AddrPort, g GroupConfig, cfg Config) (*Conn, error)
 	if g.Source.IsValid() && (g.Source.Unmap().Is4() != a.Is4() || g.Source.IsMulticast() || g.Source.IsUnspecified()) {
 		return nil, fmt.Errorf("%w: source %v for group %v", ErrNotMulticast, g.Source, a)
 	}
-	ifi, err := interfaceByName(g.Interface)
+	ifi, err := groupInterface(g.Interface, a)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +158,9 @@ func joinGroup(uc *net.UDPConn, group netip.Addr, ifi *net.Interface, source net
 // local link), the interface of the group's route, and a copy of each
 // datagram delivered to receivers on this host.
 type MulticastSend struct {
-	// Interface names the interface multicast goes out of; empty lets
-	// the kernel choose by its routing table.
+	// Interface names the interface multicast goes out of; empty takes
+	// the group's zone ("ff02::1%eth0"), and without one lets the kernel
+	// choose by its routing table.
 	Interface string
 	// TTL is the IPv4 time to live / IPv6 hop limit of multicast
 	// datagrams, 1..255; 0 means 1 (stays on the local link).
@@ -125,19 +172,20 @@ type MulticastSend struct {
 }
 
 // SetMulticastSend sets the multicast interface, TTL and loopback of the
-// Conn's socket for datagrams it sends to a group of the given family
-// (is6: IPv6). Call it before the first write.
-func (c *Conn) SetMulticastSend(is6 bool, m MulticastSend) error {
+// Conn's socket for datagrams it sends to group (its family, and its zone
+// if m names no interface). Call it before the first write.
+func (c *Conn) SetMulticastSend(group netip.Addr, m MulticastSend) error {
 	if m.TTL < 0 || m.TTL > 255 {
 		return fmt.Errorf("%w: multicast TTL %d, want 0..255", ErrInvalidConfig, m.TTL)
 	}
 	ttl := max(m.TTL, 1)
-	ifi, err := interfaceByName(m.Interface)
+	group = group.Unmap()
+	ifi, err := groupInterface(m.Interface, group)
 	if err != nil {
 		return err
 	}
 	return c.withUDPConn(func(uc *net.UDPConn) error {
-		if is6 {
+		if group.Is6() {
 			p := ipv6.NewPacketConn(uc)
 			if ifi != nil {
 				if err := p.SetMulticastInterface(ifi); err != nil {

@@ -898,26 +898,67 @@ func FuzzReadSplit(f *testing.F) {
 // TestSockaddrAddrPort decodes the kernel's source addresses: IPv4, IPv6
 // and IPv4-mapped IPv6 (given as IPv4), ports in network byte order.
 func TestSockaddrAddrPort(t *testing.T) {
+	var z scopeZone
 	var sa unix.RawSockaddrInet6
 	sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
 	sa4.Family = unix.AF_INET
 	sa4.Addr = [4]byte{192, 0, 2, 7}
 	p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
 	p[0], p[1] = 0x23, 0x28 // 9000
-	if got, want := sockaddrAddrPort(&sa), netip.MustParseAddrPort("192.0.2.7:9000"); got != want {
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("192.0.2.7:9000"); got != want {
 		t.Fatalf("IPv4: %v, want %v", got, want)
 	}
 	sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr("2001:db8::1").As16()}
 	p = (*[2]byte)(unsafe.Pointer(&sa.Port))
 	p[0], p[1] = 0xff, 0xfe
-	if got, want := sockaddrAddrPort(&sa), netip.MustParseAddrPort("[2001:db8::1]:65534"); got != want {
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("[2001:db8::1]:65534"); got != want {
 		t.Fatalf("IPv6: %v, want %v", got, want)
 	}
 	sa.Addr = netip.MustParseAddr("::ffff:10.1.2.3").As16()
-	if got, want := sockaddrAddrPort(&sa), netip.MustParseAddrPort("10.1.2.3:65534"); got != want {
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("10.1.2.3:65534"); got != want {
 		t.Fatalf("IPv4-mapped: %v, want %v", got, want)
 	}
-	if got := sockaddrAddrPort(&unix.RawSockaddrInet6{Family: unix.AF_UNIX}); got.IsValid() {
+	if got := sockaddrAddrPort(&unix.RawSockaddrInet6{Family: unix.AF_UNIX}, &z); got.IsValid() {
 		t.Fatalf("unknown family gave %v", got)
+	}
+}
+
+// TestSockaddrAddrPortZone: a link-local source keeps its scope id as the
+// zone, in decimal (what a reply needs to leave by the interface it came
+// in by), and a steady one costs no allocation; a global source gets no
+// zone.
+func TestSockaddrAddrPortZone(t *testing.T) {
+	var z scopeZone
+	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr("fe80::74:77ff:fe01:1").As16(), Scope_id: 1234}
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = 0x23, 0x28
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("[fe80::74:77ff:fe01:1%1234]:9000"); got != want {
+		t.Fatalf("link-local: %v, want %v", got, want)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { sockaddrAddrPort(&sa, &z) }); allocs != 0 {
+		t.Errorf("decoding a steady link-local source allocates %v times", allocs)
+	}
+	sa.Scope_id = 7
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("[fe80::74:77ff:fe01:1%7]:9000"); got != want {
+		t.Fatalf("another interface: %v, want %v", got, want)
+	}
+	sa.Scope_id = 0
+	sa.Addr = netip.MustParseAddr("fd74:7477:0:cc::1").As16()
+	if got, want := sockaddrAddrPort(&sa, &z), netip.MustParseAddrPort("[fd74:7477:0:cc::1]:9000"); got != want {
+		t.Fatalf("no scope: %v, want %v", got, want)
+	}
+}
+
+// TestZoneIndex: a zone in decimal is the index itself, an interface's
+// name is looked up, and anything else is 0 (the kernel's "no scope").
+func TestZoneIndex(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback interface: %v", err)
+	}
+	for zone, want := range map[string]uint32{"7": 7, "lo": uint32(lo.Index), "no-such-if": 0, "4294967296": 0} {
+		if got := zoneIndex(zone); got != want {
+			t.Errorf("zoneIndex(%q) = %d, want %d", zone, got, want)
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,14 +21,22 @@ import (
 // member with the UDP loss of its own (nftables on its input hook, as a
 // Pair's sides). It is what a test of one multicast sender and several
 // receivers with independent losses needs: member 0 sends to a group,
-// the bridge floods the group's datagrams to every other member (IGMP
-// snooping is off, so no querier is needed), and each drops its own share.
+// the bridge floods the group's datagrams to every other member (IGMP and
+// MLD snooping are off, so no querier is needed), and each drops its own
+// share.
+//
+// Every member has an IPv4 address ([Bridge.Addr]) and two IPv6 ones, a
+// unique local address ([Bridge.Addr6]) and its link-local address
+// ([Bridge.LinkLocal]), both usable at once (duplicate address detection
+// is off in the members), so IPv4 and IPv6 multicast run alike.
 //
 // Methods are safe for concurrent use.
 type Bridge struct {
 	hub   string
 	names []string
 	loss  []float64
+	// ifindex[i] is member i's BridgeIface index in its namespace.
+	ifindex []int
 
 	mu      sync.Mutex // guards the fields below and serialises Close
 	created []bool     // members' namespaces created
@@ -53,6 +63,11 @@ type LANOptions struct {
 	// member 0 sends, in the bridge before it floods them: a loss every
 	// other member shares (the path from a sender to its group).
 	SharedLossPercent float64
+	// Prefix starts every namespace name of the Bridge, so that tests
+	// of different packages or branches tell theirs apart in "ip netns
+	// list"; letters, digits and '-' only, at most 16 characters.
+	// Default "twbr".
+	Prefix string
 }
 
 // NewBridge returns a Bridge for the test, deleted by t.Cleanup; it skips
@@ -91,10 +106,17 @@ func NewLAN(o LANOptions) (_ *Bridge, err error) {
 	if err := validLoss("SharedLossPercent", o.SharedLossPercent); err != nil {
 		return nil, err
 	}
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = "twbr"
+	}
+	if !validPrefix(prefix) {
+		return nil, fmt.Errorf("%w: Prefix %q: want 1..%d letters, digits or '-'", ErrOptions, prefix, maxPrefixLen)
+	}
 	if err := Check(false); err != nil {
 		return nil, err
 	}
-	base := fmt.Sprintf("twbr-%d-%d-%04x", os.Getpid(), pairSeq.Add(1), rand.Uint32()&0xffff)
+	base := fmt.Sprintf("%s-%d-%d-%04x", prefix, os.Getpid(), pairSeq.Add(1), rand.Uint32()&0xffff)
 	b := &Bridge{hub: base + "-hub", loss: append([]float64(nil), lossPercent...), created: make([]bool, len(lossPercent))}
 	for i := range lossPercent {
 		b.names = append(b.names, fmt.Sprintf("%s-%d", base, i))
@@ -119,6 +141,11 @@ func NewLAN(o LANOptions) (_ *Bridge, err error) {
 			return nil, err
 		}
 		b.created[i] = true
+		// Before the member's veth exists, so that it inherits the
+		// default: its addresses are usable as soon as it is up.
+		if err := runIn(runDir+"/"+name, noDAD); err != nil {
+			return nil, err
+		}
 		port := fmt.Sprintf("tw-p%d", i)
 		mac := fmt.Sprintf("02:74:77:01:00:%02x", i+1)
 		steps = append(steps,
@@ -126,6 +153,7 @@ func NewLAN(o LANOptions) (_ *Bridge, err error) {
 			[]string{"-n", b.hub, "link", "set", port, "master", bridgeName},
 			[]string{"-n", b.hub, "link", "set", port, "up"},
 			[]string{"-n", name, "addr", "add", fmt.Sprintf("%s/24", b.Addr(i)), "dev", BridgeIface},
+			[]string{"-n", name, "addr", "add", fmt.Sprintf("%s/64", b.Addr6(i)), "dev", BridgeIface, "nodad"},
 			[]string{"-n", name, "link", "set", "lo", "up"},
 			[]string{"-n", name, "link", "set", BridgeIface, "up"},
 		)
@@ -135,9 +163,24 @@ func NewLAN(o LANOptions) (_ *Bridge, err error) {
 			return nil, err
 		}
 	}
-	for i := 1; i < len(b.names); i++ {
-		if err := b.probe(i); err != nil {
+	b.ifindex = make([]int, len(b.names))
+	for i, name := range b.names {
+		if err := runIn(runDir+"/"+name, func() error {
+			ifi, err := net.InterfaceByName(BridgeIface)
+			if err != nil {
+				return fmt.Errorf("netns: %w", err)
+			}
+			b.ifindex[i] = ifi.Index
+			return nil
+		}); err != nil {
 			return nil, err
+		}
+	}
+	for i := 1; i < len(b.names); i++ {
+		for _, from := range []netip.Addr{b.Addr(0), b.Addr6(0), b.LinkLocal(0)} {
+			if err := b.probe(from, i); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for i, name := range b.names {
@@ -224,6 +267,30 @@ func (b *Bridge) Addr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 204, 0, byte(i + 1)})
 }
 
+// Addr6 returns member i's IPv6 address on the bridge, a unique local
+// address in fd74:7477:0:cc::/64: fd74:7477:0:cc::(i+1).
+func (b *Bridge) Addr6(i int) netip.Addr {
+	a := [16]byte{0xfd, 0x74, 0x74, 0x77, 0, 0, 0, 0xcc}
+	a[15] = byte(i + 1)
+	return netip.AddrFrom16(a)
+}
+
+// LinkLocal returns member i's IPv6 link-local address, without a zone:
+// the kernel's address derived from the member's fixed MAC address
+// (02:74:77:01:00:xx gives fe80::74:77ff:fe01:xx). Used from member j,
+// it needs the zone Zone(j).
+func (b *Bridge) LinkLocal(i int) netip.Addr {
+	a := [16]byte{0xfe, 0x80, 8: 0x00, 9: 0x74, 10: 0x77, 11: 0xff, 12: 0xfe, 13: 0x01, 14: 0x00}
+	a[15] = byte(i + 1)
+	return netip.AddrFrom16(a)
+}
+
+// Zone returns the index of member i's BridgeIface in its namespace, in
+// decimal ("2"): the zone of a link-local address used there. (A zone
+// given by name is looked up in the namespace of whichever thread
+// resolves it, which for a goroutine is not the member's.)
+func (b *Bridge) Zone(i int) string { return strconv.Itoa(b.ifindex[i]) }
+
 // Run runs fn on an OS thread locked into member i's namespace, as
 // Pair.Run does (sockets fn creates stay in it).
 func (b *Bridge) Run(i int, fn func() error) error {
@@ -252,8 +319,39 @@ func (b *Bridge) Dropped(i int) (uint64, error) {
 	return parseCounter(out)
 }
 
-// probe sends datagrams from member 0 to member i until one arrives.
-func (b *Bridge) probe(i int) error {
+// maxPrefixLen bounds LANOptions.Prefix.
+const maxPrefixLen = 16
+
+func validPrefix(p string) bool {
+	if p == "" || len(p) > maxPrefixLen {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// noDAD turns duplicate address detection off for the interfaces created
+// after it in the calling thread's namespace: an IPv6 address is
+// "tentative", unusable, until DAD ends, about a second after the link
+// comes up; on a LAN of namespaces with fixed addresses nothing can
+// collide.
+func noDAD() error {
+	for _, conf := range []string{"all", "default"} {
+		f := "/proc/sys/net/ipv6/conf/" + conf + "/accept_dad"
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
+			return fmt.Errorf("netns: %w", err)
+		}
+	}
+	return nil
+}
+
+// probe sends datagrams from member 0's address from (of Addr, Addr6 or
+// LinkLocal) to member i's address of the same kind until one arrives.
+func (b *Bridge) probe(from netip.Addr, i int) error {
 	var rx, tx net.PacketConn
 	defer func() {
 		for _, c := range []net.PacketConn{rx, tx} {
@@ -262,22 +360,29 @@ func (b *Bridge) probe(i int) error {
 			}
 		}
 	}()
-	if err := runIn(runDir+"/"+b.names[i], func() (err error) {
-		rx, err = net.ListenPacket("udp4", b.Addr(i).String()+":0")
-		return err
-	}); err != nil {
-		return fmt.Errorf("netns: probe: %w", err)
+	to, bindTo := b.Addr(i), b.Addr(i)
+	switch {
+	case from.IsLinkLocalUnicast():
+		to, bindTo = b.LinkLocal(i).WithZone(b.Zone(0)), b.LinkLocal(i).WithZone(b.Zone(i))
+		from = from.WithZone(b.Zone(0))
+	case from.Is6():
+		to, bindTo = b.Addr6(i), b.Addr6(i)
 	}
-	if err := runIn(runDir+"/"+b.names[0], func() (err error) {
-		tx, err = net.ListenPacket("udp4", b.Addr(0).String()+":0")
-		return err
-	}); err != nil {
-		return fmt.Errorf("netns: probe: %w", err)
-	}
-	buf := make([]byte, 16)
 	deadline := time.Now().Add(probeTimeout)
+	c, err := bindWhenPresent(b.names[i], netip.AddrPortFrom(bindTo, 0), deadline)
+	if err != nil {
+		return err
+	}
+	rx = c
+	port := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	c, err = bindWhenPresent(b.names[0], netip.AddrPortFrom(from, 0), deadline)
+	if err != nil {
+		return err
+	}
+	tx = c
+	buf := make([]byte, 16)
 	for time.Now().Before(deadline) {
-		if _, err := tx.WriteTo([]byte("telewire probe"), rx.LocalAddr()); err != nil {
+		if _, err := tx.WriteTo([]byte("telewire probe"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port))); err != nil {
 			return fmt.Errorf("netns: probe: %w", err)
 		}
 		rx.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
@@ -285,7 +390,28 @@ func (b *Bridge) probe(i int) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("netns: probe: no datagram crossed the bridge to member %d within %v", i, probeTimeout)
+	return fmt.Errorf("netns: probe: no datagram crossed the bridge from %v to member %d (%v) within %v", from, i, to, probeTimeout)
+}
+
+// bindWhenPresent binds a UDP socket to a in namespace ns, trying again
+// until deadline while a is not (yet) an address of the namespace: the
+// kernel adds an interface's link-local address only once its carrier is
+// up, which a veth's is some time after "ip link set up" returns.
+func bindWhenPresent(ns string, a netip.AddrPort, deadline time.Time) (*net.UDPConn, error) {
+	for {
+		var c *net.UDPConn
+		err := runIn(runDir+"/"+ns, func() (err error) {
+			c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+			return err
+		})
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRNOTAVAIL) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("netns: probe: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Close deletes the members' namespaces (taking their veths and nft

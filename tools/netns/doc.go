@@ -29,6 +29,18 @@
 // reordering and the other impairments nftables cannot make; kernels
 // without sch_netem return [ErrNoNetem] (NewPair skips the test).
 //
+// # A LAN
+//
+// [NewBridge] builds a LAN instead: a hub namespace holding a Linux bridge
+// (IGMP and MLD snooping off) and up to [MaxBridgeMembers] member
+// namespaces on it, each with its own nftables loss, and a shared loss on
+// the bridge for what member 0 sends: one multicast sender and several
+// receivers with losses of their own. Each member has an IPv4 address
+// ([Bridge.Addr]), a unique local IPv6 address ([Bridge.Addr6]) and a
+// link-local one ([Bridge.LinkLocal], zone [Bridge.Zone]), duplicate
+// address detection off so that they are usable at once; LANOptions.Prefix
+// starts the namespaces' names.
+//
 // # Running code inside
 //
 // [Pair.Run] runs a function on an OS thread moved into one side's

@@ -52,7 +52,7 @@ reported, so nothing confirms they arrived; 130/143 a second signal.`, defMax, p
 	slow := fs.String("slow-receiver", "lose", "a subscriber that cannot keep up: lose (it loses what it cannot keep up with, counted at both ends; never holds back the others) or disconnect (dropped and told once its unrepairable losses last 2s; recv then exits 4)")
 	fs.IntVar(&o.Sender.MaxReceivers, "max-receivers", 0, fmt.Sprintf("receivers the sender keeps a view of, and with --listen the most destinations (0 = %d)", sender.DefaultMaxReceivers))
 	fs.IntVar(&o.Sender.MulticastTTL, "ttl", 0, "with a multicast --to: TTL (hop limit) of the group's packets, 1..255 (default 1: this link only)")
-	fs.StringVar(&o.Sender.MulticastInterface, "iface", "", "with a multicast --to: `NAME` of the interface to send the group's packets out of (default: the kernel's route; lo for this host only)")
+	fs.StringVar(&o.Sender.MulticastInterface, "iface", "", "with a multicast --to: `NAME` of the interface to send the group's packets out of (default: an IPv6 group's zone, as in [ff02::1%eth0]:9000, else the kernel's route; lo for this host only)")
 	noLoop := fs.Bool("no-multicast-loop", false, "with a multicast --to: do not deliver the group's packets to receivers on this host")
 	fs.BoolVar(&o.Sender.Broadcast, "broadcast", false, "allow --to to be a broadcast address (255.255.255.255 or a local subnet's)")
 	fs.BoolVar(&o.Sender.GSO, "gso", false, "coalesce each batch with UDP GSO where the kernel has it: several times the throughput of a saturating sender, but a datagram the kernel drops on the way then takes its whole run (up to 64) with it, repaired by NACK")
@@ -228,9 +228,9 @@ goodbye when it exits, and ends when the sender closes.
 Exit status: 0 done; 1 failure; 2 bad usage; 4 the sender ended the subscription
 (dropped this receiver as too slow, --slow-receiver disconnect, or had no room for it).`, stderr)
 	var o app.RecvOptions
-	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000; several receivers on one host may join one group and port)")
+	fs.StringVar(&o.Listen, "listen", "", "local address `HOST:PORT` to receive on (required; port 0 picks one, printed at start), or a multicast group to join (239.1.2.3:9000, [ff15::1]:9000; several receivers on one host may join one group and port)")
 	fs.StringVar(&o.Receiver.Subscribe, "subscribe", "", "subscribe to the sender taking subscribers at `HOST:PORT` (send --listen), from this receiver's socket (--listen, default an ephemeral port); leaves with a goodbye at exit")
-	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: the kernel's route; lo for senders on this host)")
+	fs.StringVar(&o.Receiver.Interface, "iface", "", "with a multicast --listen: `NAME` of the interface to join the group on (default: an IPv6 group's zone, as in [ff02::1%eth0]:9000, else the kernel's route; lo for senders on this host)")
 	fs.IntVar(&o.Receiver.NACKGroupSize, "group-size", 0, "size of the multicast group the NACK back-off assumes, overriding the one the sender advertises: with more than 1, each retransmission request waits a random back-off so one receiver of the group asks for everyone (default: the sender's figure with a multicast --listen, 64 until it is heard; else 1)")
 	fs.IntVar(&o.Receiver.JoinHistory, "join-history", 0, "with a multicast --listen: on joining a running stream, ask the sender (unicast) for up to `N` messages sent before the first one heard, still in its retransmit buffer, delivered before the live ones (at most 1024; default 0: start at the live edge)")
 	fs.StringVar(&o.Receiver.Source, "source", "", "with a multicast --listen: hear only the sender at this `IP` (source-specific multicast, where the kernel supports it)")

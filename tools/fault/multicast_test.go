@@ -33,6 +33,16 @@ func groupPayload(i int) []byte {
 // budget itself is tested with a fake clock (receiver, tools/sim).
 const groupTestLatency = time.Second
 
+// groupTestBackoffRTTs widens the receivers' NACK back-off window for the
+// same reason: across a veth the round trip is half a millisecond, so the
+// default window (10 round trips) is shorter than the stalls of a loaded
+// CI machine, after which every receiver finds its timer expired and asks
+// at once (157 NACKs for 69 losses shared by three receivers, seen in CI).
+// A window of tens of milliseconds outlasts most stalls and, with the 1 s
+// budget, costs no completeness; the default window is measured on a quiet
+// machine (docs/fanout.md) and under the fake clock (tools/sim).
+const groupTestBackoffRTTs = 100
+
 // TestMulticastAcrossLossyLink: a sender in namespace A sends to an IPv4
 // group over a veth pair whose far end (B) drops 5% of UDP on input (the
 // kernel's nftables, tools/netns); three receivers in B join the group
@@ -50,7 +60,7 @@ func TestMulticastAcrossLossyLink(t *testing.T) {
 	rs := make([]*receiver.Receiver, receivers)
 	for i := range rs {
 		err := p.Run(netns.B, func() (err error) {
-			rs[i], err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: netns.VethB, ReportInterval: 20 * time.Millisecond, Latency: groupTestLatency})
+			rs[i], err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: netns.VethB, ReportInterval: 20 * time.Millisecond, Latency: groupTestLatency, NACKBackoffRTTs: groupTestBackoffRTTs})
 			return err
 		})
 		if err != nil {
@@ -168,7 +178,7 @@ func TestMulticastBridgeOwnLoss(t *testing.T) {
 	rs := make([]*receiver.Receiver, receivers)
 	for i := range rs {
 		err := lan.Run(i+1, func() (err error) {
-			rs[i], err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: netns.BridgeIface, ReportInterval: 20 * time.Millisecond, Latency: groupTestLatency})
+			rs[i], err = receiver.Listen(ctx, receiver.Config{Listen: group, Interface: netns.BridgeIface, ReportInterval: 20 * time.Millisecond, Latency: groupTestLatency, NACKBackoffRTTs: groupTestBackoffRTTs})
 			return err
 		})
 		if err != nil {
@@ -261,7 +271,12 @@ func TestMulticastBridgeOwnLoss(t *testing.T) {
 	if float64(sum) < 1.2*float64(len(union)) {
 		t.Fatalf("losses sum %d, union %d: the receivers' losses are not their own", sum, len(union))
 	}
-	if rtx > 1.5*float64(len(union)) || rtx > 0.9*float64(sum) {
+	// A repair per receiver would cost at least the sum (more, with lost
+	// repairs asked again). Shared repair measured 1.13-1.20 per lost
+	// sequence of the union, 0.78-0.83 of the sum, on a quiet machine;
+	// 1.16-1.44 and 0.79-0.94 beside four busy loops on two cores, where
+	// stalled receivers ask again before the first repair reaches them.
+	if rtx > 1.6*float64(len(union)) || rtx >= float64(sum) {
 		t.Fatalf("%d retransmissions for %d sequences lost by someone (%d losses in all): repairs are not shared", st.Retransmits, len(union), sum)
 	}
 	if nacks > 2*float64(len(union)) {

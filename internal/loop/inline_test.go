@@ -70,3 +70,57 @@ func TestFlushOrWake(t *testing.T) {
 		got += len(dgs)
 	}
 }
+
+// TestFlushOrWakeSlowWrite: a sparse message whose write takes longer than
+// inlineGap (a fan-out to many destinations) is written inline, but a
+// message queued right after the write ended goes to the writer
+// goroutine: the gap counts from the end of the write, not its start, so
+// a sender falling behind hands over to the writer, which packs.
+func TestFlushOrWakeSlowWrite(t *testing.T) {
+	testutil.NoLeaks(t)
+	rx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	conn, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(int64(time.Second))
+	core := &quiet{out: outbox.NewPair(64, 1<<16)}
+	l := Start(Config{Core: core, Conn: conn, Clock: clk})
+	defer l.Close()
+	inline := 0
+	l.afterInline = func() { // the write took 3 gaps
+		inline++
+		clk.Advance(3 * inlineGap)
+	}
+	queue := func() {
+		l.Mu.Lock()
+		if err := core.out.Current().AppendRaw([]byte("telewire"), rx.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		l.FlushOrWake()
+	}
+	clk.Advance(inlineGap)
+	queue()
+	if inline != 1 || conn.Stats().DatagramsWritten != 1 {
+		t.Fatalf("sparse message: %d inline writes, %d datagrams written", inline, conn.Stats().DatagramsWritten)
+	}
+	clk.Advance(inlineGap / 2) // the next message, due while the write was out
+	queue()
+	if inline != 1 {
+		t.Fatalf("a message queued %v after a slow write ended was written inline", inlineGap/2)
+	}
+	testutil.Eventually(t, 10*time.Second, "the writer sends the second message and gives its batch back", func() bool {
+		l.Mu.Lock()
+		defer l.Mu.Unlock()
+		return conn.Stats().DatagramsWritten == 2 && core.out.Idle()
+	})
+	clk.Advance(inlineGap) // sparse again, counted from the end of the last call
+	queue()
+	if inline != 2 || conn.Stats().DatagramsWritten != 3 {
+		t.Fatalf("sparse again: %d inline writes, %d datagrams written", inline, conn.Stats().DatagramsWritten)
+	}
+}

@@ -564,6 +564,7 @@ type twSender struct{ s *sender.Sender }
 func (s *twSender) Send(msg []byte) error { return s.s.Send(msg) }
 func (s *twSender) Flush() error          { return nil }
 func (s *twSender) Close() error          { return s.s.Close() }
+func (s *twSender) unblockSend()          { s.s.Close() }
 func (s *twSender) Addr() string          { return s.s.LocalAddr().String() }
 func (s *twSender) Subscribed() int       { return s.s.Stats().Subscribers.Subscribed }
 

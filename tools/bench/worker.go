@@ -618,15 +618,45 @@ func (w *worker) send(req *Request, rep *Reply) error {
 	}
 	p := newPacer()
 	defer p.stop()
+	var stalled atomic.Bool
+	if u, ok := s.(unblocker); ok {
+		// A Send still blocked stallGrace after the case's end is
+		// unblocked by closing the sender: the case fails, the bench
+		// goes on.
+		t := time.AfterFunc(time.Duration(req.WarmupNanos+req.DurationNanos)+stallGrace, func() {
+			stalled.Store(true)
+			u.unblockSend()
+		})
+		defer t.Stop()
+	}
 	if req.WarmupNanos > 0 {
 		pump(w.ctx, s, p, msg, req.Rate, req.WarmupNanos, req.MaxMessages, WarmupBit)
 	}
 	w.cpu0, _ = ProcessCPUNanos()
 	w.sndMem = watchMem(memInterval, nil)
 	w.sndRes = pump(w.ctx, s, p, msg, req.Rate, req.DurationNanos, req.MaxMessages, 0)
+	if stalled.Load() {
+		return fmt.Errorf("%w: Send blocked more than %v past the case's end (%d messages sent); the sender was closed", ErrStalled, stallGrace, w.sndRes.Sent)
+	}
 	res := w.sndRes
 	rep.Send = &res
 	return nil
+}
+
+// stallGrace is how long past a case's end the sending worker lets a
+// Send block before it closes the sender (see ErrStalled); tests shorten
+// it.
+var stallGrace = 10 * time.Second
+
+// ErrStalled reports a case whose sender blocked in Send for 10 s past
+// the case's end, so that the worker closed it. It fails that case
+// only.
+var ErrStalled = errors.New("bench: sender stalled")
+
+// unblocker is a Sender whose Send, blocked in another goroutine, returns
+// when unblockSend is called (telewire's, by closing).
+type unblocker interface {
+	unblockSend()
 }
 
 // maxBurst is how many messages the sending loop hands over between

@@ -73,9 +73,9 @@ func TestFlushOrWake(t *testing.T) {
 
 // TestFlushOrWakeSlowWrite: a sparse message whose write takes longer than
 // inlineGap (a fan-out to many destinations) is written inline, but a
-// message queued right after the write ended goes to the writer
-// goroutine: the gap counts from the end of the write, not its start, so
-// a sender falling behind hands over to the writer, which packs.
+// message queued soon after the write ended (sooner than the write took)
+// goes to the writer goroutine, so a sender falling behind hands over to
+// the writer, which packs; a message after a pause is inline again.
 func TestFlushOrWakeSlowWrite(t *testing.T) {
 	testutil.NoLeaks(t)
 	rx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})

@@ -19,33 +19,47 @@ func (q *quiet) Outbox() *outbox.Pair                 { return q.out }
 func (q *quiet) NextTimer() (int64, bool)             { return 0, false }
 func (q *quiet) Tick(int64)                           {}
 
-// TestFlushOrWake: a message queued at least inlineGap after the previous
-// one is written before FlushOrWake returns, in the caller's goroutine;
-// messages queued closer together are left to the writer goroutine, which
-// sends them all.
-func TestFlushOrWake(t *testing.T) {
+// startQuiet starts a Loop over a quiet core on a fake clock, writing to
+// a socket of its own; rx is where its datagrams go. The test's cleanup
+// closes them and checks that nothing is left running.
+func startQuiet(t *testing.T) (rx, conn *udpio.Conn, clk *clock.Fake, core *quiet, l *Loop) {
+	t.Helper()
 	testutil.NoLeaks(t)
 	rx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rx.Close()
-	conn, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
+	t.Cleanup(func() { rx.Close() })
+	conn, err = udpio.Listen("127.0.0.1:0", udpio.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(int64(time.Second))
-	core := &quiet{out: outbox.NewPair(64, 1<<16)}
-	l := Start(Config{Core: core, Conn: conn, Clock: clk})
-	defer l.Close()
+	clk = clock.NewFake(int64(time.Second))
+	core = &quiet{out: outbox.NewPair(64, 1<<16)}
+	l = Start(Config{Core: core, Conn: conn, Clock: clk})
+	t.Cleanup(func() { l.Close() })
+	return rx, conn, clk, core, l
+}
 
-	queue := func() {
-		l.Mu.Lock()
-		if err := core.out.Current().AppendRaw([]byte("telewire"), rx.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		l.FlushOrWake()
+// queueTo queues one datagram to rx on l's core and calls FlushOrWake.
+func queueTo(t *testing.T, l *Loop, core *quiet, rx *udpio.Conn) {
+	t.Helper()
+	l.Mu.Lock()
+	if err := core.out.Current().AppendRaw([]byte("telewire"), rx.LocalAddr()); err != nil {
+		l.Mu.Unlock()
+		t.Fatal(err)
 	}
+	l.FlushOrWake()
+}
+
+// TestFlushOrWake: a message queued at least inlineGap after the previous
+// one is written before FlushOrWake returns, in the caller's goroutine;
+// messages queued closer together are left to the writer goroutine, which
+// sends them all.
+func TestFlushOrWake(t *testing.T) {
+	rx, conn, clk, core, l := startQuiet(t)
+
+	queue := func() { queueTo(t, l, core, rx) }
 	for i := range 3 { // sparse: each written inline
 		clk.Advance(inlineGap)
 		queue()
@@ -77,32 +91,13 @@ func TestFlushOrWake(t *testing.T) {
 // goes to the writer goroutine, so a sender falling behind hands over to
 // the writer, which packs; a message after a pause is inline again.
 func TestFlushOrWakeSlowWrite(t *testing.T) {
-	testutil.NoLeaks(t)
-	rx, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	conn, err := udpio.Listen("127.0.0.1:0", udpio.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := clock.NewFake(int64(time.Second))
-	core := &quiet{out: outbox.NewPair(64, 1<<16)}
-	l := Start(Config{Core: core, Conn: conn, Clock: clk})
-	defer l.Close()
+	rx, conn, clk, core, l := startQuiet(t)
 	inline := 0
 	l.afterInline = func() { // the write took 3 gaps
 		inline++
 		clk.Advance(3 * inlineGap)
 	}
-	queue := func() {
-		l.Mu.Lock()
-		if err := core.out.Current().AppendRaw([]byte("telewire"), rx.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		l.FlushOrWake()
-	}
+	queue := func() { queueTo(t, l, core, rx) }
 	clk.Advance(inlineGap)
 	queue()
 	if inline != 1 || conn.Stats().DatagramsWritten != 1 {

@@ -12,7 +12,8 @@
 // tw-fec, tw-auto, tw-sealed, raw-pingpong and, when named in --only,
 // raw-udpio, raw-netpoll, tw-gso, tw-spin, tw-nopack, the references
 // ref-loop and ref-iperf3, the commands cmd-default, cmd-nopack and
-// cmd-gso, and the fan-out cases fan-mcast1/10/50; the peers program adds
+// cmd-gso, and the fan-out cases fan-mcast1/10/50, fan-ucast1/10/50 and
+// fan-sub1/10/50; the peers program adds
 // kcp and kcp-fec) at one offered load
 // (full speed, or paced at 1k, 10k, 100k messages/s) through one link
 // (direct loopback, or a tools/netem Relay dropping 1% or 5% at random
@@ -78,9 +79,24 @@
 // RecvResult.PerReceiver lists every one. Case.VsOne divides each run by
 // the run of the family's one-receiver transport (Transport.Family), so
 // the report reads "per receiver 0.38× one receiver's, sender CPU per
-// message 2.1×". Unicast fan-out will be a Transport of the same family
-// shape without SharedAddr: each end listens on its own address and the
-// sender is given the comma-separated list.
+// message 2.1×". Three families share this machinery (fanout builds
+// them), tw-nack (FEC off) each:
+//
+//   - fan-mcast: IP multicast, as above; the kernel copies each datagram
+//     to every member.
+//   - fan-ucast: a static unicast list, `send --to a,b,c`: each end
+//     listens on a loopback port of its own and the sender is given the
+//     comma-separated list (sender.Config.To), so it writes every
+//     datagram once per destination (outbox.Batch.Fanout).
+//   - fan-sub: subscriptions, `send --listen` with `recv --subscribe`
+//     (Transport.Subscribe): the sending worker opens the sender first
+//     (op open, listening on 127.0.0.1:0), every receiving end subscribes
+//     to it from its own port (the token echo), and send waits until all
+//     have joined (JoinWait at most) before the warm-up, so that every
+//     measured message is owed to every receiver.
+//
+// All N receivers share the receiving worker process, and at full speed
+// the two cores with the sender.
 //
 // # Processes and clocks
 //
@@ -93,7 +109,8 @@
 // stdin and stdout, one JSON Request per line answered by one JSON Reply
 // per line (Serve implements the worker side):
 //
-//	recv:  {"op":"listen","transport":"tw-nack","max_messages":N}  → {"addr":"127.0.0.1:P"}
+//	send:  {"op":"open","transport":"fan-sub10"}                    → {"addr":SENDER}       (fan-sub only: the sender listens first)
+//	recv:  {"op":"listen","transport":"tw-nack","max_messages":N}  → {"addr":"127.0.0.1:P"} (fan-sub: "addr":SENDER given, to subscribe to)
 //	relay: {"op":"relay","addr":RECV,"fwd":"loss random 5%","rev":…} → {"addr":RELAY}   (lossy cases only)
 //	send:  {"op":"send","transport":…,"addr":RELAY or RECV,"rate":R,"duration_ns":D,…} → {"send":{sent,start_ns,end_ns}}
 //	recv:  {"op":"drain","sent":N,"idle_ns":…,"max_wait_ns":…}      → {"recv":{delivered,latency,cpu_ns,…}}

@@ -236,10 +236,14 @@ func LossSpec(percent float64) string {
 // runCase runs one case once. An error wrapping ErrWorker means a worker
 // is unusable; any other error is this case's failure.
 func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, index int64) (*Figures, error) {
-	for _, t := range o.Transports {
-		if t.Name == c.Transport && t.External != nil {
-			return runExternal(ctx, o, t)
+	var t Transport
+	for _, tt := range o.Transports {
+		if tt.Name == c.Transport {
+			t = tt
 		}
+	}
+	if t.External != nil {
+		return runExternal(ctx, o, t)
 	}
 	maxMsgs := uint64(math.Ceil(o.Duration.Seconds()*maxRatePerSec)) + maxBurst
 	if c.Rate > 0 {
@@ -247,11 +251,37 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 	}
 	maxMsgs = min(maxMsgs, maxMessagesCap)
 	short := callSlack
-	rep, err := ws.recv.call(ctx, Request{Op: OpListen, Transport: c.Transport, MaxMessages: maxMsgs, Size: o.Size}, short)
+	closeSender := func() error {
+		_, err := ws.send.call(ctx, Request{Op: OpClose}, short)
+		if errors.Is(err, ErrProtocol) { // nothing was open: that is fine
+			err = nil
+		}
+		return err
+	}
+	var subscribeTo string
+	if t.Subscribe {
+		// The sender listens first; the receivers subscribe to it, and
+		// send waits for them to join.
+		if c.LossPercent > 0 {
+			return nil, fmt.Errorf("%s subscribes directly to the sender: no relay", t.Name)
+		}
+		r, err := ws.send.call(ctx, Request{Op: OpOpen, Transport: c.Transport, Size: o.Size}, short)
+		if err != nil {
+			return nil, errors.Join(err, closeSender())
+		}
+		subscribeTo = r.Addr
+	}
+	rep, err := ws.recv.call(ctx, Request{Op: OpListen, Transport: c.Transport, Addr: subscribeTo, MaxMessages: maxMsgs, Size: o.Size}, short)
 	if err != nil {
+		if t.Subscribe {
+			err = errors.Join(err, closeSender())
+		}
 		return nil, err
 	}
 	target := rep.Addr
+	if t.Subscribe {
+		target = subscribeTo
+	}
 	var relay *RelayResult
 	drain := func(sent uint64) (*RecvResult, error) {
 		d, err := ws.recv.call(ctx, Request{Op: OpDrain, Sent: sent, IdleNanos: int64(o.Idle), MaxWaitNanos: int64(o.MaxWait)},
@@ -285,12 +315,10 @@ func (ws *workers) runCase(ctx context.Context, o *Options, c *Case, run int, in
 		target = r.Addr
 	}
 	sr, err := ws.send.call(ctx, Request{Op: OpSend, Transport: c.Transport, Addr: target, Rate: c.Rate,
-		DurationNanos: int64(o.Duration), WarmupNanos: int64(o.Warmup), MaxMessages: maxMsgs, Size: o.Size}, o.Warmup+o.Duration+short)
+		DurationNanos: int64(o.Duration), WarmupNanos: int64(o.Warmup), MaxMessages: maxMsgs, Size: o.Size},
+		JoinWait+o.Warmup+o.Duration+short)
 	if err != nil {
-		_, cerr := ws.send.call(ctx, Request{Op: OpClose}, short)
-		if errors.Is(cerr, ErrProtocol) { // nothing was open: that is fine
-			cerr = nil
-		}
+		cerr := closeSender()
 		_, derr := drain(0)
 		return nil, errors.Join(err, cerr, derr, stopRelay())
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,4 +343,62 @@ func (l *lineReader) next(t *testing.T) string {
 		t.Fatal("no reply from worker")
 	}
 	return ""
+}
+
+// stallSender blocks in Send, as a sender whose pacer is deep in debt
+// does, until unblockSend.
+type stallSender struct {
+	once    sync.Once
+	unblock chan struct{}
+}
+
+func (s *stallSender) Send([]byte) error {
+	<-s.unblock
+	return errors.New("stallSender: closed")
+}
+func (s *stallSender) unblockSend()                              { s.once.Do(func() { close(s.unblock) }) }
+func (s *stallSender) Flush() error                              { return nil }
+func (s *stallSender) Close() error                              { s.unblockSend(); return nil }
+func (s *stallSender) Wire() (uint64, uint64, map[string]uint64) { return 0, 0, nil }
+
+// TestSendStallFailsTheCase: a Send that blocks past the case's end by
+// stallGrace is unblocked (the sender closed), and the send op fails with
+// ErrStalled instead of hanging the worker, which goes on serving.
+func TestSendStallFailsTheCase(t *testing.T) {
+	testutil.NoLeaks(t)
+	defer func(g time.Duration) { stallGrace = g }(stallGrace)
+	stallGrace = 50 * time.Millisecond
+	tr := []Transport{{Name: "stall", Dial: func(context.Context, string) (Sender, error) {
+		return &stallSender{unblock: make(chan struct{})}, nil
+	}}}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(context.Background(), RoleSend, tr, inR, outW)
+		outW.Close()
+	}()
+	t.Cleanup(func() { inW.Close(); outR.Close() })
+	out := newLineReader(outR)
+	var rep Reply
+	for _, req := range []string{`{"op":"send","transport":"stall","addr":"127.0.0.1:9","duration_ns":10000000,"max_messages":100}`, `{"op":"close"}`} {
+		if _, err := io.WriteString(inW, req+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		line := out.next(t)
+		rep = Reply{}
+		if err := json.Unmarshal([]byte(line), &rep); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if strings.Contains(req, `"send"`) && !strings.Contains(rep.Err, ErrStalled.Error()) {
+			t.Errorf("send reply %s, want %v", line, ErrStalled)
+		}
+	}
+	if rep.Err != "" || rep.Send == nil {
+		t.Errorf("close after the stall: %+v", rep)
+	}
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
 }

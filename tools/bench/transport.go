@@ -52,15 +52,23 @@ type Transport struct {
 	Receivers  int  `json:"receivers,omitempty"`
 	SharedAddr bool `json:"shared_addr,omitempty"`
 	// Family groups fan-out transports that differ only in Receivers
-	// ("mcast"): Case.VsOne divides each by its family's one-receiver
-	// case of the same run.
+	// ("mcast", "ucast", "sub"): Case.VsOne divides each by its family's
+	// one-receiver case of the same run.
 	Family string `json:"family,omitempty"`
-	// ListenAddr is where the first receiving end listens; default
-	// "127.0.0.1:0".
+	// Subscribe turns the order of opening round (fan-sub): the sending
+	// worker opens the sender first, with Dial given ListenAddr (its
+	// Sender implements Subscribable), every receiving end is opened with
+	// Listen given the sender's address to subscribe to, and the sender
+	// starts sending once Receivers of them have joined. Clean link only.
+	Subscribe bool `json:"subscribe,omitempty"`
+	// ListenAddr is where the first receiving end listens (with
+	// Subscribe: where the sender listens); default "127.0.0.1:0".
 	ListenAddr string `json:"-"`
-	// Listen opens a receiving end on addr ("127.0.0.1:0").
+	// Listen opens a receiving end on addr ("127.0.0.1:0"); with
+	// Subscribe, one subscribed to the sender at addr.
 	Listen func(ctx context.Context, addr string) (Receiver, error) `json:"-"`
-	// Dial opens a sending end towards addr.
+	// Dial opens a sending end towards addr; with Subscribe, one that
+	// listens for subscribers at addr.
 	Dial func(ctx context.Context, addr string) (Sender, error) `json:"-"`
 	// External, when set, runs the whole case in the parent instead of
 	// the worker processes (Listen and Dial are unused): an external
@@ -164,6 +172,20 @@ const (
 	FanMcast1  = "fan-mcast1"
 	FanMcast10 = "fan-mcast10"
 	FanMcast50 = "fan-mcast50"
+	// FanUcast1, FanUcast10 and FanUcast50 are tw-nack unicast to a
+	// static list of 1, 10 and 50 receivers on loopback, each on a port
+	// of its own (sender.Config.To a comma-separated list: `send --to
+	// a,b,c`).
+	FanUcast1  = "fan-ucast1"
+	FanUcast10 = "fan-ucast10"
+	FanUcast50 = "fan-ucast50"
+	// FanSub1, FanSub10 and FanSub50 are tw-nack to 1, 10 and 50
+	// subscribers: the sender listens (sender.Config.Listen: `send
+	// --listen`) and each receiver subscribes (receiver.Config.Subscribe:
+	// `recv --subscribe`, the token echo) before the sender starts.
+	FanSub1  = "fan-sub1"
+	FanSub10 = "fan-sub10"
+	FanSub50 = "fan-sub50"
 )
 
 // FanoutGroup is the multicast group of the fan-out cases (administratively
@@ -234,15 +256,42 @@ func Builtin() []Transport {
 		{Name: CmdGSO, Description: "the commands, send --gso (recv has GRO on by default)", Optional: true, CleanOnly: true,
 			FullSpeedOnly: true, NoLatency: true, External: commandCase("--gso")},
 		fanMcast(FanMcast1, 1), fanMcast(FanMcast10, 10), fanMcast(FanMcast50, 50),
+		fanUcast(FanUcast1, 1), fanUcast(FanUcast10, 10), fanUcast(FanUcast50, 50),
+		fanSub(FanSub1, 1), fanSub(FanSub10, 10), fanSub(FanSub50, 50),
 	}
+}
+
+// fanout is the shape every fan-out transport shares: tw-nack (FEC off)
+// to n receiving ends of family, measured on the clean link only.
+func fanout(name, family, what string, n int) Transport {
+	return Transport{Name: name, Description: fmt.Sprintf("telewire, NACK only, %s %d receivers", what, n),
+		Optional: true, CleanOnly: true, Receivers: n, Family: family}
 }
 
 // fanMcast is tw-nack over IP multicast on loopback to n receivers.
 func fanMcast(name string, n int) Transport {
-	return Transport{Name: name, Description: fmt.Sprintf("telewire, NACK only, multicast on lo to %d receivers", n),
-		Optional: true, CleanOnly: true, Receivers: n, SharedAddr: true, Family: "mcast", ListenAddr: FanoutGroup + ":0",
-		Listen: twListenWith(receiver.Config{Interface: "lo"}),
-		Dial:   twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, MulticastInterface: "lo"})}
+	t := fanout(name, "mcast", "multicast on lo to", n)
+	t.SharedAddr, t.ListenAddr = true, FanoutGroup+":0"
+	t.Listen = twListenWith(receiver.Config{Interface: "lo"})
+	t.Dial = twDialWith(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}, MulticastInterface: "lo"})
+	return t
+}
+
+// fanUcast is tw-nack to a static list of n unicast receivers.
+func fanUcast(name string, n int) Transport {
+	t := fanout(name, "ucast", "unicast, a static list (--to a,b,…) of", n)
+	t.Listen = twListen
+	t.Dial = twDial(sender.FECConfig{Mode: sender.FECOff})
+	return t
+}
+
+// fanSub is tw-nack from a listening sender to n subscribed receivers.
+func fanSub(name string, n int) Transport {
+	t := fanout(name, "sub", "unicast, a listening sender (--listen) and subscribed", n)
+	t.Subscribe = true
+	t.Listen = twSubscribe
+	t.Dial = twListenDial(sender.Config{FEC: sender.FECConfig{Mode: sender.FECOff}})
+	return t
 }
 
 // ---- raw UDP ----
@@ -410,15 +459,26 @@ func twListenWith(cfg receiver.Config) func(context.Context, string) (Receiver, 
 			cfg.MaxReassemblyBytes, cfg.MaxSessionReassemblyBytes = 4*size, 8*size
 			cfg.MaxStateBytes = max(64<<20, 16*size)
 		}
-		ctx, cancel := context.WithCancel(ctx)
 		cfg.Listen = addr
-		r, err := receiver.Listen(ctx, cfg)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		return &twReceiver{r: r, ctx: ctx, cancel: cancel}, nil
+		return twOpen(ctx, cfg)
 	}
+}
+
+// twSubscribe opens a telewire receiver (default configuration) on a
+// loopback port of its own, subscribed to the sender at addr.
+func twSubscribe(ctx context.Context, addr string) (Receiver, error) {
+	return twOpen(ctx, receiver.Config{Listen: "127.0.0.1:0", Subscribe: addr})
+}
+
+// twOpen opens a telewire receiver configured as cfg.
+func twOpen(ctx context.Context, cfg receiver.Config) (Receiver, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	r, err := receiver.Listen(ctx, cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &twReceiver{r: r, ctx: ctx, cancel: cancel}, nil
 }
 
 type twReceiver struct {
@@ -469,30 +529,53 @@ func twDial(fec sender.FECConfig) func(context.Context, string) (Sender, error) 
 func twDialWith(cfg sender.Config) func(context.Context, string) (Sender, error) {
 	return func(ctx context.Context, addr string) (Sender, error) {
 		cfg.To = addr // the default configuration: no GSO unless the transport sets it
-		if size := sizeOf(ctx); size > sender.DefaultMaxMessage {
-			cfg.MaxMessage = size
-		}
-		s, err := sender.New(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		return &twSender{s: s}, nil
+		return twNew(ctx, cfg)
 	}
 }
 
+// twListenDial opens telewire senders configured as cfg that listen for
+// subscribers at the address Dial is given (Config.Listen, no To).
+func twListenDial(cfg sender.Config) func(context.Context, string) (Sender, error) {
+	return func(ctx context.Context, addr string) (Sender, error) {
+		cfg.Listen = addr
+		return twNew(ctx, cfg)
+	}
+}
+
+// twNew opens a telewire sender configured as cfg, sized for the run's
+// messages.
+func twNew(ctx context.Context, cfg sender.Config) (Sender, error) {
+	if size := sizeOf(ctx); size > sender.DefaultMaxMessage {
+		cfg.MaxMessage = size
+	}
+	s, err := sender.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &twSender{s: s}, nil
+}
+
 // twSender needs no Flush: telewire's writer goroutine sends as soon as a
-// message is queued and coalesces what queues up meanwhile.
+// message is queued and coalesces what queues up meanwhile. It is
+// Subscribable: a sender without Config.Listen just never has
+// subscribers.
 type twSender struct{ s *sender.Sender }
 
 func (s *twSender) Send(msg []byte) error { return s.s.Send(msg) }
 func (s *twSender) Flush() error          { return nil }
 func (s *twSender) Close() error          { return s.s.Close() }
+func (s *twSender) unblockSend()          { s.s.Close() }
+func (s *twSender) Addr() string          { return s.s.LocalAddr().String() }
+func (s *twSender) Subscribed() int       { return s.s.Stats().Subscribers.Subscribed }
 
 func (s *twSender) Wire() (bytes, datagrams uint64, counters map[string]uint64) {
 	st := s.s.Stats()
 	return st.BytesSent, st.DatagramsSent, map[string]uint64{
 		"write_syscalls": st.WriteSyscalls, "retransmits": st.Retransmits, "parity": st.Parity,
 		"nacks": st.NACKs, "queue_full": st.QueueFull, "heartbeats": st.Heartbeats,
+		"destinations": uint64(st.Subscribers.Destinations), "joined": st.Subscribers.Joined,
+		"pacing_waits": st.Pacing.Waits, "congestion_events": st.Pacing.CongestionEvents,
+		"pacing_rate_bytes_per_sec": uint64(st.Pacing.RateBytesPerSec),
 	}
 }
 

@@ -31,7 +31,8 @@ const (
 const (
 	OpListen    = "listen"     // recv: open Transport's receiver, start counting; reply Addr
 	OpDrain     = "drain"      // recv: wait for Sent messages (or idleness), close; reply Recv
-	OpSend      = "send"       // send: open Transport's sender to Addr, send for Duration at Rate; reply Send (sender stays open)
+	OpOpen      = "open"       // send: open a Subscribe transport's sender, listening; reply Addr (the sender's)
+	OpSend      = "send"       // send: open Transport's sender to Addr (or take the one opened), send for Duration at Rate; reply Send (sender stays open)
 	OpClose     = "close"      // send: close the sender; reply Send with CPU and wire figures
 	OpRelay     = "relay"      // relay: start a netem Relay to Addr with Fwd/Rev; reply Addr
 	OpRelayStop = "relay-stop" // relay: stop it; reply Relay
@@ -190,6 +191,7 @@ type worker struct {
 	colls  []*collector // recv: one per receiving end
 	cpu0   int64
 	snd    Sender // send
+	opened string // send: the transport whose sender open opened and send has not taken yet
 	sndRes SendResult
 	sndMem *memWatch
 	relay  *relayRun // relay
@@ -206,7 +208,7 @@ func (w *worker) transport(name string) (Transport, error) {
 
 func (w *worker) handle(req *Request, rep *Reply) error {
 	roleOf := map[string]string{
-		OpListen: RoleRecv, OpDrain: RoleRecv, OpSend: RoleSend, OpClose: RoleSend,
+		OpListen: RoleRecv, OpDrain: RoleRecv, OpOpen: RoleSend, OpSend: RoleSend, OpClose: RoleSend,
 		OpRelay: RoleRelay, OpRelayStop: RoleRelay,
 	}
 	if r, ok := roleOf[req.Op]; !ok || r != w.role {
@@ -217,6 +219,8 @@ func (w *worker) handle(req *Request, rep *Reply) error {
 		return w.listen(req, rep)
 	case OpDrain:
 		return w.drain(req, rep)
+	case OpOpen:
+		return w.open(req, rep)
 	case OpSend:
 		return w.send(req, rep)
 	case OpClose:
@@ -340,7 +344,12 @@ func (w *worker) listen(req *Request, rep *Reply) error {
 	}
 	debug.FreeOSMemory() // the last case's garbage (and RSS) is not this case's cost
 	addr := t.ListenAddr
-	if addr == "" {
+	switch {
+	case t.Subscribe && req.Addr == "":
+		return fmt.Errorf("%w: %s needs the sender's address to subscribe to", ErrProtocol, t.Name)
+	case t.Subscribe:
+		addr = req.Addr
+	case addr == "":
 		addr = "127.0.0.1:0"
 	}
 	var addrs []string
@@ -490,8 +499,76 @@ func (w *worker) drain(req *Request, rep *Reply) error {
 
 // ---- send ----
 
-func (w *worker) send(req *Request, rep *Reply) error {
+// Subscribable is the Sender of a Subscribe transport: it listens for
+// subscribers instead of sending to a given address.
+type Subscribable interface {
+	// Addr is the address receivers subscribe to.
+	Addr() string
+	// Subscribed returns how many receivers are subscribed now.
+	Subscribed() int
+}
+
+// JoinWait bounds how long the sending worker waits for a Subscribe
+// transport's receivers to join before it gives the case up. A
+// subscriber that misses its first answer asks again after 100 ms,
+// doubling, so a second is several retries.
+const JoinWait = 5 * time.Second
+
+// open opens a Subscribe transport's sender ahead of its receivers, for
+// send to take.
+func (w *worker) open(req *Request, rep *Reply) error {
 	if w.snd != nil {
+		return fmt.Errorf("%w: open while a sender is open", ErrProtocol)
+	}
+	t, err := w.transport(req.Transport)
+	if err != nil {
+		return err
+	}
+	if !t.Subscribe || t.Dial == nil {
+		return fmt.Errorf("%w: %s takes no subscribers", ErrProtocol, t.Name)
+	}
+	addr := t.ListenAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	runtime.GC()
+	s, err := t.Dial(withSize(w.ctx, req.Size), addr)
+	if err != nil {
+		return err
+	}
+	sub, ok := s.(Subscribable)
+	if !ok {
+		s.Close()
+		return fmt.Errorf("%w: %s's sender takes no subscribers", ErrProtocol, t.Name)
+	}
+	w.snd, w.opened = s, t.Name
+	rep.Addr = sub.Addr()
+	return nil
+}
+
+// awaitJoins waits until n receivers have subscribed to s, up to
+// JoinWait.
+func (w *worker) awaitJoins(s Subscribable, n int) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(JoinWait)
+	for s.Subscribed() < n {
+		select {
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		case now := <-tick.C:
+			if now.After(deadline) {
+				return fmt.Errorf("bench: %d of %d receivers subscribed after %v", s.Subscribed(), n, JoinWait)
+			}
+		}
+	}
+	return nil
+}
+
+func (w *worker) send(req *Request, rep *Reply) error {
+	opened := w.opened
+	w.opened = ""
+	if w.snd != nil && opened != req.Transport {
 		return fmt.Errorf("%w: send while a sender is open", ErrProtocol)
 	}
 	t, err := w.transport(req.Transport)
@@ -501,12 +578,19 @@ func (w *worker) send(req *Request, rep *Reply) error {
 	if req.DurationNanos <= 0 || req.WarmupNanos < 0 || req.MaxMessages == 0 || req.Rate < 0 {
 		return fmt.Errorf("%w: send needs a positive duration and max_messages, warm-up and rate >= 0", ErrProtocol)
 	}
-	runtime.GC()
-	s, err := t.Dial(withSize(w.ctx, req.Size), req.Addr)
-	if err != nil {
+	if t.Subscribe != (opened != "") {
+		return fmt.Errorf("%w: %s: send without open, or open for a transport that takes no subscribers", ErrProtocol, t.Name)
+	}
+	s := w.snd
+	if s == nil {
+		runtime.GC()
+		if s, err = t.Dial(withSize(w.ctx, req.Size), req.Addr); err != nil {
+			return err
+		}
+		w.snd = s
+	} else if err := w.awaitJoins(s.(Subscribable), max(t.Receivers, 1)); err != nil {
 		return err
 	}
-	w.snd = s
 	if req.Size != 0 && (req.Size < StampLen || req.Size > MaxSize) {
 		return fmt.Errorf("%w: size %d outside %d..%d", ErrProtocol, req.Size, StampLen, MaxSize)
 	}
@@ -534,15 +618,45 @@ func (w *worker) send(req *Request, rep *Reply) error {
 	}
 	p := newPacer()
 	defer p.stop()
+	var stalled atomic.Bool
+	if u, ok := s.(unblocker); ok {
+		// A Send still blocked stallGrace after the case's end is
+		// unblocked by closing the sender: the case fails, the bench
+		// goes on.
+		t := time.AfterFunc(time.Duration(req.WarmupNanos+req.DurationNanos)+stallGrace, func() {
+			stalled.Store(true)
+			u.unblockSend()
+		})
+		defer t.Stop()
+	}
 	if req.WarmupNanos > 0 {
 		pump(w.ctx, s, p, msg, req.Rate, req.WarmupNanos, req.MaxMessages, WarmupBit)
 	}
 	w.cpu0, _ = ProcessCPUNanos()
 	w.sndMem = watchMem(memInterval, nil)
 	w.sndRes = pump(w.ctx, s, p, msg, req.Rate, req.DurationNanos, req.MaxMessages, 0)
+	if stalled.Load() {
+		return fmt.Errorf("%w: Send blocked more than %v past the case's end (%d messages sent); the sender was closed", ErrStalled, stallGrace, w.sndRes.Sent)
+	}
 	res := w.sndRes
 	rep.Send = &res
 	return nil
+}
+
+// stallGrace is how long past a case's end the sending worker lets a
+// Send block before it closes the sender (see ErrStalled); tests shorten
+// it.
+var stallGrace = 10 * time.Second
+
+// ErrStalled reports a case whose sender blocked in Send for 10 s past
+// the case's end, so that the worker closed it. It fails that case
+// only.
+var ErrStalled = errors.New("bench: sender stalled")
+
+// unblocker is a Sender whose Send, blocked in another goroutine, returns
+// when unblockSend is called (telewire's, by closing).
+type unblocker interface {
+	unblockSend()
 }
 
 // maxBurst is how many messages the sending loop hands over between
@@ -612,7 +726,7 @@ func (w *worker) closeSender(rep *Reply) error {
 		return fmt.Errorf("%w: close without send", ErrProtocol)
 	}
 	s := w.snd
-	w.snd = nil
+	w.snd, w.opened = nil, ""
 	var mem MemSummary
 	if w.sndMem != nil { // nil when send failed before the warm-up ended
 		mem = w.sndMem.finish()

@@ -42,8 +42,10 @@ ref-loop (the minimal loop: one unchanging batch sent over and over, only counte
 ref-iperf3 (iperf3 -u -b 0, if installed), the commands end to end cmd-default,
 cmd-nopack and cmd-gso ("telewire send --gen market --count N" into "telewire recv
 --count N --framing len32 > /dev/null", default flags, --no-pack, --gso; N = --count),
-and multicast fan-out on lo to 1, 10 and 50 receivers fan-mcast1, fan-mcast10,
-fan-mcast50 (reported as ratios to one receiver). Each at full speed and at 1k, 10k
+and fan-out to 1, 10 and 50 receivers: multicast on lo fan-mcast1, fan-mcast10,
+fan-mcast50, a static unicast list (send --to a,b,c) fan-ucast1, fan-ucast10,
+fan-ucast50, and subscribers (send --listen, recv --subscribe) fan-sub1, fan-sub10,
+fan-sub50 (reported as ratios to one receiver). Each at full speed and at 1k, 10k
 and 100k msgs/s; each clean and through a userspace netem relay dropping 1% and 5%
 each way. Worker RSS and heap are sampled through each case. Reports messages/s,
 Mbit/s, completeness, CPU per message, one-way latency p50/p99/p99.9/max (both ends

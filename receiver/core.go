@@ -1006,6 +1006,18 @@ func (c *Core) newSession(id uint64, from netip.AddrPort, now int64) *session {
 	return s
 }
 
+// retrySpan is how long a missing sequence is asked for before its
+// retries may give it up: in ordered delivery, as long as delivery waits
+// for it (Latency), so a long budget is not cut short by the retries of a
+// loaded host's round trips running out first (the tracker's default of
+// one second, the sender's default retransmit age, otherwise).
+func (c *Core) retrySpan() int64 {
+	if c.cfg.Mode == ModeOrdered {
+		return max(reliability.DefaultRetrySpan, int64(c.cfg.Latency))
+	}
+	return 0
+}
+
 // release returns what a dropped session's delivery still holds to the
 // pool; those messages are not delivered.
 func (c *Core) release(s *session) {
@@ -1043,7 +1055,7 @@ func (s *session) stream(id uint32, c *Core) *stream {
 	var st *stream
 	st = &stream{
 		id:      id,
-		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), Budget: &s.meter, NACKBackoff: c.groupBackoff(s, &st)}),
+		tracker: reliability.NewTracker(reliability.TrackerConfig{Window: c.cfg.Window, MaxMissing: c.cfg.MaxMissing, ReorderFloor: int64(reorderFloor), NACKAtOnceUntilReordered: true, NACKInterval: int64(time.Millisecond), RetrySpan: c.retrySpan(), Budget: &s.meter, NACKBackoff: c.groupBackoff(s, &st)}),
 		delivery: reliability.NewDelivery[*held](reliability.DeliveryConfig{
 			Mode:     c.cfg.Mode,
 			Capacity: 1 << (bits.Len(uint(c.cfg.ReorderCapacity)) - 1), // a power of two, at most the bound

@@ -319,3 +319,77 @@ func TestGapNACKedWhenFound(t *testing.T) {
 		}
 	}
 }
+
+// TestLongBudgetKeepsAsking: in ordered delivery a gap is asked for as
+// long as delivery waits for it. With a 10 s budget and a sender that
+// answers nothing for 8 s (its repairs lost, or a host stalled), the
+// receiver still asks for sequence 1 late in that time, and the repair
+// that finally comes is delivered: nothing is skipped. (The tracker's own
+// default would give the sequence up after 8 requests and a second.)
+func TestLongBudgetKeepsAsking(t *testing.T) {
+	c := newCore(t, Config{Mode: ModeOrdered, Latency: 10 * time.Second})
+	start := int64(time.Second)
+	now := start
+	c.Tick(now)
+	c.Handle(dataPkt(t, 7, 0, 0, now), addr(0), now)
+	c.Handle(dataPkt(t, 7, 0, 2, now), addr(0), now) // 1 missing
+	// The sender answers the challenge 20 ms later: validated, and a
+	// round trip measured.
+	hb := packet.Packet{
+		Header:    packet.Header{Kind: packet.KindHeartbeat, Flags: packet.FlagAnswer, Session: 7},
+		Heartbeat: packet.Heartbeat{Start: 0, Next: 3, Timestamp: now, Answer: c.challenge(addr(0), 7, now)},
+	}
+	b, err := hb.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now += int64(20 * time.Millisecond)
+	if c.Handle(b, addr(0), now); c.Stats().Answers != 1 {
+		t.Fatalf("answer not taken: %+v", c.Stats())
+	}
+	drainOutbox(c)
+	var lastAsked int64
+	var got []uint64
+	asks := 0
+	seq := uint64(3)
+	for now < start+8*int64(time.Second) {
+		now += 10 * int64(time.Millisecond)
+		if now%int64(100*time.Millisecond) == 0 { // the stream goes on
+			c.Handle(dataPkt(t, 7, 0, seq, now), addr(0), now)
+			seq++
+		}
+		c.Tick(now)
+		b := c.Outbox().Take()
+		if b == nil {
+			continue
+		}
+		var p packet.Packet
+		for _, d := range b.Datagrams() {
+			if p.Parse(d.Data) == nil && p.Kind == packet.KindNACK && len(p.Ranges) > 0 && p.Ranges[0].First == 1 {
+				lastAsked = now
+				asks++
+			}
+		}
+		c.Outbox().Give(b)
+		for m, ok := c.Pop(); ok; m, ok = c.Pop() {
+			if got = append(got, m.Seq); m.Seq != 0 {
+				t.Fatalf("delivered %d past the gap at %v", m.Seq, time.Duration(now-start))
+			}
+		}
+	}
+	t.Logf("%d requests, the last %v after the gap", asks, time.Duration(lastAsked-start))
+	if lastAsked < start+5*int64(time.Second) {
+		t.Fatalf("sequence 1 last asked for %v after it went missing (%d requests): given up inside a 10 s budget",
+			time.Duration(lastAsked-start), asks)
+	}
+	c.Handle(dataPkt(t, 7, 0, 1, start), addr(0), now) // the repair, at last
+	for m, ok := c.Pop(); ok; m, ok = c.Pop() {
+		got = append(got, m.Seq)
+	}
+	if len(got) != int(seq) || got[1] != 1 {
+		t.Fatalf("delivered %v, want 0..%d in order", got, seq-1)
+	}
+	if st := c.Stats().Streams[0]; st.Skipped != 0 {
+		t.Fatalf("%d skipped", st.Skipped)
+	}
+}

@@ -113,6 +113,9 @@ func TestTwoBridgesStoreOnce(t *testing.T) {
 	<-sent
 	for range links {
 		if err := <-done; err != nil {
+			for i, l := range links {
+				t.Logf("link %d: receiver %+v\nsender %+v", i, l.r.Stats(), l.s.Stats())
+			}
 			t.Fatal(err)
 		}
 	}

@@ -33,6 +33,9 @@ type Options struct {
 	Seed     int64         // seeds the link and the generator; default 1
 	Interval time.Duration // table row interval; default 1s
 	KeyFile  string        // pre-shared key file: both ends encrypt (sender.Config.KeyFile)
+	// Latency is the receivers' latency budget (receiver.Config.Latency);
+	// default the receiver's, 200 ms.
+	Latency time.Duration
 	// Receivers, from 2 (at most MaxReceivers), makes RunGroup's group
 	// demo: the sender sends to a multicast group and each receiver has
 	// a link of its own (Fwd and Rev, drawn independently). Run ignores
@@ -117,7 +120,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", KeyFile: o.KeyFile, Logger: o.Logger})
+	rcv, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", KeyFile: o.KeyFile, Latency: o.Latency, Logger: o.Logger})
 	if err != nil {
 		return Summary{}, err
 	}

@@ -182,7 +182,7 @@ func RunGroup(ctx context.Context, o Options, out io.Writer) (GroupSummary, erro
 	rcvs := make([]*receiver.Receiver, n)
 	delivered := make([]atomic.Uint64, n)
 	for i := range rcvs {
-		r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Group: true, Logger: o.Logger})
+		r, err := receiver.Listen(ctx, receiver.Config{Listen: "127.0.0.1:0", Group: true, Latency: o.Latency, Logger: o.Logger})
 		if err != nil {
 			return GroupSummary{}, err
 		}

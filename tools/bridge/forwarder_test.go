@@ -13,7 +13,9 @@ import (
 	"github.com/telewire/telewire/tools/bridge/natstest"
 )
 
-// fillStream publishes payload(0..n-1) on subject, synchronously.
+// fillStream publishes payload(0..n-1) on subject, synchronously, in
+// windows of 1000 acknowledgements (the client refuses a publish once
+// 4000 are outstanding and a loaded server lags for 200 ms).
 func fillStream(t testing.TB, url, subject string, n uint64) {
 	t.Helper()
 	c := connect(t, url)
@@ -26,11 +28,14 @@ func fillStream(t testing.TB, url, subject string, n uint64) {
 		if _, err := js.PublishAsync(subject, payload(i)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(wait):
-		t.Fatal("publishing did not complete")
+		if i%1000 != 999 && i != n-1 {
+			continue
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(wait):
+			t.Fatal("publishing did not complete")
+		}
 	}
 }
 

@@ -28,7 +28,8 @@ const (
 	maxGrowthStep   = 100_000_000    // feedback gaps longer than this grow as this
 	burstTime       = 2_000_000      // bucket depth in time at the current rate
 	waitQuantum     = 250_000        // a paced send waits for at least this much credit
-	resendBurst     = 20_000_000     // the retransmission allowance's depth in time at its rate
+	resendBurst     = 100_000_000    // the retransmission allowance's depth in time at its rate
+	maxResendDebt   = 20_000_000     // retransmissions put the credit at most this far in debt, in time at the rate
 )
 
 // Controller gains.
@@ -253,8 +254,9 @@ func NewPacer(cfg PacerConfig) *Pacer {
 // burst is the bucket's depth in bytes.
 func (p *Pacer) burst() float64 { return max(p.rate*burstTime/1e9, minBurst) }
 
-// resendDepth is the retransmission allowance's depth in bytes.
-func (p *Pacer) resendDepth() float64 { return p.rate * resendShare * resendBurst / 1e9 }
+// resendDepth is the retransmission allowance's depth in bytes: at
+// least one largest datagram.
+func (p *Pacer) resendDepth() float64 { return max(p.rate*resendShare*resendBurst/1e9, minBurst) }
 
 func (p *Pacer) fill(now int64) {
 	if p.fillAt == 0 {
@@ -293,13 +295,15 @@ func (p *Pacer) OnSend(n int) {
 
 // ResendOK reports whether a retransmission may be sent at now; OnResend
 // charges the one that is. Retransmissions answer the receivers' NACKs
-// and do not wait for credit: they spend it at once, so without a bound
-// they starve the data, or put the credit so deep in debt that Send
-// waits for seconds. They are held to their own allowance, resendShare
-// of the rate, which may be overdrawn by one datagram: the rest of the
-// rate is the data's however many receivers ask for how much, and the
-// debt retransmissions add to the credit (and so to the next Send's
-// wait) stays within a datagram and resendBurst of their share.
+// at once, without waiting for credit. Unbounded, they starve the data or
+// put the credit so deep in debt that Send waits for seconds; so they
+// have an allowance of their own, which fills at resendShare of the rate
+// up to resendBurst's worth (at least 64 KiB) and which one datagram may
+// overdraw, and they put the shared credit at most maxResendDebt's worth
+// in debt. A burst of repairs (a late joiner's history, an outage's
+// losses) goes out at once, the data keeps at least the rest of the rate
+// however many receivers ask for how much, and the wait repairs add to a
+// Send stays within a few tens of milliseconds.
 //
 // (Before this bound, ten fan-out receivers falling behind at once put
 // the credit megabytes in debt, since each stream's retransmit budget
@@ -311,11 +315,13 @@ func (p *Pacer) ResendOK(now int64) bool {
 	return p.resend > 0
 }
 
-// OnResend spends n bytes of credit, and of the retransmissions'
-// allowance, for a retransmission ResendOK let through.
+// OnResend spends n bytes of the retransmissions' allowance, and of the
+// credit down to maxResendDebt's worth of debt, for a retransmission
+// ResendOK let through.
 func (p *Pacer) OnResend(n int) {
 	p.resend -= float64(n)
-	p.OnSend(n)
+	p.sent += float64(n)
+	p.tokens = max(p.tokens-float64(n), min(p.tokens, -p.rate*maxResendDebt/1e9))
 }
 
 // setRate changes the rate to r. A debt is a wait: a lower rate scales it

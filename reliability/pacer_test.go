@@ -398,8 +398,9 @@ func TestPacerBystander(t *testing.T) {
 
 // TestPacerResendShare: retransmissions answered as fast as they are
 // asked spend at most their share of the rate, so a greedy sender's data
-// keeps the rest and no Send waits longer than the share's burst, a
-// datagram and a quantum allow; without the share they took it all.
+// keeps the rest and no Send waits longer than the debt repairs may
+// leave, a datagram and a quantum allow; without the share they took it
+// all.
 func TestPacerResendShare(t *testing.T) {
 	const rate = DefaultMinRate // the floor, where the bench's run stalled
 	p := NewPacer(PacerConfig{InitialRate: rate, MaxRate: rate})
@@ -422,16 +423,18 @@ func TestPacerResendShare(t *testing.T) {
 		p.OnSend(1400)
 		data += 1400
 	}
-	total := (data + resent - minBurst) / 2 // the bucket starts full
+	// Both buckets start full.
+	resent -= minBurst
+	total := (data + resent - minBurst) / 2
 	if got := resent / 2; got > resendShare*rate*1.05 || got < resendShare*rate*0.9 {
 		t.Fatalf("retransmissions took %.0f bytes/s of %d, want their share %.0f", got, rate, resendShare*rate)
 	}
 	if total > rate*1.05 {
 		t.Fatalf("sent %.0f bytes/s paced at %d", total, rate)
 	}
-	// The debt a Send can find: the share's burst plus a datagram of
-	// each kind, refilled at the data's part of the rate.
-	bound := int64(math.Ceil((resendShare*rate*resendBurst/1e9 + 2*1400 + rate*waitQuantum/1e9) / ((1 - resendShare) * rate) * 1e9))
+	// The debt a Send can find: what repairs may leave plus a datagram
+	// of each kind, refilled at the data's part of the rate.
+	bound := int64(math.Ceil((rate*maxResendDebt/1e9 + 2*1400 + rate*waitQuantum/1e9) / ((1 - resendShare) * rate) * 1e9))
 	if longest > bound {
 		t.Fatalf("a send waited %d µs, want at most %d", longest/1000, bound/1000)
 	}
@@ -458,5 +461,26 @@ func TestPacerCutKeepsTheWait(t *testing.T) {
 	}
 	if after := p.Delay(now); after > before {
 		t.Fatalf("wait %d µs before the cut, %d µs after", before/1000, after/1000)
+	}
+}
+
+// TestPacerResendBurst: a burst of repairs (a late joiner's history, an
+// outage's losses) goes out at once, up to the allowance, and leaves the
+// next send a wait of at most maxResendDebt.
+func TestPacerResendBurst(t *testing.T) {
+	p := NewPacer(PacerConfig{InitialRate: 10e6})
+	now := int64(1_000 * ms)
+	p.Delay(now)
+	p.OnSend(int(minBurst)) // the bucket spent: the burst is all debt
+	var resent float64
+	for p.ResendOK(now) {
+		p.OnResend(1400)
+		resent += 1400
+	}
+	if want := resendShare * 10e6 * resendBurst / 1e9; resent < want {
+		t.Fatalf("a burst of %.0f bytes of repairs went out, want the allowance's %.0f", resent, want)
+	}
+	if wait, bound := p.Delay(now), int64(maxResendDebt+2*waitQuantum); wait > bound {
+		t.Fatalf("the next send waits %d µs, want at most %d", wait/1000, bound/1000)
 	}
 }

@@ -12,14 +12,14 @@ import (
 // (it sends whenever the pacer lets it) to n receivers that keep up for a
 // while, then fall behind together — their round trip grows, they see
 // half of what is sent and ask for the rest again and again — and then
-// catch up. It returns the longest time Send would have been held by the
-// pacer, and how long after the receivers fell behind that was.
+// catch up. It records the longest time Send would have been held by the
+// pacer, and when that hold ended.
 type fanStall struct {
 	t     *testing.T
 	c     *Core
 	dests []netip.AddrPort
 	now   int64
-	// sent[i] is the newest sequence sent at step i (one step per 100 µs),
+	// newest[i] is the newest sequence sent at step i (one step per 100 µs),
 	// so that a receiver oneWay behind sees what was sent by then.
 	newest []uint64
 	block  int64 // the sender has been held since this time; 0 when not
@@ -134,7 +134,7 @@ func (f *fanStall) hold(d int64) {
 // behind at once asked for repairs that were charged to the pacer's
 // credit without waiting for it, while a congestion cut brought the rate
 // to its floor, so the credit was seconds in debt and Send waited that
-// long (1.7 s here before the fix, 10 s and more in the bench).
+// long (1.3 s here before the fix, 10 s and more in the bench).
 // Retransmissions now spend at most their share of the rate: Send is
 // held for well under the latency budget, and fresh messages keep going
 // out while the receivers ask.

@@ -28,6 +28,8 @@ const (
 	maxGrowthStep   = 100_000_000    // feedback gaps longer than this grow as this
 	burstTime       = 2_000_000      // bucket depth in time at the current rate
 	waitQuantum     = 250_000        // a paced send waits for at least this much credit
+	resendBurst     = 100_000_000    // the retransmission allowance's depth in time at its rate
+	maxResendDebt   = 20_000_000     // retransmissions put the credit at most this far in debt, in time at the rate
 )
 
 // Controller gains.
@@ -39,6 +41,7 @@ const (
 	startupCap   = 3.0        // startup runs at most this far ahead of the best delivery rate
 	probeCap     = 1.5        // and probing this far
 
+	resendShare     = 0.5         // retransmissions spend at most this share of the rate
 	bystanderQuiet  = 100_000_000 // ns without waiting for credit: the application sets the pace
 	bystanderMargin = 1.05        // and everything sent arrives, within this
 	minBurst        = 64 << 10    // bytes; the bucket is never shallower than this
@@ -122,7 +125,10 @@ type PacerStats struct {
 // bystander). Without that signal the rate grows, but only while sends
 // were actually held back by it: doubling every 20 ms in startup, 10% per
 // 20 ms once a limit was found, never far ahead of the best delivery rate
-// measured.
+// measured. Retransmissions, which do not wait, may spend at most half
+// the rate (see ResendOK), and a cut does not lengthen the wait for
+// credit already spent: however many receivers ask for repairs, the wait
+// they add to a send's stays within a few tens of milliseconds.
 //
 // All times are caller-supplied nanoseconds; a Pacer does not allocate
 // and is not safe for concurrent use.
@@ -131,6 +137,9 @@ type Pacer struct {
 	rate   float64
 	tokens float64
 	fillAt int64 // when tokens were last topped up; 0 = never
+	// resend is the retransmissions' allowance within the credit: it
+	// fills at resendShare of the rate, up to resendBurst's worth.
+	resend float64
 
 	startup bool
 	limited bool // a send waited since the last feedback
@@ -245,13 +254,18 @@ func NewPacer(cfg PacerConfig) *Pacer {
 // burst is the bucket's depth in bytes.
 func (p *Pacer) burst() float64 { return max(p.rate*burstTime/1e9, minBurst) }
 
+// resendDepth is the retransmission allowance's depth in bytes: at
+// least one largest datagram.
+func (p *Pacer) resendDepth() float64 { return max(p.rate*resendShare*resendBurst/1e9, minBurst) }
+
 func (p *Pacer) fill(now int64) {
 	if p.fillAt == 0 {
-		p.tokens, p.fillAt = p.burst(), now
+		p.tokens, p.resend, p.fillAt = p.burst(), p.resendDepth(), now
 		return
 	}
 	if dt := now - p.fillAt; dt > 0 {
 		p.tokens = min(p.tokens+p.rate*float64(dt)/1e9, p.burst())
+		p.resend = min(p.resend+resendShare*p.rate*float64(dt)/1e9, p.resendDepth())
 		p.fillAt = now
 	}
 }
@@ -272,11 +286,58 @@ func (p *Pacer) Delay(now int64) int64 {
 	return int64(math.Ceil((want - p.tokens) / p.rate * 1e9))
 }
 
-// OnSend spends n bytes of credit for a datagram sent: data, parity and
-// retransmissions alike. Credit accrues lazily, at the next Delay.
+// OnSend spends n bytes of credit for a datagram sent after Delay let it:
+// data and parity. Credit accrues lazily, at the next Delay.
 func (p *Pacer) OnSend(n int) {
 	p.tokens -= float64(n)
 	p.sent += float64(n)
+}
+
+// ResendOK reports whether a retransmission may be sent at now; OnResend
+// charges the one that is. Retransmissions answer the receivers' NACKs
+// at once, without waiting for credit. Unbounded, they starve the data or
+// put the credit so deep in debt that Send waits for seconds; so they
+// have an allowance of their own, which fills at resendShare of the rate
+// up to resendBurst's worth (at least 64 KiB) and which one datagram may
+// overdraw, and they put the shared credit at most maxResendDebt's worth
+// in debt. A burst of repairs (a late joiner's history, an outage's
+// losses) goes out at once, the data keeps at least the rest of the rate
+// however many receivers ask for how much, and the wait repairs add to a
+// Send stays within a few tens of milliseconds.
+//
+// (Before this bound, ten fan-out receivers falling behind at once put
+// the credit megabytes in debt, since each stream's retransmit budget
+// follows its past send rate and not the pacer's present one, and once a
+// congestion cut had brought the rate to its floor Send waited for
+// seconds.) A retransmission refused is not sent; the receiver asks again.
+func (p *Pacer) ResendOK(now int64) bool {
+	p.fill(now)
+	return p.resend > 0
+}
+
+// OnResend spends n bytes of the retransmissions' allowance, and of the
+// credit down to maxResendDebt's worth of debt, for a retransmission
+// ResendOK let through.
+func (p *Pacer) OnResend(n int) {
+	p.resend -= float64(n)
+	p.sent += float64(n)
+	p.tokens = max(p.tokens-float64(n), min(p.tokens, -p.rate*maxResendDebt/1e9))
+}
+
+// setRate changes the rate to r. A debt is a wait: a lower rate scales it
+// down with the rate, so that the wait it stands for does not grow (a cut
+// to a tenth of the rate would otherwise make the wait for credit already
+// spent ten times longer).
+func (p *Pacer) setRate(r float64) {
+	if r < p.rate {
+		if p.tokens < 0 {
+			p.tokens *= r / p.rate
+		}
+		if p.resend < 0 {
+			p.resend *= r / p.rate
+		}
+	}
+	p.rate = r
 }
 
 // Sent returns the bytes charged by OnSend so far.
@@ -319,7 +380,7 @@ func (p *Pacer) OnFeedback(now int64, f Feedback) {
 		}
 		if drained {
 			p.draining = false
-			p.rate = p.clamp(p.afterDrain)
+			p.setRate(p.clamp(p.afterDrain))
 			p.highRTT = 0
 		}
 		return
@@ -376,9 +437,9 @@ func (p *Pacer) cut(now int64) {
 		target = best * cutToDeliver
 	}
 	p.afterDrain = p.clamp(target)
-	p.rate = p.clamp(target * drainGain / cutToDeliver)
-	p.draining = true
 	p.tokens = min(p.tokens, 0)
+	p.setRate(p.clamp(target * drainGain / cutToDeliver))
+	p.draining = true
 	p.startup = false
 	p.highRTT = 0
 	p.cutEcho = now
@@ -397,7 +458,7 @@ func (p *Pacer) grow(dt int64) {
 	if best := max(p.bestDelivery, p.prevBest); best > 0 {
 		r = min(r, max(p.rate, best*ceiling))
 	}
-	p.rate = p.clamp(r)
+	p.setRate(p.clamp(r))
 }
 
 func (p *Pacer) clamp(r float64) float64 {

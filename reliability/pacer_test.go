@@ -311,6 +311,9 @@ func TestPacerZeroAllocs(t *testing.T) {
 		if p.Delay(now) == 0 {
 			p.OnSend(200)
 		}
+		if p.ResendOK(now) {
+			p.OnResend(200)
+		}
 		delivered += 200
 		p.OnFeedback(now, Feedback{RTT: ms, Delivered: delivered, Echo: now})
 	})
@@ -390,5 +393,94 @@ func TestPacerBystander(t *testing.T) {
 	step(3_000, 2_000) // a third no longer arrives
 	if p.Stats().Cuts == 0 {
 		t.Fatal("no cut although the sender outruns the path")
+	}
+}
+
+// TestPacerResendShare: retransmissions answered as fast as they are
+// asked spend at most their share of the rate, so a greedy sender's data
+// keeps the rest and no Send waits longer than the debt repairs may
+// leave, a datagram and a quantum allow; without the share they took it
+// all.
+func TestPacerResendShare(t *testing.T) {
+	const rate = DefaultMinRate // the floor, where the bench's run stalled
+	p := NewPacer(PacerConfig{InitialRate: rate, MaxRate: rate})
+	now := int64(1_000 * ms)
+	var data, resent float64
+	var longest int64
+	for end := now + 2_000*ms; now < end; now += 100_000 {
+		// NACKs ask for far more than the rate every 0.1 ms.
+		for range 10 {
+			if !p.ResendOK(now) {
+				break
+			}
+			p.OnResend(1400)
+			resent += 1400
+		}
+		if d := p.Delay(now); d > 0 {
+			longest = max(longest, d)
+			continue
+		}
+		p.OnSend(1400)
+		data += 1400
+	}
+	// Both buckets start full.
+	resent -= minBurst
+	total := (data + resent - minBurst) / 2
+	if got := resent / 2; got > resendShare*rate*1.05 || got < resendShare*rate*0.9 {
+		t.Fatalf("retransmissions took %.0f bytes/s of %d, want their share %.0f", got, rate, resendShare*rate)
+	}
+	if total > rate*1.05 {
+		t.Fatalf("sent %.0f bytes/s paced at %d", total, rate)
+	}
+	// The debt a Send can find: what repairs may leave plus a datagram
+	// of each kind, refilled at the data's part of the rate.
+	bound := int64(math.Ceil((rate*maxResendDebt/1e9 + 2*1400 + rate*waitQuantum/1e9) / ((1 - resendShare) * rate) * 1e9))
+	if longest > bound {
+		t.Fatalf("a send waited %d µs, want at most %d", longest/1000, bound/1000)
+	}
+}
+
+// TestPacerCutKeepsTheWait: a cut lowers the rate, not the pace at which
+// credit already spent is repaid: the wait for a debt does not grow.
+func TestPacerCutKeepsTheWait(t *testing.T) {
+	p := NewPacer(PacerConfig{InitialRate: 50e6})
+	now := int64(1_000 * ms)
+	for range 20 { // a steady 1 ms path
+		now += 5 * ms
+		p.OnFeedback(now, Feedback{RTT: ms, Delivered: uint64(now / 100), Echo: now})
+	}
+	p.Delay(now)
+	p.OnSend(int(p.Rate() * 0.010)) // 10 ms of debt
+	before := p.Delay(now)
+	for i := range 2 { // a standing queue: cut
+		now += ms
+		p.OnFeedback(now, Feedback{RTT: 20 * ms, Delivered: uint64(now/100) + uint64(i), Echo: now})
+	}
+	if p.Stats().Cuts != 1 {
+		t.Fatalf("%d cuts, want 1", p.Stats().Cuts)
+	}
+	if after := p.Delay(now); after > before {
+		t.Fatalf("wait %d µs before the cut, %d µs after", before/1000, after/1000)
+	}
+}
+
+// TestPacerResendBurst: a burst of repairs (a late joiner's history, an
+// outage's losses) goes out at once, up to the allowance, and leaves the
+// next send a wait of at most maxResendDebt.
+func TestPacerResendBurst(t *testing.T) {
+	p := NewPacer(PacerConfig{InitialRate: 10e6})
+	now := int64(1_000 * ms)
+	p.Delay(now)
+	p.OnSend(int(minBurst)) // the bucket spent: the burst is all debt
+	var resent float64
+	for p.ResendOK(now) {
+		p.OnResend(1400)
+		resent += 1400
+	}
+	if want := resendShare * 10e6 * resendBurst / 1e9; resent < want {
+		t.Fatalf("a burst of %.0f bytes of repairs went out, want the allowance's %.0f", resent, want)
+	}
+	if wait, bound := p.Delay(now), int64(maxResendDebt+2*waitQuantum); wait > bound {
+		t.Fatalf("the next send waits %d µs, want at most %d", wait/1000, bound/1000)
 	}
 }

@@ -1030,6 +1030,10 @@ resend:
 				c.stats.FeedbackDropped++ // queue full: the receiver will ask again
 				break resend
 			}
+			if c.pace != nil && !c.pace.ResendOK(now) {
+				c.stats.RetransmitsPaced++ // repairs have spent their share of the rate
+				break resend
+			}
 			if !c.peers.AllowRetransmit(from, len(data)+grow, c.rtt.Smoothed(), now, proven) {
 				c.stats.RetransmitsBlocked++ // amplification limit or per-RTT budget
 				break resend
@@ -1042,7 +1046,9 @@ resend:
 			if c.sealTo(out, to) != nil {
 				break resend
 			}
-			c.spend(len(data) + grow)
+			if c.pace != nil {
+				c.pace.OnResend(len(data) + grow)
+			}
 			s.wire += uint64(len(data) + grow)
 			c.stats.Retransmits++
 			c.stats.RetransmitBytes += uint64(len(data))

@@ -180,8 +180,8 @@ func (s *Sender) SendStream(stream uint32, payload []byte) error {
 			}
 			l.Mu.Unlock()
 			l.Wake()
-			// In slices, so that Close is noticed within one: a burst of
-			// retransmissions can put the pacer's credit seconds in debt.
+			// In slices, so that Close is noticed within one: a wait at
+			// the pacer's floor rate after a large message can be long.
 			time.Sleep(min(time.Duration(wait), maxPaceSleep))
 			l.Mu.Lock()
 			continue

@@ -53,6 +53,7 @@ type Stats struct {
 	NACKsRejected      uint64 `json:"nacks_rejected"`      // NACKs naming sequences never sent (or history requests for more than packet.MaxJoinHistory), rejected whole
 	HistoryNACKs       uint64 `json:"history_nacks"`       // late joiners' requests for what was sent before they joined (packet.FlagHistory), answered to them alone
 	RetransmitsBlocked uint64 `json:"retransmits_blocked"` // retransmissions refused by the address's amplification limit or per-RTT budget
+	RetransmitsPaced   uint64 `json:"retransmits_paced"`   // retransmissions held back: they had spent their share of the pacing rate (see reliability.Pacer.ResendOK)
 	AnswersBlocked     uint64 `json:"answers_blocked"`     // "unavailable" answers refused by the amplification limit
 	AddressesValidated uint64 `json:"addresses_validated"` // feedback addresses other than the configured one that proved they receive the data
 	// Without a key (see "Unauthenticated peers" in the receiver package):

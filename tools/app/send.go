@@ -423,6 +423,7 @@ func refusedLine(st sender.Stats) string {
 		{st.FeedbackDropped, "answers to NACKs not queued (queue full)"},
 		{st.Throttled, "retransmissions refused by the retransmit budget"},
 		{st.RetransmitsBlocked, "retransmissions refused by the amplification limit"},
+		{st.RetransmitsPaced, "retransmissions held back (repairs had spent their share of the pacing rate)"},
 		{st.AnswersBlocked, "\"unavailable\" answers refused by the amplification limit"},
 		{st.Unavailable, "\"unavailable\" answers sent (asked for what was no longer kept)"},
 		{st.NACKsRejected, "NACKs rejected (named messages never sent)"},

@@ -162,6 +162,7 @@ func (c *SenderCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(ch, c.rtxRefused, st.Suppressed, "recently_resent")
 	emit(ch, c.rtxRefused, st.Throttled, "retransmit_budget")
 	emit(ch, c.rtxRefused, st.RetransmitsBlocked, "amplification_limit")
+	emit(ch, c.rtxRefused, st.RetransmitsPaced, "pacing_share")
 	emit(ch, c.rtt, seconds(st.RTT.SmoothedNanos))
 	emit(ch, c.rttMin, seconds(st.RTT.MinNanos))
 	emit(ch, c.rttVar, seconds(st.RTT.VarianceNanos))

@@ -197,71 +197,8 @@ func TestMulticastBridgeOwnLoss(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 
-	var wg sync.WaitGroup
-	errs := make([]error, receivers)
-	repaired := make([]map[uint64]bool, receivers) // sequences a receiver got only by retransmission
-	for k, r := range rs {
-		repaired[k] = map[uint64]bool{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range n {
-				m, err := r.Recv(ctx)
-				if err != nil {
-					errs[k] = fmt.Errorf("receiver %d: recv %d: %w", k, i, err)
-					return
-				}
-				if want := groupPayload(i); !bytes.Equal(m.Payload, want) || m.Seq != uint64(i) {
-					errs[k] = fmt.Errorf("receiver %d: message %d is seq %d %q, want %q; stream %+v", k, i, m.Seq, m.Payload, want, r.Stats().Streams[0])
-					return
-				}
-				if m.Origin != receiver.OriginFirst {
-					repaired[k][m.Seq] = true
-				}
-			}
-		}()
-	}
-	for i := range n {
-		if err := s.Send(groupPayload(i)); err != nil {
-			t.Fatalf("send %d: %v", i, err)
-		}
-		if i == 20 {
-			time.Sleep(20 * time.Millisecond) // the first messages reach everyone
-			if err := lan.SetLoss(netns.LANOptions{LossPercent: loss, SharedLossPercent: 2}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if i%20 == 19 {
-			time.Sleep(2 * time.Millisecond) // about 10 000 messages/s at most
-		}
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	st := s.Stats()
-	union := map[uint64]bool{}
-	sum := 0
-	each := make([]int, receivers)
-	for k := range rs {
-		each[k] = len(repaired[k])
-		sum += each[k]
-		for seq := range repaired[k] {
-			union[seq] = true
-		}
-	}
-	shared, err := lan.SharedDropped()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dropped []uint64
-	for i := 1; i <= receivers; i++ {
-		d, err := lan.Dropped(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dropped = append(dropped, d)
-	}
+	st, run := streamOverBridge(t, ctx, s, rs, lan, n, loss)
+	union, sum, each, shared, dropped := run.union, run.sum, run.each, run.shared, run.dropped
 	rtx, nacks := float64(st.Retransmits), float64(st.NACKs)
 	t.Logf("bridge dropped %d shared, receivers dropped %v; losses per receiver %v: union %d, sum %d; sender: %d NACKs (%.2f per lost), %d retransmissions (%.2f per lost; %.2f of the sum), %d suppressed",
 		shared, dropped, each, len(union), sum, st.NACKs, nacks/float64(len(union)), st.Retransmits, rtx/float64(len(union)), rtx/float64(sum), st.Suppressed)
@@ -290,4 +227,94 @@ func TestMulticastBridgeOwnLoss(t *testing.T) {
 			t.Errorf("receiver %d was told the group has %d receivers", k, g)
 		}
 	}
+}
+
+// bridgeRun is what streamOverBridge saw: the sequences each receiver got
+// only by retransmission (each, their count per receiver), their union
+// and sum, and the packets the bridge's rules dropped (shared: before
+// flooding; dropped: at each receiver).
+type bridgeRun struct {
+	union   map[uint64]bool
+	sum     int
+	each    []int
+	shared  uint64
+	dropped []uint64
+}
+
+// streamOverBridge sends groupPayload(0..n-1) from s to the receivers rs,
+// members 1..len(rs) of lan, turning on each member's loss (loss, member
+// 0 the sender) and 2% shared loss after the first 20 messages, so that
+// every receiver hears the stream begin. Every receiver must deliver every
+// message, byte-identical, in order and at its sequence; the test ends
+// otherwise, with each receiver's counters. It returns the sender's
+// counters and which losses were repaired where.
+func streamOverBridge(t *testing.T, ctx context.Context, s *sender.Sender, rs []*receiver.Receiver, lan *netns.Bridge, n int, loss []float64) (sender.Stats, bridgeRun) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(rs))
+	repaired := make([]map[uint64]bool, len(rs)) // sequences a receiver got only by retransmission
+	for k, r := range rs {
+		repaired[k] = map[uint64]bool{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				m, err := r.Recv(ctx)
+				if err != nil {
+					errs[k] = fmt.Errorf("receiver %d: recv %d: %w", k, i, err)
+					return
+				}
+				if want := groupPayload(i); !bytes.Equal(m.Payload, want) || m.Seq != uint64(i) {
+					errs[k] = fmt.Errorf("receiver %d: message %d is seq %d %q, want %q", k, i, m.Seq, m.Payload, want)
+					return
+				}
+				if m.Origin != receiver.OriginFirst {
+					repaired[k][m.Seq] = true
+				}
+			}
+		}()
+	}
+	for i := range n {
+		if err := s.Send(groupPayload(i)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i == 20 {
+			time.Sleep(20 * time.Millisecond) // the first messages reach everyone
+			if err := lan.SetLoss(netns.LANOptions{LossPercent: loss, SharedLossPercent: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%20 == 19 {
+			time.Sleep(2 * time.Millisecond) // about 10 000 messages/s at most
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for k, r := range rs {
+			if x := r.Stats(); len(x.Streams) > 0 {
+				t.Logf("receiver %d: %+v; feedback write errors %d", k, x.Streams[0], x.WriteErrors)
+			}
+		}
+		t.Fatalf("%v\nsender %+v", err, s.Stats())
+	}
+	run := bridgeRun{union: map[uint64]bool{}, each: make([]int, len(rs))}
+	for k := range rs {
+		run.each[k] = len(repaired[k])
+		run.sum += run.each[k]
+		for seq := range repaired[k] {
+			run.union[seq] = true
+		}
+	}
+	var err error
+	if run.shared, err = lan.SharedDropped(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= len(rs); i++ {
+		d, err := lan.Dropped(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run.dropped = append(run.dropped, d)
+	}
+	return s.Stats(), run
 }
